@@ -1,0 +1,108 @@
+"""The thin click layer: parse the command line, call one command module, map errors to exits.
+
+Command modules are imported only when their command runs, so `vlrun check` never pays for
+the SDK's connection code or an audio library. `vlrun PROFILE.yaml` is short for
+`vlrun run PROFILE.yaml`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import click
+
+from runner import __version__
+from runner.errors import EXIT_BUG, VlrunError, exit_code_for
+from runner.redact import redact
+
+# name -> (module, attribute, one-line help). The table is the registry of subcommands.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("runner.commands.run", "run", "Start a profile and talk to it (the default command)."),
+    "check": ("runner.commands.check", "check", "Validate profiles and scenarios; report every problem."),
+    "compile": ("runner.commands.compile", "compile_", "Print the session.update payload a profile compiles to."),
+    "explain": ("runner.commands.compile", "explain", "Show where each compiled field came from."),
+    "schema": ("runner.commands.compile", "schema", "Print the profile (or scenario) JSON Schema."),
+    "emulate": ("runner.commands.emulate", "emulate", "Run the local Voice Live emulator."),
+    "tools": ("runner.commands.tools", "tools", "List and inspect tool plugins."),
+    "devices": ("runner.commands.run", "devices", "List audio input and output devices."),
+    "doctor": ("runner.commands.run", "doctor", "Check sound stack, endpoint, credentials and a profile."),
+    "test": ("runner.commands.test", "test", "Run conversation scenarios against the emulator or Azure."),
+}
+
+
+class VlrunGroup(click.Group):
+    """A group whose commands load lazily and whose default command is `run`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module_name, attr, _ = entry
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # command not built yet
+                return None
+            raise
+        command: click.Command = getattr(module, attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help text comes from the table so `vlrun --help` imports no command module.
+        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # `vlrun profiles/x.yaml ...` -> `vlrun run profiles/x.yaml ...`
+        if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=VlrunGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vlrun")
+def cli() -> None:
+    """vlrun: run Azure AI Voice Live agents from YAML profiles.
+
+    \b
+    vlrun profiles/casual-chat.yaml     talk to a profile (local emulator when no endpoint is set)
+    vlrun check profiles/               validate profiles, with file:line for every problem
+    """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code; the one place errors become exit codes."""
+    try:
+        # Commands return their exit code; click hands it back in non-standalone mode.
+        rv = cli.main(args=argv, prog_name="vlrun", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return exit_code_for(KeyboardInterrupt())
+    except VlrunError as exc:
+        click.echo(redact(exc.render()), err=True)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        return exit_code_for(exc)
+    except Exception:  # a bug in vlrun: one line for the user, the traceback in a file
+        crash = Path(tempfile.gettempdir()) / "vlrun-crash.log"
+        crash.write_text(redact(traceback.format_exc()), encoding="utf-8")
+        kind = sys.exc_info()[0]
+        name = kind.__name__ if kind else "error"
+        click.echo(f"vlrun failed unexpectedly ({name}); details in {crash}. Please report it.", err=True)
+        return EXIT_BUG
+    return rv if isinstance(rv, int) else 0
