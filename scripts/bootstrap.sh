@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Set up everything vlrun needs on a fresh machine, then do one job:
+#   scripts/bootstrap.sh run [vlrun args...]   talk to a profile (default: profiles/casual-chat.yaml)
+#   scripts/bootstrap.sh test [pytest args...] install test tools, start virtual audio, run the tests
+# Idempotent: a second run only checks what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+job="${1:-run}"; shift || true
+VENV="${VLRUN_VENV:-.venv}"
+PY="${PYTHON:-python3}"
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+apt_install() {
+    # System packages: only as root with apt, and only those missing.
+    local missing=()
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" = 0 ] && have apt-get; then
+        echo "installing system packages: ${missing[*]}"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "note: missing system packages (${missing[*]}); install them with your package manager" >&2
+        return 1
+    fi
+}
+
+venv() {
+    if [ ! -x "$VENV/bin/python" ]; then "$PY" -m venv "$VENV"; fi
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+}
+
+case "$job" in
+run)
+    # PortAudio makes the microphone usable; without it vlrun falls back to text mode.
+    extras=""
+    if apt_install portaudio19-dev; then extras="[audio]"; fi
+    venv
+    "$VENV/bin/python" -m pip install -q -e ".${extras}"
+    [ $# -eq 0 ] && set -- profiles/casual-chat.yaml
+    exec "$VENV/bin/vlrun" "$@"
+    ;;
+test)
+    apt_install portaudio19-dev pulseaudio libasound2-plugins espeak-ng sox
+    venv
+    "$VENV/bin/python" -m pip install -q -e ".[audio]" --group test
+    # Virtual microphone and speaker (PulseAudio null sinks) for the real-PyAudio tests.
+    bash scripts/pulse-env.sh start || echo "note: PulseAudio did not start; audio tests will be skipped" >&2
+    trap 'bash scripts/pulse-env.sh stop || true' EXIT
+    "$VENV/bin/python" -m pytest -n 2 "$@"
+    ;;
+*)
+    echo "usage: scripts/bootstrap.sh run|test [args...]" >&2; exit 2 ;;
+esac
