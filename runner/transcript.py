@@ -1,0 +1,273 @@
+"""What the user sees and keeps: the live console, the conversation log, the technical log and
+the JSONL event trace. Every line written anywhere passes through :mod:`runner.redact`.
+
+Console layout: the conversation goes to stdout (``you: …`` / ``assistant: …`` / tool lines),
+status lines (banner, notices, warnings, errors, latency) go to stderr, so ``--quiet`` and
+pipes keep the conversation clean.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from runner.redact import redact, redact_obj
+
+log = logging.getLogger("runner")
+
+VERBOSITY_QUIET, VERBOSITY_NORMAL, VERBOSITY_VERBOSE = 0, 1, 2
+_AUDIO_KEYS = ("delta", "audio")  # base64 payloads replaced by their size in the trace
+
+
+@dataclass
+class Turn:
+    """One completed turn of the conversation (kept exactly once per item id)."""
+
+    role: str  # "user" | "assistant" | "tool"
+    text: str
+    item_id: str
+    at: float = field(default_factory=time.time)
+    interrupted: bool = False
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+class Transcript:
+    """Console output plus the conversation log, technical log and optional trace."""
+
+    def __init__(
+        self,
+        *,
+        verbosity: int = VERBOSITY_NORMAL,
+        logs_dir: Path | None = None,
+        trace_path: Path | None = None,
+        name: str = "session",
+        out: IO[str] | None = None,
+        err: IO[str] | None = None,
+        meter: bool | None = None,
+    ) -> None:
+        self.verbosity = verbosity
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.turns: list[Turn] = []
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self._streaming: str | None = None  # item id whose assistant text is being streamed
+        self._streamed_text = ""
+        self._meter_shown = False
+        is_tty = getattr(self.out, "isatty", lambda: False)()
+        self.meter_enabled = (is_tty and verbosity >= VERBOSITY_NORMAL) if meter is None else meter
+        self.conversation_path: Path | None = None
+        self.technical_path: Path | None = None
+        self._conv: IO[str] | None = None
+        self._handler: logging.Handler | None = None
+        self._trace: IO[str] | None = None
+        if logs_dir is not None:
+            logs_dir.mkdir(parents=True, exist_ok=True)
+            base = f"{_stamp()}_{_safe(name)}"
+            self.conversation_path = logs_dir / f"{base}_conversation.log"
+            self.technical_path = logs_dir / f"{base}_technical.log"
+            self._conv = self.conversation_path.open("a", encoding="utf-8")
+            self._handler = logging.FileHandler(self.technical_path, encoding="utf-8")
+            self._handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            self._handler.setLevel(logging.DEBUG)
+            for name_, level in (("runner", logging.DEBUG), ("azure", logging.INFO)):
+                lg = logging.getLogger(name_)
+                lg.addHandler(self._handler)
+                if lg.level == logging.NOTSET or lg.level > level:
+                    lg.setLevel(level)
+        if trace_path is not None:
+            trace_path.parent.mkdir(parents=True, exist_ok=True)
+            self._trace = trace_path.open("a", encoding="utf-8")
+
+    # -- console ---------------------------------------------------------------------------
+
+    def _write(self, stream: IO[str], text: str) -> None:
+        with self._lock:
+            if self._meter_shown:
+                stream.write("\r\x1b[K")
+                self._meter_shown = False
+            stream.write(redact(text))
+            stream.flush()
+
+    def _end_stream(self) -> None:
+        if self._streaming is not None:
+            self._write(self.out, "\n")
+            self._streaming = None
+
+    def banner(self, text: str) -> None:
+        """A status line shown even with --quiet (e.g. "offline: local Voice Live emulator")."""
+        self._end_stream()
+        self._write(self.err, text + "\n")
+        self.conv_note(text)
+
+    def notice(self, text: str) -> None:
+        log.info("%s", text)
+        if self.verbosity >= VERBOSITY_NORMAL:
+            self._end_stream()
+            self._write(self.err, f"-- {text}\n")
+
+    def warning(self, text: str) -> None:
+        log.warning("%s", text)
+        if self.verbosity >= VERBOSITY_NORMAL:
+            self._end_stream()
+            self._write(self.err, f"warning: {text}\n")
+
+    def error(self, text: str) -> None:
+        """Errors reach the user whatever the verbosity."""
+        log.error("%s", text)
+        self._end_stream()
+        self._write(self.err, f"error: {text}\n")
+        self.conv_note(f"error: {text}")
+
+    def event(self, kind: str, summary: str = "") -> None:
+        """--verbose: one line per server event type."""
+        if self.verbosity >= VERBOSITY_VERBOSE:
+            self._end_stream()
+            self._write(self.err, f"   < {kind}{(' ' + summary) if summary else ''}\n")
+
+    def meter(self, dbfs: float) -> None:
+        """Redraw a one-line mic level meter (terminals only)."""
+        if not self.meter_enabled or self._streaming is not None:
+            return
+        bars = max(0, min(30, int((dbfs + 60) / 2)))
+        with self._lock:
+            self.out.write(f"\r\x1b[Kmic {'#' * bars:<30} {dbfs:5.0f} dB")
+            self.out.flush()
+            self._meter_shown = True
+
+    def latency(self, ms: float, what: str = "end of speech -> first audio") -> None:
+        log.info("turn latency %.0f ms (%s)", ms, what)
+        if self.verbosity >= VERBOSITY_NORMAL:
+            self._end_stream()
+            self._write(self.err, f"   ({what}: {ms:.0f} ms)\n")
+
+    # -- conversation ----------------------------------------------------------------------
+
+    def user(self, item_id: str, text: str) -> None:
+        """A completed user turn (transcribed speech or typed text)."""
+        if not self._remember(Turn("user", text, item_id)):
+            return
+        self._end_stream()
+        self._write(self.out, f"you: {text}\n")
+
+    def assistant_delta(self, item_id: str, delta: str) -> None:
+        """Streamed assistant text: printed as it arrives, logged once complete."""
+        if item_id in self._seen:
+            return
+        if self._streaming != item_id:
+            self._end_stream()
+            self._write(self.out, "assistant: ")
+            self._streaming = item_id
+            self._streamed_text = ""
+        self._streamed_text += delta
+        self._write(self.out, delta)
+
+    def assistant_done(self, item_id: str, text: str, *, interrupted: bool = False) -> None:
+        """The assistant's turn is complete (or was cut off by barge-in)."""
+        text = text or (self._streamed_text if self._streaming == item_id else "")
+        if not self._remember(Turn("assistant", text, item_id, interrupted=interrupted)):
+            return
+        if self._streaming == item_id:
+            if interrupted:
+                self._write(self.out, " [interrupted]")
+            self._end_stream()
+        elif text:
+            self._end_stream()
+            self._write(self.out, f"assistant: {text}{' [interrupted]' if interrupted else ''}\n")
+
+    def tool_call(self, call_id: str, name: str, arguments: str) -> None:
+        self._end_stream()
+        log.info("tool call %s %s(%s)", call_id, name, arguments)
+        if self.verbosity >= VERBOSITY_NORMAL:
+            self._write(self.out, f"  [tool] {name}({arguments})\n")
+        self.conv_note(f"tool call {name}({arguments}) [{call_id}]")
+
+    def tool_result(self, call_id: str, name: str, ok: bool, text: str, duration_s: float) -> None:
+        self._remember(Turn("tool", f"{name} -> {text}", f"out:{call_id}"), log_line=False)
+        log.info("tool result %s %s ok=%s %.3fs %s", call_id, name, ok, duration_s, text)
+        if self.verbosity >= VERBOSITY_NORMAL:
+            status = "->" if ok else "failed:"
+            self._write(self.out, f"  [tool] {name} {status} {_clip(text)} ({duration_s:.2f} s)\n")
+        self.conv_note(f"tool result {name} {'ok' if ok else 'error'} ({duration_s:.2f} s): {text}")
+
+    def _remember(self, turn: Turn, *, log_line: bool = True) -> bool:
+        with self._lock:
+            if turn.item_id in self._seen:
+                return False
+            self._seen.add(turn.item_id)
+            self.turns.append(turn)
+        if log_line and self._conv is not None:
+            mark = " [interrupted]" if turn.interrupted else ""
+            self._conv_write(f"{turn.role}: {turn.text}{mark}")
+        return True
+
+    def conv_note(self, text: str) -> None:
+        """A line in the conversation log only (session id, config summary, tool calls)."""
+        if self._conv is not None:
+            self._conv_write(text)
+
+    def _conv_write(self, text: str) -> None:
+        assert self._conv is not None
+        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
+        with self._lock:
+            self._conv.write(redact(f"[{stamp}] {text}") + "\n")
+            self._conv.flush()
+
+    # -- trace -----------------------------------------------------------------------------
+
+    def trace(self, direction: str, event: dict[str, Any]) -> None:
+        """Append one event to the JSONL trace; base64 audio is replaced by its length."""
+        if self._trace is None:
+            return
+        slim = dict(event)
+        for key in _AUDIO_KEYS:
+            value = slim.get(key)
+            if isinstance(value, (str, bytes)) and slim.get("type", "").endswith(
+                ("audio.delta", "buffer.append")
+            ):
+                slim[key] = f"<{len(value)} chars audio>"
+        line = json.dumps({"t": round(time.time(), 3), "dir": direction, "event": redact_obj(slim)},
+                          default=str)
+        with self._lock:
+            self._trace.write(redact(line) + "\n")
+
+    # -- end -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush and close every file; safe to call twice."""
+        self._end_stream()
+        with self._lock:
+            if self._conv is not None:
+                self._conv.close()
+                self._conv = None
+            if self._trace is not None:
+                self._trace.close()
+                self._trace = None
+        if self._handler is not None:
+            for name_ in ("runner", "azure"):
+                logging.getLogger(name_).removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:60] or "session"
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
