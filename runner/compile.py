@@ -1,0 +1,446 @@
+"""Pure compile: a validated Profile -> the exact ``session.update`` event, api-version aware.
+
+Only what the profile sets is sent (the service's defaults stay the service's), in one fixed
+key order so compiled payloads can be committed as golden files. Nothing here imports the
+SDK: its default api-version and session fields are kept as data, checked by tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from runner.errors import Problem, ProfileError
+from runner.profile import Profile, voice_type
+from runner.validate import KNOWN_API_VERSIONS, suggest
+from runner.yamlsrc import PathKey
+
+#: azure-ai-voicelive 1.3.1's default api-version (tests compare it with the SDK).
+DEFAULT_API_VERSION = "2026-07-15"
+LEGACY_API_VERSION = "2025-05-01-preview"
+
+#: Fields of the SDK's RequestSession (tests compare this with the SDK model).
+SDK_SESSION_KEYS = frozenset(
+    {
+        "animation",
+        "avatar",
+        "include",
+        "input_audio_echo_cancellation",
+        "input_audio_format",
+        "input_audio_noise_reduction",
+        "input_audio_sampling_rate",
+        "input_audio_transcription",
+        "instructions",
+        "interim_response",
+        "max_response_output_tokens",
+        "metadata",
+        "modalities",
+        "model",
+        "output_audio_format",
+        "output_audio_timestamp_types",
+        "parallel_tool_calls",
+        "reasoning_effort",
+        "temperature",
+        "tool_choice",
+        "tools",
+        "turn_detection",
+        "voice",
+    }
+)
+
+#: First api-version that supports a feature (evidence: docs/profiles.md "API versions").
+MIN_VERSION = {
+    "azure-realtime-native": "2026-01-01-preview",
+    "mcp": "2026-04-10",
+    "client_echo_reference": "2026-06-01-preview",
+    "parallel_tool_calls": "2026-06-01-preview",
+}
+
+_VOICE_KEYS = (
+    "name",
+    "type",
+    "endpoint_id",
+    "model",
+    "temperature",
+    "rate",
+    "pitch",
+    "volume",
+    "style",
+    "locale",
+    "prefer_locales",
+    "custom_lexicon_url",
+    "custom_text_normalization_url",
+)
+_TURN_KEYS = (
+    "type",
+    "threshold",
+    "prefix_padding_ms",
+    "silence_duration_ms",
+    "speech_duration_ms",
+    "remove_filler_words",
+    "languages",
+    "eagerness",
+    "create_response",
+    "interrupt_response",
+    "auto_truncate",
+    "end_of_utterance_detection",
+)
+_INTERIM_TYPES = {"static": "static_interim_response", "llm": "llm_interim_response"}
+
+
+def _date(version: str) -> str:
+    return version[:10]
+
+
+def supports(api_version: str, feature: str) -> bool:
+    return _date(api_version) >= _date(MIN_VERSION[feature])
+
+
+def thaw(value: Any) -> Any:
+    """Read-only profile data -> plain JSON-able data."""
+    if isinstance(value, Mapping | MappingProxyType):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(v) for v in value]
+    return value
+
+
+class _Out:
+    """The session being built, plus where each field came from (for `vlrun explain`)."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.session: dict[str, Any] = {}
+        self.trace: dict[PathKey, PathKey] = {}
+        self.problems: list[Problem] = []
+        self.loc = profile.locator()
+
+    def set(self, key: str, value: Any, source: PathKey) -> None:
+        self.session[key] = value
+        self.trace[(key,)] = source
+
+    def problem(
+        self, path: PathKey, message: str, *, hint: str | None = None, severity: str = "error"
+    ) -> None:
+        self.problems.append(self.loc.problem(path, message, hint=hint, severity=severity))
+
+
+def compile_session(
+    profile: Profile,
+    *,
+    api_version: str | None = None,
+    tool_schemas: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The ``{"type": "session.update", "session": {...}}`` event; ProfileError when the target
+    api-version cannot express the profile."""
+    payload, problems, _ = compile_with_problems(
+        profile, api_version=api_version, tool_schemas=tool_schemas
+    )
+    if any(p.severity == "error" for p in problems):
+        raise ProfileError(problems)
+    return payload
+
+
+def effective_api_version(profile: Profile, api_version: str | None = None) -> str:
+    return api_version or profile.connection.api_version or DEFAULT_API_VERSION
+
+
+def compile_with_problems(
+    profile: Profile,
+    *,
+    api_version: str | None = None,
+    tool_schemas: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[dict[str, Any], list[Problem], dict[PathKey, PathKey]]:
+    """Compile and return (payload, problems, trace: session path -> profile path)."""
+    version = effective_api_version(profile, api_version)
+    out = _Out(profile)
+    if version not in KNOWN_API_VERSIONS:
+        out.problem(
+            ("connection", "api_version"),
+            f"unknown api_version {version!r}",
+            hint=suggest(version, KNOWN_API_VERSIONS)
+            or f"known versions: {', '.join(KNOWN_API_VERSIONS)}",
+        )
+    s = profile.settings
+    legacy = version == LEGACY_API_VERSION
+    if "modalities" in s:
+        out.set("modalities", thaw(s["modalities"]), ("modalities",))
+    if profile.instructions is not None:
+        out.set("instructions", profile.instructions, ("instructions",))
+    if "voice" in s:
+        _voice(out, s["voice"], version)
+    audio = s.get("audio") or {}
+    if "input_format" in audio:
+        out.set("input_audio_format", audio["input_format"], ("audio", "input_format"))
+    if "input_sampling_rate" in audio:
+        out.set(
+            "input_audio_sampling_rate",
+            audio["input_sampling_rate"],
+            ("audio", "input_sampling_rate"),
+        )
+    if "output_format" in audio:
+        out.set("output_audio_format", audio["output_format"], ("audio", "output_format"))
+    if "turn_detection" in s:
+        _turn(out, s["turn_detection"], legacy)
+    if "noise_reduction" in audio:
+        nr = audio["noise_reduction"]
+        out.set(
+            "input_audio_noise_reduction",
+            None if nr == "off" else {"type": nr},
+            ("audio", "noise_reduction"),
+        )
+    if "echo_cancellation" in audio:
+        _echo(out, audio["echo_cancellation"], version)
+    if "transcription" in s:
+        tr = s["transcription"]
+        if tr is True:
+            out.problem(
+                ("transcription",),
+                "transcription: true needs a model",
+                hint="e.g. transcription: {model: azure-speech}",
+            )
+        out.set("input_audio_transcription", None if tr is False else thaw(tr), ("transcription",))
+    if audio.get("word_timestamps"):
+        out.set("output_audio_timestamp_types", ["word"], ("audio", "word_timestamps"))
+    if "animation" in s:
+        out.set("animation", thaw(s["animation"]), ("animation",))
+    if "avatar" in s:
+        out.set("avatar", thaw(s["avatar"]), ("avatar",))
+    _tools(out, profile, version, tool_schemas)
+    if "tool_choice" in s:
+        choice = s["tool_choice"]
+        value: Any = (
+            choice
+            if choice in ("auto", "none", "required")
+            else {"type": "function", "name": choice}
+        )
+        out.set("tool_choice", value, ("tool_choice",))
+    if "parallel_tool_calls" in s:
+        if supports(version, "parallel_tool_calls"):
+            out.set("parallel_tool_calls", s["parallel_tool_calls"], ("parallel_tool_calls",))
+        else:
+            out.problem(
+                ("parallel_tool_calls",),
+                f"parallel_tool_calls is not supported by api_version {version}; not sent",
+                severity="warning",
+            )
+    for key, wire in (
+        ("temperature", "temperature"),
+        ("max_response_tokens", "max_response_output_tokens"),
+        ("reasoning_effort", "reasoning_effort"),
+    ):
+        if key in s:
+            out.set(wire, s[key], (key,))
+    if "interim_response" in s:
+        ir = thaw(s["interim_response"])
+        ir["type"] = _INTERIM_TYPES[ir["type"]]
+        out.set("interim_response", ir, ("interim_response",))
+    if "metadata" in s:
+        out.set("metadata", thaw(s["metadata"]), ("metadata",))
+    _agent_version(out, profile, version)
+    if "session" in s:
+        _escape_hatch(out, s["session"])
+    return {"type": "session.update", "session": out.session}, out.problems, out.trace
+
+
+def _voice(out: _Out, voice: Any, version: str) -> None:
+    vtype = voice_type(voice)
+    if isinstance(voice, str):
+        value: Any = voice if vtype == "openai" else {"name": voice, "type": vtype}
+    else:
+        data = thaw(voice)
+        data["type"] = vtype
+        value = {k: data[k] for k in _VOICE_KEYS if k in data}
+    if vtype == "azure-realtime-native" and not supports(version, "azure-realtime-native"):
+        out.problem(
+            ("voice",),
+            f"azure-realtime-native voices need api_version "
+            f"{MIN_VERSION['azure-realtime-native']} or later (target: {version})",
+        )
+    out.set("voice", value, ("voice",))
+
+
+def _turn(out: _Out, td: Any, legacy: bool) -> None:
+    if isinstance(td, str):
+        td = {"type": td}
+    if td.get("type") == "manual":
+        out.set("turn_detection", None, ("turn_detection",))
+        return
+    data = thaw(td)
+    value = {k: data[k] for k in _TURN_KEYS if k in data}
+    out.set("turn_detection", value, ("turn_detection",))
+    eou = value.get("end_of_utterance_detection")
+    if not isinstance(eou, dict):
+        return
+    base: PathKey = ("turn_detection", "end_of_utterance_detection")
+    wire: dict[str, Any] = {"model": eou["model"]}
+    if legacy:
+        if "threshold_level" in eou:
+            out.problem(
+                (*base, "threshold_level"),
+                f"threshold_level is not supported by api_version {LEGACY_API_VERSION}",
+                hint="use threshold (0-1) for this version, or a newer api_version",
+            )
+        if "threshold" in eou:
+            wire["threshold"] = eou["threshold"]
+        if "timeout" in eou:
+            wire["timeout"] = eou["timeout"]
+        elif "timeout_ms" in eou:
+            wire["timeout"] = _seconds(eou["timeout_ms"])
+            out.trace[("turn_detection", "end_of_utterance_detection", "timeout")] = (
+                *base,
+                "timeout_ms",
+            )
+    else:
+        if "threshold" in eou:
+            out.problem(
+                (*base, "threshold"),
+                f"threshold (0-1) only exists in api_version {LEGACY_API_VERSION}; not sent",
+                severity="warning",
+                hint="use threshold_level: low|medium|high|default",
+            )
+        if "threshold_level" in eou:
+            wire["threshold_level"] = eou["threshold_level"]
+        if "timeout_ms" in eou:
+            wire["timeout_ms"] = eou["timeout_ms"]
+        elif "timeout" in eou:
+            wire["timeout_ms"] = round(eou["timeout"] * 1000)
+            out.trace[("turn_detection", "end_of_utterance_detection", "timeout_ms")] = (
+                *base,
+                "timeout",
+            )
+    value["end_of_utterance_detection"] = wire
+
+
+def _seconds(ms: int) -> int | float:
+    sec = ms / 1000
+    return int(sec) if sec.is_integer() else sec
+
+
+def _echo(out: _Out, ec: Any, version: str) -> None:
+    path: PathKey = ("audio", "echo_cancellation")
+    if ec is False or ec == "off":
+        out.set("input_audio_echo_cancellation", None, path)
+        return
+    value: dict[str, Any] = {"type": "server_echo_cancellation"}
+    if ec == "client":
+        value.update(reference_source="client", channels=2)
+    elif isinstance(ec, Mapping):
+        for key in ("reference_source", "channels"):
+            if key in ec:
+                value[key] = ec[key]
+    if value.get("reference_source") == "client" and not supports(version, "client_echo_reference"):
+        out.problem(
+            path,
+            f"a client echo reference needs api_version "
+            f"{MIN_VERSION['client_echo_reference']} or later (target: {version})",
+        )
+    out.set("input_audio_echo_cancellation", value, path)
+
+
+def _tools(
+    out: _Out, profile: Profile, version: str, schemas: Mapping[str, Mapping[str, Any]] | None
+) -> None:
+    tools: list[dict[str, Any]] = []
+    for i, binding in enumerate(profile.tools):
+        plugin = (schemas or {}).get(binding.name)
+        entry: dict[str, Any] = {"type": "function", "name": binding.name}
+        description = binding.description or (plugin or {}).get("description")
+        if description:
+            entry["description"] = description
+        params = (plugin or {}).get("parameters") if plugin else binding.parameters
+        if params is not None:
+            entry["parameters"] = thaw(params)
+        elif schemas is not None:
+            out.problem(
+                ("tools", i),
+                f"tool {binding.name!r} has no plugin and no declared parameters",
+                hint="add a plugin in tools/ or declare `parameters:`",
+            )
+        out.trace[("tools", len(tools))] = ("tools", i)
+        tools.append(entry)
+    mcp = profile.mcp_servers
+    if mcp and not supports(version, "mcp"):
+        out.problem(
+            ("mcp_servers",),
+            f"MCP servers need api_version {MIN_VERSION['mcp']} or later (target: {version})",
+        )
+    for i, server in enumerate(mcp):
+        entry = {"type": "mcp", "server_label": server.label, "server_url": server.url}
+        if server.allowed_tools is not None:
+            entry["allowed_tools"] = list(server.allowed_tools)
+        if server.headers:
+            entry["headers"] = dict(server.headers)
+        if server.approval is not None:
+            # `ask` is the runner's policy: the service asks for approval, the runner asks you.
+            entry["require_approval"] = (
+                "always" if server.approval == "ask" else thaw(server.approval)
+            )
+        out.trace[("tools", len(tools))] = ("mcp_servers", i)
+        tools.append(entry)
+    if tools:
+        out.session["tools"] = tools
+
+
+def _agent_version(out: _Out, profile: Profile, version: str) -> None:
+    agent = profile.agent
+    if agent is None:
+        return
+    legacy = version == LEGACY_API_VERSION
+    if agent.legacy and not legacy:
+        out.problem(
+            ("connection", "agent", "id"),
+            f"classic agents (`id`) belong to api_version "
+            f"{LEGACY_API_VERSION}; target is {version}",
+            severity="warning",
+            hint="use `name` + `project` for current Foundry agents",
+        )
+    if not agent.legacy and legacy:
+        out.problem(
+            ("connection", "agent", "name"),
+            f"agent `name` binding is not available in api_version {LEGACY_API_VERSION}",
+            severity="warning",
+            hint="use `id` + `project` there, or a newer api_version",
+        )
+
+
+def _escape_hatch(out: _Out, raw: Any) -> None:
+    for key, value in raw.items():
+        if key not in SDK_SESSION_KEYS:
+            out.problem(
+                ("session", key),
+                f"session field {key!r} is not known to the SDK; sent as is",
+                hint=suggest(key, SDK_SESSION_KEYS),
+                severity="warning",
+            )
+        current = out.session.get(key)
+        new = thaw(value)
+        out.session[key] = (
+            _deep_merge(current, new)
+            if isinstance(current, dict) and isinstance(new, dict)
+            else new
+        )
+        out.trace[(key,)] = ("session", key)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for k, v in over.items():
+        result[k] = (
+            _deep_merge(result[k], v)
+            if isinstance(result.get(k), dict) and isinstance(v, dict)
+            else v
+        )
+    return result
+
+
+def greeting_event(profile: Profile) -> dict[str, Any] | None:
+    """The ``response.create`` event that makes the assistant speak first, or None."""
+    if profile.greeting is None:
+        return None
+    event: dict[str, Any] = {"type": "response.create"}
+    if profile.greeting.instructions:
+        # additional_instructions add to the session's instructions for this one response,
+        # so the greeting keeps the profile's persona.
+        event["additional_instructions"] = profile.greeting.instructions
+    return event

@@ -1,0 +1,330 @@
+"""Safe, bounded YAML loading that keeps where every value came from.
+
+PyYAML's loaders drop positions, silently keep the last of two duplicate keys and, with the
+wrong loader, construct Python objects. So vlrun only *composes* the node graph (the C
+parser when available) and builds plain JSON-like data itself:
+
+- every value gets a :class:`Pos` (file, line, column; 1-based) keyed by its path;
+- duplicate keys, non-standard tags (``!!python/...``, ``!custom``) and non-string keys are
+  reported as problems; nothing is ever constructed from a tag;
+- timestamps stay strings (``api_version: 2026-07-15`` must not become a date);
+- file size, node count (alias bombs) and nesting depth are bounded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import Problem, ProfileError
+
+MAX_BYTES = 1024 * 1024  # a profile is a page of text; a megabyte is already absurd
+MAX_NODES = 100_000  # counted after alias expansion: stops "billion laughs"
+MAX_DEPTH = 64
+
+PathKey = tuple[str | int, ...]
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SCALAR = yaml.constructor.SafeConstructor()
+_TAG = "tag:yaml.org,2002:"
+_PLAIN_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null")}
+
+
+@dataclass(frozen=True)
+class Pos:
+    """Where a value (and its key, for mapping values) sits in a source file; 1-based."""
+
+    file: str
+    line: int
+    col: int
+    key_line: int | None = None
+    key_col: int | None = None
+    style: str | None = None  # YAML scalar style: None (plain), "'", '"', "|", ">"
+
+    def at_key(self) -> tuple[int, int]:
+        if self.key_line is not None and self.key_col is not None:
+            return self.key_line, self.key_col
+        return self.line, self.col
+
+
+@dataclass(frozen=True)
+class Source:
+    """One parsed YAML document: plain data plus the position of every value by path."""
+
+    file: str
+    data: Any
+    positions: dict[PathKey, Pos]
+
+
+def problem(
+    file: str,
+    line: int | None,
+    col: int | None,
+    message: str,
+    *,
+    json_path: str = "",
+    hint: str | None = None,
+    severity: str = "error",
+) -> Problem:
+    return Problem(file, line, col, severity, message, json_path, hint)  # type: ignore[arg-type]
+
+
+def json_path(path: PathKey) -> str:
+    """``("tools", 0, "name")`` -> ``$.tools[0].name``."""
+    out = "$"
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
+            out += "." + part
+        else:
+            out += "[" + repr(part) + "]"
+    return out
+
+
+def read_text(path: Path, *, display: str | None = None, max_bytes: int = MAX_BYTES) -> str:
+    """Read a UTF-8 text file, turning every way it can fail into a positioned problem."""
+    name = display or str(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ProfileError(
+                [
+                    problem(
+                        name,
+                        None,
+                        None,
+                        f"file is too large ({size} bytes; the limit is {max_bytes})",
+                        hint="profiles are small text files; is this the right file?",
+                    )
+                ]
+            )
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ProfileError([problem(name, None, None, "file not found")]) from None
+    except IsADirectoryError:
+        raise ProfileError([problem(name, None, None, "is a directory, not a file")]) from None
+    except OSError as exc:
+        raise ProfileError(
+            [problem(name, None, None, f"cannot read file: {exc.strerror}")]
+        ) from None
+    return decode(raw, name)
+
+
+def decode(raw: bytes, name: str) -> str:
+    """Strict UTF-8 (a BOM is allowed); a bad byte is reported at its line and column."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise ProfileError(
+            [
+                problem(
+                    name,
+                    line,
+                    col,
+                    f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
+                    hint="save the file as UTF-8",
+                )
+            ]
+        ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise ProfileError(
+            [problem(name, line, None, "contains a NUL byte; is this a binary file?")]
+        )
+    return text
+
+
+def load(text: str, file: str, *, max_nodes: int = MAX_NODES) -> Source:
+    """Parse one YAML document into data plus positions; raise ProfileError listing problems."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        msg = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            msg = f"{exc.problem} ({exc.context})"
+        raise ProfileError(
+            [
+                problem(
+                    file,
+                    mark.line + 1 if mark else None,
+                    mark.column + 1 if mark else None,
+                    f"YAML syntax error: {msg}",
+                )
+            ]
+        ) from None
+    except yaml.YAMLError as exc:  # e.g. several documents in one file
+        raise ProfileError([problem(file, None, None, f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise ProfileError([problem(file, None, None, "YAML nesting is too deep")]) from None
+    if root is None:
+        raise ProfileError(
+            [problem(file, 1, 1, "file is empty", hint="a profile needs at least `name:`")]
+        )
+    builder = _Builder(file, max_nodes)
+    data = builder.build(root, (), None)
+    if builder.problems:
+        raise ProfileError(builder.problems)
+    return Source(file, data, builder.positions)
+
+
+def load_file(path: Path, *, display: str | None = None) -> Source:
+    name = display or str(path)
+    return load(read_text(path, display=name), name)
+
+
+class _Budget(Exception):
+    pass
+
+
+class _Builder:
+    """Turns a composed node graph into plain data, collecting problems instead of failing."""
+
+    def __init__(self, file: str, max_nodes: int) -> None:
+        self.file = file
+        self.max_nodes = max_nodes
+        self.count = 0
+        self.problems: list[Problem] = []
+        self.positions: dict[PathKey, Pos] = {}
+
+    def _pos(self, node: yaml.Node, key: yaml.Node | None) -> Pos:
+        m = node.start_mark
+        style = getattr(node, "style", None) if isinstance(node, yaml.ScalarNode) else None
+        if key is None:
+            return Pos(self.file, m.line + 1, m.column + 1, style=style)
+        k = key.start_mark
+        return Pos(self.file, m.line + 1, m.column + 1, k.line + 1, k.column + 1, style)
+
+    def _add(self, node: yaml.Node, path: PathKey, message: str, hint: str | None = None) -> None:
+        m = node.start_mark
+        self.problems.append(
+            problem(
+                self.file, m.line + 1, m.column + 1, message, json_path=json_path(path), hint=hint
+            )
+        )
+
+    def build(self, root: yaml.Node, path: PathKey, key: yaml.Node | None) -> Any:
+        try:
+            return self._node(root, path, key, 0)
+        except _Budget:
+            self.problems.append(
+                problem(
+                    self.file,
+                    root.start_mark.line + 1,
+                    root.start_mark.column + 1,
+                    f"document expands to more than {self.max_nodes} values (alias bomb?)",
+                    hint="anchors and aliases may not multiply the document this much",
+                )
+            )
+            return None
+
+    def _node(self, node: yaml.Node, path: PathKey, key: yaml.Node | None, depth: int) -> Any:
+        self.count += 1
+        if self.count > self.max_nodes:
+            raise _Budget
+        if depth > MAX_DEPTH:
+            self._add(node, path, f"nesting deeper than {MAX_DEPTH} levels (recursive alias?)")
+            raise _Budget
+        self.positions[path] = self._pos(node, key)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _TAG + "seq":
+                self._bad_tag(node, path)
+                return None
+            return [
+                self._node(item, (*path, i), None, depth + 1) for i, item in enumerate(node.value)
+            ]
+        if isinstance(node, yaml.MappingNode):
+            if node.tag != _TAG + "map":
+                self._bad_tag(node, path)
+                return None
+            return self._mapping(node, path, depth)
+        return None  # pragma: no cover - compose yields only the three kinds
+
+    def _bad_tag(self, node: yaml.Node, path: PathKey) -> None:
+        self._add(
+            node,
+            path,
+            f"YAML tag {_short(node.tag)} is not allowed",
+            hint="profiles hold plain data: strings, numbers, booleans, lists and mappings",
+        )
+
+    def _scalar(self, node: yaml.ScalarNode, path: PathKey) -> Any:
+        tag = node.tag
+        if tag == _TAG + "timestamp":
+            return node.value  # keep dates as written: api_version is a string
+        if tag not in _PLAIN_TAGS:
+            self._bad_tag(node, path)
+            return None
+        try:
+            return _SCALAR.construct_object(node)
+        except (yaml.YAMLError, ValueError):
+            self._add(node, path, f"cannot read {node.value!r} as {_short(tag)}")
+            return None
+
+    def _pairs(
+        self, node: yaml.MappingNode, path: PathKey, depth: int
+    ) -> Iterator[tuple[yaml.Node, yaml.Node]]:
+        """Key/value nodes with YAML merge keys (``<<: *base``) expanded; explicit keys win."""
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        for knode, vnode in node.value:
+            if knode.tag == _TAG + "merge":
+                sources = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
+                for src in sources:
+                    if not isinstance(src, yaml.MappingNode):
+                        self._add(src, path, "a YAML merge key (<<) needs a mapping")
+                        continue
+                    self.count += len(src.value)
+                    if self.count > self.max_nodes:
+                        raise _Budget
+                    merged.extend(src.value)
+            else:
+                yield knode, vnode
+        own = {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+        seen: set[Any] = set()
+        for knode, vnode in merged:
+            if (
+                isinstance(knode, yaml.ScalarNode)
+                and knode.value not in own
+                and knode.value not in seen
+            ):
+                seen.add(knode.value)
+                yield knode, vnode
+
+    def _mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        first: dict[str, yaml.Node] = {}
+        for knode, vnode in self._pairs(node, path, depth):
+            if not isinstance(knode, yaml.ScalarNode) or knode.tag not in _PLAIN_TAGS:
+                self._add(knode, path, "mapping keys must be plain strings")
+                continue
+            name = knode.value
+            if knode.tag != _TAG + "str":
+                # `yes:`, `1:`, `null:` are read as bool/int/null by YAML; vlrun keys are names
+                name = str(knode.value)
+            if name in first:
+                prev = first[name].start_mark
+                self._add(
+                    knode,
+                    (*path, name),
+                    f"duplicate key {name!r} (first defined at line {prev.line + 1})",
+                    hint="YAML would silently keep only the last one; remove or rename one of them",
+                )
+                continue
+            first[name] = knode
+            out[name] = self._node(vnode, (*path, name), knode, depth + 1)
+        return out
+
+
+def _short(tag: str) -> str:
+    return "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
