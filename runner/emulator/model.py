@@ -1,0 +1,516 @@
+"""The scripted model: what the emulator says and which tools it calls, turn by turn.
+
+A script (YAML or an already-parsed dict) lists rules; the first rule that matches a user turn
+decides the reply. With no script, or no matching rule, built-in behaviour keeps things
+predictable: echo text turns, describe audio turns by duration, call a declared tool whose
+name or description shares words with a text turn, then report the tool's output.
+Every built-in reply starts with "[emulator]" so nobody mistakes it for a model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import Problem, ProfileError
+
+
+class ScriptError(ProfileError):
+    """A model script failed to load or validate; every problem carries file:line."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: str  # JSON text, as it goes on the wire
+
+
+@dataclass(frozen=True)
+class Rule:
+    line: int | None
+    turn: int | None = None
+    match: re.Pattern[str] | None = None
+    transcript: str | None = None
+    say: str | None = None
+    tools: tuple[ToolCall, ...] = ()
+    then: str | None = None
+    error: Mapping[str, Any] | None = None
+    delay_ms: int = 0
+    mcp: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Script:
+    source: str
+    rules: tuple[Rule, ...] = ()
+    greeting: str | None = None
+    fallback: str | None = None
+    mcp_tools: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def _schema() -> dict[str, Any]:
+    text = resources.files("runner.schema").joinpath("model-script.schema.json").read_text("utf-8")
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def _line_of(node: yaml.Node | None, path: list[Any]) -> int | None:
+    """1-based line of the YAML node at a JSON path (deepest node that exists)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            node = node.value[part]
+        else:
+            node = None
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def load_script(source: str | Path | Mapping[str, Any], *, origin: str | None = None) -> Script:
+    """Load and check a model script from a YAML/JSON file or an already-parsed mapping.
+
+    ``origin`` names the file a mapping came from (a scenario embedding it under ``model:``),
+    so problems still point somewhere useful. Raises :class:`ScriptError`.
+    """
+    node: yaml.Node | None = None
+    if isinstance(source, Mapping):
+        name, data = origin or "<model script>", dict(source)
+    else:
+        path = Path(source)
+        name = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ScriptError(
+                [Problem(name, None, None, "error", f"cannot read model script: {exc.strerror}")]
+            ) from None
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise ScriptError(
+                [
+                    Problem(
+                        name,
+                        mark.line + 1 if mark else None,
+                        mark.column + 1 if mark else None,
+                        "error",
+                        f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                    )
+                ]
+            ) from None
+        if data is None:
+            data = {}
+    import jsonschema
+
+    problems: list[Problem] = []
+    validator = jsonschema.Draft202012Validator(_schema())
+    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        path_parts = list(err.absolute_path)
+        json_path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path_parts)
+        problems.append(
+            Problem(
+                name,
+                _line_of(node, path_parts),
+                None,
+                "error",
+                err.message,
+                json_path,
+                hint="see docs/emulator.md, 'Script format'",
+            )
+        )
+    if problems:
+        raise ScriptError(problems)
+    rules = []
+    for i, raw in enumerate(data.get("turns") or []):
+        line = _line_of(node, ["turns", i]) if node is not None else None
+        pattern = None
+        if raw.get("match") is not None:
+            try:
+                pattern = re.compile(raw["match"], re.IGNORECASE)
+            except re.error as exc:
+                problems.append(
+                    Problem(
+                        name,
+                        _line_of(node, ["turns", i, "match"]),
+                        None,
+                        "error",
+                        f"bad regular expression {raw['match']!r}: {exc}",
+                        f"$.turns[{i}].match",
+                    )
+                )
+                continue
+        calls = tuple(
+            ToolCall(
+                c["name"],
+                c["arguments"]
+                if isinstance(c.get("arguments"), str)
+                else json.dumps(c.get("arguments") or {}),
+            )
+            for c in raw.get("tools") or []
+        )
+        rules.append(
+            Rule(
+                line=line,
+                turn=raw.get("turn"),
+                match=pattern,
+                transcript=raw.get("transcript"),
+                say=raw.get("say"),
+                tools=calls,
+                then=raw.get("then"),
+                error=raw.get("error"),
+                delay_ms=int(raw.get("delay_ms") or 0),
+                mcp=raw.get("mcp"),
+            )
+        )
+    if problems:
+        raise ScriptError(problems)
+    return Script(
+        source=name,
+        rules=tuple(rules),
+        greeting=data.get("greeting"),
+        fallback=data.get("fallback"),
+        mcp_tools=data.get("mcp_tools") or {},
+    )
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_]\w*(?:\.\w+)*)\}")
+
+
+def render(template: str, context: Mapping[str, Any]) -> str:
+    """Replace ``{name}`` / ``{name.field.0}`` from ``context``; nothing else is evaluated.
+
+    Strings that hold JSON (tool outputs) are looked into as JSON. Unknown names stay as
+    written, so a typo shows up in the reply instead of vanishing.
+    """
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) in ("{{", "}}"):
+            return m.group(0)[0]
+        value: Any = context
+        for part in m.group(1).split("."):
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    return m.group(0)
+            if isinstance(value, Mapping) and part in value:
+                value = value[part]
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                return m.group(0)
+        return value if isinstance(value, str) else json.dumps(value)
+
+    return _PLACEHOLDER.sub(one, template)
+
+
+# --- decisions ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What one response does, in order: optional error, delay, speech, then tool calls."""
+
+    say: str | None = None
+    calls: list[ToolCall] = field(default_factory=list)
+    error: Mapping[str, Any] | None = None
+    delay_ms: int = 0
+    mcp: Mapping[str, Any] | None = None
+
+
+@dataclass
+class _Pending:
+    rule: Rule | None
+    queue: list[ToolCall]
+    outputs: list[dict[str, Any]]
+    text: str
+
+
+_STOP = frozenset(
+    (
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "could",
+        "do",
+        "does",
+        "for",
+        "from",
+        "get",
+        "give",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "please",
+        "set",
+        "show",
+        "tell",
+        "that",
+        "the",
+        "this",
+        "to",
+        "tool",
+        "use",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "current",
+        "info",
+        "data",
+        "value",
+        "function",
+        "lookup",
+        "look",
+        "find",
+        "fetch",
+        "make",
+        "about",
+        "some",
+        "any",
+        "there",
+        "their",
+        "them",
+        "then",
+        "than",
+        "into",
+        "out",
+        "up",
+    )
+)
+
+
+def _words(text: str) -> set[str]:
+    out = set()
+    for w in re.findall(r"[a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", text).lower()):
+        if w not in _STOP and len(w) > 1:
+            out.add(w[:-1] if w.endswith("s") and len(w) > 3 else w)
+    return out
+
+
+def match_tool(text: str, tools: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The declared function tool sharing most words with ``text`` (name words count double)."""
+    said = _words(text)
+    best, best_score = None, 0
+    for tool in tools:
+        if tool.get("type") != "function" or not tool.get("name"):
+            continue
+        score = 2 * len(said & _words(tool["name"].replace("_", " ").replace("-", " ")))
+        score += len(said & {w for w in _words(tool.get("description") or "") if len(w) > 3})
+        if score > best_score:
+            best, best_score = tool, score
+    return best
+
+
+def guess_arguments(text: str, tool: Mapping[str, Any]) -> dict[str, Any]:
+    """Schema-valid arguments for simple parameters, taken naively from the sentence."""
+    params = tool.get("parameters") or {}
+    props: Mapping[str, Any] = params.get("properties") or {}
+    wanted = list(params.get("required") or [])
+    if not wanted:
+        wanted = [
+            n for n, p in props.items() if isinstance(p, Mapping) and p.get("type") == "string"
+        ][:1]
+    phrase = re.search(
+        r"\b(?:in|for|at|about|of|to|called|named)\s+([^?.!,;]+)", text, re.IGNORECASE
+    )
+    rest = phrase.group(1).strip() if phrase else text.strip().rstrip("?.!")
+    number = re.search(r"-?\d+(?:\.\d+)?", text)
+    args: dict[str, Any] = {}
+    for name in wanted:
+        spec = props.get(name) if isinstance(props.get(name), Mapping) else {}
+        kind = spec.get("type", "string")
+        if "enum" in spec and spec["enum"]:
+            args[name] = next(
+                (v for v in spec["enum"] if str(v).lower() in text.lower()), spec["enum"][0]
+            )
+        elif kind == "string":
+            args[name] = rest or text
+        elif kind in ("integer", "number"):
+            value = float(number.group(0)) if number else spec.get("minimum", 0)
+            args[name] = int(value) if kind == "integer" else value
+        elif kind == "boolean":
+            args[name] = False
+        elif kind == "array":
+            args[name] = []
+        elif kind == "object":
+            args[name] = {}
+        else:
+            args[name] = rest
+    return args
+
+
+class ScriptedModel:
+    """Per-connection decision maker; holds the progress of a turn that is waiting on tools."""
+
+    def __init__(self, script: Script | None) -> None:
+        self.script = script
+        self._pending: _Pending | None = None
+
+    @property
+    def waiting_for_tools(self) -> bool:
+        return self._pending is not None
+
+    def audio_transcript(self, turn: int) -> str | None:
+        """What the user 'said' in audio turn ``turn``, from the script's ``transcript``."""
+        for rule in self.script.rules if self.script else ():
+            if rule.turn == turn and rule.transcript is not None:
+                return rule.transcript
+        return None
+
+    def _find(self, turn: int, text: str) -> Rule | None:
+        for rule in self.script.rules if self.script else ():
+            if rule.turn is not None and rule.turn != turn:
+                continue
+            if rule.match is not None and not rule.match.search(text):
+                continue
+            return rule
+        return None
+
+    def plan_turn(
+        self, turn: int, text: str | None, audio_ms: int | None, session: Mapping[str, Any]
+    ) -> Plan:
+        """Reply to user turn ``turn`` (0 = a response requested with no new user input)."""
+        self._pending = None
+        said = text or ""
+        rule = self._find(turn, said)
+        context = {"text": said, "turn": turn}
+        if rule is not None:
+            plan = Plan(error=rule.error, delay_ms=rule.delay_ms, mcp=rule.mcp)
+            plan.say = render(rule.say, context) if rule.say is not None else None
+            if rule.tools:
+                plan.calls = self._start_calls(rule, list(rule.tools), said, session)
+            return plan
+        if turn == 0 and text is None:
+            greeting = self.script.greeting if self.script else None
+            return Plan(
+                say=greeting
+                or "[emulator] Hello from the local Voice Live emulator. "
+                "Replies are scripted, not generated by a model."
+            )
+        if text is None:
+            seconds = (audio_ms or 0) / 1000
+            return Plan(say=f"[emulator] I heard {seconds:.1f} seconds of audio.")
+        tools = [t for t in session.get("tools") or [] if isinstance(t, dict)]
+        choice = session.get("tool_choice", "auto")
+        tool = None
+        if choice != "none":
+            if isinstance(choice, Mapping):
+                tool = next((t for t in tools if t.get("name") == choice.get("name")), None)
+            else:
+                tool = match_tool(said, tools)
+                if tool is None and choice == "required":
+                    tool = next((t for t in tools if t.get("type") == "function"), None)
+        if tool is not None:
+            call = ToolCall(tool["name"], json.dumps(guess_arguments(said, tool)))
+            return Plan(calls=self._start_calls(None, [call], said, session))
+        mcp = self._match_mcp(said, tools)
+        if mcp is not None:
+            return Plan(mcp=mcp)
+        fallback = self.script.fallback if self.script else None
+        return Plan(say=render(fallback, context) if fallback else f"[emulator] You said: {said}")
+
+    def _start_calls(
+        self, rule: Rule | None, calls: list[ToolCall], text: str, session: Mapping[str, Any]
+    ) -> list[ToolCall]:
+        parallel = session.get("parallel_tool_calls", True) is not False
+        now, later = (calls, []) if parallel else (calls[:1], calls[1:])
+        self._pending = _Pending(rule, later, [], text)
+        return now
+
+    def plan_followup(self, outputs: list[dict[str, Any]]) -> Plan:
+        """Continue a turn after the client returned tool outputs (name, call_id, output)."""
+        pending = self._pending
+        assert pending is not None
+        pending.outputs.extend(outputs)
+        if pending.queue:  # sequential calls when parallel_tool_calls is false
+            return Plan(calls=[pending.queue.pop(0)])
+        self._pending = None
+        outs = pending.outputs
+        context = {
+            "text": pending.text,
+            "output": outs[-1]["output"] if outs else "",
+            "outputs": [o["output"] for o in outs],
+            "tool": outs[-1]["name"] if outs else "",
+        }
+        if pending.rule is not None and pending.rule.then is not None:
+            return Plan(say=render(pending.rule.then, context))
+        said = "; ".join(f"{o['name']} returned {o['output']}" for o in outs)
+        return Plan(say=f"[emulator] {said}")
+
+    def _match_mcp(self, text: str, tools: list[dict[str, Any]]) -> dict[str, Any] | None:
+        said = _words(text)
+        for tool in tools:
+            if tool.get("type") != "mcp":
+                continue
+            label = tool.get("server_label", "")
+            listed = self.mcp_tool_list(tool)
+            hit = next((t for t in listed if said & _words(t["name"].replace("_", " "))), None)
+            if hit is None and said & _words(label.replace("_", " ").replace("-", " ")):
+                hit = listed[0] if listed else None
+            if hit is not None:
+                args = guess_arguments(text, {"parameters": hit.get("input_schema") or {}})
+                return {"server_label": label, "name": hit["name"], "arguments": args}
+        return None
+
+    def mcp_tool_list(self, tool: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Tools an MCP server 'offers': from the script, else one echo tool per allowed name."""
+        label = tool.get("server_label", "")
+        scripted = self.script.mcp_tools.get(label) if self.script else None
+        if scripted:
+            return [dict(t) for t in scripted]
+        names = tool.get("allowed_tools") or [f"{label}_echo"]
+        return [
+            {
+                "name": n,
+                "description": f"[emulator] stand-in for {label}/{n}",
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"query": {"type": "string"}},
+                    "required": ["query"],
+                },
+            }
+            for n in names
+        ]

@@ -1,0 +1,320 @@
+"""The emulator's HTTP side: handshake checks (path, auth, model/agent) and the aiohttp app.
+
+Refusals happen before the WebSocket upgrade with an HTTP status and a JSON body, as the
+service does; the SDK then raises ``azure.ai.voicelive.aio.ConnectionError`` naming the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from runner.emulator import protocol as P
+from runner.emulator.connection import Connection, SessionRecord
+from runner.emulator.faults import Faults
+from runner.emulator.model import Script, load_script
+
+PATH_SUFFIX = "/voice-live/realtime"
+MAX_CLIENT_FRAME = 32 * 1024 * 1024  # appends may carry 15 MiB of audio, base64-encoded
+AUTH_FAILED = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a "
+    "valid key for an active subscription and use a correct regional API endpoint for your "
+    "resource."
+)
+
+ScenarioArg = str | Path | Mapping[str, Any] | Script | None
+
+
+class Emulator:
+    """A local Voice Live endpoint. Start it with :func:`running_emulator` (or :meth:`start`)."""
+
+    def __init__(
+        self,
+        *,
+        scenario: ScenarioArg = None,
+        speed: float = 1.0,
+        api_key: str | None = None,
+        faults: Faults | None = None,
+        session_limit_s: float = 3600.0,
+        use_espeak: bool = True,
+        record_audio: bool = True,
+    ) -> None:
+        self.script = (
+            scenario if isinstance(scenario, Script) or scenario is None else load_script(scenario)
+        )
+        self.speed, self.api_key, self.faults = speed, api_key, faults
+        self.session_limit_s, self.use_espeak, self.record_audio = (
+            session_limit_s,
+            use_espeak,
+            record_audio,
+        )
+        self.sessions: list[SessionRecord] = []
+        self.endpoint = ""
+        self._runner: web.AppRunner | None = None
+        self._changed: asyncio.Event | None = None
+        self._consumed: set[int] = set()
+        self._live: set[web.WebSocketResponse] = set()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = web.Application()
+        app.router.add_get("/_emulator/stats", self._stats)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        sock = server.sockets[0] if server is not None and server.sockets else None
+        bound = sock.getsockname()[1] if sock is not None else port
+        shown = f"[{host}]" if ":" in host else host
+        self.endpoint = f"http://{shown}:{bound}"
+        self._changed = asyncio.Event()
+        return self.endpoint
+
+    async def stop(self) -> None:
+        for ws in list(self._live):
+            await ws.close(code=1001, message=b"emulator stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """The first client event (any session, arrival order) matching ``predicate``.
+
+        Events received before the call count too, so there is no race with the client; an
+        event returned once is not returned again. Raises ``TimeoutError``.
+        """
+        assert self._changed is not None, "emulator not started"
+
+        def find() -> dict[str, Any] | None:
+            for record in self.sessions:
+                for event in record.received:
+                    if id(event) not in self._consumed and predicate(event):
+                        self._consumed.add(id(event))
+                        return event
+            return None
+
+        changed = self._changed
+        try:
+            async with (
+                asyncio.timeout(timeout) if hasattr(asyncio, "timeout") else _timeout(timeout)
+            ):
+                while (hit := find()) is None:
+                    changed.clear()  # no await between find() and clear(): nothing is missed
+                    await changed.wait()
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TimeoutError(f"no matching client event within {timeout} s") from None
+        return hit
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    # --- HTTP -------------------------------------------------------------------------------------
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "sessions": [
+                    {"number": r.number, "id": r.id, "closed": r.closed, **r.stats}
+                    for r in self.sessions
+                ]
+            }
+        )
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if not request.path.rstrip("/").endswith(PATH_SUFFIX):
+            if request.path == "/":
+                return web.json_response(
+                    {
+                        "service": "vlrun Voice Live emulator",
+                        "endpoint": self.endpoint,
+                        "path": PATH_SUFFIX,
+                    }
+                )
+            return _error(404, "404", "Resource not found")
+        number = len(self.sessions) + 1
+        faults = self.faults if self.faults and self.faults.applies_to(number) else None
+        if not self._authorised(request) or (faults is not None and faults.refuse_auth):
+            return _error(401, "401", AUTH_FAILED)
+        q = request.query
+        agent = _agent(q)
+        model = q.get("model")
+        if not model and agent is None:
+            return _error(
+                400,
+                "BadRequest",
+                "Missing required query parameter 'model' (or an agent: "
+                "'agent-name' with 'agent-project-name').",
+            )
+        if agent is not None and "error" in agent:
+            return _error(400, "BadRequest", agent["error"])
+        ws = web.WebSocketResponse(max_msg_size=MAX_CLIENT_FRAME, autoping=True)
+        if not ws.can_prepare(request).ok:
+            return _error(
+                426, "UpgradeRequired", "This endpoint only accepts WebSocket connections."
+            )
+        await ws.prepare(request)
+        record = SessionRecord(number=number, query=dict(q), headers=_safe_headers(request.headers))
+        self.sessions.append(record)
+        self._live.add(ws)
+        conn = Connection(
+            ws,
+            record,
+            api_version=q.get("api-version") or P.DEFAULT_API_VERSION,
+            model=model,
+            agent=agent,
+            script=self.script,
+            speed=self.speed,
+            faults=self.faults,
+            session_limit_s=self.session_limit_s,
+            use_espeak=self.use_espeak,
+            record_audio=self.record_audio,
+            on_client_event=self._notify,
+        )
+        try:
+            await conn.run()
+        finally:
+            self._live.discard(ws)
+            self._notify()
+        return ws
+
+    def _authorised(self, request: web.Request) -> bool:
+        if self.api_key is None:
+            return True
+        given = request.headers.get("api-key") or request.query.get("api-key")
+        bearer = request.headers.get("Authorization") or request.query.get("Authorization") or ""
+        if bearer.lower().startswith("bearer "):
+            given = given or bearer[7:].strip()
+        return given == self.api_key
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers as tests see them, with credentials masked."""
+    from runner.redact import MASK
+
+    return {
+        k: (MASK if k.lower() in ("api-key", "authorization") else v) for k, v in headers.items()
+    }
+
+
+def _agent(q: Mapping[str, str]) -> dict[str, Any] | None:
+    """Agent binding from query parameters: current (name + project) or classic (id + project)."""
+    name, project = q.get("agent-name"), q.get("agent-project-name")
+    legacy_id, conn_str = q.get("agent-id"), q.get("agent-connection-string")
+    if name or (project and not legacy_id):
+        if not (name and project):
+            return {"error": "'agent-name' and 'agent-project-name' must be given together."}
+        return {
+            "type": "agent",
+            "name": name,
+            "agent_id": None,
+            "thread_id": P.new_id("thread"),
+            "description": f"[emulator] stand-in for agent '{name}' in project '{project}'",
+        }
+    if legacy_id:
+        if not (project or conn_str):
+            return {"error": "'agent-id' needs 'agent-project-name' or 'agent-connection-string'."}
+        return {
+            "type": "agent",
+            "name": legacy_id,
+            "agent_id": legacy_id,
+            "thread_id": P.new_id("thread"),
+            "description": f"[emulator] stand-in for classic agent '{legacy_id}'",
+        }
+    return None
+
+
+@contextlib.asynccontextmanager
+async def _timeout(seconds: float) -> AsyncIterator[None]:
+    """``asyncio.timeout`` for Python 3.10."""
+    task = asyncio.current_task()
+    assert task is not None
+    handle = asyncio.get_running_loop().call_later(seconds, task.cancel)
+    try:
+        yield
+    except asyncio.CancelledError:
+        raise asyncio.TimeoutError() from None
+    finally:
+        handle.cancel()
+
+
+@contextlib.asynccontextmanager
+async def running_emulator(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    scenario: ScenarioArg = None,
+    speed: float = 1.0,
+    api_key: str | None = None,
+    faults: Faults | None = None,
+    **options: Any,
+) -> AsyncIterator[Emulator]:
+    """Run an emulator in this event loop for the duration of the block.
+
+    Extra keyword options go to :class:`Emulator` (``session_limit_s``, ``use_espeak``,
+    ``record_audio``).
+    """
+    emu = Emulator(scenario=scenario, speed=speed, api_key=api_key, faults=faults, **options)
+    await emu.start(host, port)
+    try:
+        yield emu
+    finally:
+        await emu.stop()
+
+
+@contextlib.contextmanager
+def emulator_thread(**kwargs: Any) -> Iterator[Emulator]:
+    """For synchronous callers: the emulator on its own event loop in a daemon thread."""
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def main() -> None:
+        async def serve() -> None:
+            stop = asyncio.Event()
+            holder["stop"], holder["loop"] = stop, asyncio.get_running_loop()
+            try:
+                async with running_emulator(**kwargs) as emu:
+                    holder["emu"] = emu
+                    ready.set()
+                    await stop.wait()
+            except BaseException as exc:  # surfaced to the caller below
+                holder["error"] = exc
+                ready.set()
+
+        asyncio.run(serve())
+
+    thread = threading.Thread(target=main, name="vlrun-emulator", daemon=True)
+    thread.start()
+    ready.wait(30)
+    if "error" in holder:
+        raise holder["error"]
+    try:
+        yield holder["emu"]
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
+
+
+def uptime_banner(emu: Emulator) -> str:
+    return (
+        f"vlrun Voice Live EMULATOR (not Azure) listening on {emu.endpoint}\n"
+        f"  WebSocket path: {PATH_SUFFIX}; speed x{emu.speed:g}; "
+        f"{'api key required' if emu.api_key else 'any key accepted'}; "
+        f"script: {emu.script.source if emu.script else 'built-in'}; "
+        f"started {time.strftime('%H:%M:%S')}"
+    )

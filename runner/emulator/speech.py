@@ -1,0 +1,153 @@
+"""Text to PCM16 for the emulator's spoken replies, plus the G.711 codecs.
+
+espeak-ng (when installed) gives real, intelligible speech, so a client playing the reply
+hears words and a test can feed it back through a VAD. It runs as an asyncio subprocess so the
+event loop never blocks. Without espeak-ng a deterministic synthetic signal of plausible length
+stands in. Results are cached: scripted replies repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import wave
+from collections import OrderedDict
+
+import numpy as np
+
+_CACHE: OrderedDict[tuple[str, int, bool], bytes] = OrderedDict()
+_CACHE_MAX = 256
+_ESPEAK_SLOTS: asyncio.Semaphore | None = None
+_SLOTS_LOOP: asyncio.AbstractEventLoop | None = None
+ESPEAK = shutil.which("espeak-ng")
+
+
+def _slots() -> asyncio.Semaphore:
+    # one semaphore per event loop: tests start many loops in one process
+    global _ESPEAK_SLOTS, _SLOTS_LOOP
+    loop = asyncio.get_running_loop()
+    if _ESPEAK_SLOTS is None or _SLOTS_LOOP is not loop:
+        _ESPEAK_SLOTS, _SLOTS_LOOP = asyncio.Semaphore(2), loop
+    return _ESPEAK_SLOTS
+
+
+async def synthesize(text: str, rate: int = 24000, *, use_espeak: bool = True) -> bytes:
+    """PCM16 mono little-endian at ``rate`` speaking ``text``."""
+    key = (text, rate, use_espeak)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        _CACHE.move_to_end(key)
+        return cached
+    pcm: bytes | None = None
+    if use_espeak and ESPEAK and text.strip():
+        pcm = await _espeak(text, rate)
+    if pcm is None:
+        pcm = synthetic(text, rate)
+    _CACHE[key] = pcm
+    if len(_CACHE) > _CACHE_MAX:
+        _CACHE.popitem(last=False)
+    return pcm
+
+
+async def _espeak(text: str, rate: int) -> bytes | None:
+    assert ESPEAK is not None
+    async with _slots():
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                ESPEAK,
+                "--stdout",
+                "-s",
+                "165",
+                "--",
+                text,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            out, _ = await proc.communicate()
+        except OSError:
+            return None
+    if proc.returncode != 0 or not out:
+        return None
+    try:
+        with wave.open(io.BytesIO(out)) as wav:
+            src_rate = wav.getframerate()
+            # espeak streams a WAV whose header has no final length; read what is there
+            frames = wav.readframes(wav.getnframes() or 1 << 30)
+    except (wave.Error, EOFError):
+        return None
+    return resample(frames, src_rate, rate)
+
+
+def resample(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
+    """PCM16 mono from one rate to another (soxr, high quality)."""
+    if src_rate == dst_rate or not pcm:
+        return pcm
+    import soxr  # imported here: only resampling callers pay for it
+
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    out = soxr.resample(samples, src_rate, dst_rate)
+    return np.asarray(out, dtype=np.int16).tobytes()
+
+
+def synthetic(text: str, rate: int) -> bytes:
+    """A deterministic speech-like signal: one voiced burst per word, about 15 characters/s."""
+    words = text.split() or ["."]
+    parts: list[np.ndarray] = []
+    gap = np.zeros(int(rate * 0.06), dtype=np.float32)
+    for word in words:
+        dur = 0.066 * max(2, len(word))
+        t = np.arange(int(rate * dur), dtype=np.float32) / rate
+        pitch = 110.0 + (sum(map(ord, word)) % 60)
+        tone = np.sin(2 * np.pi * pitch * t) + 0.5 * np.sin(2 * np.pi * 2.1 * pitch * t)
+        envelope = np.sin(np.pi * t / dur) ** 0.5
+        parts += [tone * envelope * 8000, gap]
+    return np.concatenate(parts).astype(np.int16).tobytes()
+
+
+# --- G.711 (ITU-T); audioop left the standard library in 3.13 ---------------------------------
+
+
+def _ulaw_table() -> np.ndarray:
+    codes = ~np.arange(256, dtype=np.int32) & 0xFF
+    sign, exponent, mantissa = codes & 0x80, (codes >> 4) & 0x07, codes & 0x0F
+    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    return np.where(sign != 0, -magnitude, magnitude).astype(np.int16)
+
+
+def _alaw_table() -> np.ndarray:
+    codes = np.arange(256, dtype=np.int32) ^ 0x55
+    sign, exponent, mantissa = codes & 0x80, (codes >> 4) & 0x07, codes & 0x0F
+    magnitude = np.where(
+        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0)
+    )
+    return np.where(sign != 0, magnitude, -magnitude).astype(np.int16)
+
+
+ULAW_DECODE = _ulaw_table()
+ALAW_DECODE = _alaw_table()
+
+
+def _encoder(decode: np.ndarray) -> np.ndarray:
+    """int16 -> code by nearest decoded value, as a 65536-entry table (built once)."""
+    order = np.argsort(decode, kind="stable")
+    values = decode[order].astype(np.int32)
+    grid = np.arange(-32768, 32768, dtype=np.int32)
+    idx = np.clip(np.searchsorted(values, grid), 1, len(values) - 1)
+    nearer_left = (grid - values[idx - 1]) <= (values[idx] - grid)
+    return order[np.where(nearer_left, idx - 1, idx)].astype(np.uint8)
+
+
+_ENCODERS: dict[str, np.ndarray] = {}
+
+
+def g711_decode(data: bytes, law: str) -> np.ndarray:
+    table = ULAW_DECODE if law == "ulaw" else ALAW_DECODE
+    return table[np.frombuffer(data, dtype=np.uint8)]
+
+
+def g711_encode(pcm: bytes, law: str) -> bytes:
+    if law not in _ENCODERS:
+        _ENCODERS[law] = _encoder(ULAW_DECODE if law == "ulaw" else ALAW_DECODE)
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.int32) + 32768
+    return _ENCODERS[law][samples].tobytes()

@@ -1,0 +1,96 @@
+"""An energy-based voice-activity detector, cheap enough for hundreds of sessions per core.
+
+The service's detectors are neural; what clients depend on is the event contract: speech
+starts after enough voiced audio, ``audio_start_ms`` reaches back by ``prefix_padding_ms``,
+speech stops after ``silence_duration_ms`` of quiet and ``audio_end_ms`` includes that quiet.
+``threshold`` (0..1) maps linearly onto a level in dBFS, so 0.5 sits between room noise and
+speech and higher values need louder speech, as with the service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+WINDOW_MS = 10
+
+
+def threshold_dbfs(threshold: float) -> float:
+    """0 -> -70 dBFS (anything but digital silence), 0.5 -> -45 dBFS, 1 -> -20 dBFS."""
+    return -70.0 + 50.0 * threshold
+
+
+@dataclass
+class VadEvent:
+    kind: str  # "started" | "stopped"
+    ms: int  # audio_start_ms or audio_end_ms, on the session's input audio clock
+
+
+class EnergyVad:
+    """Feed int16 mono samples; get started/stopped events on the session audio clock."""
+
+    def __init__(
+        self,
+        rate: int,
+        *,
+        threshold: float = 0.5,
+        prefix_padding_ms: int = 300,
+        silence_duration_ms: int = 500,
+        speech_duration_ms: int = 80,
+    ) -> None:
+        self.rate = rate
+        self.window = max(1, rate * WINDOW_MS // 1000)
+        limit = 10 ** (threshold_dbfs(threshold) / 20) * 32768.0
+        self._power_limit = limit * limit * self.window  # compare sums of squares: no sqrt
+        self.prefix_padding_ms = prefix_padding_ms
+        self.silence_windows = max(1, silence_duration_ms // WINDOW_MS)
+        self.speech_windows = max(1, speech_duration_ms // WINDOW_MS)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self.windows_seen = 0  # session audio clock, in windows
+        self.in_speech = False
+        self._voiced_run = 0
+        self._quiet_run = 0
+        self._onset = 0
+
+    @property
+    def position_ms(self) -> int:
+        return self.windows_seen * WINDOW_MS
+
+    def feed(self, samples: np.ndarray) -> list[VadEvent]:
+        if self._pending.size:
+            samples = np.concatenate((self._pending, samples))
+        whole = samples.size // self.window * self.window
+        self._pending = samples[whole:]
+        if whole == 0:
+            return []
+        frames = samples[:whole].astype(np.float32).reshape(-1, self.window)
+        voiced = np.einsum("ij,ij->i", frames, frames) > self._power_limit
+        if not self.in_speech and not voiced.any():
+            self.windows_seen += voiced.size
+            self._voiced_run = 0
+            return []
+        events: list[VadEvent] = []
+        for is_voiced in voiced.tolist():
+            self.windows_seen += 1
+            if not self.in_speech:
+                if is_voiced:
+                    if self._voiced_run == 0:
+                        self._onset = self.windows_seen - 1
+                    self._voiced_run += 1
+                    if self._voiced_run >= self.speech_windows:
+                        self.in_speech, self._quiet_run = True, 0
+                        start = max(0, self._onset * WINDOW_MS - self.prefix_padding_ms)
+                        events.append(VadEvent("started", start))
+                else:
+                    self._voiced_run = 0
+            else:
+                self._quiet_run = 0 if is_voiced else self._quiet_run + 1
+                if self._quiet_run >= self.silence_windows:
+                    self.in_speech, self._voiced_run = False, 0
+                    events.append(VadEvent("stopped", self.position_ms))
+        return events
+
+    def reset_speech(self) -> None:
+        """Forget a half-detected utterance (input_audio_buffer.clear)."""
+        self.in_speech, self._voiced_run, self._quiet_run = False, 0, 0
