@@ -355,7 +355,8 @@ def _tools(
             out.problem(
                 ("tools", i),
                 f"tool {binding.name!r} has no plugin and no declared parameters",
-                hint="add a plugin in tools/ or declare `parameters:`",
+                hint=suggest(binding.name, schemas)
+                or "add a plugin in tools/ or declare `parameters:`",
             )
         out.trace[("tools", len(tools))] = ("tools", i)
         tools.append(entry)
