@@ -624,13 +624,14 @@ def load_module_by_path(path: Path) -> ModuleType:
     except SyntaxError as exc:
         del sys.modules[module_name]
         raise ToolError(
-            f"{exc.filename or path}:{exc.lineno or 0}: syntax error in tool file: {exc.msg}"
+            f"{_display_path(exc.filename or str(path))}:{exc.lineno or 0}: "
+            f"syntax error in tool file: {exc.msg}"
         ) from None
     except Exception as exc:
         del sys.modules[module_name]
         line = _line_in(exc, path)
         raise ToolError(
-            f"{path}:{line}: loading the tool file failed: {_describe(exc)}",
+            f"{_display_path(str(path))}:{line}: loading the tool file failed: {_describe(exc)}",
             hint="a tool file must import cleanly; run it with python to see the full error",
         ) from None
     return module

@@ -68,7 +68,7 @@ def lists(
 
 
 @tool
-def optionals(city: Optional[str], country: str | None = None, limit: int | str = 10) -> None:
+def optionals(city: Optional[str], country: str | None = None, limit: int | str = 10) -> None:  # noqa: UP045
     """Optional and union values."""
 
 

@@ -1,0 +1,1 @@
+"""Tools shipped in an installed package (tests only)."""
