@@ -798,6 +798,8 @@ def _drift(
                         f"the profile declares '{key}' but the tool has no such parameter",
                     )
                 )
+            elif isinstance(d_props[key], Mapping) and isinstance(a_props[key], Mapping):
+                _drift(d_props[key], a_props[key], at(f"properties.{key}"), out)
         for key in a_props:
             if key not in d_props:
                 out.append(
@@ -806,13 +808,6 @@ def _drift(
                         f"the tool has a parameter '{key}' the profile does not declare",
                     )
                 )
-        for key in d_props:
-            if (
-                key in a_props
-                and isinstance(d_props[key], Mapping)
-                and isinstance(a_props[key], Mapping)
-            ):
-                _drift(d_props[key], a_props[key], at(f"properties.{key}"), out)
         d_req = set(declared.get("required") or ())
         a_req = set(actual.get("required") or ())
         for key in sorted(a_req - d_req):

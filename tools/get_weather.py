@@ -60,7 +60,12 @@ async def get_weather(
     context: ToolContext,
     unit: Literal["celsius", "fahrenheit"] = "celsius",
 ) -> dict[str, Any]:
-    """Get the current weather (temperature, conditions, wind) for a place."""
+    """Get the current weather (temperature, conditions, wind) for a place.
+
+    Args:
+        location: The place to look up.
+        unit: Temperature unit for the answer; use the one the user prefers.
+    """
     await context.say(f"Let me check the weather in {location.split(',')[0].strip()}.")
     timeout = aiohttp.ClientTimeout(total=8)
     async with aiohttp.ClientSession(timeout=timeout) as http:

@@ -1,0 +1,91 @@
+"""`vlrun tools list/show` run as a real subprocess: output, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data" / "plugins"
+
+
+def vlrun(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VLRUN_TOOLS_ENTRY_POINTS": "0", "PYTHONPATH": str(ROOT)}
+    env.pop("VLRUN_TOOLS_ONLY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_list_shows_names_sources_and_descriptions() -> None:
+    proc = vlrun("tools", "list", "--tools", str(DATA / "folder_a"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "SOURCE", "DESCRIPTION"]
+    assert [line.split()[0] for line in lines[1:]] == ["greet", "lookup_order", "shout"]
+    assert "folder_a/greet.py:6" in lines[1] and "Say hello to someone." in lines[1]
+
+
+def test_list_json() -> None:
+    proc = vlrun("tools", "list", "--json", "--tools", str(DATA / "folder_a"))
+    data = json.loads(proc.stdout)
+    assert [t["name"] for t in data["tools"]] == ["greet", "lookup_order", "shout"]
+    assert data["tools"][1]["async"] is True and data["tools"][1]["context"] is True
+    assert data["missing"] == []
+
+
+def test_list_uses_the_tools_folder_in_the_working_directory() -> None:
+    proc = vlrun("tools", "list")
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
+    assert names == ["calculate", "current_time", "get_weather"]
+
+
+def test_show_prints_the_definition_the_model_sees() -> None:
+    proc = vlrun("tools", "show", "get_weather")
+    assert proc.returncode == 0, proc.stderr
+    definition = json.loads(proc.stdout)
+    assert definition["type"] == "function" and definition["name"] == "get_weather"
+    assert definition["parameters"]["properties"]["unit"]["enum"] == ["celsius", "fahrenheit"]
+    assert list(definition["parameters"]["properties"]) == ["location", "unit"]  # no context
+    assert "tools/get_weather.py" in proc.stderr
+
+
+def test_show_unknown_name_suggests_and_exits_1() -> None:
+    proc = vlrun("tools", "show", "get_wether")
+    assert proc.returncode == 1
+    assert (
+        "no tool named 'get_wether'" in proc.stderr and "did you mean 'get_weather'" in proc.stderr
+    )
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_duplicate_names_exit_1_naming_both_files() -> None:
+    proc = vlrun(
+        "tools", "list", "--tools", str(DATA / "folder_a"), "--tools", str(DATA / "folder_b")
+    )
+    assert proc.returncode == 1
+    assert "folder_a/greet.py:6" in proc.stderr and "folder_b/greet_again.py:6" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_broken_tool_file_exits_1_with_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "tool.py").write_text("from runner.plugins import tool\nraise KeyError('boom')\n")
+    proc = vlrun("tools", "list", "--tools", str(tmp_path))
+    assert proc.returncode == 1
+    assert "tool.py:2: loading the tool file failed: KeyError: 'boom'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_tools_folder_is_a_usage_error() -> None:
+    proc = vlrun("tools", "list", "--tools", "no/such/dir")
+    assert proc.returncode == 2
+    assert "does not exist" in proc.stderr
