@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 WINDOW_MS = 10
+MAX_ONSET_GAP = 10  # windows of quiet tolerated while confirming an onset
 
 
 def threshold_dbfs(threshold: float) -> float:
@@ -52,6 +53,7 @@ class EnergyVad:
         self._voiced_run = 0
         self._quiet_run = 0
         self._onset = 0
+        self._gap = 0
 
     @property
     def position_ms(self) -> int:
@@ -68,7 +70,9 @@ class EnergyVad:
         voiced = np.einsum("ij,ij->i", frames, frames) > self._power_limit
         if not self.in_speech and not voiced.any():
             self.windows_seen += voiced.size
-            self._voiced_run = 0
+            self._gap += voiced.size
+            if self._gap > MAX_ONSET_GAP:
+                self._voiced_run = self._gap = 0
             return []
         events: list[VadEvent] = []
         for is_voiced in voiced.tolist():
@@ -78,12 +82,16 @@ class EnergyVad:
                     if self._voiced_run == 0:
                         self._onset = self.windows_seen - 1
                     self._voiced_run += 1
+                    self._gap = 0
                     if self._voiced_run >= self.speech_windows:
                         self.in_speech, self._quiet_run = True, 0
                         start = max(0, self._onset * WINDOW_MS - self.prefix_padding_ms)
                         events.append(VadEvent("started", start))
-                else:
-                    self._voiced_run = 0
+                elif self._voiced_run:
+                    # short gaps between syllables do not restart the count
+                    self._gap += 1
+                    if self._gap > MAX_ONSET_GAP:
+                        self._voiced_run = self._gap = 0
             else:
                 self._quiet_run = 0 if is_voiced else self._quiet_run + 1
                 if self._quiet_run >= self.silence_windows:
@@ -93,4 +101,4 @@ class EnergyVad:
 
     def reset_speech(self) -> None:
         """Forget a half-detected utterance (input_audio_buffer.clear)."""
-        self.in_speech, self._voiced_run, self._quiet_run = False, 0, 0
+        self.in_speech, self._voiced_run, self._quiet_run, self._gap = False, 0, 0, 0
