@@ -157,7 +157,8 @@ def list_devices() -> list[DeviceInfo]:
 def find_device(spec: str | int | None, kind: str) -> DeviceInfo:
     """Pick an input or output device by index, by (part of) its name, or the system default."""
     devices = [
-        d for d in list_devices()
+        d
+        for d in list_devices()
         if (d.max_input_channels if kind == "input" else d.max_output_channels) > 0
     ]
     label = "microphone" if kind == "input" else "speaker"
@@ -169,8 +170,11 @@ def find_device(spec: str | int | None, kind: str) -> DeviceInfo:
     if spec is None or spec == "":
         pa = pyaudio_instance()
         try:
-            info = (pa.get_default_input_device_info() if kind == "input"
-                    else pa.get_default_output_device_info())
+            info = (
+                pa.get_default_input_device_info()
+                if kind == "input"
+                else pa.get_default_output_device_info()
+            )
             return next(d for d in devices if d.index == int(info["index"]))
         except (OSError, StopIteration):
             return devices[0]
@@ -182,13 +186,13 @@ def find_device(spec: str | int | None, kind: str) -> DeviceInfo:
         match = exact or [d for d in devices if text.lower() in d.name.lower()]
     if not match:
         names = ", ".join(f"{d.index}: {d.name}" for d in devices)
-        raise AudioUnavailable(
-            f"no {kind} device matches {text!r}", hint=f"choose one of: {names}"
-        )
+        raise AudioUnavailable(f"no {kind} device matches {text!r}", hint=f"choose one of: {names}")
     return match[0]
 
 
-def supported_rates(device: DeviceInfo, kind: str, rates: tuple[int, ...] = (16000, 24000, 44100, 48000)) -> list[int]:
+def supported_rates(
+    device: DeviceInfo, kind: str, rates: tuple[int, ...] = (16000, 24000, 44100, 48000)
+) -> list[int]:
     """Rates this device can open for mono PCM16 (for `vlrun doctor`)."""
     pyaudio = import_pyaudio()
     pa = pyaudio_instance()
@@ -197,7 +201,11 @@ def supported_rates(device: DeviceInfo, kind: str, rates: tuple[int, ...] = (160
         kwargs: dict[str, Any] = (
             {"input_device": device.index, "input_channels": 1, "input_format": pyaudio.paInt16}
             if kind == "input"
-            else {"output_device": device.index, "output_channels": 1, "output_format": pyaudio.paInt16}
+            else {
+                "output_device": device.index,
+                "output_channels": 1,
+                "output_format": pyaudio.paInt16,
+            }
         )
         try:
             if pa.is_format_supported(rate, **kwargs):
@@ -207,7 +215,9 @@ def supported_rates(device: DeviceInfo, kind: str, rates: tuple[int, ...] = (160
     return ok
 
 
-def _open_stream(device: DeviceInfo, kind: str, fmt: AudioFormat, callback: Callable[..., Any]) -> tuple[Any, int]:
+def _open_stream(
+    device: DeviceInfo, kind: str, fmt: AudioFormat, callback: Callable[..., Any]
+) -> tuple[Any, int]:
     """Open a callback stream at the session rate, or at the device's own rate (then we resample)."""
     pyaudio = import_pyaudio()
     pa = pyaudio_instance()
@@ -275,11 +285,15 @@ class Microphone:
         self._loop = asyncio.get_running_loop()
         self._stream, self.device_rate = _open_stream(self.device, "input", fmt, self._callback)
         self._resample = (
-            _Resampler(self.device_rate, fmt.rate, fmt.channels) if self.device_rate != fmt.rate else None
+            _Resampler(self.device_rate, fmt.rate, fmt.channels)
+            if self.device_rate != fmt.rate
+            else None
         )
         self._stream.start_stream()
 
-    def _callback(self, in_data: bytes, frame_count: int, time_info: Any, status: int) -> tuple[None, int]:
+    def _callback(
+        self, in_data: bytes, frame_count: int, time_info: Any, status: int
+    ) -> tuple[None, int]:
         with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
             self._loop.call_soon_threadsafe(self._queue.put_nowait, in_data)
         return None, 0  # paContinue
@@ -307,11 +321,15 @@ def read_wav(path: Path, fmt: AudioFormat) -> bytes:
     except FileNotFoundError:
         raise VlrunError(f"{path}: no such file", hint="--input expects a WAV file") from None
     except (wave.Error, EOFError) as exc:
-        raise VlrunError(f"{path}: not a readable WAV file ({exc})",
-                         hint="convert it: sox in.ext -r 24000 -c 1 -b 16 out.wav") from None
+        raise VlrunError(
+            f"{path}: not a readable WAV file ({exc})",
+            hint="convert it: sox in.ext -r 24000 -c 1 -b 16 out.wav",
+        ) from None
     if width != SAMPLE_WIDTH:
-        raise VlrunError(f"{path}: {8 * width}-bit samples; vlrun streams 16-bit PCM",
-                         hint=f"convert it: sox {path} -b 16 out.wav")
+        raise VlrunError(
+            f"{path}: {8 * width}-bit samples; vlrun streams 16-bit PCM",
+            hint=f"convert it: sox {path} -b 16 out.wav",
+        )
     samples = np.frombuffer(raw, dtype="<i2")
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1).astype("<i2")
@@ -324,7 +342,9 @@ def read_wav(path: Path, fmt: AudioFormat) -> bytes:
 class WavSource:
     """Streams a WAV file as if it were the microphone, then trailing silence so VAD ends the turn."""
 
-    def __init__(self, path: Path, fmt: AudioFormat, *, fast: bool = False, tail_ms: int = 1500) -> None:
+    def __init__(
+        self, path: Path, fmt: AudioFormat, *, fast: bool = False, tail_ms: int = 1500
+    ) -> None:
         self.fmt = fmt
         self.fast = fast
         self.pcm = read_wav(path, fmt) + bytes(fmt.bytes_for_ms(tail_ms))
@@ -406,7 +426,9 @@ class ClockPlayer:
     With ``realtime=False`` audio counts as played as soon as it arrives (text mode, --fast).
     """
 
-    def __init__(self, fmt: AudioFormat, *, recorder: WavRecorder | None = None, realtime: bool = True) -> None:
+    def __init__(
+        self, fmt: AudioFormat, *, recorder: WavRecorder | None = None, realtime: bool = True
+    ) -> None:
         self.fmt = fmt
         self.recorder = recorder
         self.realtime = realtime
@@ -472,7 +494,13 @@ class DevicePlayer:
     callback (at most one buffer later) plays silence.
     """
 
-    def __init__(self, fmt: AudioFormat, device: str | int | None = None, *, recorder: WavRecorder | None = None) -> None:
+    def __init__(
+        self,
+        fmt: AudioFormat,
+        device: str | int | None = None,
+        *,
+        recorder: WavRecorder | None = None,
+    ) -> None:
         self.fmt = fmt
         self.recorder = recorder
         self.device = find_device(device, "output")
@@ -489,11 +517,15 @@ class DevicePlayer:
         self._stream, self.device_rate = _open_stream(self.device, "output", fmt, self._callback)
         self._dev_fmt = AudioFormat(self.device_rate, fmt.channels)
         self._resample = (
-            _Resampler(fmt.rate, self.device_rate, fmt.channels) if self.device_rate != fmt.rate else None
+            _Resampler(fmt.rate, self.device_rate, fmt.channels)
+            if self.device_rate != fmt.rate
+            else None
         )
         self._stream.start_stream()
 
-    def _callback(self, in_data: Any, frame_count: int, time_info: Any, status: int) -> tuple[bytes, int]:
+    def _callback(
+        self, in_data: Any, frame_count: int, time_info: Any, status: int
+    ) -> tuple[bytes, int]:
         need = frame_count * SAMPLE_WIDTH * self.fmt.channels
         out = bytearray()
         recorded = bytearray()

@@ -69,6 +69,7 @@ class Transcript:
         self._streaming: str | None = None  # item id whose assistant text is being streamed
         self._streamed_text = ""
         self._meter_shown = False
+        self._deferred: list[str] = []  # status lines held back while a reply streams
         is_tty = getattr(self.out, "isatty", lambda: False)()
         self.meter_enabled = (is_tty and verbosity >= VERBOSITY_NORMAL) if meter is None else meter
         self.conversation_path: Path | None = None
@@ -83,7 +84,9 @@ class Transcript:
             self.technical_path = logs_dir / f"{base}_technical.log"
             self._conv = self.conversation_path.open("a", encoding="utf-8")
             self._handler = logging.FileHandler(self.technical_path, encoding="utf-8")
-            self._handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            self._handler.setFormatter(
+                _RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
             self._handler.setLevel(logging.DEBUG)
             for name_, level in (("runner", logging.DEBUG), ("azure", logging.INFO)):
                 lg = logging.getLogger(name_)
@@ -108,6 +111,10 @@ class Transcript:
         if self._streaming is not None:
             self._write(self.out, "\n")
             self._streaming = None
+        if self._deferred:
+            lines, self._deferred = self._deferred, []
+            for line in lines:
+                self._write(self.err, line)
 
     def banner(self, text: str) -> None:
         """A status line shown even with --quiet (e.g. "offline: local Voice Live emulator")."""
@@ -153,8 +160,11 @@ class Transcript:
     def latency(self, ms: float, what: str = "end of speech -> first audio") -> None:
         log.info("turn latency %.0f ms (%s)", ms, what)
         if self.verbosity >= VERBOSITY_NORMAL:
-            self._end_stream()
-            self._write(self.err, f"   ({what}: {ms:.0f} ms)\n")
+            line = f"   ({what}: {ms:.0f} ms)\n"
+            if self._streaming is not None:
+                self._deferred.append(line)  # do not split the reply being printed
+            else:
+                self._write(self.err, line)
 
     # -- conversation ----------------------------------------------------------------------
 
@@ -241,10 +251,12 @@ class Transcript:
                 ("audio.delta", "buffer.append")
             ):
                 slim[key] = f"<{len(value)} chars audio>"
-        line = json.dumps({"t": round(time.time(), 3), "dir": direction, "event": redact_obj(slim)},
-                          default=str)
+        line = json.dumps(
+            {"t": round(time.time(), 3), "dir": direction, "event": redact_obj(slim)}, default=str
+        )
         with self._lock:
             self._trace.write(redact(line) + "\n")
+            self._trace.flush()  # a crash or kill must not lose the events that explain it
 
     # -- end -------------------------------------------------------------------------------
 

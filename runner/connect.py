@@ -1,0 +1,304 @@
+"""Where to connect and as whom: endpoint, credential and agent binding for the SDK's ``connect()``.
+
+Precedence (first found wins, documented in docs/runner.md):
+- endpoint: ``--endpoint`` > the profile's ``connection.endpoint`` > environment > embedded
+  emulator. In the environment, the three naming families from Microsoft's docs and samples
+  are read in this order: ``AZURE_VOICELIVE_ENDPOINT``, ``AZURE_VOICE_LIVE_ENDPOINT``,
+  ``AZURE_COGNITIVE_SERVICES_ENDPOINT`` (same order for ``*_API_KEY``).
+- credential: an API key when one is configured, else ``DefaultAzureCredential`` (async).
+- ``.env``: loaded like the quickstarts (never overriding variables already set);
+  ``VLRUN_DOTENV`` names another file, or ``none`` to skip it.
+
+Every secret read here is registered with :func:`runner.redact.register_secret`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from runner.errors import AuthError, ConfigError, ConnectError
+from runner.redact import register_secret
+
+ENV_FAMILIES = ("AZURE_VOICELIVE_", "AZURE_VOICE_LIVE_", "AZURE_COGNITIVE_SERVICES_")
+AGENT_SCOPE = "https://ai.azure.com/.default"
+HUB_AGENT_SCOPE = "https://ml.azure.com/.default"  # hub projects (agent-connection-string)
+DEFAULT_MODEL = "gpt-realtime"
+EMULATOR_BANNER = "offline: local Voice Live emulator, scripted replies"
+
+
+def env_lookup(env: Mapping[str, str], suffix: str) -> tuple[str | None, str | None]:
+    """First non-empty ``<family><suffix>`` variable: (value, variable name)."""
+    for family in ENV_FAMILIES:
+        name = family + suffix
+        value = env.get(name, "").strip()
+        if value:
+            return value, name
+    return None, None
+
+
+def load_dotenv_file(env: Mapping[str, str] | None = None) -> Path | None:
+    """Load ``.env`` (cwd or a parent), or the file named by ``VLRUN_DOTENV``; returns what loaded."""
+    env = os.environ if env is None else env
+    choice = env.get("VLRUN_DOTENV")
+    if choice is not None and choice.strip().lower() in ("", "0", "none", "no", "off"):
+        return None
+    from dotenv import find_dotenv, load_dotenv
+
+    path = Path(choice) if choice else (Path(p) if (p := find_dotenv(usecwd=True)) else None)
+    if path is None or not path.is_file():
+        if choice:
+            raise ConfigError(
+                f"VLRUN_DOTENV={choice}: no such file",
+                hint="point it at a .env file, or set VLRUN_DOTENV=none",
+            )
+        return None
+    load_dotenv(path, override=False)
+    return path
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything ``connect()`` needs, plus where each part came from (for doctor and logs)."""
+
+    endpoint: str | None  # None: start the embedded emulator
+    endpoint_source: str
+    api_key: str | None = field(default=None, repr=False)
+    key_source: str | None = None
+    model: str | None = DEFAULT_MODEL
+    api_version: str | None = None
+    agent_kwargs: Mapping[str, str] = field(default_factory=dict)
+    agent_query: Mapping[str, str] = field(default_factory=dict)  # legacy (classic) agents
+
+    @property
+    def embedded(self) -> bool:
+        return self.endpoint is None
+
+    def describe(self) -> str:
+        """One line for the console and logs; never shows a secret."""
+        if self.embedded:
+            return EMULATOR_BANNER
+        auth = (
+            f"API key from {self.key_source}"
+            if self.api_key
+            else "Microsoft Entra ID (DefaultAzureCredential)"
+        )
+        who = (
+            f"agent {self.agent_kwargs.get('agent_name')}"
+            if self.agent_kwargs
+            else f"agent {self.agent_query.get('agent-id')} (classic)"
+            if self.agent_query
+            else f"model {self.model}"
+        )
+        return f"{self.endpoint} ({self.endpoint_source}), {who}, {auth}"
+
+
+def _check_url(url: str, source: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("https", "http", "wss", "ws") or not parsed.netloc:
+        raise ConfigError(
+            f"{source}: {url!r} is not an endpoint URL",
+            hint="use the resource endpoint, e.g. https://<resource>.services.ai.azure.com/",
+        )
+    return url
+
+
+def resolve_target(
+    profile: Any = None,
+    *,
+    endpoint: str | None = None,
+    emulator: bool = False,
+    api_version: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Target:
+    """Apply the precedence rules; raises ConfigError naming the setting that is wrong."""
+    env = os.environ if env is None else env
+    conn = getattr(profile, "connection", None)
+    model = getattr(conn, "model", None)
+    if not model:
+        model = env_lookup(env, "MODEL")[0] or DEFAULT_MODEL
+    version = api_version or getattr(conn, "api_version", None) or None
+    agent = getattr(conn, "agent", None) or getattr(profile, "agent", None)
+    agent_kwargs: dict[str, str] = {}
+    agent_query: dict[str, str] = {}
+    if agent is not None:
+        agent_kwargs = {k: v for k, v in dict(agent.connect_kwargs()).items() if v}
+        agent_query = {k: v for k, v in dict(agent.query_params()).items() if v}
+        if agent_kwargs and not (
+            agent_kwargs.get("agent_name") and agent_kwargs.get("project_name")
+        ):
+            raise ConfigError(
+                "the agent binding needs both an agent name and a project name",
+                hint="set connection.agent.name and connection.agent.project in the profile",
+            )
+    if emulator and not endpoint:
+        return Target(None, "--emulator", model=model, api_version=version)
+    source = "--endpoint"
+    url = endpoint
+    if not url and conn is not None and getattr(conn, "endpoint", None):
+        url, source = conn.endpoint, f"{getattr(profile, 'source', 'profile')}: connection.endpoint"
+    if not url:
+        url, var = env_lookup(env, "ENDPOINT")
+        source = var or ""
+    if not url:
+        key, key_var = env_lookup(env, "API_KEY")
+        if key_var:
+            # A key with no endpoint is almost certainly a half-finished set-up: say so.
+            raise ConfigError(
+                f"{key_var} is set but no endpoint is configured",
+                hint="set AZURE_VOICELIVE_ENDPOINT (or pass --endpoint); use --emulator to run offline",
+            )
+        return Target(None, "no endpoint configured", model=model, api_version=version)
+    _check_url(url, source)
+    key, key_var = env_lookup(env, "API_KEY")
+    register_secret(key)
+    return Target(url, source, key, key_var, model, version, agent_kwargs, agent_query)
+
+
+def make_credential(target: Target) -> Any:
+    """AzureKeyCredential for a key, else the async DefaultAzureCredential (closed by the caller)."""
+    if target.api_key:
+        from azure.core.credentials import AzureKeyCredential
+
+        return AzureKeyCredential(target.api_key)
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+@contextlib.asynccontextmanager
+async def endpoint_for(
+    target: Target, **emulator_options: Any
+) -> AsyncIterator[tuple[str, Target]]:
+    """Yield (endpoint, target); for the embedded default, run the emulator on loopback meanwhile.
+
+    The embedded emulator gets a random key so nothing else on the machine can use it.
+    """
+    if not target.embedded:
+        yield target.endpoint or "", target
+        return
+    from runner.emulator import running_emulator
+
+    key = secrets.token_urlsafe(24)
+    register_secret(key)
+    async with running_emulator(host="127.0.0.1", port=0, api_key=key, **emulator_options) as emu:
+        yield (
+            emu.endpoint,
+            Target(
+                None,
+                target.endpoint_source,
+                key,
+                "embedded emulator",
+                target.model,
+                target.api_version,
+                target.agent_kwargs,
+                target.agent_query,
+            ),
+        )
+
+
+async def agent_access_token(target: Target, credential: Any) -> str:
+    """Entra token for a classic agent binding (``agent-access-token`` query parameter)."""
+    scope = HUB_AGENT_SCOPE if "agent-connection-string" in target.agent_query else AGENT_SCOPE
+    owned = None
+    if not hasattr(credential, "get_token"):  # an API key cannot mint agent tokens
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = owned = DefaultAzureCredential()
+    try:
+        token = await credential.get_token(scope)
+    except Exception as exc:
+        raise AuthError(
+            f"could not get an agent access token for {scope} ({_first_line(exc)})",
+            hint="classic agents need Microsoft Entra sign-in: run `az login` or set AZURE_CLIENT_ID/…",
+        ) from None
+    finally:
+        if owned is not None:
+            await owned.close()
+    register_secret(token.token)
+    return str(token.token)
+
+
+@contextlib.asynccontextmanager
+async def open_connection(
+    target: Target, endpoint: str, credential: Any, *, api_version: str | None = None
+) -> AsyncIterator[Any]:
+    """``connect()`` with the target's binding; turns handshake failures into one clear line."""
+    from azure.ai.voicelive.aio import connect
+
+    kwargs: dict[str, Any] = {"credential": credential, "endpoint": endpoint}
+    version = api_version or target.api_version
+    if version:
+        kwargs["api_version"] = version
+    if target.agent_kwargs:
+        kwargs.update(target.agent_kwargs)
+        if target.model and target.model != DEFAULT_MODEL:
+            kwargs["model"] = target.model
+    else:
+        kwargs["model"] = target.model
+    if target.agent_query:
+        query = dict(target.agent_query)
+        query["agent-access-token"] = await agent_access_token(target, credential)
+        kwargs["query"] = query
+    manager = connect(**kwargs)
+    try:
+        conn = await manager.__aenter__()
+    except Exception as exc:
+        raise connect_failure(exc, endpoint, target) from None
+    try:
+        yield conn
+    finally:
+        with contextlib.suppress(Exception):
+            await manager.__aexit__(None, None, None)
+
+
+def connect_failure(exc: BaseException, endpoint: str, target: Target) -> ConnectError:
+    """Map what the SDK, aiohttp or azure-identity raised to a user-facing error."""
+    cause: BaseException | None = exc
+    status = None
+    while cause is not None:
+        status = getattr(cause, "status", None)
+        if isinstance(status, int):
+            break
+        cause = cause.__cause__ or cause.__context__
+    name = type(exc).__name__
+    if status in (401, 403):
+        how = f"the API key from {target.key_source}" if target.api_key else "your Entra sign-in"
+        return AuthError(
+            f"{endpoint} refused {how} (HTTP {status})",
+            hint="check the key/role assignment (Cognitive Services User) and that it belongs to this resource",
+        )
+    if status == 404:
+        what = (
+            "agent or project"
+            if (target.agent_kwargs or target.agent_query)
+            else "Voice Live endpoint"
+        )
+        return ConnectError(
+            f"{endpoint}: {what} not found (HTTP 404)",
+            hint="check the endpoint URL, the agent name and the project name",
+        )
+    if isinstance(status, int):
+        return ConnectError(f"{endpoint} rejected the connection (HTTP {status})")
+    if "Credential" in name or "ClientAuthentication" in name:
+        return AuthError(
+            f"no API key is configured and Azure sign-in failed ({_first_line(exc)})",
+            hint="set AZURE_VOICELIVE_API_KEY, or sign in with `az login`",
+        )
+    if isinstance(exc, ValueError):
+        return ConfigError(f"cannot connect: {exc}")  # type: ignore[return-value]
+    return ConnectError(
+        f"cannot reach {endpoint} ({_first_line(exc)})",
+        hint="check the endpoint and your network; `vlrun doctor` tests the connection",
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
