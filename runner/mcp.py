@@ -1,18 +1,24 @@
 """Answering MCP approval requests from the profile's policy.
 
-When the service wants to call a tool on an MCP server declared with approval required, it
-sends an ``mcp_approval_request`` item; the runner answers with ``mcp_approval_response``.
-:func:`decide` is the whole rule, kept pure so it is trivial to test and to explain.
+When the service wants to call a tool on an MCP server that requires approval, it sends an
+``mcp_approval_request`` item and the runner answers with ``mcp_approval_response``.
+:func:`decide` is the whole rule, kept pure so it is easy to test and to explain.
 
-A policy is one of:
+The profile's ``approval`` uses the service's ``require_approval`` words, because the same
+value is what the compiler sends (so the two never disagree):
 
-- ``"always"`` (approve every call), ``"never"`` (deny every call), ``"ask"`` (the console asks
-  the person; a non-interactive run treats it as deny); ``True``/``False`` mean approve/deny;
-- per-tool lists: ``{"approve": [...], "deny": [...], "ask": [...], "default": "ask"}``
-  (``always``/``never`` are accepted as the list keys too). Entries match the tool name or
-  ``server_label.tool_name`` and may use shell wildcards (``"read_*"``). ``deny`` wins over
-  ``ask``, ``ask`` over ``approve``;
-- per-server policies: ``{"deepwiki": "always", "*": "ask"}``.
+- ``never``: calls need no approval. The service runs them without asking; if it asks
+  anyway, the answer is approve.
+- ``always``: every call needs approval, so a person decides: ``"ask"`` (the console asks;
+  a run without a console denies).
+- ``ask``: the same, said explicitly.
+- per-tool lists ``{"never": [...], "always": [...]}``: listed tools follow their list;
+  unlisted tools need approval (the service's default). Entries match the tool name or
+  ``server_label.tool_name`` and may use shell wildcards (``"read_*"``); ``always`` wins.
+- per-server policies ``{"deepwiki": "never", "*": "ask"}``.
+
+The runner may also answer on its own, without asking anyone: ``approve`` / ``deny`` as
+words or as list keys (``{"approve": ["read_*"], "deny": ["delete_*"]}``); ``deny`` wins.
 
 Anything unrecognised, and no policy at all, means ``"ask"``: never approve by accident.
 """
@@ -27,45 +33,61 @@ from typing import Any, Literal
 Decision = Literal["approve", "deny", "ask"]
 
 _WORDS: dict[str, Decision] = {
-    "always": "approve",
+    "never": "approve",  # require_approval: never -> no approval needed
     "approve": "approve",
-    "allow": "approve",
-    "yes": "approve",
-    "never": "deny",
-    "deny": "deny",
-    "no": "deny",
+    "always": "ask",  # require_approval: always -> a person approves
     "ask": "ask",
+    "deny": "deny",
 }
 _LIST_KEYS: dict[str, Decision] = {
     "deny": "deny",
-    "never": "deny",
+    "always": "ask",
     "ask": "ask",
+    "never": "approve",
     "approve": "approve",
-    "always": "approve",
-    "allow": "approve",
 }
-_ORDER: tuple[Decision, ...] = ("deny", "ask", "approve")
+_ORDER: tuple[Decision, ...] = ("deny", "ask", "approve")  # the most careful match wins
 
 
 def decide(policy: Any, server_label: str, tool_name: str) -> Decision:
     """What to answer for ``tool_name`` on ``server_label`` under ``policy``."""
     if dataclasses.is_dataclass(policy) and not isinstance(policy, type):
         policy = {k: v for k, v in dataclasses.asdict(policy).items() if v is not None}
-    if policy is None:
-        return "ask"
-    if isinstance(policy, bool):
-        return "approve" if policy else "deny"
     if isinstance(policy, str):
         return _WORDS.get(policy.strip().lower(), "ask")
     if not isinstance(policy, Mapping):
         return "ask"
-    keys = {str(k).lower() for k in policy}
-    if keys & (set(_LIST_KEYS) | {"default"}):
+    if _is_lists(policy):
         return _by_lists(policy, server_label, tool_name)
     for key in (server_label, "*"):
         if key in policy:
             return decide(policy[key], server_label, tool_name)
     return "ask"
+
+
+def require_approval(policy: Any, server_label: str = "") -> str | dict[str, list[str]]:
+    """The ``require_approval`` value that makes the service ask exactly when it must.
+
+    The service need not ask about calls this policy approves anyway; it must ask about
+    everything else (so the runner can deny or ask a person).
+    """
+    if isinstance(policy, Mapping) and not _is_lists(policy):
+        return require_approval(policy.get(server_label, policy.get("*")), server_label)
+    if not isinstance(policy, Mapping):
+        return "never" if decide(policy, server_label, "") == "approve" else "always"
+    candidates = [
+        str(p)
+        for k, v in policy.items()
+        if _LIST_KEYS.get(str(k).lower()) == "approve"
+        for p in ([v] if isinstance(v, str) else v)
+        if not any(c in str(p) for c in "*?[.")
+    ]
+    approved = [n for n in candidates if decide(policy, server_label, n) == "approve"]
+    return {"never": approved} if approved else "always"
+
+
+def _is_lists(policy: Mapping[Any, Any]) -> bool:
+    return bool({str(k).lower() for k in policy} & set(_LIST_KEYS))
 
 
 def _by_lists(policy: Mapping[str, Any], server_label: str, tool_name: str) -> Decision:
@@ -78,8 +100,7 @@ def _by_lists(policy: Mapping[str, Any], server_label: str, tool_name: str) -> D
     for decision in _ORDER:
         if decision in matched:
             return decision
-    default = policy.get("default")
-    return decide(default, server_label, tool_name) if default is not None else "ask"
+    return "ask"
 
 
 def _matches(patterns: Any, names: Iterable[str]) -> bool:
@@ -88,30 +109,3 @@ def _matches(patterns: Any, names: Iterable[str]) -> bool:
     if not isinstance(patterns, Iterable):
         return False
     return any(fnmatchcase(n, str(p)) for p in patterns for n in names)
-
-
-def require_approval(policy: Any, server_label: str = "") -> str | dict[str, list[str]]:
-    """The ``require_approval`` value to send for a server, derived from the same policy.
-
-    If this policy approves every call anyway, the service need not ask: ``"never"``.
-    Otherwise it must ask (``"always"``), except for tools the policy approves by exact name.
-    """
-    if not isinstance(policy, Mapping) and decide(policy, server_label, "") == "approve":
-        return "never"
-    if isinstance(policy, Mapping) and not (
-        {str(k).lower() for k in policy} & (set(_LIST_KEYS) | {"default"})
-    ):
-        inner = policy.get(server_label, policy.get("*"))
-        return require_approval(inner, server_label)
-    if isinstance(policy, Mapping):
-        candidates = [
-            str(p)
-            for k, v in policy.items()
-            if _LIST_KEYS.get(str(k).lower()) == "approve"
-            for p in ([v] if isinstance(v, str) else v)
-            if not any(c in str(p) for c in "*?[.")
-        ]
-        approved = [n for n in candidates if decide(policy, server_label, n) == "approve"]
-        if approved:
-            return {"never": approved}
-    return "always"

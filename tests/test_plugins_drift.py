@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 
@@ -128,37 +129,53 @@ def test_several_problems_are_all_reported() -> None:
 @pytest.mark.parametrize(
     ("policy", "server", "tool", "expected"),
     [
-        ("always", "wiki", "read", "approve"),
-        ("never", "wiki", "read", "deny"),
+        # The profile speaks the service's require_approval words (the compiler sends them).
+        ("never", "wiki", "read", "approve"),  # no approval needed
+        ("always", "wiki", "read", "ask"),  # approval always needed: a person decides
         ("ask", "wiki", "read", "ask"),
-        ("Always ", "wiki", "read", "approve"),
-        (True, "wiki", "read", "approve"),
-        (False, "wiki", "read", "deny"),
+        ("Never ", "wiki", "read", "approve"),
         (None, "wiki", "read", "ask"),
         ("sometimes", "wiki", "read", "ask"),  # unknown words never approve
-        ({"approve": ["read_*"]}, "wiki", "read_page", "approve"),
-        ({"approve": ["read_*"]}, "wiki", "delete_page", "ask"),
-        ({"approve": ["read_*"], "default": "never"}, "wiki", "delete_page", "deny"),
+        (True, "wiki", "read", "ask"),
+        ({"never": ["read_*"]}, "wiki", "read_page", "approve"),
+        ({"never": ["read_*"]}, "wiki", "delete_page", "ask"),  # unlisted: service default
+        ({"never": ["read_*"], "always": ["read_secrets"]}, "wiki", "read_secrets", "ask"),
+        ({"never": ("search",), "always": ()}, "wiki", "search", "approve"),  # profile tuples
+        ({"never": ["wiki.read"]}, "wiki", "read", "approve"),
+        ({"never": ["wiki.read"]}, "other", "read", "ask"),
+        # The runner's own answers, without asking anyone.
+        ("deny", "wiki", "read", "deny"),
+        ("approve", "wiki", "read", "approve"),
         ({"approve": ["read_*"], "deny": ["read_secrets"]}, "wiki", "read_secrets", "deny"),
-        ({"always": ["search"], "ask": ["search"]}, "wiki", "search", "ask"),
-        ({"never": "drop_table"}, "db", "drop_table", "deny"),
-        ({"approve": ["wiki.read"]}, "wiki", "read", "approve"),
-        ({"approve": ["wiki.read"]}, "other", "read", "ask"),
-        ({"wiki": "always", "*": "never"}, "wiki", "x", "approve"),
-        ({"wiki": "always", "*": "never"}, "db", "x", "deny"),
-        ({"wiki": {"approve": ["read"]}}, "wiki", "read", "approve"),
-        ({"wiki": "always"}, "db", "x", "ask"),
+        ({"never": ["drop"], "deny": "drop"}, "db", "drop", "deny"),
+        # Per-server policies.
+        ({"wiki": "never", "*": "deny"}, "wiki", "x", "approve"),
+        ({"wiki": "never", "*": "deny"}, "db", "x", "deny"),
+        ({"wiki": {"never": ["read"]}}, "wiki", "read", "approve"),
+        ({"wiki": "never"}, "db", "x", "ask"),
     ],
 )
 def test_decide(policy: object, server: str, tool: str, expected: str) -> None:
     assert decide(policy, server, tool) == expected
 
 
+def test_decide_accepts_the_profile_record() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Policy:
+        never: tuple[str, ...] | None = None
+        always: tuple[str, ...] | None = None
+
+    assert decide(Policy(never=("search",)), "wiki", "search") == "approve"
+    assert decide(Policy(always=("search",)), "wiki", "search") == "ask"
+
+
 def test_require_approval_matches_the_local_policy() -> None:
-    assert require_approval("always") == "never"  # we approve everything: no round trip
+    assert require_approval("never") == "never"
+    assert require_approval("approve") == "never"  # we approve everything: no round trip
+    assert require_approval("always") == "always"
     assert require_approval("ask") == "always"
-    assert require_approval("never") == "always"  # the service must ask so we can deny
-    assert require_approval({"approve": ["search", "read_*"], "deny": ["search"]}) == "always"
-    assert require_approval({"approve": ["search", "fetch"]}) == {"never": ["search", "fetch"]}
-    assert require_approval({"wiki": "always", "*": "ask"}, "wiki") == "never"
-    assert require_approval({"wiki": "always", "*": "ask"}, "db") == "always"
+    assert require_approval("deny") == "always"  # the service must ask so we can deny
+    assert require_approval({"never": ["search", "read_*"], "deny": ["search"]}) == "always"
+    assert require_approval({"never": ["search", "fetch"]}) == {"never": ["search", "fetch"]}
+    assert require_approval({"wiki": "never", "*": "ask"}, "wiki") == "never"
+    assert require_approval({"wiki": "never", "*": "ask"}, "db") == "always"
