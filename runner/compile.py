@@ -186,7 +186,7 @@ def compile_with_problems(
         nr = audio["noise_reduction"]
         out.set(
             "input_audio_noise_reduction",
-            None if nr == "off" else {"type": nr},
+            None if nr in ("off", False) else {"type": nr},
             ("audio", "noise_reduction"),
         )
     if "echo_cancellation" in audio:

@@ -35,7 +35,7 @@ from runner.validate import (
 )
 from runner.yamlsrc import PathKey, Pos
 
-ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ENV_REF = re.compile(r"(?<!\$)\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ANY_REF = re.compile(r"(?<!\$)\$\{")
 MAX_EXTENDS = 16
 DEFAULT_TOOL_TIMEOUT_S = 10.0
@@ -303,7 +303,8 @@ def _load_chain(path: Path, display: str) -> tuple[dict[str, Any], dict[PathKey,
                         src.file,
                         pos.line,
                         pos.col,
-                        f"base profile {base!r} not found (looked for {name})",
+                        f"base profile {base!r} not found"
+                        + (f" (looked for {name})" if name != base else ""),
                         json_path="$.extends",
                     )
                 ]

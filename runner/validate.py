@@ -10,6 +10,7 @@ use because it dominates vlrun's import time.
 from __future__ import annotations
 
 import difflib
+import re
 import json
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -195,8 +196,9 @@ def _convert(err: Any, loc: Locator) -> list[Problem]:
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = list(sch.get("properties", {}))
         problems = []
+        patterns = [re.compile(p) for p in sch.get("patternProperties", {})]
         for key in value:
-            if key in sch.get("properties", {}):
+            if key in sch.get("properties", {}) or any(p.search(key) for p in patterns):
                 continue
             where = "at the top level" if not path else f"in `{_dotted(path)}`"
             hint = suggest(key, allowed) or (
@@ -213,7 +215,11 @@ def _convert(err: Any, loc: Locator) -> list[Problem]:
         want = " or ".join(_EXPECTED.get(t, t) for t in types)
         hint = None
         if isinstance(value, str) and any(t in ("number", "integer") for t in types):
-            hint = "write numbers without quotes"
+            try:
+                float(value)
+                hint = "write numbers without quotes"
+            except ValueError:
+                pass
         return [
             loc.problem(path, f"expected {want}, got {_type_name(value)} {_show(value)}", hint=hint)
         ]
@@ -221,7 +227,7 @@ def _convert(err: Any, loc: Locator) -> list[Problem]:
         choices = err.validator_value if kind == "enum" else [err.validator_value]
         label = _field_label(path)
         hint = suggest(value, [str(c) for c in choices]) if isinstance(value, str) else None
-        listed = ", ".join(str(c) for c in choices)
+        listed = ", ".join(c if isinstance(c, str) else json.dumps(c) for c in choices)
         return [loc.problem(path, f"{label}{_show(value)} is not one of: {listed}", hint=hint)]
     if kind == "required":
         missing = [k for k in err.validator_value if isinstance(value, dict) and k not in value]
@@ -235,6 +241,15 @@ def _convert(err: Any, loc: Locator) -> list[Problem]:
         op = "at most" if kind == "maximum" else "less than"
         return [
             loc.problem(path, f"{_show(value)} is out of range: must be {op} {err.validator_value}")
+        ]
+    if kind == "pattern" and "propertyNames" in err.schema_path:
+        return [
+            loc.problem(
+                (*path, value),
+                f"invalid name {value!r}",
+                at_key=True,
+                hint="use letters, digits and _, not starting with a digit",
+            )
         ]
     if kind == "pattern":
         return [
@@ -419,7 +434,7 @@ def _voice(voice: Mapping[str, Any], loc: Locator) -> list[Problem]:
     )
     for key in _VOICE_NEEDS.get(vtype, ()):
         if not voice.get(key):
-            out.append(loc.problem(("voice",), f"a {vtype} voice needs `{key}`", at_key=True))
+            out.append(loc.problem(("voice",), f"a voice of type {vtype} needs `{key}`", at_key=True))
     name = voice.get("name")
     if vtype == "openai" and isinstance(name, str) and name not in OPENAI_VOICES:
         out.append(

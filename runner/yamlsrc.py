@@ -24,7 +24,7 @@ import yaml
 from runner.errors import Problem, ProfileError
 
 MAX_BYTES = 1024 * 1024  # a profile is a page of text; a megabyte is already absurd
-MAX_NODES = 100_000  # counted after alias expansion: stops "billion laughs"
+MAX_NODES = 20_000  # counted after alias expansion: stops "billion laughs"
 MAX_DEPTH = 64
 
 PathKey = tuple[str | int, ...]
@@ -152,6 +152,9 @@ def load(text: str, file: str, *, max_nodes: int = MAX_NODES) -> Source:
         msg = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:
             msg = f"{exc.problem} ({exc.context})"
+        hint = None
+        if mark is not None and 0 <= mark.index < len(text) and text[mark.index] == "\t":
+            hint = "YAML indents with spaces, not tabs"
         raise ProfileError(
             [
                 problem(
@@ -159,6 +162,7 @@ def load(text: str, file: str, *, max_nodes: int = MAX_NODES) -> Source:
                     mark.line + 1 if mark else None,
                     mark.column + 1 if mark else None,
                     f"YAML syntax error: {msg}",
+                    hint=hint,
                 )
             ]
         ) from None
@@ -216,6 +220,8 @@ class _Builder:
         try:
             return self._node(root, path, key, 0)
         except _Budget:
+            if self.problems and "nesting deeper" in self.problems[-1].message:
+                return None
             self.problems.append(
                 problem(
                     self.file,
@@ -232,7 +238,11 @@ class _Builder:
         if self.count > self.max_nodes:
             raise _Budget
         if depth > MAX_DEPTH:
-            self._add(node, path, f"nesting deeper than {MAX_DEPTH} levels (recursive alias?)")
+            m = node.start_mark
+            self.problems.append(
+                problem(self.file, m.line + 1, m.column + 1,
+                        f"nesting deeper than {MAX_DEPTH} levels (recursive alias?)")
+            )
             raise _Budget
         self.positions[path] = self._pos(node, key)
         if isinstance(node, yaml.ScalarNode):
