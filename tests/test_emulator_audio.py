@@ -69,13 +69,20 @@ async def until(conn: VoiceLiveConnection, kind: str, timeout: float = 10) -> li
     return out
 
 
-async def stream(conn: VoiceLiveConnection, samples: np.ndarray, chunk_ms: int = 20,
-                 rate: int = RATE, encode: Any = None) -> None:
-    """Send audio in 20 ms appends, as fast as the socket takes them (the VAD runs on audio time)."""
+async def stream(
+    conn: VoiceLiveConnection,
+    samples: np.ndarray,
+    chunk_ms: int = 20,
+    rate: int = RATE,
+    encode: Any = None,
+) -> None:
+    """Send audio in 20 ms appends as fast as the socket takes them (VAD runs on audio time)."""
     step = rate * chunk_ms // 1000
     for i in range(0, samples.size, step):
-        data = samples[i:i + step].tobytes()
-        await conn.input_audio_buffer.append(audio=base64.b64encode(encode(data) if encode else data).decode())
+        data = samples[i : i + step].tobytes()
+        await conn.input_audio_buffer.append(
+            audio=base64.b64encode(encode(data) if encode else data).decode()
+        )
 
 
 async def configure(conn: VoiceLiveConnection, **session: Any) -> None:
@@ -87,17 +94,41 @@ async def configure(conn: VoiceLiveConnection, **session: Any) -> None:
 async def test_vad_turn_from_real_speech_with_script_transcript(speech: np.ndarray) -> None:
     audio = np.concatenate([silence(1000), speech, silence(1500)])
     on, off = voiced_span_ms(audio)
-    td = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
-    async with running_emulator(speed=0, scenario=DATA / "weather.yaml") as emu, sdk(emu.endpoint) as conn:
-        await configure(conn, turn_detection=td, input_audio_transcription={"model": "azure-speech"})
+    td = {
+        "type": "server_vad",
+        "threshold": 0.5,
+        "prefix_padding_ms": 300,
+        "silence_duration_ms": 500,
+    }
+    async with (
+        running_emulator(speed=0, scenario=DATA / "weather.yaml") as emu,
+        sdk(emu.endpoint) as conn,
+    ):
+        await configure(
+            conn, turn_detection=td, input_audio_transcription={"model": "azure-speech"}
+        )
         await stream(conn, audio)
         events = await until(conn, "response.done")
         kinds = [e.type for e in events]
-        first = [k for k in kinds if k in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
-                                           "input_audio_buffer.committed", "conversation.item.created",
-                                           "response.created")]
-        assert first[:5] == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
-                             "input_audio_buffer.committed", "conversation.item.created", "response.created"]
+        first = [
+            k
+            for k in kinds
+            if k
+            in (
+                "input_audio_buffer.speech_started",
+                "input_audio_buffer.speech_stopped",
+                "input_audio_buffer.committed",
+                "conversation.item.created",
+                "response.created",
+            )
+        ]
+        assert first[:5] == [
+            "input_audio_buffer.speech_started",
+            "input_audio_buffer.speech_stopped",
+            "input_audio_buffer.committed",
+            "conversation.item.created",
+            "response.created",
+        ]
         started = next(e for e in events if e.type == "input_audio_buffer.speech_started")
         stopped = next(e for e in events if e.type == "input_audio_buffer.speech_stopped")
         assert abs(started.audio_start_ms - (on - 300)) <= 30  # reaches back by prefix_padding_ms
@@ -106,8 +137,13 @@ async def test_vad_turn_from_real_speech_with_script_transcript(speech: np.ndarr
         assert started.item_id == stopped.item_id
         user = next(e for e in events if e.type == "conversation.item.created")
         assert user.item.role == "user" and user.item.content[0].type == "input_audio"
-        transcript = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed")
-        assert transcript.transcript == "What is the weather in Paris?" and transcript.item_id == started.item_id
+        transcript = next(
+            e for e in events if e.type == "conversation.item.input_audio_transcription.completed"
+        )
+        assert (
+            transcript.transcript == "What is the weather in Paris?"
+            and transcript.item_id == started.item_id
+        )
         said = next(e for e in events if e.type == "response.audio_transcript.done").transcript
         assert said == "Let me check Paris."
 
@@ -118,8 +154,9 @@ async def test_vad_threshold_and_silence_duration_are_honoured(speech: np.ndarra
         td = {"type": "server_vad", "threshold": 0.9, "create_response": False}
         await configure(conn, turn_detection=td)
         await stream(conn, np.concatenate([silence(500), quiet, silence(800)]))
-        await conn.session.update(session={"turn_detection": {**td, "threshold": 0.1,
-                                                               "silence_duration_ms": 2000}})
+        await conn.session.update(
+            session={"turn_detection": {**td, "threshold": 0.1, "silence_duration_ms": 2000}}
+        )
         events = await until(conn, "session.updated")
         assert "input_audio_buffer.speech_started" not in [e.type for e in events]
         await stream(conn, np.concatenate([silence(500), quiet, silence(1000)]))
@@ -149,7 +186,10 @@ async def test_manual_turns_commit_clear_and_empty_commit(speech: np.ndarray) ->
         await stream(conn, speech)
         await conn.input_audio_buffer.commit()
         events = await until(conn, "conversation.item.created")
-        assert [e.type for e in events] == ["input_audio_buffer.committed", "conversation.item.created"]
+        assert [e.type for e in events] == [
+            "input_audio_buffer.committed",
+            "conversation.item.created",
+        ]
         await conn.response.create()
         events = await until(conn, "response.done")
         said = next(e for e in events if e.type == "response.audio_transcript.done").transcript
@@ -159,11 +199,16 @@ async def test_manual_turns_commit_clear_and_empty_commit(speech: np.ndarray) ->
 
 @pytest.mark.parametrize("law", ["ulaw", "alaw"])
 async def test_g711_input_is_decoded_for_the_vad(speech: np.ndarray, law: str) -> None:
-    narrow = np.asarray(soxr.resample(np.concatenate([silence(500), speech, silence(900)]), RATE, 8000),
-                        dtype=np.int16)
+    narrow = np.asarray(
+        soxr.resample(np.concatenate([silence(500), speech, silence(900)]), RATE, 8000),
+        dtype=np.int16,
+    )
     async with running_emulator(speed=0) as emu, sdk(emu.endpoint) as conn:
-        await configure(conn, input_audio_format=f"g711_{law}",
-                        turn_detection={"type": "server_vad", "create_response": False})
+        await configure(
+            conn,
+            input_audio_format=f"g711_{law}",
+            turn_detection={"type": "server_vad", "create_response": False},
+        )
         assert emu.sessions[0].sent[-1]["session"]["input_audio_sampling_rate"] == 8000
         await stream(conn, narrow, rate=8000, encode=lambda b: g711_encode(b, law))
         events = await until(conn, "input_audio_buffer.committed")
@@ -174,8 +219,15 @@ async def test_g711_input_is_decoded_for_the_vad(speech: np.ndarray, law: str) -
 
 @pytest.mark.parametrize("auto_truncate", [False, True])
 async def test_barge_in_cancels_the_response(speech: np.ndarray, auto_truncate: bool) -> None:
-    long_reply = {"turns": [{"turn": 1, "say": "This reply is long enough that the user will "
-                             "interrupt it before it finishes, which is the point of this test."}]}
+    long_reply = {
+        "turns": [
+            {
+                "turn": 1,
+                "say": "This reply is long enough that the user will "
+                "interrupt it before it finishes, which is the point of this test.",
+            }
+        ]
+    }
     td = {"type": "server_vad", "interrupt_response": True, "auto_truncate": auto_truncate}
     async with running_emulator(speed=1, scenario=long_reply) as emu, sdk(emu.endpoint) as conn:
         await configure(conn, turn_detection=td)

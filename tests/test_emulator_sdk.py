@@ -1,4 +1,4 @@
-"""The official azure-ai-voicelive SDK against the emulator: text turns, tools, cancellation, MCP."""
+"""The official SDK against the emulator: text turns, tools, cancellation, MCP."""
 
 from __future__ import annotations
 
@@ -31,15 +31,23 @@ WEATHER_TOOL = {
     "type": "function",
     "name": "get_weather",
     "description": "Current weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
 }
 
 
 def sdk(endpoint: str, **kw: Any) -> Any:
-    return connect(endpoint=endpoint, credential=AzureKeyCredential("test-key"), model="gpt-realtime", **kw)
+    return connect(
+        endpoint=endpoint, credential=AzureKeyCredential("test-key"), model="gpt-realtime", **kw
+    )
 
 
-async def events_until(conn: VoiceLiveConnection, kind: str, timeout: float = 10) -> list[ServerEvent]:
+async def events_until(
+    conn: VoiceLiveConnection, kind: str, timeout: float = 10
+) -> list[ServerEvent]:
     out: list[ServerEvent] = []
 
     async def read() -> None:
@@ -54,7 +62,9 @@ async def events_until(conn: VoiceLiveConnection, kind: str, timeout: float = 10
 
 
 async def say_text(conn: VoiceLiveConnection, text: str) -> None:
-    await conn.conversation.item.create(item=UserMessageItem(content=[InputTextContentPart(text=text)]))
+    await conn.conversation.item.create(
+        item=UserMessageItem(content=[InputTextContentPart(text=text)])
+    )
     await conn.response.create()
 
 
@@ -86,12 +96,24 @@ async def test_text_turn_full_audio_sequence_with_real_pcm() -> None:
         await say_text(conn, "hello there")
         events = await events_until(conn, "response.done")
         order = types(events)
-        assert order[:6] == ["conversation.item.created", "response.created", "rate_limits.updated",
-                             "response.output_item.added", "conversation.item.created",
-                             "response.content_part.added"]
-        assert order[-5:] == ["response.audio.done", "response.audio_transcript.done",
-                              "response.content_part.done", "response.output_item.done", "response.done"]
-        transcript = next(e for e in events if e.type == "response.audio_transcript.done").transcript
+        assert order[:6] == [
+            "conversation.item.created",
+            "response.created",
+            "rate_limits.updated",
+            "response.output_item.added",
+            "conversation.item.created",
+            "response.content_part.added",
+        ]
+        assert order[-5:] == [
+            "response.audio.done",
+            "response.audio_transcript.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.done",
+        ]
+        transcript = next(
+            e for e in events if e.type == "response.audio_transcript.done"
+        ).transcript
         assert transcript == "[emulator] You said: hello there"
         deltas = "".join(e.delta for e in events if e.type == "response.audio_transcript.delta")
         assert deltas == transcript
@@ -111,7 +133,10 @@ async def test_text_modality_streams_text_not_audio() -> None:
         events = await events_until(conn, "response.done")
         kinds = set(types(events))
         assert "response.audio.delta" not in kinds and "response.text.delta" in kinds
-        assert next(e for e in events if e.type == "response.text.done").text == "[emulator] You said: just text"
+        assert (
+            next(e for e in events if e.type == "response.text.done").text
+            == "[emulator] You said: just text"
+        )
 
 
 async def test_g711_output_has_eight_kilohertz_bytes() -> None:
@@ -136,20 +161,33 @@ async def test_default_model_calls_a_matching_tool_with_schema_valid_arguments()
         await say_text(conn, "What is the weather in New York today?")
         events = await events_until(conn, "response.done")
         assert types(events)[1:] == [
-            "response.created", "rate_limits.updated", "response.output_item.added",
-            "conversation.item.created", "response.function_call_arguments.delta",
-            "response.function_call_arguments.done", "response.output_item.done", "response.done"]
+            "response.created",
+            "rate_limits.updated",
+            "response.output_item.added",
+            "conversation.item.created",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.done",
+        ]
         created = [e for e in events if isinstance(e, ServerEventConversationItemCreated)][-1]
         assert created.item.type == "function_call" and created.item.name == "get_weather"
-        done = next(e for e in events if isinstance(e, ServerEventResponseFunctionCallArgumentsDone))
+        done = next(
+            e for e in events if isinstance(e, ServerEventResponseFunctionCallArgumentsDone)
+        )
         assert done.name == "get_weather" and done.call_id == created.item.call_id
         args = json.loads(done.arguments)
         jsonschema.validate(args, WEATHER_TOOL["parameters"])
         assert args == {"city": "New York today"}
-        deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+        deltas = "".join(
+            e.delta for e in events if e.type == "response.function_call_arguments.delta"
+        )
         assert deltas == done.arguments
         await conn.conversation.item.create(
-            item=FunctionCallOutputItem(call_id=done.call_id, output=json.dumps({"temperature": 18})))
+            item=FunctionCallOutputItem(
+                call_id=done.call_id, output=json.dumps({"temperature": 18})
+            )
+        )
         await conn.response.create()
         events = await events_until(conn, "response.done")
         answer = next(e for e in events if e.type == "response.audio_transcript.done").transcript
@@ -178,8 +216,11 @@ async def test_scripted_turn_speaks_calls_tool_then_formats_output(emu: Any) -> 
         assert done.output[0].content[0].transcript == "Let me check Paris."
         call = done.output[1]
         assert json.loads(call.arguments) == {"city": "Paris"}
-        await conn.conversation.item.create(item=FunctionCallOutputItem(
-            call_id=call.call_id, output=json.dumps({"temperature": 21, "city": "Paris"})))
+        await conn.conversation.item.create(
+            item=FunctionCallOutputItem(
+                call_id=call.call_id, output=json.dumps({"temperature": 21, "city": "Paris"})
+            )
+        )
         await conn.response.create()
         events = await events_until(conn, "response.done")
         said = next(e for e in events if e.type == "response.audio_transcript.done").transcript
@@ -204,8 +245,11 @@ async def test_parallel_tool_calls_follow_the_session_setting(emu: Any, parallel
             for call in calls:
                 city = json.loads(call.arguments)["city"]
                 answered.append(city)
-                await conn.conversation.item.create(item=FunctionCallOutputItem(
-                    call_id=call.call_id, output=json.dumps({"temperature": outputs[city]})))
+                await conn.conversation.item.create(
+                    item=FunctionCallOutputItem(
+                        call_id=call.call_id, output=json.dumps({"temperature": outputs[city]})
+                    )
+                )
             await conn.response.create()
         assert answered == ["Oslo", "Rome"]
         said = next(e for e in events if e.type == "response.audio_transcript.done").transcript
@@ -226,7 +270,10 @@ async def test_scripted_error_fails_the_response(emu: Any) -> None:
 
 
 async def test_scripted_delay_holds_output_after_response_created() -> None:
-    async with running_emulator(speed=1, scenario=DATA / "weather.yaml") as emu, sdk(emu.endpoint) as conn:
+    async with (
+        running_emulator(speed=1, scenario=DATA / "weather.yaml") as emu,
+        sdk(emu.endpoint) as conn,
+    ):
         await setup(conn, modalities=["text"])
         await say_text(conn, "first")
         await events_until(conn, "response.done")
@@ -255,8 +302,12 @@ async def test_response_cancel_and_active_response_errors() -> None:
         assert done.status == "cancelled"
         assert done.status_details.reason == "client_cancelled"
         assert done.output[0].status == "incomplete"
-        assert types(events)[-4:] == ["response.audio_transcript.done", "response.content_part.done",
-                                      "response.output_item.done", "response.done"]
+        assert types(events)[-4:] == [
+            "response.audio_transcript.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.done",
+        ]
         assert await emu.wait_for(lambda ev: ev["type"] == "response.cancel", timeout=1)
 
 
@@ -272,7 +323,9 @@ async def test_truncate_and_output_buffer_clear() -> None:
         await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=999999)
         assert (await events_until(conn, "error"))[-1].error.param == "audio_end_ms"
         await conn.send({"type": "output_audio_buffer.clear"})
-        assert (await events_until(conn, "output_audio_buffer.cleared"))[-1].type == "output_audio_buffer.cleared"
+        assert (await events_until(conn, "output_audio_buffer.cleared"))[
+            -1
+        ].type == "output_audio_buffer.cleared"
         await conn.send({"type": "conversation.item.retrieve", "item_id": item_id})
         got = (await events_until(conn, "conversation.item.retrieved"))[-1]
         assert got.item.id == item_id
@@ -281,14 +334,23 @@ async def test_truncate_and_output_buffer_clear() -> None:
 
 
 async def test_mcp_list_tools_approval_and_call(emu: Any) -> None:
-    mcp = {"type": "mcp", "server_label": "deepwiki", "server_url": "https://mcp.example",
-           "allowed_tools": ["ask_question"], "require_approval": "always"}
+    mcp = {
+        "type": "mcp",
+        "server_label": "deepwiki",
+        "server_url": "https://mcp.example",
+        "allowed_tools": ["ask_question"],
+        "require_approval": "always",
+    }
     async with sdk(emu.endpoint) as conn:
         await events_until(conn, "session.created")
         await conn.session.update(session={"turn_detection": None, "tools": [mcp]})
         events = await events_until(conn, "mcp_list_tools.completed")
-        assert types(events) == ["session.updated", "conversation.item.created",
-                                 "mcp_list_tools.in_progress", "mcp_list_tools.completed"]
+        assert types(events) == [
+            "session.updated",
+            "conversation.item.created",
+            "mcp_list_tools.in_progress",
+            "mcp_list_tools.completed",
+        ]
         assert events[1].item.type == "mcp_list_tools"
         assert [t.name for t in events[1].item.tools] == ["ask_question"]
         await say_text(conn, "turn one")
@@ -297,16 +359,33 @@ async def test_mcp_list_tools_approval_and_call(emu: Any) -> None:
         events = await events_until(conn, "response.done")
         request = events[-1].response.output[0]
         assert request.type == "mcp_approval_request" and request.name == "ask_question"
-        await conn.send({"type": "conversation.item.create", "item": {
-            "type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}})
+        await conn.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "mcp_approval_response",
+                    "approval_request_id": request.id,
+                    "approve": True,
+                },
+            }
+        )
         await conn.response.create()
         events = await events_until(conn, "response.done")
         assert types(events)[-7:] == [
-            "conversation.item.created", "response.mcp_call_arguments.delta",
-            "response.mcp_call_arguments.done", "response.mcp_call.in_progress",
-            "response.mcp_call.completed", "response.output_item.done", "response.done"]
+            "conversation.item.created",
+            "response.mcp_call_arguments.delta",
+            "response.mcp_call_arguments.done",
+            "response.mcp_call.in_progress",
+            "response.mcp_call.completed",
+            "response.output_item.done",
+            "response.done",
+        ]
         call = events[-1].response.output[0]
-        assert call.type == "mcp_call" and call.output == "42" and call.approval_request_id == request.id
+        assert (
+            call.type == "mcp_call"
+            and call.output == "42"
+            and call.approval_request_id == request.id
+        )
         await conn.response.create()
         events = await events_until(conn, "response.done")
         said = next(e for e in events if e.type == "response.audio_transcript.done").transcript
@@ -318,8 +397,9 @@ async def test_auth_refusal_raises_the_sdk_connection_error() -> None:
         with pytest.raises(VoiceLiveConnectionError, match="401"):
             async with sdk(emu.endpoint):
                 pass
-        async with connect(endpoint=emu.endpoint, credential=AzureKeyCredential("right-key-123"),
-                           model="m") as conn:
+        async with connect(
+            endpoint=emu.endpoint, credential=AzureKeyCredential("right-key-123"), model="m"
+        ) as conn:
             assert (await conn.recv()).type == "session.created"
     async with running_emulator(speed=0, faults=Faults(refuse_auth=True)) as emu:
         with pytest.raises(VoiceLiveConnectionError, match="401"):
@@ -346,13 +426,25 @@ async def test_every_server_event_type_deserialises_to_its_sdk_model() -> None:
     seen: dict[str, dict[str, Any]] = {}
     async with running_emulator(speed=0, scenario=DATA / "weather.yaml") as emu:
         async with sdk(emu.endpoint) as conn:
-            await setup(conn, tools=[WEATHER_TOOL, {"type": "mcp", "server_label": "deepwiki",
-                                                    "server_url": "https://x", "require_approval": "never"}],
-                        input_audio_transcription={"model": "azure-speech"})
+            await setup(
+                conn,
+                tools=[
+                    WEATHER_TOOL,
+                    {
+                        "type": "mcp",
+                        "server_label": "deepwiki",
+                        "server_url": "https://x",
+                        "require_approval": "never",
+                    },
+                ],
+                input_audio_transcription={"model": "azure-speech"},
+            )
             await say_text(conn, "turn one")
             events = await events_until(conn, "response.done")
             call = events[-1].response.output[-1]
-            await conn.conversation.item.create(item=FunctionCallOutputItem(call_id=call.call_id, output="{}"))
+            await conn.conversation.item.create(
+                item=FunctionCallOutputItem(call_id=call.call_id, output="{}")
+            )
             await conn.response.create()
             events = await events_until(conn, "response.done")
             item_id = events[-1].response.output[0].id
@@ -398,8 +490,12 @@ async def _audio_event_samples() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     async with running_emulator(speed=0) as emu, sdk(emu.endpoint) as conn:
         await events_until(conn, "session.created")
-        await conn.session.update(session={"turn_detection": {"type": "server_vad", "create_response": False},
-                                           "input_audio_transcription": {"model": "azure-speech"}})
+        await conn.session.update(
+            session={
+                "turn_detection": {"type": "server_vad", "create_response": False},
+                "input_audio_transcription": {"model": "azure-speech"},
+            }
+        )
         await events_until(conn, "session.updated")
         for chunk in (silence, speech, silence):
             await conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
@@ -414,11 +510,22 @@ async def _audio_event_samples() -> dict[str, dict[str, Any]]:
 
 
 async def _failure_samples() -> dict[str, dict[str, Any]]:
-    script = {"turns": [{"match": "fail", "mcp": {"server_label": "s", "name": "t", "error": "boom"}}]}
+    script = {
+        "turns": [{"match": "fail", "mcp": {"server_label": "s", "name": "t", "error": "boom"}}]
+    }
     out: dict[str, dict[str, Any]] = {}
     async with running_emulator(speed=0, scenario=script) as emu, sdk(emu.endpoint) as conn:
-        await setup(conn, tools=[{"type": "mcp", "server_label": "s", "server_url": "https://s",
-                                  "require_approval": "never"}])
+        await setup(
+            conn,
+            tools=[
+                {
+                    "type": "mcp",
+                    "server_label": "s",
+                    "server_url": "https://s",
+                    "require_approval": "never",
+                }
+            ],
+        )
         await say_text(conn, "fail")
         events = await events_until(conn, "response.done")
         assert events[-1].response.output[0].error == "boom"

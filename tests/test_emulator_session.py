@@ -44,7 +44,10 @@ async def errors_until_updated(ws: ClientConnection) -> tuple[list[dict[str, Any
 
 
 async def test_session_created_first_with_emulator_marker_and_expiry() -> None:
-    async with running_emulator(speed=0) as emu, connect(url(emu.endpoint, **{"x-ms-client-sdk": "t"})) as ws:
+    async with (
+        running_emulator(speed=0) as emu,
+        connect(url(emu.endpoint, **{"x-ms-client-sdk": "t"})) as ws,
+    ):
         first = json.loads(await ws.recv())
         assert first["type"] == "session.created"
         session = first["session"]
@@ -60,9 +63,11 @@ async def test_session_created_first_with_emulator_marker_and_expiry() -> None:
 async def test_session_update_returns_full_effective_session() -> None:
     async with running_emulator(speed=0) as emu, connect(url(emu.endpoint)) as ws:
         await next_of(ws, "session.created")
-        update = {"voice": {"type": "azure-standard", "name": "en-US-AvaNeural"},
-                  "turn_detection": {"type": "server_vad", "silence_duration_ms": 300},
-                  "input_audio_transcription": {"model": "azure-speech", "language": "en-US"}}
+        update = {
+            "voice": {"type": "azure-standard", "name": "en-US-AvaNeural"},
+            "turn_detection": {"type": "server_vad", "silence_duration_ms": 300},
+            "input_audio_transcription": {"model": "azure-speech", "language": "en-US"},
+        }
         await ws.send(json.dumps({"type": "session.update", "session": update}))
         session = (await next_of(ws, "session.updated"))["session"]
         # full session: untouched fields are echoed, nested objects get their defaults filled in
@@ -85,16 +90,28 @@ async def test_session_update_returns_full_effective_session() -> None:
         ({"temperature": 7}, "invalid_value", "session.temperature"),
         ({"temperature": "hot"}, "invalid_type", "session.temperature"),
         ({"max_response_output_tokens": 0}, "invalid_value", "session.max_response_output_tokens"),
-        ({"turn_detection": {"type": "server_vad", "threshold": 2}}, "invalid_value",
-         "session.turn_detection.threshold"),
+        (
+            {"turn_detection": {"type": "server_vad", "threshold": 2}},
+            "invalid_value",
+            "session.turn_detection.threshold",
+        ),
         ({"turn_detection": {"type": "loud"}}, "invalid_value", "session.turn_detection.type"),
         ({"tools": [{"type": "function"}]}, "missing_required_parameter", "session.tools[0].name"),
-        ({"tool_choice": {"type": "function", "name": "nope"}}, "invalid_value",
-         "session.tool_choice.name"),
-        ({"input_audio_echo_cancellation": {"type": "server_echo_cancellation", "channels": 2}},
-         "invalid_ec_channels_requires_client", "session.input_audio_echo_cancellation.channels"),
-        ({"input_audio_transcription": {"language": "en"}}, "missing_required_parameter",
-         "session.input_audio_transcription.model"),
+        (
+            {"tool_choice": {"type": "function", "name": "nope"}},
+            "invalid_value",
+            "session.tool_choice.name",
+        ),
+        (
+            {"input_audio_echo_cancellation": {"type": "server_echo_cancellation", "channels": 2}},
+            "invalid_ec_channels_requires_client",
+            "session.input_audio_echo_cancellation.channels",
+        ),
+        (
+            {"input_audio_transcription": {"language": "en"}},
+            "missing_required_parameter",
+            "session.input_audio_transcription.model",
+        ),
         ({"metadata": {"k": 5}}, "invalid_type", "session.metadata.k"),
     ],
 )
@@ -103,11 +120,15 @@ async def test_invalid_session_update_is_an_error_and_socket_stays_open(
 ) -> None:
     async with running_emulator(speed=0) as emu, connect(url(emu.endpoint)) as ws:
         before = (await next_of(ws, "session.created"))["session"]
-        await ws.send(json.dumps({"type": "session.update", "event_id": "evt_1", "session": session}))
+        await ws.send(
+            json.dumps({"type": "session.update", "event_id": "evt_1", "session": session})
+        )
         errors, after = await errors_until_updated(ws)
         assert [(e["error"]["code"], e["error"]["param"]) for e in errors] == [(code, param)]
         assert errors[0]["error"]["event_id"] == "evt_1"
-        assert errors[0]["error"]["type"] == "invalid_request_error" and errors[0]["error"]["message"]
+        assert (
+            errors[0]["error"]["type"] == "invalid_request_error" and errors[0]["error"]["message"]
+        )
         assert after == {**before, "expires_at": after["expires_at"]}  # unchanged
 
 
@@ -118,20 +139,36 @@ async def test_every_bad_field_gets_its_own_error() -> None:
         await ws.send(json.dumps({"type": "session.update", "session": bad}))
         errors, _ = await errors_until_updated(ws)
         assert sorted(e["error"]["param"] for e in errors) == [
-            "session.colour", "session.temperature", "session.voice"]
+            "session.colour",
+            "session.temperature",
+            "session.voice",
+        ]
 
 
 @pytest.mark.parametrize(
     ("api_version", "eou", "ok"),
     [
-        ("2025-05-01-preview", {"model": "semantic_detection_v1", "threshold": 0.01, "timeout": 2}, True),
+        (
+            "2025-05-01-preview",
+            {"model": "semantic_detection_v1", "threshold": 0.01, "timeout": 2},
+            True,
+        ),
         ("2025-05-01-preview", {"model": "semantic_detection_v1", "threshold_level": "low"}, False),
-        ("2026-07-15", {"model": "semantic_detection_v1", "threshold_level": "low", "timeout_ms": 900}, True),
+        (
+            "2026-07-15",
+            {"model": "semantic_detection_v1", "threshold_level": "low", "timeout_ms": 900},
+            True,
+        ),
         ("2026-07-15", {"model": "semantic_detection_v1", "threshold": 0.01, "timeout": 2}, False),
     ],
 )
-async def test_end_of_utterance_shape_follows_api_version(api_version: str, eou: dict, ok: bool) -> None:
-    async with running_emulator(speed=0) as emu, connect(url(emu.endpoint, **{"api-version": api_version})) as ws:
+async def test_end_of_utterance_shape_follows_api_version(
+    api_version: str, eou: dict, ok: bool
+) -> None:
+    async with (
+        running_emulator(speed=0) as emu,
+        connect(url(emu.endpoint, **{"api-version": api_version})) as ws,
+    ):
         await next_of(ws, "session.created")
         td = {"type": "azure_semantic_vad", "end_of_utterance_detection": eou}
         await ws.send(json.dumps({"type": "session.update", "session": {"turn_detection": td}}))
@@ -151,9 +188,13 @@ async def test_malformed_frames_get_errors_and_never_close_the_socket() -> None:
             "[1, 2]",
             json.dumps({"event_id": "e1"}),
             json.dumps({"type": "no.such.event", "event_id": "e2"}),
-            json.dumps({"type": "input_audio_buffer.append", "audio": "%%%not base64%%%", "event_id": "e3"}),
+            json.dumps(
+                {"type": "input_audio_buffer.append", "audio": "%%%not base64%%%", "event_id": "e3"}
+            ),
             json.dumps({"type": "input_audio_buffer.append", "event_id": "e4"}),
-            json.dumps({"type": "conversation.item.create", "item": {"type": "weird"}, "event_id": "e5"}),
+            json.dumps(
+                {"type": "conversation.item.create", "item": {"type": "weird"}, "event_id": "e5"}
+            ),
             b"\x00\x01binary",
         ]
         for frame in frames:
@@ -161,10 +202,21 @@ async def test_malformed_frames_get_errors_and_never_close_the_socket() -> None:
         errors, session = await errors_until_updated(ws)
         assert session is not None
         codes = [e["error"]["code"] for e in errors]
-        assert codes == ["invalid_json", "invalid_json", "missing_required_parameter", "invalid_value",
-                         "invalid_value", "missing_required_parameter", "invalid_value", "invalid_value"]
+        assert codes == [
+            "invalid_json",
+            "invalid_json",
+            "missing_required_parameter",
+            "invalid_value",
+            "invalid_value",
+            "missing_required_parameter",
+            "invalid_value",
+            "invalid_value",
+        ]
         assert [e["error"]["event_id"] for e in errors][2:7] == ["e1", "e2", "e3", "e4", "e5"]
-        assert errors[3]["error"]["param"] == "type" and "response.create" in errors[3]["error"]["message"]
+        assert (
+            errors[3]["error"]["param"] == "type"
+            and "response.create" in errors[3]["error"]["message"]
+        )
         assert not emu.sessions[0].closed
 
 
@@ -181,7 +233,9 @@ async def test_api_key_required_when_configured() -> None:
                 pass
         async with connect(url(emu.endpoint), additional_headers={"api-key": "s3cret-key"}) as ws:
             assert (await next_of(ws, "session.created"))["type"] == "session.created"
-        async with connect(url(emu.endpoint), additional_headers={"Authorization": "Bearer s3cret-key"}) as ws:
+        async with connect(
+            url(emu.endpoint), additional_headers={"Authorization": "Bearer s3cret-key"}
+        ) as ws:
             assert (await next_of(ws, "session.created"))["type"] == "session.created"
         assert emu.sessions[-1].headers["Authorization"] == "***"  # never kept in the record
         assert len(emu.sessions) == 2  # refused handshakes never became sessions
@@ -197,8 +251,12 @@ async def test_model_or_agent_is_required_and_agents_are_described() -> None:
         async with connect(url(emu.endpoint, **current)) as ws:
             agent = (await next_of(ws, "session.created"))["session"]["agent"]
             assert agent["name"] == "helper" and agent["description"].startswith("[emulator]")
-        legacy = {"model": None, "agent-id": "asst_1", "agent-project-name": "proj",
-                  "agent-access-token": "tok"}
+        legacy = {
+            "model": None,
+            "agent-id": "asst_1",
+            "agent-project-name": "proj",
+            "agent-access-token": "tok",
+        }
         async with connect(url(emu.endpoint, **legacy)) as ws:
             agent = (await next_of(ws, "session.created"))["session"]["agent"]
             assert agent["agent_id"] == "asst_1"
@@ -226,7 +284,10 @@ async def test_pings_are_answered() -> None:
 
 
 async def test_session_expires_at_the_configured_limit() -> None:
-    async with running_emulator(speed=0, session_limit_s=0.3) as emu, connect(url(emu.endpoint)) as ws:
+    async with (
+        running_emulator(speed=0, session_limit_s=0.3) as emu,
+        connect(url(emu.endpoint)) as ws,
+    ):
         created = await next_of(ws, "session.created")
         assert created["session"]["expires_at"] <= time.time() + 1
         expired = await next_of(ws, "error")
@@ -239,8 +300,14 @@ async def test_session_expires_at_the_configured_limit() -> None:
 async def test_wait_for_sees_client_events_in_any_session() -> None:
     async with running_emulator(speed=0) as emu, connect(url(emu.endpoint)) as ws:
         await next_of(ws, "session.created")
-        await ws.send(json.dumps({"type": "input_audio_buffer.append",
-                                  "audio": base64.b64encode(b"\0\0" * 240).decode()}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "input_audio_buffer.append",
+                    "audio": base64.b64encode(b"\0\0" * 240).decode(),
+                }
+            )
+        )
         event = await emu.wait_for(lambda ev: ev["type"] == "input_audio_buffer.append", timeout=5)
         assert event["audio"]
         with pytest.raises(TimeoutError):

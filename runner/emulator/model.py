@@ -10,6 +10,7 @@ Every built-in reply starts with "[emulator]" so nobody mistakes it for a model.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -369,8 +370,7 @@ def guess_arguments(text: str, tool: Mapping[str, Any]) -> dict[str, Any]:
         elif kind == "string":
             args[name] = rest or text
         elif kind in ("integer", "number"):
-            value = float(number.group(0)) if number else spec.get("minimum", 0)
-            args[name] = int(value) if kind == "integer" else value
+            args[name] = _number_within(number.group(0) if number else None, spec, kind)
         elif kind == "boolean":
             args[name] = False
         elif kind == "array":
@@ -380,6 +380,25 @@ def guess_arguments(text: str, tool: Mapping[str, Any]) -> dict[str, Any]:
         else:
             args[name] = rest
     return args
+
+
+def _number_within(raw: str | None, spec: Mapping[str, Any], kind: str) -> int | float:
+    """A number from the sentence, clamped into the schema's minimum/maximum."""
+    try:
+        value = float(raw) if raw is not None else 0.0
+    except ValueError:
+        value = 0.0
+    if not math.isfinite(value):
+        value = 0.0
+    lo, hi = spec.get("minimum"), spec.get("maximum")
+    if isinstance(lo, int | float):
+        value = max(value, lo)
+    if isinstance(hi, int | float):
+        value = min(value, hi)
+    if kind == "integer":
+        whole = math.ceil(value) if isinstance(lo, int | float) and value == lo else round(value)
+        return int(min(whole, hi)) if isinstance(hi, int | float) else int(whole)
+    return value
 
 
 class ScriptedModel:
