@@ -454,7 +454,7 @@ class Connection:
             item_id = self.speech_item or P.new_id("item")
             self.speech_item = None
         else:
-            ms, item_id = self.manual_ms, P.new_id("item")
+            ms, item_id = int(self.manual_ms), P.new_id("item")
         if ms < MIN_COMMIT_MS:
             await self.error(
                 "input_audio_buffer_commit_empty",
@@ -477,7 +477,7 @@ class Connection:
                 "item_id": item_id,
             }
         )
-        item = {
+        item: dict[str, Any] = {
             "id": item_id,
             "object": "realtime.item",
             "type": "message",
@@ -861,7 +861,8 @@ class Connection:
         if failed is None and plan.mcp is not None and response.cancel_reason is None:
             await self._mcp(response, dict(plan.mcp))
         if response.cancel_reason is not None:
-            status, details = "cancelled", {"type": "cancelled", "reason": response.cancel_reason}
+            status = "cancelled"
+            details: dict[str, Any] | None = {"type": "cancelled", "reason": response.cancel_reason}
         elif failed is not None:
             status, details = "failed", {"type": "failed", "error": failed}
         else:
@@ -879,7 +880,7 @@ class Connection:
     async def _say(self, response: _Response, text: str, shape: dict[str, Any]) -> tuple[int, int]:
         audio = "audio" in shape["modalities"]
         index = len(response.output)
-        item = {
+        item: dict[str, Any] = {
             "id": P.new_id("item"),
             "object": "realtime.item",
             "type": "message",
@@ -992,7 +993,7 @@ class Connection:
     async def _function_call(self, response: _Response, call: ToolCall) -> None:
         index = len(response.output)
         call_id = P.new_id("call")
-        item = {
+        item: dict[str, Any] = {
             "id": P.new_id("item"),
             "object": "realtime.item",
             "type": "function_call",

@@ -361,7 +361,8 @@ def guess_arguments(text: str, tool: Mapping[str, Any]) -> dict[str, Any]:
     number = re.search(r"-?\d+(?:\.\d+)?", text)
     args: dict[str, Any] = {}
     for name in wanted:
-        spec = props.get(name) if isinstance(props.get(name), Mapping) else {}
+        found = props.get(name)
+        spec: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
         kind = spec.get("type", "string")
         if "enum" in spec and spec["enum"]:
             args[name] = next(

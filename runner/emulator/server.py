@@ -73,7 +73,8 @@ class Emulator:
         site = web.TCPSite(self._runner, host, port)
         await site.start()
         server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
-        sock = server.sockets[0] if server is not None and server.sockets else None
+        sockets = getattr(server, "sockets", None)
+        sock = sockets[0] if sockets else None
         bound = sock.getsockname()[1] if sock is not None else port
         shown = f"[{host}]" if ":" in host else host
         self.endpoint = f"http://{shown}:{bound}"
