@@ -120,9 +120,17 @@ class _Out:
         self.trace[(key,)] = source
 
     def problem(
-        self, path: PathKey, message: str, *, hint: str | None = None, severity: str = "error"
+        self,
+        path: PathKey,
+        message: str,
+        *,
+        hint: str | None = None,
+        severity: str = "error",
+        at_key: bool = False,
     ) -> None:
-        self.problems.append(self.loc.problem(path, message, hint=hint, severity=severity))
+        self.problems.append(
+            self.loc.problem(path, message, hint=hint, severity=severity, at_key=at_key)
+        )
 
 
 def compile_session(
@@ -413,6 +421,7 @@ def _escape_hatch(out: _Out, raw: Any) -> None:
                 f"session field {key!r} is not known to the SDK; sent as is",
                 hint=suggest(key, SDK_SESSION_KEYS),
                 severity="warning",
+                at_key=True,
             )
         current = out.session.get(key)
         new = thaw(value)

@@ -460,8 +460,12 @@ def _apply_set(doc: dict[str, Any], positions: dict[PathKey, Pos], expr: str) ->
         if last:
             node[step] = value
         else:
-            if isinstance(node, dict) and not isinstance(node.get(step), dict | list):
+            if isinstance(node, dict) and node.get(step) is None:
                 node[step] = {}
+            elif not isinstance(node[step], dict | list):
+                raise UsageError(
+                    f"--set {expr!r}: {'.'.join(parts[: i + 1])} is a single value, not a mapping"
+                )
             node = node[step]
     prefix = tuple(path)
     for p in [p for p in positions if p[: len(prefix)] == prefix]:

@@ -10,8 +10,8 @@ use because it dominates vlrun's import time.
 from __future__ import annotations
 
 import difflib
-import re
 import json
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from importlib import resources
@@ -434,7 +434,9 @@ def _voice(voice: Mapping[str, Any], loc: Locator) -> list[Problem]:
     )
     for key in _VOICE_NEEDS.get(vtype, ()):
         if not voice.get(key):
-            out.append(loc.problem(("voice",), f"a voice of type {vtype} needs `{key}`", at_key=True))
+            out.append(
+                loc.problem(("voice",), f"a voice of type {vtype} needs `{key}`", at_key=True)
+            )
     name = voice.get("name")
     if vtype == "openai" and isinstance(name, str) and name not in OPENAI_VOICES:
         out.append(

@@ -240,8 +240,12 @@ class _Builder:
         if depth > MAX_DEPTH:
             m = node.start_mark
             self.problems.append(
-                problem(self.file, m.line + 1, m.column + 1,
-                        f"nesting deeper than {MAX_DEPTH} levels (recursive alias?)")
+                problem(
+                    self.file,
+                    m.line + 1,
+                    m.column + 1,
+                    f"nesting deeper than {MAX_DEPTH} levels (recursive alias?)",
+                )
             )
             raise _Budget
         self.positions[path] = self._pos(node, key)
