@@ -1,0 +1,841 @@
+"""Running one scenario: the real LiveSession against the emulator (or Azure), driven turn by turn.
+
+The parts under test are the real ones (profile, compile, plugins, session, SDK, emulator);
+only the edges are scripted: a :class:`ScenarioSource` plays the user's audio, a
+:class:`ScenarioPlayer` "plays" the assistant on a clock that runs ``speed`` times faster,
+tool mocks answer instead of plugins, and :class:`Observer` (a Transcript) sees every event
+both ways. After each turn the expectations are evaluated; each failure names the scenario
+file:line of the expectation that failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runner.audio import FRAME_MS, AudioFormat
+from runner.errors import VlrunError
+from runner.scenarios import DEFAULT_BARGE_IN, Scenario, model_script
+from runner.transcript import Transcript
+from runner.yamlsrc import PathKey
+
+BARGE_IN_EARLY_MS = 100  # truncation may land this much before the offset (timer granularity)
+BARGE_IN_LATE_MS = 2000  # ... and this much after (the VAD needs some speech first)
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed expectation, at the scenario line that states it."""
+
+    file: str
+    line: int | None
+    message: str
+    turn: int | None = None  # 0-based turn index, None for the whole scenario
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+    def render(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+@dataclass
+class ToolCallSeen:
+    name: str
+    call_id: str
+    arguments: str
+    output: str | None = None
+    ok: bool | None = None
+
+    @property
+    def args(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.arguments or "{}")
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+
+@dataclass
+class TurnOutcome:
+    """What happened in one turn (all times in ms on the emulator's clock)."""
+
+    index: int
+    tool_calls: list[ToolCallSeen] = field(default_factory=list)
+    reply: str = ""
+    errors: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    truncated_at_ms: int | None = None
+    barge_in_missed: str | None = None
+    first_audio_ms: float | None = None
+    tool_silence_ms: float | None = None
+    settled: bool = True
+
+
+@dataclass
+class ScenarioResult:
+    path: Path
+    name: str
+    failures: list[Failure] = field(default_factory=list)
+    turns: list[TurnOutcome] = field(default_factory=list)
+    lines: list[tuple[int, str]] = field(default_factory=list)  # (turn index, transcript line)
+    error: str | None = None  # could not run at all (profile, connection): not an expectation
+    duration_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and self.error is None
+
+
+# --- the edges: audio in, audio out, tools --------------------------------------------------------
+
+
+class ScenarioPlayer:
+    """A virtual speaker whose clock runs ``speed`` times faster than the wall clock."""
+
+    def __init__(self, fmt: AudioFormat, speed: float = 1.0) -> None:
+        self.fmt = fmt
+        self.speed = speed
+        self._end = 0.0  # monotonic time when everything queued has played
+        self._item: str | None = None
+        self._item_start = 0.0
+        self._item_ms = 0.0
+        self.items: list[str] = []  # every item that wrote audio, in order
+        self.received_ms: dict[str, float] = {}
+        self._changed = asyncio.Event()
+
+    def write(self, item_id: str, pcm: bytes) -> None:
+        now = time.monotonic()
+        if item_id != self._item:
+            self._item, self._item_ms = item_id, 0.0
+            self._item_start = max(now, self._end)
+            self.items.append(item_id)
+        ms = self.fmt.ms_for_bytes(len(pcm))
+        self._end = max(now, self._end) + ms / 1000 / self.speed
+        self._item_ms += ms
+        self.received_ms[item_id] = self.received_ms.get(item_id, 0.0) + ms
+        self._poke()
+
+    def _poke(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def played_ms(self) -> int:
+        if self._item is None:
+            return 0
+        played = (time.monotonic() - self._item_start) * 1000 * self.speed
+        return int(max(0.0, min(self._item_ms, played)))
+
+    def pending_ms(self) -> float:
+        return max(0.0, self._end - time.monotonic()) * 1000 * self.speed
+
+    def interrupt(self) -> tuple[str | None, int]:
+        played = self.played_ms()
+        item, self._item = self._item, None
+        self._end = time.monotonic()
+        self._poke()
+        return item, played
+
+    async def drain(self) -> None:
+        remaining = self._end - time.monotonic()
+        if remaining > 0:
+            await asyncio.sleep(remaining)  # the known play-out time, not a poll
+
+    def close(self) -> None:
+        pass
+
+    async def reach(self, after: int, at_ms: float, done: Callable[[], bool]) -> str | None:
+        """Wait until ``at_ms`` of the first reply item after ``items[after:]`` has played.
+
+        Returns None when reached, or why it cannot be (the reply ended first).
+        """
+        while True:
+            fresh = self.items[after:]
+            if fresh and self._item == fresh[0] and self._item_ms >= at_ms:
+                due = self._item_start + at_ms / 1000 / self.speed - time.monotonic()
+                if due > 0:
+                    await asyncio.sleep(due)  # a timer for a known play position
+                return None
+            if fresh and (self._item != fresh[0] or done()):
+                got = self.received_ms.get(fresh[0], 0.0)
+                return f"the reply had only {got:.0f} ms of audio"
+            if not fresh and done():
+                return "the reply had no audio"
+            changed = self._changed
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), 0.5)
+
+
+class ScenarioSource:
+    """The user's microphone: frames queued by the turn driver, paced at ``speed``."""
+
+    def __init__(self, fmt: AudioFormat, speed: float = 1.0) -> None:
+        self.fmt = fmt
+        self.speed = speed
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def frames(self) -> Any:
+        while True:
+            frame = await self._queue.get()
+            if frame is None:
+                return
+            yield frame
+
+    async def speak(self, pcm: bytes, tail_ms: int) -> None:
+        """Queue speech then silence, one 20 ms frame per 20/speed ms of wall time."""
+        step = self.fmt.frame_bytes
+        pcm = pcm + bytes(self.fmt.bytes_for_ms(tail_ms))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for n, offset in enumerate(range(0, len(pcm), step)):
+            frame = pcm[offset : offset + step]
+            self._queue.put_nowait(frame + bytes(step - len(frame)))
+            due = start + (n + 1) * FRAME_MS / 1000 / self.speed - loop.time()
+            if due > 0:
+                await asyncio.sleep(due)  # pacing the microphone, as the wall clock would
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+
+class MockRegistry:
+    """The plugin registry as the session sees it, with some tools answered by mocks."""
+
+    def __init__(self, real: Any, speed: float = 1.0) -> None:
+        self.real = real
+        self.speed = speed
+        self.mocks: dict[str, Mapping[str, Any]] = {}
+
+    def schemas(self) -> dict[str, Any]:
+        return dict(self.real.schemas()) if self.real is not None else {}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.mocks or (self.real is not None and name in self.real)
+
+    async def dispatch_many(
+        self,
+        calls: list[tuple[str, str, str]],
+        *,
+        context: Any = None,
+        timeout_s: float | Mapping[str, float] = 10.0,
+    ) -> list[Any]:
+        async def one(name: str, call_id: str, arguments: str) -> Any:
+            mock = self.mocks.get(name)
+            if mock is not None:
+                return await self._mocked(name, call_id, mock)
+            limit = timeout_s.get(name, 10.0) if isinstance(timeout_s, Mapping) else timeout_s
+            if self.real is None:
+                from runner.plugins import ToolResult
+
+                out = json.dumps({"error": {"type": "unknown_tool", "message": "no tools"}})
+                return ToolResult(call_id, name, False, out, "no tools are loaded", 0.0)
+            return await self.real.dispatch(
+                name, call_id, arguments, context=context, timeout_s=float(limit)
+            )
+
+        return list(await asyncio.gather(*(one(*c) for c in calls)))
+
+    async def _mocked(self, name: str, call_id: str, mock: Mapping[str, Any]) -> Any:
+        from runner.plugins import ToolResult
+
+        delay = float(mock.get("delay_ms") or 0) / 1000 / self.speed
+        if delay:
+            await asyncio.sleep(delay)  # the mocked tool's running time
+        if mock.get("error") is not None:
+            message = str(mock["error"])
+            out = json.dumps({"error": {"type": "tool_error", "message": message}})
+            return ToolResult(call_id, name, False, out, message, delay, "tool_error")
+        value = mock.get("output")
+        out = value if isinstance(value, str) else json.dumps(value)
+        return ToolResult(call_id, name, True, out, None, delay)
+
+
+# --- watching the session -------------------------------------------------------------------------
+
+
+class Observer(Transcript):
+    """A quiet Transcript that keeps every event (with its arrival time) and the turn lines."""
+
+    def __init__(self, *, trace_path: Path | None = None) -> None:
+        super().__init__(
+            verbosity=1, out=io.StringIO(), err=io.StringIO(), meter=False, trace_path=trace_path
+        )
+        self.events: list[tuple[float, str, dict[str, Any]]] = []
+        self.lines: list[tuple[int, str]] = []
+        self.turn = -1
+        self.tool_outputs: dict[str, tuple[bool, str]] = {}
+        self._changed = asyncio.Event()
+
+    def _poke(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait (event driven) until ``predicate`` holds; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            changed = self._changed
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
+        return True
+
+    def trace(self, direction: str, event: dict[str, Any]) -> None:
+        super().trace(direction, event)
+        self.events.append((time.perf_counter(), direction, event))
+        self._poke()
+
+    def _line(self, text: str) -> None:
+        self.lines.append((self.turn, text))
+
+    def user(self, item_id: str, text: str) -> None:
+        if item_id not in self._seen:
+            self._line(f"you: {text}")
+        super().user(item_id, text)
+
+    def assistant_done(self, item_id: str, text: str, *, interrupted: bool = False) -> None:
+        before = len(self.turns)
+        super().assistant_done(item_id, text, interrupted=interrupted)
+        if len(self.turns) > before:
+            turn = self.turns[-1]
+            mark = " [interrupted]" if turn.interrupted else ""
+            self._line(f"assistant: {turn.text}{mark}")
+        self._poke()
+
+    def tool_call(self, call_id: str, name: str, arguments: str) -> None:
+        self._line(f"[tool] {name}({arguments})")
+        super().tool_call(call_id, name, arguments)
+
+    def tool_result(self, call_id: str, name: str, ok: bool, text: str, duration_s: float) -> None:
+        self.tool_outputs[call_id] = (ok, text)
+        self._line(f"[tool] {name} {'->' if ok else 'failed:'} {text}")
+        super().tool_result(call_id, name, ok, text, duration_s)
+        self._poke()
+
+    def error(self, text: str) -> None:
+        self._line(f"error: {text}")
+        super().error(text)
+        self._poke()
+
+    def since(self, mark: int) -> list[tuple[float, str, dict[str, Any]]]:
+        return self.events[mark:]
+
+
+def settled(events: list[tuple[float, str, dict[str, Any]]]) -> bool:
+    """A reply is complete: some response finished, none is open, the last needs no tool round."""
+    open_ids: set[str] = set()
+    last_done: dict[str, Any] | None = None
+    for _, direction, ev in events:
+        if direction != "in":
+            continue
+        kind = ev.get("type")
+        if kind == "response.created":
+            open_ids.add(str((ev.get("response") or {}).get("id")))
+        elif kind == "response.done":
+            response = ev.get("response") or {}
+            open_ids.discard(str(response.get("id")))
+            last_done = response
+    if last_done is None or open_ids:
+        return False
+    if last_done.get("status") in ("cancelled", "failed"):
+        return True
+    return not any(
+        isinstance(o, Mapping) and o.get("type") == "function_call"
+        for o in last_done.get("output") or []
+    )
+
+
+# --- audio helpers ------------------------------------------------------------------------------
+
+
+def squeeze_pauses(pcm: bytes, rate: int, *, keep_ms: int = 60) -> bytes:
+    """Trim leading/trailing quiet and shorten inner pauses, so one utterance is one VAD turn."""
+    samples = np.frombuffer(pcm, dtype="<i2")
+    win = max(1, rate // 100)
+    n = len(samples) // win
+    if n == 0:
+        return pcm
+    frames = samples[: n * win].reshape(n, win).astype(np.float32)
+    loud = np.sqrt((frames * frames).mean(axis=1)) > 32768 * 10 ** (-45 / 20)
+    if not loud.any():
+        return pcm
+    first, last = int(np.argmax(loud)), int(n - 1 - np.argmax(loud[::-1]))
+    keep = max(1, keep_ms // 10)
+    out: list[np.ndarray] = []
+    quiet = 0
+    for i in range(first, last + 1):
+        quiet = 0 if loud[i] else quiet + 1
+        if quiet <= keep:
+            out.append(frames[i])
+    return np.concatenate(out).astype("<i2").tobytes()
+
+
+async def spoken(text: str, fmt: AudioFormat) -> bytes:
+    """``text`` spoken by espeak-ng (a synthetic stand-in without it), as one utterance."""
+    from runner.emulator.speech import synthesize
+
+    return squeeze_pauses(await synthesize(text, fmt.rate, use_espeak=True), fmt.rate)
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSettings:
+    endpoint: str | None = None  # None: the emulator, scripted by the scenario's model block
+    api_version: str | None = None
+    trace_path: Path | None = None  # keep the event stream (JSONL, like `vlrun run --trace`)
+    speed: float | None = None  # override the scenario's
+
+
+def run_scenario(scenario: Scenario, settings: RunSettings | None = None) -> ScenarioResult:
+    """Run one scenario to completion in a fresh event loop."""
+    return asyncio.run(run_scenario_async(scenario, settings))
+
+
+async def run_scenario_async(
+    scenario: Scenario, settings: RunSettings | None = None
+) -> ScenarioResult:
+    settings = settings or RunSettings()
+    result = ScenarioResult(scenario.path, scenario.name)
+    started = time.perf_counter()
+    try:
+        await _run(scenario, settings, result)
+    except VlrunError as exc:
+        result.error = exc.render().removeprefix("error: ")
+    finally:
+        result.duration_s = time.perf_counter() - started
+    return result
+
+
+def _tool_dirs(scenario: Scenario, profile_path: Path) -> list[Path]:
+    here = profile_path.parent
+    dirs = [here / "tools", here.parent / "tools"]
+    dirs += [scenario.relative(d) for d in scenario.data.get("tools") or []]
+    return list(dict.fromkeys(d for d in dirs if d.is_dir()))
+
+
+def _formats(session: Mapping[str, Any]) -> tuple[AudioFormat, AudioFormat]:
+    out_format = str(session.get("output_audio_format") or "pcm16")
+    match = re.search(r"(\d+)hz$", out_format)
+    return (
+        AudioFormat(int(session.get("input_audio_sampling_rate") or 24000)),
+        AudioFormat(int(match.group(1)) if match else 24000),
+    )
+
+
+async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult) -> None:
+    from runner.compile import compile_session, greeting_event
+    from runner.connect import endpoint_for, make_credential, resolve_target
+    from runner.plugins import Registry
+    from runner.profile import load_profile
+    from runner.session import LiveSession
+
+    vars_ = {
+        k: str(v).lower() if isinstance(v, bool) else str(v)
+        for k, v in (scenario.data.get("vars") or {}).items()
+    }
+    profile = load_profile(
+        scenario.profile_path, vars=vars_, sets=tuple(scenario.data.get("set") or ())
+    )
+    emulated = settings.endpoint is None
+    speed = (settings.speed or scenario.speed) if emulated else 1.0
+    target = resolve_target(
+        profile,
+        endpoint=settings.endpoint,
+        emulator=emulated,
+        api_version=settings.api_version,
+    )
+    registry = MockRegistry(Registry.discover(_tool_dirs(scenario, scenario.profile_path)), speed)
+    payload = compile_session(
+        profile,
+        api_version=settings.api_version or target.api_version,
+        tool_schemas=registry.schemas(),
+    )
+    session = payload.get("session", {})
+    in_fmt, out_fmt = _formats(session)
+    td = session.get("turn_detection") or {}
+    tail_ms = int(td.get("silence_duration_ms") or 500) + 500
+    observer = Observer(trace_path=settings.trace_path)
+    player = ScenarioPlayer(out_fmt, speed)
+    source = ScenarioSource(in_fmt, speed)
+    options: dict[str, Any] = {"use_espeak": False} if emulated else {}
+    if emulated:
+        options["scenario"] = model_script(scenario)
+        options["speed"] = speed
+    credential = None
+    try:
+        async with endpoint_for(target, **options) as (endpoint, live_target):
+            credential = make_credential(live_target)
+            live = LiveSession(
+                target=live_target,
+                endpoint=endpoint,
+                credential=credential,
+                session_update=payload,
+                transcript=observer,
+                player=player,
+                source=source,
+                lines=False,
+                greeting=greeting_event(profile),
+                registry=registry,
+                tool_timeouts=_timeouts(profile),
+                profile_name=str(profile.name),
+                profile_vars=dict(getattr(profile, "vars", {}) or {}),
+                api_version=settings.api_version or live_target.api_version,
+                max_reconnects=0,
+            )
+            task = asyncio.create_task(live.run(), name="vlrun-scenario-session")
+            try:
+                driver = _Driver(scenario, live, observer, player, source, registry, speed, tail_ms)
+                await _race(driver.run(result), task)
+            finally:
+                live.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            result.lines = list(observer.lines)
+    finally:
+        if credential is not None and hasattr(credential, "close"):
+            with contextlib.suppress(Exception):
+                await credential.close()
+        observer.close()
+
+
+async def _race(work: Awaitable[None], session: asyncio.Task[int]) -> None:
+    """Drive the turns; if the session ends first (connection failed), surface why."""
+    driver = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({driver, session}, return_when=asyncio.FIRST_COMPLETED)
+    if driver in done:
+        driver.result()
+        return
+    driver.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await driver
+    session.result()  # raises the ConnectError that ended it
+    raise VlrunError("the session ended before the scenario finished")
+
+
+def _timeouts(profile: Any) -> dict[str, float] | float:
+    default = float(getattr(profile, "tool_timeout_s", 10.0) or 10.0)
+    out = {b.name: float(b.timeout_s or default) for b in getattr(profile, "tools", ())}
+    return out or default
+
+
+class _Driver:
+    """Plays the user's side turn by turn and evaluates each turn's expectations."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        live: Any,
+        observer: Observer,
+        player: ScenarioPlayer,
+        source: ScenarioSource,
+        registry: MockRegistry,
+        speed: float,
+        tail_ms: int,
+    ) -> None:
+        self.s, self.live, self.obs = scenario, live, observer
+        self.player, self.source, self.registry = player, source, registry
+        self.speed, self.tail_ms = speed, tail_ms
+        self.timeout = scenario.timeout_s
+
+    def fail(self, result: ScenarioResult, path: PathKey, message: str, turn: int | None) -> None:
+        result.failures.append(Failure(str(self.s.path), self.s.line(path), message, turn))
+
+    async def run(self, result: ScenarioResult) -> None:
+        ok = await self.obs.wait(
+            lambda: any(d == "in" and e.get("type") == "session.updated" for _, d, e in self.obs.events),
+            self.timeout,
+        )
+        if not ok:
+            raise VlrunError("the service never confirmed the session (no session.updated)")
+        ready = getattr(self.live, "_ready", None)
+        if ready is not None:  # the session sends the greeting before it accepts input
+            await asyncio.wait_for(ready.wait(), self.timeout)
+        if self.live.greeting:
+            await self.obs.wait(lambda: settled(self.obs.events), self.timeout)
+            await self.player.drain()
+        for i, turn in enumerate(self.s.turns):
+            outcome = await self.turn(i, turn, result)
+            result.turns.append(outcome)
+            if not outcome.settled:
+                break  # the conversation is out of step; later turns would only add noise
+
+    async def turn(self, i: int, turn: Mapping[str, Any], result: ScenarioResult) -> TurnOutcome:
+        self.obs.turn = i
+        self.registry.mocks = {**(self.s.data.get("mocks") or {}), **(turn.get("mocks") or {})}
+        outcome = TurnOutcome(i)
+        mark = len(self.obs.events)
+        items_before = len(self.player.items)
+        fmt = self.source.fmt
+        if "user" in turn:
+            await self.live.send_text(str(turn["user"]))
+        else:
+            if "wav" in turn:
+                from runner.audio import read_wav
+
+                pcm = read_wav(self.s.relative(turn["wav"]), fmt)
+            else:
+                pcm = await spoken(str(turn["say"]), fmt)
+            await self.source.speak(pcm, self.tail_ms)
+        reply_mark = mark
+        barge = turn.get("barge_in")
+        if barge is not None:
+            missed = await self.player.reach(
+                items_before, float(barge["at_ms"]), lambda: settled(self.obs.since(mark))
+            )
+            if missed is not None:
+                outcome.barge_in_missed = missed
+            else:
+                reply_mark = len(self.obs.events)
+                pcm = await spoken(str(barge.get("say") or DEFAULT_BARGE_IN), fmt)
+                await self.source.speak(pcm, self.tail_ms)
+                await self.obs.wait(
+                    lambda: _has(self.obs.since(reply_mark), "in", "input_audio_buffer.speech_stopped"),
+                    self.timeout,
+                )
+                reply_mark = next(
+                    (
+                        mark + k
+                        for k, (_, d, e) in enumerate(self.obs.since(mark))
+                        if k + mark >= reply_mark
+                        and d == "in"
+                        and e.get("type") == "input_audio_buffer.speech_stopped"
+                    ),
+                    reply_mark,
+                )
+        outcome.settled = await self.obs.wait(
+            lambda: settled(self.obs.since(reply_mark)), self.timeout
+        )
+        await self.player.drain()
+        self._collect(outcome, mark, turn)
+        self._evaluate(i, turn, outcome, result)
+        return outcome
+
+    def _collect(self, outcome: TurnOutcome, mark: int, turn: Mapping[str, Any]) -> None:
+        events = self.obs.since(mark)
+        cancel_at: float | None = None
+        for t, direction, ev in events:
+            kind = ev.get("type")
+            if direction == "in" and kind == "response.function_call_arguments.done":
+                call_id = str(ev.get("call_id"))
+                ok, out = self.obs.tool_outputs.get(call_id, (None, None))
+                outcome.tool_calls.append(
+                    ToolCallSeen(str(ev.get("name")), call_id, str(ev.get("arguments") or ""), out, ok)
+                )
+            elif direction == "in" and kind == "error":
+                err = ev.get("error") or {}
+                code = err.get("code") or err.get("type") or "error"
+                if code == "response_cancel_not_active" and cancel_at is not None:
+                    continue  # the session ignores this too: the reply had just ended
+                outcome.errors.append(f"service error {code}: {err.get('message', '')}")
+            elif direction == "in" and kind == "response.done":
+                response = ev.get("response") or {}
+                if response.get("status") == "failed":
+                    details = response.get("status_details") or {}
+                    err = details.get("error") or {}
+                    outcome.errors.append(f"the response failed: {err.get('message') or details}")
+            elif direction == "out" and kind == "response.cancel":
+                outcome.cancelled = True
+                cancel_at = t
+            elif direction == "out" and kind == "conversation.item.truncate":
+                outcome.truncated_at_ms = int(ev.get("audio_end_ms") or 0)
+        outcome.reply = " ".join(
+            text.removeprefix("assistant: ").removesuffix(" [interrupted]")
+            for n, text in self.obs.lines
+            if n == outcome.index and text.startswith("assistant: ")
+        ).strip()
+        outcome.first_audio_ms = self._first_audio(events, "user" in turn)
+        outcome.tool_silence_ms = self._tool_silence(events)
+
+    def _first_audio(self, events: list[tuple[float, str, dict[str, Any]]], typed: bool) -> float | None:
+        start = None
+        for t, direction, ev in events:
+            kind = ev.get("type")
+            if start is None:
+                if typed and direction == "out" and kind == "conversation.item.create":
+                    start = t
+                elif not typed and direction == "in" and kind == "input_audio_buffer.speech_stopped":
+                    start = t
+            elif direction == "in" and kind in ("response.audio.delta", "response.text.delta"):
+                return (t - start) * 1000 * self.speed
+        return None
+
+    def _tool_silence(self, events: list[tuple[float, str, dict[str, Any]]]) -> float | None:
+        longest: float | None = None
+        call_at: float | None = None
+        for t, direction, ev in events:
+            kind = ev.get("type")
+            if direction != "in":
+                continue
+            if kind == "response.function_call_arguments.done" and call_at is None:
+                call_at = t
+            elif kind == "response.audio.delta" and call_at is not None:
+                gap = (t - call_at) * 1000 * self.speed
+                longest = gap if longest is None else max(longest, gap)
+                call_at = None
+        if call_at is not None and events:  # no audio after the tool at all
+            gap = (events[-1][0] - call_at) * 1000 * self.speed
+            longest = gap if longest is None else max(longest, gap)
+        return longest
+
+    def _evaluate(
+        self, i: int, turn: Mapping[str, Any], o: TurnOutcome, result: ScenarioResult
+    ) -> None:
+        base: PathKey = ("turns", i)
+        expect = turn.get("expect") or {}
+        at: PathKey = (*base, "expect")
+        if not o.settled:
+            self.fail(result, base, f"turn {i + 1}: no complete reply within {self.timeout:g} s", i)
+        if "tools" in expect:
+            self._expect_tools(i, expect["tools"], o, result)
+        reply = o.reply.lower()
+        for key, must in (("reply_contains", True), ("reply_not_contains", False)):
+            wanted = expect.get(key)
+            if wanted is None:
+                continue
+            for n, text in enumerate([wanted] if isinstance(wanted, str) else wanted):
+                path = (*at, key) if isinstance(wanted, str) else (*at, key, n)
+                if (text.lower() in reply) != must:
+                    verb = "does not contain" if must else "contains"
+                    self.fail(result, path, f"the reply {verb} {text!r}: {_quote(o.reply)}", i)
+        pattern = expect.get("reply_matches")
+        if pattern is not None and not re.search(pattern, o.reply, re.IGNORECASE):
+            self.fail(
+                result, (*at, "reply_matches"), f"the reply does not match /{pattern}/: {_quote(o.reply)}", i
+            )
+        if expect.get("no_errors", True) and o.errors:
+            path = (*at, "no_errors") if "no_errors" in expect else base
+            self.fail(result, path, f"unexpected error: {o.errors[0]}", i)
+        self._expect_barge_in(i, turn, o, result)
+        latency = expect.get("latency") or {}
+        for key, value, what in (
+            ("first_audio_ms", o.first_audio_ms, "end of speech -> first audio"),
+            ("tool_silence_ms", o.tool_silence_ms, "longest silence while a tool ran"),
+        ):
+            budget = latency.get(key)
+            if budget is None:
+                continue
+            if value is None:
+                if key == "first_audio_ms":
+                    self.fail(result, (*at, "latency", key), f"{what}: the reply had no audio", i)
+                continue
+            if value > float(budget):
+                self.fail(
+                    result,
+                    (*at, "latency", key),
+                    f"{what} took {value:.0f} ms, over the budget of {float(budget):g} ms",
+                    i,
+                )
+
+    def _expect_tools(
+        self, i: int, wanted: list[Mapping[str, Any]], o: TurnOutcome, result: ScenarioResult
+    ) -> None:
+        at: PathKey = ("turns", i, "expect", "tools")
+        seen = ", ".join(f"{c.name}({c.arguments})" for c in o.tool_calls) or "no tool calls"
+        if not wanted:
+            if o.tool_calls:
+                self.fail(result, at, f"expected no tool calls, got {seen}", i)
+            return
+        pos = 0
+        for j, want in enumerate(wanted):
+            same = [k for k in range(pos, len(o.tool_calls)) if o.tool_calls[k].name == want["name"]]
+            if not same:
+                self.fail(result, (*at, j, "name"), f"expected a call to {want['name']}; got {seen}", i)
+                return
+            mismatch: tuple[PathKey, str] | None = None
+            for k in same:
+                mismatch = _args_mismatch(o.tool_calls[k], want, (*at, j))
+                if mismatch is None:
+                    pos = k + 1
+                    break
+            if mismatch is not None:
+                self.fail(result, mismatch[0], mismatch[1], i)
+                return
+
+    def _expect_barge_in(
+        self, i: int, turn: Mapping[str, Any], o: TurnOutcome, result: ScenarioResult
+    ) -> None:
+        barge = turn.get("barge_in")
+        expect = turn.get("expect") or {}
+        wanted = expect.get("interrupted", barge is not None)
+        path: PathKey = (
+            ("turns", i, "expect", "interrupted") if "interrupted" in expect else ("turns", i, "barge_in")
+        )
+        if barge is None or not wanted:
+            if "interrupted" in expect and not wanted and (o.cancelled or o.truncated_at_ms is not None):
+                self.fail(result, path, "the reply was interrupted (cancel/truncate sent)", i)
+            return
+        at_ms = int(barge["at_ms"])
+        if o.barge_in_missed is not None:
+            self.fail(result, path, f"no barge-in at {at_ms} ms: {o.barge_in_missed}", i)
+            return
+        if not o.cancelled:
+            self.fail(result, path, f"barge-in at {at_ms} ms: the runner sent no response.cancel", i)
+        if o.truncated_at_ms is None:
+            self.fail(result, path, f"barge-in at {at_ms} ms: the runner sent no conversation.item.truncate", i)
+        elif not at_ms - BARGE_IN_EARLY_MS <= o.truncated_at_ms <= at_ms + BARGE_IN_LATE_MS:
+            self.fail(
+                result,
+                path,
+                f"barge-in at {at_ms} ms: the reply was truncated at {o.truncated_at_ms} ms",
+                i,
+            )
+
+
+def _has(events: list[tuple[float, str, dict[str, Any]]], direction: str, kind: str) -> bool:
+    return any(d == direction and e.get("type") == kind for _, d, e in events)
+
+
+def _args_mismatch(
+    call: ToolCallSeen, want: Mapping[str, Any], at: PathKey
+) -> tuple[PathKey, str] | None:
+    args = call.args
+    for key, value in (want.get("args") or {}).items():
+        if key not in args:
+            return (*at, "args", key), f"{call.name} was called without {key!r}: {call.arguments}"
+        if not _same(args[key], value):
+            return (
+                (*at, "args", key),
+                f"{call.name} was called with {key}={args[key]!r}, expected {value!r}",
+            )
+    for key, pattern in (want.get("args_match") or {}).items():
+        got = args.get(key)
+        text = got if isinstance(got, str) else json.dumps(got)
+        if key not in args or not re.search(pattern, text, re.IGNORECASE):
+            return (
+                (*at, "args_match", key),
+                f"{call.name} was called with {key}={got!r}, which does not match /{pattern}/",
+            )
+    return None
+
+
+def _same(got: Any, want: Any) -> bool:
+    """Equality where a mapping in the expectation is a subset of the argument."""
+    if isinstance(want, Mapping) and isinstance(got, Mapping):
+        return all(k in got and _same(got[k], v) for k, v in want.items())
+    if isinstance(want, (int, float)) and isinstance(got, (int, float)) and not isinstance(want, bool):
+        return float(got) == float(want)
+    return bool(got == want)
+
+
+def _quote(text: str, limit: int = 160) -> str:
+    text = text or "(no reply)"
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")

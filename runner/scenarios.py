@@ -1,0 +1,393 @@
+"""Scenario files for `vlrun test`: load with positions, validate, and check them for `vlrun check`.
+
+A scenario names a profile, scripts the emulated model (``model:``) and lists user turns with
+what must happen in each. Every value keeps its file:line (via :mod:`runner.yamlsrc`, as
+profiles do), so a schema problem, and later a failed expectation, points at the line to edit.
+Running a scenario lives in :mod:`runner.scenario_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from runner import yamlsrc
+from runner.errors import Problem, ProfileError
+from runner.yamlsrc import PathKey, Pos
+
+SCHEMA_HINT = "see docs/testing.md, 'Scenario format'"
+DEFAULT_SPEED = 10.0
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class ScenarioError(ProfileError):
+    """A scenario failed to load or validate; every problem carries file:line."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A loaded, schema-valid scenario; ``positions`` map a JSON path to its file:line."""
+
+    path: Path
+    name: str
+    data: Mapping[str, Any]
+    positions: Mapping[PathKey, Pos] = field(repr=False)
+
+    @property
+    def turns(self) -> list[dict[str, Any]]:
+        return list(self.data.get("turns") or [])
+
+    @property
+    def profile_path(self) -> Path:
+        return (self.path.parent / str(self.data["profile"])).resolve()
+
+    @property
+    def speed(self) -> float:
+        return float(self.data.get("speed") or DEFAULT_SPEED)
+
+    @property
+    def timeout_s(self) -> float:
+        return float(self.data.get("timeout_s") or DEFAULT_TIMEOUT_S)
+
+    def relative(self, value: str) -> Path:
+        """A path written in the scenario, relative to the scenario file."""
+        return (self.path.parent / value).resolve()
+
+    def line(self, path: PathKey, *, at_key: bool = False) -> int | None:
+        """The line of the value at ``path``, else of its nearest parent."""
+        for i in range(len(path), -1, -1):
+            pos = self.positions.get(tuple(path[:i]))
+            if pos is not None:
+                return pos.at_key()[0] if at_key else pos.line
+        return None
+
+    def where(self, path: PathKey, *, at_key: bool = False) -> str:
+        """``file:line`` for messages."""
+        line = self.line(path, at_key=at_key)
+        return f"{self.path}:{line}" if line else str(self.path)
+
+    def problem(
+        self, path: PathKey, message: str, *, hint: str | None = None, severity: str = "error"
+    ) -> Problem:
+        pos = None
+        for i in range(len(path), -1, -1):
+            pos = self.positions.get(tuple(path[:i]))
+            if pos is not None:
+                break
+        return Problem(
+            str(self.path),
+            pos.line if pos else None,
+            pos.col if pos else None,
+            severity,  # type: ignore[arg-type]
+            message,
+            yamlsrc.json_path(path),
+            hint,
+        )
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+def _schema_json(name: str) -> dict[str, Any]:
+    text = resources.files("runner.schema").joinpath(name).read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    model = _schema_json("model-script.schema.json")
+    registry = Registry().with_resource(model["$id"], Resource.from_contents(model))
+    return Draft202012Validator(_schema_json("scenario.schema.json"), registry=registry)
+
+
+def _schema_problems(scenario: Scenario) -> list[Problem]:
+    out: list[Problem] = []
+    errors = sorted(
+        _validator().iter_errors(scenario.data),
+        key=lambda e: (list(map(str, e.absolute_path)), e.validator),
+    )
+    for err in errors:
+        path: PathKey = tuple(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = list((err.schema or {}).get("properties", {}))
+            for key in err.instance:
+                if key not in allowed:
+                    out.append(
+                        _at_key(
+                            scenario,
+                            (*path, key),
+                            f"unknown key {key!r}" + (f" in `{_dotted(path)}`" if path else ""),
+                            hint=f"allowed keys: {', '.join(allowed)}",
+                        )
+                    )
+            continue
+        if err.validator == "oneOf" and path and path[0] == "turns" and len(path) == 2:
+            keys = [k for k in ("user", "say", "wav") if k in err.instance]
+            message = (
+                "a turn needs one of `user` (text), `say` (spoken text) or `wav` (a file)"
+                if not keys
+                else f"a turn has one input, not {' and '.join(keys)}"
+            )
+            out.append(scenario.problem(path, message, hint=SCHEMA_HINT))
+            continue
+        if err.validator == "required":
+            missing = re.findall(r"'([^']+)' is a required property", err.message)
+            message = f"missing `{missing[0]}`" if missing else err.message
+            where = f" in `{_dotted(path)}`" if path else ""
+            out.append(scenario.problem(path, message + where, hint=SCHEMA_HINT))
+            continue
+        out.append(scenario.problem(path, err.message, hint=SCHEMA_HINT))
+    seen: set[tuple[int | None, str]] = set()
+    unique = []
+    for p in out:
+        if (p.line, p.message) not in seen:
+            seen.add((p.line, p.message))
+            unique.append(p)
+    return unique
+
+
+def _at_key(scenario: Scenario, path: PathKey, message: str, *, hint: str | None) -> Problem:
+    pos = scenario.positions.get(path)
+    if pos is None:
+        return scenario.problem(path, message, hint=hint)
+    line, col = pos.at_key()
+    return Problem(str(scenario.path), line, col, "error", message, yamlsrc.json_path(path), hint)
+
+
+def _dotted(path: PathKey) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> Scenario:
+    src = yamlsrc.load_file(path)
+    if not isinstance(src.data, dict):
+        raise ScenarioError(
+            [
+                yamlsrc.problem(
+                    str(path),
+                    1,
+                    1,
+                    "a scenario is a mapping with `scenario`, `profile` and `turns`",
+                    hint=SCHEMA_HINT,
+                )
+            ]
+        )
+    name = str(src.data.get("scenario") or path.stem)
+    return Scenario(path, name, src.data, src.positions)
+
+
+def analyse_scenario(path: Path) -> tuple[Scenario | None, list[Problem]]:
+    """Load and check a scenario; returns it (when it can run) and every problem found."""
+    try:
+        scenario = _read(path)
+    except ProfileError as exc:
+        return None, list(exc.all_problems)
+    problems = _schema_problems(scenario)
+    if problems:
+        return None, problems
+    problems += semantic_problems(scenario)
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    return scenario, problems
+
+
+def load_scenario(path: Path) -> Scenario:
+    """A runnable scenario, or :class:`ScenarioError` listing every problem."""
+    scenario, problems = analyse_scenario(path)
+    if scenario is None:
+        raise ScenarioError(problems)
+    return scenario
+
+
+def semantic_problems(scenario: Scenario, *, profile_problems: bool = True) -> list[Problem]:
+    """What the schema cannot see: files that must exist, regexes, the model script, tool names."""
+    out: list[Problem] = []
+    profile_path = scenario.profile_path
+    declared: set[str] | None = None
+    if not profile_path.is_file():
+        out.append(
+            scenario.problem(
+                ("profile",),
+                f"no profile at {profile_path}",
+                hint="the path is relative to the scenario file",
+            )
+        )
+    elif profile_problems:
+        declared = _profile_tools(scenario, out)
+    for i, turn in enumerate(scenario.turns):
+        if "wav" in turn and not scenario.relative(turn["wav"]).is_file():
+            out.append(
+                scenario.problem(
+                    ("turns", i, "wav"),
+                    f"no WAV file at {scenario.relative(turn['wav'])}",
+                    hint="the path is relative to the scenario file",
+                )
+            )
+        expect = turn.get("expect") or {}
+        _regex(scenario, ("turns", i, "expect", "reply_matches"), expect.get("reply_matches"), out)
+        for j, call in enumerate(expect.get("tools") or []):
+            base: PathKey = ("turns", i, "expect", "tools", j)
+            for key, pattern in (call.get("args_match") or {}).items():
+                _regex(scenario, (*base, "args_match", key), pattern, out)
+            if declared is not None and call["name"] not in declared:
+                out.append(
+                    scenario.problem(
+                        (*base, "name"),
+                        f"expects a call to {call['name']!r}, which the profile does not offer",
+                        hint=f"the profile's tools: {', '.join(sorted(declared)) or 'none'}",
+                    )
+                )
+        if expect.get("interrupted") and "barge_in" not in turn:
+            out.append(
+                scenario.problem(
+                    ("turns", i, "expect", "interrupted"),
+                    "expects an interruption but the turn has no `barge_in`",
+                    hint="add barge_in: {at_ms: 500} to talk over the reply",
+                )
+            )
+    for where, mocks in _all_mocks(scenario):
+        for name in mocks:
+            if declared is not None and name not in declared:
+                out.append(
+                    scenario.problem(
+                        (*where, name),
+                        f"mocks {name!r}, which the profile does not offer",
+                        severity="warning",
+                    )
+                )
+    if isinstance(scenario.data.get("model"), Mapping):
+        out += _model_problems(scenario)
+    return out
+
+
+def _all_mocks(scenario: Scenario) -> list[tuple[PathKey, Mapping[str, Any]]]:
+    found: list[tuple[PathKey, Mapping[str, Any]]] = []
+    if scenario.data.get("mocks"):
+        found.append((("mocks",), scenario.data["mocks"]))
+    for i, turn in enumerate(scenario.turns):
+        if turn.get("mocks"):
+            found.append((("turns", i, "mocks"), turn["mocks"]))
+    return found
+
+
+def _regex(scenario: Scenario, path: PathKey, pattern: Any, out: list[Problem]) -> None:
+    if not isinstance(pattern, str):
+        return
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        out.append(scenario.problem(path, f"bad regular expression {pattern!r}: {exc}"))
+
+
+def _profile_tools(scenario: Scenario, out: list[Problem]) -> set[str] | None:
+    """Tool names the profile offers; a profile that does not load is one problem here."""
+    from runner.profile import analyse
+
+    vars_ = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in _vars(scenario)}
+    profile, problems = analyse(
+        scenario.profile_path, vars=vars_, sets=tuple(scenario.data.get("set") or ())
+    )
+    errors = [p for p in problems if p.severity == "error"]
+    if profile is None or errors:
+        first = errors[0] if errors else None
+        out.append(
+            scenario.problem(
+                ("profile",),
+                "the profile does not load"
+                + (f": {first.location}: {first.message}" if first else ""),
+                hint=f"run `vlrun check {scenario.profile_path}` for every problem",
+            )
+        )
+        return None
+    return {t.name for t in profile.tools}
+
+
+def _vars(scenario: Scenario) -> list[tuple[str, Any]]:
+    return list((scenario.data.get("vars") or {}).items())
+
+
+_JSON_PATH_PART = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]")
+
+
+def _model_problems(scenario: Scenario) -> list[Problem]:
+    """The emulator's own checks of the embedded model script, positioned in this file."""
+    from runner.emulator.model import ScriptError, load_script
+
+    try:
+        load_script(dict(scenario.data["model"]), origin=str(scenario.path))
+    except ScriptError as exc:
+        out = []
+        for p in exc.all_problems:
+            sub: PathKey = tuple(
+                int(i) if i else str(k) for k, i in _JSON_PATH_PART.findall(p.json_path or "")
+            )
+            out.append(scenario.problem(("model", *sub), p.message, hint=p.hint))
+        return out
+    return []
+
+
+def model_script(scenario: Scenario) -> dict[str, Any]:
+    """The ``model:`` block plus the transcripts of spoken turns, so the emulator 'hears' them.
+
+    The emulator numbers user inputs from 1; every turn is one input and a barge-in another.
+    A transcript rule never matches by itself (``match`` is impossible), so the scenario's own
+    rules still decide the reply.
+    """
+    script = dict(scenario.data.get("model") or {})
+    rules = list(script.get("turns") or [])
+    number = 0
+    for turn in scenario.turns:
+        number += 1
+        heard = turn.get("transcript") or turn.get("say")
+        if "user" not in turn and heard:
+            rules.append({"turn": number, "transcript": heard, "match": "(?!)"})
+        if "barge_in" in turn:
+            number += 1
+            said = turn["barge_in"].get("say") or DEFAULT_BARGE_IN
+            rules.append({"turn": number, "transcript": said, "match": "(?!)"})
+    if rules:
+        script["turns"] = rules
+    return script
+
+
+DEFAULT_BARGE_IN = "wait a moment"
+
+
+# --- vlrun check ------------------------------------------------------------------------------
+
+
+def check_file(path: Path, options: Any = None) -> list[Problem]:
+    """`vlrun check` for a scenario file (or an emulator model script, which also has `turns:`)."""
+    try:
+        src = yamlsrc.load_file(path)
+    except ProfileError as exc:
+        return list(exc.all_problems)
+    data = src.data
+    if isinstance(data, dict) and "scenario" not in data and "profile" not in data:
+        return _check_model_script(path)
+    _, problems = analyse_scenario(path)
+    return problems
+
+
+def _check_model_script(path: Path) -> list[Problem]:
+    from runner.emulator.model import ScriptError, load_script
+
+    try:
+        load_script(path)
+    except ScriptError as exc:
+        return list(exc.all_problems)
+    return []
+
