@@ -561,7 +561,9 @@ class _Driver:
 
     async def run(self, result: ScenarioResult) -> None:
         ok = await self.obs.wait(
-            lambda: any(d == "in" and e.get("type") == "session.updated" for _, d, e in self.obs.events),
+            lambda: any(
+                d == "in" and e.get("type") == "session.updated" for _, d, e in self.obs.events
+            ),
             self.timeout,
         )
         if not ok:
@@ -608,7 +610,9 @@ class _Driver:
                 pcm = await spoken(str(barge.get("say") or DEFAULT_BARGE_IN), fmt)
                 await self.source.speak(pcm, self.tail_ms)
                 await self.obs.wait(
-                    lambda: _has(self.obs.since(reply_mark), "in", "input_audio_buffer.speech_stopped"),
+                    lambda: _has(
+                        self.obs.since(reply_mark), "in", "input_audio_buffer.speech_stopped"
+                    ),
                     self.timeout,
                 )
                 reply_mark = next(
@@ -638,7 +642,9 @@ class _Driver:
                 call_id = str(ev.get("call_id"))
                 ok, out = self.obs.tool_outputs.get(call_id, (None, None))
                 outcome.tool_calls.append(
-                    ToolCallSeen(str(ev.get("name")), call_id, str(ev.get("arguments") or ""), out, ok)
+                    ToolCallSeen(
+                        str(ev.get("name")), call_id, str(ev.get("arguments") or ""), out, ok
+                    )
                 )
             elif direction == "in" and kind == "error":
                 err = ev.get("error") or {}
@@ -665,14 +671,23 @@ class _Driver:
         outcome.first_audio_ms = self._first_audio(events, "user" in turn)
         outcome.tool_silence_ms = self._tool_silence(events)
 
-    def _first_audio(self, events: list[tuple[float, str, dict[str, Any]]], typed: bool) -> float | None:
+    def _first_audio(
+        self, events: list[tuple[float, str, dict[str, Any]]], typed: bool
+    ) -> float | None:
         start = None
         for t, direction, ev in events:
             kind = ev.get("type")
             if start is None:
-                if typed and direction == "out" and kind == "conversation.item.create":
-                    start = t
-                elif not typed and direction == "in" and kind == "input_audio_buffer.speech_stopped":
+                if (
+                    typed
+                    and direction == "out"
+                    and kind == "conversation.item.create"
+                    or (
+                        not typed
+                        and direction == "in"
+                        and kind == "input_audio_buffer.speech_stopped"
+                    )
+                ):
                     start = t
             elif direction == "in" and kind in ("response.audio.delta", "response.text.delta"):
                 return (t - start) * 1000 * self.speed
@@ -719,7 +734,10 @@ class _Driver:
         pattern = expect.get("reply_matches")
         if pattern is not None and not re.search(pattern, o.reply, re.IGNORECASE):
             self.fail(
-                result, (*at, "reply_matches"), f"the reply does not match /{pattern}/: {_quote(o.reply)}", i
+                result,
+                (*at, "reply_matches"),
+                f"the reply does not match /{pattern}/: {_quote(o.reply)}",
+                i,
             )
         if expect.get("no_errors", True) and o.errors:
             path = (*at, "no_errors") if "no_errors" in expect else base
@@ -756,9 +774,13 @@ class _Driver:
             return
         pos = 0
         for j, want in enumerate(wanted):
-            same = [k for k in range(pos, len(o.tool_calls)) if o.tool_calls[k].name == want["name"]]
+            same = [
+                k for k in range(pos, len(o.tool_calls)) if o.tool_calls[k].name == want["name"]
+            ]
             if not same:
-                self.fail(result, (*at, j, "name"), f"expected a call to {want['name']}; got {seen}", i)
+                self.fail(
+                    result, (*at, j, "name"), f"expected a call to {want['name']}; got {seen}", i
+                )
                 return
             mismatch: tuple[PathKey, str] | None = None
             for k in same:
@@ -777,10 +799,16 @@ class _Driver:
         expect = turn.get("expect") or {}
         wanted = expect.get("interrupted", barge is not None)
         path: PathKey = (
-            ("turns", i, "expect", "interrupted") if "interrupted" in expect else ("turns", i, "barge_in")
+            ("turns", i, "expect", "interrupted")
+            if "interrupted" in expect
+            else ("turns", i, "barge_in")
         )
         if barge is None or not wanted:
-            if "interrupted" in expect and not wanted and (o.cancelled or o.truncated_at_ms is not None):
+            if (
+                "interrupted" in expect
+                and not wanted
+                and (o.cancelled or o.truncated_at_ms is not None)
+            ):
                 self.fail(result, path, "the reply was interrupted (cancel/truncate sent)", i)
             return
         at_ms = int(barge["at_ms"])
@@ -788,9 +816,16 @@ class _Driver:
             self.fail(result, path, f"no barge-in at {at_ms} ms: {o.barge_in_missed}", i)
             return
         if not o.cancelled:
-            self.fail(result, path, f"barge-in at {at_ms} ms: the runner sent no response.cancel", i)
+            self.fail(
+                result, path, f"barge-in at {at_ms} ms: the runner sent no response.cancel", i
+            )
         if o.truncated_at_ms is None:
-            self.fail(result, path, f"barge-in at {at_ms} ms: the runner sent no conversation.item.truncate", i)
+            self.fail(
+                result,
+                path,
+                f"barge-in at {at_ms} ms: the runner sent no conversation.item.truncate",
+                i,
+            )
         elif not at_ms - BARGE_IN_EARLY_MS <= o.truncated_at_ms <= at_ms + BARGE_IN_LATE_MS:
             self.fail(
                 result,
@@ -831,7 +866,11 @@ def _same(got: Any, want: Any) -> bool:
     """Equality where a mapping in the expectation is a subset of the argument."""
     if isinstance(want, Mapping) and isinstance(got, Mapping):
         return all(k in got and _same(got[k], v) for k, v in want.items())
-    if isinstance(want, (int, float)) and isinstance(got, (int, float)) and not isinstance(want, bool):
+    if (
+        isinstance(want, (int, float))
+        and isinstance(got, (int, float))
+        and not isinstance(want, bool)
+    ):
         return float(got) == float(want)
     return bool(got == want)
 
