@@ -278,6 +278,8 @@ class Source(Protocol):
 class Microphone:
     """A PortAudio input stream whose callback hands frames to the event loop."""
 
+    live = True  # frames that cannot be sent now are dropped, not delayed
+
     def __init__(self, fmt: AudioFormat, device: str | int | None = None) -> None:
         self.fmt = fmt
         self.device = find_device(device, "input")
@@ -341,6 +343,8 @@ def read_wav(path: Path, fmt: AudioFormat) -> bytes:
 
 class WavSource:
     """Streams a WAV file as if it were the microphone, then trailing silence so VAD ends the turn."""
+
+    live = False  # every frame is delivered, even if the connection has to be re-opened first
 
     def __init__(
         self, path: Path, fmt: AudioFormat, *, fast: bool = False, tail_ms: int = 1500

@@ -131,6 +131,7 @@ class LiveSession:
         self._no_active = asyncio.Event()
         self._no_active.set()
         self._changed = asyncio.Event()  # replaced and set on every turn-state change
+        self._speech_ms: dict[str, float] = {}  # user audio item -> speech start (audio ms)
         self._received_ms: dict[str, float] = {}  # assistant item -> ms of audio received
         self._eos_at: float | None = None  # end of the user's last turn (perf_counter)
         self._speaking = False
@@ -140,6 +141,7 @@ class LiveSession:
         self._question: asyncio.Future[str] | None = None
         self._cancel_sent_at = 0.0
         self._expires_at: float | None = None
+        self._configured_once = False
         self._handlers: dict[str, Handler] = {
             "session.created": self._on_session_created,
             "session.updated": self._on_session_updated,
@@ -179,18 +181,17 @@ class LiveSession:
         if self.source is not None:
             background.append(asyncio.create_task(self._input_pump(), name="vlrun-input"))
         attempt = 0
-        first = True
         try:
             while not self._stop.is_set():
                 try:
-                    await self._connection(first=first)
+                    await self._connection(first=not self._configured_once)
                     break  # ended on purpose
                 except _Rollover:
                     self.metrics.rollovers += 1
                     self.transcript.notice("session time limit near: continuing in a new session")
                     attempt = 0
                 except (_Drop, ConnectError) as exc:
-                    if first and isinstance(exc, ConnectError):
+                    if not self._configured_once and isinstance(exc, ConnectError):
                         raise  # cannot connect at all: one clear line, non-zero exit
                     if self._stop.is_set():
                         break
@@ -208,7 +209,6 @@ class LiveSession:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), delay)
                     continue
-                first = False
         finally:
             self._stop.set()
             for task in (*background, *self._tool_tasks):
@@ -232,11 +232,16 @@ class LiveSession:
             self.target, self.endpoint, self.credential, api_version=self.api_version
         ) as conn:
             self.conn = conn
+            # A new connection starts between turns: whatever was in flight is gone.
             self._responses.clear()
             self._active = None
             self._no_active.set()
+            self._speaking = self._awaiting_reply = False
+            self._speech_ms.clear()
+            self._poke_idle()
             try:
                 await self._configure(conn)
+                self._configured_once = True
                 if not first:
                     await self._replay(conn)
                     self.transcript.notice("reconnected; the conversation continues")
@@ -387,6 +392,9 @@ class LiveSession:
     async def _input_pump(self) -> None:
         assert self.source is not None
         meter = self.transcript.meter_enabled
+        live = getattr(self.source, "live", True)
+        if not live:
+            await self._ready.wait()  # a file loses nothing: start once the session is ready
         try:
             async for frame in self.source.frames():
                 if self._stop.is_set():
@@ -394,7 +402,9 @@ class LiveSession:
                 if meter:
                     self.transcript.meter(level_dbfs(frame))
                 if not self._ready.is_set():
-                    continue  # (re)connecting: this audio cannot be delivered
+                    if live:
+                        continue  # (re)connecting: live audio from now cannot be delivered
+                    await self._ready.wait()
                 with contextlib.suppress(_Drop):  # the receive side notices and reconnects
                     await self._send(
                         {
@@ -437,6 +447,7 @@ class LiveSession:
         await self._wait_until(
             lambda: not self._awaiting_reply and self._active is None and not self._tool_tasks
         )
+        await self._ready.wait()
         item_id = f"typed_{len(self.transcript.turns)}_{int(time.time() * 1000)}"
         self.transcript.user(item_id, text)
         self._eos_at = time.perf_counter()
@@ -516,6 +527,7 @@ class LiveSession:
     async def _on_speech_started(self, event: Any) -> None:
         t0 = time.perf_counter()
         self._speaking = True
+        self._speech_ms[str(event.item_id)] = float(getattr(event, "audio_start_ms", 0) or 0)
         item_id, played_ms = self.player.interrupt()  # silence first, talk to the service after
         self.metrics.silence_latency.append(time.perf_counter() - t0)
         active = self._active
@@ -547,6 +559,12 @@ class LiveSession:
 
     def _on_speech_stopped(self, event: Any) -> None:
         self._speaking = False
+        if not self.session_update.get("session", {}).get("input_audio_transcription"):
+            # No transcription configured: still keep the user's turn in the transcript.
+            start = self._speech_ms.pop(str(event.item_id), None)
+            end = float(getattr(event, "audio_end_ms", 0) or 0)
+            length = f" {(end - start) / 1000:.1f} s" if start is not None and end > start else ""
+            self.transcript.user(str(event.item_id), f"[speech{length}]")
         self._eos_at = time.perf_counter()
         self._awaiting_reply = True
         self._poke_idle()

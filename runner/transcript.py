@@ -13,6 +13,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,6 +65,7 @@ class Transcript:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.turns: list[Turn] = []
+        self.listeners: list[Callable[[Turn], None]] = []  # called for each new turn (tests, scenarios)
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._streaming: str | None = None  # item id whose assistant text is being streamed
@@ -221,6 +223,8 @@ class Transcript:
                 return False
             self._seen.add(turn.item_id)
             self.turns.append(turn)
+        for listener in self.listeners:
+            listener(turn)
         if log_line and self._conv is not None:
             mark = " [interrupted]" if turn.interrupted else ""
             self._conv_write(f"{turn.role}: {turn.text}{mark}")
