@@ -120,6 +120,13 @@ def origin_of(profile: Any, trace: dict[Any, Any], out_path: tuple[Any, ...]) ->
     return "default"
 
 
+def _exact_origin(profile: Any, key: str) -> str:
+    path = ("connection", key)
+    if path not in profile.positions:
+        return "default (SDK)" if key == "api_version" else "default"
+    return str(profile.origin(path))
+
+
 @click.command("explain")
 @click.argument("profile", type=click.Path(dir_okay=False))
 @_options
@@ -137,11 +144,7 @@ def explain(
     masked = redact_obj(payload["session"])
     rows: list[tuple[str, str, str]] = []
     version = effective_api_version(loaded, api_version)
-    version_from = (
-        "--api-version"
-        if api_version
-        else loaded.origin(("connection", "api_version")) or "default (SDK)"
-    )
+    version_from = "--api-version" if api_version else _exact_origin(loaded, "api_version")
     rows.append(("api_version", json.dumps(version), version_from))
     for key in ("endpoint", "model"):
         value = getattr(loaded.connection, key)
@@ -149,7 +152,7 @@ def explain(
             (
                 f"connection.{key}",
                 json.dumps(redact(value) if value else value),
-                loaded.origin(("connection", key)) or "default",
+                _exact_origin(loaded, key),
             )
         )
     if loaded.agent is not None:
