@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from runner.errors import ToolError
 from runner.plugins import Registry, ToolContext, tool
-from runner.toolschema import parse_docstring
+from runner.toolschema import compile_checker, parse_docstring
 
 DATA = Path(__file__).parent / "data" / "plugins"
 GOLDEN = DATA / "golden"
@@ -222,3 +224,124 @@ def test_annotated_description_wins_over_docstring() -> None:
         """
 
     assert Registry.of(f).get("f").parameters["properties"]["x"]["description"] == "from Annotated"
+
+
+# ---------------------------------------------------------------- the fast validity check
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.floats(-3, 3, allow_nan=False)
+    | st.sampled_from([1.0, 2.0, "fast", "slow", "celsius", "red", "a", "x", ""]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "text",
+                    "count",
+                    "ratio",
+                    "flag",
+                    "mode",
+                    "level",
+                    "unit",
+                    "names",
+                    "lat",
+                    "lon",
+                    "label",
+                    "where",
+                    "filters",
+                    "tags",
+                    "min_rating",
+                    "points",
+                    "pair",
+                    "city",
+                    "limit",
+                    "extra",
+                    "value",
+                    "zz",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def _from_schema(schema: Any) -> st.SearchStrategy[Any]:
+    """Values shaped by the schema, each node sometimes replaced by arbitrary JSON, so the
+    draws mix valid and nearly-valid arguments."""
+    return st.one_of(_shaped(schema), _shaped(schema), _shaped(schema), JSON_VALUES)
+
+
+def _shaped(schema: Any) -> st.SearchStrategy[Any]:
+    if not isinstance(schema, dict) or not schema:
+        return JSON_VALUES
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    if "anyOf" in schema:
+        return st.one_of([_from_schema(s) for s in schema["anyOf"]])
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or ["null"])
+    options: list[st.SearchStrategy[Any]] = []
+    for kind in kinds:
+        if kind == "object":
+            props = schema.get("properties", {})
+            required = set(schema.get("required", ()))
+            extra = schema.get("additionalProperties")
+            values = st.dictionaries(st.sampled_from(["k1", "zz"]), _from_schema(extra))
+            options.append(
+                st.fixed_dictionaries(
+                    {k: _from_schema(v) for k, v in props.items() if k in required},
+                    optional={k: _from_schema(v) for k, v in props.items() if k not in required},
+                )
+                if props or extra is False
+                else values
+            )
+        elif kind == "array":
+            if "prefixItems" in schema:
+                options.append(st.tuples(*map(_from_schema, schema["prefixItems"])).map(list))
+            else:
+                options.append(st.lists(_from_schema(schema.get("items", {})), max_size=3))
+        else:
+            options.append(
+                {
+                    "string": st.text(max_size=3),
+                    "integer": st.integers(-5, 5),
+                    "number": st.floats(-5, 5, allow_nan=False),
+                    "boolean": st.booleans(),
+                    "null": st.none(),
+                }[kind]
+            )
+    return st.one_of(options)
+
+
+@pytest.mark.parametrize("name", CASES.names())
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fast_check_agrees_with_jsonschema(name: str, data: st.DataObject) -> None:
+    spec = CASES.get(name)
+    assert spec.checker is not None, "every generated schema should have a fast check"
+    validator = spec.validator  # jsonschema's Draft 2020-12 validator, the reference
+    value = data.draw(_from_schema(spec.parameters))
+    expected = validator.is_valid(value)
+    event("valid" if expected else "invalid")
+    assert spec.checker(value) == expected
+
+
+def test_fast_check_declines_unknown_keywords() -> None:
+    assert compile_checker({"type": "string", "pattern": "^a"}) is None
+    assert compile_checker({"type": "object", "properties": {"x": {"minimum": 1}}}) is None
+    check = compile_checker({"type": ["integer", "null"], "enum": [1, None]})
+    assert check is not None
+    assert [check(v) for v in (1, 1.0, True, None, 2, "1")] == [
+        True,
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
