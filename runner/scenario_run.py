@@ -30,7 +30,8 @@ from runner.transcript import Transcript
 from runner.yamlsrc import PathKey
 
 BARGE_IN_EARLY_MS = 100  # truncation may land this much before the offset (timer granularity)
-BARGE_IN_LATE_MS = 2000  # ... and this much after (the VAD needs some speech first)
+BARGE_IN_LATE_MS = 2000
+PLAYBACK_MARGIN = 0.8  # the virtual speaker's rate relative to the emulator's (see ScenarioPlayer)  # ... and this much after (the VAD needs some speech first)
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -105,7 +106,12 @@ class ScenarioResult:
 
 
 class ScenarioPlayer:
-    """A virtual speaker whose clock runs ``speed`` times faster than the wall clock."""
+    """A virtual speaker whose clock runs ``speed`` times faster than the wall clock.
+
+    ``speed`` is a little below the emulator's: the service streams a reply faster than real
+    time, so a client always holds unplayed audio when the user barges in; the emulator paces
+    at exactly its speed, and this margin restores that backlog (and with it the truncation).
+    """
 
     def __init__(self, fmt: AudioFormat, speed: float = 1.0) -> None:
         self.fmt = fmt
@@ -474,7 +480,7 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
     td = session.get("turn_detection") or {}
     tail_ms = int(td.get("silence_duration_ms") or 500) + 500
     observer = Observer(trace_path=settings.trace_path)
-    player = ScenarioPlayer(out_fmt, speed)
+    player = ScenarioPlayer(out_fmt, speed * PLAYBACK_MARGIN if emulated else speed)
     source = ScenarioSource(in_fmt, speed)
     options: dict[str, Any] = {"use_espeak": False} if emulated else {}
     if emulated:

@@ -9,6 +9,7 @@ streams recorded with ``vlrun run --trace FILE.jsonl`` (see docs/testing.md).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import sys
@@ -70,6 +71,9 @@ def run_all(
     record_dir: Path | None = None,
 ) -> list[Any]:
     """Load and run every scenario; returns ScenarioResult per file (invalid ones as failures)."""
+    # Tool failures are in each transcript; Python's last-resort handler would print
+    # their tracebacks on stderr between the results.
+    logging.getLogger("runner").addHandler(logging.NullHandler())
     return asyncio.run(_run_all(paths, endpoint, api_version, jobs, speed, record_dir))
 
 
