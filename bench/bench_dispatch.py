@@ -141,7 +141,8 @@ async def measure(
     overhead = [max(0.0, s - tool_s) * 1000 for s in samples]
     return {
         "case": name + (" + SDK item" if with_item else ""),
-        "kind": "async" if spec.is_async else "sync (worker thread)",
+        "kind": ("async" if spec.is_async else "sync (worker thread)")
+        + (" + SDK" if with_item else ""),
         "n": n,
         "tool_median_us": round(tool_s * 1e6, 2),
         "overhead_p50_ms": round(percentile(overhead, 50), 4),

@@ -89,3 +89,26 @@ def test_missing_tools_folder_is_a_usage_error() -> None:
     proc = vlrun("tools", "list", "--tools", "no/such/dir")
     assert proc.returncode == 2
     assert "does not exist" in proc.stderr
+
+
+PROFILE = DATA / "with_profile" / "profile.yaml"
+
+
+def test_list_with_a_profile_marks_bindings_and_reports_missing_plugins() -> None:
+    proc = vlrun("tools", "list", "--json", "--profile", str(PROFILE))
+    assert proc.returncode == 1  # a bound tool without a plugin is an error, as in `vlrun check`
+    data = json.loads(proc.stdout)
+    rows = {t["name"]: t for t in data["tools"]}
+    assert rows["lookup_stock"]["bound"] is True and rows["lookup_stock"]["timeout_s"] == 3
+    assert rows["lookup_stock"]["description"] == "Check how many items are left in the warehouse."
+    assert rows["unbound_helper"]["bound"] is False
+    assert data["missing"] == ["not_written_yet"]
+    assert "profile.yaml:6: error: the profile binds tool 'not_written_yet'" in proc.stderr
+
+
+def test_show_with_a_profile_uses_its_description_override() -> None:
+    proc = vlrun("tools", "show", "lookup_stock", "--profile", str(PROFILE))
+    assert proc.returncode == 0, proc.stderr
+    definition = json.loads(proc.stdout)
+    assert definition["description"] == "Check how many items are left in the warehouse."
+    assert definition["parameters"]["required"] == ["sku"]
