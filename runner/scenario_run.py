@@ -30,8 +30,8 @@ from runner.transcript import Transcript
 from runner.yamlsrc import PathKey
 
 BARGE_IN_EARLY_MS = 100  # truncation may land this much before the offset (timer granularity)
-BARGE_IN_LATE_MS = 2000
-PLAYBACK_MARGIN = 0.8  # the virtual speaker's rate relative to the emulator's (see ScenarioPlayer)  # ... and this much after (the VAD needs some speech first)
+BARGE_IN_LATE_MS = 2000  # ... and this much after (the VAD needs some speech first)
+PLAYBACK_MARGIN = 0.8  # the virtual speaker's rate relative to the emulator's (ScenarioPlayer)
 
 
 # --- results ----------------------------------------------------------------------------------

@@ -390,4 +390,3 @@ def _check_model_script(path: Path) -> list[Problem]:
     except ScriptError as exc:
         return list(exc.all_problems)
     return []
-
