@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from runner.errors import EXIT_INVALID, EXIT_OK
-from runner.plugins import Registry, ToolSpec
+from runner.plugins import ENTRY_POINT_GROUP, Registry, ToolSpec
 from runner.redact import redact
 
 _PROFILE_HELP = "Profile whose tools/ folder and tool bindings to use."
@@ -60,23 +60,17 @@ def list_(
     missing = [name for name in bindings if name not in registry]
     if as_json:
         click.echo(json.dumps({"tools": rows, "missing": missing}, indent=2))
-        return EXIT_INVALID if missing else EXIT_OK
-    if not rows:
-        click.echo(
-            "no tools found"
-            + (
-                f" (looked in: {', '.join(map(str, _dirs(profile, dirs)))})"
-                if _dirs(profile, dirs)
-                else ""
-            )
-        )
-    else:
+    elif rows:
         _table(rows, with_binding=profile is not None)
+    else:
+        looked = ", ".join(str(d) for d in _dirs(profile, dirs)) or "no tools/ folder here"
+        click.echo(f"no tools found (looked in: {looked}; entry points: {ENTRY_POINT_GROUP})")
     for name in missing:
         line = getattr(bindings[name], "line", None)
         where = f"{profile}:{line}" if profile and line else str(profile)
         click.echo(
-            f"{where}: error: the profile binds tool '{name}' but no plugin provides it", err=True
+            f"{where}: error: the profile binds tool '{name}' but no plugin provides it",
+            err=True,
         )
     return EXIT_INVALID if missing else EXIT_OK
 
