@@ -392,11 +392,13 @@ class Registry:
         *,
         context: ToolContext | None = None,
         timeout_s: float | Mapping[str, float] = DEFAULT_TIMEOUT_S,
+        slow_status: tuple[float, str] | None = None,
     ) -> list[ToolResult]:
         """Run ``(name, call_id, arguments)`` calls concurrently; results come in call order.
 
         ``timeout_s`` may map tool names to timeouts; names not in it get
-        :data:`DEFAULT_TIMEOUT_S`.
+        :data:`DEFAULT_TIMEOUT_S`. ``slow_status=(seconds, text)`` speaks ``text`` once
+        through ``context.say`` if the calls are still running after ``seconds``.
         """
         if isinstance(timeout_s, Mapping):
             limits = [float(timeout_s.get(n, DEFAULT_TIMEOUT_S)) for n, _, _ in calls]
@@ -404,15 +406,51 @@ class Registry:
             limits = [float(timeout_s)] * len(calls)
         if len(calls) == 1:
             name, call_id, args = calls[0]
-            return [await self.dispatch(name, call_id, args, context=context, timeout_s=limits[0])]
-        return list(
-            await asyncio.gather(
+            work: Awaitable[Any] = self.dispatch(
+                name, call_id, args, context=context, timeout_s=limits[0]
+            )
+        else:
+            work = asyncio.gather(
                 *(
                     self.dispatch(n, c, a, context=context, timeout_s=t)
                     for (n, c, a), t in zip(calls, limits, strict=True)
                 )
             )
-        )
+        if slow_status is not None and calls:
+            ctx = context if context is not None else ToolContext()
+            ctx = dataclasses.replace(ctx, call_id=calls[0][1], tool_name=calls[0][0])
+            result = await _with_status(work, ctx, slow_status)
+        else:
+            result = await work
+        return [result] if len(calls) == 1 else list(result)
+
+
+_status_tasks: set[asyncio.Task[None]] = set()
+
+
+async def _with_status(
+    work: Awaitable[Any], context: ToolContext, status: tuple[float, str]
+) -> Any:
+    """Await ``work``; if it is still running after ``status[0]`` s, say ``status[1]`` once."""
+    after, text = status
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=after)
+        if not done:
+            speak = asyncio.create_task(_say_safely(context, text))
+            _status_tasks.add(speak)  # keep a reference until it finishes
+            speak.add_done_callback(_status_tasks.discard)
+        return await task
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+
+
+async def _say_safely(context: ToolContext, text: str) -> None:
+    try:
+        await context.say(text)
+    except Exception:  # a failed status line must not fail the tool call
+        context.logger.exception("saying the slow-tool status line failed")
 
 
 def build_spec(

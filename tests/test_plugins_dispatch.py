@@ -423,3 +423,51 @@ async def test_sync_tool_gets_context_too() -> None:
         "renamed_tool", "call_7", '{"value": 3}', context=ToolContext(), timeout_s=5
     )
     assert result.value == {"call_id": "call_7", "tool_name": "renamed_tool", "value": 3}
+
+
+async def test_slow_calls_say_one_status_line() -> None:
+    release = asyncio.Event()
+    said: list[tuple[str, str]] = []
+    spoke = asyncio.Event()
+
+    async def speak(ctx: ToolContext, text: str) -> None:
+        said.append((ctx.tool_name, text))
+        spoke.set()
+
+    @tool
+    async def slow_lookup(n: int) -> int:
+        """Waits until the status line has been spoken."""
+        await release.wait()
+        return n
+
+    async def release_after_status() -> None:
+        await spoke.wait()
+        release.set()
+
+    registry = Registry.of(slow_lookup)
+    calls = [("slow_lookup", "a", '{"n": 1}'), ("slow_lookup", "b", '{"n": 2}')]
+    results, _ = await asyncio.gather(
+        registry.dispatch_many(
+            calls,
+            context=ToolContext(say_handler=speak),
+            timeout_s=5,
+            slow_status=(0.01, "Still looking, one moment."),
+        ),
+        release_after_status(),
+    )
+    assert [r.value for r in results] == [1, 2]
+    assert said == [("slow_lookup", "Still looking, one moment.")]  # once per batch
+
+
+async def test_fast_calls_say_nothing() -> None:
+    said: list[str] = []
+
+    async def speak(ctx: ToolContext, text: str) -> None:
+        said.append(text)
+
+    results = await CASES.dispatch_many(
+        [("no_parameters", "a", "")],
+        context=ToolContext(say_handler=speak),
+        slow_status=(5.0, "Still looking"),
+    )
+    assert results[0].value == "ok" and said == []
