@@ -166,6 +166,7 @@ def type_schema(hint: Any) -> tuple[dict[str, Any], Converter | None]:
     """JSON Schema for one annotation, and a converter if the JSON value is not already it."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    schema: dict[str, Any]
     if origin is typing.Annotated:
         schema, conv = type_schema(args[0])
         text = next((m for m in args[1:] if isinstance(m, str)), None)
@@ -187,7 +188,7 @@ def type_schema(hint: Any) -> tuple[dict[str, Any], Converter | None]:
         if not args:
             return {"type": "array"}, None
         item, conv = type_schema(args[0])
-        schema: dict[str, Any] = {"type": "array", "items": item}
+        schema = {"type": "array", "items": item}
         if origin in (set, frozenset):
             schema["uniqueItems"] = True
         wrap = origin if origin in (set, frozenset) else None

@@ -85,3 +85,13 @@ def test_make_context_collects_say() -> None:
     assert said == ["hello"] and context.vars["x"] == 1
     with pytest.raises(TypeError):
         context.vars["y"] = 2  # type: ignore[index]
+
+
+def test_every_testing_helper_is_documented() -> None:
+    import runner.testing
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    for name in runner.testing.__all__:
+        assert f"`{name}" in docs or f"{name}(" in docs, f"{name} is not in docs/plugins.md"
+    for variable in ("VLRUN_TOOLS_ONLY", "VLRUN_TOOLS_ENTRY_POINTS", "VLRUN_WEATHER_API_URL"):
+        assert variable in docs
