@@ -71,9 +71,6 @@ def run_all(
     record_dir: Path | None = None,
 ) -> list[Any]:
     """Load and run every scenario; returns ScenarioResult per file (invalid ones as failures)."""
-    # Tool failures are in each transcript; Python's last-resort handler would print
-    # their tracebacks on stderr between the results.
-    logging.getLogger("runner").addHandler(logging.NullHandler())
     return asyncio.run(_run_all(paths, endpoint, api_version, jobs, speed, record_dir))
 
 
@@ -259,6 +256,9 @@ def test(
     verbose: bool,
 ) -> int:
     """Run conversation scenarios against the emulator (default) or Azure; exit 0, 1 or 2."""
+    # Tool failures are in each transcript; Python's last-resort handler would print
+    # their tracebacks on stderr between the results.
+    logging.getLogger("runner").addHandler(logging.NullHandler())
     if replay and promote:
         raise UsageError("--replay and --promote exclude each other")
     if output is not None and promote is None:
