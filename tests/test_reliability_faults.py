@@ -1,0 +1,451 @@
+"""Reliability under faults: a real LiveSession, the real SDK, the emulator's fault injection.
+
+Each conversation is spoken (tone bursts the emulator's VAD hears as turns), so drops can land
+during user speech, mid-response and mid-tool-call. The oracle is the emulator's own record of
+what it completed: every assistant message it finished and every user turn it transcribed on a
+connection must be in the conversation exactly once, however often the line was cut.
+
+Malformed and unknown server events cannot come from the emulator (it only speaks valid
+protocol), so a small WebSocket relay between the SDK and the emulator injects raw frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+from azure.core.credentials import AzureKeyCredential
+
+from runner.audio import FRAME_MS, AudioFormat, ClockPlayer
+from runner.connect import Target
+from runner.emulator import Faults, running_emulator
+from runner.plugins import Registry, tool
+from runner.session import LiveSession
+from runner.transcript import Transcript
+
+pytestmark = pytest.mark.timeout(60)
+
+FMT = AudioFormat(24000)
+KEY = "reliability-test-key-0123456789"
+WAIT_S = 10.0  # bound on any single wait for the conversation to move on
+
+SESSION_UPDATE: dict[str, Any] = {
+    "type": "session.update",
+    "session": {
+        "modalities": ["text", "audio"],
+        "turn_detection": {
+            "type": "server_vad",
+            "threshold": 0.5,
+            "prefix_padding_ms": 100,
+            "silence_duration_ms": 200,
+        },
+        "input_audio_transcription": {"model": "azure-speech"},
+        "tools": [
+            {
+                "type": "function",
+                "name": "lookup",
+                "description": "Look a city up.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            }
+        ],
+    },
+}
+
+# Turn 2 calls a tool; every other turn gets the emulator's built-in reply to audio.
+SCRIPT: dict[str, Any] = {
+    "turns": [
+        {
+            "turn": 2,
+            "tools": [{"name": "lookup", "arguments": {"city": "Oslo"}}],
+            "then": "Oslo is {output.temp} degrees.",
+        }
+    ]
+}
+
+
+@tool
+def lookup(city: str) -> dict[str, Any]:
+    """Look a city up."""
+    return {"city": city, "temp": 7}
+
+
+# ---------------------------------------------------------------------------------- harness
+
+
+class WatchedTranscript(Transcript):
+    """A Transcript that wakes waiters whenever the conversation moves (turn, reconnect, error)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reconnects = 0
+        self.errors: list[str] = []
+        self._moved = asyncio.Condition()
+
+    def _poke(self) -> None:
+        async def notify() -> None:
+            async with self._moved:
+                self._moved.notify_all()
+
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(notify())
+
+    def _remember(self, turn: Any, *, log_line: bool = True) -> bool:
+        added = super()._remember(turn, log_line=log_line)
+        self._poke()
+        return added
+
+    def notice(self, text: str) -> None:
+        super().notice(text)
+        if text.startswith("reconnected"):
+            self.reconnects += 1
+        self._poke()
+
+    def error(self, text: str) -> None:
+        super().error(text)
+        self.errors.append(text)
+        self._poke()
+
+    def assistant_count(self) -> int:
+        return sum(1 for t in self.turns if t.role == "assistant")
+
+    async def wait_moved(self, predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
+        """Wait (bounded) until ``predicate`` holds; False on timeout."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            async with self._moved:
+                await asyncio.wait_for(self._moved.wait_for(predicate), timeout)
+        return predicate()
+
+
+def tone(ms: int, amplitude: int = 8000) -> bytes:
+    n = FMT.rate * ms // 1000
+    t = np.arange(n) / FMT.rate
+    return (amplitude * np.sin(2 * math.pi * 440 * t)).astype("<i2").tobytes()
+
+
+@dataclass
+class SpokenTurns:
+    """A microphone that speaks ``turns`` bursts and, like a person, waits for each answer.
+
+    Before a turn it waits until the session can take audio; after it, until an assistant turn
+    arrives, the connection was re-established, or an error was reported (bounded).
+    """
+
+    turns: list[int]  # speech length of each turn, ms
+    transcript: WatchedTranscript
+    live: LiveSession | None = None
+    silence_ms: int = 400
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        assert self.live is not None
+        step = FMT.frame_bytes
+        for speech_ms in self.turns:
+            await asyncio.wait_for(self.live._ready.wait(), WAIT_S)
+            answered = self.transcript.assistant_count()
+            reconnects = self.transcript.reconnects
+            errors = len(self.transcript.errors)
+            pcm = tone(speech_ms) + bytes(FMT.bytes_for_ms(self.silence_ms))
+            for offset in range(0, len(pcm), step):
+                chunk = pcm[offset : offset + step]
+                yield chunk + bytes(step - len(chunk))
+            await self.transcript.wait_moved(
+                lambda a=answered, r=reconnects, e=errors: (
+                    self.transcript.assistant_count() > a
+                    or self.transcript.reconnects > r
+                    or len(self.transcript.errors) > e
+                )
+            )
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Outcome:
+    live: LiveSession
+    transcript: WatchedTranscript
+    sessions: list[Any]
+    conversation_log: str
+    stderr: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def converse(
+    tmp_path: Path,
+    *,
+    turns: list[int],
+    faults: Faults | None = None,
+    script: dict[str, Any] | None = None,
+    registry: Registry | None = None,
+    tool_timeouts: dict[str, float] | float = 5.0,
+    relay: Callable[[str], Any] | None = None,
+) -> Outcome:
+    """One spoken conversation against the emulator; returns what both sides recorded."""
+    err = io.StringIO()
+    transcript = WatchedTranscript(logs_dir=tmp_path / "logs", out=io.StringIO(), err=err)
+    async with running_emulator(
+        scenario=script or SCRIPT, speed=0, api_key=KEY, faults=faults, use_espeak=False
+    ) as emu:
+        async with _maybe_relay(emu.endpoint, relay) as endpoint:
+            source = SpokenTurns(turns, transcript)
+            live = LiveSession(
+                target=Target(endpoint, "test", KEY, "test", "gpt-realtime"),
+                endpoint=endpoint,
+                credential=AzureKeyCredential(KEY),
+                session_update=SESSION_UPDATE,
+                transcript=transcript,
+                player=ClockPlayer(FMT, realtime=False),
+                source=source,
+                lines=False,
+                registry=registry if registry is not None else Registry.of(lookup),
+                tool_timeouts=tool_timeouts,
+                end_when_input_ends=True,
+                backoff_s=0.01,
+                finish_timeout_s=WAIT_S,
+            )
+            source.live = live
+            await asyncio.wait_for(live.run(), 45)
+        sessions = list(emu.sessions)
+    transcript.close()
+    assert transcript.conversation_path is not None
+    log_text = transcript.conversation_path.read_text(encoding="utf-8")
+    return Outcome(live, transcript, sessions, log_text, err.getvalue())
+
+
+# ---------------------------------------------------------------------------------- oracle
+
+
+def completed_by_emulator(sessions: list[Any]) -> tuple[dict[str, str], set[str]]:
+    """Assistant replies the emulator finished (item id -> text) and user items it transcribed.
+
+    A reply counts as finished once its full transcript was sent (``*_transcript.done`` /
+    ``text.done``): from then on the client holds the whole text, whatever happens next.
+    """
+    assistant: dict[str, str] = {}
+    users: set[str] = set()
+    cancelled: set[str] = set()
+    for record in sessions:
+        for event in record.sent:
+            kind = event.get("type")
+            if kind in ("response.audio_transcript.done", "response.text.done"):
+                assistant[event["item_id"]] = event.get("transcript") or event.get("text") or ""
+            elif kind == "response.done" and event["response"].get("status") == "cancelled":
+                cancelled.update(o.get("id") for o in event["response"].get("output") or [])
+            elif kind == "conversation.item.input_audio_transcription.completed":
+                users.add(event["item_id"])
+    return {k: v for k, v in assistant.items() if k not in cancelled}, users
+
+
+def assert_every_completed_turn_once(out: Outcome, *, cut: int | None = None) -> None:
+    """Each turn at most once; every turn the emulator completed is there, nothing else.
+
+    ``cut`` names a connection that ended by a TCP cut: what it sent last may never have
+    reached the client, so its turns are allowed to be missing (never duplicated or invented).
+    """
+    turns = out.transcript.turns
+    ids = [t.item_id for t in turns]
+    assert len(ids) == len(set(ids)), f"a turn was recorded twice: {ids}"
+    sure = [r for r in out.sessions if r.number != cut]
+    must_a, must_u = completed_by_emulator(sure)
+    may_a, may_u = completed_by_emulator(out.sessions)
+    got_a = {t.item_id: t.text for t in turns if t.role == "assistant" and not t.interrupted}
+    got_u = {t.item_id for t in turns if t.role == "user"}
+    missing = {k: v for k, v in must_a.items() if got_a.get(k) != v}
+    invented = {k: v for k, v in got_a.items() if may_a.get(k) != v}
+    assert not missing, f"completed replies missing from the conversation: {missing}"
+    assert not invented, f"replies the emulator never completed: {invented}"
+    assert must_u <= got_u <= may_u, (must_u - got_u, got_u - may_u)
+    # ... and the conversation log holds each recorded reply's line exactly once
+    for text in set(got_a.values()):
+        expected = sum(1 for v in got_a.values() if v == text)
+        assert out.conversation_log.count(f"assistant: {text}\n") == expected, text
+    assert "Traceback" not in out.conversation_log + out.stderr
+
+
+# ---------------------------------------------------------------------------------- relay
+
+
+@contextlib.asynccontextmanager
+async def _maybe_relay(
+    endpoint: str, inject: Callable[[str], Any] | None
+) -> AsyncIterator[str]:
+    if inject is None:
+        yield endpoint
+        return
+    async with relay(endpoint, inject) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def relay(upstream: str, inject: Callable[[str], Any]) -> AsyncIterator[str]:
+    """A WebSocket relay on loopback; ``inject(server_frame)`` returns raw frames to add after it."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        down = web.WebSocketResponse(max_msg_size=0)
+        await down.prepare(request)
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("api-key", "authorization")}
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+            upstream.replace("http://", "ws://") + request.path_qs, headers=headers, max_msg_size=0
+        ) as up:
+
+            async def client_to_server() -> None:
+                async for msg in down:
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        await up.send_str(msg.data)
+                await up.close()
+
+            async def server_to_client() -> None:
+                async for msg in up:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    await down.send_str(msg.data)
+                    for extra in inject(msg.data) or ():
+                        await down.send_str(extra)
+                await down.close()
+
+            tasks = [asyncio.create_task(client_to_server()), asyncio.create_task(server_to_client())]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+        return down
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+# ---------------------------------------------------------------------------------- tests
+
+TURNS = [300, 500, 700, 400]  # four spoken turns; the second one calls a tool
+
+
+async def test_clean_conversation_baseline(tmp_path: Path) -> None:
+    out = await converse(tmp_path, turns=TURNS)
+    assert out.live.metrics.reconnects == 0
+    assistant, users = completed_by_emulator(out.sessions)
+    assert len(users) == 4 and len(assistant) == 4  # tool turn: spoken answer after the tool
+    assert "Oslo is 7 degrees." in assistant.values()
+    assert_every_completed_turn_once(out)
+
+
+# ---------------------------------------------------------------------------------- drops
+
+_REFERENCE: list[str] = []
+
+
+async def reference_events(tmp_path: Path) -> list[str]:
+    """Server event types of a clean run of the same conversation (where each drop lands)."""
+    if not _REFERENCE:
+        out = await converse(tmp_path / "reference", turns=TURNS)
+        _REFERENCE.extend(out.sessions[0].sent_types())
+    return _REFERENCE
+
+
+def _nth(types: list[str], kind: str, n: int = 1, *, middle: bool = False) -> int:
+    """1-based position of the n-th event of ``kind`` (or the middle one)."""
+    hits = [i + 1 for i, t in enumerate(types) if t == kind]
+    assert hits, f"the reference conversation has no {kind}"
+    return hits[len(hits) // 2] if middle else hits[n - 1]
+
+
+def _after(types: list[str], kind: str, start: int) -> int:
+    """1-based position of the first ``kind`` after position ``start``."""
+    return next(i + 1 for i, t in enumerate(types) if i >= start and t == kind)
+
+
+PHASES: dict[str, Callable[[list[str]], int]] = {
+    "before the session is configured": lambda t: 1,
+    "during user speech, turn 1": lambda t: _nth(t, "input_audio_buffer.speech_started"),
+    "during user speech, turn 2": lambda t: _nth(t, "input_audio_buffer.speech_started", 2),
+    "after commit, before the transcript": lambda t: _nth(t, "input_audio_buffer.committed"),
+    "mid-response audio": lambda t: _nth(t, "response.audio.delta", middle=True),
+    "reply finished, response not done": lambda t: _nth(t, "response.output_item.done"),
+    "mid-tool-call arguments": lambda t: _nth(t, "response.function_call_arguments.delta"),
+    "tool call complete, response not done": lambda t: _nth(
+        t, "response.function_call_arguments.done"
+    ),
+    "while the tool result is pending": lambda t: _nth(t, "response.done", 2),
+    "mid follow-up after the tool": lambda t: _nth(t, "response.audio_transcript.delta", 9),
+    "turn 3, mid-response": lambda t: _after(t, "response.audio.delta", _nth(
+        t, "input_audio_buffer.speech_started", 3
+    )) + 3,
+}
+
+
+@pytest.mark.parametrize("close_code", [1011, None], ids=["close-frame", "tcp-cut"])
+@pytest.mark.parametrize("phase", list(PHASES))
+async def test_drop_at_phase_resumes_and_keeps_every_turn_once(
+    tmp_path: Path, phase: str, close_code: int | None
+) -> None:
+    types = await reference_events(tmp_path)
+    at = PHASES[phase](types)
+    faults = Faults(drop_after_events=at, close_code=close_code, connections=(1,))
+    out = await converse(tmp_path, turns=TURNS, faults=faults)
+    assert out.live.metrics.reconnects >= 1, "the drop was not noticed"
+    assert len(out.sessions) >= 2
+    # the conversation went on after the drop: the last spoken turn was answered
+    assistant, users = completed_by_emulator(out.sessions[1:])
+    assert assistant, "no turn completed after reconnecting"
+    assert_every_completed_turn_once(out, cut=1 if close_code is None else None)
+
+
+SWEEP_STRIDE = 7
+
+
+async def test_drop_sweep_over_the_whole_conversation(tmp_path: Path) -> None:
+    """A drop after every 7th server event of the conversation, alternating close frame / cut."""
+    types = await reference_events(tmp_path)
+    survived = 0
+    for n, at in enumerate(range(2, len(types), SWEEP_STRIDE)):
+        code = 1011 if n % 2 else None
+        faults = Faults(drop_after_events=at, close_code=code, connections=(1,))
+        out = await converse(tmp_path / f"at{at}", turns=TURNS, faults=faults)
+        assert out.live.metrics.reconnects >= 1, f"drop after event {at} ({types[at - 1]})"
+        assert_every_completed_turn_once(out, cut=1 if code is None else None)
+        survived += 1
+    assert survived >= len(types) // SWEEP_STRIDE - 1
+
+
+async def test_three_drops_in_a_row_of_turns_still_finish(tmp_path: Path) -> None:
+    """Connections 1-3 each die mid-conversation; the fourth carries it to the end."""
+    faults = Faults(drop_after_events=12, close_code=1011, connections=(1, 2, 3))
+    out = await converse(tmp_path, turns=[300, 500, 700, 400, 600], faults=faults)
+    assert out.live.metrics.reconnects == 3
+    assistant, _ = completed_by_emulator(out.sessions[3:])
+    assert assistant, "nothing completed on the connection that survived"
+    assert_every_completed_turn_once(out)
+
+
+async def test_connections_that_keep_dying_end_with_one_clear_error(tmp_path: Path) -> None:
+    """Every connection dies before the session is configured: a ConnectError, not a hang."""
+    from runner.errors import ConnectError
+
+    faults = Faults(drop_after_events=1, close_code=1011)
+    with pytest.raises(ConnectError, match="could not reconnect after 6 attempts"):
+        await converse(tmp_path, turns=[300], faults=faults)
