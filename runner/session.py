@@ -537,7 +537,11 @@ class LiveSession:
             interrupted = True
             self._cancel_sent_at = time.monotonic()
             await self._send({"type": "response.cancel"})
-        if item_id is not None and played_ms + 1 < self._received_ms.get(item_id, 0.0):
+        still_generating = active is not None and item_id in active.items
+        if item_id is not None and (
+            still_generating or played_ms + 1 < self._received_ms.get(item_id, 0.0)
+        ):
+            # Tell the service what the user actually heard, so the model's memory matches.
             interrupted = True
             await self._send(
                 {

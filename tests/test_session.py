@@ -280,7 +280,8 @@ async def test_barge_in_silences_cancels_and_truncates(tmp_path: Path, long_spee
     item = truncate["item_id"]
     received = h.session._received_ms[item]
     assert truncate["content_index"] == 0
-    assert 0 < truncate["audio_end_ms"] < received  # cut where playback really was
+    # Cut where playback really was: some audio played, never more than arrived.
+    assert 0 < truncate["audio_end_ms"] <= received
     reply = next(t for t in h.transcript.turns if t.role == "assistant")
     assert reply.interrupted and reply.item_id == item
     assert h.session.metrics.silence_latency  # measured for the benchmark
