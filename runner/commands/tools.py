@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,8 @@ def _description(spec: ToolSpec, binding: Any) -> str:
 
 
 def _table(rows: list[dict[str, Any]], *, with_binding: bool) -> None:
+    # Shorten descriptions only for a person at a terminal; pipes and files get them whole.
+    interactive = sys.stdout.isatty()
     width = shutil.get_terminal_size((120, 20)).columns
     name_w = max(len("NAME"), *(len(r["name"]) for r in rows))
     src_w = max(len("SOURCE"), *(len(r["source"]) for r in rows))
@@ -157,6 +160,6 @@ def _table(rows: list[dict[str, Any]], *, with_binding: bool) -> None:
             line += f"{('yes' + timeout) if r['bound'] else 'no':<7}"
         summary = (r["description"] or "(no description)").split("\n")[0]
         room = max(20, width - len(line))
-        if len(summary) > room:
+        if interactive and len(summary) > room:
             summary = summary[: room - 1] + "…"
         click.echo(line + summary)
