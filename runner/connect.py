@@ -143,6 +143,9 @@ def resolve_target(
     url = endpoint
     if not url and conn is not None and getattr(conn, "endpoint", None):
         url, source = conn.endpoint, f"{getattr(profile, 'source', 'profile')}: connection.endpoint"
+        env_url, var = env_lookup(env, "ENDPOINT")
+        if env_url == url:  # the profile says ${env:…}: name the variable the user set
+            source = f"{var}, through the profile"
     if not url:
         url, var = env_lookup(env, "ENDPOINT")
         source = var or ""

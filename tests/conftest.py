@@ -105,6 +105,23 @@ def cli_env(extra: Mapping[str, str] | None = None, *, sound: bool = False) -> d
     return env
 
 
+@pytest.fixture(name="cli_env")
+def cli_env_fixture() -> Any:
+    """:func:`cli_env` for tests (conftest is not importable under --import-mode=importlib)."""
+    return cli_env
+
+
+@pytest.fixture(name="wav_stats")
+def wav_stats_fixture() -> Any:
+    """:func:`wav_stats` for tests."""
+    return wav_stats
+
+
+@pytest.fixture
+def profiles_dir() -> Path:
+    return PROFILES
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path) -> Any:
     """Run `python -m runner ARGS` in tmp_path; returns the CompletedProcess."""

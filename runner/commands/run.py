@@ -239,12 +239,12 @@ async def _converse(
             transcript.warning(warning.render())
         _warn_unbound_tools(profile, registry, transcript)
         session = payload.get("session", {})
-        source, player, mode = _open_audio(options, session, transcript)
         async with endpoint_for(target) as (endpoint, live_target):
             if live_target.embedded:
                 transcript.banner(_banner(live_target))
             else:
                 transcript.notice(f"connecting to {live_target.describe()}")
+            source, player, mode = _open_audio(options, session, transcript)
             transcript.conv_note(
                 f"profile {profile.name} ({profile.source}); {live_target.describe()}; "
                 f"mode {mode}; voice {_voice(session)}"

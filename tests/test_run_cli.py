@@ -1,0 +1,157 @@
+"""`vlrun run / devices / doctor` as a user runs them: `python -m runner …` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+CASUAL = str(Path(__file__).resolve().parents[1] / "profiles" / "casual-chat.yaml")
+KEY = "cli-test-key-abcdef123456"
+
+
+def emu_env(emu: Any, key: str = KEY) -> dict[str, str]:
+    return {"AZURE_VOICELIVE_ENDPOINT": emu.endpoint, "AZURE_VOICELIVE_API_KEY": key}
+
+
+def test_text_mode_conversation(run_cli: Any, emulator_in_thread: Any, tmp_path: Path) -> None:
+    result = run_cli([CASUAL, "--text", "--logs", "mylogs"], input="hello there\nhow are you?\n",
+                     env=emu_env(emulator_in_thread))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out == [
+        "you: hello there",
+        "assistant: [emulator] You said: hello there",
+        "you: how are you?",
+        "assistant: [emulator] You said: how are you?",
+    ]
+    assert "Traceback" not in result.stderr
+    assert KEY not in result.stdout + result.stderr
+    convs = list((tmp_path / "mylogs").glob("*_conversation.log"))
+    techs = list((tmp_path / "mylogs").glob("*_technical.log"))
+    assert len(convs) == 1 and len(techs) == 1
+    log = convs[0].read_text()
+    assert "user: how are you?" in log and "session sess_" in log
+    assert KEY not in log + techs[0].read_text()
+
+
+def test_wav_in_and_out(run_cli: Any, emulator_in_thread: Any, tmp_path: Path, speech_wav: Path,
+                        wav_stats: Any) -> None:
+    trace = tmp_path / "trace.jsonl"
+    result = run_cli([CASUAL, "--input", str(speech_wav), "--fast", "--output", "reply.wav",
+                      "--trace", str(trace), "--logs", "-"], env=emu_env(emulator_in_thread))
+    assert result.returncode == 0, result.stderr
+    assert "assistant: [emulator] I heard" in result.stdout
+    seconds, dbfs = wav_stats(tmp_path / "reply.wav")
+    assert seconds > 0.5 and dbfs > -40  # real speech, not silence
+    assert not (tmp_path / "logs").exists()  # --logs - writes none
+    kinds = trace.read_text()
+    assert '"input_audio_buffer.speech_started"' in kinds and '"response.audio.delta"' in kinds
+    assert KEY not in kinds
+
+
+def test_auth_failure_is_one_clear_line(run_cli: Any, tmp_path: Path) -> None:
+    from runner.emulator import emulator_thread
+
+    with emulator_thread(speed=0, api_key="the-right-key-123456") as emu:
+        result = run_cli([CASUAL, "--text"], input="hi\n", env=emu_env(emu, key="the-wrong-key-987654"))
+    assert result.returncode == 3
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {emu.endpoint} refused the API key from AZURE_VOICELIVE_API_KEY (HTTP 401)"]
+    assert "Traceback" not in result.stderr and "the-wrong-key" not in result.stderr + result.stdout
+
+
+def test_unreachable_endpoint(run_cli: Any) -> None:
+    result = run_cli([CASUAL, "--text"], input="hi\n",
+                     env={"AZURE_VOICELIVE_ENDPOINT": "http://127.0.0.1:9", "AZURE_VOICELIVE_API_KEY": KEY})
+    assert result.returncode == 3
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: cannot reach http://127.0.0.1:9 ")
+    assert "Traceback" not in result.stderr
+
+
+def test_wrong_endpoint_variable_names_the_variable(run_cli: Any) -> None:
+    result = run_cli([CASUAL, "--text", "--endpoint", "voice-live.example"], input="")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == "error: --endpoint: 'voice-live.example' is not an endpoint URL"
+    result = run_cli([CASUAL, "--text"], input="", env={"AZURE_VOICE_LIVE_API_KEY": KEY})
+    assert result.returncode == 1
+    assert "AZURE_VOICE_LIVE_API_KEY is set but no endpoint is configured" in result.stderr
+    assert KEY not in result.stderr
+
+
+def test_no_microphone_is_a_clear_line(run_cli: Any) -> None:
+    result = run_cli([CASUAL, "--emulator", "--input-device", "USB headset"], input="")
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-2:] == [
+        "error: no microphone found (PortAudio lists no input device)",
+        "    hint: connect one, or use --text / --input FILE.wav; `vlrun devices` lists what is seen",
+    ]
+
+
+def test_embedded_default_runs_offline_in_text_mode(run_cli: Any) -> None:
+    """No endpoint anywhere and no sound device: the main-job command still converses."""
+    result = run_cli([CASUAL], input="good morning\n", timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("offline: local Voice Live emulator, scripted replies")
+    assert "using text mode instead" in result.stderr
+    assert "assistant: [emulator] You said: good morning" in result.stdout
+
+
+def test_q_and_enter_ends_cleanly(emulator_in_thread: Any, tmp_path: Path, cli_env: Any) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "runner", CASUAL, "--text"], cwd=tmp_path,
+                            env=cli_env(emu_env(emulator_in_thread)), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("hello\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == "you: hello\n"
+    assert proc.stdout.readline().startswith("assistant: [emulator] You said: hello")
+    proc.stdin.write("q\n")  # stdin stays open: only the q ends it
+    proc.stdin.flush()
+    assert proc.wait(20) == 0
+    log = next((tmp_path / "logs").glob("*_conversation.log")).read_text()
+    assert "ended" in log.splitlines()[-1]  # flushed to the end
+    proc.stdin.close()
+    proc.stdout.close()
+    assert proc.stderr is not None
+    proc.stderr.close()
+
+
+def test_ctrl_c_ends_cleanly(emulator_in_thread: Any, tmp_path: Path, cli_env: Any) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "runner", CASUAL, "--text"], cwd=tmp_path,
+                            env=cli_env(emu_env(emulator_in_thread)), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write("hello\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == "you: hello\n"
+    assert proc.stdout.readline().startswith("assistant:")
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(20) == 0
+    assert "Traceback" not in proc.stderr.read()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        stream.close()
+
+
+def test_devices_without_sound_hardware(run_cli: Any) -> None:
+    result = run_cli(["devices"])
+    assert result.returncode == 3
+    assert result.stderr.startswith("no audio devices found")
+
+
+def test_doctor_reports_one_line_per_finding(run_cli: Any, emulator_in_thread: Any) -> None:
+    result = run_cli(["doctor", CASUAL], env=emu_env(emulator_in_thread))
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stdout
+    assert any(line.startswith("ok   profile") for line in lines)
+    assert f"ok   API key set in AZURE_VOICELIVE_API_KEY ({len(KEY)} characters)" in lines
+    assert any(line.startswith("ok   connected and got a session (sess_") for line in lines)
+    assert any("no microphone found" in line for line in lines)
+    assert KEY not in result.stdout
+    result = run_cli(["doctor"], env={"AZURE_VOICELIVE_ENDPOINT": "nope"})
+    assert result.returncode == 1
+    assert "fix  AZURE_VOICELIVE_ENDPOINT: 'nope' is not an endpoint URL" in result.stdout.splitlines()[-2:][0]
