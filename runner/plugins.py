@@ -17,6 +17,7 @@ turns entry-point loading off (``Registry.discover(..., entry_points=False)`` do
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import dataclasses
 import datetime as dt
@@ -60,6 +61,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "vlrun.tools"
 DEFAULT_TIMEOUT_S = 30.0
+TOOL_THREADS = 16  # sync tool calls that can run (or hang after a timeout) at the same time
 MARK = "__vlrun_tool__"
 
 log = logging.getLogger("vlrun.tools")
@@ -262,8 +264,10 @@ class Registry:
         if not name:
             raise ToolError(f"tool {func!r} has no name", hint="use @tool(name=...)")
         description = description if description is not None else mark.description
+        previous = self._specs.get(name)
+        if previous is not None and previous.func is func:
+            return previous  # the same file reached twice (a folder and a file inside it)
         spec = build_spec(func, name=name, description=description, source=source)
-        previous = self._specs.get(spec.name)
         if previous is not None:
             raise ToolError(
                 f"two tools are named '{spec.name}': {previous.source} and {spec.source}",
@@ -583,11 +587,21 @@ else:  # pragma: no cover - Python 3.10
         return task.result()
 
 
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+
 def _in_thread(func: Callable[..., Any], kwargs: dict[str, Any]) -> Awaitable[Any]:
-    # asyncio.to_thread without its wrapper coroutine; contextvars still travel with the call.
+    # Tools get their own threads: a hung tool (threads cannot be stopped) must not take a
+    # worker from the loop's default executor that audio and the SDK use.
+    global _executor
+    if _executor is None:
+        _executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=TOOL_THREADS, thread_name_prefix="vlrun-tool"
+        )
     loop = asyncio.get_running_loop()
+    # asyncio.to_thread without its wrapper coroutine; contextvars still travel with the call.
     call = functools.partial(contextvars.copy_context().run, func, **kwargs)
-    return loop.run_in_executor(None, call)
+    return loop.run_in_executor(_executor, call)
 
 
 def _failure(call_id: str, name: str, start: float, kind: str, message: str) -> ToolResult:

@@ -169,3 +169,10 @@ def test_schemas_are_what_the_compiler_needs() -> None:
     }
     # The context parameter never reaches the model.
     assert list(schemas["lookup_order"]["parameters"]["properties"]) == ["order_id"]
+
+
+def test_a_file_reached_twice_registers_once() -> None:
+    registry = Registry.discover(
+        [DATA / "folder_b", DATA / "folder_b" / "greet_again.py"], entry_points=False
+    )
+    assert registry.names() == ["greet"]

@@ -471,3 +471,13 @@ async def test_fast_calls_say_nothing() -> None:
         slow_status=(5.0, "Still looking"),
     )
     assert results[0].value == "ok" and said == []
+
+
+async def test_sync_tools_use_their_own_threads() -> None:
+    @tool
+    def thread_name() -> str:
+        """Where am I running?"""
+        return threading.current_thread().name
+
+    result = await Registry.of(thread_name).dispatch("thread_name", "c", "")
+    assert result.value.startswith("vlrun-tool")
