@@ -190,7 +190,7 @@ def analyse(
     env = os.environ if env is None else env
     display = str(path)
     try:
-        doc, positions = _load_chain(Path(path), display)
+        doc, positions, has_refs = _load_chain(Path(path), display)
     except ProfileError as exc:
         return None, list(exc.all_problems)
     for expr in sets:
@@ -198,7 +198,8 @@ def analyse(
     problems: list[Problem] = []
     env_refs: dict[PathKey, tuple[str, ...]] = {}
     loc = Locator(positions, display)
-    doc = _resolve_env(doc, (), env, loc, problems, env_refs)
+    if has_refs or any("${" in expr for expr in sets):
+        doc = _resolve_env(doc, (), env, loc, problems, env_refs)
     problems += _header_problems(doc, positions, env_refs, loc)
     if problems:
         return None, problems
@@ -244,7 +245,7 @@ def _top_mapping(src: yamlsrc.Source) -> dict[str, Any]:
     return src.data
 
 
-def _load_chain(path: Path, display: str) -> tuple[dict[str, Any], dict[PathKey, Pos]]:
+def _load_chain(path: Path, display: str) -> tuple[dict[str, Any], dict[PathKey, Pos], bool]:
     """Load a profile and its `extends` bases, innermost base first, and merge them."""
     root_dir = path.resolve().parent
     chain: list[yamlsrc.Source] = []
@@ -313,7 +314,7 @@ def _load_chain(path: Path, display: str) -> tuple[dict[str, Any], dict[PathKey,
     for src in reversed(chain[:-1]):
         doc, positions = _merge(doc, positions, src.data, src.positions)
     doc.pop("extends", None)
-    return doc, positions
+    return doc, positions, any(src.has_refs for src in chain)
 
 
 def _contained(

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -32,12 +32,14 @@ PathKey = tuple[str | int, ...]
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALAR = yaml.constructor.SafeConstructor()
 _TAG = "tag:yaml.org,2002:"
+_STR = _TAG + "str"
 _PLAIN_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null")}
 
 
-@dataclass(frozen=True)
-class Pos:
-    """Where a value (and its key, for mapping values) sits in a source file; 1-based."""
+class Pos(NamedTuple):
+    """Where a value (and its key, for mapping values) sits in a source file; 1-based.
+
+    A NamedTuple because a profile has one per value and loading must stay cheap."""
 
     file: str
     line: int
@@ -59,6 +61,7 @@ class Source:
     file: str
     data: Any
     positions: dict[PathKey, Pos]
+    has_refs: bool = True  # the text contains "${": env references may need resolving
 
 
 def problem(
@@ -178,7 +181,7 @@ def load(text: str, file: str, *, max_nodes: int = MAX_NODES) -> Source:
     data = builder.build(root, (), None)
     if builder.problems:
         raise ProfileError(builder.problems)
-    return Source(file, data, builder.positions)
+    return Source(file, data, builder.positions, "${" in text)
 
 
 def load_file(path: Path, *, display: str | None = None) -> Source:
@@ -281,7 +284,9 @@ class _Builder:
             self._bad_tag(node, path)
             return None
         try:
-            return _SCALAR.construct_object(node)
+            if tag == _STR:
+                return node.value
+            return _SCALAR.yaml_constructors[tag](_SCALAR, node)
         except (yaml.YAMLError, ValueError):
             self._add(node, path, f"cannot read {node.value!r} as {_short(tag)}")
             return None

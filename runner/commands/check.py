@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,12 @@ _registries: dict[tuple[Path, ...], Any] = {}
 
 def tool_dirs(profile_path: Path, extra: Sequence[Path]) -> tuple[Path, ...]:
     """`tools/` next to the profile, `tools/` of the project folder above it, and --tools."""
-    here = profile_path.resolve().parent
+    return _tool_dirs(profile_path.parent.absolute(), tuple(Path(d).absolute() for d in extra))
+
+
+@lru_cache(maxsize=64)
+def _tool_dirs(folder: Path, extra: tuple[Path, ...]) -> tuple[Path, ...]:
+    here = folder.resolve()
     dirs = [here / "tools", here.parent / "tools", *(Path(d).resolve() for d in extra)]
     return tuple(dict.fromkeys(d for d in dirs if d.is_dir()))
 
