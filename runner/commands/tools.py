@@ -17,7 +17,8 @@ from runner.redact import redact
 
 _PROFILE_HELP = "Profile whose tools/ folder and tool bindings to use."
 _TOOLS_HELP = (
-    "Folder (or .py file) of tools; repeatable. Default: tools/ next to the profile, or ./tools."
+    "Folder (or .py file) of tools; repeatable. Default: tools/ next to the profile or in the "
+    "folder above it; without a profile, ./tools."
 )
 
 
@@ -42,7 +43,7 @@ def tools() -> None:
 def list_(
     profile: Path | None, dirs: tuple[Path, ...], as_json: bool, no_entry_points: bool
 ) -> int:
-    """List the tools that load, where each comes from, and which the profile binds."""
+    """List tools: where each comes from, and which ones the profile binds."""
     registry, bindings = _load(profile, dirs, entry_points=not no_entry_points)
     rows = []
     for spec in registry:
@@ -90,7 +91,7 @@ def list_(
 )
 @click.option("--no-entry-points", is_flag=True, help="Skip tools from installed packages.")
 def show(name: str, profile: Path | None, dirs: tuple[Path, ...], no_entry_points: bool) -> int:
-    """Print the tool definition the model will see in session.update (JSON)."""
+    """Print the definition the model sees in session.update (JSON)."""
     registry, bindings = _load(profile, dirs, entry_points=not no_entry_points)
     spec = registry.get(name)  # ToolError with "did you mean" if unknown
     definition = spec.definition()
