@@ -260,3 +260,25 @@ async def test_weather_service_unreachable(monkeypatch: pytest.MonkeyPatch) -> N
     result = await TOOLS.aresult(name="get_weather", location="Paris")
     assert "could not be reached" in (result.error or "")
     assert json.loads(result.output)["error"]["type"] == "tool_error"
+
+
+def test_each_example_has_a_profile_that_binds_it_without_drift() -> None:
+    from runner.commands.check import tool_dirs
+    from runner.errors import VlrunError
+    from runner.plugins import Registry, schema_drift
+    from runner.profile import load_profile
+
+    bound: dict[str, str] = {}
+    for path in sorted((ROOT / "profiles").glob("*.yaml")):
+        try:
+            profile = load_profile(path)
+        except VlrunError:  # base files and agent profiles need settings this test lacks
+            continue
+        registry = Registry.discover(list(tool_dirs(path, ())), entry_points=False)
+        for binding in profile.tools:
+            if binding.name in registry:
+                bound.setdefault(binding.name, path.name)
+                if binding.parameters is not None:
+                    actual = registry.get(binding.name).parameters
+                    assert schema_drift(binding.parameters, actual) == [], path.name
+    assert set(TOOLS.registry.names()) <= set(bound), bound
