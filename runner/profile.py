@@ -365,7 +365,7 @@ def _merge(
 
     def put(sub: Mapping[PathKey, Pos], to: PathKey) -> None:
         for p, v in sub.items():
-            out_pos[(*to, *p)] = v
+            out_pos[to + p] = v
 
     def merge(b: Any, bp: dict[PathKey, Pos], c: Any, cp: dict[PathKey, Pos], at: PathKey) -> Any:
         if isinstance(b, dict) and isinstance(c, dict):
@@ -556,7 +556,7 @@ def _header_problems(
     loc: Locator,
 ) -> list[Problem]:
     """MCP header values are credentials: only env references, never inline text."""
-    out = []
+    out: list[Problem] = []
     servers = doc.get("mcp_servers")
     if not isinstance(servers, list):
         return out
@@ -794,7 +794,7 @@ def _build(
                 name=spec["name"],
                 timeout_s=float(timeout) if timeout is not None else None,
                 description=spec.get("description"),
-                parameters=spec.get("parameters"),
+                parameters=spec.get("parameters"),  # type: ignore[arg-type]
                 line=pos.line if pos and pos.line else None,
                 file=pos.file if pos else None,
             )

@@ -110,8 +110,8 @@ class Locator:
                 self.default_file,
                 None,
                 None,
-                severity,
-                message,  # type: ignore[arg-type]
+                severity,  # type: ignore[arg-type]
+                message,
                 json_path(path),
                 hint,
             )
@@ -121,8 +121,8 @@ class Locator:
                 pos.file,
                 None,
                 None,
-                severity,
-                message,  # type: ignore[arg-type]
+                severity,  # type: ignore[arg-type]
+                message,
                 json_path(path),
                 hint,
             )
@@ -219,7 +219,7 @@ def _convert(err: Any, loc: Locator) -> list[Problem]:
         types = (
             err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
         )
-        want = " or ".join(_EXPECTED.get(t, t) for t in types)
+        want = " or ".join(_EXPECTED.get(str(t), str(t)) for t in types)
         hint = None
         if isinstance(value, str) and any(t in ("number", "integer") for t in types):
             try:
@@ -683,7 +683,7 @@ def _c_pattern(value: str, _node: Any) -> Check:
 
 def _c_len(kind: type, op: Callable[[int, int], bool]) -> Callable[[Any, Any], Check]:
     def build(limit: int, _node: Any) -> Check:
-        return lambda v: not isinstance(v, kind) or op(len(v), limit)
+        return lambda v: not isinstance(v, kind) or op(len(v), limit)  # type: ignore[arg-type]
 
     return build
 

@@ -184,10 +184,13 @@ def explain(
 @click.option(
     "--kind", type=click.Choice(["profile", "scenario"]), default="profile", show_default=True
 )
-def schema(kind: str) -> int:
+@click.option("--scenario", is_flag=True, help="Short for --kind scenario.")
+def schema(kind: str, scenario: bool) -> int:
     """Print the JSON Schema (draft 2020-12) of profiles or scenarios."""
     from importlib import resources
 
+    if scenario:
+        kind = "scenario"
     resource = resources.files("runner.schema").joinpath(f"{kind}.schema.json")
     if not resource.is_file():
         raise UsageError(f"no {kind} schema in this vlrun")
