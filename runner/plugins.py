@@ -519,7 +519,9 @@ def _arguments(
         args = {}  # models send "" for tools without parameters
     else:
         try:
-            args = json.loads(arguments)
+            args = json.loads(arguments, parse_constant=_refuse_constant)
+        except RecursionError:
+            return {}, f"The arguments for '{spec.name}' are nested too deeply."
         except (ValueError, UnicodeDecodeError) as exc:
             return {}, (
                 f"The arguments for '{spec.name}' are not valid JSON ({exc}). "
@@ -541,6 +543,11 @@ def _arguments(
                 except (TypeError, ValueError) as exc:
                     return {}, f"Argument '{key}' for '{spec.name}' is not usable: {exc}."
     return args, None
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not, and no tool expects them.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _validation_message(spec: ToolSpec, args: dict[str, Any]) -> str:

@@ -13,12 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runner.plugins import Registry, ToolContext, ToolResult, tool
 from runner.redact import forget_secrets, register_secret
 
 DATA = Path(__file__).parent / "data" / "plugins"
 CASES = Registry.discover([DATA / "schema_cases"], entry_points=False)
+JSON_ANY = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
 
 
 def error_of(result: ToolResult) -> dict:
@@ -481,3 +490,25 @@ async def test_sync_tools_use_their_own_threads() -> None:
 
     result = await Registry.of(thread_name).dispatch("thread_name", "c", "")
     assert result.value.startswith("vlrun-tool")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ("[" * 100_000, "nested too deeply"),
+        ('{"text": "a", "count": 1, "ratio": NaN, "flag": true}', "NaN is not a JSON value"),
+        ('{"text": "a", "count": 1, "ratio": -Infinity, "flag": true}', "-Infinity"),
+    ],
+)
+async def test_hostile_json_is_refused_cleanly(arguments: str, expected: str) -> None:
+    error = error_of(await CASES.dispatch("primitives", "c", arguments))
+    assert error["type"] == "invalid_arguments" and expected in error["message"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(arguments=st.one_of(st.text(max_size=40), st.builds(json.dumps, JSON_ANY)))
+async def test_dispatch_never_raises_whatever_the_model_sends(arguments: str) -> None:
+    for name in ("primitives", "objects", "nested", "enums"):
+        result = await CASES.dispatch(name, "c", arguments, timeout_s=5)
+        json.loads(result.output)  # always valid JSON for the model
+        assert result.ok or result.error_type == "invalid_arguments"
