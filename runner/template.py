@@ -81,9 +81,19 @@ def render(text: str, variables: Mapping[str, Any], where: Where) -> str:
         ) from None
     except jinja2.TemplateError as exc:
         raise _problem(where, _template_line(exc.__traceback__), f"template error: {exc}") from None
+    except TypeError as exc:
+        if "no loader" in str(exc):  # include/import/extends: there is deliberately no loader
+            raise _problem(
+                where,
+                _template_line(exc.__traceback__),
+                "templates cannot include, import or extend other templates",
+                hint="keep the whole template in one place: inline or `instructions: {file: ...}`",
+            ) from None
+        raise _problem(
+            where, _template_line(exc.__traceback__), f"template failed: TypeError: {exc}"
+        ) from None
     except (
         ArithmeticError,
-        TypeError,
         ValueError,
         LookupError,
         RecursionError,

@@ -258,3 +258,17 @@ def test_foundry_agent_profile_uses_env(monkeypatch: pytest.MonkeyPatch) -> None
     assert p.agent.connect_kwargs() == {"agent_name": "a1", "project_name": "p1"}
     assert p.connection.endpoint == "https://x.services.ai.azure.com"
     assert p.instructions is None
+
+
+def test_symlink_escape_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.yaml").write_text("instructions: stolen\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "base.yaml").symlink_to(outside / "secret.yaml")
+    (project / "p.yaml").write_text("name: t\nextends: base.yaml\n")
+    with pytest.raises(ProfileError) as info:
+        load_profile(project / "p.yaml", env={})
+    assert "points outside the profile's folder" in info.value.problems[0].message
+    assert info.value.problems[0].line == 2
