@@ -4,6 +4,7 @@ emulator, SDK, session and plugins, with the emulator clock sped up."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -21,17 +22,19 @@ SHIPPED = ROOT / "tests" / "scenarios"
 MUTATED = ROOT / "tests" / "data" / "scenarios"
 
 
-def run_cli(
-    *args: str, stdin: str | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "runner", *args],
         cwd=ROOT,
-        input=stdin,
         capture_output=True,
         text=True,
-        timeout=timeout,
-        env={**__import__("os").environ, "VLRUN_DOTENV": "none", "AZURE_VOICELIVE_ENDPOINT": ""},
+        timeout=120,
+        env={
+            **os.environ,
+            "VLRUN_DOTENV": "none",
+            "AZURE_VOICELIVE_ENDPOINT": "",
+            **(env or {}),
+        },
     )
 
 
@@ -315,3 +318,69 @@ def test_promoted_yaml_is_plain() -> None:
     assert doc["model"]["turns"] == [
         {"turn": 1, "tools": [{"name": "calculate", "arguments": args}], "then": "It is 2."}
     ]
+
+
+# --- against an endpoint ------------------------------------------------------------------------
+
+
+def test_endpoint_mode_ignores_the_model_block(tmp_path: Path) -> None:
+    # the "service" here is an unscripted emulator: only the built-in behaviour can answer
+    from runner.emulator import emulator_thread
+
+    scenario = tmp_path / "echo.yaml"
+    scenario.write_text(
+        f"""scenario: endpoint
+profile: {ROOT / "profiles" / "base.yaml"}
+model:
+  fallback: "scripted: {{text}}"
+turns:
+  - user: Can you hear me?
+    expect:
+      reply_contains: "[emulator] You said: Can you hear me?"
+      reply_not_contains: scripted
+""",
+        encoding="utf-8",
+    )
+    with emulator_thread(speed=20, use_espeak=False, api_key="endpoint-test-key") as emu:
+        proc = run_cli(
+            "test", str(scenario), "--endpoint", emu.endpoint,
+            env={"AZURE_VOICELIVE_API_KEY": "endpoint-test-key"},
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "endpoint-test-key" not in proc.stdout + proc.stderr
+    assert "offline:" not in proc.stderr
+
+
+# --- integrations -------------------------------------------------------------------------------
+
+
+def test_pre_commit_hooks_run_real_commands() -> None:
+    import re
+
+    from runner.cli import COMMANDS
+
+    hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert set(hooks) == {"vlrun-check", "vlrun-test"}
+    for hook in hooks.values():
+        program, command = hook["entry"].split()[:2]
+        assert program == "vlrun" and command in COMMANDS
+    files = re.compile(hooks["vlrun-check"]["files"])
+    assert files.search("profiles/weather.yaml") and files.search("tests/scenarios/base.yaml")
+    assert not files.search(".github/workflows/ci.yml")
+    assert hooks["vlrun-test"]["pass_filenames"] is False
+
+
+def test_github_actions_example_matches_the_docs_and_uses_real_options() -> None:
+    example = yaml.safe_load((ROOT / "docs" / "examples" / "github-actions.yml").read_text())
+    doc = (ROOT / "docs" / "testing.md").read_text()
+    block = doc.split("## GitHub Actions", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert yaml.safe_load(block)["jobs"] == example["jobs"]
+    runs = [s["run"] for job in example["jobs"].values() for s in job["steps"] if "run" in s]
+    vlrun_lines = [r for r in runs if r.startswith("vlrun ")]
+    assert any(r.startswith("vlrun check") for r in vlrun_lines)
+    assert any(r.startswith("vlrun test") and "--endpoint" not in r for r in vlrun_lines)
+    for line in vlrun_lines:
+        command = line.split()[1]
+        help_text = run_cli(command, "--help").stdout
+        for option in (w for w in line.split() if w.startswith("--")):
+            assert option in help_text, (command, option)
