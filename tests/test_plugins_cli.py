@@ -112,3 +112,15 @@ def test_show_with_a_profile_uses_its_description_override() -> None:
     definition = json.loads(proc.stdout)
     assert definition["description"] == "Check how many items are left in the warehouse."
     assert definition["parameters"]["required"] == ["sku"]
+
+
+def test_show_reports_drift_from_the_profiles_declared_parameters() -> None:
+    proc = vlrun(
+        "tools", "show", "lookup_stock", "--profile", str(DATA / "with_profile" / "drift.yaml")
+    )
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["name"] == "lookup_stock"  # the definition still prints
+    assert (
+        "drift.yaml:3: error: declared parameters differ at properties.sku.type: "
+        "the profile says integer but the tool takes string" in proc.stderr
+    )

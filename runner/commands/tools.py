@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from runner.errors import EXIT_INVALID, EXIT_OK
-from runner.plugins import ENTRY_POINT_GROUP, Registry, ToolSpec
+from runner.plugins import ENTRY_POINT_GROUP, Registry, ToolSpec, schema_drift
 from runner.redact import redact
 
 _PROFILE_HELP = "Profile whose tools/ folder and tool bindings to use."
@@ -98,7 +98,16 @@ def show(name: str, profile: Path | None, dirs: tuple[Path, ...], no_entry_point
     definition["description"] = _description(spec, bindings.get(name))
     click.echo(redact(json.dumps(definition, indent=2, ensure_ascii=False)))
     click.echo(f"# from {spec.source}" + (" (async)" if spec.is_async else ""), err=True)
-    return EXIT_OK
+    binding = bindings.get(name)
+    declared = getattr(binding, "parameters", None)
+    if declared is None:
+        return EXIT_OK
+    drift = schema_drift(declared, spec.parameters)
+    line = getattr(binding, "line", None)
+    where = f"{profile}:{line}" if line else str(profile)
+    for subpath, message in drift:
+        click.echo(f"{where}: error: declared parameters differ at {subpath}: {message}", err=True)
+    return EXIT_INVALID if drift else EXIT_OK
 
 
 def _dirs(profile: Path | None, dirs: Sequence[Path]) -> list[Path]:
