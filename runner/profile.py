@@ -190,7 +190,7 @@ def analyse(
     env = os.environ if env is None else env
     display = str(path)
     try:
-        doc, positions, has_refs = _load_chain(Path(path), display)
+        doc, positions, ref_paths = _load_chain(Path(path), display)
     except ProfileError as exc:
         return None, list(exc.all_problems)
     for expr in sets:
@@ -198,8 +198,14 @@ def analyse(
     problems: list[Problem] = []
     env_refs: dict[PathKey, tuple[str, ...]] = {}
     loc = Locator(positions, display)
-    if has_refs or any("${" in expr for expr in sets):
+    if sets or ref_paths is None:
         doc = _resolve_env(doc, (), env, loc, problems, env_refs)
+    else:
+        for ref in ref_paths:
+            parent = doc
+            for step in ref[:-1]:
+                parent = parent[step]
+            parent[ref[-1]] = _resolve_env(parent[ref[-1]], ref, env, loc, problems, env_refs)
     problems += _header_problems(doc, positions, env_refs, loc)
     if problems:
         return None, problems
@@ -245,15 +251,20 @@ def _top_mapping(src: yamlsrc.Source) -> dict[str, Any]:
     return src.data
 
 
-def _load_chain(path: Path, display: str) -> tuple[dict[str, Any], dict[PathKey, Pos], bool]:
-    """Load a profile and its `extends` bases, innermost base first, and merge them."""
-    root_dir = path.resolve().parent
+def _load_chain(
+    path: Path, display: str
+) -> tuple[dict[str, Any], dict[PathKey, Pos], tuple[PathKey, ...] | None]:
+    """Load a profile and its `extends` bases, innermost base first, and merge them.
+
+    Also returns the paths of strings holding "${" (None: unknown, walk everything)."""
     chain: list[yamlsrc.Source] = []
-    seen: list[Path] = []
+    seen: list[Path] = []  # real paths, only computed once there is a base (saves syscalls)
     current, name = path, display
     while True:
-        real = current.resolve()
-        if real in seen:
+        real = current.resolve() if chain else None
+        if chain and not seen:
+            seen.append(path.resolve())
+        if real is not None and real in seen:
             first = chain[-1]
             pos = first.positions.get(("extends",))
             cycle = " -> ".join([*(s.file for s in chain), name])
@@ -268,7 +279,8 @@ def _load_chain(path: Path, display: str) -> tuple[dict[str, Any], dict[PathKey,
                     )
                 ]
             )
-        seen.append(real)
+        if real is not None:
+            seen.append(real)
         src = yamlsrc.load_file(current, display=name)
         data = _top_mapping(src)
         chain.append(src)
@@ -296,6 +308,7 @@ def _load_chain(path: Path, display: str) -> tuple[dict[str, Any], dict[PathKey,
                     )
                 ]
             )
+        root_dir = path.resolve().parent
         current, name = _contained(current, name, base, root_dir, pos, "$.extends")
         if not current.is_file():
             raise ProfileError(
@@ -314,7 +327,9 @@ def _load_chain(path: Path, display: str) -> tuple[dict[str, Any], dict[PathKey,
     for src in reversed(chain[:-1]):
         doc, positions = _merge(doc, positions, src.data, src.positions)
     doc.pop("extends", None)
-    return doc, positions, any(src.has_refs for src in chain)
+    if len(chain) == 1:  # one file: the loader already knows which strings hold "${"
+        return doc, positions, chain[0].ref_paths
+    return doc, positions, None if any(src.has_refs for src in chain) else ()
 
 
 def _contained(

@@ -655,13 +655,23 @@ def compile_schema(node: Any) -> Check:
     for key, value in node.items():
         if key in _COMPILERS:
             checks.append(_COMPILERS[key](value, node))
+    return _all_of(checks)
+
+
+def _all_of(checks: list[Check]) -> Check:
+    """Chain checks with `and` (cheaper per call than all() over a generator)."""
+    if not checks:
+        return lambda v: True
     if len(checks) == 1:
         return checks[0]
-    return lambda v: all(c(v) for c in checks)
+    first, rest = checks[0], _all_of(checks[1:])
+    return lambda v: first(v) and rest(v)
 
 
 def _c_type(value: Any, _node: Any) -> Check:
     tests = [_TYPES[t] for t in (value if isinstance(value, list) else [value])]
+    if len(tests) == 1:
+        return tests[0]
     return lambda v: any(t(v) for t in tests)
 
 

@@ -62,6 +62,7 @@ class Source:
     data: Any
     positions: dict[PathKey, Pos]
     has_refs: bool = True  # the text contains "${": env references may need resolving
+    ref_paths: tuple[PathKey, ...] = ()  # paths of the string values that contain "${"
 
 
 def problem(
@@ -181,7 +182,7 @@ def load(text: str, file: str, *, max_nodes: int = MAX_NODES) -> Source:
     data = builder.build(root, (), None)
     if builder.problems:
         raise ProfileError(builder.problems)
-    return Source(file, data, builder.positions, "${" in text)
+    return Source(file, data, builder.positions, "${" in text, tuple(builder.refs))
 
 
 def load_file(path: Path, *, display: str | None = None) -> Source:
@@ -202,6 +203,7 @@ class _Builder:
         self.count = 0
         self.problems: list[Problem] = []
         self.positions: dict[PathKey, Pos] = {}
+        self.refs: list[PathKey] = []
 
     def _pos(self, node: yaml.Node, key: yaml.Node | None) -> Pos:
         m = node.start_mark
@@ -285,6 +287,8 @@ class _Builder:
             return None
         try:
             if tag == _STR:
+                if "${" in node.value:
+                    self.refs.append(path)
                 return node.value
             return _SCALAR.yaml_constructors[tag](_SCALAR, node)
         except (yaml.YAMLError, ValueError):
