@@ -202,7 +202,7 @@ def analyse(
         doc = _resolve_env(doc, (), env, loc, problems, env_refs)
     else:
         for ref in ref_paths:
-            parent = doc
+            parent: Any = doc
             for step in ref[:-1]:
                 parent = parent[step]
             parent[ref[-1]] = _resolve_env(parent[ref[-1]], ref, env, loc, problems, env_refs)
