@@ -58,7 +58,10 @@ class SessionRecord:
     sent: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
     close_code: int | None = None
-    stats: dict[str, float] = field(default_factory=lambda: {"frames": 0, "max_lag_ms": 0.0})
+    stats: dict[str, float] = field(
+        default_factory=lambda: {"frames": 0, "max_lag_ms": 0.0, "probes": 0, "max_probe_lag_ms": 0.0,
+                                 "probes_over_50ms": 0, "probes_over_100ms": 0}
+    )
 
     def sent_types(self) -> list[str]:
         return [e["type"] for e in self.sent]
@@ -397,7 +400,7 @@ class Connection:
             if ec.get("channels") == 2:
                 samples = samples[::2]  # channel 0 is the microphone, 1 the speaker reference
         ms = samples.size * 1000 / self._input_rate()
-        self._track_lag(ms)
+        self._track_lag(ms, event.get("event_id"))
         if self.vad is None:
             self.manual_ms += ms
             return
@@ -407,14 +410,26 @@ class Connection:
             else:
                 await self._speech_stopped(vad_event.ms)
 
-    def _track_lag(self, ms: float) -> None:
-        """Server-side lag: how far processing this frame trails the audio clock (benchmarks)."""
+    def _track_lag(self, ms: float, event_id: Any) -> None:
+        """Server-side lag for benchmarks, two ways.
+
+        ``max_lag_ms``: how far processing trails the audio clock since the first frame.
+        Probes: a client may name an append ``lagprobe-<time.monotonic_ns()>`` (the monotonic
+        clock is machine-wide on Linux); the time from sending to processing it is recorded.
+        """
         now = time.monotonic()
+        stats = self.record.stats
+        if isinstance(event_id, str) and event_id.startswith("lagprobe-"):
+            with contextlib.suppress(ValueError):
+                probe = (time.monotonic_ns() - int(event_id[9:])) / 1e6
+                stats["probes"] += 1
+                stats["max_probe_lag_ms"] = max(stats["max_probe_lag_ms"], probe)
+                stats["probes_over_50ms"] += probe > 50
+                stats["probes_over_100ms"] += probe > 100
         if self._first_audio_at is None:
             self._first_audio_at = now
         lag = (now - self._first_audio_at) * 1000 - self._audio_ms_in
         self._audio_ms_in += ms
-        stats = self.record.stats
         stats["frames"] += 1
         if lag > stats["max_lag_ms"]:
             stats["max_lag_ms"] = lag
