@@ -1,0 +1,591 @@
+"""Every vlrun benchmark in one run on this machine, side by side, with the baseline ratio.
+
+    python bench/run_all.py [--quick] [--soak MINUTES]
+
+What runs, in order (each part says "not measured" with the reason instead of a figure when
+it cannot run here):
+- full-duplex conversation, vlrun vs the quickstart-style baseline (bench/baseline_client.py):
+  both are real processes on the same PortAudio devices (PulseAudio null sinks on a headless
+  machine), talking to the same emulator at real-time speed while a tone pattern is played
+  into the microphone. Client CPU is read from /proc for a steady window of the conversation;
+- vlrun's own barge-in and write latency: bench/bench_runner.py (the runner's benchmark);
+- tool dispatch overhead: bench/bench_dispatch.py;
+- `vlrun check` throughput and cold start: bench/bench_check.py;
+- emulator concurrent-session capacity and memory per session: bench/bench_emulator.py;
+- with --soak: one long vlrun conversation, memory and CPU sampled each minute (drift).
+
+Prints one Markdown table and writes bench/results/all.json (compare it across commits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+KEY = "bench-run-all-key-7c1d"
+FRAME_MS = 20  # one input frame: the cadence of capture and send
+OUTPUT_BUFFER_MS = 20  # vlrun's output callback period (runner/audio.py frames_per_buffer)
+TICK = os.sysconf("SC_CLK_TCK")
+
+PROFILE = """\
+name: bench-full-duplex
+description: The same session as bench/baseline_client.py, for a like-for-like comparison.
+instructions: Benchmark conversation.
+voice: alloy
+turn_detection:
+  type: server_vad
+  silence_duration_ms: 500
+"""
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def log(text: str) -> None:
+    print(f"[run_all] {text}", file=sys.stderr, flush=True)
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def audio_ready() -> str | None:
+    """None when PortAudio has a microphone and speaker we can feed; otherwise why not."""
+    if shutil.which("paplay") is None:
+        return "paplay not installed (apt-get install pulseaudio-utils)"
+    status = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "pulse-env.sh"), "start"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if status.returncode != 0:
+        return f"no PulseAudio null sinks ({status.stderr.strip() or status.stdout.strip()})"
+    return None
+
+
+def write_feed(path: Path, seconds: float) -> None:
+    """The 'user': 1.2 s of voiced tone, 2 s of quiet, repeated (barges in on long replies)."""
+    rate = 24000
+    t = np.arange(int(rate * 1.2)) / rate
+    voiced = 6000 * np.sin(2 * np.pi * 300 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    cycle = np.concatenate([voiced, np.zeros(int(rate * 2.0))]).astype("<i2")
+    reps = max(1, int(seconds / 3.2) + 1)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.tile(cycle, reps).tobytes())
+
+
+@contextlib.contextmanager
+def feeding(wav: Path) -> Iterator[None]:
+    """Play ``wav`` into the virtual microphone, over and over, until the block ends."""
+    stop = threading.Event()
+    current: list[subprocess.Popen[bytes]] = []
+
+    def loop() -> None:
+        while not stop.is_set():
+            proc = subprocess.Popen(
+                ["paplay", "--device=vmic", str(wav)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            current[:] = [proc]
+            proc.wait()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for proc in current:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        thread.join(5)
+
+
+def sample_window(
+    proc: subprocess.Popen[Any], warmup_s: float, window_s: float, every_s: float = 0.0
+) -> dict[str, Any]:
+    """CPU and RSS of ``proc`` over [warmup, warmup + window]; optional per-interval samples."""
+    time.sleep(warmup_s)  # pacing the measurement window, not synchronising
+    if proc.poll() is not None:
+        raise RuntimeError(f"the client exited early with {proc.returncode}")
+    cpu0, t0 = proc_cpu_s(proc.pid), time.monotonic()
+    rss0 = proc_rss_mb(proc.pid)
+    points = []
+    step = every_s or window_s
+    while time.monotonic() - t0 < window_s - 1e-3:
+        time.sleep(min(step, window_s - (time.monotonic() - t0)))
+        if proc.poll() is not None:
+            raise RuntimeError(f"the client exited early with {proc.returncode}")
+        points.append(
+            {
+                "t_s": round(time.monotonic() - t0, 1),
+                "cpu_s": round(proc_cpu_s(proc.pid) - cpu0, 3),
+                "rss_mb": round(proc_rss_mb(proc.pid), 1),
+            }
+        )
+    cpu, wall = proc_cpu_s(proc.pid) - cpu0, time.monotonic() - t0
+    return {
+        "window_s": round(wall, 1),
+        "cpu_s": round(cpu, 3),
+        "cpu_s_per_min": round(cpu / wall * 60, 3),
+        "rss_mb_start": round(rss0, 1),
+        "rss_mb_end": round(proc_rss_mb(proc.pid), 1),
+        "points": points,
+    }
+
+
+def stop_gently(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    env.update({"PYTHONPATH": str(ROOT), "VLRUN_DOTENV": "none", "AZURE_VOICELIVE_API_KEY": KEY})
+    return env
+
+
+# ------------------------------------------------------------------------------ parts
+
+
+def conversation_counts(emu: Any, since: int) -> dict[str, int]:
+    """What the emulator saw of a client's conversation: proof both really talked."""
+    sent = [e["type"] for r in emu.sessions[since:] for e in r.sent]
+    received = [e["type"] for r in emu.sessions[since:] for e in r.received]
+    return {
+        "user_turns": sent.count("input_audio_buffer.speech_stopped"),
+        "replies_completed_or_cancelled": sent.count("response.done"),
+        "audio_frames_sent": received.count("input_audio_buffer.append"),
+        "client_cancels_or_truncates": received.count("response.cancel")
+        + received.count("conversation.item.truncate"),
+    }
+
+
+def full_duplex(emu: Any, tmp: Path, seconds: float, warmup: float) -> dict[str, Any]:
+    """vlrun and the baseline, one after the other, same emulator, devices and microphone feed."""
+    why = audio_ready()
+    if why is not None:
+        return {"skipped": why}
+    feed = tmp / "feed.wav"
+    write_feed(feed, 60)
+    profile = tmp / "bench-full-duplex.yaml"
+    profile.write_text(PROFILE, encoding="utf-8")
+    out: dict[str, Any] = {"conversation_s": seconds, "warmup_s": warmup}
+    endpoint = emu.endpoint
+    with feeding(feed):
+        log(f"full duplex: vlrun for {seconds + warmup:.0f} s")
+        since = len(emu.sessions)
+        vl = subprocess.Popen(
+            [sys.executable, "-m", "runner", "run", str(profile), "--endpoint", endpoint]
+            + ["--logs", "-", "--quiet"],
+            cwd=tmp,
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            out["vlrun"] = sample_window(vl, warmup, seconds)
+        except RuntimeError as exc:
+            out["vlrun"] = {"skipped": f"{exc}: {vl.stderr.read()[-400:] if vl.stderr else ''}"}
+        finally:
+            stop_gently(vl)
+        out["vlrun"]["seen_by_emulator"] = conversation_counts(emu, since)
+        since = len(emu.sessions)
+        log(f"full duplex: baseline for {seconds + warmup:.0f} s")
+        result = tmp / "baseline.json"
+        base = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "baseline_client.py"), "--endpoint", endpoint]
+            + ["--api-key", KEY, "--duration", str(seconds + warmup + 2), "--json", str(result)],
+            cwd=tmp,
+            env=child_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            out["baseline"] = sample_window(base, warmup, seconds)
+            base.wait(30)
+            out["baseline"].update(json.loads(result.read_text()))
+        except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            out["baseline"] = {"skipped": str(exc)}
+        finally:
+            stop_gently(base)
+        out["baseline"]["seen_by_emulator"] = conversation_counts(emu, since)
+    return out
+
+
+def run_script(name: str, args: list[str], json_path: Path, timeout: float) -> dict[str, Any]:
+    """Run another engineer's bench script as they ship it; read the JSON it writes."""
+    script = ROOT / "bench" / name
+    if not script.is_file():
+        return {"skipped": f"bench/{name} is missing"}
+    log(f"{name} {' '.join(args)}")
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script), *args],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"bench/{name} did not finish within {timeout:.0f} s"}
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"skipped": f"bench/{name} exited {proc.returncode}: {' / '.join(tail)}"}
+    try:
+        data = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {"skipped": f"bench/{name} wrote no readable {json_path.name} ({exc})"}
+    data["_elapsed_s"] = round(time.monotonic() - started, 1)
+    return data
+
+
+def soak(endpoint: str, tmp: Path, minutes: float) -> dict[str, Any]:
+    """One long vlrun conversation; memory and CPU per minute, first vs last."""
+    why = audio_ready()
+    if why is not None:
+        return {"skipped": why}
+    feed = tmp / "feed.wav"
+    write_feed(feed, 60)
+    profile = tmp / "bench-full-duplex.yaml"
+    profile.write_text(PROFILE, encoding="utf-8")
+    log(f"soak: vlrun for {minutes:g} min")
+    with feeding(feed):
+        vl = subprocess.Popen(
+            [sys.executable, "-m", "runner", "run", str(profile), "--endpoint", endpoint]
+            + ["--logs", str(tmp / "soak-logs"), "--quiet"],
+            cwd=tmp,
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            window = sample_window(vl, 5.0, minutes * 60, every_s=60.0)
+        except RuntimeError as exc:
+            return {"skipped": str(exc)}
+        finally:
+            stop_gently(vl)
+    points = window["points"]
+    per_min = [
+        round(b["cpu_s"] - a["cpu_s"], 3)
+        for a, b in zip([{"cpu_s": 0.0}, *points[:-1]], points, strict=True)
+    ]
+    return {
+        "minutes": minutes,
+        "rss_mb": [p["rss_mb"] for p in points],
+        "cpu_s_per_min": per_min,
+        "rss_drift_mb": round(points[-1]["rss_mb"] - points[0]["rss_mb"], 1) if points else None,
+        "cpu_drift_s_per_min": round(per_min[-1] - per_min[0], 3) if per_min else None,
+    }
+
+
+# ------------------------------------------------------------------------------ table
+
+
+def fmt(value: Any, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def ratio(baseline: float | None, ours: float | None) -> str:
+    """How many times better vlrun is (baseline / vlrun for 'lower is better' figures)."""
+    if baseline is None or ours is None or ours <= 0:
+        return "—"
+    return f"{baseline / ours:.1f}×"
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    out: list[tuple[str, str, str, str, str]] = []
+    fd = results.get("full_duplex", {})
+    vl, base = fd.get("vlrun", {}), fd.get("baseline", {})
+    why_fd = fd.get("skipped") or vl.get("skipped") or base.get("skipped")
+    if why_fd:
+        out.append(
+            ("client CPU per minute of full-duplex talk", f"not measured: {why_fd}", "", "", "")
+        )
+    else:
+        out.append(
+            (
+                "client CPU per minute of full-duplex talk (CPU-s/min)",
+                fmt(vl.get("cpu_s_per_min"), " s", 2),
+                fmt(base.get("cpu_s_per_min"), " s", 2),
+                ratio(base.get("cpu_s_per_min"), vl.get("cpu_s_per_min")),
+                "none known",
+            )
+        )
+    runner = results.get("runner", {})
+    b_sil = (base.get("silence_latency_ms") or {}) if not why_fd else {}
+    b_wr = (base.get("write_latency_ms") or {}) if not why_fd else {}
+    r_sil, r_wr = find_latency(runner, "silen"), find_latency(runner, "write")
+    why_r = runner.get("skipped")
+    out.append(
+        (
+            "speech_started → output silenced, median (p95)",
+            f"not measured: {why_r}" if why_r else pair(r_sil),
+            pair(b_sil),
+            "—" if why_r else ratio(b_sil.get("median"), (r_sil or {}).get("median")),
+            f"≤ {OUTPUT_BUFFER_MS} ms (one output buffer)",
+        )
+    )
+    out.append(
+        (
+            "first audio delta → device write, median (p95)",
+            f"not measured: {why_r}" if why_r else pair(r_wr),
+            pair(b_wr),
+            "—" if why_r else ratio(b_wr.get("median"), (r_wr or {}).get("median")),
+            f"≤ {OUTPUT_BUFFER_MS} ms (next output callback)",
+        )
+    )
+    disp = results.get("dispatch", {})
+    if disp.get("skipped"):
+        out.append(("tool dispatch overhead, p99", f"not measured: {disp['skipped']}", "", "", ""))
+    else:
+        hop = next(
+            (r for r in disp.get("rows", []) if r.get("case", "").startswith("baseline")), {}
+        )
+        out.append(
+            (
+                "tool dispatch overhead, worst p99 (sync / async tools)",
+                f"{fmt(disp.get('worst_p99_ms'), ' ms', 3)} / "
+                f"{fmt(disp.get('worst_async_p99_ms'), ' ms', 3)}",
+                "—",
+                "—",
+                f"{fmt(hop.get('overhead_p99_ms'), ' ms', 3)} (bare thread hop, p99)",
+            )
+        )
+    chk = results.get("check", {})
+    if chk.get("skipped"):
+        out.append(("`vlrun check` throughput", f"not measured: {chk['skipped']}", "", "", ""))
+    else:
+        tp = chk.get("throughput_per_s", {})
+        cold = chk.get("cold_start_ms", {})
+        out.append(
+            (
+                f"`vlrun check` throughput ({chk.get('count')} profiles, one process)",
+                fmt(tp.get("subprocess"), " /s", 0),
+                "—",
+                "—",
+                f"target ≥ {fmt((chk.get('targets') or {}).get('throughput_per_s'), ' /s', 0)}",
+            )
+        )
+        out.append(
+            (
+                "`vlrun check one.yaml` cold start, median",
+                fmt(cold.get("median"), " ms", 0),
+                "—",
+                "—",
+                f"{fmt(cold.get('python_baseline_ms'), ' ms', 0)} (bare `python -c pass`)",
+            )
+        )
+    emu = results.get("emulator", {})
+    if emu.get("skipped"):
+        out.append(("emulator concurrent sessions", f"not measured: {emu['skipped']}", "", "", ""))
+    else:
+        steps = emu.get("steps") or []
+        last = steps[-1] if steps else {}
+        out.append(
+            (
+                "emulator real-time sessions without lag > "
+                f"{fmt(emu.get('lag_limit_ms'), ' ms', 0)}",
+                fmt(emu.get("max_sessions_without_lag")),
+                "—",
+                "—",
+                "—",
+            )
+        )
+        out.append(
+            (
+                f"emulator memory per session (at {last.get('sessions')} sessions)",
+                fmt(last.get("rss_mb_per_session"), " MB", 3),
+                "—",
+                "—",
+                "—",
+            )
+        )
+    sk = results.get("soak")
+    if sk:
+        if sk.get("skipped"):
+            out.append(("soak", f"not measured: {sk['skipped']}", "", "", ""))
+        else:
+            out.append(
+                (
+                    f"soak {fmt(sk.get('minutes'))} min: RSS drift / CPU drift per min",
+                    f"{fmt(sk.get('rss_drift_mb'), ' MB')} / "
+                    f"{fmt(sk.get('cpu_drift_s_per_min'), ' s', 3)}",
+                    "—",
+                    "—",
+                    "0 (flat)",
+                )
+            )
+    return out
+
+
+def pair(stats: dict[str, Any] | None) -> str:
+    if not stats or stats.get("median") is None:
+        return "—"
+    return f"{fmt(float(stats['median']), ' ms')} ({fmt(float(stats['p95']), ' ms')})"
+
+
+def find_latency(data: dict[str, Any], word: str) -> dict[str, Any] | None:
+    """The runner bench's {median, p95} block whose key mentions ``word`` (its names, not ours)."""
+    stack: list[Any] = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if word in str(key).lower() and isinstance(value, dict) and "median" in value:
+                    return {"median": value.get("median"), "p95": value.get("p95")}
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        "| measure | vlrun | baseline | baseline ÷ vlrun | physical floor / reference |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {' | '.join(r)} |" for r in rows(results)]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def git_commit() -> str:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
+    return proc.stdout.strip() or "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (about 2 minutes)")
+    parser.add_argument("--soak", type=float, metavar="MINUTES", help="add a long conversation")
+    parser.add_argument("--json", type=Path, default=RESULTS / "all.json")
+    args = parser.parse_args()
+    from runner.emulator import emulator_thread
+
+    quick = args.quick
+    results: dict[str, Any] = {
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "quick": quick,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_1m": os.getloadavg()[0],
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="vlrun-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        with emulator_thread(api_key=KEY, speed=1.0) as emu:
+            seconds = 20.0 if quick else 60.0
+            results["full_duplex"] = full_duplex(emu, tmp, seconds, warmup=4.0)
+            if args.soak:
+                results["soak"] = soak(emu.endpoint, tmp, args.soak)
+        results["runner"] = run_script(
+            "bench_runner.py",
+            ["--quick"] if quick else [],
+            RESULTS / "runner.json",
+            timeout=600,
+        )
+        results["dispatch"] = run_script(
+            "bench_dispatch.py",
+            ["--n", "1000" if quick else "5000", "--json", str(RESULTS / "dispatch.json")],
+            RESULTS / "dispatch.json",
+            timeout=600,
+        )
+        results["check"] = run_script(
+            "bench_check.py",
+            ["--count", "300", "--repeat", "3"] if quick else [],
+            RESULTS / "check.json",
+            timeout=600,
+        )
+        emu_args = (
+            ["--sessions", "50", "--duration", "5"]
+            if quick
+            else ["--find-max", "--steps", "100,200,300,400", "--duration", "10"]
+        )
+        results["emulator"] = run_script(
+            "bench_emulator.py",
+            [*emu_args, "--out", str(RESULTS / "emulator.json")],
+            RESULTS / "emulator.json",
+            timeout=900,
+        )
+    text = table(results)
+    results["table_markdown"] = text
+    print(text)
+    fd = results["full_duplex"]
+    if not fd.get("skipped"):
+        print(
+            f"\nfull duplex: {fd['conversation_s']:.0f} s measured per client after "
+            f"{fd['warmup_s']:.0f} s warm-up; a frame is {FRAME_MS} ms; the baseline buffers "
+            f"{fd.get('baseline', {}).get('prebuffer_chunks', '?')} reply chunks before playing."
+        )
+        for who in ("vlrun", "baseline"):
+            seen = fd.get(who, {}).get("seen_by_emulator")
+            if seen:
+                print(
+                    f"{who}, as the emulator saw it: "
+                    + ", ".join(f"{k} {v}" for k, v in seen.items())
+                )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
