@@ -312,3 +312,15 @@ async def test_wait_for_sees_client_events_in_any_session() -> None:
         assert event["audio"]
         with pytest.raises(TimeoutError):
             await emu.wait_for(lambda ev: ev["type"] == "input_audio_buffer.append", timeout=0.2)
+
+
+def test_emulator_thread_serves_synchronous_callers() -> None:
+    from websockets.sync.client import connect as sync_connect
+
+    from runner.emulator import emulator_thread
+
+    with emulator_thread(speed=0) as emu, sync_connect(url(emu.endpoint)) as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "session.created"
+        ws.send(json.dumps({"type": "session.update", "session": {"voice": "echo"}}))
+        assert json.loads(ws.recv(timeout=5))["session"]["voice"] == "echo"
+    assert emu.sessions[0].received[0]["session"] == {"voice": "echo"}
