@@ -666,3 +666,45 @@ async def test_more_drops_than_max_reconnects_spread_over_a_conversation(tmp_pat
     )
     assert out.live.metrics.reconnects == 7
     assert_every_completed_turn_once(out)
+
+
+# ---------------------------------------------------------------------------------- typed turns
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "runner/session.py:LiveSession.send_text waits on _no_active, which is only cleared by "
+        "response.created; a turn typed while the greeting's response.create is in flight sends "
+        "a second response.create, the service answers conversation_already_has_active_response "
+        "and the typed turn is never answered. It should also count a response.create it has "
+        "sent but not yet seen created"
+    ),
+)
+async def test_turn_typed_right_after_the_greeting_is_answered(tmp_path: Path) -> None:
+    err = io.StringIO()
+    transcript = WatchedTranscript(logs_dir=tmp_path / "logs", out=io.StringIO(), err=err)
+    async with running_emulator(speed=0, api_key=KEY, use_espeak=False) as emu:
+        live = LiveSession(
+            target=Target(emu.endpoint, "test", KEY, "test", "gpt-realtime"),
+            endpoint=emu.endpoint,
+            credential=AzureKeyCredential(KEY),
+            session_update=SESSION_UPDATE,
+            transcript=transcript,
+            player=ClockPlayer(FMT, realtime=False),
+            lines=False,
+            greeting={"type": "response.create"},
+            backoff_s=0.01,
+        )
+        task = asyncio.create_task(live.run())
+        try:
+            await asyncio.wait_for(live._ready.wait(), WAIT_S)
+            await live.send_text("Please say something about Paris")
+            await transcript.wait_moved(lambda: transcript.assistant_count() >= 2, timeout=3)
+        finally:
+            live.stop()
+            await asyncio.wait_for(task, WAIT_S)
+    transcript.close()
+    roles = [t.role for t in transcript.turns]
+    assert not [e for e in transcript.errors if "already_has_active_response" in e]
+    assert roles.count("assistant") == 2 and roles.index("user") < len(roles) - 1
