@@ -249,44 +249,38 @@ def _convert(err: Any, loc: Locator) -> list[Problem]:
         return [
             loc.problem(path, f"{_show(value)} is out of range: must be {op} {err.validator_value}")
         ]
-    if kind == "pattern" and "propertyNames" in err.schema_path:
-        return [
-            loc.problem(
-                (*path, value),
-                f"invalid name {value!r}",
-                at_key=True,
-                hint="use letters, digits and _, not starting with a digit",
-            )
-        ]
+    if "propertyNames" in err.schema_path:  # the failing instance is a key of `path`
+        hint = (
+            "use letters, digits and _, not starting with a digit"
+            if kind == "pattern"
+            else f"names are at most {err.validator_value} characters"
+            if kind == "maxLength"
+            else None
+        )
+        return [loc.problem((*path, value), f"invalid name {value!r}", at_key=True, hint=hint)]
     if kind == "pattern":
-        return [
-            loc.problem(
-                path, f"{_show(value)} does not match the expected form {err.validator_value!r}"
-            )
-        ]
+        rule = _PATTERN_RULES.get(err.validator_value, f"the form {err.validator_value!r}")
+        return [loc.problem(path, f"{_show(value)} is not valid here: expected {rule}")]
     if kind in ("minLength", "minItems"):
         return [loc.problem(path, "must not be empty")]
     if kind in ("maxItems", "maxProperties", "maxLength"):
         return [loc.problem(path, f"too long: at most {err.validator_value} allowed")]
     if kind == "uniqueItems":
         return [loc.problem(path, "list items must be unique")]
-    if kind == "propertyNames":
-        bad = [k for k in value if isinstance(value, dict)] if isinstance(value, dict) else []
-        out = []
-        for key in bad:
-            if list(_validator().evolve(schema=err.validator_value).iter_errors(key)):
-                out.append(
-                    loc.problem(
-                        (*path, key),
-                        f"invalid name {key!r}",
-                        at_key=True,
-                        hint="use letters, digits and _ (not starting with a digit)",
-                    )
-                )
-        return out or [loc.problem(path, err.message)]
     if kind in ("if", "then"):
         return []  # the `then` branch reports its own errors
     return [loc.problem(path, err.message)]
+
+
+# The schema's patterns, in words.
+_PATTERN_RULES = {
+    "^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$": "a name of letters, digits, '.', '_', '-' or spaces "
+    "(at most 64, starting with a letter or digit)",
+    "^[A-Za-z_][A-Za-z0-9_-]{0,63}$": "a tool name of letters, digits, '_' or '-' (at most 64, "
+    "not starting with a digit)",
+    "^[A-Za-z0-9_-]{1,64}$": "a label of letters, digits, '_' or '-' (at most 64)",
+    "^https?://": "a URL starting with https:// or http://",
+}
 
 
 def _dotted(path: PathKey) -> str:

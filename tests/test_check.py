@@ -238,3 +238,22 @@ def test_unavailable_kind_is_a_warning(tmp_path: Path, monkeypatch: pytest.Monke
     code, out, _ = run(["check", str(tmp_path / "x.yaml")], capsys)
     assert code == 0
     assert "later files cannot be checked by this vlrun yet" in out
+
+
+def test_every_schema_pattern_is_explained_in_words() -> None:
+    from runner.validate import _PATTERN_RULES, schema
+
+    found: set[str] = set()
+
+    def walk(node: object, under_names: bool) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "pattern" and not under_names:
+                    found.add(value)
+                walk(value, under_names or key == "propertyNames")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, under_names)
+
+    walk(schema(), False)
+    assert found and found <= set(_PATTERN_RULES)
