@@ -221,6 +221,8 @@ def _convert(err: Any, loc: Locator) -> list[Problem]:
         )
         want = " or ".join(_EXPECTED.get(str(t), str(t)) for t in types)
         hint = None
+        if path and path[-1] == "turn_detection" and value is False:
+            hint = _MANUAL_HINT  # `turn_detection: off` reads as false in YAML
         if isinstance(value, str) and any(t in ("number", "integer") for t in types):
             try:
                 float(value)
@@ -234,6 +236,8 @@ def _convert(err: Any, loc: Locator) -> list[Problem]:
         choices = err.validator_value if kind == "enum" else [err.validator_value]
         label = _field_label(path)
         hint = suggest(value, [str(c) for c in choices]) if isinstance(value, str) else None
+        if "manual" in choices and str(value).lower().replace("-", "_") in _NO_VAD:
+            hint = _MANUAL_HINT
         listed = ", ".join(c if isinstance(c, str) else json.dumps(c) for c in choices)
         return [loc.problem(path, f"{label}{_show(value)} is not one of: {listed}", hint=hint)]
     if kind == "required":
@@ -271,6 +275,9 @@ def _convert(err: Any, loc: Locator) -> list[Problem]:
         return []  # the `then` branch reports its own errors
     return [loc.problem(path, err.message)]
 
+
+_NO_VAD = {"push_to_talk", "ptt", "none", "off", "false", "disabled", "no_vad"}
+_MANUAL_HINT = "use `manual` for push-to-talk (no voice activity detection)"
 
 # The schema's patterns, in words.
 _PATTERN_RULES = {
