@@ -144,8 +144,7 @@ class ReplayServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
-        port = server.sockets[0].getsockname()[1] if server is not None else 0
+        port = self._runner.addresses[0][1]
         self.endpoint = f"http://127.0.0.1:{port}"
         return self.endpoint
 
@@ -461,9 +460,9 @@ def _turns(entries: Sequence[Entry]) -> list[_Turn]:
             audio[str(ev.get("item_id"))] = turn
             turns.append(turn)
         elif e.dir == "in" and e.type == "conversation.item.input_audio_transcription.completed":
-            turn = audio.get(str(ev.get("item_id")))
-            if turn is not None:
-                turn.spoken = str(ev.get("transcript") or "").strip()
+            heard = audio.get(str(ev.get("item_id")))
+            if heard is not None:
+                heard.spoken = str(ev.get("transcript") or "").strip()
         elif not turns:
             continue
         elif e.dir == "in" and e.type == "response.function_call_arguments.done":

@@ -29,8 +29,7 @@ from runner.scenarios import DEFAULT_BARGE_IN, Scenario, model_script
 from runner.transcript import Transcript
 from runner.yamlsrc import PathKey
 
-BARGE_IN_EARLY_MS = 100  # truncation may land this much before the offset (timer granularity)
-BARGE_IN_LATE_MS = 2000  # ... and this much after (the VAD needs some speech first)
+BARGE_IN_EARLY_MS = 100  # playback may stop this much before the offset (timer granularity)
 PLAYBACK_MARGIN = 0.8  # the virtual speaker's rate relative to the emulator's (ScenarioPlayer)
 
 
@@ -81,6 +80,8 @@ class TurnOutcome:
     errors: list[str] = field(default_factory=list)
     cancelled: bool = False
     truncated_at_ms: int | None = None
+    truncated_item: str | None = None
+    stopped_at_ms: int | None = None  # where the speaker stopped when the runner interrupted it
     barge_in_missed: str | None = None
     first_audio_ms: float | None = None
     tool_silence_ms: float | None = None
@@ -122,6 +123,7 @@ class ScenarioPlayer:
         self._item_ms = 0.0
         self.items: list[str] = []  # every item that wrote audio, in order
         self.received_ms: dict[str, float] = {}
+        self.interrupts: list[tuple[str, int]] = []  # (item, ms played) per interrupt()
         self._changed = asyncio.Event()
 
     def write(self, item_id: str, pcm: bytes) -> None:
@@ -153,6 +155,8 @@ class ScenarioPlayer:
         played = self.played_ms()
         item, self._item = self._item, None
         self._end = time.monotonic()
+        if item is not None:
+            self.interrupts.append((item, played))
         self._poke()
         return item, played
 
@@ -592,6 +596,7 @@ class _Driver:
         outcome = TurnOutcome(i)
         mark = len(self.obs.events)
         items_before = len(self.player.items)
+        interrupts_before = len(self.player.interrupts)
         fmt = self.source.fmt
         if "user" in turn:
             await self.live.send_text(str(turn["user"]))
@@ -636,6 +641,12 @@ class _Driver:
         )
         await self.player.drain()
         self._collect(outcome, mark, turn)
+        stops = [
+            ms
+            for item, ms in self.player.interrupts[interrupts_before:]
+            if item == outcome.truncated_item
+        ]
+        outcome.stopped_at_ms = stops[0] if stops else None
         self._evaluate(i, turn, outcome, result)
         return outcome
 
@@ -669,6 +680,7 @@ class _Driver:
                 cancel_at = t
             elif direction == "out" and kind == "conversation.item.truncate":
                 outcome.truncated_at_ms = int(ev.get("audio_end_ms") or 0)
+                outcome.truncated_item = str(ev.get("item_id"))
         outcome.reply = " ".join(
             text.removeprefix("assistant: ").removesuffix(" [interrupted]")
             for n, text in self.obs.lines
@@ -832,11 +844,19 @@ class _Driver:
                 f"barge-in at {at_ms} ms: the runner sent no conversation.item.truncate",
                 i,
             )
-        elif not at_ms - BARGE_IN_EARLY_MS <= o.truncated_at_ms <= at_ms + BARGE_IN_LATE_MS:
+        elif o.stopped_at_ms is None or abs(o.truncated_at_ms - o.stopped_at_ms) > 1:
             self.fail(
                 result,
                 path,
-                f"barge-in at {at_ms} ms: the reply was truncated at {o.truncated_at_ms} ms",
+                f"barge-in at {at_ms} ms: the reply was truncated at {o.truncated_at_ms} ms "
+                f"but playback stopped at {o.stopped_at_ms} ms",
+                i,
+            )
+        elif o.stopped_at_ms < at_ms - BARGE_IN_EARLY_MS:
+            self.fail(
+                result,
+                path,
+                f"barge-in at {at_ms} ms: playback was stopped early, at {o.stopped_at_ms} ms",
                 i,
             )
 
