@@ -532,3 +532,21 @@ async def _failure_samples() -> dict[str, dict[str, Any]]:
         for event in emu.sessions[0].sent:
             out.setdefault(event["type"], event)
     return out
+
+
+async def test_user_audio_item_is_described_by_its_duration() -> None:
+    import base64
+
+    pcm = bytes(2 * 24000 * 3 // 2)  # 1.5 s of 24 kHz PCM16
+    item = {
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_audio", "audio": base64.b64encode(pcm).decode()}],
+    }
+    async with running_emulator(speed=0) as emu, sdk(emu.endpoint) as conn:
+        await setup(conn)
+        await conn.send({"type": "conversation.item.create", "item": item})
+        await conn.response.create()
+        events = await events_until(conn, "response.done")
+        said = next(e for e in events if e.type == "response.audio_transcript.done").transcript
+        assert said == "[emulator] I heard 1.5 seconds of audio."

@@ -59,8 +59,14 @@ class SessionRecord:
     closed: bool = False
     close_code: int | None = None
     stats: dict[str, float] = field(
-        default_factory=lambda: {"frames": 0, "max_lag_ms": 0.0, "probes": 0, "max_probe_lag_ms": 0.0,
-                                 "probes_over_50ms": 0, "probes_over_100ms": 0}
+        default_factory=lambda: {
+            "frames": 0,
+            "max_lag_ms": 0.0,
+            "probes": 0,
+            "max_probe_lag_ms": 0.0,
+            "probes_over_50ms": 0,
+            "probes_over_100ms": 0,
+        }
     )
 
     def sent_types(self) -> list[str]:
@@ -592,15 +598,18 @@ class Connection:
                     for c in item.get("content") or []
                     if isinstance(c, dict)
                 ).strip()
-                audio = any(
-                    isinstance(c, dict) and c.get("type") == "input_audio"
+                audio = [
+                    c
                     for c in item.get("content") or []
-                )
+                    if isinstance(c, dict) and c.get("type") == "input_audio"
+                ]
+                if not text and len(audio) == 1 and audio[0].get("audio"):
+                    text = self.model.audio_transcript(self.user_turns) or ""
                 self.pending_input.append(
                     {
                         "turn": self.user_turns,
                         "text": text or None,
-                        "audio_ms": 0 if audio else None,
+                        "audio_ms": sum(self._audio_item_ms(c) for c in audio) if audio else None,
                     }
                 )
         elif kind == "function_call_output":
@@ -642,6 +651,16 @@ class Connection:
             )
             return
         await self._add_item(stored, prev if prev not in (None, "root") else None)
+
+    def _audio_item_ms(self, part: dict[str, Any]) -> int:
+        """Duration of base64 audio inside an input_audio content part (0 if unreadable)."""
+        try:
+            data = base64.b64decode(str(part.get("audio") or ""), validate=True)
+        except (binascii.Error, ValueError):
+            return 0
+        fmt = self.session.get("input_audio_format", "pcm16")
+        per_second = 8000 if fmt.startswith("g711") else self._input_rate() * 2
+        return len(data) * 1000 // per_second
 
     async def _item_retrieve(self, event: dict[str, Any]) -> None:
         item = self.items.get(str(event.get("item_id")))
