@@ -13,6 +13,7 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from runner.emulator.faults import Faults
 from runner.emulator.model import Plan, Script, ScriptedModel, ToolCall
 from runner.emulator.speech import g711_decode, g711_encode, synthesize
 from runner.emulator.vad import EnergyVad
+
+log = logging.getLogger(__name__)
 
 AUDIO_CHUNK_MS = 100  # size of each response.audio.delta (the service's size is undocumented)
 MIN_COMMIT_MS = 100  # OpenAI-beta: commits with less audio are input_audio_buffer_commit_empty
@@ -295,10 +298,13 @@ class Connection:
             return
         try:
             await handler(self, event)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            # a malformed payload the checks above did not anticipate: report, never crash
+        except Exception as exc:  # noqa: BLE001 - a client frame must never kill the session
+            log.exception("emulator failed on %s", etype)
             await self.error(
-                "invalid_request_error", f"Could not process {etype}: {exc!r}.", client_event=event
+                "server_error",
+                f"[emulator] could not process {etype}: {exc!r}.",
+                client_event=event,
+                kind="server_error",
             )
 
     # --- session ----------------------------------------------------------------------------------
@@ -465,7 +471,8 @@ class Connection:
         )
         await self._commit_audio(item_id, end_ms - self.speech_start_ms)
         td = self.session.get("turn_detection") or {}
-        if td.get("create_response", True):
+        # with interrupt_response false a reply may still be running: it is not doubled up
+        if td.get("create_response", True) and self.active is None:
             await self._start_response({}, None)
 
     async def _commit(self, event: dict[str, Any]) -> None:
@@ -842,6 +849,34 @@ class Connection:
         }
 
     async def _respond(
+        self,
+        response: _Response,
+        plan: Plan,
+        params: dict[str, Any],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        try:
+            await self._respond_inner(response, plan, params, previous)
+        except Exception as exc:  # noqa: BLE001 - keep the session usable after an emulator bug
+            log.exception("emulator response failed")
+            if self.active is response:
+                self.active = None
+            err = {"type": "server_error", "code": "server_error", "message": f"[emulator] {exc!r}"}
+            await self.send(
+                {
+                    "type": "response.done",
+                    "response": {
+                        "id": response.id,
+                        "object": "realtime.response",
+                        "status": "failed",
+                        "status_details": {"type": "failed", "error": err},
+                        "output": response.output,
+                        "usage": None,
+                    },
+                }
+            )
+
+    async def _respond_inner(
         self,
         response: _Response,
         plan: Plan,
