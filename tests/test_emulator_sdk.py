@@ -550,3 +550,31 @@ async def test_user_audio_item_is_described_by_its_duration() -> None:
         events = await events_until(conn, "response.done")
         said = next(e for e in events if e.type == "response.audio_transcript.done").transcript
         assert said == "[emulator] I heard 1.5 seconds of audio."
+
+
+async def test_reply_audio_is_paced_by_speed() -> None:
+    async with running_emulator(speed=4) as emu, sdk(emu.endpoint) as conn:
+        await setup(conn)
+        await say_text(conn, "pace this reply please")
+        await events_until(conn, "response.audio.delta")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        events = await events_until(conn, "response.audio.done")
+        elapsed = loop.time() - start
+        audio_s = sum(len(e.delta) for e in events if e.type == "response.audio.delta") / 48000
+        # the rest of the reply streams no faster than 4x real time (lower bound only)
+        assert elapsed >= audio_s / 4 * 0.8
+
+
+async def test_sdk_agent_binding_reaches_the_session() -> None:
+    async with running_emulator(speed=0) as emu:
+        async with connect(
+            endpoint=emu.endpoint,
+            credential=AzureKeyCredential("k"),
+            agent_name="concierge",
+            project_name="proj",
+        ) as conn:
+            created = await conn.recv()
+            assert created.session.agent.name == "concierge"
+            assert created.session.agent.description.startswith("[emulator]")
+        assert emu.sessions[0].query["agent-project-name"] == "proj"
