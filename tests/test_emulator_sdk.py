@@ -578,3 +578,55 @@ async def test_sdk_agent_binding_reaches_the_session() -> None:
             assert created.session.agent.name == "concierge"
             assert created.session.agent.description.startswith("[emulator]")
         assert emu.sessions[0].query["agent-project-name"] == "proj"
+
+
+async def test_a_full_sdk_request_session_is_accepted_field_for_field() -> None:
+    from azure.ai.voicelive.models import (
+        AudioEchoCancellation,
+        AudioInputTranscriptionOptions,
+        AudioNoiseReduction,
+        AzureSemanticVad,
+        AzureStandardVoice,
+        EouDetection,
+        FunctionTool,
+        MCPServer,
+        RequestSession,
+    )
+
+    session = RequestSession(
+        modalities=["text", "audio"],
+        instructions="Be brief.",
+        voice=AzureStandardVoice(name="en-US-AvaNeural", temperature=0.8),
+        input_audio_format="pcm16",
+        output_audio_format="pcm16",
+        turn_detection=AzureSemanticVad(
+            threshold=0.5,
+            prefix_padding_ms=300,
+            silence_duration_ms=500,
+            remove_filler_words=True,
+            end_of_utterance_detection=EouDetection(model="semantic_detection_v1"),
+        ),
+        input_audio_noise_reduction=AudioNoiseReduction(type="azure_deep_noise_suppression"),
+        input_audio_echo_cancellation=AudioEchoCancellation(),
+        input_audio_transcription=AudioInputTranscriptionOptions(
+            model="azure-speech", language="en-US"
+        ),
+        tools=[
+            FunctionTool(
+                name="get_weather", description="d", parameters=WEATHER_TOOL["parameters"]
+            ),
+            MCPServer(server_label="x", server_url="https://x", require_approval="never"),
+        ],
+        tool_choice="auto",
+        temperature=0.8,
+        max_response_output_tokens="inf",
+    )
+    async with running_emulator(speed=0) as emu, sdk(emu.endpoint) as conn:
+        await events_until(conn, "session.created")
+        await conn.session.update(session=session)
+        events = await events_until(conn, "session.updated")
+        assert [e.type for e in events if e.type == "error"] == []
+        effective = events[-1].session
+        assert effective.voice["name"] == "en-US-AvaNeural"  # the SDK leaves voice unions as dicts
+        assert effective.turn_detection.remove_filler_words is True
+        assert effective.tools[1].server_label == "x"
