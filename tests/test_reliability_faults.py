@@ -104,10 +104,13 @@ class WatchedTranscript(Transcript):
         with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop().create_task(notify())
 
-    def _remember(self, turn: Any, *, log_line: bool = True) -> bool:
-        added = super()._remember(turn, log_line=log_line)
+    def user(self, item_id: str, text: str) -> None:
+        super().user(item_id, text)
         self._poke()
-        return added
+
+    def assistant_done(self, item_id: str, text: str, *, interrupted: bool = False) -> None:
+        super().assistant_done(item_id, text, interrupted=interrupted)
+        self._poke()
 
     def notice(self, text: str) -> None:
         super().notice(text)
