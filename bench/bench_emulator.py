@@ -191,6 +191,8 @@ async def run_step(
 
             readers = [asyncio.create_task(receive(i, ws)) for i, ws in enumerate(sockets)]
             total = int(duration * 1000 / FRAME_MS)
+            bodies = [f[1:] for f in frames]
+            offsets = [(i * 37) % len(frames) for i in range(n)]
             client_late: list[float] = []
             cpu0, wall0 = proc_cpu_s(server.pid), time.monotonic()
             proc_cpu0 = time.process_time()
@@ -201,10 +203,11 @@ async def run_step(
                 if wait > 0:
                     await asyncio.sleep(wait)
                 client_late.append((time.monotonic() - due) * 1000)
-                # every frame carries its send time, so the emulator can measure its own lag
-                frame = frames[k % len(frames)][1:]
-                for ws in sockets:
-                    await ws.send_str(f'{{"event_id":"lagprobe-{time.monotonic_ns()}",' + frame)
+                # every frame carries its send time, so the emulator can measure its own lag;
+                # callers do not speak in unison: each session starts at its own point of the cycle
+                stamp = f'{{"event_id":"lagprobe-{time.monotonic_ns()}",'
+                for i, ws in enumerate(sockets):
+                    await ws.send_str(stamp + bodies[(k + offsets[i]) % len(bodies)])
             cpu1, wall1 = proc_cpu_s(server.pid), time.monotonic()
             client_cpu = time.process_time() - proc_cpu0
             rss_loaded = proc_rss_mb(server.pid)
