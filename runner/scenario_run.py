@@ -193,6 +193,8 @@ class ScenarioPlayer:
 class ScenarioSource:
     """The user's microphone: frames queued by the turn driver, paced at ``speed``."""
 
+    live = False  # scripted audio: the session holds it while (re)connecting, never drops it
+
     def __init__(self, fmt: AudioFormat, speed: float = 1.0) -> None:
         self.fmt = fmt
         self.speed = speed
