@@ -111,6 +111,8 @@ def _validator() -> Any:
 
 
 def _schema_problems(scenario: Scenario) -> list[Problem]:
+    from runner.validate import suggest
+
     out: list[Problem] = []
     errors = sorted(
         _validator().iter_errors(scenario.data),
@@ -127,7 +129,7 @@ def _schema_problems(scenario: Scenario) -> list[Problem]:
                             scenario,
                             (*path, key),
                             f"unknown key {key!r}" + (f" in `{_dotted(path)}`" if path else ""),
-                            hint=f"allowed keys: {', '.join(allowed)}",
+                            hint=suggest(key, allowed) or f"allowed keys: {', '.join(allowed)}",
                         )
                     )
             continue

@@ -177,6 +177,7 @@ def test_vlrun_check_names_file_and_line_of_scenario_problems() -> None:
     typo = line_of(MUTATED / "broken.yaml", "reply_contain:")
     assert f"broken.yaml:{both}:5: error: a turn has one input, not user and say" in proc.stdout
     assert f"broken.yaml:{typo}:7: error: unknown key 'reply_contain'" in proc.stdout
+    assert "hint: did you mean `reply_contains`?" in proc.stdout
     assert "Traceback" not in proc.stderr
 
 
