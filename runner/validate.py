@@ -18,34 +18,10 @@ from importlib import resources
 from typing import Any
 
 from runner.errors import Problem
+from runner.voices import NATIVE_VOICES as REALTIME_NATIVE_VOICES
+from runner.voices import OPENAI_VOICES
 from runner.yamlsrc import PathKey, Pos, json_path
 
-OPENAI_VOICES = (
-    "alloy",
-    "ash",
-    "ballad",
-    "coral",
-    "echo",
-    "sage",
-    "shimmer",
-    "verse",
-    "marin",
-    "cedar",
-)
-REALTIME_NATIVE_VOICES = (
-    "aarti",
-    "andrew",
-    "ava",
-    "denise",
-    "diya",
-    "elsa",
-    "florian",
-    "francisca",
-    "meera",
-    "xiaoxiao",
-    "yunxi",
-    "ximena",
-)
 KNOWN_API_VERSIONS = (
     "2025-05-01-preview",
     "2025-10-01",
