@@ -960,14 +960,7 @@ class Connection:
             "content": [],
         }
         base = {"response_id": response.id, "item_id": item["id"], "output_index": index}
-        await self.send(
-            {
-                "type": "response.output_item.added",
-                "response_id": response.id,
-                "output_index": index,
-                "item": dict(item, content=[]),
-            }
-        )
+        await self._output_item("added", response, index, dict(item, content=[]))
         await self._add_item(item)
         empty = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
         await self.send(
@@ -1051,15 +1044,21 @@ class Connection:
         item["status"] = "incomplete" if response.cancel_reason else "completed"
         public = {k: v for k, v in item.items() if not k.startswith("_")}
         response.output.append(public)
+        await self._output_item("done", response, index, public)
+        return len(spoken), audio_ms
+
+    async def _output_item(
+        self, stage: str, response: _Response, index: int, item: dict[str, Any]
+    ) -> None:
+        """``response.output_item.added`` or ``.done`` for the output at ``index``."""
         await self.send(
             {
-                "type": "response.output_item.done",
+                "type": f"response.output_item.{stage}",
                 "response_id": response.id,
                 "output_index": index,
-                "item": public,
+                "item": item,
             }
         )
-        return len(spoken), audio_ms
 
     async def _function_call(self, response: _Response, call: ToolCall) -> None:
         index = len(response.output)
@@ -1073,14 +1072,7 @@ class Connection:
             "arguments": "",
             "status": "in_progress",
         }
-        await self.send(
-            {
-                "type": "response.output_item.added",
-                "response_id": response.id,
-                "output_index": index,
-                "item": dict(item),
-            }
-        )
+        await self._output_item("added", response, index, dict(item))
         await self._add_item(item)
         base = {
             "response_id": response.id,
@@ -1109,14 +1101,7 @@ class Connection:
         item.update(arguments=args, status="completed")
         self.open_calls[call_id] = call.name
         response.output.append(dict(item))
-        await self.send(
-            {
-                "type": "response.output_item.done",
-                "response_id": response.id,
-                "output_index": index,
-                "item": dict(item),
-            }
-        )
+        await self._output_item("done", response, index, dict(item))
 
     def _approval_needed(self, label: str, name: str) -> bool:
         tool = next(
@@ -1145,25 +1130,11 @@ class Connection:
                 "name": name,
                 "arguments": args,
             }
-            await self.send(
-                {
-                    "type": "response.output_item.added",
-                    "response_id": response.id,
-                    "output_index": index,
-                    "item": item,
-                }
-            )
+            await self._output_item("added", response, index, item)
             await self._add_item(item)
             self.mcp_approvals[item["id"]] = {k: v for k, v in call.items() if k != "approved"}
             response.output.append(item)
-            await self.send(
-                {
-                    "type": "response.output_item.done",
-                    "response_id": response.id,
-                    "output_index": index,
-                    "item": item,
-                }
-            )
+            await self._output_item("done", response, index, item)
             return
         item = {
             "id": P.new_id("item"),
@@ -1174,14 +1145,7 @@ class Connection:
             "arguments": "",
             "approval_request_id": call.get("approval_request_id"),
         }
-        await self.send(
-            {
-                "type": "response.output_item.added",
-                "response_id": response.id,
-                "output_index": index,
-                "item": dict(item),
-            }
-        )
+        await self._output_item("added", response, index, dict(item))
         await self._add_item(item)
         base = {"response_id": response.id, "item_id": item["id"], "output_index": index}
         await self.send({"type": "response.mcp_call_arguments.delta", **base, "delta": args})
@@ -1212,14 +1176,7 @@ class Connection:
         self.mcp_results.append(
             {"server_label": label, "name": name, "output": output, "error": error}
         )
-        await self.send(
-            {
-                "type": "response.output_item.done",
-                "response_id": response.id,
-                "output_index": index,
-                "item": dict(item),
-            }
-        )
+        await self._output_item("done", response, index, dict(item))
 
     _handlers: dict[str, Any] = {
         "session.update": _session_update,
