@@ -1,0 +1,221 @@
+"""Input audio of one emulated session: appends, server VAD, commits and input transcription."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import time
+from typing import Any
+
+import numpy as np
+
+from runner.emulator import protocol as P
+from runner.emulator.host import Host
+from runner.emulator.speech import g711_decode
+from runner.emulator.vad import EnergyVad
+
+MIN_COMMIT_MS = 100  # OpenAI-beta: commits with less audio are input_audio_buffer_commit_empty
+
+
+class InputAudio(Host):
+    """The ``input_audio_buffer.*`` handlers; a part of :class:`Connection`."""
+
+    def _configure_vad(self) -> None:
+        td = self.session.get("turn_detection")
+        rate = self._input_rate()
+        if td is None:
+            self.vad, self._vad_key = None, None
+            return
+        key = (
+            rate,
+            td.get("threshold", 0.5),
+            td.get("prefix_padding_ms", 300),
+            td.get("silence_duration_ms", 500),
+            td.get("speech_duration_ms", 80),
+        )
+        if key == self._vad_key and self.vad is not None:
+            return
+        position = self.vad.position_ms if self.vad else int(self._audio_ms_in)
+        self.vad = EnergyVad(
+            rate,
+            threshold=key[1],
+            prefix_padding_ms=key[2],
+            silence_duration_ms=key[3],
+            speech_duration_ms=key[4],
+        )
+        self.vad.windows_seen = position // 10  # keep the session audio clock running
+        self._vad_key = key
+
+    def _input_rate(self) -> int:
+        if str(self.session.get("input_audio_format", "pcm16")).startswith("g711"):
+            return 8000
+        return int(self.session.get("input_audio_sampling_rate") or 24000)
+
+    async def _append(self, event: dict[str, Any]) -> None:
+        audio = event.get("audio")
+        if not isinstance(audio, str):
+            await self.error(
+                "missing_required_parameter",
+                "Missing required parameter: 'audio'.",
+                param="audio",
+                client_event=event,
+            )
+            return
+        try:
+            data = base64.b64decode(audio, validate=True)
+        except (binascii.Error, ValueError):
+            await self.error(
+                "invalid_value",
+                "Invalid 'audio': the value is not valid base64.",
+                param="audio",
+                client_event=event,
+            )
+            return
+        fmt = self.session.get("input_audio_format", "pcm16")
+        if fmt == "g711_ulaw":
+            samples = g711_decode(data, "ulaw")
+        elif fmt == "g711_alaw":
+            samples = g711_decode(data, "alaw")
+        else:
+            samples = np.frombuffer(data[: len(data) // 2 * 2], dtype=np.int16)
+            ec = self.session.get("input_audio_echo_cancellation") or {}
+            if ec.get("channels") == 2:
+                samples = samples[::2]  # channel 0 is the microphone, 1 the speaker reference
+        ms = samples.size * 1000 / self._input_rate()
+        self._track_lag(ms, event.get("event_id"))
+        if self.vad is None:
+            self.manual_ms += ms
+            return
+        for vad_event in self.vad.feed(samples):
+            if vad_event.kind == "started":
+                await self._speech_started(vad_event.ms)
+            else:
+                await self._speech_stopped(vad_event.ms)
+
+    def _track_lag(self, ms: float, event_id: Any) -> None:
+        """Server-side lag for benchmarks, two ways.
+
+        ``max_lag_ms``: how far processing trails the audio clock since the first frame.
+        Probes: a client may name an append ``lagprobe-<time.monotonic_ns()>`` (the monotonic
+        clock is machine-wide on Linux); the time from sending to processing it is recorded.
+        """
+        now = time.monotonic()
+        stats = self.record.stats
+        if isinstance(event_id, str) and event_id.startswith("lagprobe-"):
+            with contextlib.suppress(ValueError):
+                probe = (time.monotonic_ns() - int(event_id[9:])) / 1e6
+                stats["probes"] += 1
+                stats["max_probe_lag_ms"] = max(stats["max_probe_lag_ms"], probe)
+                stats["probes_over_50ms"] += probe > 50
+                stats["probes_over_100ms"] += probe > 100
+        if self._first_audio_at is None:
+            self._first_audio_at = now
+        lag = (now - self._first_audio_at) * 1000 - self._audio_ms_in
+        self._audio_ms_in += ms
+        stats["frames"] += 1
+        if lag > stats["max_lag_ms"]:
+            stats["max_lag_ms"] = lag
+
+    async def _speech_started(self, start_ms: int) -> None:
+        self.speech_item, self.speech_start_ms = P.new_id("item"), start_ms
+        await self.send(
+            {
+                "type": "input_audio_buffer.speech_started",
+                "audio_start_ms": start_ms,
+                "item_id": self.speech_item,
+            }
+        )
+        td = self.session.get("turn_detection") or {}
+        if self.active is not None and td.get("interrupt_response", True):
+            await self._cancel(self.active, "turn_detected", truncate=bool(td.get("auto_truncate")))
+
+    async def _speech_stopped(self, end_ms: int) -> None:
+        item_id = self.speech_item or P.new_id("item")
+        self.speech_item = None
+        await self.send(
+            {
+                "type": "input_audio_buffer.speech_stopped",
+                "audio_end_ms": end_ms,
+                "item_id": item_id,
+            }
+        )
+        await self._commit_audio(item_id, end_ms - self.speech_start_ms)
+        td = self.session.get("turn_detection") or {}
+        # with interrupt_response false a reply may still be running: it is not doubled up
+        if td.get("create_response", True) and self.active is None:
+            await self._start_response({}, None)
+
+    async def _commit(self, event: dict[str, Any]) -> None:
+        if self.vad is not None and self.vad.in_speech:
+            ms = self.vad.position_ms - self.speech_start_ms
+            self.vad.reset_speech()
+            item_id = self.speech_item or P.new_id("item")
+            self.speech_item = None
+        else:
+            ms, item_id = int(self.manual_ms), P.new_id("item")
+        if ms < MIN_COMMIT_MS:
+            await self.error(
+                "input_audio_buffer_commit_empty",
+                f"Error committing input audio buffer: buffer too small. Expected at "
+                f"least {MIN_COMMIT_MS}ms of audio, but buffer only has {ms:.2f}ms of audio.",
+                client_event=event,
+            )
+            return
+        self.manual_ms = 0.0
+        await self._commit_audio(item_id, int(ms))
+
+    async def _commit_audio(self, item_id: str, ms: float) -> None:
+        self.user_turns += 1
+        turn = self.user_turns
+        transcript = self.model.audio_transcript(turn)
+        await self.send(
+            {
+                "type": "input_audio_buffer.committed",
+                "previous_item_id": self.last_item_id,
+                "item_id": item_id,
+            }
+        )
+        item: dict[str, Any] = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "user",
+            "status": "completed",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        await self._add_item(item)
+        self.pending_input.append({"turn": turn, "text": transcript, "audio_ms": int(ms)})
+        if self.session.get("input_audio_transcription"):
+            text = (
+                transcript if transcript is not None else f"[emulator: {ms / 1000:.1f} s of speech]"
+            )
+            item["content"][0]["transcript"] = text
+            self._spawn(self._transcribe(item_id, text))
+
+    async def _transcribe(self, item_id: str, text: str) -> None:
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            await self.send(
+                {
+                    "type": "conversation.item.input_audio_transcription.delta",
+                    "item_id": item_id,
+                    "content_index": 0,
+                    "delta": word if i == 0 else " " + word,
+                }
+            )
+        await self.send(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": item_id,
+                "content_index": 0,
+                "transcript": text,
+            }
+        )
+
+    async def _clear(self, event: dict[str, Any]) -> None:
+        self.manual_ms = 0.0
+        if self.vad is not None:
+            self.vad.reset_speech()
+        self.speech_item = None
+        await self.send({"type": "input_audio_buffer.cleared"})

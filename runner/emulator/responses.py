@@ -1,0 +1,361 @@
+"""Responses of one emulated session: planning, pacing, spoken output, cancel and done events."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.emulator import protocol as P
+from runner.emulator.host import Host
+from runner.emulator.model import Plan
+from runner.emulator.speech import g711_encode, synthesize
+
+log = logging.getLogger(__name__)
+
+AUDIO_CHUNK_MS = 100  # size of each response.audio.delta (the service's size is undocumented)
+
+
+@dataclass
+class _Response:
+    id: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_reason: str | None = None
+    task: asyncio.Task[None] | None = None
+    output: list[dict[str, Any]] = field(default_factory=list)
+    audio_item: str | None = None
+    audio_started: float | None = None
+    audio_sent_ms: float = 0.0
+
+
+class Responses(Host):
+    """The ``response.*`` handlers and the response task; a part of :class:`Connection`."""
+
+    async def _response_create(self, event: dict[str, Any]) -> None:
+        if self.active is not None:
+            await self.error(
+                "conversation_already_has_active_response",
+                f"Conversation already has an active response in progress: "
+                f"{self.active.id}. Wait until the response is finished before "
+                "creating a new one.",
+                client_event=event,
+            )
+            return
+        params = event.get("response") or {}
+        if not isinstance(params, dict):
+            await self.error(
+                "invalid_type",
+                "Invalid type for 'response': expected an object.",
+                param="response",
+                client_event=event,
+            )
+            return
+        await self._start_response(params, event)
+
+    async def _response_cancel(self, event: dict[str, Any]) -> None:
+        active = self.active
+        wanted = event.get("response_id")
+        if active is None or (wanted and wanted != active.id):
+            await self.error(
+                "response_cancel_not_active",
+                "Cancellation failed: no active response found.",
+                client_event=event,
+            )
+            return
+        await self._cancel(active, "client_cancelled", truncate=False)
+
+    async def _cancel(self, response: _Response, reason: str, *, truncate: bool) -> None:
+        response.cancel_reason = reason
+        response.wake.set()
+        self.active = None  # a new response may start; it waits for this one's done events
+        if truncate and response.audio_item and response.audio_started is not None:
+            item = self.items.get(response.audio_item)
+            if item is not None:
+                played = (time.monotonic() - response.audio_started) * 1000 * self._pace()
+                await self._truncate(item, int(min(played, response.audio_sent_ms)))
+
+    def _pace(self) -> float:
+        return self.speed if self.speed > 0 else math.inf
+
+    async def _start_response(self, params: dict[str, Any], event: dict[str, Any] | None) -> None:
+        plan = self._plan(params)
+        response = _Response(P.new_id("resp"))
+        previous, self.active = self.last_task, response
+        response.task = self.last_task = self._spawn(
+            self._respond(response, plan, params, previous)
+        )
+
+    def _plan(self, params: dict[str, Any]) -> Plan:
+        pre = params.get("pre_generated_assistant_message")
+        if isinstance(pre, dict):
+            texts = [c.get("text", "") for c in pre.get("content") or [] if isinstance(c, dict)]
+            return Plan(say=" ".join(texts))
+        if self.mcp_approved:
+            call = self.mcp_approved.pop(0)
+            return Plan(mcp={**call, "approved": True})
+        if self.mcp_results:
+            done, self.mcp_results = self.mcp_results, []
+            said = "; ".join(
+                f"{r['name']} on {r['server_label']} "
+                + (
+                    f"returned {r['output']}"
+                    if r.get("output") is not None
+                    else f"failed: {r['error']}"
+                )
+                for r in done
+            )
+            return Plan(say=f"[emulator] {said}")
+        if self.model.waiting_for_tools and self.tool_outputs:
+            outputs, self.tool_outputs = self.tool_outputs, []
+            self.pending_input.clear()
+            return self.model.plan_followup(outputs)
+        self.tool_outputs = []
+        if self.pending_input:
+            last = self.pending_input[-1]
+            self.pending_input.clear()
+            return self.model.plan_turn(last["turn"], last["text"], last["audio_ms"], self.session)
+        return self.model.plan_turn(0, None, None, self.session)
+
+    async def _wait(self, response: _Response, seconds: float) -> bool:
+        """Pace output; returns False as soon as the response is cancelled."""
+        if response.cancel_reason:
+            return False
+        if seconds <= 0:
+            await asyncio.sleep(0)
+        else:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(response.wake.wait(), seconds)
+        return response.cancel_reason is None
+
+    def _shape(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Response-level overrides of session settings."""
+        s = self.session
+        return {
+            "modalities": params.get("modalities") or s.get("modalities") or ["text", "audio"],
+            "voice": params.get("voice") or s.get("voice"),
+            "output_audio_format": params.get("output_audio_format")
+            or s.get("output_audio_format", "pcm16"),
+            "temperature": params.get("temperature", s.get("temperature")),
+            "max_output_tokens": params.get(
+                "max_output_tokens",
+                params.get(
+                    "max_response_output_tokens", s.get("max_response_output_tokens", "inf")
+                ),
+            ),
+            "metadata": params.get("metadata"),
+        }
+
+    async def _respond(
+        self,
+        response: _Response,
+        plan: Plan,
+        params: dict[str, Any],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        try:
+            await self._respond_inner(response, plan, params, previous)
+        except Exception as exc:  # noqa: BLE001 - keep the session usable after an emulator bug
+            log.exception("emulator response failed")
+            if self.active is response:
+                self.active = None
+            err = {"type": "server_error", "code": "server_error", "message": f"[emulator] {exc!r}"}
+            await self.send(
+                {
+                    "type": "response.done",
+                    "response": {
+                        "id": response.id,
+                        "object": "realtime.response",
+                        "status": "failed",
+                        "status_details": {"type": "failed", "error": err},
+                        "output": response.output,
+                        "usage": None,
+                    },
+                }
+            )
+
+    async def _respond_inner(
+        self,
+        response: _Response,
+        plan: Plan,
+        params: dict[str, Any],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        shape = self._shape(params)
+        body: dict[str, Any] = {
+            "id": response.id,
+            "object": "realtime.response",
+            "status": "in_progress",
+            "status_details": None,
+            "output": [],
+            "usage": None,
+            "conversation_id": None,
+            **shape,
+        }
+        await self.send({"type": "response.created", "response": dict(body)})
+        await self.send(
+            {
+                "type": "rate_limits.updated",
+                "rate_limits": [
+                    {"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 60.0},
+                    {"name": "tokens", "limit": 120000, "remaining": 119000, "reset_seconds": 60.0},
+                ],
+            }
+        )
+        failed: dict[str, Any] | None = None
+        out_text = out_audio_ms = 0
+        if plan.error is not None:
+            err = {
+                "type": plan.error.get("type", "server_error"),
+                "code": plan.error.get("code", "server_error"),
+                "message": plan.error["message"],
+                "param": None,
+                "event_id": None,
+            }
+            await self.send({"type": "error", "error": err})
+            if plan.say is None and not plan.calls and plan.mcp is None:
+                failed = err
+        if plan.delay_ms and failed is None:
+            await self._wait(response, plan.delay_ms / 1000 / self._pace())
+        if failed is None and plan.say is not None and response.cancel_reason is None:
+            out_text, out_audio_ms = await self._say(response, plan.say, shape)
+        for call in plan.calls if failed is None else ():
+            if response.cancel_reason is not None:
+                break
+            await self._function_call(response, call)
+        if failed is None and plan.mcp is not None and response.cancel_reason is None:
+            await self._mcp(response, dict(plan.mcp))
+        if response.cancel_reason is not None:
+            status = "cancelled"
+            details: dict[str, Any] | None = {"type": "cancelled", "reason": response.cancel_reason}
+        elif failed is not None:
+            status, details = "failed", {"type": "failed", "error": failed}
+        else:
+            status, details = "completed", None
+        if self.active is response:
+            self.active = None
+        body.update(
+            status=status,
+            status_details=details,
+            output=response.output,
+            usage=P.usage(20, 0, max(1, out_text // 4), out_audio_ms // 50),
+        )
+        await self.send({"type": "response.done", "response": body})
+
+    async def _say(self, response: _Response, text: str, shape: dict[str, Any]) -> tuple[int, int]:
+        audio = "audio" in shape["modalities"]
+        index = len(response.output)
+        item: dict[str, Any] = {
+            "id": P.new_id("item"),
+            "object": "realtime.item",
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
+        base = {"response_id": response.id, "item_id": item["id"], "output_index": index}
+        await self._output_item("added", response, index, dict(item, content=[]))
+        await self._add_item(item)
+        empty = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
+        await self.send(
+            {"type": "response.content_part.added", **base, "content_index": 0, "part": empty}
+        )
+        words = text.split(" ")
+        said: list[str] = []
+        audio_ms = 0
+        if audio:
+            fmt = shape["output_audio_format"]
+            rate = P.OUTPUT_RATES.get(fmt, 24000)
+            pcm = await synthesize(text, rate, use_espeak=self.use_espeak)
+            chunk = rate * 2 * AUDIO_CHUNK_MS // 1000
+            chunks = [pcm[i : i + chunk] for i in range(0, len(pcm), chunk)] or [b""]
+            response.audio_item, item["_audio_ms"] = item["id"], 0
+            start = time.monotonic()
+            response.audio_started = start
+            self.voice_locked = True
+            for k, piece in enumerate(chunks):
+                due = math.ceil((k + 1) * len(words) / len(chunks))
+                while len(said) < due:
+                    delta = words[len(said)] if not said else " " + words[len(said)]
+                    said.append(words[len(said)])
+                    await self.send(
+                        {
+                            "type": "response.audio_transcript.delta",
+                            **base,
+                            "content_index": 0,
+                            "delta": delta,
+                        }
+                    )
+                wire = g711_encode(piece, fmt[5:]) if fmt.startswith("g711") else piece
+                await self.send(
+                    {
+                        "type": "response.audio.delta",
+                        **base,
+                        "content_index": 0,
+                        "delta": base64.b64encode(wire).decode("ascii"),
+                    }
+                )
+                piece_ms = len(piece) * 1000 // (rate * 2)
+                audio_ms += piece_ms
+                response.audio_sent_ms = item["_audio_ms"] = audio_ms
+                ahead = start + audio_ms / 1000 / self._pace() - time.monotonic()
+                if not await self._wait(response, ahead):
+                    break
+        else:
+            for word in words:
+                said.append(word)
+                await self.send(
+                    {
+                        "type": "response.text.delta",
+                        **base,
+                        "content_index": 0,
+                        "delta": word if len(said) == 1 else " " + word,
+                    }
+                )
+                if not await self._wait(response, 0.05 / self._pace()):
+                    break
+        spoken = " ".join(said)
+        if audio:
+            await self.send({"type": "response.audio.done", **base, "content_index": 0})
+            await self.send(
+                {
+                    "type": "response.audio_transcript.done",
+                    **base,
+                    "content_index": 0,
+                    "transcript": spoken,
+                }
+            )
+            part = {"type": "audio", "transcript": spoken}
+        else:
+            await self.send(
+                {"type": "response.text.done", **base, "content_index": 0, "text": spoken}
+            )
+            part = {"type": "text", "text": spoken}
+        await self.send(
+            {"type": "response.content_part.done", **base, "content_index": 0, "part": part}
+        )
+        item["content"] = [part]
+        item["status"] = "incomplete" if response.cancel_reason else "completed"
+        public = {k: v for k, v in item.items() if not k.startswith("_")}
+        response.output.append(public)
+        await self._output_item("done", response, index, public)
+        return len(spoken), audio_ms
+
+    async def _output_item(
+        self, stage: str, response: _Response, index: int, item: dict[str, Any]
+    ) -> None:
+        """``response.output_item.added`` or ``.done`` for the output at ``index``."""
+        await self.send(
+            {
+                "type": f"response.output_item.{stage}",
+                "response_id": response.id,
+                "output_index": index,
+                "item": item,
+            }
+        )
