@@ -394,7 +394,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     if disp.get("skipped"):
         out.append(("tool dispatch overhead, p99", f"not measured: {disp['skipped']}", "", "", ""))
     else:
-        hop = next(
+        hop: dict[str, Any] = next(
             (r for r in disp.get("rows", []) if r.get("case", "").startswith("baseline")), {}
         )
         out.append(

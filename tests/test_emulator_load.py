@@ -67,7 +67,7 @@ async def one_session(endpoint: str, index: int) -> dict[str, Any]:
         sender: asyncio.Task[None] | None = None
         cleared = False
         while not (cleared and got["status"]):
-            event = await asyncio.wait_for(conn.recv(), 30)
+            event: Any = await asyncio.wait_for(conn.recv(), 30)
             kind = getattr(event.type, "value", event.type)
             if kind == "session.updated":
                 got["session"] = event.session.id

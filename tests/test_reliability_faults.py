@@ -168,13 +168,12 @@ class SpokenTurns:
             for offset in range(0, len(pcm), step):
                 chunk = pcm[offset : offset + step]
                 yield chunk + bytes(step - len(chunk))
-            await self.transcript.wait_moved(
-                lambda a=answered, r=reconnects, f=failed: (
-                    self.transcript.assistant_count() > a
-                    or self.transcript.reconnects > r
-                    or self.transcript.failed_replies() > f
-                )
-            )
+
+            def moved_on(a: int = answered, r: int = reconnects, f: int = failed) -> bool:
+                t = self.transcript
+                return t.assistant_count() > a or t.reconnects > r or t.failed_replies() > f
+
+            await self.transcript.wait_moved(moved_on)
 
     def close(self) -> None:
         pass
