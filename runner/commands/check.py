@@ -109,7 +109,8 @@ def _folder(folder: Path) -> list[Path]:
     return found
 
 
-def _head(path: Path) -> str:
+def file_head(path: Path) -> str:
+    """The first 4 KiB of a file as text (empty if unreadable), for telling file kinds apart."""
     try:
         with path.open("rb") as fh:
             return fh.read(4096).decode("utf-8", errors="replace")
@@ -118,7 +119,7 @@ def _head(path: Path) -> str:
 
 
 def check_file(path: Path, options: CheckOptions) -> list[Problem]:
-    head = _head(path)
+    head = file_head(path)
     for kind in KINDS:
         if kind.detect(path, head):
             validator = kind.resolve()

@@ -29,7 +29,7 @@ _SCENARIO_KEY = re.compile(r"^scenario\s*:", re.MULTILINE)
 
 def discover(paths: Sequence[str]) -> list[Path]:
     """Scenario files among files, folders and globs; folders keep only files with `scenario:`."""
-    from runner.commands.check import expand
+    from runner.commands.check import expand, file_head
 
     wanted = list(paths) or [p for p in DEFAULT_PATHS if os.path.isdir(p)]
     if not wanted:
@@ -40,7 +40,7 @@ def discover(paths: Sequence[str]) -> list[Path]:
     out = []
     for path in expand(wanted):
         explicit = str(path) in wanted
-        if explicit or _SCENARIO_KEY.search(_head(path)):
+        if explicit or _SCENARIO_KEY.search(file_head(path)):
             out.append(path)
     if not out:
         raise UsageError(
@@ -48,14 +48,6 @@ def discover(paths: Sequence[str]) -> list[Path]:
             hint="a scenario is a YAML file with a top-level `scenario:` key (docs/testing.md)",
         )
     return out
-
-
-def _head(path: Path) -> str:
-    try:
-        with path.open("rb") as fh:
-            return fh.read(4096).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 # --- running ----------------------------------------------------------------------------------

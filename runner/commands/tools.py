@@ -21,6 +21,20 @@ _TOOLS_HELP = (
     "folder above it; without a profile, ./tools."
 )
 
+_profile_option = click.option(
+    "--profile",
+    "-p",
+    "profile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=_PROFILE_HELP,
+)
+_tools_option = click.option(
+    "--tools", "dirs", multiple=True, type=click.Path(exists=True, path_type=Path), help=_TOOLS_HELP
+)
+_no_entry_points_option = click.option(
+    "--no-entry-points", is_flag=True, help="Skip tools from installed packages."
+)
+
 
 @click.group()
 def tools() -> None:
@@ -28,18 +42,10 @@ def tools() -> None:
 
 
 @tools.command("list")
-@click.option(
-    "--profile",
-    "-p",
-    "profile",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help=_PROFILE_HELP,
-)
-@click.option(
-    "--tools", "dirs", multiple=True, type=click.Path(exists=True, path_type=Path), help=_TOOLS_HELP
-)
+@_profile_option
+@_tools_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.option("--no-entry-points", is_flag=True, help="Skip tools from installed packages.")
+@_no_entry_points_option
 def list_(
     profile: Path | None, dirs: tuple[Path, ...], as_json: bool, no_entry_points: bool
 ) -> int:
@@ -79,17 +85,9 @@ def list_(
 
 @tools.command("show")
 @click.argument("name")
-@click.option(
-    "--profile",
-    "-p",
-    "profile",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help=_PROFILE_HELP,
-)
-@click.option(
-    "--tools", "dirs", multiple=True, type=click.Path(exists=True, path_type=Path), help=_TOOLS_HELP
-)
-@click.option("--no-entry-points", is_flag=True, help="Skip tools from installed packages.")
+@_profile_option
+@_tools_option
+@_no_entry_points_option
 def show(name: str, profile: Path | None, dirs: tuple[Path, ...], no_entry_points: bool) -> int:
     """Print the definition the model sees in session.update (JSON)."""
     registry, bindings = _load(profile, dirs, entry_points=not no_entry_points)
