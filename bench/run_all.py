@@ -482,18 +482,48 @@ def pair(stats: dict[str, Any] | None) -> str:
 
 
 def find_latency(data: dict[str, Any], word: str) -> dict[str, Any] | None:
-    """The runner bench's {median, p95} block whose key mentions ``word`` (its names, not ours)."""
+    """The runner bench's {median, p95} block whose key mentions ``word`` (its names, not ours).
+
+    Keys naming seconds (``..._s``) are converted to ms; anything else is taken as ms.
+    """
     stack: list[Any] = [data]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             for key, value in node.items():
-                if word in str(key).lower() and isinstance(value, dict) and "median" in value:
-                    return {"median": value.get("median"), "p95": value.get("p95")}
+                name = str(key).lower()
+                if word in name and isinstance(value, dict) and "median" in value:
+                    scale = 1000.0 if name.endswith(("_s", "_sec", "_seconds")) else 1.0
+                    return {
+                        k: (value[k] * scale if isinstance(value.get(k), (int, float)) else None)
+                        for k in ("median", "p95")
+                    }
                 stack.append(value)
         elif isinstance(node, list):
             stack.extend(node)
     return None
+
+
+def script_options(name: str, quick: bool, json_path: Path) -> list[str]:
+    """Options for a bench script we do not own, chosen from what its --help offers."""
+    script = ROOT / "bench" / name
+    if not script.is_file():
+        return []
+    proc = subprocess.run(
+        [sys.executable, str(script), "--help"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    offered = proc.stdout
+    args = ["--quick"] if quick and "--quick" in offered else []
+    for flag in ("--json", "--out"):
+        if flag in offered:
+            return [*args, flag, str(json_path)]
+    return args
 
 
 def table(results: dict[str, Any]) -> str:
@@ -544,9 +574,9 @@ def main() -> int:
                 results["soak"] = soak(emu.endpoint, tmp, args.soak)
         results["runner"] = run_script(
             "bench_runner.py",
-            ["--quick"] if quick else [],
+            script_options("bench_runner.py", quick, RESULTS / "runner.json"),
             RESULTS / "runner.json",
-            timeout=600,
+            timeout=900,
         )
         results["dispatch"] = run_script(
             "bench_dispatch.py",
