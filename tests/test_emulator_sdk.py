@@ -15,16 +15,15 @@ from azure.ai.voicelive.aio import ConnectionError as VoiceLiveConnectionError
 from azure.ai.voicelive.aio import VoiceLiveConnection, connect
 from azure.ai.voicelive.models import (
     FunctionCallOutputItem,
-    InputTextContentPart,
     ServerEvent,
     ServerEventConversationItemCreated,
     ServerEventResponseDone,
     ServerEventResponseFunctionCallArgumentsDone,
-    UserMessageItem,
 )
 from azure.core.credentials import AzureKeyCredential
 
 from runner.emulator import Faults, running_emulator
+from tests.helpers import events_until, say_text
 
 DATA = Path(__file__).parent / "data" / "emulator"
 WEATHER_TOOL = {
@@ -43,29 +42,6 @@ def sdk(endpoint: str, **kw: Any) -> Any:
     return connect(
         endpoint=endpoint, credential=AzureKeyCredential("test-key"), model="gpt-realtime", **kw
     )
-
-
-async def events_until(
-    conn: VoiceLiveConnection, kind: str, timeout: float = 10
-) -> list[ServerEvent]:
-    out: list[ServerEvent] = []
-
-    async def read() -> None:
-        while True:
-            ev = await conn.recv()
-            out.append(ev)
-            if ev.type == kind:
-                return
-
-    await asyncio.wait_for(read(), timeout)
-    return out
-
-
-async def say_text(conn: VoiceLiveConnection, text: str) -> None:
-    await conn.conversation.item.create(
-        item=UserMessageItem(content=[InputTextContentPart(text=text)])
-    )
-    await conn.response.create()
 
 
 async def setup(conn: VoiceLiveConnection, **session: Any) -> None:

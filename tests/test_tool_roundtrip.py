@@ -4,7 +4,6 @@ and the model's next reply uses them."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,16 +11,12 @@ from typing import Any
 
 import pytest
 from azure.ai.voicelive.aio import VoiceLiveConnection, connect
-from azure.ai.voicelive.models import (
-    FunctionCallOutputItem,
-    InputTextContentPart,
-    ServerEvent,
-    UserMessageItem,
-)
+from azure.ai.voicelive.models import FunctionCallOutputItem
 from azure.core.credentials import AzureKeyCredential
 
 from runner.emulator import running_emulator
 from runner.plugins import Registry, ToolContext, ToolResult
+from tests.helpers import events_until, say_text
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = Registry.discover([ROOT / "tools"], entry_points=False)
@@ -46,22 +41,6 @@ SCRIPT = {
 }
 
 
-async def events_until(
-    conn: VoiceLiveConnection, kind: str, timeout: float = 10
-) -> list[ServerEvent]:
-    out: list[ServerEvent] = []
-
-    async def read() -> None:
-        while True:
-            event = await conn.recv()
-            out.append(event)
-            if event.type == kind:
-                return
-
-    await asyncio.wait_for(read(), timeout)
-    return out
-
-
 @pytest.fixture
 async def conn() -> AsyncIterator[VoiceLiveConnection]:
     async with (
@@ -81,10 +60,7 @@ async def conn() -> AsyncIterator[VoiceLiveConnection]:
 
 async def turn(conn: VoiceLiveConnection, text: str) -> tuple[list[ToolResult], str]:
     """One user turn: run every tool call the way the live runner does; return the reply text."""
-    await conn.conversation.item.create(
-        item=UserMessageItem(content=[InputTextContentPart(text=text)])
-    )
-    await conn.response.create()
+    await say_text(conn, text)
     events = await events_until(conn, "response.done")
     calls = [
         (e.name, e.call_id, e.arguments)
