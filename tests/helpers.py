@@ -1,11 +1,37 @@
-"""Helpers shared by the tests that drive the emulator through the official SDK."""
+"""Helpers shared by several test modules: the CLI as a subprocess, the SDK against the emulator."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from azure.ai.voicelive.aio import VoiceLiveConnection
 from azure.ai.voicelive.models import InputTextContentPart, ServerEvent, UserMessageItem
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m runner ARGS`` in the repository, offline: no .env, no Azure endpoint."""
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "VLRUN_DOTENV": "none",
+            "AZURE_VOICELIVE_ENDPOINT": "",
+            **(env or {}),
+        },
+    )
 
 
 async def events_until(

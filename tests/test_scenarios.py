@@ -4,9 +4,6 @@ emulator, SDK, session and plugins, with the emulator clock sped up."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,26 +13,11 @@ import yaml
 from runner.commands.test import run_all, summary_lines, write_junit
 from runner.scenario_run import settled, squeeze_pauses
 from runner.scenarios import check_file, load_scenario, model_script
+from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "tests" / "scenarios"
 MUTATED = ROOT / "tests" / "data" / "scenarios"
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "VLRUN_DOTENV": "none",
-            "AZURE_VOICELIVE_ENDPOINT": "",
-            **(env or {}),
-        },
-    )
 
 
 def line_of(path: Path, marker: str) -> int:

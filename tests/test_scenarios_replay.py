@@ -5,9 +5,6 @@ a promoted recording is a valid, passing scenario."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,28 +13,10 @@ from runner.plugins import Registry
 from runner.replay import load_recording, replay, replay_file
 from runner.scenario_run import RunSettings, run_scenario_async
 from runner.scenarios import check_file, load_scenario
+from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "tests" / "scenarios"
-
-
-def run_cli(
-    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "VLRUN_DOTENV": "none",
-            "AZURE_VOICELIVE_ENDPOINT": "",
-            **(env or {}),
-        },
-    )
 
 
 async def record(name: str, trace: Path) -> object:
