@@ -81,28 +81,13 @@ class Locator:
         severity: str = "error",
     ) -> Problem:
         pos = self.pos(path)
-        if pos is None:
-            return Problem(
-                self.default_file,
-                None,
-                None,
-                severity,  # type: ignore[arg-type]
-                message,
-                json_path(path),
-                hint,
-            )
-        line, col = pos.at_key() if at_key else (pos.line, pos.col)
-        if line == 0:  # a value from the command line (--set) has no line
-            return Problem(
-                pos.file,
-                None,
-                None,
-                severity,  # type: ignore[arg-type]
-                message,
-                json_path(path),
-                hint,
-            )
-        return Problem(pos.file, line, col, severity, message, json_path(path), hint)  # type: ignore[arg-type]
+        file, line, col = self.default_file, None, None
+        if pos is not None:
+            file = pos.file
+            line, col = pos.at_key() if at_key else (pos.line, pos.col)
+            if line == 0:  # a value from the command line (--set) has no line
+                line, col = None, None
+        return Problem(file, line, col, severity, message, json_path(path), hint)  # type: ignore[arg-type]
 
 
 def suggest(word: str, choices: Iterable[str]) -> str | None:
