@@ -437,7 +437,17 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     else:
         steps = emu.get("steps") or []
         best = emu.get("max_sessions_without_lag")
-        last = next((st for st in steps if st.get("sessions") == best), steps[-1] if steps else {})
+        ours = [st for st in steps if st.get("server", "emulator") == "emulator"]
+        last = next((st for st in ours if st.get("sessions") == best), ours[-1] if ours else {})
+        bare = next(
+            (
+                st
+                for st in steps
+                if st.get("server", "").startswith("baseline")
+                and st.get("sessions") == last.get("sessions")
+            ),
+            {},
+        )
         out.append(
             (
                 "emulator real-time sessions without lag > "
@@ -445,6 +455,18 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 fmt(emu.get("max_sessions_without_lag")),
                 "—",
                 "—",
+                "—",
+            )
+        )
+        out.append(
+            (
+                f"emulator server CPU at {last.get('sessions')} sessions (% of one core; "
+                "baseline: bare aiohttp WebSocket server)",
+                fmt(last.get("server_cpu_pct_of_one_core"), " %"),
+                fmt(bare.get("server_cpu_pct_of_one_core"), " %"),
+                ratio(
+                    bare.get("server_cpu_pct_of_one_core"), last.get("server_cpu_pct_of_one_core")
+                ),
                 "—",
             )
         )
@@ -591,9 +613,10 @@ def main() -> int:
             timeout=600,
         )
         emu_args = (
-            ["--sessions", "50", "--duration", "5"]
+            ["--sessions", "50", "--duration", "5", "--compare-baseline"]
             if quick
             else ["--find-max", "--steps", "25,50,100,200,300,400", "--duration", "10"]
+            + ["--compare-baseline"]
         )
         results["emulator"] = run_script(
             "bench_emulator.py",
