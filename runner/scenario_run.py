@@ -6,404 +6,56 @@ only the edges are scripted: a :class:`ScenarioSource` plays the user's audio, a
 tool mocks answer instead of plugins, and :class:`Observer` (a Transcript) sees every event
 both ways. After each turn the expectations are evaluated; each failure names the scenario
 file:line of the expectation that failed.
+
+Those edges live in ``scenario_edges.py``, the Observer in ``scenario_observer.py`` and the
+result records in ``scenario_results.py``; this module drives the turns and checks them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from runner.audio import FRAME_MS, AudioFormat
+from runner.audio import AudioFormat
 from runner.errors import VlrunError
+from runner.scenario_edges import (
+    MockRegistry,
+    ScenarioPlayer,
+    ScenarioSource,
+    spoken,
+    squeeze_pauses,
+)
+from runner.scenario_observer import Observer, settled
+from runner.scenario_results import Failure, ScenarioResult, ToolCallSeen, TurnOutcome
 from runner.scenarios import DEFAULT_BARGE_IN, Scenario, model_script
-from runner.transcript import Transcript
 from runner.yamlsrc import PathKey
 
 BARGE_IN_EARLY_MS = 100  # playback may stop this much before the offset (timer granularity)
 PLAYBACK_MARGIN = 0.8  # the virtual speaker's rate relative to the emulator's (ScenarioPlayer)
 
-
-# --- results ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One failed expectation, at the scenario line that states it."""
-
-    file: str
-    line: int | None
-    message: str
-    turn: int | None = None  # 0-based turn index, None for the whole scenario
-
-    @property
-    def location(self) -> str:
-        return f"{self.file}:{self.line}" if self.line else self.file
-
-    def render(self) -> str:
-        return f"{self.location}: {self.message}"
-
-
-@dataclass
-class ToolCallSeen:
-    name: str
-    call_id: str
-    arguments: str
-    output: str | None = None
-    ok: bool | None = None
-
-    @property
-    def args(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.arguments or "{}")
-        except ValueError:
-            return {}
-        return value if isinstance(value, dict) else {}
-
-
-@dataclass
-class TurnOutcome:
-    """What happened in one turn (all times in ms on the emulator's clock)."""
-
-    index: int
-    tool_calls: list[ToolCallSeen] = field(default_factory=list)
-    reply: str = ""
-    errors: list[str] = field(default_factory=list)
-    cancelled: bool = False
-    truncated_at_ms: int | None = None
-    truncated_item: str | None = None
-    stopped_at_ms: int | None = None  # where the speaker stopped when the runner interrupted it
-    barge_in_missed: str | None = None
-    first_audio_ms: float | None = None
-    tool_silence_ms: float | None = None
-    settled: bool = True
-
-
-@dataclass
-class ScenarioResult:
-    path: Path
-    name: str
-    failures: list[Failure] = field(default_factory=list)
-    turns: list[TurnOutcome] = field(default_factory=list)
-    lines: list[tuple[int, str]] = field(default_factory=list)  # (turn index, transcript line)
-    error: str | None = None  # could not run at all (profile, connection): not an expectation
-    duration_s: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures and self.error is None
-
-
-# --- the edges: audio in, audio out, tools --------------------------------------------------------
-
-
-class ScenarioPlayer:
-    """A virtual speaker whose clock runs ``speed`` times faster than the wall clock.
-
-    ``speed`` is a little below the emulator's: the service streams a reply faster than real
-    time, so a client always holds unplayed audio when the user barges in; the emulator paces
-    at exactly its speed, and this margin restores that backlog (and with it the truncation).
-    """
-
-    def __init__(self, fmt: AudioFormat, speed: float = 1.0) -> None:
-        self.fmt = fmt
-        self.speed = speed
-        self._end = 0.0  # monotonic time when everything queued has played
-        self._item: str | None = None
-        self._item_start = 0.0
-        self._item_ms = 0.0
-        self.items: list[str] = []  # every item that wrote audio, in order
-        self.received_ms: dict[str, float] = {}
-        self.interrupts: list[tuple[str, int]] = []  # (item, ms played) per interrupt()
-        self._changed = asyncio.Event()
-
-    def write(self, item_id: str, pcm: bytes) -> None:
-        now = time.monotonic()
-        if item_id != self._item:
-            self._item, self._item_ms = item_id, 0.0
-            self._item_start = max(now, self._end)
-            self.items.append(item_id)
-        ms = self.fmt.ms_for_bytes(len(pcm))
-        self._end = max(now, self._end) + ms / 1000 / self.speed
-        self._item_ms += ms
-        self.received_ms[item_id] = self.received_ms.get(item_id, 0.0) + ms
-        self._poke()
-
-    def _poke(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
-
-    def played_ms(self) -> int:
-        if self._item is None:
-            return 0
-        played = (time.monotonic() - self._item_start) * 1000 * self.speed
-        return int(max(0.0, min(self._item_ms, played)))
-
-    def pending_ms(self) -> float:
-        return max(0.0, self._end - time.monotonic()) * 1000 * self.speed
-
-    def interrupt(self) -> tuple[str | None, int]:
-        played = self.played_ms()
-        item, self._item = self._item, None
-        self._end = time.monotonic()
-        if item is not None:
-            self.interrupts.append((item, played))
-        self._poke()
-        return item, played
-
-    async def drain(self) -> None:
-        remaining = self._end - time.monotonic()
-        if remaining > 0:
-            await asyncio.sleep(remaining)  # the known play-out time, not a poll
-
-    def close(self) -> None:
-        pass
-
-    async def reach(self, after: int, at_ms: float, done: Callable[[], bool]) -> str | None:
-        """Wait until ``at_ms`` of the first reply item after ``items[after:]`` has played.
-
-        Returns None when reached, or why it cannot be (the reply ended first).
-        """
-        while True:
-            fresh = self.items[after:]
-            if fresh and self._item == fresh[0] and self._item_ms >= at_ms:
-                due = self._item_start + at_ms / 1000 / self.speed - time.monotonic()
-                if due > 0:
-                    await asyncio.sleep(due)  # a timer for a known play position
-                return None
-            if fresh and (self._item != fresh[0] or done()):
-                got = self.received_ms.get(fresh[0], 0.0)
-                return f"the reply had only {got:.0f} ms of audio"
-            if not fresh and done():
-                return "the reply had no audio"
-            changed = self._changed
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(changed.wait(), 0.5)
-
-
-class ScenarioSource:
-    """The user's microphone: frames queued by the turn driver, paced at ``speed``."""
-
-    live = False  # scripted audio: the session holds it while (re)connecting, never drops it
-
-    def __init__(self, fmt: AudioFormat, speed: float = 1.0) -> None:
-        self.fmt = fmt
-        self.speed = speed
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-    async def frames(self) -> Any:
-        while True:
-            frame = await self._queue.get()
-            if frame is None:
-                return
-            yield frame
-
-    async def speak(self, pcm: bytes, tail_ms: int) -> None:
-        """Queue speech then silence, one 20 ms frame per 20/speed ms of wall time."""
-        step = self.fmt.frame_bytes
-        pcm = pcm + bytes(self.fmt.bytes_for_ms(tail_ms))
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for n, offset in enumerate(range(0, len(pcm), step)):
-            frame = pcm[offset : offset + step]
-            self._queue.put_nowait(frame + bytes(step - len(frame)))
-            due = start + (n + 1) * FRAME_MS / 1000 / self.speed - loop.time()
-            if due > 0:
-                await asyncio.sleep(due)  # pacing the microphone, as the wall clock would
-
-    def close(self) -> None:
-        self._queue.put_nowait(None)
-
-
-class MockRegistry:
-    """The plugin registry as the session sees it, with some tools answered by mocks."""
-
-    def __init__(self, real: Any, speed: float = 1.0) -> None:
-        self.real = real
-        self.speed = speed
-        self.mocks: dict[str, Mapping[str, Any]] = {}
-
-    def schemas(self) -> dict[str, Any]:
-        return dict(self.real.schemas()) if self.real is not None else {}
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.mocks or (self.real is not None and name in self.real)
-
-    async def dispatch_many(
-        self,
-        calls: list[tuple[str, str, str]],
-        *,
-        context: Any = None,
-        timeout_s: float | Mapping[str, float] = 10.0,
-    ) -> list[Any]:
-        async def one(name: str, call_id: str, arguments: str) -> Any:
-            mock = self.mocks.get(name)
-            if mock is not None:
-                return await self._mocked(name, call_id, mock)
-            limit = timeout_s.get(name, 10.0) if isinstance(timeout_s, Mapping) else timeout_s
-            if self.real is None:
-                from runner.plugins import ToolResult
-
-                out = json.dumps({"error": {"type": "unknown_tool", "message": "no tools"}})
-                return ToolResult(call_id, name, False, out, "no tools are loaded", 0.0)
-            return await self.real.dispatch(
-                name, call_id, arguments, context=context, timeout_s=float(limit)
-            )
-
-        return list(await asyncio.gather(*(one(*c) for c in calls)))
-
-    async def _mocked(self, name: str, call_id: str, mock: Mapping[str, Any]) -> Any:
-        from runner.plugins import ToolResult
-
-        delay = float(mock.get("delay_ms") or 0) / 1000 / self.speed
-        if delay:
-            await asyncio.sleep(delay)  # the mocked tool's running time
-        if mock.get("error") is not None:
-            message = str(mock["error"])
-            out = json.dumps({"error": {"type": "tool_error", "message": message}})
-            return ToolResult(call_id, name, False, out, message, delay, "tool_error")
-        value = mock.get("output")
-        out = value if isinstance(value, str) else json.dumps(value)
-        return ToolResult(call_id, name, True, out, None, delay)
-
-
-# --- watching the session -------------------------------------------------------------------------
-
-
-class Observer(Transcript):
-    """A quiet Transcript that keeps every event (with its arrival time) and the turn lines."""
-
-    def __init__(self, *, trace_path: Path | None = None) -> None:
-        super().__init__(
-            verbosity=1, out=io.StringIO(), err=io.StringIO(), meter=False, trace_path=trace_path
-        )
-        self.events: list[tuple[float, str, dict[str, Any]]] = []
-        self.lines: list[tuple[int, str]] = []
-        self.turn = -1
-        self.tool_outputs: dict[str, tuple[bool, str]] = {}
-        self._changed = asyncio.Event()
-
-    def _poke(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
-
-    async def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait (event driven) until ``predicate`` holds; False on timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            left = deadline - loop.time()
-            if left <= 0:
-                return False
-            changed = self._changed
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(changed.wait(), left)
-        return True
-
-    def trace(self, direction: str, event: dict[str, Any]) -> None:
-        super().trace(direction, event)
-        self.events.append((time.perf_counter(), direction, event))
-        self._poke()
-
-    def _line(self, text: str) -> None:
-        self.lines.append((self.turn, text))
-
-    def user(self, item_id: str, text: str) -> None:
-        if item_id not in self._seen:
-            self._line(f"you: {text}")
-        super().user(item_id, text)
-
-    def assistant_done(self, item_id: str, text: str, *, interrupted: bool = False) -> None:
-        before = len(self.turns)
-        super().assistant_done(item_id, text, interrupted=interrupted)
-        if len(self.turns) > before:
-            turn = self.turns[-1]
-            mark = " [interrupted]" if turn.interrupted else ""
-            self._line(f"assistant: {turn.text}{mark}")
-        self._poke()
-
-    def tool_call(self, call_id: str, name: str, arguments: str) -> None:
-        self._line(f"[tool] {name}({arguments})")
-        super().tool_call(call_id, name, arguments)
-
-    def tool_result(self, call_id: str, name: str, ok: bool, text: str, duration_s: float) -> None:
-        self.tool_outputs[call_id] = (ok, text)
-        self._line(f"[tool] {name} {'->' if ok else 'failed:'} {text}")
-        super().tool_result(call_id, name, ok, text, duration_s)
-        self._poke()
-
-    def error(self, text: str) -> None:
-        self._line(f"error: {text}")
-        super().error(text)
-        self._poke()
-
-    def since(self, mark: int) -> list[tuple[float, str, dict[str, Any]]]:
-        return self.events[mark:]
-
-
-def settled(events: list[tuple[float, str, dict[str, Any]]]) -> bool:
-    """A reply is complete: some response finished, none is open, the last needs no tool round."""
-    open_ids: set[str] = set()
-    last_done: dict[str, Any] | None = None
-    for _, direction, ev in events:
-        if direction != "in":
-            continue
-        kind = ev.get("type")
-        if kind == "response.created":
-            open_ids.add(str((ev.get("response") or {}).get("id")))
-        elif kind == "response.done":
-            response = ev.get("response") or {}
-            open_ids.discard(str(response.get("id")))
-            last_done = response
-    if last_done is None or open_ids:
-        return False
-    if last_done.get("status") in ("cancelled", "failed"):
-        return True
-    return not any(
-        isinstance(o, Mapping) and o.get("type") == "function_call"
-        for o in last_done.get("output") or []
-    )
-
-
-# --- audio helpers ------------------------------------------------------------------------------
-
-
-def squeeze_pauses(pcm: bytes, rate: int, *, keep_ms: int = 60) -> bytes:
-    """Trim leading/trailing quiet and shorten inner pauses, so one utterance is one VAD turn."""
-    samples = np.frombuffer(pcm, dtype="<i2")
-    win = max(1, rate // 100)
-    n = len(samples) // win
-    if n == 0:
-        return pcm
-    frames = samples[: n * win].reshape(n, win).astype(np.float32)
-    loud = np.sqrt((frames * frames).mean(axis=1)) > 32768 * 10 ** (-45 / 20)
-    if not loud.any():
-        return pcm
-    first, last = int(np.argmax(loud)), int(n - 1 - np.argmax(loud[::-1]))
-    keep = max(1, keep_ms // 10)
-    out: list[np.ndarray] = []
-    quiet = 0
-    for i in range(first, last + 1):
-        quiet = 0 if loud[i] else quiet + 1
-        if quiet <= keep:
-            out.append(frames[i])
-    return np.concatenate(out).astype("<i2").tobytes()
-
-
-async def spoken(text: str, fmt: AudioFormat) -> bytes:
-    """``text`` spoken by espeak-ng (a synthetic stand-in without it), as one utterance."""
-    from runner.emulator.speech import synthesize
-
-    return squeeze_pauses(await synthesize(text, fmt.rate, use_espeak=True), fmt.rate)
+__all__ = [
+    "Failure",
+    "MockRegistry",
+    "Observer",
+    "RunSettings",
+    "ScenarioPlayer",
+    "ScenarioResult",
+    "ScenarioSource",
+    "ToolCallSeen",
+    "TurnOutcome",
+    "run_scenario",
+    "run_scenario_async",
+    "settled",
+    "spoken",
+    "squeeze_pauses",
+]
 
 
 # --- running ------------------------------------------------------------------------------------

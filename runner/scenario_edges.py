@@ -1,0 +1,214 @@
+"""The scripted edges of a scenario run: the user's microphone, the assistant's speaker on a
+fast clock, tool mocks in front of the real plugins, and the speech the user says."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from runner.audio import FRAME_MS, AudioFormat
+
+
+class ScenarioPlayer:
+    """A virtual speaker whose clock runs ``speed`` times faster than the wall clock.
+
+    ``speed`` is a little below the emulator's: the service streams a reply faster than real
+    time, so a client always holds unplayed audio when the user barges in; the emulator paces
+    at exactly its speed, and this margin restores that backlog (and with it the truncation).
+    """
+
+    def __init__(self, fmt: AudioFormat, speed: float = 1.0) -> None:
+        self.fmt = fmt
+        self.speed = speed
+        self._end = 0.0  # monotonic time when everything queued has played
+        self._item: str | None = None
+        self._item_start = 0.0
+        self._item_ms = 0.0
+        self.items: list[str] = []  # every item that wrote audio, in order
+        self.received_ms: dict[str, float] = {}
+        self.interrupts: list[tuple[str, int]] = []  # (item, ms played) per interrupt()
+        self._changed = asyncio.Event()
+
+    def write(self, item_id: str, pcm: bytes) -> None:
+        now = time.monotonic()
+        if item_id != self._item:
+            self._item, self._item_ms = item_id, 0.0
+            self._item_start = max(now, self._end)
+            self.items.append(item_id)
+        ms = self.fmt.ms_for_bytes(len(pcm))
+        self._end = max(now, self._end) + ms / 1000 / self.speed
+        self._item_ms += ms
+        self.received_ms[item_id] = self.received_ms.get(item_id, 0.0) + ms
+        self._poke()
+
+    def _poke(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def played_ms(self) -> int:
+        if self._item is None:
+            return 0
+        played = (time.monotonic() - self._item_start) * 1000 * self.speed
+        return int(max(0.0, min(self._item_ms, played)))
+
+    def pending_ms(self) -> float:
+        return max(0.0, self._end - time.monotonic()) * 1000 * self.speed
+
+    def interrupt(self) -> tuple[str | None, int]:
+        played = self.played_ms()
+        item, self._item = self._item, None
+        self._end = time.monotonic()
+        if item is not None:
+            self.interrupts.append((item, played))
+        self._poke()
+        return item, played
+
+    async def drain(self) -> None:
+        remaining = self._end - time.monotonic()
+        if remaining > 0:
+            await asyncio.sleep(remaining)  # the known play-out time, not a poll
+
+    def close(self) -> None:
+        pass
+
+    async def reach(self, after: int, at_ms: float, done: Callable[[], bool]) -> str | None:
+        """Wait until ``at_ms`` of the first reply item after ``items[after:]`` has played.
+
+        Returns None when reached, or why it cannot be (the reply ended first).
+        """
+        while True:
+            fresh = self.items[after:]
+            if fresh and self._item == fresh[0] and self._item_ms >= at_ms:
+                due = self._item_start + at_ms / 1000 / self.speed - time.monotonic()
+                if due > 0:
+                    await asyncio.sleep(due)  # a timer for a known play position
+                return None
+            if fresh and (self._item != fresh[0] or done()):
+                got = self.received_ms.get(fresh[0], 0.0)
+                return f"the reply had only {got:.0f} ms of audio"
+            if not fresh and done():
+                return "the reply had no audio"
+            changed = self._changed
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), 0.5)
+
+
+class ScenarioSource:
+    """The user's microphone: frames queued by the turn driver, paced at ``speed``."""
+
+    live = False  # scripted audio: the session holds it while (re)connecting, never drops it
+
+    def __init__(self, fmt: AudioFormat, speed: float = 1.0) -> None:
+        self.fmt = fmt
+        self.speed = speed
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def frames(self) -> Any:
+        while True:
+            frame = await self._queue.get()
+            if frame is None:
+                return
+            yield frame
+
+    async def speak(self, pcm: bytes, tail_ms: int) -> None:
+        """Queue speech then silence, one 20 ms frame per 20/speed ms of wall time."""
+        step = self.fmt.frame_bytes
+        pcm = pcm + bytes(self.fmt.bytes_for_ms(tail_ms))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for n, offset in enumerate(range(0, len(pcm), step)):
+            frame = pcm[offset : offset + step]
+            self._queue.put_nowait(frame + bytes(step - len(frame)))
+            due = start + (n + 1) * FRAME_MS / 1000 / self.speed - loop.time()
+            if due > 0:
+                await asyncio.sleep(due)  # pacing the microphone, as the wall clock would
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+
+class MockRegistry:
+    """The plugin registry as the session sees it, with some tools answered by mocks."""
+
+    def __init__(self, real: Any, speed: float = 1.0) -> None:
+        self.real = real
+        self.speed = speed
+        self.mocks: dict[str, Mapping[str, Any]] = {}
+
+    def schemas(self) -> dict[str, Any]:
+        return dict(self.real.schemas()) if self.real is not None else {}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.mocks or (self.real is not None and name in self.real)
+
+    async def dispatch_many(
+        self,
+        calls: list[tuple[str, str, str]],
+        *,
+        context: Any = None,
+        timeout_s: float | Mapping[str, float] = 10.0,
+    ) -> list[Any]:
+        async def one(name: str, call_id: str, arguments: str) -> Any:
+            mock = self.mocks.get(name)
+            if mock is not None:
+                return await self._mocked(name, call_id, mock)
+            limit = timeout_s.get(name, 10.0) if isinstance(timeout_s, Mapping) else timeout_s
+            if self.real is None:
+                from runner.plugins import ToolResult
+
+                out = json.dumps({"error": {"type": "unknown_tool", "message": "no tools"}})
+                return ToolResult(call_id, name, False, out, "no tools are loaded", 0.0)
+            return await self.real.dispatch(
+                name, call_id, arguments, context=context, timeout_s=float(limit)
+            )
+
+        return list(await asyncio.gather(*(one(*c) for c in calls)))
+
+    async def _mocked(self, name: str, call_id: str, mock: Mapping[str, Any]) -> Any:
+        from runner.plugins import ToolResult
+
+        delay = float(mock.get("delay_ms") or 0) / 1000 / self.speed
+        if delay:
+            await asyncio.sleep(delay)  # the mocked tool's running time
+        if mock.get("error") is not None:
+            message = str(mock["error"])
+            out = json.dumps({"error": {"type": "tool_error", "message": message}})
+            return ToolResult(call_id, name, False, out, message, delay, "tool_error")
+        value = mock.get("output")
+        out = value if isinstance(value, str) else json.dumps(value)
+        return ToolResult(call_id, name, True, out, None, delay)
+
+
+def squeeze_pauses(pcm: bytes, rate: int, *, keep_ms: int = 60) -> bytes:
+    """Trim leading/trailing quiet and shorten inner pauses, so one utterance is one VAD turn."""
+    samples = np.frombuffer(pcm, dtype="<i2")
+    win = max(1, rate // 100)
+    n = len(samples) // win
+    if n == 0:
+        return pcm
+    frames = samples[: n * win].reshape(n, win).astype(np.float32)
+    loud = np.sqrt((frames * frames).mean(axis=1)) > 32768 * 10 ** (-45 / 20)
+    if not loud.any():
+        return pcm
+    first, last = int(np.argmax(loud)), int(n - 1 - np.argmax(loud[::-1]))
+    keep = max(1, keep_ms // 10)
+    out: list[np.ndarray] = []
+    quiet = 0
+    for i in range(first, last + 1):
+        quiet = 0 if loud[i] else quiet + 1
+        if quiet <= keep:
+            out.append(frames[i])
+    return np.concatenate(out).astype("<i2").tobytes()
+
+
+async def spoken(text: str, fmt: AudioFormat) -> bytes:
+    """``text`` spoken by espeak-ng (a synthetic stand-in without it), as one utterance."""
+    from runner.emulator.speech import synthesize
+
+    return squeeze_pauses(await synthesize(text, fmt.rate, use_espeak=True), fmt.rate)
