@@ -1,0 +1,129 @@
+"""The frozen Profile record and its parts, as :func:`runner.profile.load_profile` returns them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import Problem
+from runner.validate import Locator
+from runner.yamlsrc import PathKey, Pos
+
+
+@dataclass(frozen=True)
+class AgentBinding:
+    """A Foundry agent: current form (name + project) or classic 2025-05-01-preview (id)."""
+
+    name: str | None = None
+    project: str | None = None
+    version: str | None = None
+    conversation_id: str | None = None
+    id: str | None = None
+    connection_string: str | None = None
+
+    @property
+    def legacy(self) -> bool:
+        return self.id is not None
+
+    def connect_kwargs(self) -> dict[str, str]:
+        """Keyword arguments for ``azure.ai.voicelive.aio.connect`` (current form; else empty)."""
+        if self.legacy:
+            return {}
+        pairs = {
+            "agent_name": self.name,
+            "project_name": self.project,
+            "agent_version": self.version,
+            "conversation_id": self.conversation_id,
+        }
+        return {k: v for k, v in pairs.items() if v is not None}
+
+    def query_params(self) -> dict[str, str]:
+        """Query parameters of the classic form (the runner adds agent-access-token)."""
+        if not self.legacy or self.id is None:
+            return {}
+        out = {"agent-id": self.id}
+        if self.connection_string is not None:
+            out["agent-connection-string"] = self.connection_string
+        elif self.project is not None:
+            out["agent-project-name"] = self.project
+        return out
+
+
+@dataclass(frozen=True)
+class Connection:
+    endpoint: str | None
+    model: str | None
+    api_version: str | None  # None: the SDK default (runner.compile.DEFAULT_API_VERSION)
+    agent: AgentBinding | None
+
+
+@dataclass(frozen=True)
+class Greeting:
+    """Present when the assistant speaks first; ``instructions`` says what it is told."""
+
+    instructions: str | None
+
+
+@dataclass(frozen=True)
+class ToolBinding:
+    name: str
+    timeout_s: float | None = None
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    line: int | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class McpServer:
+    label: str
+    url: str
+    allowed_tools: tuple[str, ...] | None
+    approval: str | Mapping[str, tuple[str, ...]] | None  # always|never|ask|{always, never}
+    headers: Mapping[str, str]  # resolved from env; values are registered secrets
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    source: Path
+    name: str
+    description: str | None
+    connection: Connection
+    instructions: str | None
+    greeting: Greeting | None
+    tools: tuple[ToolBinding, ...]
+    tool_timeout_s: float
+    mcp_servers: tuple[McpServer, ...]
+    input_format: str
+    input_sampling_rate: int
+    output_format: str
+    output_sampling_rate: int
+    vars: Mapping[str, Any]
+    settings: Mapping[str, Any]  # the resolved document (read-only), for compile
+    positions: Mapping[PathKey, Pos] = field(repr=False)
+    env_refs: Mapping[PathKey, tuple[str, ...]] = field(repr=False)
+    var_origins: Mapping[str, str] = field(repr=False)
+    warnings: tuple[Problem, ...] = ()
+
+    @property
+    def agent(self) -> AgentBinding | None:
+        return self.connection.agent
+
+    def locator(self) -> Locator:
+        return Locator(self.positions, str(self.source))
+
+    def origin(self, path: PathKey) -> str | None:
+        """Where the value at ``path`` came from: ``file:line``, ``--set ...``, with env names."""
+        pos = self.locator().pos(path)
+        if pos is None:
+            return None
+        text = pos.file if pos.line == 0 else f"{pos.file}:{pos.line}"
+        for i in range(len(path), -1, -1):
+            names = self.env_refs.get(tuple(path[:i]))
+            if names:
+                text += " (env " + ", ".join(names) + ")"
+                break
+        return text
