@@ -11,7 +11,7 @@ from typing import Any
 
 from runner import yamlsrc
 from runner.errors import Problem, ProfileError, UsageError
-from runner.validate import Locator
+from runner.locator import Locator
 from runner.yamlsrc import PathKey, Pos
 
 ENV_REF = re.compile(r"(?<!\$)\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

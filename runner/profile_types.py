@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import Problem
-from runner.validate import Locator
+from runner.locator import Locator
 from runner.yamlsrc import PathKey, Pos
 
 

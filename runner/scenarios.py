@@ -111,7 +111,7 @@ def _validator() -> Any:
 
 
 def _schema_problems(scenario: Scenario) -> list[Problem]:
-    from runner.validate import suggest
+    from runner.suggest import suggest
 
     out: list[Problem] = []
     errors = sorted(
