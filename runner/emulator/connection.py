@@ -29,6 +29,7 @@ from runner.emulator.faults import Faults
 from runner.emulator.input_audio import InputAudio
 from runner.emulator.model import Script, ScriptedModel
 from runner.emulator.responses import Responses, _Response
+from runner.emulator.session_update import apply_session_update
 from runner.emulator.tool_calls import ToolCalls
 from runner.emulator.vad import EnergyVad
 
@@ -310,7 +311,7 @@ class Connection(InputAudio, Responses, ToolCalls):
                 client_event=event,
             )
             return
-        new, errors = P.apply_session_update(
+        new, errors = apply_session_update(
             self.session, update, self.api_version, voice_locked=self.voice_locked
         )
         if errors:

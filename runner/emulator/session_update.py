@@ -1,0 +1,587 @@
+"""Field-by-field checks of a ``session.update``: what the service accepts, per api-version;
+anything else becomes a :class:`FieldError` (one ``error`` event each).
+
+Pure data work like protocol.py; the choices made where the reference lists an open question
+are noted next to the code.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from runner.emulator.protocol import (
+    EOU_MODELS,
+    INCLUDE,
+    INPUT_FORMATS,
+    INPUT_RATES,
+    MODALITIES,
+    OUTPUT_RATES,
+    PREVIEW_2025_05,
+    REASONING,
+    TRANSCRIBE_MODELS,
+    VAD_TYPES,
+    vad_defaults,
+)
+from runner.voices import NATIVE_VOICES, OPENAI_VOICES
+
+
+@dataclass
+class FieldError:
+    """One rejected field of a client event, rendered as one ``error`` event."""
+
+    code: str
+    message: str
+    param: str | None
+
+
+class _Check:
+    """Collects errors while walking one ``session.update`` payload."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def fail(self, param: str, message: str, code: str = "invalid_value") -> None:
+        self.errors.append(FieldError(code, message, param))
+
+    def unknown(
+        self, obj: dict[str, Any], allowed: tuple[str, ...] | set[str], prefix: str
+    ) -> None:
+        for key in obj:
+            if key not in allowed:
+                self.fail(
+                    f"{prefix}.{key}", f"Unknown parameter: '{prefix}.{key}'.", "unknown_parameter"
+                )
+
+    def type_(self, value: Any, kinds: type | tuple[type, ...], param: str, what: str) -> bool:
+        ok = isinstance(value, kinds) and not (
+            isinstance(value, bool) and bool not in _tuple(kinds)
+        )
+        if not ok:
+            self.fail(
+                param,
+                f"Invalid type for '{param}': expected {what}, but got {_json_kind(value)}.",
+                "invalid_type",
+            )
+        return ok
+
+    def enum(self, value: Any, options: tuple[str, ...], param: str) -> bool:
+        if value not in options:
+            self.fail(
+                param,
+                f"Invalid value: {value!r}. Supported values are: "
+                + ", ".join(repr(o) for o in options)
+                + ".",
+            )
+            return False
+        return True
+
+    def number(
+        self, value: Any, param: str, lo: float, hi: float | None = None, integer: bool = False
+    ) -> bool:
+        kinds: tuple[type, ...] = (int,) if integer else (int, float)
+        if not self.type_(value, kinds, param, "an integer" if integer else "a number"):
+            return False
+        if value < lo or (hi is not None and value > hi):
+            upper = f" and at most {hi}" if hi is not None else ""
+            self.fail(
+                param, f"Invalid value for '{param}': {value}. It must be at least {lo}{upper}."
+            )
+            return False
+        return True
+
+    def require(self, obj: dict[str, Any], key: str, prefix: str) -> bool:
+        if obj.get(key) in (None, ""):
+            self.fail(
+                f"{prefix}.{key}",
+                f"Missing required parameter: '{prefix}.{key}'.",
+                "missing_required_parameter",
+            )
+            return False
+        return True
+
+
+def _tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+def _json_kind(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(value), "a value")
+
+
+SESSION_FIELDS = (
+    "model",
+    "modalities",
+    "instructions",
+    "voice",
+    "input_audio_format",
+    "input_audio_sampling_rate",
+    "output_audio_format",
+    "turn_detection",
+    "input_audio_noise_reduction",
+    "input_audio_echo_cancellation",
+    "input_audio_transcription",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "temperature",
+    "max_response_output_tokens",
+    "reasoning_effort",
+    "interim_response",
+    "output_audio_timestamp_types",
+    "animation",
+    "avatar",
+    "include",
+    "metadata",
+)
+_VOICE_OPTIONAL = (
+    "temperature",
+    "custom_lexicon_url",
+    "custom_text_normalization_url",
+    "prefer_locales",
+    "locale",
+    "style",
+    "pitch",
+    "rate",
+    "volume",
+)
+
+
+def apply_session_update(
+    current: dict[str, Any], update: Any, api_version: str, *, voice_locked: bool = False
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """Validate ``update`` field by field and merge it into a copy of ``current``.
+
+    Returns the new effective session and the errors. When there is any error the caller keeps
+    the old session (the REF says invalid updates are answered with ``error``; whether the valid
+    fields of a partly invalid update still apply is not documented, so nothing applies).
+    """
+    check = _Check()
+    if not isinstance(update, dict):
+        check.fail("session", "Invalid type for 'session': expected an object.", "invalid_type")
+        return current, check.errors
+    new = copy.deepcopy(current)
+    check.unknown(update, SESSION_FIELDS, "session")
+    for key, value in update.items():
+        if key not in SESSION_FIELDS:
+            continue
+        p = f"session.{key}"
+        fixed = _FIELD_CHECKS[key](check, value, p, api_version, new)
+        if fixed is not _SKIP:
+            new[key] = fixed
+    if voice_locked and "voice" in update and update["voice"] != current.get("voice"):
+        check.fail(
+            "session.voice",
+            "Cannot update a session's voice after the assistant has responded with audio.",
+            "cannot_update_voice",
+        )
+    _check_combinations(check, new, update)
+    return new, check.errors
+
+
+_SKIP = object()
+
+
+def _model(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    if c.type_(v, str, p, "a string") and s.get("model") and v != s["model"]:
+        c.fail(p, "The model cannot be changed with session.update; connect with another model.")
+    return _SKIP
+
+
+def _modalities(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    if not c.type_(v, list, p, "an array"):
+        return _SKIP
+    for i, m in enumerate(v):
+        c.enum(m, MODALITIES, f"{p}[{i}]")
+    if v and "text" not in v:
+        c.fail(p, "Invalid modalities: audio-only output is not supported; include 'text'.")
+    if not v:
+        c.fail(p, "Invalid modalities: at least 'text' is required.")
+    return v
+
+
+def _string(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    return v if c.type_(v, str, p, "a string") else _SKIP
+
+
+def _voice(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    if isinstance(v, str):
+        return v if c.enum(v, OPENAI_VOICES, p) else _SKIP
+    if not c.type_(v, dict, p, "a string or an object"):
+        return _SKIP
+    kinds = (
+        "openai",
+        "azure-standard",
+        "azure-custom",
+        "azure-personal",
+        "avatar-voice-sync",
+        "azure-realtime-native",
+    )
+    if not c.enum(v.get("type"), kinds, f"{p}.type"):
+        return _SKIP
+    kind = v["type"]
+    allowed: tuple[str, ...] = ("type", "name")
+    if kind == "openai":
+        c.unknown(v, allowed, p)
+        if c.require(v, "name", p):
+            c.enum(v["name"], OPENAI_VOICES, f"{p}.name")
+    elif kind == "azure-realtime-native":
+        c.unknown(v, allowed, p)
+        if c.require(v, "name", p):
+            c.enum(v["name"], NATIVE_VOICES, f"{p}.name")
+        if s.get("model") and s["model"] != "azure-realtime":
+            c.fail(
+                f"{p}.type",
+                "azure-realtime-native voices are only available with the azure-realtime model.",
+            )
+    else:
+        extra = {
+            "azure-custom": ("endpoint_id",),
+            "azure-personal": ("model",),
+            "avatar-voice-sync": ("model",),
+        }.get(kind, ())
+        c.unknown(v, allowed + extra + _VOICE_OPTIONAL, p)
+        if kind != "avatar-voice-sync":
+            c.require(v, "name", p)
+        for key in extra:
+            c.require(v, key, p)
+        if "temperature" in v:
+            c.number(v["temperature"], f"{p}.temperature", 0, 1)
+    return v
+
+
+def _enum_field(options: tuple[str, ...]) -> Any:
+    def check(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+        return v if c.enum(v, options, p) else _SKIP
+
+    return check
+
+
+def _input_rate(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    if not c.type_(v, int, p, "an integer"):
+        return _SKIP
+    if v not in INPUT_RATES:
+        c.fail(
+            p,
+            f"Invalid value: {v}. Supported sampling rates are: "
+            + ", ".join(str(r) for r in INPUT_RATES)
+            + ".",
+        )
+        return _SKIP
+    return v
+
+
+def _turn_detection(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    if v is None:
+        return None
+    if not c.type_(v, dict, p, "an object or null"):
+        return _SKIP
+    if not c.enum(v.get("type"), VAD_TYPES, f"{p}.type"):
+        return _SKIP
+    kind = v["type"]
+    base = ("type", "create_response", "interrupt_response")
+    if kind == "semantic_vad":
+        allowed: tuple[str, ...] = (*base, "eagerness")
+    else:
+        allowed = (
+            *base,
+            "threshold",
+            "prefix_padding_ms",
+            "silence_duration_ms",
+            "speech_duration_ms",
+            "end_of_utterance_detection",
+            "auto_truncate",
+            "speech_duration_assistant_speaking_ms",
+        )
+        if kind != "server_vad":
+            allowed += ("remove_filler_words", "appended_text_after_truncation")
+        if kind in ("azure_semantic_vad", "azure_semantic_vad_multilingual"):
+            allowed += ("languages",)
+    c.unknown(v, allowed, p)
+    for key, value in v.items():
+        q = f"{p}.{key}"
+        if key == "threshold":
+            c.number(value, q, 0, 1)
+        elif key.endswith("_ms"):
+            c.number(value, q, 0, 10000, integer=True)
+        elif key in (
+            "create_response",
+            "interrupt_response",
+            "auto_truncate",
+            "remove_filler_words",
+        ):
+            c.type_(value, bool, q, "a boolean")
+        elif key == "eagerness":
+            c.enum(value, ("auto", "low", "medium", "high"), q)
+        elif key == "languages" and c.type_(value, list, q, "an array"):
+            for i, lang in enumerate(value):
+                c.type_(lang, str, f"{q}[{i}]", "a string")
+        elif key == "appended_text_after_truncation":
+            c.type_(value, str, q, "a string")
+        elif key == "end_of_utterance_detection" and value is not None:
+            _eou(c, value, q, api)
+    if v.get("auto_truncate") and v.get("interrupt_response") is False:
+        c.fail(f"{p}.auto_truncate", "auto_truncate requires interrupt_response to be true.")
+    return {"type": kind, **vad_defaults(kind, api), **v}
+
+
+def _eou(c: _Check, v: Any, p: str, api: str) -> None:
+    """Both end-of-utterance shapes, chosen by api-version.
+
+    2025-05-01-preview took ``threshold`` (0-1) and ``timeout`` (seconds); later versions take
+    ``threshold_level`` and ``timeout_ms``. Whether the current service still tolerates the old
+    fields is an open question; the emulator rejects them as unknown so profiles get fixed.
+    """
+    if not c.type_(v, dict, p, "an object"):
+        return
+    c.enum(v.get("model"), EOU_MODELS, f"{p}.model")
+    if api == PREVIEW_2025_05:
+        c.unknown(v, ("model", "threshold", "timeout"), p)
+        if "threshold" in v:
+            c.number(v["threshold"], f"{p}.threshold", 0, 1)
+        if "timeout" in v:
+            c.number(v["timeout"], f"{p}.timeout", 0, 10)
+    else:
+        c.unknown(v, ("model", "threshold_level", "timeout_ms"), p)
+        if "threshold_level" in v:
+            c.enum(
+                v["threshold_level"], ("low", "medium", "high", "default"), f"{p}.threshold_level"
+            )
+        if "timeout_ms" in v:
+            c.number(v["timeout_ms"], f"{p}.timeout_ms", 0, 10000, integer=True)
+
+
+def _typed_or_null(kinds: tuple[str, ...], extra: tuple[str, ...] = ()) -> Any:
+    def check(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+        if v is None:
+            return None
+        if not c.type_(v, dict, p, "an object or null"):
+            return _SKIP
+        c.unknown(v, ("type", *extra), p)
+        return v if c.enum(v.get("type"), kinds, f"{p}.type") else _SKIP
+
+    return check
+
+
+def _echo(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    fixed = _typed_or_null(("server_echo_cancellation",), ("reference_source", "channels"))(
+        c, v, p, api, s
+    )
+    if not isinstance(fixed, dict):
+        return fixed
+    source = fixed.get("reference_source", "server")
+    channels = fixed.get("channels", 1)
+    if c.enum(source, ("server", "client"), f"{p}.reference_source") and channels in (1, 2):
+        if source == "server" and channels == 2:
+            c.fail(
+                f"{p}.channels",
+                "Two channels require reference_source 'client'.",
+                "invalid_ec_channels_requires_client",
+            )
+        if source == "client" and channels == 1:
+            c.fail(
+                f"{p}.channels",
+                "A client echo reference needs two interleaved channels.",
+                "invalid_ec_reference_channels",
+            )
+    elif channels not in (1, 2):
+        c.fail(f"{p}.channels", f"Invalid value: {channels!r}. Supported values are: 1, 2.")
+    return fixed
+
+
+def _transcription(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    if v is None:
+        return None
+    if not c.type_(v, dict, p, "an object or null"):
+        return _SKIP
+    c.unknown(v, ("model", "language", "custom_speech", "phrase_list", "prompt"), p)
+    if c.require(v, "model", p):
+        c.enum(v["model"], TRANSCRIBE_MODELS, f"{p}.model")
+    if "language" in v:
+        c.type_(v["language"], str, f"{p}.language", "a string")
+    if (
+        "phrase_list" in v
+        and c.type_(v["phrase_list"], list, f"{p}.phrase_list", "an array")
+        and len(v["phrase_list"]) >= 500
+    ):
+        c.fail(f"{p}.phrase_list", "phrase_list supports fewer than 500 entries.")
+    return v
+
+
+def _tools(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    if not c.type_(v, list, p, "an array"):
+        return _SKIP
+    names: set[str] = set()
+    for i, tool in enumerate(v):
+        q = f"{p}[{i}]"
+        if not c.type_(tool, dict, q, "an object") or not c.enum(
+            tool.get("type"), ("function", "mcp"), f"{q}.type"
+        ):
+            continue
+        if tool["type"] == "function":
+            c.unknown(tool, ("type", "name", "description", "parameters"), q)
+            if c.require(tool, "name", q):
+                if tool["name"] in names:
+                    c.fail(f"{q}.name", f"Duplicate tool name: {tool['name']!r}.")
+                names.add(tool["name"])
+            if "parameters" in tool:
+                c.type_(tool["parameters"], dict, f"{q}.parameters", "an object")
+        else:
+            c.unknown(
+                tool,
+                (
+                    "type",
+                    "server_label",
+                    "server_url",
+                    "allowed_tools",
+                    "headers",
+                    "authorization",
+                    "require_approval",
+                    "server_description",
+                ),
+                q,
+            )
+            c.require(tool, "server_label", q)
+            c.require(tool, "server_url", q)
+            approval = tool.get("require_approval", "always")
+            if isinstance(approval, str):
+                c.enum(approval, ("never", "always"), f"{q}.require_approval")
+            elif isinstance(approval, dict):
+                c.unknown(approval, ("never", "always"), f"{q}.require_approval")
+            else:
+                c.type_(approval, (str, dict), f"{q}.require_approval", "a string or an object")
+    return v
+
+
+def _tool_choice(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    if isinstance(v, str):
+        return v if c.enum(v, ("auto", "none", "required"), p) else _SKIP
+    if c.type_(v, dict, p, "a string or an object"):
+        c.unknown(v, ("type", "name"), p)
+        if c.enum(v.get("type"), ("function",), f"{p}.type") and c.require(v, "name", p):
+            return v
+    return _SKIP
+
+
+def _bool(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    return v if c.type_(v, bool, p, "a boolean") else _SKIP
+
+
+def _temperature(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    # REF says 0.6-1.2 for realtime models, the SDK docstring 0-1: accept the union (open q. 4).
+    return v if c.number(v, p, 0.0, 1.2) else _SKIP
+
+
+def _max_tokens(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    if v == "inf":
+        return v
+    return v if c.number(v, p, 1, 4096, integer=True) else _SKIP
+
+
+def _object(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    return v if v is None or c.type_(v, dict, p, "an object") else _SKIP
+
+
+def _interim(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    if v is None:
+        return None
+    if not c.type_(v, dict, p, "an object"):
+        return _SKIP
+    return (
+        v
+        if c.enum(v.get("type"), ("static_interim_response", "llm_interim_response"), f"{p}.type")
+        else _SKIP
+    )
+
+
+def _string_list(options: tuple[str, ...]) -> Any:
+    def check(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+        if not c.type_(v, list, p, "an array"):
+            return _SKIP
+        ok = all([c.enum(x, options, f"{p}[{i}]") for i, x in enumerate(v)])
+        return v if ok else _SKIP
+
+    return check
+
+
+def _metadata(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
+    if v is None:
+        return None
+    if not c.type_(v, dict, p, "an object"):
+        return _SKIP
+    if len(v) > 16:
+        c.fail(p, "metadata supports at most 16 key-value pairs.")
+    for key, value in v.items():
+        if len(key) > 64:
+            c.fail(f"{p}.{key}", "metadata keys can be at most 64 characters long.")
+        if c.type_(value, str, f"{p}.{key}", "a string") and len(value) > 512:
+            c.fail(f"{p}.{key}", "metadata values can be at most 512 characters long.")
+    return v
+
+
+_FIELD_CHECKS: dict[str, Any] = {
+    "model": _model,
+    "modalities": _modalities,
+    "instructions": _string,
+    "voice": _voice,
+    "input_audio_format": _enum_field(INPUT_FORMATS),
+    "input_audio_sampling_rate": _input_rate,
+    "output_audio_format": _enum_field(tuple(OUTPUT_RATES)),
+    "turn_detection": _turn_detection,
+    "input_audio_noise_reduction": _typed_or_null(
+        ("azure_deep_noise_suppression", "near_field", "far_field")
+    ),
+    "input_audio_echo_cancellation": _echo,
+    "input_audio_transcription": _transcription,
+    "tools": _tools,
+    "tool_choice": _tool_choice,
+    "parallel_tool_calls": _bool,
+    "temperature": _temperature,
+    "max_response_output_tokens": _max_tokens,
+    "reasoning_effort": _enum_field(REASONING),
+    "interim_response": _interim,
+    "output_audio_timestamp_types": _string_list(("word",)),
+    "animation": _object,
+    "avatar": _object,
+    "include": _string_list(INCLUDE),
+    "metadata": _metadata,
+}
+
+
+def _check_combinations(c: _Check, new: dict[str, Any], update: dict[str, Any]) -> None:
+    fmt = new.get("input_audio_format", "pcm16")
+    if (
+        fmt.startswith("g711")
+        and "input_audio_sampling_rate" in update
+        and new.get("input_audio_sampling_rate") != 8000
+    ):
+        c.fail("session.input_audio_sampling_rate", "G.711 input audio is sampled at 8000 Hz.")
+    if (
+        fmt.startswith("g711")
+        and "input_audio_format" in update
+        and "input_audio_sampling_rate" not in update
+    ):
+        new["input_audio_sampling_rate"] = 8000  # echoed as 8000 for g711 (TEST)
+    if (
+        not fmt.startswith("g711")
+        and "input_audio_format" in update
+        and "input_audio_sampling_rate" not in update
+        and new.get("input_audio_sampling_rate") == 8000
+    ):
+        new["input_audio_sampling_rate"] = 24000
+    if "tool_choice" in update and isinstance(new.get("tool_choice"), dict):
+        names = {t.get("name") for t in new.get("tools") or [] if isinstance(t, dict)}
+        if new["tool_choice"].get("name") not in names:
+            c.fail(
+                "session.tool_choice.name",
+                f"Tool {new['tool_choice'].get('name')!r} is not declared in session.tools.",
+            )
