@@ -99,6 +99,30 @@ def _quiet_stderr() -> Iterator[None]:
 
 _pa_lock = threading.Lock()
 _pa: Any = None
+_alsa_handler: Any = None
+
+
+def _silence_alsa() -> None:
+    """Route ALSA's own error prints (e.g. "underrun occurred") to nowhere; they are not ours
+    to show and they arrive on stderr long after start-up."""
+    global _alsa_handler
+    if _alsa_handler is not None or os.environ.get("VLRUN_AUDIO_DEBUG"):
+        return
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("asound")
+    if not name:
+        return
+    try:
+        asound = ctypes.cdll.LoadLibrary(name)
+    except OSError:
+        return
+    handler_type = ctypes.CFUNCTYPE(
+        None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p
+    )
+    _alsa_handler = handler_type(lambda *args: None)  # kept referenced: ALSA holds the pointer
+    asound.snd_lib_error_set_handler(_alsa_handler)
 
 
 def pyaudio_instance() -> Any:
@@ -107,6 +131,7 @@ def pyaudio_instance() -> Any:
     with _pa_lock:
         if _pa is None:
             pyaudio = import_pyaudio()
+            _silence_alsa()
             with _quiet_stderr():
                 _pa = pyaudio.PyAudio()
         return _pa
@@ -165,7 +190,8 @@ def find_device(spec: str | int | None, kind: str) -> DeviceInfo:
     if not devices:
         raise AudioUnavailable(
             f"no {label} found (PortAudio lists no {kind} device)",
-            hint="connect one, or use --text / --input FILE.wav; `vlrun devices` lists what is seen",
+            hint="connect one, or use --text / --input FILE.wav; "
+            "`vlrun devices` lists what is seen",
         )
     if spec is None or spec == "":
         pa = pyaudio_instance()
@@ -218,7 +244,7 @@ def supported_rates(
 def _open_stream(
     device: DeviceInfo, kind: str, fmt: AudioFormat, callback: Callable[..., Any]
 ) -> tuple[Any, int]:
-    """Open a callback stream at the session rate, or at the device's own rate (then we resample)."""
+    """Open a callback stream at the session rate, else at the device's rate (we resample)."""
     pyaudio = import_pyaudio()
     pa = pyaudio_instance()
     last: Exception | None = None
@@ -241,8 +267,10 @@ def _open_stream(
         except (OSError, ValueError) as exc:
             last = exc
     raise AudioUnavailable(
-        f"{kind} device {device.index} ({device.name}) cannot open mono PCM16 at any usable rate ({last})",
-        hint="pick another device with --input-device/--output-device; `vlrun doctor` shows supported rates",
+        f"{kind} device {device.index} ({device.name}) cannot open mono PCM16 "
+        f"at any usable rate ({last})",
+        hint="pick another device with --input-device/--output-device; "
+        "`vlrun doctor` shows supported rates",
     )
 
 
@@ -342,7 +370,7 @@ def read_wav(path: Path, fmt: AudioFormat) -> bytes:
 
 
 class WavSource:
-    """Streams a WAV file as if it were the microphone, then trailing silence so VAD ends the turn."""
+    """Streams a WAV file as the microphone would, then silence so VAD ends the turn."""
 
     live = False  # every frame is delivered, even if the connection has to be re-opened first
 
@@ -384,7 +412,7 @@ class WavRecorder:
         self.path = path
         self.fmt = fmt
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._wav = wave.open(str(path), "wb")
+        self._wav = wave.open(str(path), "wb")  # noqa: SIM115 - open for the whole run
         self._wav.setnchannels(fmt.channels)
         self._wav.setsampwidth(SAMPLE_WIDTH)
         self._wav.setframerate(fmt.rate)

@@ -44,7 +44,7 @@ def env_lookup(env: Mapping[str, str], suffix: str) -> tuple[str | None, str | N
 
 
 def load_dotenv_file(env: Mapping[str, str] | None = None) -> Path | None:
-    """Load ``.env`` (cwd or a parent), or the file named by ``VLRUN_DOTENV``; returns what loaded."""
+    """Load ``.env`` (cwd or a parent) or the file in ``VLRUN_DOTENV``; returns what loaded."""
     env = os.environ if env is None else env
     choice = env.get("VLRUN_DOTENV")
     if choice is not None and choice.strip().lower() in ("", "0", "none", "no", "off"):
@@ -155,7 +155,8 @@ def resolve_target(
             # A key with no endpoint is almost certainly a half-finished set-up: say so.
             raise ConfigError(
                 f"{key_var} is set but no endpoint is configured",
-                hint="set AZURE_VOICELIVE_ENDPOINT (or pass --endpoint); use --emulator to run offline",
+                hint="set AZURE_VOICELIVE_ENDPOINT (or pass --endpoint); "
+                "use --emulator to run offline",
             )
         return Target(None, "no endpoint configured", model=model, api_version=version)
     _check_url(url, source)
@@ -165,7 +166,7 @@ def resolve_target(
 
 
 def make_credential(target: Target) -> Any:
-    """AzureKeyCredential for a key, else the async DefaultAzureCredential (closed by the caller)."""
+    """AzureKeyCredential for a key, else async DefaultAzureCredential (caller closes it)."""
     if target.api_key:
         from azure.core.credentials import AzureKeyCredential
 
@@ -219,7 +220,8 @@ async def agent_access_token(target: Target, credential: Any) -> str:
     except Exception as exc:
         raise AuthError(
             f"could not get an agent access token for {scope} ({_first_line(exc)})",
-            hint="classic agents need Microsoft Entra sign-in: run `az login` or set AZURE_CLIENT_ID/…",
+            hint="classic agents need Microsoft Entra sign-in: "
+            "run `az login` or set AZURE_CLIENT_ID/…",
         ) from None
     finally:
         if owned is not None:
@@ -275,7 +277,8 @@ def connect_failure(exc: BaseException, endpoint: str, target: Target) -> Connec
         how = f"the API key from {target.key_source}" if target.api_key else "your Entra sign-in"
         return AuthError(
             f"{endpoint} refused {how} (HTTP {status})",
-            hint="check the key/role assignment (Cognitive Services User) and that it belongs to this resource",
+            hint="check the key or role assignment (Cognitive Services User) "
+            "and that it belongs to this resource",
         )
     if status == 404:
         what = (

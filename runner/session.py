@@ -203,7 +203,8 @@ class LiveSession:
                         ) from None
                     delay = min(8.0, self.backoff_s * 2 ** (attempt - 1))
                     self.transcript.notice(
-                        f"connection lost ({exc}); reconnecting in {delay:.2g} s (attempt {attempt})"
+                        f"connection lost ({exc}); "
+                        f"reconnecting in {delay:.2g} s (attempt {attempt})"
                     )
                     self.metrics.reconnects += 1
                     with contextlib.suppress(asyncio.TimeoutError):

@@ -65,7 +65,9 @@ class Transcript:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.turns: list[Turn] = []
-        self.listeners: list[Callable[[Turn], None]] = []  # called for each new turn (tests, scenarios)
+        self.listeners: list[
+            Callable[[Turn], None]
+        ] = []  # called for each new turn (tests, scenarios)
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._streaming: str | None = None  # item id whose assistant text is being streamed

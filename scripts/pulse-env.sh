@@ -8,6 +8,8 @@
 #   scripts/pulse-env.sh status   exit 0 when the daemon runs and both sinks exist
 #
 # Idempotent: running "start" twice leaves one daemon and one copy of each sink.
+# With PULSE_RUNTIME_PATH set to a private folder, the daemon is private to the processes that
+# share that variable (the tests do this, so other users of the machine cannot talk over them).
 set -euo pipefail
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "pulse-env: $1 not found (apt-get install pulseaudio)" >&2; exit 3; }; }

@@ -75,8 +75,11 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def long_speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A longer utterance, for barge-in (the user keeps talking over the assistant)."""
-    return _speech(tmp_path_factory.mktemp("speech"),
-                   "Wait, stop, I want to ask something else please.", "interrupt")
+    return _speech(
+        tmp_path_factory.mktemp("speech"),
+        "Wait, stop, I want to ask something else please.",
+        "interrupt",
+    )
 
 
 def wav_stats(path: Path) -> tuple[float, float]:
@@ -126,28 +129,43 @@ def profiles_dir() -> Path:
 def run_cli(tmp_path: Path) -> Any:
     """Run `python -m runner ARGS` in tmp_path; returns the CompletedProcess."""
 
-    def run(args: list[str], *, input: str = "", env: Mapping[str, str] | None = None,
-            timeout: float = 60, sound: bool = False) -> subprocess.CompletedProcess[str]:
+    def run(
+        args: list[str],
+        *,
+        input: str = "",
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60,
+        sound: bool = False,
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "runner", *args], input=input, capture_output=True, text=True,
-            cwd=tmp_path, env=cli_env(env, sound=sound), timeout=timeout,
+            [sys.executable, "-m", "runner", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=cli_env(env, sound=sound),
+            timeout=timeout,
         )
 
     return run
 
 
 @pytest.fixture(scope="session")
-def pulse_audio() -> Iterator[None]:
-    """PulseAudio with a virtual mic ("mic", fed by playing into "vmic") and speaker ("vspk")."""
+def pulse_audio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A private PulseAudio daemon with a virtual mic ("mic", fed by playing into "vmic") and
+    speaker ("vspk"). Private (own PULSE_RUNTIME_PATH), so nothing else on the machine that
+    plays into a shared "vmic" can talk over the test."""
     script = ROOT / "scripts" / "pulse-env.sh"
     if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
         pytest.skip("PulseAudio is not installed (apt-get install pulseaudio)")
-    was_running = subprocess.run(["pulseaudio", "--check"], capture_output=True).returncode == 0
-    started = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True)
-    if started.returncode != 0:
-        pytest.skip(f"PulseAudio could not start: {started.stderr.strip() or started.stdout.strip()}")
-    try:
-        yield
-    finally:
-        if not was_running:
+    runtime = tmp_path_factory.mktemp("pulse")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PULSE_RUNTIME_PATH", str(runtime))
+        mp.delenv("PULSE_SERVER", raising=False)
+        started = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True)
+        if started.returncode != 0:
+            pytest.skip(f"PulseAudio could not start: {(started.stderr or started.stdout).strip()}")
+        try:
+            yield
+        finally:
             subprocess.run(["bash", str(script), "stop"], capture_output=True)

@@ -18,8 +18,11 @@ def emu_env(emu: Any, key: str = KEY) -> dict[str, str]:
 
 
 def test_text_mode_conversation(run_cli: Any, emulator_in_thread: Any, tmp_path: Path) -> None:
-    result = run_cli([CASUAL, "--text", "--logs", "mylogs"], input="hello there\nhow are you?\n",
-                     env=emu_env(emulator_in_thread))
+    result = run_cli(
+        [CASUAL, "--text", "--logs", "mylogs"],
+        input="hello there\nhow are you?\n",
+        env=emu_env(emulator_in_thread),
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
     assert out == [
@@ -38,11 +41,25 @@ def test_text_mode_conversation(run_cli: Any, emulator_in_thread: Any, tmp_path:
     assert KEY not in log + techs[0].read_text()
 
 
-def test_wav_in_and_out(run_cli: Any, emulator_in_thread: Any, tmp_path: Path, speech_wav: Path,
-                        wav_stats: Any) -> None:
+def test_wav_in_and_out(
+    run_cli: Any, emulator_in_thread: Any, tmp_path: Path, speech_wav: Path, wav_stats: Any
+) -> None:
     trace = tmp_path / "trace.jsonl"
-    result = run_cli([CASUAL, "--input", str(speech_wav), "--fast", "--output", "reply.wav",
-                      "--trace", str(trace), "--logs", "-"], env=emu_env(emulator_in_thread))
+    result = run_cli(
+        [
+            CASUAL,
+            "--input",
+            str(speech_wav),
+            "--fast",
+            "--output",
+            "reply.wav",
+            "--trace",
+            str(trace),
+            "--logs",
+            "-",
+        ],
+        env=emu_env(emulator_in_thread),
+    )
     assert result.returncode == 0, result.stderr
     assert "assistant: [emulator] I heard" in result.stdout
     seconds, dbfs = wav_stats(tmp_path / "reply.wav")
@@ -57,16 +74,23 @@ def test_auth_failure_is_one_clear_line(run_cli: Any, tmp_path: Path) -> None:
     from runner.emulator import emulator_thread
 
     with emulator_thread(speed=0, api_key="the-right-key-123456") as emu:
-        result = run_cli([CASUAL, "--text"], input="hi\n", env=emu_env(emu, key="the-wrong-key-987654"))
+        result = run_cli(
+            [CASUAL, "--text"], input="hi\n", env=emu_env(emu, key="the-wrong-key-987654")
+        )
     assert result.returncode == 3
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: {emu.endpoint} refused the API key from AZURE_VOICELIVE_API_KEY (HTTP 401)"]
+    assert errors == [
+        f"error: {emu.endpoint} refused the API key from AZURE_VOICELIVE_API_KEY (HTTP 401)"
+    ]
     assert "Traceback" not in result.stderr and "the-wrong-key" not in result.stderr + result.stdout
 
 
 def test_unreachable_endpoint(run_cli: Any) -> None:
-    result = run_cli([CASUAL, "--text"], input="hi\n",
-                     env={"AZURE_VOICELIVE_ENDPOINT": "http://127.0.0.1:9", "AZURE_VOICELIVE_API_KEY": KEY})
+    result = run_cli(
+        [CASUAL, "--text"],
+        input="hi\n",
+        env={"AZURE_VOICELIVE_ENDPOINT": "http://127.0.0.1:9", "AZURE_VOICELIVE_API_KEY": KEY},
+    )
     assert result.returncode == 3
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: cannot reach http://127.0.0.1:9 ")
@@ -76,7 +100,10 @@ def test_unreachable_endpoint(run_cli: Any) -> None:
 def test_wrong_endpoint_variable_names_the_variable(run_cli: Any) -> None:
     result = run_cli([CASUAL, "--text", "--endpoint", "voice-live.example"], input="")
     assert result.returncode == 1
-    assert result.stderr.splitlines()[0] == "error: --endpoint: 'voice-live.example' is not an endpoint URL"
+    assert (
+        result.stderr.splitlines()[0]
+        == "error: --endpoint: 'voice-live.example' is not an endpoint URL"
+    )
     result = run_cli([CASUAL, "--text"], input="", env={"AZURE_VOICE_LIVE_API_KEY": KEY})
     assert result.returncode == 1
     assert "AZURE_VOICE_LIVE_API_KEY is set but no endpoint is configured" in result.stderr
@@ -88,7 +115,8 @@ def test_no_microphone_is_a_clear_line(run_cli: Any) -> None:
     assert result.returncode == 3
     assert result.stderr.splitlines()[-2:] == [
         "error: no microphone found (PortAudio lists no input device)",
-        "    hint: connect one, or use --text / --input FILE.wav; `vlrun devices` lists what is seen",
+        "    hint: connect one, or use --text / --input FILE.wav; "
+        "`vlrun devices` lists what is seen",
     ]
 
 
@@ -102,9 +130,15 @@ def test_embedded_default_runs_offline_in_text_mode(run_cli: Any) -> None:
 
 
 def test_q_and_enter_ends_cleanly(emulator_in_thread: Any, tmp_path: Path, cli_env: Any) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "runner", CASUAL, "--text"], cwd=tmp_path,
-                            env=cli_env(emu_env(emulator_in_thread)), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", CASUAL, "--text"],
+        cwd=tmp_path,
+        env=cli_env(emu_env(emulator_in_thread)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write("hello\n")
     proc.stdin.flush()
@@ -122,9 +156,15 @@ def test_q_and_enter_ends_cleanly(emulator_in_thread: Any, tmp_path: Path, cli_e
 
 
 def test_ctrl_c_ends_cleanly(emulator_in_thread: Any, tmp_path: Path, cli_env: Any) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "runner", CASUAL, "--text"], cwd=tmp_path,
-                            env=cli_env(emu_env(emulator_in_thread)), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", CASUAL, "--text"],
+        cwd=tmp_path,
+        env=cli_env(emu_env(emulator_in_thread)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     proc.stdin.write("hello\n")
     proc.stdin.flush()
@@ -154,4 +194,7 @@ def test_doctor_reports_one_line_per_finding(run_cli: Any, emulator_in_thread: A
     assert KEY not in result.stdout
     result = run_cli(["doctor"], env={"AZURE_VOICELIVE_ENDPOINT": "nope"})
     assert result.returncode == 1
-    assert "fix  AZURE_VOICELIVE_ENDPOINT: 'nope' is not an endpoint URL" in result.stdout.splitlines()[-2:][0]
+    assert (
+        "fix  AZURE_VOICELIVE_ENDPOINT: 'nope' is not an endpoint URL"
+        in result.stdout.splitlines()[-2:][0]
+    )

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from azure.core.credentials import AzureKeyCredential
 
 from runner.audio import FRAME_MS, AudioFormat, ClockPlayer, read_wav
@@ -76,19 +75,42 @@ class Harness:
         return await asyncio.wait_for(self.task, 10)
 
 
-def build(profile_path: Path, endpoint: str, tmp: Path, *, player: Any = None, source: Any = None,
-          registry: Registry | None = None, greeting: bool = True, **options: Any) -> Harness:
+def build(
+    profile_path: Path,
+    endpoint: str,
+    tmp: Path,
+    *,
+    player: Any = None,
+    source: Any = None,
+    registry: Registry | None = None,
+    greeting: bool = True,
+    **options: Any,
+) -> Harness:
     profile = load_profile(profile_path)
     target = resolve_target(profile, endpoint=endpoint, env={"AZURE_VOICELIVE_API_KEY": KEY})
     schemas = registry.schemas() if registry is not None else None
     payload = compile_session(profile, tool_schemas=schemas)
-    transcript = Transcript(logs_dir=tmp / "logs", trace_path=tmp / "trace.jsonl",
-                            out=io.StringIO(), err=io.StringIO(), name=profile.name)
+    transcript = Transcript(
+        logs_dir=tmp / "logs",
+        trace_path=tmp / "trace.jsonl",
+        out=io.StringIO(),
+        err=io.StringIO(),
+        name=profile.name,
+    )
     session = LiveSession(
-        target=target, endpoint=endpoint, credential=AzureKeyCredential(KEY), session_update=payload,
-        transcript=transcript, player=player or ClockPlayer(FMT, realtime=False), source=source,
-        lines=False, greeting=greeting_event(profile) if greeting else None, registry=registry,
-        profile_name=profile.name, backoff_s=0.05, **options,
+        target=target,
+        endpoint=endpoint,
+        credential=AzureKeyCredential(KEY),
+        session_update=payload,
+        transcript=transcript,
+        player=player or ClockPlayer(FMT, realtime=False),
+        source=source,
+        lines=False,
+        greeting=greeting_event(profile) if greeting else None,
+        registry=registry,
+        profile_name=profile.name,
+        backoff_s=0.05,
+        **options,
     )
     return Harness(session, transcript)
 
@@ -128,10 +150,16 @@ async def test_greeting_makes_the_assistant_speak_first(tmp_path: Path) -> None:
 async def test_tool_call_round_trip(tmp_path: Path) -> None:
     profile = write_profile(tmp_path, PLAIN + "tools: [current_time]\n")
     registry = Registry.discover([ROOT / "tools"], entry_points=False)
-    script = {"description": "clock", "turns": [{
-        "match": "Tokyo", "tools": [{"name": "current_time", "arguments": {"timezone": "Asia/Tokyo"}}],
-        "then": "In Tokyo it is {outputs.0.time}.",
-    }]}
+    script = {
+        "description": "clock",
+        "turns": [
+            {
+                "match": "Tokyo",
+                "tools": [{"name": "current_time", "arguments": {"timezone": "Asia/Tokyo"}}],
+                "then": "In Tokyo it is {outputs.0.time}.",
+            }
+        ],
+    }
     async with running_emulator(speed=0, scenario=script) as emu:
         h = build(profile, emu.endpoint, tmp_path, registry=registry)
         h.start()
@@ -139,13 +167,16 @@ async def test_tool_call_round_trip(tmp_path: Path) -> None:
         reply = await h.turn(is_assistant("In Tokyo it is"))
         assert await h.stop() == 0
         received = emu.sessions[0].received
-    outputs = [e for e in received if e["type"] == "conversation.item.create"
-               and e["item"]["type"] == "function_call_output"]
+    outputs = [
+        e
+        for e in received
+        if e["type"] == "conversation.item.create" and e["item"]["type"] == "function_call_output"
+    ]
     assert len(outputs) == 1
     value = json.loads(outputs[0]["item"]["output"])
     assert value["timezone"] == "Asia/Tokyo"
     assert value["time"] in reply.text  # the model's answer used our tool's output
-    after = received[received.index(outputs[0]) + 1:]
+    after = received[received.index(outputs[0]) + 1 :]
     assert after and after[0]["type"] == "response.create"
     tool_turns = [t for t in h.transcript.turns if t.role == "tool"]
     assert len(tool_turns) == 1 and "current_time" in tool_turns[0].text
@@ -194,12 +225,18 @@ async def test_reconnect_after_a_drop_loses_and_repeats_no_turn(tmp_path: Path) 
         second = emu.sessions[1].received
     assert h.session.metrics.reconnects == 1
     texts = [(t.role, t.text) for t in h.transcript.turns]
-    for turn in [("user", "first question"), ("assistant", "[emulator] You said: first question"),
-                 ("user", "second question"), ("user", "third question"),
-                 ("assistant", "[emulator] You said: third question")]:
+    for turn in [
+        ("user", "first question"),
+        ("assistant", "[emulator] You said: first question"),
+        ("user", "second question"),
+        ("user", "third question"),
+        ("assistant", "[emulator] You said: third question"),
+    ]:
         assert texts.count(turn) == 1, (turn, texts)
     # The new session was given the earlier conversation as context.
-    replayed = [e["item"]["content"][0]["text"] for e in second if e["type"] == "conversation.item.create"]
+    replayed = [
+        e["item"]["content"][0]["text"] for e in second if e["type"] == "conversation.item.create"
+    ]
     assert replayed[:2] == ["first question", "[emulator] You said: first question"]
     log = h.transcript.conversation_path.read_text()  # type: ignore[union-attr]
     assert log.count("user: first question") == 1
@@ -258,13 +295,21 @@ class WatchedPlayer(ClockPlayer):
         self.started.set()
 
 
-async def test_barge_in_silences_cancels_and_truncates(tmp_path: Path, long_speech_wav: Path) -> None:
+async def test_barge_in_silences_cancels_and_truncates(
+    tmp_path: Path, long_speech_wav: Path
+) -> None:
     speech = read_wav(long_speech_wav, FMT)
     mic, player = LiveMic(), WatchedPlayer()
-    script = {"description": "long reply", "turns": [{
-        "match": "story", "say": "Once upon a time there was a very long story that went on and on "
-                                 "and on, far longer than anyone wanted to listen to it.",
-    }]}
+    script = {
+        "description": "long reply",
+        "turns": [
+            {
+                "match": "story",
+                "say": "Once upon a time there was a very long story that went on and on "
+                "and on, far longer than anyone wanted to listen to it.",
+            }
+        ],
+    }
     async with running_emulator(speed=1, scenario=script) as emu:
         h = build(write_profile(tmp_path, PLAIN), emu.endpoint, tmp_path, player=player, source=mic)
         h.start()
@@ -272,7 +317,9 @@ async def test_barge_in_silences_cancels_and_truncates(tmp_path: Path, long_spee
         await asyncio.wait_for(player.started.wait(), 10)
         mic.say(speech)  # the user talks over the assistant
         cancel = await emu.wait_for(lambda e: e["type"] == "response.cancel", timeout=10)
-        truncate = await emu.wait_for(lambda e: e["type"] == "conversation.item.truncate", timeout=10)
+        truncate = await emu.wait_for(
+            lambda e: e["type"] == "conversation.item.truncate", timeout=10
+        )
         pending_after = player.pending_ms()
         assert await h.stop() == 0
     assert cancel
@@ -292,11 +339,18 @@ async def test_wav_input_ends_after_the_reply(tmp_path: Path, speech_wav: Path) 
 
     source = WavSource(speech_wav, FMT, fast=True)
     async with running_emulator(speed=0) as emu:
-        h = build(write_profile(tmp_path, PLAIN), emu.endpoint, tmp_path, source=source,
-                  end_when_input_ends=True)
+        h = build(
+            write_profile(tmp_path, PLAIN),
+            emu.endpoint,
+            tmp_path,
+            source=source,
+            end_when_input_ends=True,
+        )
         h.start()
         assert await asyncio.wait_for(h.task, 30) == 0  # type: ignore[arg-type]
-        appended = sum(1 for e in emu.sessions[0].received if e["type"] == "input_audio_buffer.append")
+        appended = sum(
+            1 for e in emu.sessions[0].received if e["type"] == "input_audio_buffer.append"
+        )
     assert appended == len(source.pcm) // FMT.frame_bytes + (len(source.pcm) % FMT.frame_bytes > 0)
     user = [t for t in h.transcript.turns if t.role == "user"]
     assistant = [t for t in h.transcript.turns if t.role == "assistant"]
@@ -305,12 +359,20 @@ async def test_wav_input_ends_after_the_reply(tmp_path: Path, speech_wav: Path) 
 
 
 def test_session_differences_names_dropped_and_rewritten_fields() -> None:
-    sent = {"voice": "alloy", "temperature": 0.8, "instructions": "hi",
-            "turn_detection": {"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 500},
-            "tools": [{"type": "function", "name": "a"}, {"type": "function", "name": "b"}]}
-    got = {"voice": {"type": "openai", "name": "alloy"}, "temperature": 0.80000001,
-           "turn_detection": {"type": "server_vad", "threshold": 0.7},
-           "tools": [{"type": "function", "name": "a"}], "id": "sess_1"}
+    sent = {
+        "voice": "alloy",
+        "temperature": 0.8,
+        "instructions": "hi",
+        "turn_detection": {"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 500},
+        "tools": [{"type": "function", "name": "a"}, {"type": "function", "name": "b"}],
+    }
+    got = {
+        "voice": {"type": "openai", "name": "alloy"},
+        "temperature": 0.80000001,
+        "turn_detection": {"type": "server_vad", "threshold": 0.7},
+        "tools": [{"type": "function", "name": "a"}],
+        "id": "sess_1",
+    }
     lines = session_differences(sent, got)
     assert "the service dropped session.instructions (sent 'hi')" in lines
     assert "the service rewrote session.turn_detection.threshold: sent 0.5, got 0.7" in lines

@@ -123,7 +123,7 @@ def _parse_vars(values: Sequence[str]) -> dict[str, str]:
 @click.option(
     "--otel",
     is_flag=True,
-    help="Trace the SDK with OpenTelemetry (console, or OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set).",
+    help="Trace the SDK with OpenTelemetry (console; OTLP if OTEL_EXPORTER_OTLP_ENDPOINT is set).",
 )
 def run(
     profile: Path,
@@ -414,7 +414,8 @@ def devices() -> int:
     if not found:
         click.echo("no audio devices found (PortAudio sees none)", err=True)
         click.echo(
-            "    hint: on a headless machine, scripts/pulse-env.sh start creates a virtual mic and speaker",
+            "    hint: on a headless machine, scripts/pulse-env.sh start "
+            "creates a virtual mic and speaker",
             err=True,
         )
         return EXIT_UNAVAILABLE
@@ -475,7 +476,8 @@ def _doctor_audio(add: Any) -> None:
         pyaudio = import_pyaudio()
         add(
             "ok",
-            f"PyAudio {getattr(pyaudio, '__version__', '?')} with {pyaudio.get_portaudio_version_text()}",
+            f"PyAudio {getattr(pyaudio, '__version__', '?')} "
+            f"with {pyaudio.get_portaudio_version_text()}",
         )
     except AudioUnavailable as exc:
         add("warn", f"{exc.message} -- {exc.hint} (text and WAV modes still work)")
@@ -491,7 +493,8 @@ def _doctor_audio(add: Any) -> None:
             note = "" if 24000 in rates else " (24 kHz not native: vlrun resamples)"
             add(
                 "ok" if rates else "fix",
-                f"{kind} device {dev.index} '{dev.name}': mono PCM16 at {rates or 'no tested rate'}{note}",
+                f"{kind} device {dev.index} '{dev.name}': "
+                f"mono PCM16 at {rates or 'no tested rate'}{note}",
             )
     finally:
         release_pyaudio()
