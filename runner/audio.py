@@ -493,7 +493,7 @@ class ClockPlayer:
     def interrupt(self) -> tuple[str | None, int]:
         played = self.played_ms()
         self._end = time.monotonic()
-        self.silenced_at = self._end
+        self.silenced_at = time.perf_counter()
         keep = self.fmt.bytes_for_ms(played)
         del self._item_buf[keep:]
         self._item_bytes = min(self._item_bytes, keep)
@@ -546,6 +546,8 @@ class DevicePlayer:
         self._drained.set()
         self._silence_requested: float | None = None
         self.silenced_at: float | None = None  # when the first silent buffer left after interrupt()
+        # (interrupt() called, first silent buffer handed to PortAudio), perf_counter seconds
+        self.silence_log: list[tuple[float, float]] = []
         self._stream, self.device_rate = _open_stream(self.device, "output", fmt, self._callback)
         self._dev_fmt = AudioFormat(self.device_rate, fmt.channels)
         self._resample = (
@@ -573,7 +575,8 @@ class DevicePlayer:
                     self._head_offset = 0
             empty = not self._chunks
             if self._silence_requested is not None and not out:
-                self.silenced_at = time.monotonic()
+                self.silenced_at = time.perf_counter()
+                self.silence_log.append((self._silence_requested, self.silenced_at))
                 self._silence_requested = None
         if out and self.recorder is not None:
             recorded = out
@@ -607,7 +610,7 @@ class DevicePlayer:
         with self._lock:
             self._chunks.clear()
             self._head_offset = 0
-            self._silence_requested = time.monotonic()
+            self._silence_requested = time.perf_counter()
             item = self._item
             n = self._played.get(item or "", 0)
             self._item = None
