@@ -2,12 +2,13 @@
 
 The reader loop handles client events in order and never waits on a response: responses run
 as a task so ``response.cancel``, barge-in and truncation arrive while audio is streaming.
-Every server event goes through :meth:`Connection.send`, where faults apply and the event is
+Every server event goes through ``send``, where faults apply and the event is
 recorded for tests.
 
-This module holds the plumbing, session.update and conversation items; the other parts live in
-``input_audio.py`` (appends, VAD, commits), ``responses.py`` (the response task and spoken
-output) and ``tool_calls.py`` (function and MCP calls). ``host.py`` declares what they share.
+This module holds the reader loop, session.update and conversation items; the other parts live
+in ``input_audio.py`` (appends, VAD, commits), ``responses.py`` (the response task and spoken
+output) and ``tool_calls.py`` (function and MCP calls). ``host.py`` has what they all use:
+the shared state and the plumbing (``send``, ``error``, task spawning, the dropped-link fault).
 """
 
 from __future__ import annotations
@@ -134,81 +135,6 @@ class Connection(InputAudio, Responses, ToolCalls):
         self._first_audio_at: float | None = None
         self._audio_ms_in = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
-
-    # --- plumbing ---------------------------------------------------------------------------------
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def send(self, event: dict[str, Any]) -> None:
-        if self._dropped or self.ws.closed:
-            return
-        event.setdefault("event_id", P.new_id("event"))
-        faults = self.faults
-        async with self._send_lock:
-            if (
-                faults
-                and faults.delay_ms
-                and (not faults.delay_types or event["type"] in faults.delay_types)
-            ):
-                await asyncio.sleep(faults.delay_ms / 1000)
-            if self._dropped or self.ws.closed:
-                return
-            text = json.dumps(event)
-            try:
-                await self.ws.send_str(text)
-            except (ConnectionError, RuntimeError):
-                return
-            # a snapshot: items are mutated later (status, transcript) and tests read history
-            if self.record_audio:
-                self.record.sent.append(json.loads(text))
-            elif event["type"] != "response.audio.delta":
-                self.record.sent.append(event)
-            self._sent_count += 1
-            if faults is None:
-                return
-            if (
-                faults.error_after_events is not None
-                and self._sent_count == faults.error_after_events
-            ):
-                err = P.error_event(faults.error_code, faults.error_message, kind="server_error")
-                await self.ws.send_str(json.dumps(err))
-                self.record.sent.append(err)
-            if (
-                faults.drop_after_events is not None
-                and self._sent_count >= faults.drop_after_events
-            ):
-                await self._drop()
-
-    async def _drop(self) -> None:
-        """The fault 'connection lost': a close frame with the given code, or a cut socket."""
-        if self._dropped:
-            return
-        self._dropped = True
-        code = self.faults.close_code if self.faults else None
-        if code is not None:
-            await self.ws.close(code=code, message=b"emulator fault")
-        else:
-            transport = self.ws._req.transport if self.ws._req is not None else None  # noqa: SLF001
-            if transport is not None:
-                transport.abort()
-
-    async def error(
-        self,
-        code: str,
-        message: str,
-        *,
-        param: str | None = None,
-        client_event: dict[str, Any] | None = None,
-        kind: str = "invalid_request_error",
-    ) -> None:
-        event_id = client_event.get("event_id") if isinstance(client_event, dict) else None
-        await self.send(
-            P.error_event(code, message, param=param, client_event_id=event_id, kind=kind)
-        )
 
     async def run(self) -> None:
         await self.send({"type": "session.created", "session": self.session})
