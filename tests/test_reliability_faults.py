@@ -155,6 +155,7 @@ class SpokenTurns:
     transcript: WatchedTranscript
     live: LiveSession | None = None
     silence_ms: int = 400
+    stalls: int = 0  # turns after which the conversation did not move on within WAIT_S
 
     async def frames(self) -> AsyncIterator[bytes]:
         assert self.live is not None
@@ -173,7 +174,8 @@ class SpokenTurns:
                 t = self.transcript
                 return t.assistant_count() > a or t.reconnects > r or t.failed_replies() > f
 
-            await self.transcript.wait_moved(moved_on)
+            if not await self.transcript.wait_moved(moved_on):
+                self.stalls += 1
 
     def close(self) -> None:
         pass
@@ -235,6 +237,7 @@ async def converse(
         "technical": transcript.technical_path.read_text(encoding="utf-8"),
         "trace": (tmp_path / "trace.jsonl").read_text(encoding="utf-8"),
     }
+    kept["stalls"] = source.stalls
     return Outcome(live, transcript, sessions, log_text, err.getvalue(), kept)
 
 
@@ -268,6 +271,9 @@ def assert_every_completed_turn_once(out: Outcome, *, cut: int | None = None) ->
     ``cut`` names a connection that ended by a TCP cut: what it sent last may never have
     reached the client, so its turns are allowed to be missing (never duplicated or invented).
     """
+    assert out.extra["stalls"] == 0, (
+        "the conversation stalled: a turn was neither answered nor lost"
+    )
     turns = out.transcript.turns
     ids = [t.item_id for t in turns]
     assert len(ids) == len(set(ids)), f"a turn was recorded twice: {ids}"
