@@ -41,7 +41,10 @@ POLL_S = 0.01
 
 
 class BaselineClient:
-    """Quickstart-style client; :meth:`run` talks for ``duration_s`` and returns its figures."""
+    """Quickstart-style client. :meth:`run` talks for a while and returns its figures;
+    :meth:`start` / :meth:`stop` let another harness drive it (see :class:`HarnessClient`)."""
+
+    name = "baseline"
 
     def __init__(
         self,
@@ -57,15 +60,24 @@ class BaselineClient:
         self.prebuffer_chunks = prebuffer_chunks
         self.running = False
         self.mic_q: queue.Queue[bytes] = queue.Queue()
-        self.play_q: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self.first_delta_at: dict[str, float] = {}  # response id -> first delta received
-        self.write_latency: list[float] = []
-        self.silence_latency: list[float] = []
+        self.play_q: queue.Queue[tuple[str, bytes, float]] = queue.Queue()
+        self.write_first: list[float] = []  # first delta of a reply -> its first device write
+        self.write_all: list[float] = []  # every delta -> its device write
+        self.silence_latency: list[float] = []  # speech_started (while audible) -> quiet
+        self.turn_latency: list[float] = []  # speech_stopped -> first reply audio written
+        self.reply_started: asyncio.Event | None = None  # set on each reply's first write
         self._pending_barge: list[float] = []
+        self._eos_at: float | None = None
         self._lock = threading.Lock()
         self._audible = False
         self.responses = 0
         self.speech_started = 0
+        self._threads: list[threading.Thread] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._streams: list[Any] = []
+        self._pa: Any = None
+        self._manager: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ threads
 
@@ -74,7 +86,7 @@ class BaselineClient:
             data = stream.read(CHUNK, exception_on_overflow=False)
             self.mic_q.put(data)
 
-    def _playback(self, stream: Any) -> None:
+    def _playback(self, stream: Any | None) -> None:
         playing = False
         started: set[str] = set()
         while self.running:
@@ -85,19 +97,28 @@ class BaselineClient:
                     time.sleep(0.005)
                     continue
             try:
-                rid, pcm = self.play_q.get_nowait()
+                rid, pcm, received = self.play_q.get_nowait()
             except queue.Empty:
                 playing = False
                 self._went_quiet()
                 continue
+            now = time.perf_counter()
+            self.write_all.append(now - received)
             if rid not in started:
                 started.add(rid)
-                first = self.first_delta_at.get(rid)
-                if first is not None:
-                    self.write_latency.append(time.perf_counter() - first)
+                self.write_first.append(now - received)
+                with self._lock:
+                    eos, self._eos_at = self._eos_at, None
+                if eos is not None:
+                    self.turn_latency.append(now - eos)
+                if self.reply_started is not None and self._loop is not None:
+                    self._loop.call_soon_threadsafe(self.reply_started.set)
             with self._lock:
                 self._audible = True
-            stream.write(pcm)
+            if stream is not None:
+                stream.write(pcm)
+            else:  # no device: a speaker that takes as long as the audio lasts
+                time.sleep(len(pcm) / 2 / RATE)
 
     def _went_quiet(self) -> None:
         now = time.perf_counter()
@@ -107,6 +128,13 @@ class BaselineClient:
         self.silence_latency.extend(now - t for t in pending)
 
     # ------------------------------------------------------------------ asyncio side
+
+    async def _capture_clock(self, mic: Any) -> None:
+        """No device: the harness's clock-driven microphone feeds the same queue."""
+        async for frame in mic.frames():
+            if not self.running:
+                return
+            self.mic_q.put(frame)
 
     async def _send_audio(self, conn: Any) -> None:
         while self.running:
@@ -121,74 +149,90 @@ class BaselineClient:
         async for event in conn:
             kind = getattr(event.type, "value", event.type)
             if kind == "response.audio.delta":
-                rid = str(event.response_id)
-                if rid not in self.first_delta_at:
-                    self.first_delta_at[rid] = time.perf_counter()
                 delta = event.delta
                 pcm = base64.b64decode(delta) if isinstance(delta, str) else delta
-                self.play_q.put((rid, pcm))
+                self.play_q.put((str(event.response_id), pcm, time.perf_counter()))
             elif kind == "input_audio_buffer.speech_started":
                 self.speech_started += 1
                 print("(user started speaking)", file=sys.stderr)
                 with self._lock:
                     if self._audible or not self.play_q.empty():
                         self._pending_barge.append(time.perf_counter())
+            elif kind == "input_audio_buffer.speech_stopped":
+                with self._lock:
+                    self._eos_at = time.perf_counter()
             elif kind == "response.done":
                 self.responses += 1
             elif kind == "error":
                 print(f"error: {getattr(event.error, 'message', event.error)}", file=sys.stderr)
 
-    async def run(self, duration_s: float) -> dict[str, Any]:
-        import pyaudio
+    async def start(self, *, devices: bool = True, mic: Any = None) -> None:
+        """Open the devices (or use ``mic`` and a clock speaker), connect, start talking."""
         from azure.ai.voicelive.aio import connect
         from azure.core.credentials import AzureKeyCredential
 
-        pa = pyaudio.PyAudio()
-        mic = pa.open(
-            format=pyaudio.paInt16, channels=1, rate=RATE, input=True, frames_per_buffer=CHUNK
+        self._loop = asyncio.get_running_loop()
+        mic_stream = spk_stream = None
+        if devices:
+            import pyaudio
+
+            self._pa = pyaudio.PyAudio()
+            mic_stream = self._pa.open(
+                format=pyaudio.paInt16, channels=1, rate=RATE, input=True, frames_per_buffer=CHUNK
+            )
+            spk_stream = self._pa.open(
+                format=pyaudio.paInt16, channels=1, rate=RATE, output=True, frames_per_buffer=CHUNK
+            )
+            self._streams = [mic_stream, spk_stream]
+        self._manager = connect(
+            endpoint=self.endpoint, credential=AzureKeyCredential(self.api_key), model=self.model
         )
-        spk = pa.open(
-            format=pyaudio.paInt16, channels=1, rate=RATE, output=True, frames_per_buffer=CHUNK
+        conn = await self._manager.__aenter__()
+        await conn.session.update(
+            session={
+                "modalities": ["text", "audio"],
+                "voice": "alloy",
+                "input_audio_format": "pcm16",
+                "output_audio_format": "pcm16",
+                "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+            }
         )
+        self.running = True
+        self._threads = [threading.Thread(target=self._playback, args=(spk_stream,), daemon=True)]
+        if mic_stream is not None:
+            self._threads.append(
+                threading.Thread(target=self._capture, args=(mic_stream,), daemon=True)
+            )
+        for t in self._threads:
+            t.start()
+        self._tasks = [
+            asyncio.create_task(self._send_audio(conn)),
+            asyncio.create_task(self._receive(conn)),
+        ]
+        if mic_stream is None and mic is not None:
+            self._tasks.append(asyncio.create_task(self._capture_clock(mic)))
+
+    async def stop(self) -> None:
+        self.running = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for t in self._threads:
+            t.join(2)
+        if self._manager is not None:
+            await self._manager.__aexit__(None, None, None)
+        for stream in self._streams:
+            stream.close()
+        if self._pa is not None:
+            self._pa.terminate()
+
+    async def run(self, duration_s: float) -> dict[str, Any]:
         cpu0, wall0 = time.process_time(), time.perf_counter()
+        await self.start(devices=True)
         try:
-            async with connect(
-                endpoint=self.endpoint,
-                credential=AzureKeyCredential(self.api_key),
-                model=self.model,
-            ) as conn:
-                await conn.session.update(
-                    session={
-                        "modalities": ["text", "audio"],
-                        "voice": "alloy",
-                        "input_audio_format": "pcm16",
-                        "output_audio_format": "pcm16",
-                        "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
-                    }
-                )
-                self.running = True
-                threads = [
-                    threading.Thread(target=self._capture, args=(mic,), daemon=True),
-                    threading.Thread(target=self._playback, args=(spk,), daemon=True),
-                ]
-                for t in threads:
-                    t.start()
-                tasks = [
-                    asyncio.create_task(self._send_audio(conn)),
-                    asyncio.create_task(self._receive(conn)),
-                ]
-                await asyncio.wait(tasks, timeout=duration_s)
-                self.running = False
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                for t in threads:
-                    t.join(2)
+            await asyncio.wait(self._tasks, timeout=duration_s)
         finally:
-            self.running = False
-            mic.close()
-            spk.close()
-            pa.terminate()
+            await self.stop()
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         return {
             "client": "baseline (quickstart style)",
@@ -198,8 +242,48 @@ class BaselineClient:
             "responses": self.responses,
             "speech_started": self.speech_started,
             "prebuffer_chunks": self.prebuffer_chunks,
-            "write_latency_ms": summary(self.write_latency),
+            "write_latency_ms": summary(self.write_first),
+            "write_latency_every_delta_ms": summary(self.write_all),
             "silence_latency_ms": summary(self.silence_latency),
+            "turn_latency_ms": summary(self.turn_latency),
+        }
+
+
+class HarnessClient:
+    """The baseline behind the ``Client`` interface of bench/bench_runner.py.
+
+    That harness feeds every client the same speech on the same clock and reads the same
+    timings, so vlrun and the baseline are measured identically. bench/run_all.py registers
+    this class in ``bench_runner.CLIENTS`` (the extension point its docstring names).
+    """
+
+    name = "baseline"
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.reply_started = asyncio.Event()
+        self.client: BaselineClient | None = None
+
+    async def start(self, endpoint: str, devices: bool, mic: Any) -> None:
+        import bench_runner  # the harness that is driving us
+
+        self.client = BaselineClient(endpoint, bench_runner.KEY)
+        self.client.reply_started = self.reply_started
+        await self.client.start(devices=devices, mic=mic)
+
+    async def stop(self) -> None:
+        assert self.client is not None
+        await self.client.stop()
+
+    def timings(self) -> dict[str, list[float]]:
+        """Seconds; ``write`` is every delta -> device write, as vlrun's own metric is."""
+        c = self.client
+        assert c is not None
+        return {
+            "silence": list(c.silence_latency),
+            "handler_silence": [],  # no barge-in handler at all
+            "write": list(c.write_all),
+            "turn": list(c.turn_latency),
         }
 
 

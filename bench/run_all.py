@@ -290,6 +290,55 @@ def run_script(name: str, args: list[str], json_path: Path, timeout: float) -> d
     return data
 
 
+RUNNER_WITH_BASELINE = """
+import sys
+sys.path.insert(0, {bench!r})
+import bench_runner, baseline_client
+args = {args!r}
+if hasattr(bench_runner, "CLIENTS"):
+    bench_runner.CLIENTS.setdefault("baseline", baseline_client.HarnessClient)
+else:
+    args = [a for a in args if a != "--clients" and a != "vlrun,baseline"]
+sys.argv = ["bench_runner.py", *args]
+raise SystemExit(bench_runner.main())
+"""
+
+
+def runner_bench(quick: bool, json_path: Path) -> dict[str, Any]:
+    """bench/bench_runner.py with the baseline registered as a second client of its harness."""
+    script = ROOT / "bench" / "bench_runner.py"
+    if not script.is_file():
+        return {"skipped": "bench/bench_runner.py is missing"}
+    options = script_options("bench_runner.py", quick, json_path)
+    help_text = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    if "--clients" in help_text:
+        options += ["--clients", "vlrun,baseline"]
+    code = RUNNER_WITH_BASELINE.format(bench=str(ROOT / "bench"), args=options)
+    log(f"bench_runner.py {' '.join(options)} (baseline registered as a client)")
+    started, wall = time.monotonic(), time.time()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"skipped": "bench/bench_runner.py did not finish within 900 s"}
+    if not (json_path.is_file() and json_path.stat().st_mtime >= wall - 1):
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-2:]
+        return {"skipped": f"bench/bench_runner.py exited {proc.returncode}: " + " / ".join(tail)}
+    data: dict[str, Any] = json.loads(json_path.read_text(encoding="utf-8"))
+    data["_elapsed_s"] = round(time.monotonic() - started, 1)
+    data["_exit_code"] = proc.returncode
+    return data
+
+
 def soak(endpoint: str, tmp: Path, minutes: float) -> dict[str, Any]:
     """One long vlrun conversation; memory and CPU per minute, first vs last."""
     why = audio_ready()
@@ -360,7 +409,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     else:
         out.append(
             (
-                "client CPU per minute of full-duplex talk (CPU-s/min)",
+                "client CPU per minute of full-duplex talk, separate processes (CPU-s/min)",
                 fmt(vl.get("cpu_s_per_min"), " s", 2),
                 fmt(base.get("cpu_s_per_min"), " s", 2),
                 ratio(base.get("cpu_s_per_min"), vl.get("cpu_s_per_min")),
@@ -368,28 +417,55 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
         )
     runner = results.get("runner", {})
-    b_sil = (base.get("silence_latency_ms") or {}) if not why_fd else {}
-    b_wr = (base.get("write_latency_ms") or {}) if not why_fd else {}
-    r_sil, r_wr = find_latency(runner, "silen"), find_latency(runner, "write")
     why_r = runner.get("skipped")
-    out.append(
+    by_client = {c.get("client"): c for c in runner.get("clients", []) if isinstance(c, dict)}
+    r_vl, r_base = by_client.get("vlrun", {}), by_client.get("baseline", {})
+    if not why_r and r_vl:
+        out.append(
+            (
+                f"client CPU per minute, runner harness, same process ({runner.get('audio')})",
+                fmt(r_vl.get("cpu_s_per_min"), " s", 2),
+                fmt(r_base.get("cpu_s_per_min"), " s", 2),
+                ratio(r_base.get("cpu_s_per_min"), r_vl.get("cpu_s_per_min")),
+                "none known",
+            )
+        )
+    # barge-in and write latency: both clients from the runner harness when it measured the
+    # baseline too; otherwise the baseline's own run above
+    if r_base:
+        b_sil, b_wr = r_base.get("silence_latency_ms") or {}, r_base.get("write_latency_ms") or {}
+        b_turn = r_base.get("turn_latency_ms") or {}
+    else:
+        b_sil = (base.get("silence_latency_ms") or {}) if not why_fd else {}
+        b_wr = (base.get("write_latency_every_delta_ms") or {}) if not why_fd else {}
+        b_turn = (base.get("turn_latency_ms") or {}) if not why_fd else {}
+    r_sil = r_vl.get("silence_latency_ms") if r_vl else find_latency(runner, "silen")
+    r_wr = r_vl.get("write_latency_ms") if r_vl else find_latency(runner, "write")
+    r_turn = r_vl.get("turn_latency_ms") if r_vl else find_latency(runner, "turn")
+    for label, ours, theirs, floor in (
         (
             "speech_started → output silenced, median (p95)",
-            f"not measured: {why_r}" if why_r else pair(r_sil),
-            pair(b_sil),
-            "—" if why_r else ratio(b_sil.get("median"), (r_sil or {}).get("median")),
+            r_sil,
+            b_sil,
             f"≤ {OUTPUT_BUFFER_MS} ms (one output buffer)",
-        )
-    )
-    out.append(
+        ),
         (
-            "first audio delta → device write, median (p95)",
-            f"not measured: {why_r}" if why_r else pair(r_wr),
-            pair(b_wr),
-            "—" if why_r else ratio(b_wr.get("median"), (r_wr or {}).get("median")),
+            "audio delta → device write, median (p95)",
+            r_wr,
+            b_wr,
             f"≤ {OUTPUT_BUFFER_MS} ms (next output callback)",
+        ),
+        ("end of speech → first reply audio written, median (p95)", r_turn, b_turn, "—"),
+    ):
+        out.append(
+            (
+                label,
+                f"not measured: {why_r}" if why_r else pair(ours),
+                pair(theirs),
+                "—" if why_r else ratio((theirs or {}).get("median"), (ours or {}).get("median")),
+                floor,
+            )
         )
-    )
     disp = results.get("dispatch", {})
     if disp.get("skipped"):
         out.append(("tool dispatch overhead, p99", f"not measured: {disp['skipped']}", "", "", ""))
@@ -439,7 +515,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         best = emu.get("max_sessions_without_lag")
         ours = [st for st in steps if st.get("server", "emulator") == "emulator"]
         last = next((st for st in ours if st.get("sessions") == best), ours[-1] if ours else {})
-        bare = next(
+        bare: dict[str, Any] = next(
             (
                 st
                 for st in steps
@@ -594,12 +670,7 @@ def main() -> int:
             results["full_duplex"] = full_duplex(emu, tmp, seconds, warmup=4.0)
             if args.soak:
                 results["soak"] = soak(emu.endpoint, tmp, args.soak)
-        results["runner"] = run_script(
-            "bench_runner.py",
-            script_options("bench_runner.py", quick, RESULTS / "runner.json"),
-            RESULTS / "runner.json",
-            timeout=900,
-        )
+        results["runner"] = runner_bench(quick, RESULTS / "runner.json")
         results["dispatch"] = run_script(
             "bench_dispatch.py",
             ["--n", "1000" if quick else "5000", "--json", str(RESULTS / "dispatch.json")],
