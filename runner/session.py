@@ -100,6 +100,7 @@ class LiveSession:
         rollover_margin_s: float = 120.0,
         finish_timeout_s: float = 60.0,
         replay_history: bool = True,
+        send_ms: int = 40,
     ) -> None:
         self.target = target
         self.endpoint = endpoint
@@ -122,6 +123,7 @@ class LiveSession:
         self.rollover_margin_s = rollover_margin_s
         self.finish_timeout_s = finish_timeout_s
         self.replay_history = replay_history and not target.agent_kwargs and not target.agent_query
+        self.send_ms = send_ms
         self.metrics = Metrics()
         self.session_id = ""
         self.conn: Any = None
@@ -319,7 +321,8 @@ class LiveSession:
                 raise _Drop(str(exc)[:200]) from None
             arrived = time.perf_counter()
             kind = _val(event.type)
-            self.transcript.trace("in", _as_dict(event))
+            if self.transcript.tracing:  # serialising every event back is costly: only on demand
+                self.transcript.trace("in", _as_dict(event))
             handler = self._handlers.get(kind)
             self.transcript.event(kind)
             if handler is None:
@@ -345,7 +348,8 @@ class LiveSession:
         kind = str(data.get("type", "?"))
         self.metrics.sent_events[kind] = self.metrics.sent_events.get(kind, 0) + 1
         if kind != "input_audio_buffer.append":
-            self.transcript.trace("out", dict(data))
+            if self.transcript.tracing:
+                self.transcript.trace("out", dict(data))
             log.debug("send %s", kind)
         try:
             await conn.send(event)
@@ -393,6 +397,11 @@ class LiveSession:
         assert self.source is not None
         meter = self.transcript.meter_enabled
         live = getattr(self.source, "live", True)
+        # Frames are captured every 20 ms but sent in slightly larger appends: each event costs
+        # a JSON encode and a WebSocket frame, and the service only needs audio, not cadence.
+        fmt = getattr(self.source, "fmt", self.player.fmt)
+        batch = fmt.bytes_for_ms(self.send_ms) if live else 0
+        pending = bytearray()
         if not live:
             await self._ready.wait()  # a file loses nothing: start once the session is ready
         try:
@@ -405,11 +414,15 @@ class LiveSession:
                     if live:
                         continue  # (re)connecting: live audio from now cannot be delivered
                     await self._ready.wait()
+                pending += frame
+                if len(pending) < batch:
+                    continue
+                chunk, pending = bytes(pending), bytearray()
                 with contextlib.suppress(_Drop):  # the receive side notices and reconnects
                     await self._send(
                         {
                             "type": "input_audio_buffer.append",
-                            "audio": base64.b64encode(frame).decode("ascii"),
+                            "audio": base64.b64encode(chunk).decode("ascii"),
                         }
                     )
         except VlrunError as exc:

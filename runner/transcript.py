@@ -246,6 +246,11 @@ class Transcript:
 
     # -- trace -----------------------------------------------------------------------------
 
+    @property
+    def tracing(self) -> bool:
+        """Whether --trace is on (callers skip building trace records otherwise)."""
+        return self._trace is not None
+
     def trace(self, direction: str, event: dict[str, Any]) -> None:
         """Append one event to the JSONL trace; base64 audio is replaced by its length."""
         if self._trace is None:
