@@ -44,6 +44,11 @@ class Observer(Transcript):
                 await asyncio.wait_for(changed.wait(), left)
         return True
 
+    @property
+    def tracing(self) -> bool:
+        """Always on: a session may skip ``trace`` when nobody traces; the Observer needs it."""
+        return True
+
     def trace(self, direction: str, event: dict[str, Any]) -> None:
         super().trace(direction, event)
         self.events.append((time.perf_counter(), direction, event))
