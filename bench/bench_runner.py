@@ -402,8 +402,9 @@ def table(results: dict[str, Any]) -> str:
     for r in results["clients"]:
         s, w, t = r["silence_latency_ms"], r["write_latency_ms"], r["turn_latency_ms"]
         rows.append(
-            f"| {r['client']} ({r.get('io', '?')} I/O) | {r['cpu_percent_of_one_core']:.3f} % | {r['cpu_s_per_min']:.3f} "
-            f"| {s['median']} / {s['p99']} ms ({s['n']}) | {w['median']} / {w['p99']} ms ({w['n']}) "
+            f"| {r['client']} ({r.get('io', '?')} I/O) | {r['cpu_percent_of_one_core']:.3f} % "
+            f"| {r['cpu_s_per_min']:.3f} | {s['median']} / {s['p99']} ms ({s['n']}) "
+            f"| {w['median']} / {w['p99']} ms ({w['n']}) "
             f"| {t['median']} ms |"
         )
     floor = results.get("sound_stack_floor")
