@@ -21,16 +21,16 @@ from runner.redact import redact
 
 # name -> (module, attribute, one-line help). The table is the registry of subcommands.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "run": ("runner.commands.run", "run", "Start a profile and talk to it (the default command)."),
-    "check": ("runner.commands.check", "check", "Validate profiles and scenarios; report every problem."),
-    "compile": ("runner.commands.compile", "compile_", "Print the session.update payload a profile compiles to."),
+    "run": ("runner.commands.run", "run", "Start a profile and talk to it (the default)."),
+    "check": ("runner.commands.check", "check", "Validate profiles and scenarios."),
+    "compile": ("runner.commands.compile", "compile_", "Print a profile's session.update."),
     "explain": ("runner.commands.compile", "explain", "Show where each compiled field came from."),
     "schema": ("runner.commands.compile", "schema", "Print the profile (or scenario) JSON Schema."),
     "emulate": ("runner.commands.emulate", "emulate", "Run the local Voice Live emulator."),
     "tools": ("runner.commands.tools", "tools", "List and inspect tool plugins."),
     "devices": ("runner.commands.run", "devices", "List audio input and output devices."),
-    "doctor": ("runner.commands.run", "doctor", "Check sound stack, endpoint, credentials and a profile."),
-    "test": ("runner.commands.test", "test", "Run conversation scenarios against the emulator or Azure."),
+    "doctor": ("runner.commands.run", "doctor", "Check sound stack, endpoint, keys, a profile."),
+    "test": ("runner.commands.test", "test", "Run conversation scenarios (emulator or Azure)."),
 }
 
 
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         crash.write_text(redact(traceback.format_exc()), encoding="utf-8")
         kind = sys.exc_info()[0]
         name = kind.__name__ if kind else "error"
-        click.echo(f"vlrun failed unexpectedly ({name}); details in {crash}. Please report it.", err=True)
+        click.echo(
+            f"vlrun failed unexpectedly ({name}); details in {crash}. Please report it.", err=True
+        )
         return EXIT_BUG
     return rv if isinstance(rv, int) else 0
