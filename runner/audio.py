@@ -412,10 +412,10 @@ class WavRecorder:
         self.path = path
         self.fmt = fmt
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._wav = wave.open(str(path), "wb")  # noqa: SIM115 - open for the whole run
+        self._wav: wave.Wave_write | None = wave.open(str(path), "wb")  # noqa: SIM115 - whole run
         self._wav.setnchannels(fmt.channels)
         self._wav.setsampwidth(SAMPLE_WIDTH)
-        self._wav.setframerate(fmt.rate)
+        self._wav.setframerate(fmt.rate)  # type: ignore[union-attr]
         self._lock = threading.Lock()
         self.bytes_written = 0
 

@@ -146,6 +146,7 @@ class LiveSession:
         self._cancel_sent_at = 0.0
         self._expires_at: float | None = None
         self._configured_once = False
+        self._heard_speech = False  # the service has detected speech at least once
         self._handlers: dict[str, Handler] = {
             "session.created": self._on_session_created,
             "session.updated": self._on_session_updated,
@@ -473,6 +474,11 @@ class LiveSession:
     async def _finish_after_reply(self) -> None:
         """End of input: wait for the reply in progress, let it play out, then stop."""
         try:
+            if self.source is not None:
+                # A file sent with --fast can end before the service has even heard the
+                # speech in it: the turn starts when it says so, not when sending stops.
+                await asyncio.wait_for(self._wait_until(lambda: self._heard_speech),
+                                       timeout=self.finish_timeout_s)
             await asyncio.wait_for(self._idle(), timeout=self.finish_timeout_s)
         except asyncio.TimeoutError:
             self.transcript.notice("input ended; no reply came, stopping")
@@ -539,7 +545,8 @@ class LiveSession:
 
     async def _on_speech_started(self, event: Any, arrived: float | None = None) -> None:
         t0 = arrived if arrived is not None else time.perf_counter()
-        self._speaking = True
+        self._speaking = self._heard_speech = True
+        self._poke_idle()
         self._speech_ms[str(event.item_id)] = float(getattr(event, "audio_start_ms", 0) or 0)
         was_playing = self.player.pending_ms() > 0
         item_id, played_ms = self.player.interrupt()  # silence first, talk to the service after

@@ -198,3 +198,16 @@ def test_doctor_reports_one_line_per_finding(run_cli: Any, emulator_in_thread: A
         "fix  AZURE_VOICELIVE_ENDPOINT: 'nope' is not an endpoint URL"
         in result.stdout.splitlines()[-2:][0]
     )
+
+
+def test_otel_without_opentelemetry_is_one_clear_line(run_cli: Any) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("opentelemetry") is not None:
+        import pytest
+
+        pytest.skip("OpenTelemetry is installed here; the message is for when it is not")
+    result = run_cli([CASUAL, "--emulator", "--text", "--otel"], input="")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0].startswith("error: --otel needs OpenTelemetry")
+    assert "pip install 'vlrun[otel]'" in result.stderr

@@ -345,6 +345,7 @@ def _open_audio(
 
     in_fmt, out_fmt = _formats(session)
     recorder = WavRecorder(options.output_wav, out_fmt) if options.output_wav else None
+    source: Any
     if options.input_wav is not None:
         source = WavSource(options.input_wav, in_fmt, fast=options.fast)
         return source, ClockPlayer(out_fmt, recorder=recorder, realtime=not options.fast), "wav"
