@@ -432,7 +432,10 @@ def main() -> int:
     args = parser.parse_args()
     seconds = 20.0 if args.quick else args.seconds
     os.environ.setdefault("VLRUN_DOTENV", "none")
-    with tempfile.TemporaryDirectory(prefix="vlrun-bench-runner-") as name:
+    # The PulseAudio daemon may still be removing its socket while the folder goes.
+    with tempfile.TemporaryDirectory(
+        prefix="vlrun-bench-runner-", ignore_cleanup_errors=True
+    ) as name:
         tmp = Path(name)
         with private_pulse(tmp) if not args.virtual else contextlib.nullcontext(False) as devices:
             with emulator_process(tmp) as endpoint:

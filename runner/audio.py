@@ -308,9 +308,16 @@ class Microphone:
 
     live = True  # frames that cannot be sent now are dropped, not delayed
 
-    def __init__(self, fmt: AudioFormat, device: str | int | None = None) -> None:
+    def __init__(
+        self, fmt: AudioFormat, device: str | int | None = None, *, handoff_frames: int = 2
+    ) -> None:
         self.fmt = fmt
         self.device = find_device(device, "input")
+        # Capture runs in 20 ms buffers; waking the event loop for every one of them costs more
+        # than the audio work itself, so the callback hands over a few frames at a time.
+        self._handoff_frames = max(1, handoff_frames)
+        self._held = bytearray()
+        self._held_frames = 0
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._stream, self.device_rate = _open_stream(self.device, "input", fmt, self._callback)
@@ -324,16 +331,24 @@ class Microphone:
     def _callback(
         self, in_data: bytes, frame_count: int, time_info: Any, status: int
     ) -> tuple[None, int]:
-        with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, in_data)
+        self._held += in_data
+        self._held_frames += 1
+        if self._held_frames >= self._handoff_frames:
+            data, self._held, self._held_frames = bytes(self._held), bytearray(), 0
+            with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, data)
         return None, 0  # paContinue
 
     async def frames(self) -> AsyncIterator[bytes]:
+        step = self.fmt.frame_bytes
         while True:
             data = await self._queue.get()
             if data is None:
                 return
-            yield self._resample(data) if self._resample else data
+            if self._resample:
+                data = self._resample(data)
+            for offset in range(0, len(data), step):  # 20 ms frames, as promised
+                yield data[offset : offset + step]
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
