@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -147,6 +148,8 @@ class LiveSession:
         self._expires_at: float | None = None
         self._configured_once = False
         self._heard_speech = False  # the service has detected speech at least once
+        self._connection_worked = False  # the current connection got as far as session.updated
+        self._requested = 0  # response.create sent, response.created not seen yet
         self._handlers: dict[str, Handler] = {
             "session.created": self._on_session_created,
             "session.updated": self._on_session_updated,
@@ -196,6 +199,8 @@ class LiveSession:
                     self.transcript.notice("session time limit near: continuing in a new session")
                     attempt = 0
                 except (_Drop, ConnectError) as exc:
+                    if self._connection_worked:
+                        attempt = 0  # count failures in a row, not drops over a whole conversation
                     if not self._configured_once and isinstance(exc, ConnectError):
                         raise  # cannot connect at all: one clear line, non-zero exit
                     if self._stop.is_set():
@@ -234,6 +239,7 @@ class LiveSession:
 
     async def _connection(self, *, first: bool) -> None:
         """One connection from connect to close; raises _Drop / _Rollover to go round again."""
+        self._connection_worked = False
         async with open_connection(
             self.target, self.endpoint, self.credential, api_version=self.api_version
         ) as conn:
@@ -243,11 +249,12 @@ class LiveSession:
             self._active = None
             self._no_active.set()
             self._speaking = self._awaiting_reply = False
+            self._requested = 0
             self._speech_ms.clear()
             self._poke_idle()
             try:
                 await self._configure(conn)
-                self._configured_once = True
+                self._configured_once = self._connection_worked = True
                 if not first:
                     await self._replay(conn)
                     self.transcript.notice("reconnected; the conversation continues")
@@ -311,19 +318,30 @@ class LiveSession:
 
     async def _receive(self, conn: Any) -> None:
         from azure.ai.voicelive.aio import ConnectionClosed
-        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
+        from azure.ai.voicelive.models import ServerEvent
 
         while True:
             try:
-                event = await conn.recv()
+                # Raw frames, parsed here the way the SDK's recv() does, so that one frame it
+                # cannot read is logged (with its text) and skipped instead of ending the turn.
+                raw = await conn.recv_bytes()
             except ConnectionClosed as exc:
                 raise _Drop(f"closed with code {exc.code}") from None
-            except SdkConnectionError as exc:
-                raise _Drop(str(exc)[:200]) from None
+            if not raw:
+                raise _Drop("empty frame (connection closed)")
+            try:
+                payload = json.loads(raw)
+                if not isinstance(payload, dict):
+                    raise ValueError(f"a JSON {type(payload).__name__}, not an event object")
+                event = ServerEvent._deserialize(payload, [])  # noqa: SLF001 - as recv() does
+            except Exception as exc:  # a malformed frame is the service's bug, not a reason to stop
+                text = raw[:300].decode("utf-8", "replace")
+                log.warning("skipped a server frame vlrun could not read (%s): %s", exc, text)
+                continue
             arrived = time.perf_counter()
             kind = _val(event.type)
-            if self.transcript.tracing:  # serialising every event back is costly: only on demand
-                self.transcript.trace("in", _as_dict(event))
+            if self.transcript.tracing:
+                self.transcript.trace("in", payload)
             handler = self._handlers.get(kind)
             self.transcript.event(kind)
             if handler is None:
@@ -348,6 +366,8 @@ class LiveSession:
         data = event if isinstance(event, Mapping) else event.as_dict()
         kind = str(data.get("type", "?"))
         self.metrics.sent_events[kind] = self.metrics.sent_events.get(kind, 0) + 1
+        if kind == "response.create":
+            self._requested += 1  # in flight until response.created (or an error) comes back
         if kind != "input_audio_buffer.append":
             if self.transcript.tracing:
                 self.transcript.trace("out", dict(data))
@@ -459,7 +479,10 @@ class LiveSession:
         from azure.ai.voicelive.models import InputTextContentPart, UserMessageItem
 
         await self._wait_until(
-            lambda: not self._awaiting_reply and self._active is None and not self._tool_tasks
+            lambda: not self._awaiting_reply
+            and self._active is None
+            and not self._requested
+            and not self._tool_tasks
         )
         await self._ready.wait()
         item_id = f"typed_{len(self.transcript.turns)}_{int(time.time() * 1000)}"
@@ -532,6 +555,9 @@ class LiveSession:
         err = getattr(event, "error", None)
         code = getattr(err, "code", None) or getattr(err, "type", None) or "error"
         message = getattr(err, "message", "") or ""
+        if self._requested and "response" in str(code):
+            self._requested -= 1  # that response.create was refused: it will not be created
+            self._poke_idle()
         if code == "response_cancel_not_active" and time.monotonic() - self._cancel_sent_at < 5:
             log.info("server: %s (the service had already ended the response)", code)
             return
@@ -614,6 +640,7 @@ class LiveSession:
     def _on_response_created(self, event: Any) -> None:
         rid = str(event.response.id)
         resp = _Response(rid)
+        self._requested = max(0, self._requested - 1)
         self._responses[rid] = resp
         self._active = resp
         self._no_active.clear()
@@ -748,7 +775,7 @@ class LiveSession:
             for r in results:
                 item = FunctionCallOutputItem(call_id=r.call_id, output=r.output)
                 await self._send({"type": "conversation.item.create", "item": item.as_dict()})
-            await self._no_active.wait()
+            await self._wait_until(lambda: self._active is None and not self._requested)
             await self._send({"type": "response.create"})
         except _Drop:
             self.transcript.warning("the connection dropped before the tool results were sent")
