@@ -36,7 +36,9 @@ SECRET_KEYS = frozenset(
 
 _SHAPES = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/=%]{8,}"),
-    re.compile(r"(?i)((?:api-key|api_key|agent-access-token|access_token|authorization)[=:]\s*)[^\s&\"',}]+"),
+    re.compile(
+        r"(?i)((?:api-key|api_key|agent-access-token|access_token|authorization)[=:]\s*)[^\s&\"',}]+"
+    ),
     re.compile(r"(?i)(\"(?:api-key|api_key|authorization|agent-access-token)\"\s*:\s*\")[^\"]+"),
 ]
 

@@ -399,7 +399,7 @@ async def replay(
         await observer.wait(
             lambda: sum(1 for _, d, _e in observer.events if d == "in") >= last_in, OUT_WAIT_S
         )
-        await observer.wait(lambda: not live._tool_tasks, OUT_WAIT_S)  # noqa: SLF001
+        await observer.wait(lambda: not live.tools_running, OUT_WAIT_S)
         live.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await task

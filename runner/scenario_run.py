@@ -232,9 +232,8 @@ class _Driver:
         )
         if not ok:
             raise VlrunError("the service never confirmed the session (no session.updated)")
-        ready = getattr(self.live, "_ready", None)
-        if ready is not None:  # the session sends the greeting before it accepts input
-            await asyncio.wait_for(ready.wait(), self.timeout)
+        # the session sends the greeting before it accepts input
+        await asyncio.wait_for(self.live.ready.wait(), self.timeout)
         if self.live.greeting:
             await self.obs.wait(lambda: settled(self.obs.events), self.timeout)
             await self.player.drain()

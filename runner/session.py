@@ -233,6 +233,16 @@ class LiveSession:
                 loop.remove_signal_handler(signal.SIGINT)
         return 0
 
+    @property
+    def ready(self) -> asyncio.Event:
+        """Set while a configured connection accepts input (cleared during reconnects)."""
+        return self._ready
+
+    @property
+    def tools_running(self) -> bool:
+        """Whether tool calls of this session are still being run."""
+        return bool(self._tool_tasks)
+
     def stop(self) -> None:
         """End the conversation (Ctrl+C, ``q``, end of input)."""
         self._stop.set()
@@ -479,10 +489,12 @@ class LiveSession:
         from azure.ai.voicelive.models import InputTextContentPart, UserMessageItem
 
         await self._wait_until(
-            lambda: not self._awaiting_reply
-            and self._active is None
-            and not self._requested
-            and not self._tool_tasks
+            lambda: (
+                not self._awaiting_reply
+                and self._active is None
+                and not self._requested
+                and not self._tool_tasks
+            )
         )
         await self._ready.wait()
         item_id = f"typed_{len(self.transcript.turns)}_{int(time.time() * 1000)}"
@@ -500,8 +512,9 @@ class LiveSession:
             if self.source is not None:
                 # A file sent with --fast can end before the service has even heard the
                 # speech in it: the turn starts when it says so, not when sending stops.
-                await asyncio.wait_for(self._wait_until(lambda: self._heard_speech),
-                                       timeout=self.finish_timeout_s)
+                await asyncio.wait_for(
+                    self._wait_until(lambda: self._heard_speech), timeout=self.finish_timeout_s
+                )
             await asyncio.wait_for(self._idle(), timeout=self.finish_timeout_s)
         except asyncio.TimeoutError:
             self.transcript.notice("input ended; no reply came, stopping")

@@ -44,8 +44,9 @@ def test_corpus_covers_enough_cases() -> None:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_invalid_profile_output_is_exact(name: str, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_invalid_profile_output_is_exact(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     case = INVALID / name
     monkeypatch.chdir(case)
     started = time.perf_counter()
@@ -61,8 +62,16 @@ def test_invalid_profile_output_is_exact(name: str, monkeypatch: pytest.MonkeyPa
 
 
 # A handful through a real process: the installed entry point, no in-process shortcuts.
-SUBPROCESS_CASES = ["yaml-unclosed-flow", "non-utf8", "python-object-apply-tag", "alias-bomb",
-                    "sandbox-class-escape", "extends-cycle", "several-errors", "tool-drift"]
+SUBPROCESS_CASES = [
+    "yaml-unclosed-flow",
+    "non-utf8",
+    "python-object-apply-tag",
+    "alias-bomb",
+    "sandbox-class-escape",
+    "extends-cycle",
+    "several-errors",
+    "tool-drift",
+]
 
 
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
@@ -70,20 +79,28 @@ def test_invalid_profile_in_subprocess(name: str) -> None:
     case = INVALID / name
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLRUN_TEST_")}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, "-m", "runner", "check", "profile.yaml"], cwd=case,
-                          env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "check", "profile.yaml"],
+        cwd=case,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout == (case / "expected.txt").read_text()
     assert "Traceback" not in proc.stderr
     assert "1 invalid" in proc.stderr
 
 
-def test_python_tag_constructs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_python_tag_constructs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     marker = tmp_path / "pwned"
     profile = tmp_path / "p.yaml"
-    profile.write_text(f"name: t\ninstructions: !!python/object/apply:os.system "
-                       f"['touch {marker}']\n")
+    profile.write_text(
+        f"name: t\ninstructions: !!python/object/apply:os.system ['touch {marker}']\n"
+    )
     code, out, _ = run(["check", str(profile)], capsys)
     assert code == 1
     assert not marker.exists()
@@ -116,8 +133,9 @@ def test_shipped_profiles_pass(capsys: pytest.CaptureFixture[str]) -> None:
     assert "0 invalid" in err
 
 
-def test_reports_every_file_and_every_problem(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_reports_every_file_and_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "a.yaml").write_text("name: a\nvoise: alloy\ntemperature: 9\n")
     (tmp_path / "b.yaml").write_text("name: b\nvoice: alloy\n")
     (tmp_path / "sub").mkdir()
@@ -125,8 +143,9 @@ def test_reports_every_file_and_every_problem(tmp_path: Path,
     code, out, err = run(["check", str(tmp_path)], capsys)
     assert code == 1
     lines = [ln for ln in out.splitlines() if ": error:" in ln]
-    assert [ln.split(":")[0] for ln in lines] == [str(tmp_path / "a.yaml")] * 2 + \
-        [str(tmp_path / "sub" / "c.yml")]
+    assert [ln.split(":")[0] for ln in lines] == [str(tmp_path / "a.yaml")] * 2 + [
+        str(tmp_path / "sub" / "c.yml")
+    ]
     assert "checked 3 file(s): 2 invalid, 3 error(s)" in err
 
 
@@ -139,10 +158,21 @@ def test_glob_argument(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 1 and "bad.yaml:2:14" in out
 
 
-@pytest.mark.parametrize("argv", [["check", "does-not-exist.yaml"], ["check", "nothing-*.yaml"],
-                                  ["check", "--format", "xml", "x.yaml"], ["check"]])
-def test_usage_errors_exit_2(argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "does-not-exist.yaml"],
+        ["check", "nothing-*.yaml"],
+        ["check", "--format", "xml", "x.yaml"],
+        ["check"],
+    ],
+)
+def test_usage_errors_exit_2(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.chdir(tmp_path)
     code, out, err = run(argv, capsys)
     assert code == 2
@@ -183,8 +213,10 @@ def test_warnings_do_not_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     p.write_text("name: t\nsession:\n  flux: 1\n  modalities: [text]\n")
     code, out, _ = run(["check", str(p)], capsys)
     assert code == 0
-    assert out == (f"{p}:3:3: warning: session field 'flux' is not known to the SDK; sent as is"
-                   " (at $.session.flux)\n")
+    assert out == (
+        f"{p}:3:3: warning: session field 'flux' is not known to the SDK; sent as is"
+        " (at $.session.flux)\n"
+    )
 
 
 def test_api_version_option_rechecks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -195,23 +227,27 @@ def test_api_version_option_rechecks(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 1 and "MCP servers need api_version 2026-04-10" in out
 
 
-def test_secret_header_value_never_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_secret_header_value_never_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     secret = "sk-very-secret-value-123"
     monkeypatch.setenv("VLRUN_TEST_TOKEN", secret)
     p = tmp_path / "p.yaml"
     # the url carries the secret too, so an error message quoting it would leak
-    p.write_text("name: t\nmcp_servers:\n  - label: d\n    url: 'https://x.example'\n"
-                 "    headers: {Authorization: '${env:VLRUN_TEST_TOKEN}'}\n"
-                 "    allowed_tools: '${env:VLRUN_TEST_TOKEN}'\n")
+    p.write_text(
+        "name: t\nmcp_servers:\n  - label: d\n    url: 'https://x.example'\n"
+        "    headers: {Authorization: '${env:VLRUN_TEST_TOKEN}'}\n"
+        "    allowed_tools: '${env:VLRUN_TEST_TOKEN}'\n"
+    )
     code, out, err = run(["check", str(p)], capsys)
     assert code == 1
     assert secret not in out + err
     assert "***" in out
 
 
-def test_file_kind_registry_routes_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_file_kind_registry_routes_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     seen: list[Path] = []
 
     def validate(path: Path, options: check_cmd.CheckOptions) -> list[Problem]:
@@ -229,11 +265,13 @@ def test_file_kind_registry_routes_files(tmp_path: Path, monkeypatch: pytest.Mon
     assert out == f"{tmp_path / 'x.yaml'}:1:1: error: custom kind says no\n"
 
 
-def test_unavailable_kind_is_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_unavailable_kind_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(check_cmd, "KINDS", list(check_cmd.KINDS))
-    check_cmd.register_kind(check_cmd.FileKind("later", lambda p, head: True,
-                                               "runner.not_built_yet:check_file"))
+    check_cmd.register_kind(
+        check_cmd.FileKind("later", lambda p, head: True, "runner.not_built_yet:check_file")
+    )
     (tmp_path / "x.yaml").write_text("anything: 1\n")
     code, out, _ = run(["check", str(tmp_path / "x.yaml")], capsys)
     assert code == 0

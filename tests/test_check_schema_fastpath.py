@@ -47,19 +47,68 @@ def test_agrees_on_corpus(name: str, doc: Any) -> None:
     assert FAST(doc) == REFERENCE.is_valid(doc)
 
 
-FIELDS = ["name", "voice", "type", "temperature", "threshold", "modalities", "tools", "audio",
-          "input_sampling_rate", "noise_reduction", "echo_cancellation", "channels", "vars",
-          "default", "metadata", "greeting", "enabled", "mcp_servers", "label", "url",
-          "approval", "max_response_tokens", "turn_detection", "x-anchor", "bad key", "timeout_s"]
-LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-5, 30000), st.floats(-2, 3),
-                   st.sampled_from(["alloy", "text", "audio", "server_vad", "manual", "inf",
-                                    "off", "https://x", "ask", "g711_ulaw", "", "1bad", "ok_1",
-                                    "azure-standard", "client", "server"]),
-                   st.sampled_from([0, 1, 2, 8000, 16000, 24000, 1.0, 0.5, 4096, 4097]))
+FIELDS = [
+    "name",
+    "voice",
+    "type",
+    "temperature",
+    "threshold",
+    "modalities",
+    "tools",
+    "audio",
+    "input_sampling_rate",
+    "noise_reduction",
+    "echo_cancellation",
+    "channels",
+    "vars",
+    "default",
+    "metadata",
+    "greeting",
+    "enabled",
+    "mcp_servers",
+    "label",
+    "url",
+    "approval",
+    "max_response_tokens",
+    "turn_detection",
+    "x-anchor",
+    "bad key",
+    "timeout_s",
+]
+LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 30000),
+    st.floats(-2, 3),
+    st.sampled_from(
+        [
+            "alloy",
+            "text",
+            "audio",
+            "server_vad",
+            "manual",
+            "inf",
+            "off",
+            "https://x",
+            "ask",
+            "g711_ulaw",
+            "",
+            "1bad",
+            "ok_1",
+            "azure-standard",
+            "client",
+            "server",
+        ]
+    ),
+    st.sampled_from([0, 1, 2, 8000, 16000, 24000, 1.0, 0.5, 4096, 4097]),
+)
 DOCS_STRATEGY = st.recursive(
-    LEAVES, lambda kids: st.one_of(st.lists(kids, max_size=4),
-                                   st.dictionaries(st.sampled_from(FIELDS), kids, max_size=5)),
-    max_leaves=30)
+    LEAVES,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=4), st.dictionaries(st.sampled_from(FIELDS), kids, max_size=5)
+    ),
+    max_leaves=30,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -68,10 +117,18 @@ def test_agrees_on_generated_documents(doc: dict[str, Any]) -> None:
     assert FAST(doc) == REFERENCE.is_valid(doc)
 
 
-@pytest.mark.parametrize(("a", "b", "equal"), [
-    (1, 1.0, True), (True, 1, False), (False, 0, False), ([1, True], [1.0, True], True),
-    ({"a": 1}, {"a": True}, False), ("1", 1, False), (None, None, True),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        (1, 1.0, True),
+        (True, 1, False),
+        (False, 0, False),
+        ([1, True], [1.0, True], True),
+        ({"a": 1}, {"a": True}, False),
+        ("1", 1, False),
+        (None, None, True),
+    ],
+)
 def test_json_equality(a: Any, b: Any, equal: bool) -> None:
     assert json_equal(a, b) is equal
 

@@ -30,15 +30,24 @@ PROFILES = ROOT / "profiles"
 QUICKSTART_SESSION = {
     "instructions": "You are a helpful AI assistant responding in natural, engaging language.",
     "turn_detection": {
-        "type": "azure_semantic_vad", "threshold": 0.3, "prefix_padding_ms": 200,
-        "silence_duration_ms": 200, "remove_filler_words": False,
-        "end_of_utterance_detection": {"model": "semantic_detection_v1", "threshold": 0.01,
-                                       "timeout": 2},
+        "type": "azure_semantic_vad",
+        "threshold": 0.3,
+        "prefix_padding_ms": 200,
+        "silence_duration_ms": 200,
+        "remove_filler_words": False,
+        "end_of_utterance_detection": {
+            "model": "semantic_detection_v1",
+            "threshold": 0.01,
+            "timeout": 2,
+        },
     },
     "input_audio_noise_reduction": {"type": "azure_deep_noise_suppression"},
     "input_audio_echo_cancellation": {"type": "server_echo_cancellation"},
-    "voice": {"name": "en-US-Ava:DragonHDLatestNeural", "type": "azure-standard",
-              "temperature": 0.8},
+    "voice": {
+        "name": "en-US-Ava:DragonHDLatestNeural",
+        "type": "azure-standard",
+        "temperature": 0.8,
+    },
 }
 
 
@@ -84,36 +93,65 @@ def test_casual_chat_for_the_current_api_version() -> None:
 
 
 def test_compile_does_not_import_sdk_or_audio() -> None:
-    code = ("import sys; from pathlib import Path; from runner.profile import load_profile; "
-            "from runner.compile import compile_session; "
-            "p = load_profile(Path('profiles/weather.yaml'), env={}); compile_session(p); "
-            "bad = [m for m in sys.modules if m.startswith(('azure.ai.voicelive.aio', 'aiohttp', "
-            "'pyaudio', 'numpy', 'soxr', 'websockets'))]; print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    code = (
+        "import sys; from pathlib import Path; from runner.profile import load_profile; "
+        "from runner.compile import compile_session; "
+        "p = load_profile(Path('profiles/weather.yaml'), env={}); compile_session(p); "
+        "bad = [m for m in sys.modules if m.startswith(('azure.ai.voicelive.aio', 'aiohttp', "
+        "'pyaudio', 'numpy', 'soxr', 'websockets'))]; print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
     assert out.strip() == "[]"
 
 
 def test_plain_profiles_do_not_import_jinja() -> None:
-    code = ("import sys; from pathlib import Path; from runner.profile import load_profile; "
-            "load_profile(Path('profiles/casual-chat.yaml'), env={}); "
-            "print('jinja2' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    code = (
+        "import sys; from pathlib import Path; from runner.profile import load_profile; "
+        "load_profile(Path('profiles/casual-chat.yaml'), env={}); "
+        "print('jinja2' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
     assert out.strip() == "False"
 
 
 def test_tool_schema_precedence(tmp_path: Path) -> None:
-    profile = load(tmp_path, "name: t\ntools:\n  - name: a\n    description: mine\n"
-                             "  - b\n  - name: c\n    parameters: {type: object, required: [q]}\n")
-    schemas = {"a": {"description": "plugin a", "parameters": {"type": "object", "title": "A"}},
-               "b": {"description": "plugin b", "parameters": {"type": "object", "title": "B"}}}
+    profile = load(
+        tmp_path,
+        "name: t\ntools:\n  - name: a\n    description: mine\n"
+        "  - b\n  - name: c\n    parameters: {type: object, required: [q]}\n",
+    )
+    schemas = {
+        "a": {"description": "plugin a", "parameters": {"type": "object", "title": "A"}},
+        "b": {"description": "plugin b", "parameters": {"type": "object", "title": "B"}},
+    }
     tools = compile_session(profile, tool_schemas=schemas)["session"]["tools"]
     assert tools == [
-        {"type": "function", "name": "a", "description": "mine",
-         "parameters": {"type": "object", "title": "A"}},
-        {"type": "function", "name": "b", "description": "plugin b",
-         "parameters": {"type": "object", "title": "B"}},
+        {
+            "type": "function",
+            "name": "a",
+            "description": "mine",
+            "parameters": {"type": "object", "title": "A"},
+        },
+        {
+            "type": "function",
+            "name": "b",
+            "description": "plugin b",
+            "parameters": {"type": "object", "title": "B"},
+        },
         {"type": "function", "name": "c", "parameters": {"type": "object", "required": ["q"]}},
     ]
 
@@ -145,9 +183,12 @@ def test_parallel_tool_calls_dropped_with_warning_on_old_versions(tmp_path: Path
 
 
 def test_escape_hatch_merges_last(tmp_path: Path) -> None:
-    profile = load(tmp_path, "name: t\nvoice: alloy\nturn_detection: {type: server_vad, "
-                             "threshold: 0.5}\nsession:\n  voice: echo\n  turn_detection: "
-                             "{threshold: 0.9}\n  speech_duration_assistant_speaking_ms: 5\n")
+    profile = load(
+        tmp_path,
+        "name: t\nvoice: alloy\nturn_detection: {type: server_vad, "
+        "threshold: 0.5}\nsession:\n  voice: echo\n  turn_detection: "
+        "{threshold: 0.9}\n  speech_duration_assistant_speaking_ms: 5\n",
+    )
     payload, problems, _ = compile_with_problems(profile)
     assert payload["session"]["voice"] == "echo"
     assert payload["session"]["turn_detection"] == {"type": "server_vad", "threshold": 0.9}
@@ -159,7 +200,9 @@ def test_greeting_event(tmp_path: Path) -> None:
     plain = greeting_event(load(tmp_path, "name: t\ngreeting: true\n"))
     assert plain == {"type": "response.create"}
     assert greeting_event(load(tmp_path, "name: t\ngreeting: Say hi\n")) == {
-        "type": "response.create", "additional_instructions": "Say hi"}
+        "type": "response.create",
+        "additional_instructions": "Say hi",
+    }
 
 
 def test_output_is_stable(tmp_path: Path) -> None:
@@ -172,8 +215,9 @@ def test_output_is_stable(tmp_path: Path) -> None:
 # --- commands ---------------------------------------------------------------------------------
 
 
-def test_compile_command_prints_payload(monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_compile_command_prints_payload(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(ROOT)
     code = main(["compile", "profiles/casual-chat.yaml", "--api-version", "2025-05-01-preview"])
     out = capsys.readouterr().out
@@ -181,8 +225,9 @@ def test_compile_command_prints_payload(monkeypatch: pytest.MonkeyPatch,
     assert normalised(json.loads(out)["session"]) == normalised(QUICKSTART_SESSION)
 
 
-def test_compile_command_uses_plugins_and_greeting(monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_compile_command_uses_plugins_and_greeting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(ROOT)
     code = main(["compile", "profiles/world-clock.yaml", "--greeting"])
     out = capsys.readouterr().out
@@ -194,13 +239,16 @@ def test_compile_command_uses_plugins_and_greeting(monkeypatch: pytest.MonkeyPat
     assert json.loads(greeting_text) is None
 
 
-def test_compile_command_masks_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_compile_command_masks_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     forget_secrets()
     monkeypatch.setenv("VLRUN_TEST_SECRET", "abcdef-secret-123")
     p = tmp_path / "p.yaml"
-    p.write_text("name: t\nmcp_servers:\n  - label: d\n    url: https://d.example\n"
-                 "    headers: {X-Token: '${env:VLRUN_TEST_SECRET}'}\n")
+    p.write_text(
+        "name: t\nmcp_servers:\n  - label: d\n    url: https://d.example\n"
+        "    headers: {X-Token: '${env:VLRUN_TEST_SECRET}'}\n"
+    )
     assert main(["compile", str(p)]) == 0
     assert main(["explain", str(p)]) == 0
     out = capsys.readouterr().out
@@ -216,17 +264,27 @@ def test_compile_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["compile", str(tmp_path / "missing.yaml")]) == 2
 
 
-def test_explain_names_origins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_names_origins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(ROOT)
-    code = main(["explain", "profiles/sdk-style.yaml", "--set", "turn_detection.threshold=0.6",
-                 "--var", "assistant_name=Max"])
+    code = main(
+        [
+            "explain",
+            "profiles/sdk-style.yaml",
+            "--set",
+            "turn_detection.threshold=0.6",
+            "--var",
+            "assistant_name=Max",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     rows = {line.split()[0]: line for line in out.splitlines()}
     assert rows["api_version"].endswith("<- default (SDK)")
     assert rows["session.turn_detection.threshold"].endswith(
-        "<- --set turn_detection.threshold=0.6")
+        "<- --set turn_detection.threshold=0.6"
+    )
     assert rows["session.turn_detection.type"].endswith("<- profiles/sdk-style.yaml:19")
     assert rows["session.input_audio_noise_reduction.type"].endswith("<- profiles/base.yaml:10")
     assert "assistant_name from --var assistant_name" in rows["session.instructions"]

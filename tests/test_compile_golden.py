@@ -35,8 +35,12 @@ def case_env(args: dict[str, Any]) -> dict[str, str]:
 
 def compile_case(case: Path) -> dict[str, Any]:
     args = case_args(case)
-    profile = load_profile(case / "profile.yaml", vars=args.get("vars", {}),
-                           sets=args.get("sets", []), env=case_env(args))
+    profile = load_profile(
+        case / "profile.yaml",
+        vars=args.get("vars", {}),
+        sets=args.get("sets", []),
+        env=case_env(args),
+    )
     schemas = None
     if (case / "tools").is_dir():
         from runner.plugins import Registry
@@ -60,8 +64,9 @@ def test_valid_profile_compiles_to_golden_payload(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_valid_profile_passes_check(name: str, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_valid_profile_passes_check(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     case = VALID / name
     args = case_args(case)
     for key in [k for k in os.environ if k.startswith("VLRUN_TEST_")]:

@@ -23,8 +23,9 @@ from runner.profile import analyse
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "profiles").glob("*.yaml"))
-FUZZ = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +67,61 @@ def test_arbitrary_bytes(workdir: Path, data: bytes) -> None:
     exercise(workdir, data)
 
 
-KEYS = st.sampled_from(["name", "voice", "turn_detection", "type", "threshold", "tools", "audio",
-                        "extends", "vars", "instructions", "session", "connection", "agent",
-                        "mcp_servers", "greeting", "modalities", "echo_cancellation", "file",
-                        "end_of_utterance_detection", "timeout", "label", "url", "headers", "x"])
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
-                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
-                    st.sampled_from(["${env:X}", "${env:Y:-1}", "{{ v }}", "manual", "alloy",
-                                     "base.yaml", "../x.yaml", "{% for %}", "server_vad"]))
-DATA = st.recursive(SCALARS, lambda children: st.one_of(
-    st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=5)), max_leaves=25)
+KEYS = st.sampled_from(
+    [
+        "name",
+        "voice",
+        "turn_detection",
+        "type",
+        "threshold",
+        "tools",
+        "audio",
+        "extends",
+        "vars",
+        "instructions",
+        "session",
+        "connection",
+        "agent",
+        "mcp_servers",
+        "greeting",
+        "modalities",
+        "echo_cancellation",
+        "file",
+        "end_of_utterance_detection",
+        "timeout",
+        "label",
+        "url",
+        "headers",
+        "x",
+    ]
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.sampled_from(
+        [
+            "${env:X}",
+            "${env:Y:-1}",
+            "{{ v }}",
+            "manual",
+            "alloy",
+            "base.yaml",
+            "../x.yaml",
+            "{% for %}",
+            "server_vad",
+        ]
+    ),
+)
+DATA = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=5)
+    ),
+    max_leaves=25,
+)
 
 
 @FUZZ
@@ -115,8 +161,9 @@ def test_mutated_shipped_profiles(workdir: Path, text: str) -> None:
     exercise(workdir, text)
 
 
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(mutated_profile())
 def test_mutated_profiles_through_check(workdir: Path, text: str) -> None:
     path = workdir / "checked.yaml"

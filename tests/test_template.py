@@ -16,8 +16,11 @@ def test_plain_text_is_returned_untouched() -> None:
 
 
 def test_renders_variables_filters_and_loops() -> None:
-    out = render("Hi {{ name | title }}!{% for t in topics %} [{{ t }}]{% endfor %}",
-                 {"name": "ann lee", "topics": ["a", "b"]}, AT)
+    out = render(
+        "Hi {{ name | title }}!{% for t in topics %} [{{ t }}]{% endfor %}",
+        {"name": "ann lee", "topics": ["a", "b"]},
+        AT,
+    )
     assert out == "Hi Ann Lee! [a] [b]"
 
 
@@ -48,15 +51,18 @@ def test_syntax_error_line() -> None:
     assert info.value.problem.line == 12
 
 
-@pytest.mark.parametrize("text", [
-    "{{ ''.__class__.__mro__ }}",
-    "{{ self.__init__.__globals__ }}",
-    "{{ cycler.__init__.__globals__.os }}",
-    "{{ '{0.__class__}'.format(1) }}",
-    "{{ lipsum.__globals__['os'].popen('id').read() }}",
-    "{{ items.append(3) }}",
-    "{{ config.update(a=1) }}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ self.__init__.__globals__ }}",
+        "{{ cycler.__init__.__globals__.os }}",
+        "{{ '{0.__class__}'.format(1) }}",
+        "{{ lipsum.__globals__['os'].popen('id').read() }}",
+        "{{ items.append(3) }}",
+        "{{ config.update(a=1) }}",
+    ],
+)
 def test_sandbox_refuses_python_internals(text: str) -> None:
     with pytest.raises(TemplateProblem) as info:
         render(text, {"items": [1, 2], "config": {"a": 0}}, AT)

@@ -111,7 +111,13 @@ def _parse_vars(values: Sequence[str]) -> dict[str, str]:
     show_default=True,
     help="Folder for the conversation and technical logs ('-' for none).",
 )
-@click.option("--trace", type=click.Path(path_type=Path), help="Write every event to a JSONL file.")
+@click.option(
+    "--trace",
+    "--record",
+    "trace",
+    type=click.Path(path_type=Path),
+    help="Write every event to a JSONL file (secrets stripped); replay with `vlrun test --replay`.",
+)
 @click.option(
     "--tools",
     multiple=True,

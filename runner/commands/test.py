@@ -9,7 +9,6 @@ streams recorded with ``vlrun run --trace FILE.jsonl`` (see docs/testing.md).
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import re
 import sys
@@ -248,9 +247,6 @@ def test(
     verbose: bool,
 ) -> int:
     """Run conversation scenarios against the emulator (default) or Azure; exit 0, 1 or 2."""
-    # Tool failures are in each transcript; Python's last-resort handler would print
-    # their tracebacks on stderr between the results.
-    logging.getLogger("runner").addHandler(logging.NullHandler())
     if replay and promote:
         raise UsageError("--replay and --promote exclude each other")
     if output is not None and promote is None:
