@@ -110,7 +110,7 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
     from runner.connect import endpoint_for, make_credential, resolve_target
     from runner.plugins import Registry
     from runner.profile import load_profile
-    from runner.session import LiveSession
+    from runner.session import LiveSession, profile_settings
 
     vars_ = {
         k: str(v).lower() if isinstance(v, bool) else str(v)
@@ -159,9 +159,7 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
                 lines=False,
                 greeting=greeting_event(profile),
                 registry=registry,
-                tool_timeouts=_timeouts(profile),
-                profile_name=str(profile.name),
-                profile_vars=dict(getattr(profile, "vars", {}) or {}),
+                **profile_settings(profile),
                 api_version=settings.api_version or live_target.api_version,
                 max_reconnects=0,
             )
@@ -193,12 +191,6 @@ async def _race(work: Awaitable[None], session: asyncio.Task[int]) -> None:
         await driver
     session.result()  # raises the ConnectError that ended it
     raise VlrunError("the session ended before the scenario finished")
-
-
-def _timeouts(profile: Any) -> dict[str, float] | float:
-    default = float(getattr(profile, "tool_timeout_s", 10.0) or 10.0)
-    out = {b.name: float(b.timeout_s or default) for b in getattr(profile, "tools", ())}
-    return out or default
 
 
 class _Driver:

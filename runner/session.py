@@ -824,6 +824,18 @@ class LiveSession:
 # -------------------------------------------------------------------- helpers
 
 
+def profile_settings(profile: Any) -> dict[str, Any]:
+    """The LiveSession keyword arguments that come from a profile (tool timeouts, MCP policy)."""
+    default = float(getattr(profile, "tool_timeout_s", 10.0) or 10.0)
+    timeouts = {b.name: float(b.timeout_s or default) for b in getattr(profile, "tools", ())}
+    return {
+        "tool_timeouts": timeouts or default,
+        "mcp_policies": {s.label: s.approval for s in getattr(profile, "mcp_servers", ())},
+        "profile_name": str(profile.name),
+        "profile_vars": dict(getattr(profile, "vars", {}) or {}),
+    }
+
+
 def session_differences(
     sent: Mapping[str, Any], received: Mapping[str, Any], path: str = "session"
 ) -> list[str]:

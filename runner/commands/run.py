@@ -11,13 +11,13 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
+from runner.commands.check import parse_pairs
 from runner.errors import (
     EXIT_INVALID,
     EXIT_OK,
@@ -50,16 +50,6 @@ class RunOptions:
     tools: tuple[Path, ...] = ()
     verbosity: int = 1
     otel: bool = False
-
-
-def _parse_vars(values: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--var {item!r}: expected NAME=VALUE")
-        out[key.strip()] = value
-    return out
 
 
 # ------------------------------------------------------------------------------------ run
@@ -163,7 +153,7 @@ def run(
         endpoint=endpoint,
         emulator=emulator,
         api_version=api_version,
-        vars=_parse_vars(vars_),
+        vars=parse_pairs(vars_, "--var"),
         sets=tuple(sets),
         text=text,
         input_wav=input_wav,
@@ -229,7 +219,7 @@ async def _converse(
 ) -> int:
     from runner.audio import release_pyaudio
     from runner.connect import endpoint_for, make_credential
-    from runner.session import LiveSession
+    from runner.session import LiveSession, profile_settings
     from runner.transcript import Transcript
 
     transcript = Transcript(
@@ -267,10 +257,7 @@ async def _converse(
                 lines=True,
                 greeting=greeting,
                 registry=registry,
-                tool_timeouts=_timeouts(profile),
-                mcp_policies={s.label: s.approval for s in getattr(profile, "mcp_servers", ())},
-                profile_name=str(profile.name),
-                profile_vars=dict(getattr(profile, "vars", {}) or {}),
+                **profile_settings(profile),
                 api_version=options.api_version or live_target.api_version,
                 end_when_input_ends=mode in ("wav", "text"),
             )
@@ -309,12 +296,6 @@ def _banner(target: Any) -> str:
 def _voice(session: dict[str, Any]) -> str:
     voice = session.get("voice")
     return str(voice.get("name") if isinstance(voice, dict) else voice or "default")
-
-
-def _timeouts(profile: Any) -> dict[str, float] | float:
-    default = float(getattr(profile, "tool_timeout_s", 10.0) or 10.0)
-    out = {b.name: float(b.timeout_s or default) for b in getattr(profile, "tools", ())}
-    return out or default
 
 
 def _warn_unbound_tools(profile: Any, registry: Any, transcript: Any) -> None:
