@@ -100,14 +100,7 @@ def test_compile_does_not_import_sdk_or_audio() -> None:
         "bad = [m for m in sys.modules if m.startswith(('azure.ai.voicelive.aio', 'aiohttp', "
         "'pyaudio', 'numpy', 'soxr', 'websockets'))]; print(bad)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    ).stdout
+    out = _python(code)
     assert out.strip() == "[]"
 
 
@@ -117,14 +110,7 @@ def test_plain_profiles_do_not_import_jinja() -> None:
         "load_profile(Path('profiles/casual-chat.yaml'), env={}); "
         "print('jinja2' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    ).stdout
+    out = _python(code)
     assert out.strip() == "False"
 
 
@@ -313,3 +299,15 @@ def test_every_valid_golden_profile_satisfies_the_schema() -> None:
         text = path.read_text().replace("2025-05-01-preview", "'2025-05-01-preview'")
         data = yaml.safe_load(text)
         assert list(validator.iter_errors(data)) == [], path
+
+
+def _python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter from the project root; return its stdout."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
