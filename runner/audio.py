@@ -1,8 +1,8 @@
 """Audio in and out behind one small interface: PyAudio devices, WAV files, or nothing (text mode).
 
 The session only sees two shapes:
-- a *source*: ``async for frame in source.frames()`` yields PCM16 mono frames of 20 ms at the
-  session rate (microphone or WAV file);
+- a *source*: ``async for chunk in source.frames()`` yields PCM16 mono audio at the session
+  rate, one chunk per hand-off (``CHUNK_MS`` of audio from the microphone or a WAV file);
 - a *player*: ``write(item_id, pcm)`` queues assistant audio, ``interrupt()`` drops what has
   not been played and says how many ms of the current item were actually played.
 
@@ -30,6 +30,11 @@ import numpy as np
 from runner.errors import AudioUnavailable, VlrunError
 
 FRAME_MS = 20
+# Capture is handed to the event loop, and appended, 100 ms at a time. Each hand-off wakes the
+# loop, and on small machines a wake-up costs more CPU than the audio work itself; 100 ms is also
+# what production realtime clients send (LiveKit's agents do), and it adds at most 80 ms before
+# the service's VAD hears the first word. `vlrun --chunk-ms` trades CPU for less delay.
+CHUNK_MS = 100
 SAMPLE_WIDTH = 2  # PCM16
 INSTALL_HINT = (
     "install the audio extra: pip install 'vlrun[audio]' "
@@ -242,7 +247,11 @@ def supported_rates(
 
 
 def _open_stream(
-    device: DeviceInfo, kind: str, fmt: AudioFormat, callback: Callable[..., Any]
+    device: DeviceInfo,
+    kind: str,
+    fmt: AudioFormat,
+    callback: Callable[..., Any],
+    buffer_ms: int = FRAME_MS,
 ) -> tuple[Any, int]:
     """Open a callback stream at the session rate, else at the device's rate (we resample)."""
     pyaudio = import_pyaudio()
@@ -253,7 +262,7 @@ def _open_stream(
             "format": pyaudio.paInt16,
             "channels": fmt.channels,
             "rate": rate,
-            "frames_per_buffer": rate * FRAME_MS // 1000,
+            "frames_per_buffer": rate * buffer_ms // 1000,
             "stream_callback": callback,
             "start": False,
         }
@@ -296,7 +305,7 @@ class _Resampler:
 
 
 class Source(Protocol):
-    """Yields 20 ms PCM16 frames at the session rate until the input ends."""
+    """Yields PCM16 at the session rate, one chunk per hand-off, until the input ends."""
 
     def frames(self) -> AsyncIterator[bytes]: ...
 
@@ -304,23 +313,23 @@ class Source(Protocol):
 
 
 class Microphone:
-    """A PortAudio input stream whose callback hands frames to the event loop."""
+    """A PortAudio input stream whose callback hands each chunk to the event loop."""
 
-    live = True  # frames that cannot be sent now are dropped, not delayed
+    live = True  # audio that cannot be sent now is dropped, not delayed
 
     def __init__(
-        self, fmt: AudioFormat, device: str | int | None = None, *, handoff_frames: int = 2
+        self, fmt: AudioFormat, device: str | int | None = None, *, chunk_ms: int = CHUNK_MS
     ) -> None:
         self.fmt = fmt
         self.device = find_device(device, "input")
-        # Capture runs in 20 ms buffers; waking the event loop for every one of them costs more
-        # than the audio work itself, so the callback hands over a few frames at a time.
-        self._handoff_frames = max(1, handoff_frames)
-        self._held = bytearray()
-        self._held_frames = 0
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
-        self._stream, self.device_rate = _open_stream(self.device, "input", fmt, self._callback)
+        # PortAudio fills one buffer per chunk, so both its thread and the event loop wake once
+        # per chunk (capture latency is the chunk either way; only playback needs small buffers).
+        chunk_ms = max(FRAME_MS, chunk_ms // FRAME_MS * FRAME_MS)
+        self._stream, self.device_rate = _open_stream(
+            self.device, "input", fmt, self._callback, buffer_ms=chunk_ms
+        )
         self._resample = (
             _Resampler(self.device_rate, fmt.rate, fmt.channels)
             if self.device_rate != fmt.rate
@@ -331,24 +340,16 @@ class Microphone:
     def _callback(
         self, in_data: bytes, frame_count: int, time_info: Any, status: int
     ) -> tuple[None, int]:
-        self._held += in_data
-        self._held_frames += 1
-        if self._held_frames >= self._handoff_frames:
-            data, self._held, self._held_frames = bytes(self._held), bytearray(), 0
-            with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
-                self._loop.call_soon_threadsafe(self._queue.put_nowait, data)
+        with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, in_data)
         return None, 0  # paContinue
 
     async def frames(self) -> AsyncIterator[bytes]:
-        step = self.fmt.frame_bytes
         while True:
             data = await self._queue.get()
             if data is None:
                 return
-            if self._resample:
-                data = self._resample(data)
-            for offset in range(0, len(data), step):  # 20 ms frames, as promised
-                yield data[offset : offset + step]
+            yield self._resample(data) if self._resample else data
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -387,30 +388,37 @@ def read_wav(path: Path, fmt: AudioFormat) -> bytes:
 class WavSource:
     """Streams a WAV file as the microphone would, then silence so VAD ends the turn."""
 
-    live = False  # every frame is delivered, even if the connection has to be re-opened first
+    live = False  # every chunk is delivered, even if the connection has to be re-opened first
 
     def __init__(
-        self, path: Path, fmt: AudioFormat, *, fast: bool = False, tail_ms: int = 1500
+        self,
+        path: Path,
+        fmt: AudioFormat,
+        *,
+        fast: bool = False,
+        tail_ms: int = 1500,
+        chunk_ms: int = CHUNK_MS,
     ) -> None:
         self.fmt = fmt
         self.fast = fast
-        self.pcm = read_wav(path, fmt) + bytes(fmt.bytes_for_ms(tail_ms))
+        self.chunk_ms = max(FRAME_MS, chunk_ms // FRAME_MS * FRAME_MS)
+        pcm = read_wav(path, fmt) + bytes(fmt.bytes_for_ms(tail_ms))
+        self.pcm = pcm + bytes(-len(pcm) % fmt.frame_bytes)  # whole frames
         self.duration_ms = fmt.ms_for_bytes(len(self.pcm))
 
     async def frames(self) -> AsyncIterator[bytes]:
-        step = self.fmt.frame_bytes
+        step = self.fmt.bytes_for_ms(self.chunk_ms)
         loop = asyncio.get_running_loop()
         start = loop.time()
         for n, offset in enumerate(range(0, len(self.pcm), step)):
             if not self.fast:
-                # Pace to the wall clock: frame n is due at start + n * 20 ms.
-                delay = start + n * FRAME_MS / 1000 - loop.time()
+                # Paced like a microphone: chunk n is complete at start + (n + 1) * chunk.
+                delay = start + (n + 1) * self.chunk_ms / 1000 - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
             else:
-                await asyncio.sleep(0)  # let the receive side run between frames
-            frame = self.pcm[offset : offset + step]
-            yield frame + bytes(step - len(frame))
+                await asyncio.sleep(0)  # let the receive side run between chunks
+            yield self.pcm[offset : offset + step]
 
     def close(self) -> None:
         pass
@@ -563,6 +571,7 @@ class DevicePlayer:
         self.silenced_at: float | None = None  # when the first silent buffer left after interrupt()
         # (interrupt() called, first silent buffer handed to PortAudio), perf_counter seconds
         self.silence_log: list[tuple[float, float]] = []
+        self._silence = b""
         self._stream, self.device_rate = _open_stream(self.device, "output", fmt, self._callback)
         self._dev_fmt = AudioFormat(self.device_rate, fmt.channels)
         self._resample = (
@@ -576,6 +585,11 @@ class DevicePlayer:
         self, in_data: Any, frame_count: int, time_info: Any, status: int
     ) -> tuple[bytes, int]:
         need = frame_count * SAMPLE_WIDTH * self.fmt.channels
+        if not self._chunks and self._silence_requested is None and self._drained.is_set():
+            # Idle (most of a conversation): no lock, no allocation, no loop wake-up.
+            if len(self._silence) != need:
+                self._silence = bytes(need)
+            return self._silence, 0  # paContinue
         out = bytearray()
         recorded = bytearray()
         with self._lock:

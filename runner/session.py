@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runner.audio import Player, Source, level_dbfs
+from runner.audio import CHUNK_MS, Player, Source, level_dbfs
 from runner.connect import Target, open_connection
 from runner.errors import ConnectError, VlrunError
 from runner.transcript import Transcript
@@ -36,6 +36,11 @@ log = logging.getLogger("runner.session")
 
 Handler = Callable[..., Awaitable[None] | None]
 _TIMED = frozenset({"response.audio.delta", "input_audio_buffer.speech_started"})
+# The stream of deltas is most of what arrives; building SDK models for them costs more than the
+# work itself, so their handlers read the JSON object directly (same attribute names).
+_RAW = frozenset({"response.audio.delta", "response.audio_transcript.delta", "response.text.delta"})
+_APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
+_SOCKET_ERRORS = (ConnectionError, RuntimeError)  # a closing socket (aiohttp raises either)
 _QUIT_WORDS = frozenset({"q", "quit", "exit", "/q", "/quit"})
 _IGNORED_DIFF_KEYS = frozenset({"id", "object", "expires_at", "agent", "model"})
 
@@ -101,7 +106,7 @@ class LiveSession:
         rollover_margin_s: float = 120.0,
         finish_timeout_s: float = 60.0,
         replay_history: bool = True,
-        send_ms: int = 40,
+        send_ms: int = CHUNK_MS,
     ) -> None:
         self.target = target
         self.endpoint = endpoint
@@ -343,13 +348,17 @@ class LiveSession:
                 payload = json.loads(raw)
                 if not isinstance(payload, dict):
                     raise ValueError(f"a JSON {type(payload).__name__}, not an event object")
-                event = ServerEvent._deserialize(payload, [])  # noqa: SLF001 - as recv() does
+                kind = payload.get("type")
+                if kind in _RAW:
+                    event: Any = _RawEvent(payload)
+                else:
+                    event = ServerEvent._deserialize(payload, [])  # noqa: SLF001 - as recv() does
+                    kind = _val(event.type)
             except Exception as exc:  # a malformed frame is the service's bug, not a reason to stop
                 text = raw[:300].decode("utf-8", "replace")
                 log.warning("skipped a server frame vlrun could not read (%s): %s", exc, text)
                 continue
             arrived = time.perf_counter()
-            kind = _val(event.type)
             if self.transcript.tracing:
                 self.transcript.trace("in", payload)
             handler = self._handlers.get(kind)
@@ -378,10 +387,9 @@ class LiveSession:
         self.metrics.sent_events[kind] = self.metrics.sent_events.get(kind, 0) + 1
         if kind == "response.create":
             self._requested += 1  # in flight until response.created (or an error) comes back
-        if kind != "input_audio_buffer.append":
-            if self.transcript.tracing:
-                self.transcript.trace("out", dict(data))
-            log.debug("send %s", kind)
+        if self.transcript.tracing:
+            self.transcript.trace("out", dict(data))
+        log.debug("send %s", kind)
         try:
             await conn.send(event)
         except SdkConnectionError as exc:
@@ -428,34 +436,32 @@ class LiveSession:
         assert self.source is not None
         meter = self.transcript.meter_enabled
         live = getattr(self.source, "live", True)
-        # Frames are captured every 20 ms but sent in slightly larger appends: each event costs
-        # a JSON encode and a WebSocket frame, and the service only needs audio, not cadence.
+        # One append per chunk of at least send_ms: every event costs a JSON encode, a WebSocket
+        # frame and a wake-up, and the service needs the audio, not the capture cadence.
         fmt = getattr(self.source, "fmt", self.player.fmt)
-        batch = fmt.bytes_for_ms(self.send_ms) if live else 0
+        batch = fmt.bytes_for_ms(self.send_ms)
         pending = bytearray()
         if not live:
             await self._ready.wait()  # a file loses nothing: start once the session is ready
         try:
-            async for frame in self.source.frames():
+            async for chunk in self.source.frames():
                 if self._stop.is_set():
                     return
                 if meter:
-                    self.transcript.meter(level_dbfs(frame))
+                    self.transcript.meter(level_dbfs(chunk))
                 if not self._ready.is_set():
                     if live:
                         continue  # (re)connecting: live audio from now cannot be delivered
                     await self._ready.wait()
-                pending += frame
-                if len(pending) < batch:
+                if not pending and len(chunk) >= batch:
+                    await self._append(chunk)  # the usual case: one device chunk, one append
                     continue
-                chunk, pending = bytes(pending), bytearray()
-                with contextlib.suppress(_Drop):  # the receive side notices and reconnects
-                    await self._send(
-                        {
-                            "type": "input_audio_buffer.append",
-                            "audio": base64.b64encode(chunk).decode("ascii"),
-                        }
-                    )
+                pending += chunk
+                if len(pending) >= batch:
+                    await self._append(bytes(pending))
+                    pending.clear()
+            if pending and self._ready.is_set():
+                await self._append(bytes(pending))  # the end of a file is audio too
         except VlrunError as exc:
             self.transcript.error(exc.message)
             self.stop()
@@ -463,6 +469,29 @@ class LiveSession:
         self._input_done = True
         if self.end_when_input_ends:
             await self._finish_after_reply()
+
+    async def _append(self, pcm: bytes) -> None:
+        """Microphone audio, ten times a second: the lean path (no tracing, no debug log).
+
+        The JSON is built by hand (base64 needs no escaping) and written to the SDK
+        connection's own WebSocket: ``conn.send`` would re-scan the 6 KB string with
+        ``json.dumps``, which is most of the client's CPU per append. Any other connection
+        object goes through ``conn.send``.
+        """
+        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
+
+        conn = self.conn
+        if conn is None:
+            return
+        sent = self.metrics.sent_events
+        sent["input_audio_buffer.append"] = sent.get("input_audio_buffer.append", 0) + 1
+        audio = base64.b64encode(pcm).decode("ascii")
+        ws = _raw_socket(conn)
+        with contextlib.suppress(SdkConnectionError, *_SOCKET_ERRORS):  # receive sees the drop
+            if ws is not None:
+                await ws.send_str(_APPEND_HEAD + audio + '"}')
+            else:
+                await conn.send({"type": "input_audio_buffer.append", "audio": audio})
 
     async def _line_pump(self) -> None:
         while True:
@@ -667,7 +696,7 @@ class LiveSession:
         resp = self._responses.get(str(event.response_id))
         if resp is not None and resp.muted:
             return
-        pcm = event.delta
+        pcm = event.delta or b""
         if isinstance(pcm, str):
             pcm = base64.b64decode(pcm)
         item_id = str(event.item_id)
@@ -876,6 +905,23 @@ def _same(a: Any, b: Any) -> bool:
             for x, y in zip(a, b, strict=True)
         )
     return bool(a == b)
+
+
+def _raw_socket(conn: Any) -> Any:
+    """The aiohttp WebSocket inside an SDK connection, or None if this SDK keeps it elsewhere."""
+    from aiohttp import ClientWebSocketResponse
+
+    ws = getattr(conn, "_connection", None)
+    return ws if isinstance(ws, ClientWebSocketResponse) else None
+
+
+class _RawEvent(dict):  # type: ignore[type-arg]
+    """A server event's JSON object read like an SDK model: a missing field is None."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name)
 
 
 def _val(value: Any) -> str:

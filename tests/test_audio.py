@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from runner.audio import (
-    FRAME_MS,
     AudioFormat,
     ClockPlayer,
     WavRecorder,
@@ -62,13 +61,13 @@ def test_read_wav_rejects_what_it_cannot_stream(tmp_path: Path) -> None:
         read_wav(tmp_path / "missing.wav", FMT)
 
 
-async def test_wav_source_yields_20ms_frames_then_silence(tmp_path: Path) -> None:
-    path = write_wav(tmp_path / "in.wav", tone(0.1), 24000)
-    source = WavSource(path, FMT, fast=True, tail_ms=200)
-    frames = [f async for f in source.frames()]
-    assert all(len(f) == FMT.frame_bytes for f in frames)
-    assert len(frames) == (100 + 200) // FRAME_MS
-    assert level_dbfs(frames[0]) > -10 and level_dbfs(frames[-1]) == -100.0
+async def test_wav_source_yields_chunks_of_whole_frames_then_silence(tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "in.wav", tone(0.13), 24000)
+    source = WavSource(path, FMT, fast=True, tail_ms=200, chunk_ms=100)
+    chunks = [c async for c in source.frames()]
+    # 130 ms of tone + 200 ms of tail, padded to whole 20 ms frames: 340 ms in 100 ms chunks
+    assert [len(c) for c in chunks] == [FMT.bytes_for_ms(100)] * 3 + [FMT.bytes_for_ms(40)]
+    assert level_dbfs(chunks[0]) > -10 and level_dbfs(chunks[-1]) == -100.0
 
 
 def test_level_meter() -> None:

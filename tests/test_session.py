@@ -7,15 +7,17 @@ drives it through what a user does: type, speak, interrupt, lose the network.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from azure.core.credentials import AzureKeyCredential
 
-from runner.audio import FRAME_MS, AudioFormat, ClockPlayer, read_wav
+from runner.audio import CHUNK_MS, FRAME_MS, AudioFormat, ClockPlayer, read_wav
 from runner.compile import compile_session, greeting_event
 from runner.connect import resolve_target
 from runner.emulator import Faults, running_emulator
@@ -334,9 +336,27 @@ async def test_barge_in_silences_cancels_and_truncates(
     assert h.session.metrics.sent_events["response.cancel"] == 1  # one barge-in, one cancel
 
 
-async def test_wav_input_ends_after_the_reply(tmp_path: Path, speech_wav: Path) -> None:
+@pytest.mark.parametrize("socket_fast_path", [True, False], ids=["raw-socket", "sdk-send"])
+async def test_wav_input_ends_after_the_reply(
+    tmp_path: Path, speech_wav: Path, monkeypatch: pytest.MonkeyPatch, socket_fast_path: bool
+) -> None:
+    from azure.ai.voicelive.aio import VoiceLiveConnection
+
+    from runner import session as session_module
     from runner.audio import WavSource
 
+    # Appends skip conn.send when the SDK connection exposes its aiohttp socket; either way
+    # the service must get the same audio.
+    via_sdk: list[str] = []
+    real_send = VoiceLiveConnection.send
+
+    async def spy(self: Any, event: Any) -> None:
+        via_sdk.append(str(event["type"]) if isinstance(event, dict) else str(event.type))
+        await real_send(self, event)
+
+    monkeypatch.setattr(VoiceLiveConnection, "send", spy)
+    if not socket_fast_path:
+        monkeypatch.setattr(session_module, "_raw_socket", lambda conn: None)
     source = WavSource(speech_wav, FMT, fast=True)
     async with running_emulator(speed=0) as emu:
         h = build(
@@ -348,10 +368,15 @@ async def test_wav_input_ends_after_the_reply(tmp_path: Path, speech_wav: Path) 
         )
         h.start()
         assert await asyncio.wait_for(h.task, 30) == 0  # type: ignore[arg-type]
-        appended = sum(
-            1 for e in emu.sessions[0].received if e["type"] == "input_audio_buffer.append"
-        )
-    assert appended == len(source.pcm) // FMT.frame_bytes + (len(source.pcm) % FMT.frame_bytes > 0)
+        appended = [
+            base64.b64decode(e["audio"])
+            for e in emu.sessions[0].received
+            if e["type"] == "input_audio_buffer.append"
+        ]
+    assert b"".join(appended) == source.pcm  # every byte of the file, in order
+    assert len(appended) == -(-len(source.pcm) // FMT.bytes_for_ms(CHUNK_MS))  # one per chunk
+    assert ("input_audio_buffer.append" in via_sdk) is not socket_fast_path
+    assert "session.update" in via_sdk  # everything else still goes through the SDK
     user = [t for t in h.transcript.turns if t.role == "user"]
     assistant = [t for t in h.transcript.turns if t.role == "assistant"]
     assert len(user) == 1 and user[0].text.startswith("[speech")
