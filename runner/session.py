@@ -507,6 +507,18 @@ class LiveSession:
                 self._question.set_result(text)
                 continue
             if text.lower() in _QUIT_WORDS:
+                if self._reply_owed():
+                    # Lines are turns in order: a reply already asked for is part of the
+                    # conversation, so it is heard (and logged) before the session ends.
+                    self.transcript.notice("ending after this reply (Ctrl+C ends now)")
+                    if self.source is not None:
+                        self.source.close()  # no new turns from the microphone meanwhile
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(
+                            self._wait_until(lambda: not self._reply_owed()),
+                            self.finish_timeout_s,
+                        )
+                        await asyncio.wait_for(self.player.drain(), self.finish_timeout_s)
                 self.stop()
                 return
             if text:
@@ -551,17 +563,12 @@ class LiveSession:
             await asyncio.wait_for(self.player.drain(), timeout=self.finish_timeout_s)
         self.stop()
 
+    def _reply_owed(self) -> bool:
+        """A reply was asked for and has not finished (its response or its tools still run)."""
+        return bool(self._awaiting_reply or self._active is not None or self._tool_tasks)
+
     async def _idle(self) -> None:
-        await self._wait_until(
-            lambda: (
-                not (
-                    self._speaking
-                    or self._awaiting_reply
-                    or self._active is not None
-                    or self._tool_tasks
-                )
-            )
-        )
+        await self._wait_until(lambda: not (self._speaking or self._reply_owed()))
 
     async def _wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait for a condition on the turn state; every state change wakes the waiters."""

@@ -126,17 +126,22 @@ class Transcript:
         self._write(self.err, text + "\n")
         self.conv_note(text)
 
+    def _status(self, line: str) -> None:
+        """A status line on stderr; held back while a reply streams so it is not split."""
+        if self.verbosity < VERBOSITY_NORMAL:
+            return
+        if self._streaming is not None:
+            self._deferred.append(line)
+        else:
+            self._write(self.err, line)
+
     def notice(self, text: str) -> None:
         log.info("%s", text)
-        if self.verbosity >= VERBOSITY_NORMAL:
-            self._end_stream()
-            self._write(self.err, f"-- {text}\n")
+        self._status(f"-- {text}\n")
 
     def warning(self, text: str) -> None:
         log.warning("%s", text)
-        if self.verbosity >= VERBOSITY_NORMAL:
-            self._end_stream()
-            self._write(self.err, f"warning: {text}\n")
+        self._status(f"warning: {text}\n")
 
     def error(self, text: str) -> None:
         """Errors reach the user whatever the verbosity."""
@@ -163,12 +168,7 @@ class Transcript:
 
     def latency(self, ms: float, what: str = "end of speech -> first audio") -> None:
         log.info("turn latency %.0f ms (%s)", ms, what)
-        if self.verbosity >= VERBOSITY_NORMAL:
-            line = f"   ({what}: {ms:.0f} ms)\n"
-            if self._streaming is not None:
-                self._deferred.append(line)  # do not split the reply being printed
-            else:
-                self._write(self.err, line)
+        self._status(f"   ({what}: {ms:.0f} ms)\n")
 
     # -- conversation ----------------------------------------------------------------------
 

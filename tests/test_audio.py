@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import shutil
 import sys
@@ -171,18 +172,18 @@ async def test_conversation_through_pulseaudio_devices(
                 "paplay", "--device=vmic", str(speech_wav), env=env
             )
             assert await asyncio.wait_for(play.wait(), 30) == 0
-            line = await asyncio.wait_for(vlrun.stdout.readline(), 30)
-            while not line.startswith(b"assistant:"):
-                line = await asyncio.wait_for(vlrun.stdout.readline(), 30)
-            # Read the speaker's monitor until half a second of non-silent audio came out.
+            # The reply starts streaming: "assistant:" is printed before its line is complete.
+            await asyncio.wait_for(vlrun.stdout.readuntil(b"assistant:"), 30)
+            # Read the speaker's monitor until a third of a second of the reply came out.
             loud = 0
-            while loud < 24000 // 2:
+            while loud < 24000 // 3:
                 chunk = await asyncio.wait_for(recorder.stdout.readexactly(4800), 30)
                 if level_dbfs(chunk) > -45:
                     loud += len(chunk) // 2
-            vlrun.stdin.write(b"q\n")
+            vlrun.stdin.write(b"q\n")  # while the reply is still being spoken
             await vlrun.stdin.drain()
             assert await asyncio.wait_for(vlrun.wait(), 30) == 0
+            line = "assistant:" + (await asyncio.wait_for(vlrun.stdout.read(), 10)).decode()
         finally:
             for proc in (recorder, vlrun):
                 if proc.returncode is None:
@@ -190,9 +191,14 @@ async def test_conversation_through_pulseaudio_devices(
                 if proc.stdout is not None:
                     await asyncio.wait_for(proc.stdout.read(), 10)  # drain to EOF, then reap
                 await asyncio.wait_for(proc.wait(), 10)
-    assert "I heard" in line.decode()
+    # q waited for the reply already under way: it was printed and logged whole.
+    assert "I heard" in line and "[interrupted]" not in line
+    log = next((tmp_path / "logs").glob("*_conversation.log")).read_text()
+    assert "I heard" in log and "[interrupted]" not in log
     speech = [e for e in emu.sessions[0].received if e["type"] == "input_audio_buffer.append"]
-    assert len(speech) > 50  # the microphone streamed 20 ms frames
+    assert len(speech) > 20  # the microphone streamed for seconds ...
+    assert {len(base64.b64decode(e["audio"])) for e in speech} == {4800}  # ... in 100 ms chunks
     errors.close()
     stderr = (tmp_path / "stderr.txt").read_text()
+    assert "ending after this reply" in stderr
     assert "using text mode" not in stderr and "underrun" not in stderr

@@ -70,6 +70,38 @@ def test_wav_in_and_out(
     assert KEY not in kinds
 
 
+def test_q_typed_right_after_a_turn_still_gets_its_reply(
+    run_cli: Any, emulator_in_thread: Any
+) -> None:
+    # Lines are turns in order (a script piped in, or a quick typist): the reply already asked
+    # for is shown and logged, then the session ends; nothing after the q is sent.
+    result = run_cli(
+        [CASUAL, "--text"], input="hello\nq\nnever sent\n", env=emu_env(emulator_in_thread)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["you: hello", "assistant: [emulator] You said: hello"]
+
+
+def test_chunk_ms_sets_how_much_audio_each_append_carries(
+    run_cli: Any, emulator_in_thread: Any, speech_wav: Path
+) -> None:
+    import base64
+
+    before = len(emulator_in_thread.sessions)
+    args = [CASUAL, "--input", str(speech_wav), "--fast", "--logs", "-"]
+    result = run_cli([*args, "--chunk-ms", "60"], env=emu_env(emulator_in_thread))
+    assert result.returncode == 0, result.stderr
+    (session,) = emulator_in_thread.sessions[before:]
+    sizes = [
+        len(base64.b64decode(e["audio"]))
+        for e in session.received
+        if e["type"] == "input_audio_buffer.append"
+    ]
+    assert len(sizes) > 10 and set(sizes[:-1]) == {24000 * 2 * 60 // 1000}  # 60 ms of PCM16
+    bad = run_cli([*args, "--chunk-ms", "5"], env=emu_env(emulator_in_thread))
+    assert bad.returncode == 2 and "--chunk-ms" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_auth_failure_is_one_clear_line(run_cli: Any, tmp_path: Path) -> None:
     from runner.emulator import emulator_thread
 

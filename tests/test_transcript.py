@@ -30,13 +30,20 @@ def test_each_turn_is_kept_once_and_streams_on_one_line(tmp_path: Path) -> None:
     t.user("u1", "hi")  # the same item again (e.g. after a reconnect)
     for piece in ("Hel", "lo", " there"):
         t.assistant_delta("a1", piece)
-    t.latency(123)  # must not split the streaming line
+    t.latency(123)  # status lines must not split the streaming line ...
+    t.notice("ending after this reply")
+    t.warning("the service rewrote a field")
+    assert t.err.getvalue() == ""  # type: ignore[attr-defined]
     t.assistant_done("a1", "Hello there")
     t.assistant_done("a1", "Hello there")
     t.assistant_delta("a1", "late delta")  # ignored: the turn is complete
     t.close()
     assert t.out.getvalue() == "you: hi\nassistant: Hello there\n"  # type: ignore[attr-defined]
-    assert "(end of speech -> first audio: 123 ms)" in t.err.getvalue()  # type: ignore[attr-defined]
+    assert t.err.getvalue().splitlines() == [  # type: ignore[attr-defined]
+        "   (end of speech -> first audio: 123 ms)",  # ... they follow it, in order
+        "-- ending after this reply",
+        "warning: the service rewrote a field",
+    ]
     assert [(x.role, x.text) for x in t.turns] == [("user", "hi"), ("assistant", "Hello there")]
     log = t.conversation_path.read_text()  # type: ignore[union-attr]
     assert log.count("user: hi") == 1 and log.count("assistant: Hello there") == 1

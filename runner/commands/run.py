@@ -42,6 +42,7 @@ class RunOptions:
     text: bool = False
     input_wav: Path | None = None
     fast: bool = False
+    chunk_ms: int | None = None  # None: runner.audio.CHUNK_MS
     output_wav: Path | None = None
     input_device: str | None = None
     output_device: str | None = None
@@ -84,6 +85,12 @@ class RunOptions:
     help="Stream a WAV file as the microphone, end after the reply.",
 )
 @click.option("--fast", is_flag=True, help="With --input: stream the file as fast as possible.")
+@click.option(
+    "--chunk-ms",
+    type=click.IntRange(20, 1000),
+    help="Microphone audio per append, in whole 20 ms frames (default 100): "
+    "less reaches the service sooner and costs more CPU.",
+)
 @click.option(
     "--output",
     "output_wav",
@@ -131,6 +138,7 @@ def run(
     text: bool,
     input_wav: Path | None,
     fast: bool,
+    chunk_ms: int | None,
     output_wav: Path | None,
     input_device: str | None,
     output_device: str | None,
@@ -158,6 +166,7 @@ def run(
         text=text,
         input_wav=input_wav,
         fast=fast,
+        chunk_ms=chunk_ms,
         output_wav=output_wav,
         input_device=input_device,
         output_device=output_device,
@@ -260,6 +269,7 @@ async def _converse(
                 **profile_settings(profile),
                 api_version=options.api_version or live_target.api_version,
                 end_when_input_ends=mode in ("wav", "text"),
+                send_ms=_chunk_ms(options),
             )
             if mode == "text":
                 transcript.notice("type a message and press Enter; 'q' + Enter ends")
@@ -324,6 +334,12 @@ def _formats(session: dict[str, Any]) -> tuple[Any, Any]:
     return AudioFormat(in_rate), AudioFormat(out_rate)
 
 
+def _chunk_ms(options: RunOptions) -> int:
+    from runner.audio import CHUNK_MS
+
+    return options.chunk_ms or CHUNK_MS
+
+
 def _open_audio(
     options: RunOptions, session: dict[str, Any], transcript: Any
 ) -> tuple[Any, Any, str]:
@@ -334,12 +350,14 @@ def _open_audio(
     recorder = WavRecorder(options.output_wav, out_fmt) if options.output_wav else None
     source: Any
     if options.input_wav is not None:
-        source = WavSource(options.input_wav, in_fmt, fast=options.fast)
+        source = WavSource(
+            options.input_wav, in_fmt, fast=options.fast, chunk_ms=_chunk_ms(options)
+        )
         return source, ClockPlayer(out_fmt, recorder=recorder, realtime=not options.fast), "wav"
     if options.text:
         return None, ClockPlayer(out_fmt, recorder=recorder, realtime=False), "text"
     try:
-        source = Microphone(in_fmt, options.input_device)
+        source = Microphone(in_fmt, options.input_device, chunk_ms=_chunk_ms(options))
     except AudioUnavailable as exc:
         if options.input_device:
             raise
