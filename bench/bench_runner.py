@@ -116,7 +116,12 @@ class PulseFeed:
 
     async def say(self, pcm: bytes, path: Path) -> None:
         proc = await asyncio.create_subprocess_exec("paplay", "--device=vmic", str(path))
-        await proc.wait()
+        try:  # bounded: a stuck paplay must not hang the whole benchmark
+            await asyncio.wait_for(proc.wait(), 30)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise SystemExit("paplay did not finish within 30 s (is PulseAudio alive?)") from None
 
 
 class ClockMic:
@@ -354,7 +359,7 @@ async def converse(
         await asyncio.sleep(2.5)  # the interruption is itself a turn; let it finish
     wall = time.perf_counter() - t0
     cpu = process_cpu_s() - cpu0  # the emulator runs in its own process
-    await client.stop()
+    await asyncio.wait_for(client.stop(), 30)
     t = client.timings()
     return {
         "client": client.name,

@@ -418,18 +418,32 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
     runner = results.get("runner", {})
     why_r = runner.get("skipped")
-    by_client = {c.get("client"): c for c in runner.get("clients", []) if isinstance(c, dict)}
-    r_vl, r_base = by_client.get("vlrun", {}), by_client.get("baseline", {})
-    if not why_r and r_vl:
+    rows_by: dict[tuple[Any, Any], dict[str, Any]] = {
+        (c.get("client"), c.get("io")): c for c in runner.get("clients", []) if isinstance(c, dict)
+    }
+    floor = runner.get("sound_stack_floor") or {}
+    for io, label in (
+        ("devices", "runner harness, PortAudio on PulseAudio null sinks (sound stack included)"),
+        ("virtual", "runner harness, clock-driven I/O (the client's own work, target ≤ 0.6 %)"),
+    ):
+        vl_row, base_row = rows_by.get(("vlrun", io), {}), rows_by.get(("baseline", io), {})
+        if why_r or not vl_row:
+            continue
         out.append(
             (
-                f"client CPU per minute, runner harness, same process ({runner.get('audio')})",
-                fmt(r_vl.get("cpu_s_per_min"), " s", 2),
-                fmt(r_base.get("cpu_s_per_min"), " s", 2),
-                ratio(r_base.get("cpu_s_per_min"), r_vl.get("cpu_s_per_min")),
-                "none known",
+                f"client CPU per minute, {label}",
+                f"{fmt(vl_row.get('cpu_s_per_min'), ' s', 2)} "
+                f"({fmt(vl_row.get('cpu_percent_of_one_core'), ' %', 2)})",
+                fmt(base_row.get("cpu_s_per_min"), " s", 2),
+                ratio(base_row.get("cpu_s_per_min"), vl_row.get("cpu_s_per_min")),
+                f"sound stack alone {fmt(floor.get('cpu_s_per_min'), ' s', 2)}"
+                if io == "devices" and floor
+                else "none known",
             )
         )
+    # latency figures: the device rows when there were devices
+    r_vl = rows_by.get(("vlrun", "devices")) or rows_by.get(("vlrun", "virtual")) or {}
+    r_base = rows_by.get(("baseline", "devices")) or rows_by.get(("baseline", "virtual")) or {}
     # barge-in and write latency: both clients from the runner harness when it measured the
     # baseline too; otherwise the baseline's own run above
     if r_base:
