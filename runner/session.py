@@ -17,70 +17,34 @@ import asyncio
 import base64
 import contextlib
 import json
-import logging
 import signal
-import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runner.audio import CHUNK_MS, Player, Source, level_dbfs
+from runner.audio import CHUNK_MS, Player, Source
 from runner.connect import Target, open_connection
 from runner.errors import ConnectError, VlrunError
+from runner.session_diff import session_differences
+from runner.session_input import InputSide, start_line_reader
+from runner.session_state import Drop, Metrics, Response, Rollover, log
+from runner.session_tools import ToolSide
 from runner.transcript import Transcript
-
-log = logging.getLogger("runner.session")
 
 Handler = Callable[..., Awaitable[None] | None]
 _TIMED = frozenset({"response.audio.delta", "input_audio_buffer.speech_started"})
 # The stream of deltas is most of what arrives; building SDK models for them costs more than the
 # work itself, so their handlers read the JSON object directly (same attribute names).
 _RAW = frozenset({"response.audio.delta", "response.audio_transcript.delta", "response.text.delta"})
-_APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
-_SOCKET_ERRORS = (ConnectionError, RuntimeError)  # a closing socket (aiohttp raises either)
-_QUIT_WORDS = frozenset({"q", "quit", "exit", "/q", "/quit"})
-_IGNORED_DIFF_KEYS = frozenset({"id", "object", "expires_at", "agent", "model"})
 
 
-@dataclass
-class Metrics:
-    """Timings the benchmark reads (seconds, perf_counter based)."""
+class LiveSession(InputSide, ToolSide):
+    """Runs one conversation; :meth:`run` returns the exit code.
 
-    write_latency: list[float] = field(
-        default_factory=list
-    )  # audio delta received -> player.write done
-    silence_latency: list[float] = field(
-        default_factory=list
-    )  # speech_started received -> playback silenced
-    turn_latency: list[float] = field(default_factory=list)  # end of speech -> first audio written
-    barge_in_arrivals: list[float] = field(default_factory=list)  # speech_started while playing
-    reconnects: int = 0
-    rollovers: int = 0
-    sent_events: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Response:
-    id: str
-    items: dict[str, str] = field(default_factory=dict)  # item id -> item type
-    calls: list[tuple[str, str, str]] = field(default_factory=list)  # (name, call_id, arguments)
-    muted: bool = False  # barge-in: drop the rest of its audio and text
-    first_audio: bool = False
-
-
-class _Drop(Exception):
-    """The connection ended without us asking (network, server fault)."""
-
-
-class _Rollover(Exception):
-    """The session is near its time limit: open a fresh one."""
-
-
-class LiveSession:
-    """Runs one conversation; :meth:`run` returns the exit code."""
+    This module holds the connection's life and the server events about speech and replies;
+    the user's input is in :mod:`runner.session_input`, tool calls in :mod:`runner.session_tools`.
+    """
 
     def __init__(
         self,
@@ -136,8 +100,8 @@ class LiveSession:
         self._ready = asyncio.Event()  # set while a configured connection is usable
         self._stop = asyncio.Event()
         self._updated: asyncio.Future[Any] | None = None
-        self._responses: dict[str, _Response] = {}
-        self._active: _Response | None = None
+        self._responses: dict[str, Response] = {}
+        self._active: Response | None = None
         self._no_active = asyncio.Event()
         self._no_active.set()
         self._changed = asyncio.Event()  # replaced and set on every turn-state change
@@ -149,6 +113,7 @@ class LiveSession:
         self._input_done = False
         self._tool_tasks: set[asyncio.Task[None]] = set()
         self._question: asyncio.Future[str] | None = None
+        self._asking = asyncio.Lock()
         self._cancel_sent_at = 0.0
         self._expires_at: float | None = None
         self._configured_once = False
@@ -189,7 +154,7 @@ class LiveSession:
         self._line_queue: asyncio.Queue[str | None] = asyncio.Queue()
         background = []
         if self.read_lines:
-            _start_line_reader(loop, self._line_queue)
+            start_line_reader(loop, self._line_queue)
             background.append(asyncio.create_task(self._line_pump(), name="vlrun-lines"))
         if self.source is not None:
             background.append(asyncio.create_task(self._input_pump(), name="vlrun-input"))
@@ -199,11 +164,11 @@ class LiveSession:
                 try:
                     await self._connection(first=not self._configured_once)
                     break  # ended on purpose
-                except _Rollover:
+                except Rollover:
                     self.metrics.rollovers += 1
                     self.transcript.notice("session time limit near: continuing in a new session")
                     attempt = 0
-                except (_Drop, ConnectError) as exc:
+                except (Drop, ConnectError) as exc:
                     if self._connection_worked:
                         attempt = 0  # count failures in a row, not drops over a whole conversation
                     if not self._configured_once and isinstance(exc, ConnectError):
@@ -248,12 +213,8 @@ class LiveSession:
         """Whether tool calls of this session are still being run."""
         return bool(self._tool_tasks)
 
-    def stop(self) -> None:
-        """End the conversation (Ctrl+C, ``q``, end of input)."""
-        self._stop.set()
-
     async def _connection(self, *, first: bool) -> None:
-        """One connection from connect to close; raises _Drop / _Rollover to go round again."""
+        """One connection from connect to close; raises Drop / Rollover to go round again."""
         self._connection_worked = False
         async with open_connection(
             self.target, self.endpoint, self.credential, api_version=self.api_version
@@ -302,9 +263,9 @@ class LiveSession:
             await recv
         if recv in done and recv.exception() is not None:
             exc = recv.exception()
-            if isinstance(exc, _Drop):
+            if isinstance(exc, Drop):
                 raise exc
-        raise _Drop("the service did not confirm the session (no session.updated)")
+        raise Drop("the service did not confirm the session (no session.updated)")
 
     async def _receive_until_done(self, conn: Any) -> None:
         recv = self._recv_task
@@ -325,11 +286,11 @@ class LiveSession:
         if stop in done or self._stop.is_set():
             return
         if roll is not None and roll in done:
-            raise _Rollover()
+            raise Rollover()
         exc = recv.exception() if not recv.cancelled() else None
         if exc is not None:
             raise exc
-        raise _Drop("the service closed the connection")
+        raise Drop("the service closed the connection")
 
     async def _receive(self, conn: Any) -> None:
         from azure.ai.voicelive.aio import ConnectionClosed
@@ -341,9 +302,9 @@ class LiveSession:
                 # cannot read is logged (with its text) and skipped instead of ending the turn.
                 raw = await conn.recv_bytes()
             except ConnectionClosed as exc:
-                raise _Drop(f"closed with code {exc.code}") from None
+                raise Drop(f"closed with code {exc.code}") from None
             if not raw:
-                raise _Drop("empty frame (connection closed)")
+                raise Drop("empty frame (connection closed)")
             try:
                 payload = json.loads(raw)
                 if not isinstance(payload, dict):
@@ -370,30 +331,10 @@ class LiveSession:
                 result = handler(event, arrived) if kind in _TIMED else handler(event)
                 if result is not None:
                     await result
-            except (VlrunError, _Drop):
+            except (VlrunError, Drop):
                 raise
             except Exception:  # one bad event must not end the conversation
                 log.exception("handler for %s failed", kind)
-
-    async def _send(self, event: Mapping[str, Any] | Any) -> None:
-        """Send a dict or SDK model; a failed send means the connection dropped."""
-        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
-
-        conn = self.conn
-        if conn is None:
-            raise _Drop("not connected")
-        data = event if isinstance(event, Mapping) else event.as_dict()
-        kind = str(data.get("type", "?"))
-        self.metrics.sent_events[kind] = self.metrics.sent_events.get(kind, 0) + 1
-        if kind == "response.create":
-            self._requested += 1  # in flight until response.created (or an error) comes back
-        if self.transcript.tracing:
-            self.transcript.trace("out", dict(data))
-        log.debug("send %s", kind)
-        try:
-            await conn.send(event)
-        except SdkConnectionError as exc:
-            raise _Drop(f"send failed: {exc}") from None
 
     async def _rollover_due(self) -> None:
         assert self._expires_at is not None
@@ -431,153 +372,6 @@ class LiveSession:
             await self._send({"type": "conversation.item.create", "item": item.as_dict()})
 
     # ---------------------------------------------------------------- input side
-
-    async def _input_pump(self) -> None:
-        assert self.source is not None
-        meter = self.transcript.meter_enabled
-        live = getattr(self.source, "live", True)
-        # One append per chunk of at least send_ms: every event costs a JSON encode, a WebSocket
-        # frame and a wake-up, and the service needs the audio, not the capture cadence.
-        fmt = getattr(self.source, "fmt", self.player.fmt)
-        batch = fmt.bytes_for_ms(self.send_ms)
-        pending = bytearray()
-        if not live:
-            await self._ready.wait()  # a file loses nothing: start once the session is ready
-        try:
-            async for chunk in self.source.frames():
-                if self._stop.is_set():
-                    return
-                if meter:
-                    self.transcript.meter(level_dbfs(chunk))
-                if not self._ready.is_set():
-                    if live:
-                        continue  # (re)connecting: live audio from now cannot be delivered
-                    await self._ready.wait()
-                if not pending and len(chunk) >= batch:
-                    await self._append(chunk)  # the usual case: one device chunk, one append
-                    continue
-                pending += chunk
-                if len(pending) >= batch:
-                    await self._append(bytes(pending))
-                    pending.clear()
-            if pending and self._ready.is_set():
-                await self._append(bytes(pending))  # the end of a file is audio too
-        except VlrunError as exc:
-            self.transcript.error(exc.message)
-            self.stop()
-            return
-        self._input_done = True
-        if self.end_when_input_ends:
-            await self._finish_after_reply()
-
-    async def _append(self, pcm: bytes) -> None:
-        """Microphone audio, ten times a second: the lean path (no tracing, no debug log).
-
-        The JSON is built by hand (base64 needs no escaping) and written to the SDK
-        connection's own WebSocket: ``conn.send`` would re-scan the 6 KB string with
-        ``json.dumps``, which is most of the client's CPU per append. Any other connection
-        object goes through ``conn.send``.
-        """
-        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
-
-        conn = self.conn
-        if conn is None:
-            return
-        sent = self.metrics.sent_events
-        sent["input_audio_buffer.append"] = sent.get("input_audio_buffer.append", 0) + 1
-        audio = base64.b64encode(pcm).decode("ascii")
-        ws = _raw_socket(conn)
-        with contextlib.suppress(SdkConnectionError, *_SOCKET_ERRORS):  # receive sees the drop
-            if ws is not None:
-                await ws.send_str(_APPEND_HEAD + audio + '"}')
-            else:
-                await conn.send({"type": "input_audio_buffer.append", "audio": audio})
-
-    async def _line_pump(self) -> None:
-        while True:
-            line = await self._line_queue.get()
-            if line is None:  # end of stdin
-                if self.source is None:
-                    self._input_done = True
-                    if self.end_when_input_ends:
-                        await self._finish_after_reply()
-                return
-            text = line.strip()
-            if self._question is not None and not self._question.done():
-                self._question.set_result(text)
-                continue
-            if text.lower() in _QUIT_WORDS:
-                if self._reply_owed():
-                    # Lines are turns in order: a reply already asked for is part of the
-                    # conversation, so it is heard (and logged) before the session ends.
-                    self.transcript.notice("ending after this reply (Ctrl+C ends now)")
-                    if self.source is not None:
-                        self.source.close()  # no new turns from the microphone meanwhile
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(
-                            self._wait_until(lambda: not self._reply_owed()),
-                            self.finish_timeout_s,
-                        )
-                        await asyncio.wait_for(self.player.drain(), self.finish_timeout_s)
-                self.stop()
-                return
-            if text:
-                await self._ready.wait()
-                await self.send_text(text)
-
-    async def send_text(self, text: str) -> None:
-        """A typed user turn: a message item, then a response (after the previous reply ends)."""
-        from azure.ai.voicelive.models import InputTextContentPart, UserMessageItem
-
-        await self._wait_until(
-            lambda: (
-                not self._awaiting_reply
-                and self._active is None
-                and not self._requested
-                and not self._tool_tasks
-            )
-        )
-        await self._ready.wait()
-        item_id = f"typed_{len(self.transcript.turns)}_{int(time.time() * 1000)}"
-        self.transcript.user(item_id, text)
-        self._eos_at = time.perf_counter()
-        self._awaiting_reply = True
-        with contextlib.suppress(_Drop):
-            item = UserMessageItem(content=[InputTextContentPart(text=text)])
-            await self._send({"type": "conversation.item.create", "item": item.as_dict()})
-            await self._send({"type": "response.create"})
-
-    async def _finish_after_reply(self) -> None:
-        """End of input: wait for the reply in progress, let it play out, then stop."""
-        try:
-            if self.source is not None:
-                # A file sent with --fast can end before the service has even heard the
-                # speech in it: the turn starts when it says so, not when sending stops.
-                await asyncio.wait_for(
-                    self._wait_until(lambda: self._heard_speech), timeout=self.finish_timeout_s
-                )
-            await asyncio.wait_for(self._idle(), timeout=self.finish_timeout_s)
-        except asyncio.TimeoutError:
-            self.transcript.notice("input ended; no reply came, stopping")
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.player.drain(), timeout=self.finish_timeout_s)
-        self.stop()
-
-    def _reply_owed(self) -> bool:
-        """A reply was asked for and has not finished (its response or its tools still run)."""
-        return bool(self._awaiting_reply or self._active is not None or self._tool_tasks)
-
-    async def _idle(self) -> None:
-        await self._wait_until(lambda: not (self._speaking or self._reply_owed()))
-
-    async def _wait_until(self, predicate: Callable[[], bool]) -> None:
-        """Wait for a condition on the turn state; every state change wakes the waiters."""
-        while not predicate():
-            await self._changed.wait()
-
-    def _poke_idle(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
 
     # ---------------------------------------------------------------- handlers: session
 
@@ -682,13 +476,15 @@ class LiveSession:
     async def _on_item_created(self, event: Any) -> None:
         item = event.item
         if getattr(item, "type", None) == "mcp_approval_request":
-            await self._answer_approval(item)
+            # A task, like tool calls: a person may take a while to answer, and meanwhile the
+            # receive loop must go on (it has to see the asking response end).
+            self._spawn(self._answer_approval(item), "vlrun-approval")
 
     # ---------------------------------------------------------------- handlers: responses
 
     def _on_response_created(self, event: Any) -> None:
         rid = str(event.response.id)
-        resp = _Response(rid)
+        resp = Response(rid)
         self._requested = max(0, self._requested - 1)
         self._responses[rid] = resp
         self._active = resp
@@ -753,17 +549,6 @@ class LiveSession:
             interrupted=muted or getattr(item, "status", "") == "incomplete",
         )
 
-    def _on_call_arguments_done(self, event: Any) -> None:
-        resp = self._responses.get(str(event.response_id))
-        call = (str(event.name or ""), str(event.call_id), str(event.arguments or "{}"))
-        self.transcript.tool_call(call[1], call[0], call[2])
-        if resp is not None:
-            resp.calls.append(call)
-
-    def _on_mcp_call(self, event: Any) -> None:
-        kind = getattr(event.type, "value", event.type)
-        self.transcript.notice(f"MCP call {event.item_id}: {kind.rsplit('.', 1)[-1]}")
-
     def _on_response_done(self, event: Any) -> None:
         response = event.response
         rid = str(response.id)
@@ -779,15 +564,9 @@ class LiveSession:
                 f"the response failed: {getattr(err, 'message', None) or err or 'no details'}"
             )
         if resp is not None and resp.calls and status != "cancelled":
-            task = asyncio.create_task(self._run_tools(resp.calls), name="vlrun-tools")
-            self._tool_tasks.add(task)
-            task.add_done_callback(self._tool_done)
+            self._spawn(self._run_tools(resp.calls), "vlrun-tools")
         elif status in ("completed", "failed", "incomplete") or (resp is not None and resp.muted):
             self._awaiting_reply = False
-        self._poke_idle()
-
-    def _tool_done(self, task: asyncio.Task[None]) -> None:
-        self._tool_tasks.discard(task)
         self._poke_idle()
 
     def _finish_interrupted_text(self) -> None:
@@ -797,64 +576,6 @@ class LiveSession:
             self.transcript.assistant_done(streaming, "", interrupted=True)
 
     # ---------------------------------------------------------------- tools
-
-    async def _run_tools(self, calls: list[tuple[str, str, str]]) -> None:
-        from azure.ai.voicelive.models import FunctionCallOutputItem
-
-        if self.registry is None:
-            results = [_no_registry_result(c) for c in calls]
-        else:
-            from runner.plugins import ToolContext
-
-            context = ToolContext(
-                session_id=self.session_id,
-                profile_name=self.profile_name,
-                vars=self.profile_vars,
-                logger=logging.getLogger("runner.tools"),
-                say_handler=self._tool_says,
-            )
-            results = await self.registry.dispatch_many(
-                calls, context=context, timeout_s=self.tool_timeouts
-            )
-        for r in results:
-            self.transcript.tool_result(
-                r.call_id, r.name, r.ok, r.output if r.ok else (r.error or r.output), r.duration_s
-            )
-        try:
-            for r in results:
-                item = FunctionCallOutputItem(call_id=r.call_id, output=r.output)
-                await self._send({"type": "conversation.item.create", "item": item.as_dict()})
-            await self._wait_until(lambda: self._active is None and not self._requested)
-            await self._send({"type": "response.create"})
-        except _Drop:
-            self.transcript.warning("the connection dropped before the tool results were sent")
-
-    async def _tool_says(self, context: Any, text: str) -> None:
-        self.transcript.notice(f"{context.tool_name}: {text}")
-
-    async def _answer_approval(self, item: Any) -> None:
-        from azure.ai.voicelive.models import MCPApprovalResponseRequestItem
-
-        from runner.mcp import decide
-
-        label, name = str(item.server_label), str(item.name)
-        decision = decide(self.mcp_policies.get(label), label, name)
-        if decision == "ask":
-            if not (self.read_lines and sys.stdin.isatty()):
-                decision = "deny"
-                self.transcript.notice(f"MCP {label}.{name}: approval needs a person; denied")
-            else:
-                loop = asyncio.get_running_loop()
-                self._question = loop.create_future()
-                self.transcript.banner(f"approve MCP call {label}.{name}({item.arguments})? [y/N]")
-                answer = await self._question
-                self._question = None
-                decision = "approve" if answer.lower() in ("y", "yes") else "deny"
-        self.transcript.conv_note(f"MCP {label}.{name}: {decision}")
-        reply = MCPApprovalResponseRequestItem(
-            approval_request_id=str(item.id), approve=decision == "approve"
-        )
-        await self._send({"type": "conversation.item.create", "item": reply.as_dict()})
 
 
 # -------------------------------------------------------------------- helpers
@@ -872,56 +593,6 @@ def profile_settings(profile: Any) -> dict[str, Any]:
     }
 
 
-def session_differences(
-    sent: Mapping[str, Any], received: Mapping[str, Any], path: str = "session"
-) -> list[str]:
-    """Fields of ``sent`` that ``received`` lacks or holds with another value, one line each."""
-    out: list[str] = []
-    for key, want in sent.items():
-        if key in _IGNORED_DIFF_KEYS and path == "session":
-            continue
-        where = f"{path}.{key}"
-        if key not in received or (received[key] is None and want is not None):
-            out.append(f"the service dropped {where} (sent {_short(want)})")
-            continue
-        got = received[key]
-        if isinstance(want, Mapping) and isinstance(got, Mapping):
-            out.extend(session_differences(want, got, where))
-        elif key == "voice" and isinstance(want, str) and isinstance(got, Mapping):
-            if got.get("name") != want:
-                out.append(f"the service rewrote {where}: sent {_short(want)}, got {_short(got)}")
-        elif key == "tools" and isinstance(want, list) and isinstance(got, list):
-            names = {t.get("name") or t.get("server_label") for t in got if isinstance(t, Mapping)}
-            for tool in want:
-                name = tool.get("name") or tool.get("server_label")
-                if name not in names:
-                    out.append(f"the service dropped tool {name!r}")
-        elif not _same(want, got):
-            out.append(f"the service rewrote {where}: sent {_short(want)}, got {_short(got)}")
-    return out
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return abs(float(a) - float(b)) < 1e-6
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(
-            (not session_differences(x, y, ""))
-            if isinstance(x, Mapping) and isinstance(y, Mapping)
-            else _same(x, y)
-            for x, y in zip(a, b, strict=True)
-        )
-    return bool(a == b)
-
-
-def _raw_socket(conn: Any) -> Any:
-    """The aiohttp WebSocket inside an SDK connection, or None if this SDK keeps it elsewhere."""
-    from aiohttp import ClientWebSocketResponse
-
-    ws = getattr(conn, "_connection", None)
-    return ws if isinstance(ws, ClientWebSocketResponse) else None
-
-
 class _RawEvent(dict):  # type: ignore[type-arg]
     """A server event's JSON object read like an SDK model: a missing field is None."""
 
@@ -936,11 +607,6 @@ def _val(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _as_dict(model: Any) -> dict[str, Any]:
     if isinstance(model, Mapping):
         return dict(model)
@@ -951,30 +617,3 @@ def _as_dict(model: Any) -> dict[str, Any]:
         return dict(as_dict())
     except Exception:  # a model the SDK cannot serialise back; the trace is best-effort
         return {"type": str(getattr(model, "type", "?"))}
-
-
-def _no_registry_result(call: tuple[str, str, str]) -> Any:
-    from runner.plugins import ToolResult
-
-    name, call_id, _ = call
-    output = '{"error": {"type": "unknown_tool", "message": "no tools are loaded"}}'
-    return ToolResult(call_id, name, False, output, "no tools are loaded", 0.0)
-
-
-def _start_line_reader(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
-    """Read stdin on a daemon thread (a blocking read cannot be cancelled) and hand lines over."""
-
-    def reader() -> None:
-        stream = sys.stdin
-        try:
-            for line in stream:
-                loop.call_soon_threadsafe(queue.put_nowait, line)
-        except (OSError, ValueError):
-            pass
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    if sys.stdin is None:
-        queue.put_nowait(None)
-        return
-    threading.Thread(target=reader, name="vlrun-stdin", daemon=True).start()

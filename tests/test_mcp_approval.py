@@ -252,12 +252,6 @@ def test_n_at_the_console_denies_and_the_call_does_not_run(denied: Run) -> None:
     assert "assistant: [emulator] search_docs on docs failed: not approved" in denied.log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner/session.py _answer_approval sends the mcp_approval_response item but no "
-    "response.create, so the answered call neither runs nor is spoken about until the user's "
-    "next turn (the emulator, like function calls, continues only on response.create)",
-)
 @pytest.mark.parametrize("case", ["approved", "denied"])
 def test_the_answer_continues_the_turn(case: str, request: pytest.FixtureRequest) -> None:
     run: Run = request.getfixturevalue(case)

@@ -23,7 +23,8 @@ from runner.connect import resolve_target
 from runner.emulator import Faults, running_emulator
 from runner.plugins import Registry
 from runner.profile import load_profile
-from runner.session import LiveSession, session_differences
+from runner.session import LiveSession
+from runner.session_diff import session_differences
 from runner.transcript import Transcript, Turn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -342,7 +343,7 @@ async def test_wav_input_ends_after_the_reply(
 ) -> None:
     from azure.ai.voicelive.aio import VoiceLiveConnection
 
-    from runner import session as session_module
+    from runner import session_input
     from runner.audio import WavSource
 
     # Appends skip conn.send when the SDK connection exposes its aiohttp socket; either way
@@ -356,7 +357,7 @@ async def test_wav_input_ends_after_the_reply(
 
     monkeypatch.setattr(VoiceLiveConnection, "send", spy)
     if not socket_fast_path:
-        monkeypatch.setattr(session_module, "_raw_socket", lambda conn: None)
+        monkeypatch.setattr(session_input, "_raw_socket", lambda conn: None)
     source = WavSource(speech_wav, FMT, fast=True)
     async with running_emulator(speed=0) as emu:
         h = build(
