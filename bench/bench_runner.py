@@ -183,6 +183,7 @@ class VlrunClient:
         self.session: Any = None
         self.player: Any = None
         self.task: asyncio.Task[int] | None = None
+        self.counts: dict[str, int] = {}  # filled by timings()
 
     async def start(self, endpoint: str, devices: bool, mic: ClockMic | None) -> None:
         import io
@@ -245,12 +246,23 @@ class VlrunClient:
         m = self.session.metrics
         silence = list(m.silence_latency)
         log = getattr(self.player, "silence_log", None)
-        if log is not None:  # real device: until the first silent buffer left for PortAudio
+        unmatched = 0
+        if log is not None:  # real device: until the next buffer left for PortAudio
             silence = []
-            for arrived in m.barge_in_arrivals:
-                after = [done for requested, done in log if requested >= arrived]
-                if after:
-                    silence.append(min(after) - arrived)
+            arrivals = list(m.barge_in_arrivals)
+            for arrived, following in zip(arrivals, [*arrivals[1:], float("inf")], strict=True):
+                # Only this barge-in's own request counts; never borrow the next one's.
+                mine = [done for requested, done in log if arrived <= requested < following]
+                if mine:
+                    silence.append(min(mine) - arrived)
+                else:
+                    unmatched += 1
+        self.counts = {
+            "silence_unmatched": unmatched,
+            # PortAudio output underflows: the sound stack stalled; a barge-in during a stall
+            # waits it out, and its silence figure is the stall's, not the client's
+            "output_underflows": int(getattr(self.player, "underflows", 0)),
+        }
         return {
             "silence": silence,
             "handler_silence": list(m.silence_latency),
@@ -369,6 +381,7 @@ async def converse(
         "cpu_s_per_min": round(cpu / wall * 60, 3),
         "cpu_percent_of_one_core": round(cpu / wall * 100, 3),
         "silence_latency_ms": stats_ms(t["silence"]),
+        **getattr(client, "counts", {}),
         "silence_handler_ms": stats_ms(t["handler_silence"]),
         "write_latency_ms": stats_ms(t["write"]),
         "turn_latency_ms": stats_ms(t["turn"]),
@@ -418,6 +431,12 @@ def table(results: dict[str, Any]) -> str:
             f"| {w['median']} / {w['p99']} ms ({w['n']}) "
             f"| {t['median']} ms |"
         )
+        if r.get("output_underflows") or r.get("silence_unmatched"):
+            rows.append(
+                f"| ↳ {r['client']}: {r.get('output_underflows', 0)} output underflows (sound "
+                f"stack stalls), {r.get('silence_unmatched', 0)} barge-ins never silenced "
+                f"| | | | | |"
+            )
     floor = results.get("sound_stack_floor")
     if floor:
         rows.append(

@@ -30,6 +30,7 @@ import numpy as np
 from runner.errors import AudioUnavailable, VlrunError
 
 FRAME_MS = 20
+_OUTPUT_UNDERFLOW = 0x4  # PortAudio's paOutputUnderflow callback status flag
 # Capture is handed to the event loop, and appended, 100 ms at a time. Each hand-off wakes the
 # loop, and on small machines a wake-up costs more CPU than the audio work itself; 100 ms is also
 # what production realtime clients send (LiveKit's agents do), and it adds at most 80 ms before
@@ -568,9 +569,11 @@ class DevicePlayer:
         self._drained = asyncio.Event()
         self._drained.set()
         self._silence_requested: float | None = None
-        self.silenced_at: float | None = None  # when the first silent buffer left after interrupt()
-        # (interrupt() called, first silent buffer handed to PortAudio), perf_counter seconds
-        self.silence_log: list[tuple[float, float]] = []
+        # When the first buffer after interrupt() left for PortAudio: it holds none of the
+        # interrupted audio (silence, or a newer reply). perf_counter seconds.
+        self.silenced_at: float | None = None
+        self.silence_log: list[tuple[float, float]] = []  # (interrupt() called, silenced_at)
+        self.underflows = 0  # callbacks PortAudio flagged as output underflow (a stalled stack)
         self._silence = b""
         self._stream, self.device_rate = _open_stream(self.device, "output", fmt, self._callback)
         self._dev_fmt = AudioFormat(self.device_rate, fmt.channels)
@@ -585,6 +588,8 @@ class DevicePlayer:
         self, in_data: Any, frame_count: int, time_info: Any, status: int
     ) -> tuple[bytes, int]:
         need = frame_count * SAMPLE_WIDTH * self.fmt.channels
+        if status & _OUTPUT_UNDERFLOW:
+            self.underflows += 1
         if not self._chunks and self._silence_requested is None and self._drained.is_set():
             # Idle (most of a conversation): no lock, no allocation, no loop wake-up.
             if len(self._silence) != need:
@@ -603,7 +608,7 @@ class DevicePlayer:
                     self._chunks.popleft()
                     self._head_offset = 0
             empty = not self._chunks
-            if self._silence_requested is not None and not out:
+            if self._silence_requested is not None:  # the queue was cleared: nothing old is left
                 self.silenced_at = time.perf_counter()
                 self.silence_log.append((self._silence_requested, self.silenced_at))
                 self._silence_requested = None
