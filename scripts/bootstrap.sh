@@ -26,9 +26,18 @@ apt_install() {
     fi
 }
 
-venv() {
+venv_install() {
+    # pip runs only when the venv is new or pyproject.toml / the requested extras changed.
     if [ ! -x "$VENV/bin/python" ]; then "$PY" -m venv "$VENV"; fi
+    local stamp="$VENV/.vlrun-installed" want
+    want="$(sha256sum pyproject.toml | cut -c1-16) $*"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+        && "$VENV/bin/python" -c "import runner" >/dev/null 2>&1; then
+        return 0
+    fi
     "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q "$@"
+    echo "$want" >"$stamp"
 }
 
 case "$job" in
@@ -36,15 +45,13 @@ run)
     # PortAudio makes the microphone usable; without it vlrun falls back to text mode.
     extras=""
     if apt_install portaudio19-dev; then extras="[audio]"; fi
-    venv
-    "$VENV/bin/python" -m pip install -q -e ".${extras}"
+    venv_install -e ".${extras}"
     [ $# -eq 0 ] && set -- profiles/casual-chat.yaml
     exec "$VENV/bin/vlrun" "$@"
     ;;
 test)
     apt_install portaudio19-dev pulseaudio libasound2-plugins espeak-ng sox
-    venv
-    "$VENV/bin/python" -m pip install -q -e ".[audio]" --group test
+    venv_install -e ".[audio]" --group test
     # Virtual microphone and speaker (PulseAudio null sinks) for the real-PyAudio tests.
     bash scripts/pulse-env.sh start || echo "note: PulseAudio did not start; audio tests will be skipped" >&2
     trap 'bash scripts/pulse-env.sh stop || true' EXIT
