@@ -43,7 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 KEY = "bench-run-all-key-7c1d"
-FRAME_MS = 20  # one input frame: the cadence of capture and send
 OUTPUT_BUFFER_MS = 20  # vlrun's output callback period (runner/audio.py frames_per_buffer)
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -714,9 +713,12 @@ def main() -> int:
     print(text)
     fd = results["full_duplex"]
     if not fd.get("skipped"):
+        from runner.audio import CHUNK_MS
+
         print(
             f"\nfull duplex: {fd['conversation_s']:.0f} s measured per client after "
-            f"{fd['warmup_s']:.0f} s warm-up; a frame is {FRAME_MS} ms; the baseline buffers "
+            f"{fd['warmup_s']:.0f} s warm-up; vlrun appends {CHUNK_MS} ms of audio at a time, "
+            f"the baseline 50 ms; the baseline buffers "
             f"{fd.get('baseline', {}).get('prebuffer_chunks', '?')} reply chunks before playing."
         )
         for who in ("vlrun", "baseline"):
