@@ -259,10 +259,17 @@ def run_script(name: str, args: list[str], json_path: Path, timeout: float) -> d
     if not script.is_file():
         return {"skipped": f"bench/{name} is missing"}
     log(f"{name} {' '.join(args)}")
+    return run_and_read(f"bench/{name}", [str(script), *args], json_path, timeout)
+
+
+def run_and_read(
+    label: str, python_args: list[str], json_path: Path, timeout: float
+) -> dict[str, Any]:
+    """Run Python with ``python_args`` and read the JSON file it must (re)write."""
     started, wall = time.monotonic(), time.time()
     try:
         proc = subprocess.run(
-            [sys.executable, str(script), *args],
+            [sys.executable, *python_args],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             capture_output=True,
@@ -271,18 +278,18 @@ def run_script(name: str, args: list[str], json_path: Path, timeout: float) -> d
             check=False,
         )
     except subprocess.TimeoutExpired:
-        return {"skipped": f"bench/{name} did not finish within {timeout:.0f} s"}
+        return {"skipped": f"{label} did not finish within {timeout:.0f} s"}
     fresh = json_path.is_file() and json_path.stat().st_mtime >= wall - 1
     if not fresh:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-2:]
         return {
-            "skipped": f"bench/{name} exited {proc.returncode} and wrote no {json_path.name}: "
+            "skipped": f"{label} exited {proc.returncode} and wrote no {json_path.name}: "
             + " / ".join(tail)
         }
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        return {"skipped": f"bench/{name} wrote no readable {json_path.name} ({exc})"}
+        return {"skipped": f"{label} wrote no readable {json_path.name} ({exc})"}
     data["_elapsed_s"] = round(time.monotonic() - started, 1)
     # some scripts exit non-zero when they miss their own target; the figures still stand
     data["_exit_code"] = proc.returncode
@@ -293,49 +300,20 @@ RUNNER_WITH_BASELINE = """
 import sys
 sys.path.insert(0, {bench!r})
 import bench_runner, baseline_client
-args = {args!r}
-if hasattr(bench_runner, "CLIENTS"):
-    bench_runner.CLIENTS.setdefault("baseline", baseline_client.HarnessClient)
-else:
-    args = [a for a in args if a != "--clients" and a != "vlrun,baseline"]
-sys.argv = ["bench_runner.py", *args]
+bench_runner.CLIENTS.setdefault("baseline", baseline_client.HarnessClient)
+sys.argv = ["bench_runner.py", *{args!r}]
 raise SystemExit(bench_runner.main())
 """
 
 
 def runner_bench(quick: bool, json_path: Path) -> dict[str, Any]:
     """bench/bench_runner.py with the baseline registered as a second client of its harness."""
-    script = ROOT / "bench" / "bench_runner.py"
-    if not script.is_file():
+    if not (ROOT / "bench" / "bench_runner.py").is_file():
         return {"skipped": "bench/bench_runner.py is missing"}
-    options = script_options("bench_runner.py", quick, json_path)
-    help_text = subprocess.run(
-        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=False
-    ).stdout
-    if "--clients" in help_text:
-        options += ["--clients", "vlrun,baseline"]
+    options = [*script_options("bench_runner.py", quick, json_path), "--clients", "vlrun,baseline"]
     code = RUNNER_WITH_BASELINE.format(bench=str(ROOT / "bench"), args=options)
     log(f"bench_runner.py {' '.join(options)} (baseline registered as a client)")
-    started, wall = time.monotonic(), time.time()
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return {"skipped": "bench/bench_runner.py did not finish within 900 s"}
-    if not (json_path.is_file() and json_path.stat().st_mtime >= wall - 1):
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-2:]
-        return {"skipped": f"bench/bench_runner.py exited {proc.returncode}: " + " / ".join(tail)}
-    data: dict[str, Any] = json.loads(json_path.read_text(encoding="utf-8"))
-    data["_elapsed_s"] = round(time.monotonic() - started, 1)
-    data["_exit_code"] = proc.returncode
-    return data
+    return run_and_read("bench/bench_runner.py", ["-c", code], json_path, 900)
 
 
 def soak(endpoint: str, tmp: Path, minutes: float) -> dict[str, Any]:
