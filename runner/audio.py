@@ -43,6 +43,11 @@ INSTALL_HINT = (
 )
 
 
+def whole_frames_ms(ms: int) -> int:
+    """A chunk length rounded down to whole 20 ms frames (at least one frame)."""
+    return max(FRAME_MS, ms // FRAME_MS * FRAME_MS)
+
+
 @dataclass(frozen=True)
 class AudioFormat:
     """The session's PCM16 format; Voice Live uses 24 kHz mono unless the profile says otherwise."""
@@ -327,7 +332,7 @@ class Microphone:
         self._loop = asyncio.get_running_loop()
         # PortAudio fills one buffer per chunk, so both its thread and the event loop wake once
         # per chunk (capture latency is the chunk either way; only playback needs small buffers).
-        chunk_ms = max(FRAME_MS, chunk_ms // FRAME_MS * FRAME_MS)
+        chunk_ms = whole_frames_ms(chunk_ms)
         self._stream, self.device_rate = _open_stream(
             self.device, "input", fmt, self._callback, buffer_ms=chunk_ms
         )
@@ -402,7 +407,7 @@ class WavSource:
     ) -> None:
         self.fmt = fmt
         self.fast = fast
-        self.chunk_ms = max(FRAME_MS, chunk_ms // FRAME_MS * FRAME_MS)
+        self.chunk_ms = whole_frames_ms(chunk_ms)
         pcm = read_wav(path, fmt) + bytes(fmt.bytes_for_ms(tail_ms))
         self.pcm = pcm + bytes(-len(pcm) % fmt.frame_bytes)  # whole frames
         self.duration_ms = fmt.ms_for_bytes(len(self.pcm))

@@ -89,7 +89,8 @@ def test_chunk_ms_sets_how_much_audio_each_append_carries(
 
     before = len(emulator_in_thread.sessions)
     args = [CASUAL, "--input", str(speech_wav), "--fast", "--logs", "-"]
-    result = run_cli([*args, "--chunk-ms", "60"], env=emu_env(emulator_in_thread))
+    # 70 is not whole 20 ms frames: the file and the appends both use 60 ms chunks
+    result = run_cli([*args, "--chunk-ms", "70"], env=emu_env(emulator_in_thread))
     assert result.returncode == 0, result.stderr
     (session,) = emulator_in_thread.sessions[before:]
     sizes = [
@@ -161,11 +162,12 @@ def test_embedded_default_runs_offline_in_text_mode(run_cli: Any) -> None:
     assert "assistant: [emulator] You said: good morning" in result.stdout
 
 
-def test_q_and_enter_ends_cleanly(emulator_in_thread: Any, tmp_path: Path, cli_env: Any) -> None:
+def _after_one_turn(emu: Any, cwd: Path, cli_env: Any) -> subprocess.Popen[str]:
+    """`vlrun --text` in a subprocess whose stdin stays open, once "hello" has been answered."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", CASUAL, "--text"],
-        cwd=tmp_path,
-        env=cli_env(emu_env(emulator_in_thread)),
+        cwd=cwd,
+        env=cli_env(emu_env(emu)),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -176,37 +178,32 @@ def test_q_and_enter_ends_cleanly(emulator_in_thread: Any, tmp_path: Path, cli_e
     proc.stdin.flush()
     assert proc.stdout.readline() == "you: hello\n"
     assert proc.stdout.readline().startswith("assistant: [emulator] You said: hello")
+    return proc
+
+
+def _close(proc: subprocess.Popen[str]) -> None:
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def test_q_and_enter_ends_cleanly(emulator_in_thread: Any, tmp_path: Path, cli_env: Any) -> None:
+    proc = _after_one_turn(emulator_in_thread, tmp_path, cli_env)
+    assert proc.stdin is not None
     proc.stdin.write("q\n")  # stdin stays open: only the q ends it
     proc.stdin.flush()
     assert proc.wait(20) == 0
     log = next((tmp_path / "logs").glob("*_conversation.log")).read_text()
     assert "ended" in log.splitlines()[-1]  # flushed to the end
-    proc.stdin.close()
-    proc.stdout.close()
-    assert proc.stderr is not None
-    proc.stderr.close()
+    _close(proc)
 
 
 def test_ctrl_c_ends_cleanly(emulator_in_thread: Any, tmp_path: Path, cli_env: Any) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", CASUAL, "--text"],
-        cwd=tmp_path,
-        env=cli_env(emu_env(emulator_in_thread)),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    proc.stdin.write("hello\n")
-    proc.stdin.flush()
-    assert proc.stdout.readline() == "you: hello\n"
-    assert proc.stdout.readline().startswith("assistant:")
+    proc = _after_one_turn(emulator_in_thread, tmp_path, cli_env)
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(20) == 0
-    assert "Traceback" not in proc.stderr.read()
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        stream.close()
+    assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+    _close(proc)
 
 
 def test_devices_without_sound_hardware(run_cli: Any) -> None:

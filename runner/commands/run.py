@@ -335,9 +335,10 @@ def _formats(session: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def _chunk_ms(options: RunOptions) -> int:
-    from runner.audio import CHUNK_MS
+    """The chunk the source hands over and the session appends: the same whole frames."""
+    from runner.audio import CHUNK_MS, whole_frames_ms
 
-    return options.chunk_ms or CHUNK_MS
+    return whole_frames_ms(options.chunk_ms or CHUNK_MS)
 
 
 def _open_audio(
