@@ -65,10 +65,14 @@ class ToolSide(SessionCore):
             for r in results:
                 item = FunctionCallOutputItem(call_id=r.call_id, output=r.output)
                 await self._send({"type": "conversation.item.create", "item": item.as_dict()})
-            await self._wait_until(lambda: self._active is None and not self._requested)
-            await self._send({"type": "response.create"})
+            await self._continue_turn()
         except Drop:
             self.transcript.warning("the connection dropped before the tool results were sent")
+
+    async def _continue_turn(self) -> None:
+        """Ask the service to go on with the answers sent, once the asking response has ended."""
+        await self._wait_until(lambda: self._active is None and not self._requested)
+        await self._send({"type": "response.create"})
 
     async def _tool_says(self, context: Any, text: str) -> None:
         self.transcript.notice(f"{context.tool_name}: {text}")
@@ -99,10 +103,8 @@ class ToolSide(SessionCore):
         )
         try:
             await self._send({"type": "conversation.item.create", "item": reply.as_dict()})
-            # As with function-call outputs, the service continues the turn on response.create
-            # (the call runs if approved, the model explains if not), once the asking one ended.
-            await self._wait_until(lambda: self._active is None and not self._requested)
-            await self._send({"type": "response.create"})
+            # As with function-call outputs: the call runs if approved, the model explains if not.
+            await self._continue_turn()
         except Drop:
             self.transcript.warning("the connection dropped before the approval was sent")
 
