@@ -51,7 +51,7 @@ def make_profile(i: int, rng: random.Random) -> str:
         f"  silence_duration_ms: {rng.randint(200, 900)}\n{eou}"
     )
     return (
-        "# yaml-language-server: $schema=../runner/schema/profile.schema.json\n"
+        "# yaml-language-server: $schema=../runner/config/schema/profile.schema.json\n"
         f"name: generated-{i}\n"
         f"description: Generated profile number {i}.\n"
         "connection:\n  endpoint: ${env:AZURE_VOICELIVE_ENDPOINT:-}\n  model: gpt-realtime\n"

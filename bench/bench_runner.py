@@ -84,7 +84,7 @@ def stats_ms(values_s: list[float]) -> dict[str, Any]:
 
 def speech_pcm(tmp: Path, text: str) -> bytes:
     """Speech from espeak-ng at 24 kHz, or a syllable-like tone pattern when it is missing."""
-    from runner.audio import AudioFormat, read_wav
+    from runner.live.audio import AudioFormat, read_wav
 
     if shutil.which("espeak-ng"):
         raw = tmp / "speech-raw.wav"
@@ -127,7 +127,7 @@ class PulseFeed:
 class ClockMic:
     """A microphone without hardware: chunks on the wall clock, silence unless fed.
 
-    It hands over audio as often as runner.audio.Microphone does (every CHUNK_MS), so the
+    It hands over audio as often as runner.live.audio.Microphone does (every CHUNK_MS), so the
     client's wake-ups are the same as with a device; the device's own thread is not simulated.
     """
 
@@ -140,7 +140,7 @@ class ClockMic:
         self.pending += pcm
 
     async def frames(self) -> AsyncIterator[bytes]:
-        from runner.audio import CHUNK_MS, AudioFormat
+        from runner.live.audio import CHUNK_MS, AudioFormat
 
         step = AudioFormat(24000).bytes_for_ms(CHUNK_MS)
         loop = asyncio.get_running_loop()
@@ -190,12 +190,12 @@ class VlrunClient:
 
         from azure.core.credentials import AzureKeyCredential
 
-        from runner.audio import AudioFormat, ClockPlayer, DevicePlayer, Microphone
-        from runner.compile import compile_session
-        from runner.connect import resolve_target
-        from runner.profile import load_profile
-        from runner.session import LiveSession
-        from runner.transcript import Transcript
+        from runner.live.audio import AudioFormat, ClockPlayer, DevicePlayer, Microphone
+        from runner.config.compile import compile_session
+        from runner.live.connect import resolve_target
+        from runner.config.load import load_profile
+        from runner.live.session import LiveSession
+        from runner.live.transcript import Transcript
 
         fmt = AudioFormat(24000)
         path = self.tmp / "bench-runner.yaml"
@@ -391,7 +391,7 @@ async def converse(
 async def sound_floor(seconds: float) -> dict[str, Any]:
     """CPU of the sound stack alone: the same PortAudio streams, frames read and dropped, no
     network. What any client pays on this machine before doing any work of its own."""
-    from runner.audio import AudioFormat, DevicePlayer, Microphone
+    from runner.live.audio import AudioFormat, DevicePlayer, Microphone
 
     fmt = AudioFormat(24000)
     mic, player = Microphone(fmt), DevicePlayer(fmt)

@@ -691,7 +691,7 @@ def main() -> int:
     print(text)
     fd = results["full_duplex"]
     if not fd.get("skipped"):
-        from runner.audio import CHUNK_MS
+        from runner.live.audio import CHUNK_MS
 
         print(
             f"\nfull duplex: {fd['conversation_s']:.0f} s measured per client after "

@@ -54,7 +54,7 @@ def _speech(tmp: Path, text: str, name: str) -> Path:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
     raw = tmp / f"{name}-raw.wav"
     subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, capture_output=True)
-    from runner.audio import AudioFormat, read_wav
+    from runner.live.audio import AudioFormat, read_wav
 
     pcm = read_wav(raw, AudioFormat(24000))  # espeak speaks at 22.05 kHz; resample like --input
     out = tmp / f"{name}.wav"

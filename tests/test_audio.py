@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runner.audio import (
+from runner.live.audio import (
     AudioFormat,
     ClockPlayer,
     WavRecorder,

@@ -279,7 +279,7 @@ def test_unavailable_kind_is_a_warning(
 
 
 def test_every_schema_pattern_is_explained_in_words() -> None:
-    from runner.validate import _PATTERN_RULES, schema
+    from runner.config.validate import _PATTERN_RULES, schema
 
     found: set[str] = set()
 

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from runner import yamlsrc
+from runner.config import source as yamlsrc
 from runner.errors import ProfileError
-from runner.validate import compile_schema, json_equal, schema
+from runner.config.validate import compile_schema, json_equal, schema
 
 DATA = Path(__file__).parent / "data" / "profiles"
 REFERENCE = Draft202012Validator(schema())

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from runner.compile import (
+from runner.config.compile import (
     DEFAULT_API_VERSION,
     SDK_SESSION_KEYS,
     compile_session,
@@ -20,7 +20,7 @@ from runner.compile import (
     greeting_event,
 )
 from runner.errors import ProfileError
-from runner.profile import load_profile
+from runner.config.load import load_profile
 from runner.redact import forget_secrets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,8 +94,8 @@ def test_casual_chat_for_the_current_api_version() -> None:
 
 def test_compile_does_not_import_sdk_or_audio() -> None:
     code = (
-        "import sys; from pathlib import Path; from runner.profile import load_profile; "
-        "from runner.compile import compile_session; "
+        "import sys; from pathlib import Path; from runner.config.load import load_profile; "
+        "from runner.config.compile import compile_session; "
         "p = load_profile(Path('profiles/weather.yaml'), env={}); compile_session(p); "
         "bad = [m for m in sys.modules if m.startswith(('azure.ai.voicelive.aio', 'aiohttp', "
         "'pyaudio', 'numpy', 'soxr', 'websockets'))]; print(bad)"
@@ -106,7 +106,7 @@ def test_compile_does_not_import_sdk_or_audio() -> None:
 
 def test_plain_profiles_do_not_import_jinja() -> None:
     code = (
-        "import sys; from pathlib import Path; from runner.profile import load_profile; "
+        "import sys; from pathlib import Path; from runner.config.load import load_profile; "
         "load_profile(Path('profiles/casual-chat.yaml'), env={}); "
         "print('jinja2' in sys.modules)"
     )
@@ -293,7 +293,7 @@ def test_every_valid_golden_profile_satisfies_the_schema() -> None:
     import yaml
     from jsonschema import Draft202012Validator
 
-    schema = json.loads((ROOT / "runner" / "schema" / "profile.schema.json").read_text())
+    schema = json.loads((ROOT / "runner" / "config" / "schema" / "profile.schema.json").read_text())
     validator = Draft202012Validator(schema)
     for path in sorted(PROFILES.glob("*.yaml")):
         text = path.read_text().replace("2025-05-01-preview", "'2025-05-01-preview'")

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from runner.cli import main
-from runner.compile import compile_session
-from runner.profile import load_profile
+from runner.config.compile import compile_session
+from runner.config.load import load_profile
 
 VALID = Path(__file__).parent / "data" / "profiles" / "valid"
 CASES = sorted(p.name for p in VALID.iterdir() if (p / "profile.yaml").is_file())

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runner.connect import (
+from runner.live.connect import (
     AGENT_SCOPE,
     Target,
     connect_failure,
@@ -17,7 +17,7 @@ from runner.connect import (
     resolve_target,
 )
 from runner.errors import AuthError, ConfigError, ConnectError
-from runner.profile import load_profile
+from runner.config.load import load_profile
 from runner.redact import forget_secrets, redact
 
 PROFILE = """\

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from runner.mcp import decide, require_approval
+from runner.live.mcp import decide, require_approval
 from runner.plugins import schema_drift
 
 TOOL = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ProfileError, UsageError
-from runner.profile import AgentBinding, Greeting, load_profile
+from runner.config.load import AgentBinding, Greeting, load_profile
 from runner.redact import forget_secrets, redact
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,7 +317,7 @@ def test_template_file_next_to_base_profile(tmp_path: Path) -> None:
 def test_shipped_profiles_load_and_carry_modeline(name: str) -> None:
     path = ROOT / "profiles" / f"{name}.yaml"
     assert path.read_text().startswith(
-        "# yaml-language-server: $schema=../runner/schema/profile.schema.json\n"
+        "# yaml-language-server: $schema=../runner/config/schema/profile.schema.json\n"
     )
     p = load_profile(path, env={})
     assert p.name == name

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.commands.check import CheckOptions, check_profile
-from runner.compile import compile_with_problems
+from runner.config.compile import compile_with_problems
 from runner.errors import Problem, VlrunError
-from runner.profile import analyse
+from runner.config.load import analyse
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "profiles").glob("*.yaml"))

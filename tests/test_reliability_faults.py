@@ -27,12 +27,12 @@ import pytest
 from aiohttp import web
 from azure.core.credentials import AzureKeyCredential
 
-from runner.audio import AudioFormat, ClockPlayer
-from runner.connect import Target
+from runner.live.audio import AudioFormat, ClockPlayer
+from runner.live.connect import Target
 from runner.emulator import Faults, running_emulator
 from runner.plugins import Registry, tool
-from runner.session import LiveSession
-from runner.transcript import Transcript
+from runner.live.session import LiveSession
+from runner.live.transcript import Transcript
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from runner.commands.test import run_all, summary_lines, write_junit
-from runner.scenario_run import settled, squeeze_pauses
-from runner.scenarios import check_file, load_scenario, model_script
+from runner.scenarios.run import settled, squeeze_pauses
+from runner.scenarios.files import check_file, load_scenario, model_script
 from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,7 +253,7 @@ def test_squeeze_pauses_keeps_speech_and_shortens_silence() -> None:
 
 def test_promoted_yaml_is_plain() -> None:
     # anchors would make a proposed scenario hard to edit
-    from runner.replay import Entry, promote
+    from runner.scenarios.replay import Entry, promote
 
     args = {"expression": "1 + 1"}
     entries = [

@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from azure.core.credentials import AzureKeyCredential
 
-from runner.audio import CHUNK_MS, FRAME_MS, AudioFormat, ClockPlayer, read_wav
-from runner.compile import compile_session, greeting_event
-from runner.connect import resolve_target
+from runner.live.audio import CHUNK_MS, FRAME_MS, AudioFormat, ClockPlayer, read_wav
+from runner.config.compile import compile_session, greeting_event
+from runner.live.connect import resolve_target
 from runner.emulator import Faults, running_emulator
 from runner.plugins import Registry
-from runner.profile import load_profile
-from runner.session import LiveSession
-from runner.session_diff import session_differences
-from runner.transcript import Transcript, Turn
+from runner.config.load import load_profile
+from runner.live.session import LiveSession
+from runner.live.drift import session_differences
+from runner.live.transcript import Transcript, Turn
 
 ROOT = Path(__file__).resolve().parents[1]
 FMT = AudioFormat(24000)
@@ -343,8 +343,8 @@ async def test_wav_input_ends_after_the_reply(
 ) -> None:
     from azure.ai.voicelive.aio import VoiceLiveConnection
 
-    from runner import session_input
-    from runner.audio import WavSource
+    from runner.live import inputs as session_input
+    from runner.live.audio import WavSource
 
     # Appends skip conn.send when the SDK connection exposes its aiohttp socket; either way
     # the service must get the same audio.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.template import TemplateProblem, Where, needs_render, render
+from runner.config.template import TemplateProblem, Where, needs_render, render
 
 AT = Where("p.yaml", 10, json_path="$.instructions")
 

@@ -266,7 +266,7 @@ def test_each_example_has_a_profile_that_binds_it_without_drift() -> None:
     from runner.commands.check import tool_dirs
     from runner.errors import VlrunError
     from runner.plugins import Registry, schema_drift
-    from runner.profile import load_profile
+    from runner.config.load import load_profile
 
     bound: dict[str, str] = {}
     for path in sorted((ROOT / "profiles").glob("*.yaml")):

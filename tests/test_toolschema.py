@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from runner.errors import ToolError
 from runner.plugins import Registry, ToolContext, tool
-from runner.toolschema import compile_checker, parse_docstring
+from runner.plugins._schema import compile_checker, parse_docstring
 
 DATA = Path(__file__).parent / "data" / "plugins"
 GOLDEN = DATA / "golden"

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from runner.redact import forget_secrets, register_secret
-from runner.transcript import VERBOSITY_QUIET, VERBOSITY_VERBOSE, Transcript
+from runner.live.transcript import VERBOSITY_QUIET, VERBOSITY_VERBOSE, Transcript
 
 SECRET = "sk-live-1234567890abcdef"
 
@@ -66,7 +66,7 @@ def test_secrets_never_reach_any_file(tmp_path: Path) -> None:
     t.user("u1", f"my key is {SECRET}")
     t.tool_call("c1", "lookup", json.dumps({"api_key": SECRET}))
     t.error(f"service error: bad key {SECRET}")
-    logging.getLogger("runner.session").info("sending Authorization: Bearer abcdefghijklmnop")
+    logging.getLogger("runner.live.session").info("sending Authorization: Bearer abcdefghijklmnop")
     t.trace("out", {"type": "session.update", "session": {"api-key": SECRET, "note": SECRET}})
     t.close()
     everything = (

@@ -3,7 +3,7 @@
 Files are sorted into kinds by a small registry: a kind has a cheap detector (path and the
 first few KB of text) and a validator named as "module:function", imported only when a file
 of that kind turns up. Profiles are the fallback kind; scenario files (issue 6) register as
-``runner.scenarios:check_file`` with the signature of :func:`check_profile`.
+``runner.scenarios.files:check_file`` with the signature of :func:`check_profile`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ _SCENARIO = re.compile(r"^(scenario|turns)\s*:", re.MULTILINE)
 #: Checked in order; the first kind whose detector says yes validates the file.
 KINDS: list[FileKind] = [
     FileKind(
-        "scenario", lambda _p, head: bool(_SCENARIO.search(head)), "runner.scenarios:check_file"
+        "scenario", lambda _p, head: bool(_SCENARIO.search(head)), "runner.scenarios.files:check_file"
     ),
     FileKind("profile", lambda _p, _head: True, "runner.commands.check:check_profile"),
 ]
@@ -139,8 +139,8 @@ def check_file(path: Path, options: CheckOptions) -> list[Problem]:
 
 def check_profile(path: Path, options: CheckOptions) -> list[Problem]:
     """Every problem of one profile: load, schema, semantics, templates, tools, api-version."""
-    from runner.compile import compile_with_problems
-    from runner.profile import analyse
+    from runner.config.compile import compile_with_problems
+    from runner.config.load import analyse
 
     profile, problems = analyse(path, vars=options.vars, sets=options.sets, env=options.env)
     if profile is None:

@@ -1,7 +1,7 @@
 """`vlrun compile`, `vlrun explain` and `vlrun schema`: what a profile turns into, and why.
 
 Output is masked: registered secrets (MCP header values) and credential-shaped strings never
-reach the terminal. The runner itself calls :func:`runner.compile.compile_session` directly.
+reach the terminal. The runner itself calls :func:`runner.config.compile.compile_session` directly.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def _load(
     tools_dirs: Sequence[str],
 ) -> tuple[Any, dict[str, Any], list[Problem], dict[Any, Any]]:
     from runner.commands.check import CheckOptions, _plugin_problems, parse_pairs
-    from runner.compile import compile_with_problems
-    from runner.profile import load_profile
+    from runner.config.compile import compile_with_problems
+    from runner.config.load import load_profile
 
     path = Path(profile_path)
     if not path.is_file():
@@ -79,7 +79,7 @@ def compile_(
     greeting: bool,
 ) -> int:
     """Print the session.update event PROFILE compiles to (secrets masked)."""
-    from runner.compile import greeting_event
+    from runner.config.compile import greeting_event
 
     loaded, payload, _, _ = _load(profile, vars_, sets, api_version, tools_dirs)
     click.echo(json.dumps(redact_obj(payload), indent=2, ensure_ascii=False))
@@ -138,7 +138,7 @@ def explain(
     tools_dirs: tuple[str, ...],
 ) -> int:
     """Show each compiled field of PROFILE and where its value came from."""
-    from runner.compile import effective_api_version
+    from runner.config.compile import effective_api_version
 
     loaded, payload, _, trace = _load(profile, vars_, sets, api_version, tools_dirs)
     masked = redact_obj(payload["session"])
@@ -191,7 +191,7 @@ def schema(kind: str, scenario: bool) -> int:
 
     if scenario:
         kind = "scenario"
-    resource = resources.files("runner.schema").joinpath(f"{kind}.schema.json")
+    resource = resources.files("runner.config.schema").joinpath(f"{kind}.schema.json")
     if not resource.is_file():
         raise UsageError(f"no {kind} schema in this vlrun")
     click.echo(resource.read_text("utf-8").rstrip("\n"))

@@ -42,7 +42,7 @@ class RunOptions:
     text: bool = False
     input_wav: Path | None = None
     fast: bool = False
-    chunk_ms: int | None = None  # None: runner.audio.CHUNK_MS
+    chunk_ms: int | None = None  # None: runner.live.audio.CHUNK_MS
     output_wav: Path | None = None
     input_device: str | None = None
     output_device: str | None = None
@@ -181,9 +181,9 @@ def run(
 
 def execute_run(options: RunOptions) -> int:
     """Load, compile, connect and converse; returns the exit code."""
-    from runner.compile import compile_session, greeting_event
-    from runner.connect import load_dotenv_file, resolve_target
-    from runner.profile import load_profile
+    from runner.config.compile import compile_session, greeting_event
+    from runner.live.connect import load_dotenv_file, resolve_target
+    from runner.config.load import load_profile
 
     load_dotenv_file()
     if not options.profile.is_file():
@@ -226,10 +226,10 @@ async def _converse(
     payload: dict[str, Any],
     greeting: dict[str, Any] | None,
 ) -> int:
-    from runner.audio import release_pyaudio
-    from runner.connect import endpoint_for, make_credential
-    from runner.session import LiveSession, profile_settings
-    from runner.transcript import Transcript
+    from runner.live.audio import release_pyaudio
+    from runner.live.connect import endpoint_for, make_credential
+    from runner.live.session import LiveSession, profile_settings
+    from runner.live.transcript import Transcript
 
     transcript = Transcript(
         verbosity=options.verbosity,
@@ -293,7 +293,7 @@ async def _converse(
 
 
 def _banner(target: Any) -> str:
-    from runner.connect import EMULATOR_BANNER
+    from runner.live.connect import EMULATOR_BANNER
 
     why = (
         ""
@@ -320,7 +320,7 @@ def _warn_unbound_tools(profile: Any, registry: Any, transcript: Any) -> None:
 
 
 def _formats(session: dict[str, Any]) -> tuple[Any, Any]:
-    from runner.audio import AudioFormat
+    from runner.live.audio import AudioFormat
 
     out_format = str(session.get("output_audio_format") or "pcm16")
     if out_format.startswith("g711"):
@@ -336,7 +336,7 @@ def _formats(session: dict[str, Any]) -> tuple[Any, Any]:
 
 def _chunk_ms(options: RunOptions) -> int:
     """The chunk the source hands over and the session appends: the same whole frames."""
-    from runner.audio import CHUNK_MS, whole_frames_ms
+    from runner.live.audio import CHUNK_MS, whole_frames_ms
 
     return whole_frames_ms(options.chunk_ms or CHUNK_MS)
 
@@ -345,7 +345,7 @@ def _open_audio(
     options: RunOptions, session: dict[str, Any], transcript: Any
 ) -> tuple[Any, Any, str]:
     """Pick the mode (mic / wav / text) and open its source and player."""
-    from runner.audio import ClockPlayer, DevicePlayer, Microphone, WavRecorder, WavSource
+    from runner.live.audio import ClockPlayer, DevicePlayer, Microphone, WavRecorder, WavSource
 
     in_fmt, out_fmt = _formats(session)
     recorder = WavRecorder(options.output_wav, out_fmt) if options.output_wav else None
@@ -412,7 +412,7 @@ def _enable_otel() -> None:
 @click.command("devices")
 def devices() -> int:
     """List audio input and output devices."""
-    from runner.audio import list_devices, release_pyaudio
+    from runner.live.audio import list_devices, release_pyaudio
 
     try:
         found = list_devices()
@@ -450,7 +450,7 @@ def doctor(profile: Path | None, endpoint: str | None, no_connect: bool) -> int:
 def execute_doctor(
     profile_path: Path | None, *, endpoint: str | None = None, connect: bool = True
 ) -> int:
-    from runner.connect import load_dotenv_file
+    from runner.live.connect import load_dotenv_file
 
     findings: list[tuple[str, str]] = []  # (status, text): ok | warn | fix
 
@@ -477,7 +477,7 @@ def execute_doctor(
 
 
 def _doctor_audio(add: Any) -> None:
-    from runner.audio import find_device, import_pyaudio, release_pyaudio, supported_rates
+    from runner.live.audio import find_device, import_pyaudio, release_pyaudio, supported_rates
 
     try:
         pyaudio = import_pyaudio()
@@ -508,8 +508,8 @@ def _doctor_audio(add: Any) -> None:
 
 
 def _doctor_profile(path: Path, add: Any) -> Any:
-    from runner.compile import compile_session
-    from runner.profile import load_profile
+    from runner.config.compile import compile_session
+    from runner.config.load import load_profile
 
     try:
         profile = load_profile(path)
@@ -523,7 +523,7 @@ def _doctor_profile(path: Path, add: Any) -> Any:
 
 
 def _doctor_endpoint(profile: Any, endpoint: str | None, connect: bool, add: Any) -> None:
-    from runner.connect import resolve_target
+    from runner.live.connect import resolve_target
 
     try:
         target = resolve_target(profile, endpoint=endpoint)
@@ -551,7 +551,7 @@ def _doctor_endpoint(profile: Any, endpoint: str | None, connect: bool, add: Any
 
 
 async def _probe(target: Any) -> str:
-    from runner.connect import make_credential, open_connection
+    from runner.live.connect import make_credential, open_connection
 
     credential = make_credential(target)
     try:

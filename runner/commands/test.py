@@ -73,8 +73,8 @@ async def _run_all(
     speed: float | None,
     record_dir: Path | None,
 ) -> list[Any]:
-    from runner.scenario_run import RunSettings, ScenarioResult, run_scenario_async
-    from runner.scenarios import analyse_scenario
+    from runner.scenarios.run import RunSettings, ScenarioResult, run_scenario_async
+    from runner.scenarios.files import analyse_scenario
 
     limit = asyncio.Semaphore(max(1, jobs))
 
@@ -100,7 +100,7 @@ def _trace_path(record_dir: Path, scenario: Path) -> Path:
 
 
 def _problem_failure(p: Problem) -> Any:
-    from runner.scenario_run import Failure
+    from runner.scenarios.run import Failure
 
     return Failure(p.file, p.line, f"invalid scenario: {p.message}")
 
@@ -252,7 +252,7 @@ def test(
     if output is not None and promote is None:
         raise UsageError("-o/--output only applies to --promote")
     if promote is not None:
-        from runner.replay import promote_to_file
+        from runner.scenarios.replay import promote_to_file
 
         text = promote_to_file(promote, profile=profile, output=output)
         if output is None:
@@ -264,7 +264,7 @@ def test(
             )
         return EXIT_OK
     if replay is not None:
-        from runner.replay import replay_file
+        from runner.scenarios.replay import replay_file
 
         outcome = replay_file(replay, profile=profile, tools=[Path(p) for p in paths])
         for line in outcome.report_lines(verbose=verbose):

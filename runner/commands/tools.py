@@ -134,7 +134,7 @@ def _load(
 def _bindings(profile: Path) -> dict[str, Any]:
     """Tool bindings by name from the profile, if the profile loader is available."""
     try:
-        from runner.profile import load_profile
+        from runner.config.load import load_profile
     except ImportError:
         click.echo(
             "note: profile loading is not available in this build; "

@@ -24,7 +24,7 @@ from runner.emulator.protocol import (
     VAD_TYPES,
     vad_defaults,
 )
-from runner.voices import NATIVE_VOICES, OPENAI_VOICES
+from runner.config.voices import NATIVE_VOICES, OPENAI_VOICES
 
 
 @dataclass

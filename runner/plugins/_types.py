@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
 from runner.redact import redact
-from runner.toolschema import Checker, Converter
+from runner.plugins._schema import Checker, Converter
 
 MARK = "__vlrun_tool__"
 

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner import yamlsrc
+from runner.config import source as yamlsrc
 from runner.errors import Problem, ProfileError, UsageError
-from runner.locator import Locator
-from runner.yamlsrc import PathKey, Pos
+from runner.config.locator import Locator
+from runner.config.source import PathKey, Pos
 
 ENV_REF = re.compile(r"(?<!\$)\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ANY_REF = re.compile(r"(?<!\$)\$\{")

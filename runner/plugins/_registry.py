@@ -1,22 +1,4 @@
-"""Tool plugins: ``@tool`` marks a function, a :class:`Registry` finds, checks and calls it.
-
-Marking is cheap and has no side effects (the pluggy way); the registry does the work once,
-when it collects tools: it builds the JSON Schema from the type hints, compiles a validator
-and refuses anything it could not call safely. Dispatch then only parses, validates, calls
-and serialises, so a tool call costs the live loop well under a millisecond of overhead.
-
-Tools come from two places, in this order:
-- folders of ``*.py`` files, loaded *by path* under a private module name, so a folder
-  called ``tools`` never clashes with an installed package of that name;
-- installed distributions, through the ``vlrun.tools`` entry-point group.
-
-``VLRUN_TOOLS_ONLY=name1,name2`` restricts which tools load; ``VLRUN_TOOLS_ENTRY_POINTS=0``
-turns entry-point loading off (``Registry.discover(..., entry_points=False)`` does the same).
-
-This module is the public face; the parts live in ``tool_types.py`` (``@tool`` and the
-records), ``tool_loading.py`` (files and entry points), ``tool_dispatch.py`` (one call) and
-``tool_drift.py`` (profile vs plugin schemas).
-"""
+"""The Registry: collects marked tools from folders and entry points, checks them once, calls them."""
 
 from __future__ import annotations
 
@@ -37,7 +19,7 @@ import jsonschema
 
 from runner.errors import ToolError
 from runner.redact import redact
-from runner.tool_dispatch import (
+from runner.plugins._dispatch import (
     CallTimeout,
     describe_error,
     failure,
@@ -45,8 +27,8 @@ from runner.tool_dispatch import (
     run_tool,
     to_json,
 )
-from runner.tool_drift import schema_drift
-from runner.tool_loading import (
+from runner.plugins._drift import schema_drift
+from runner.plugins._loading import (
     ENTRY_POINT_GROUP,
     entry_points_of_group,
     ep_source,
@@ -57,19 +39,9 @@ from runner.tool_loading import (
     python_files,
     source_of,
 )
-from runner.tool_types import MARK, ToolContext, ToolMark, ToolResult, ToolSpec, tool
-from runner.toolschema import compile_checker, function_schema
+from runner.plugins._types import MARK, ToolContext, ToolMark, ToolResult, ToolSpec, tool
+from runner.plugins._schema import compile_checker, function_schema
 
-__all__ = [
-    "DEFAULT_TIMEOUT_S",
-    "ENTRY_POINT_GROUP",
-    "Registry",
-    "ToolContext",
-    "ToolResult",
-    "ToolSpec",
-    "schema_drift",
-    "tool",
-]
 
 DEFAULT_TIMEOUT_S = 30.0
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.audio import AudioFormat
+from runner.live.audio import AudioFormat
 from runner.errors import Problem, ProfileError, VlrunError
 
 REPLAY_PATH = "/voice-live/realtime"
@@ -290,7 +290,7 @@ class ReplayOutcome:
 
     def as_result(self) -> Any:
         """The outcome in `vlrun test`'s result shape (for --junit)."""
-        from runner.scenario_run import Failure, ScenarioResult
+        from runner.scenarios.run import Failure, ScenarioResult
 
         result = ScenarioResult(self.recording, f"replay of {self.recording.name}")
         result.failures = [
@@ -313,7 +313,7 @@ def replay_file(
     timeouts: Mapping[str, float] | float = 10.0
     name = path.stem
     if profile is not None:
-        from runner.profile import load_profile
+        from runner.config.load import load_profile
 
         loaded = load_profile(profile)
         name = str(loaded.name)
@@ -336,9 +336,9 @@ async def replay(
     """Run a LiveSession against the recording; report where the runner diverged from it."""
     import time
 
-    from runner.connect import Target
-    from runner.scenario_run import Observer
-    from runner.session import LiveSession
+    from runner.live.connect import Target
+    from runner.scenarios.run import Observer
+    from runner.live.session import LiveSession
 
     started = time.perf_counter()
     update = next(e.event for e in entries if e.dir == "out" and e.type == "session.update")

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner.errors import Problem
-from runner.locator import Locator
-from runner.suggest import suggest
-from runner.voices import NATIVE_VOICES as REALTIME_NATIVE_VOICES
-from runner.voices import OPENAI_VOICES
-from runner.yamlsrc import PathKey
+from runner.config.locator import Locator
+from runner.config.suggest import suggest
+from runner.config.voices import NATIVE_VOICES as REALTIME_NATIVE_VOICES
+from runner.config.voices import OPENAI_VOICES
+from runner.config.source import PathKey
 
 KNOWN_API_VERSIONS = (
     "2025-05-01-preview",

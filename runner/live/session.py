@@ -23,14 +23,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from runner.audio import CHUNK_MS, Player, Source
-from runner.connect import Target, open_connection
+from runner.live.audio import CHUNK_MS, Player, Source
+from runner.live.connect import Target, open_connection
 from runner.errors import ConnectError, VlrunError
-from runner.session_diff import session_differences
-from runner.session_input import InputSide, start_line_reader
-from runner.session_state import Drop, Metrics, Response, Rollover, log
-from runner.session_tools import ToolSide
-from runner.transcript import Transcript
+from runner.live.drift import session_differences
+from runner.live.inputs import InputSide, start_line_reader
+from runner.live.state import Drop, Metrics, Response, Rollover, log
+from runner.live.tool_calls import ToolSide
+from runner.live.transcript import Transcript
 
 Handler = Callable[..., Awaitable[None] | None]
 _TIMED = frozenset({"response.audio.delta", "input_audio_buffer.speech_started"})
@@ -43,7 +43,7 @@ class LiveSession(InputSide, ToolSide):
     """Runs one conversation; :meth:`run` returns the exit code.
 
     This module holds the connection's life and the server events about speech and replies;
-    the user's input is in :mod:`runner.session_input`, tool calls in :mod:`runner.session_tools`.
+    the user's input is in :mod:`runner.live.inputs`, tool calls in :mod:`runner.live.tool_calls`.
     """
 
     def __init__(

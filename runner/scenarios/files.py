@@ -1,9 +1,9 @@
 """Scenario files for `vlrun test`: load with positions, validate, and check them for `vlrun check`.
 
 A scenario names a profile, scripts the emulated model (``model:``) and lists user turns with
-what must happen in each. Every value keeps its file:line (via :mod:`runner.yamlsrc`, as
+what must happen in each. Every value keeps its file:line (via :mod:`runner.config.source`, as
 profiles do), so a schema problem, and later a failed expectation, points at the line to edit.
-Running a scenario lives in :mod:`runner.scenario_run`.
+Running a scenario lives in :mod:`runner.scenarios.run`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from runner import yamlsrc
+from runner.config import source as yamlsrc
 from runner.errors import Problem, ProfileError
-from runner.yamlsrc import PathKey, Pos
+from runner.config.source import PathKey, Pos
 
 SCHEMA_HINT = "see docs/testing.md, 'Scenario format'"
 DEFAULT_SPEED = 10.0
@@ -95,7 +95,7 @@ class Scenario:
 
 
 def _schema_json(name: str) -> dict[str, Any]:
-    text = resources.files("runner.schema").joinpath(name).read_text("utf-8")
+    text = resources.files("runner.config.schema").joinpath(name).read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 
@@ -111,7 +111,7 @@ def _validator() -> Any:
 
 
 def _schema_problems(scenario: Scenario) -> list[Problem]:
-    from runner.suggest import suggest
+    from runner.config.suggest import suggest
 
     out: list[Problem] = []
     errors = sorted(
@@ -296,7 +296,7 @@ def _regex(scenario: Scenario, path: PathKey, pattern: Any, out: list[Problem]) 
 
 def _profile_tools(scenario: Scenario, out: list[Problem]) -> set[str] | None:
     """Tool names the profile offers; a profile that does not load is one problem here."""
-    from runner.profile import analyse
+    from runner.config.load import analyse
 
     vars_ = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in _vars(scenario)}
     profile, problems = analyse(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.transcript import Transcript
+from runner.live.transcript import Transcript
 
 
 class Observer(Transcript):

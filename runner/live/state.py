@@ -1,6 +1,6 @@
 """What the parts of a live session share: turn state, metrics, the send path, waiting.
 
-:class:`~runner.session.LiveSession` is assembled from :class:`SessionCore` and two parts that
+:class:`~runner.live.session.LiveSession` is assembled from :class:`SessionCore` and two parts that
 each own one side of the conversation (``session_input``: microphone, files and typed lines;
 ``session_tools``: function calls and MCP approvals). The attributes below are set by
 ``LiveSession.__init__``; they are declared here so each part reads (and type-checks) alone.
@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.audio import Player, Source
-from runner.transcript import Transcript
+from runner.live.audio import Player, Source
+from runner.live.transcript import Transcript
 
-log = logging.getLogger("runner.session")
+log = logging.getLogger("runner.live.session")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.audio import FRAME_MS, AudioFormat
+from runner.live.audio import FRAME_MS, AudioFormat
 
 
 class ScenarioPlayer:

@@ -15,8 +15,8 @@ from types import ModuleType
 from typing import Any
 
 from runner.errors import ToolError
-from runner.tool_dispatch import describe_error
-from runner.tool_types import MARK
+from runner.plugins._dispatch import describe_error
+from runner.plugins._types import MARK
 
 ENTRY_POINT_GROUP = "vlrun.tools"
 

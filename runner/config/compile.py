@@ -12,9 +12,9 @@ from types import MappingProxyType
 from typing import Any
 
 from runner.errors import Problem, ProfileError
-from runner.profile import Profile, voice_type
-from runner.validate import KNOWN_API_VERSIONS, suggest
-from runner.yamlsrc import PathKey
+from runner.config.load import Profile, voice_type
+from runner.config.validate import KNOWN_API_VERSIONS, suggest
+from runner.config.source import PathKey
 
 #: azure-ai-voicelive 1.3.1's default api-version (tests compare it with the SDK).
 DEFAULT_API_VERSION = "2026-07-15"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from runner.errors import Problem
-from runner.yamlsrc import PathKey, Pos, json_path
+from runner.config.source import PathKey, Pos, json_path
 
 
 class Locator:

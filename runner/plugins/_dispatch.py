@@ -22,7 +22,7 @@ from typing import Any
 from jsonschema.exceptions import best_match
 
 from runner.redact import redact
-from runner.tool_types import ToolResult, ToolSpec
+from runner.plugins._types import ToolResult, ToolSpec
 
 TOOL_THREADS = 16  # sync tool calls that can run (or hang after a timeout) at the same time
 

@@ -24,17 +24,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from runner import yamlsrc
+from runner.config import source as yamlsrc
 from runner.errors import Problem, ProfileError, UsageError
-from runner.profile_compose import ENV_REF as ENV_REF  # re-exported
-from runner.profile_compose import MAX_EXTENDS as MAX_EXTENDS  # re-exported
-from runner.profile_compose import (
+from runner.config.compose import ENV_REF as ENV_REF  # re-exported
+from runner.config.compose import MAX_EXTENDS as MAX_EXTENDS  # re-exported
+from runner.config.compose import (
     apply_set,
     contained,
     load_chain,
     resolve_env,
 )
-from runner.profile_types import (
+from runner.config.types import (
     AgentBinding,
     Connection,
     Greeting,
@@ -43,15 +43,15 @@ from runner.profile_types import (
     ToolBinding,
 )
 from runner.redact import register_secret
-from runner.template import TemplateProblem, Where, render
-from runner.validate import (
+from runner.config.template import TemplateProblem, Where, render
+from runner.config.validate import (
     OPENAI_VOICES,
     Locator,
     schema_problems,
     semantic_problems,
     suggest,
 )
-from runner.yamlsrc import PathKey, Pos
+from runner.config.source import PathKey, Pos
 
 DEFAULT_TOOL_TIMEOUT_S = 10.0
 

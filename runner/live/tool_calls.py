@@ -12,7 +12,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from runner.session_state import Drop, SessionCore
+from runner.live.state import Drop, SessionCore
 
 
 class ToolSide(SessionCore):
@@ -80,7 +80,7 @@ class ToolSide(SessionCore):
     async def _answer_approval(self, item: Any) -> None:
         from azure.ai.voicelive.models import MCPApprovalResponseRequestItem
 
-        from runner.mcp import decide
+        from runner.live.mcp import decide
 
         label, name = str(item.server_label), str(item.name)
         decision = decide(self.mcp_policies.get(label), label, name)

@@ -1,4 +1,4 @@
-"""The frozen Profile record and its parts, as :func:`runner.profile.load_profile` returns them."""
+"""The frozen Profile record and its parts, as :func:`runner.config.load.load_profile` returns them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import Problem
-from runner.locator import Locator
-from runner.yamlsrc import PathKey, Pos
+from runner.config.locator import Locator
+from runner.config.source import PathKey, Pos
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class AgentBinding:
 class Connection:
     endpoint: str | None
     model: str | None
-    api_version: str | None  # None: the SDK default (runner.compile.DEFAULT_API_VERSION)
+    api_version: str | None  # None: the SDK default (runner.config.compile.DEFAULT_API_VERSION)
     agent: AgentBinding | None
 
 

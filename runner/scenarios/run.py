@@ -23,19 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.audio import AudioFormat
+from runner.live.audio import AudioFormat
 from runner.errors import VlrunError
-from runner.scenario_edges import (
+from runner.scenarios.edges import (
     MockRegistry,
     ScenarioPlayer,
     ScenarioSource,
     spoken,
     squeeze_pauses,
 )
-from runner.scenario_observer import Observer, settled
-from runner.scenario_results import Failure, ScenarioResult, ToolCallSeen, TurnOutcome
-from runner.scenarios import DEFAULT_BARGE_IN, Scenario, model_script
-from runner.yamlsrc import PathKey
+from runner.scenarios.observer import Observer, settled
+from runner.scenarios.results import Failure, ScenarioResult, ToolCallSeen, TurnOutcome
+from runner.scenarios.files import DEFAULT_BARGE_IN, Scenario, model_script
+from runner.config.source import PathKey
 
 BARGE_IN_EARLY_MS = 100  # playback may stop this much before the offset (timer granularity)
 PLAYBACK_MARGIN = 0.8  # the virtual speaker's rate relative to the emulator's (ScenarioPlayer)
@@ -106,11 +106,11 @@ def _formats(session: Mapping[str, Any]) -> tuple[AudioFormat, AudioFormat]:
 
 
 async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult) -> None:
-    from runner.compile import compile_session, greeting_event
-    from runner.connect import endpoint_for, make_credential, resolve_target
+    from runner.config.compile import compile_session, greeting_event
+    from runner.live.connect import endpoint_for, make_credential, resolve_target
     from runner.plugins import Registry
-    from runner.profile import load_profile
-    from runner.session import LiveSession, profile_settings
+    from runner.config.load import load_profile
+    from runner.live.session import LiveSession, profile_settings
 
     vars_ = {
         k: str(v).lower() if isinstance(v, bool) else str(v)
@@ -247,7 +247,7 @@ class _Driver:
             await self.live.send_text(str(turn["user"]))
         else:
             if "wav" in turn:
-                from runner.audio import read_wav
+                from runner.live.audio import read_wav
 
                 pcm = read_wav(self.s.relative(turn["wav"]), fmt)
             else:

@@ -14,9 +14,9 @@ import threading
 import time
 from typing import Any
 
-from runner.audio import level_dbfs
+from runner.live.audio import level_dbfs
 from runner.errors import VlrunError
-from runner.session_state import Drop, SessionCore
+from runner.live.state import Drop, SessionCore
 
 _APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
 _SOCKET_ERRORS = (ConnectionError, RuntimeError)  # a closing socket (aiohttp raises either)
