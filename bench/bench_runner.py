@@ -190,10 +190,10 @@ class VlrunClient:
 
         from azure.core.credentials import AzureKeyCredential
 
-        from runner.live.audio import AudioFormat, ClockPlayer, DevicePlayer, Microphone
         from runner.config.compile import compile_session
-        from runner.live.connect import resolve_target
         from runner.config.load import load_profile
+        from runner.live.audio import AudioFormat, ClockPlayer, DevicePlayer, Microphone
+        from runner.live.connect import resolve_target
         from runner.live.session import LiveSession
         from runner.live.transcript import Transcript
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from runner.errors import AudioUnavailable, VlrunError
 from runner.live.audio import (
     AudioFormat,
     ClockPlayer,
@@ -23,7 +24,6 @@ from runner.live.audio import (
     level_dbfs,
     read_wav,
 )
-from runner.errors import AudioUnavailable, VlrunError
 
 FMT = AudioFormat(24000)
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from runner.config import source as yamlsrc
-from runner.errors import ProfileError
 from runner.config.validate import compile_schema, json_equal, schema
+from runner.errors import ProfileError
 
 DATA = Path(__file__).parent / "data" / "profiles"
 REFERENCE = Draft202012Validator(schema())

@@ -19,8 +19,8 @@ from runner.config.compile import (
     compile_with_problems,
     greeting_event,
 )
-from runner.errors import ProfileError
 from runner.config.load import load_profile
+from runner.errors import ProfileError
 from runner.redact import forget_secrets
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from runner.config.load import load_profile
+from runner.errors import AuthError, ConfigError, ConnectError
 from runner.live.connect import (
     AGENT_SCOPE,
     Target,
@@ -16,8 +18,6 @@ from runner.live.connect import (
     open_connection,
     resolve_target,
 )
-from runner.errors import AuthError, ConfigError, ConnectError
-from runner.config.load import load_profile
 from runner.redact import forget_secrets, redact
 
 PROFILE = """\

@@ -125,7 +125,9 @@ def test_audio_turns_take_transcripts_by_turn_number() -> None:
 
 
 def test_schema_file_is_a_valid_json_schema() -> None:
-    schema = json.loads((ROOT / "runner" / "config" / "schema" / "model-script.schema.json").read_text())
+    schema = json.loads(
+        (ROOT / "runner" / "config" / "schema" / "model-script.schema.json").read_text()
+    )
     jsonschema.Draft202012Validator.check_schema(schema)
 
 

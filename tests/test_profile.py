@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import ProfileError, UsageError
 from runner.config.load import AgentBinding, Greeting, load_profile
+from runner.errors import ProfileError, UsageError
 from runner.redact import forget_secrets, redact
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from runner.commands.check import CheckOptions, check_profile
 from runner.config.compile import compile_with_problems
-from runner.errors import Problem, VlrunError
 from runner.config.load import analyse
+from runner.errors import Problem, VlrunError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "profiles").glob("*.yaml"))

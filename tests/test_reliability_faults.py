@@ -27,12 +27,12 @@ import pytest
 from aiohttp import web
 from azure.core.credentials import AzureKeyCredential
 
+from runner.emulator import Faults, running_emulator
 from runner.live.audio import AudioFormat, ClockPlayer
 from runner.live.connect import Target
-from runner.emulator import Faults, running_emulator
-from runner.plugins import Registry, tool
 from runner.live.session import LiveSession
 from runner.live.transcript import Transcript
+from runner.plugins import Registry, tool
 
 pytestmark = pytest.mark.timeout(60)
 

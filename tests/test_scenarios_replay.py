@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from runner.plugins import Registry
+from runner.scenarios.files import check_file, load_scenario
 from runner.scenarios.replay import load_recording, replay, replay_file
 from runner.scenarios.run import RunSettings, run_scenario_async
-from runner.scenarios.files import check_file, load_scenario
 from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from azure.core.credentials import AzureKeyCredential
 
-from runner.live.audio import CHUNK_MS, FRAME_MS, AudioFormat, ClockPlayer, read_wav
 from runner.config.compile import compile_session, greeting_event
-from runner.live.connect import resolve_target
-from runner.emulator import Faults, running_emulator
-from runner.plugins import Registry
 from runner.config.load import load_profile
-from runner.live.session import LiveSession
+from runner.emulator import Faults, running_emulator
+from runner.live.audio import CHUNK_MS, FRAME_MS, AudioFormat, ClockPlayer, read_wav
+from runner.live.connect import resolve_target
 from runner.live.drift import session_differences
+from runner.live.session import LiveSession
 from runner.live.transcript import Transcript, Turn
+from runner.plugins import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 FMT = AudioFormat(24000)

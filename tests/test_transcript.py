@@ -7,8 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from runner.redact import forget_secrets, register_secret
 from runner.live.transcript import VERBOSITY_QUIET, VERBOSITY_VERBOSE, Transcript
+from runner.redact import forget_secrets, register_secret
 
 SECRET = "sk-live-1234567890abcdef"
 

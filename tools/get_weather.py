@@ -8,11 +8,12 @@ the current conditions. ``VLRUN_WEATHER_API_URL`` points both at another server 
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, Literal
-
-import aiohttp
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from runner.plugins import ToolContext, tool
+
+if TYPE_CHECKING:  # aiohttp is imported when the tool runs, so `vlrun check` stays light
+    import aiohttp
 
 GEOCODING_URL = "https://geocoding-api.open-meteo.com/v1/search"
 FORECAST_URL = "https://api.open-meteo.com/v1/forecast"
@@ -66,6 +67,8 @@ async def get_weather(
         location: The place to look up.
         unit: Temperature unit for the answer; use the one the user prefers.
     """
+    import aiohttp
+
     await context.say(f"Let me check the weather in {location.split(',')[0].strip()}.")
     timeout = aiohttp.ClientTimeout(total=8)
     async with aiohttp.ClientSession(timeout=timeout) as http:
@@ -97,6 +100,8 @@ def _urls() -> tuple[str, str]:
 
 
 async def _get_json(http: aiohttp.ClientSession, url: str, params: dict[str, str]) -> Any:
+    import aiohttp
+
     try:
         async with http.get(url, params=params) as response:
             if response.status != 200:

@@ -62,7 +62,9 @@ _SCENARIO = re.compile(r"^(scenario|turns)\s*:", re.MULTILINE)
 #: Checked in order; the first kind whose detector says yes validates the file.
 KINDS: list[FileKind] = [
     FileKind(
-        "scenario", lambda _p, head: bool(_SCENARIO.search(head)), "runner.scenarios.files:check_file"
+        "scenario",
+        lambda _p, head: bool(_SCENARIO.search(head)),
+        "runner.scenarios.files:check_file",
     ),
     FileKind("profile", lambda _p, _head: True, "runner.commands.check:check_profile"),
 ]

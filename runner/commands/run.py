@@ -182,8 +182,8 @@ def run(
 def execute_run(options: RunOptions) -> int:
     """Load, compile, connect and converse; returns the exit code."""
     from runner.config.compile import compile_session, greeting_event
-    from runner.live.connect import load_dotenv_file, resolve_target
     from runner.config.load import load_profile
+    from runner.live.connect import load_dotenv_file, resolve_target
 
     load_dotenv_file()
     if not options.profile.is_file():

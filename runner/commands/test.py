@@ -73,8 +73,8 @@ async def _run_all(
     speed: float | None,
     record_dir: Path | None,
 ) -> list[Any]:
-    from runner.scenarios.run import RunSettings, ScenarioResult, run_scenario_async
     from runner.scenarios.files import analyse_scenario
+    from runner.scenarios.run import RunSettings, ScenarioResult, run_scenario_async
 
     limit = asyncio.Semaphore(max(1, jobs))
 

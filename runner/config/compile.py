@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from runner.errors import Problem, ProfileError
-from runner.config.load import Profile, voice_type
-from runner.config.validate import KNOWN_API_VERSIONS, suggest
+from runner.config.load import voice_type
 from runner.config.source import PathKey
+from runner.config.types import Profile
+from runner.config.validate import KNOWN_API_VERSIONS, suggest
+from runner.errors import Problem, ProfileError
 
 #: azure-ai-voicelive 1.3.1's default api-version (tests compare it with the SDK).
 DEFAULT_API_VERSION = "2026-07-15"

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import source as yamlsrc
-from runner.errors import Problem, ProfileError, UsageError
 from runner.config.locator import Locator
 from runner.config.source import PathKey, Pos
+from runner.errors import Problem, ProfileError, UsageError
 
 ENV_REF = re.compile(r"(?<!\$)\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ANY_REF = re.compile(r"(?<!\$)\$\{")

@@ -25,7 +25,6 @@ from types import MappingProxyType
 from typing import Any
 
 from runner.config import source as yamlsrc
-from runner.errors import Problem, ProfileError, UsageError
 from runner.config.compose import ENV_REF as ENV_REF  # re-exported
 from runner.config.compose import MAX_EXTENDS as MAX_EXTENDS  # re-exported
 from runner.config.compose import (
@@ -34,6 +33,8 @@ from runner.config.compose import (
     load_chain,
     resolve_env,
 )
+from runner.config.source import PathKey, Pos
+from runner.config.template import TemplateProblem, Where, render
 from runner.config.types import (
     AgentBinding,
     Connection,
@@ -42,8 +43,6 @@ from runner.config.types import (
     Profile,
     ToolBinding,
 )
-from runner.redact import register_secret
-from runner.config.template import TemplateProblem, Where, render
 from runner.config.validate import (
     OPENAI_VOICES,
     Locator,
@@ -51,7 +50,8 @@ from runner.config.validate import (
     semantic_problems,
     suggest,
 )
-from runner.config.source import PathKey, Pos
+from runner.errors import Problem, ProfileError, UsageError
+from runner.redact import register_secret
 
 DEFAULT_TOOL_TIMEOUT_S = 10.0
 

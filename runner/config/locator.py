@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from runner.errors import Problem
 from runner.config.source import PathKey, Pos, json_path
+from runner.errors import Problem
 
 
 class Locator:

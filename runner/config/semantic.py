@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runner.errors import Problem
 from runner.config.locator import Locator
+from runner.config.source import PathKey
 from runner.config.suggest import suggest
 from runner.config.voices import NATIVE_VOICES as REALTIME_NATIVE_VOICES
 from runner.config.voices import OPENAI_VOICES
-from runner.config.source import PathKey
+from runner.errors import Problem
 
 KNOWN_API_VERSIONS = (
     "2025-05-01-preview",

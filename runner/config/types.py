@@ -1,4 +1,4 @@
-"""The frozen Profile record and its parts, as :func:`runner.config.load.load_profile` returns them."""
+"""The frozen Profile record and its parts, as `load_profile` returns them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import Problem
 from runner.config.locator import Locator
 from runner.config.source import PathKey, Pos
+from runner.errors import Problem
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,15 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from runner.errors import Problem
-from runner.config.locator import Locator
 from runner.config.fastpath import compile_schema
 from runner.config.fastpath import json_equal as json_equal  # re-exported
-from runner.config.suggest import suggest
+from runner.config.locator import Locator
 from runner.config.semantic import KNOWN_API_VERSIONS, TOOL_CHOICE_WORDS, semantic_problems
+from runner.config.source import PathKey, json_path
+from runner.config.suggest import suggest
 from runner.config.voices import NATIVE_VOICES as REALTIME_NATIVE_VOICES
 from runner.config.voices import OPENAI_VOICES
-from runner.config.source import PathKey, json_path
+from runner.errors import Problem
 
 __all__ = [
     "KNOWN_API_VERSIONS",
@@ -48,7 +48,9 @@ __all__ = [
 
 @lru_cache(maxsize=1)
 def schema_text() -> str:
-    return resources.files("runner.config.schema").joinpath("profile.schema.json").read_text("utf-8")
+    return (
+        resources.files("runner.config.schema").joinpath("profile.schema.json").read_text("utf-8")
+    )
 
 
 @lru_cache(maxsize=1)

@@ -60,7 +60,11 @@ class Script:
 
 
 def _schema() -> dict[str, Any]:
-    text = resources.files("runner.config.schema").joinpath("model-script.schema.json").read_text("utf-8")
+    text = (
+        resources.files("runner.config.schema")
+        .joinpath("model-script.schema.json")
+        .read_text("utf-8")
+    )
     return json.loads(text)  # type: ignore[no-any-return]
 
 

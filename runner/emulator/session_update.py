@@ -11,6 +11,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from runner.config.voices import NATIVE_VOICES, OPENAI_VOICES
 from runner.emulator.protocol import (
     EOU_MODELS,
     INCLUDE,
@@ -24,7 +25,6 @@ from runner.emulator.protocol import (
     VAD_TYPES,
     vad_defaults,
 )
-from runner.config.voices import NATIVE_VOICES, OPENAI_VOICES
 
 
 @dataclass

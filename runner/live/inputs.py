@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Any
 
-from runner.live.audio import level_dbfs
 from runner.errors import VlrunError
+from runner.live.audio import level_dbfs
 from runner.live.state import Drop, SessionCore
 
 _APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'

@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from runner.errors import ConnectError, VlrunError
 from runner.live.audio import CHUNK_MS, Player, Source
 from runner.live.connect import Target, open_connection
-from runner.errors import ConnectError, VlrunError
 from runner.live.drift import session_differences
 from runner.live.inputs import InputSide, start_line_reader
 from runner.live.state import Drop, Metrics, Response, Rollover, log

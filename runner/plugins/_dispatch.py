@@ -21,8 +21,8 @@ from typing import Any
 
 from jsonschema.exceptions import best_match
 
-from runner.redact import redact
 from runner.plugins._types import ToolResult, ToolSpec
+from runner.redact import redact
 
 TOOL_THREADS = 16  # sync tool calls that can run (or hang after a timeout) at the same time
 

@@ -1,4 +1,4 @@
-"""The Registry: collects marked tools from folders and entry points, checks them once, calls them."""
+"""The Registry: collects marked tools from folders and entry points, checks and calls them."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from typing import Any
 import jsonschema
 
 from runner.errors import ToolError
-from runner.redact import redact
 from runner.plugins._dispatch import (
     CallTimeout,
     describe_error,
@@ -27,9 +26,7 @@ from runner.plugins._dispatch import (
     run_tool,
     to_json,
 )
-from runner.plugins._drift import schema_drift
 from runner.plugins._loading import (
-    ENTRY_POINT_GROUP,
     entry_points_of_group,
     ep_source,
     load_entry_point,
@@ -39,9 +36,9 @@ from runner.plugins._loading import (
     python_files,
     source_of,
 )
-from runner.plugins._types import MARK, ToolContext, ToolMark, ToolResult, ToolSpec, tool
 from runner.plugins._schema import compile_checker, function_schema
-
+from runner.plugins._types import MARK, ToolContext, ToolMark, ToolResult, ToolSpec
+from runner.redact import redact
 
 DEFAULT_TIMEOUT_S = 30.0
 

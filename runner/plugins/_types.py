@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
-from runner.redact import redact
 from runner.plugins._schema import Checker, Converter
+from runner.redact import redact
 
 MARK = "__vlrun_tool__"
 

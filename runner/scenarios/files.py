@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import source as yamlsrc
-from runner.errors import Problem, ProfileError
 from runner.config.source import PathKey, Pos
+from runner.errors import Problem, ProfileError
 
 SCHEMA_HINT = "see docs/testing.md, 'Scenario format'"
 DEFAULT_SPEED = 10.0

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.live.audio import AudioFormat
 from runner.errors import Problem, ProfileError, VlrunError
+from runner.live.audio import AudioFormat
 
 REPLAY_PATH = "/voice-live/realtime"
 OUT_WAIT_S = 10.0  # how long the runner may take to send what the recording says it sent
@@ -337,8 +337,8 @@ async def replay(
     import time
 
     from runner.live.connect import Target
-    from runner.scenarios.run import Observer
     from runner.live.session import LiveSession
+    from runner.scenarios.run import Observer
 
     started = time.perf_counter()
     update = next(e.event for e in entries if e.dir == "out" and e.type == "session.update")

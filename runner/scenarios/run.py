@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.live.audio import AudioFormat
+from runner.config.source import PathKey
 from runner.errors import VlrunError
+from runner.live.audio import AudioFormat
 from runner.scenarios.edges import (
     MockRegistry,
     ScenarioPlayer,
@@ -32,10 +33,9 @@ from runner.scenarios.edges import (
     spoken,
     squeeze_pauses,
 )
+from runner.scenarios.files import DEFAULT_BARGE_IN, Scenario, model_script
 from runner.scenarios.observer import Observer, settled
 from runner.scenarios.results import Failure, ScenarioResult, ToolCallSeen, TurnOutcome
-from runner.scenarios.files import DEFAULT_BARGE_IN, Scenario, model_script
-from runner.config.source import PathKey
 
 BARGE_IN_EARLY_MS = 100  # playback may stop this much before the offset (timer granularity)
 PLAYBACK_MARGIN = 0.8  # the virtual speaker's rate relative to the emulator's (ScenarioPlayer)
@@ -107,10 +107,10 @@ def _formats(session: Mapping[str, Any]) -> tuple[AudioFormat, AudioFormat]:
 
 async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult) -> None:
     from runner.config.compile import compile_session, greeting_event
-    from runner.live.connect import endpoint_for, make_credential, resolve_target
-    from runner.plugins import Registry
     from runner.config.load import load_profile
+    from runner.live.connect import endpoint_for, make_credential, resolve_target
     from runner.live.session import LiveSession, profile_settings
+    from runner.plugins import Registry
 
     vars_ = {
         k: str(v).lower() if isinstance(v, bool) else str(v)
