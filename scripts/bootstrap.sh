@@ -55,6 +55,11 @@ test)
     # Virtual microphone and speaker (PulseAudio null sinks) for the real-PyAudio tests.
     bash scripts/pulse-env.sh start || echo "note: PulseAudio did not start; audio tests will be skipped" >&2
     trap 'bash scripts/pulse-env.sh stop || true' EXIT
+    # Static checks first: lint, formatting, types and the wings' import contracts.
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    "$VENV/bin/mypy"
+    "$VENV/bin/lint-imports"
     "$VENV/bin/python" -m pytest -n 2 "$@"
     ;;
 *)

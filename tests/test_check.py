@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from runner.commands import check as check_cmd
+from runner.config import check as check_cmd
 from runner.errors import Problem
 from runner.redact import forget_secrets
 

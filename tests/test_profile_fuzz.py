@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.commands.check import CheckOptions, check_profile
+from runner.config.check import CheckOptions, check_profile
 from runner.config.compile import compile_with_problems
 from runner.config.load import analyse
 from runner.errors import Problem, VlrunError

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.commands.test import run_all, summary_lines, write_junit
 from runner.scenarios.files import check_file, load_scenario, model_script
 from runner.scenarios.run import settled, squeeze_pauses
+from runner.scenarios.suite import run_all, summary_lines, write_junit
 from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent

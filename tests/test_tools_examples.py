@@ -263,10 +263,9 @@ async def test_weather_service_unreachable(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_each_example_has_a_profile_that_binds_it_without_drift() -> None:
-    from runner.commands.check import tool_dirs
     from runner.config.load import load_profile
     from runner.errors import VlrunError
-    from runner.plugins import Registry, schema_drift
+    from runner.plugins import Registry, schema_drift, tool_dirs
 
     bound: dict[str, str] = {}
     for path in sorted((ROOT / "profiles").glob("*.yaml")):

@@ -110,12 +110,8 @@ def show(name: str, profile: Path | None, dirs: tuple[Path, ...], no_entry_point
 
 def _dirs(profile: Path | None, dirs: Sequence[Path]) -> list[Path]:
     if profile is not None:
-        try:  # the same folders `vlrun check` uses, so both commands see the same tools
-            from runner.commands.check import tool_dirs
-        except ImportError:
-            folder = profile.resolve().parent
-            candidates = [folder / "tools", folder.parent / "tools", *dirs]
-            return [d for d in dict.fromkeys(candidates) if d.is_dir()]
+        from runner.plugins import tool_dirs  # the one rule every command uses
+
         return list(tool_dirs(profile, dirs))
     if dirs:
         return list(dirs)

@@ -19,6 +19,7 @@ modules: ``_types`` (``@tool`` and the records), ``_loading`` (files and entry p
 JSON Schema) and ``_registry``.
 """
 
+from runner.plugins._check import check_bindings, tool_dirs
 from runner.plugins._drift import schema_drift
 from runner.plugins._loading import ENTRY_POINT_GROUP, load_module_by_path
 from runner.plugins._registry import DEFAULT_TIMEOUT_S, Registry
@@ -31,7 +32,9 @@ __all__ = [
     "ToolContext",
     "ToolResult",
     "ToolSpec",
+    "check_bindings",
     "load_module_by_path",
     "schema_drift",
     "tool",
+    "tool_dirs",
 ]

@@ -1,0 +1,153 @@
+"""`vlrun check`'s engine: sort files into kinds, validate each, collect every problem at once.
+
+Files are sorted into kinds by a small registry: a kind has a cheap detector (path and the
+first few KB of text) and a validator named as "module:function", imported only when a file
+of that kind turns up. Profiles are the fallback kind; upper wings register theirs (scenario
+files) through :func:`register_kind`. Tool bindings are checked through a hook the caller
+passes in :class:`CheckOptions`, because plugins sit above config.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import Problem, ProfileError, UsageError
+
+#: (profile, problems so far) -> the plugins' tool schemas, or None when there are none.
+BindingCheck = Callable[[Any, list[Problem]], "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    vars: Mapping[str, str] = field(default_factory=dict)
+    sets: Sequence[str] = ()
+    tools_dirs: Sequence[Path] = ()
+    api_version: str | None = None
+    env: Mapping[str, str] | None = None
+    bindings: BindingCheck | None = None  # checks tool bindings against plugins
+
+
+Validator = Callable[[Path, CheckOptions], list[Problem]]
+
+
+@dataclass(frozen=True)
+class FileKind:
+    name: str
+    detect: Callable[[Path, str], bool]  # (path, first 4 KB of text) -> is this kind?
+    validator: str | Validator  # "module:function" (imported lazily) or a callable
+
+    def resolve(self) -> Validator | None:
+        if callable(self.validator):
+            return self.validator
+        module_name, _, attr = self.validator.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None
+            raise
+        found: Validator | None = getattr(module, attr, None)
+        return found
+
+
+#: Checked in order; the first kind whose detector says yes validates the file.
+KINDS: list[FileKind] = [
+    FileKind("profile", lambda _p, _head: True, "runner.config.check:check_profile"),
+]
+
+
+def register_kind(kind: FileKind) -> None:
+    """Add (or replace, by name) a file kind; it is tried before the profile fallback."""
+    KINDS[:] = [k for k in KINDS if k.name != kind.name]
+    KINDS.insert(len(KINDS) - 1 if KINDS and KINDS[-1].name == "profile" else len(KINDS), kind)
+
+
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def expand(paths: Sequence[str]) -> list[Path]:
+    """Files, folders (their YAML files, recursively) and globs -> files, in a stable order."""
+    out: list[Path] = []
+    for arg in paths:
+        if glob.has_magic(arg):
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                raise UsageError(f"{arg}: no files match")
+            out += [Path(m) for m in matches if Path(m).is_file()]
+        elif os.path.isdir(arg):
+            out += _folder(Path(arg))
+        elif os.path.exists(arg):
+            out.append(Path(arg))
+        else:
+            raise UsageError(f"{arg}: no such file or folder")
+    return list(dict.fromkeys(out))
+
+
+def _folder(folder: Path) -> list[Path]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        found += [Path(root) / f for f in sorted(files) if f.endswith(_YAML_SUFFIXES)]
+    return found
+
+
+def file_head(path: Path) -> str:
+    """The first 4 KiB of a file as text (empty if unreadable), for telling file kinds apart."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def check_file(path: Path, options: CheckOptions) -> list[Problem]:
+    """Every problem of one file of any registered kind, sorted by place."""
+    try:
+        problems = _by_kind(path, options)
+    except ProfileError as exc:
+        problems = list(exc.all_problems)
+    problems.sort(key=lambda p: (p.file != str(path), p.file, p.line or 0, p.col or 0))
+    return problems
+
+
+def _by_kind(path: Path, options: CheckOptions) -> list[Problem]:
+    head = file_head(path)
+    for kind in KINDS:
+        if kind.detect(path, head):
+            validator = kind.resolve()
+            if validator is None:
+                message = f"{kind.name} files cannot be checked by this vlrun yet"
+                return [Problem(str(path), None, None, "warning", message)]
+            return validator(path, options)
+    return []
+
+
+def check_profile(path: Path, options: CheckOptions) -> list[Problem]:
+    """Every problem of one profile: load, schema, semantics, templates, tools, api-version."""
+    from runner.config.compile import compile_with_problems
+    from runner.config.load import analyse
+
+    profile, problems = analyse(path, vars=options.vars, sets=options.sets, env=options.env)
+    if profile is None:
+        return problems
+    schemas = options.bindings(profile, problems) if options.bindings else None
+    _, found, _ = compile_with_problems(
+        profile, api_version=options.api_version, tool_schemas=schemas
+    )
+    problems += [p for p in found if p not in problems]
+    return problems
+
+
+def check_paths(paths: Sequence[str], options: CheckOptions) -> list[tuple[Path, list[Problem]]]:
+    """Expand ``paths`` and check every file; (file, its problems) in a stable order."""
+    return [(path, check_file(path, options)) for path in expand(paths)]
+
+
+def is_invalid(problems: Sequence[Problem]) -> bool:
+    return any(p.severity == "error" for p in problems)

@@ -1,0 +1,118 @@
+"""What a profile compiles to, and where each compiled value came from (`vlrun compile/explain`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from runner.config.check import BindingCheck
+from runner.config.compile import compile_with_problems, effective_api_version
+from runner.config.load import load_profile
+from runner.config.types import Profile
+from runner.errors import Problem, ProfileError, UsageError
+from runner.redact import redact, redact_obj
+
+Trace = dict[Any, Any]
+
+
+def compiled(
+    path: Path,
+    *,
+    vars: Mapping[str, str],
+    sets: Sequence[str],
+    api_version: str | None,
+    bindings: BindingCheck | None,
+) -> tuple[Profile, dict[str, Any], list[Problem], Trace]:
+    """Load and compile ``path``; raise ProfileError on any error, return the warnings."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such profile file")
+    profile = load_profile(path, vars=vars, sets=sets)
+    problems = list(profile.warnings)
+    schemas = bindings(profile, problems) if bindings else None
+    payload, found, trace = compile_with_problems(
+        profile, api_version=api_version, tool_schemas=schemas
+    )
+    problems += found
+    if any(p.severity == "error" for p in problems):
+        raise ProfileError(problems)
+    return profile, payload, problems, trace
+
+
+def explain_rows(
+    loaded: Profile, payload: Mapping[str, Any], trace: Trace, api_version: str | None
+) -> list[tuple[str, str, str]]:
+    """(field, JSON value, origin) for every compiled leaf; secrets masked."""
+    masked = redact_obj(payload["session"])
+    rows: list[tuple[str, str, str]] = []
+    version = effective_api_version(loaded, api_version)
+    version_from = "--api-version" if api_version else _exact_origin(loaded, "api_version")
+    rows.append(("api_version", json.dumps(version), version_from))
+    for key in ("endpoint", "model"):
+        value = getattr(loaded.connection, key)
+        rows.append(
+            (
+                f"connection.{key}",
+                json.dumps(redact(value) if value else value),
+                _exact_origin(loaded, key),
+            )
+        )
+    if loaded.agent is not None:
+        for key, value in {**loaded.agent.connect_kwargs(), **loaded.agent.query_params()}.items():
+            rows.append(
+                (
+                    f"agent.{key}",
+                    json.dumps(value),
+                    loaded.origin(("connection", "agent")) or "default",
+                )
+            )
+    for path, value in _leaves(masked, ()):
+        text = json.dumps(value, ensure_ascii=False)
+        if len(text) > 60:
+            text = text[:57] + "..."
+        rows.append(("session." + _dotted(path), text, origin_of(loaded, trace, path)))
+    for name, value in loaded.vars.items():
+        rows.append(
+            (f"vars.{name}", json.dumps(redact_obj(value)), loaded.var_origins.get(name, "default"))
+        )
+    return rows
+
+
+def _leaves(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(value, list) and value and any(isinstance(v, dict | list) for v in value):
+        for i, v in enumerate(value):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path, value
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def origin_of(profile: Any, trace: dict[Any, Any], out_path: tuple[Any, ...]) -> str:
+    """The profile place a compiled field came from, via the compile trace."""
+    for i in range(len(out_path), 0, -1):
+        source = trace.get(out_path[:i])
+        if source is None:
+            continue
+        rest = out_path[i:]
+        candidate = (*source, *rest)
+        if candidate in profile.positions:
+            source = candidate
+        if source == ("instructions",) and profile.vars:
+            used = ", ".join(f"{k} from {profile.var_origins.get(k, '?')}" for k in profile.vars)
+            return f"{profile.origin(source) or 'default'}; vars: {used}"
+        return profile.origin(source) or "default"
+    return "default"
+
+
+def _exact_origin(profile: Any, key: str) -> str:
+    path = ("connection", key)
+    if path not in profile.positions:
+        return "default (SDK)" if key == "api_version" else "default"
+    return str(profile.origin(path))

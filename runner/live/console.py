@@ -1,0 +1,268 @@
+"""`vlrun PROFILE`: one conversation at the console (microphone, WAV or typed turns).
+
+:func:`execute_run` loads and compiles the profile, finds its tools, opens the audio edges
+and runs a :class:`~runner.live.session.LiveSession`; it returns the exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import AudioUnavailable, ConfigError
+
+
+@dataclass
+class RunOptions:
+    """Everything `vlrun run` was asked to do, after parsing."""
+
+    profile: Path
+    endpoint: str | None = None
+    emulator: bool = False
+    api_version: str | None = None
+    vars: dict[str, str] = field(default_factory=dict)
+    sets: tuple[str, ...] = ()
+    text: bool = False
+    input_wav: Path | None = None
+    fast: bool = False
+    chunk_ms: int | None = None  # None: runner.live.audio.CHUNK_MS
+    output_wav: Path | None = None
+    input_device: str | None = None
+    output_device: str | None = None
+    logs: Path | None = Path("logs")
+    trace: Path | None = None
+    tools: tuple[Path, ...] = ()
+    verbosity: int = 1
+    otel: bool = False
+
+
+def execute_run(options: RunOptions) -> int:
+    """Load, compile, connect and converse; returns the exit code."""
+    from runner.config.compile import compile_session, greeting_event
+    from runner.config.load import load_profile
+    from runner.live.connect import load_dotenv_file, resolve_target
+
+    load_dotenv_file()
+    if not options.profile.is_file():
+        raise ConfigError(
+            f"{options.profile}: no such profile",
+            hint="pass a YAML profile, e.g. profiles/casual-chat.yaml",
+        )
+    profile = load_profile(options.profile, vars=options.vars, sets=options.sets)
+    target = resolve_target(
+        profile,
+        endpoint=options.endpoint,
+        emulator=options.emulator,
+        api_version=options.api_version,
+    )
+    registry = _registry(options, profile)
+    payload = compile_session(
+        profile,
+        api_version=options.api_version or target.api_version,
+        tool_schemas=registry.schemas() if registry is not None else None,
+    )
+    greeting = greeting_event(profile)
+    if options.otel:
+        _enable_otel()
+    return asyncio.run(_converse(options, profile, target, registry, payload, greeting))
+
+
+def _registry(options: RunOptions, profile: Any) -> Any:
+    # Tools come from the profile's location (and --tools), never the working directory.
+    from runner.plugins import Registry, tool_dirs
+
+    return Registry.discover(list(tool_dirs(profile.source, options.tools)))
+
+
+async def _converse(
+    options: RunOptions,
+    profile: Any,
+    target: Any,
+    registry: Any,
+    payload: dict[str, Any],
+    greeting: dict[str, Any] | None,
+) -> int:
+    from runner.live.audio import release_pyaudio
+    from runner.live.connect import endpoint_for, make_credential
+    from runner.live.session import LiveSession, profile_settings
+    from runner.live.transcript import Transcript
+
+    transcript = Transcript(
+        verbosity=options.verbosity,
+        logs_dir=options.logs,
+        trace_path=options.trace,
+        name=str(getattr(profile, "name", "session")),
+    )
+    player = source = None
+    credential = None
+    try:
+        for warning in getattr(profile, "warnings", ()):
+            transcript.warning(warning.render())
+        _warn_unbound_tools(profile, registry, transcript)
+        session = payload.get("session", {})
+        async with endpoint_for(target) as (endpoint, live_target):
+            if live_target.embedded:
+                transcript.banner(_banner(live_target))
+            else:
+                transcript.notice(f"connecting to {live_target.describe()}")
+            source, player, mode = _open_audio(options, session, transcript)
+            transcript.conv_note(
+                f"profile {profile.name} ({profile.source}); {live_target.describe()}; "
+                f"mode {mode}; voice {_voice(session)}"
+            )
+            credential = make_credential(live_target)
+            live = LiveSession(
+                target=live_target,
+                endpoint=endpoint,
+                credential=credential,
+                session_update=payload,
+                transcript=transcript,
+                player=player,
+                source=source,
+                lines=True,
+                greeting=greeting,
+                registry=registry,
+                **profile_settings(profile),
+                api_version=options.api_version or live_target.api_version,
+                end_when_input_ends=mode in ("wav", "text"),
+                send_ms=_chunk_ms(options),
+            )
+            if mode == "text":
+                transcript.notice("type a message and press Enter; 'q' + Enter ends")
+            else:
+                transcript.notice("listening; 'q' + Enter or Ctrl+C ends")
+            code = await live.run()
+            transcript.conv_note(f"session {live.session_id} ended")
+            return code
+    finally:
+        if source is not None:
+            source.close()
+        if player is not None:
+            player.close()
+        if credential is not None and hasattr(credential, "close"):
+            with contextlib.suppress(Exception):
+                await credential.close()
+        transcript.close()
+        release_pyaudio()
+        if options.output_wav is not None and player is not None and options.verbosity:
+            print(f"-- assistant audio saved to {options.output_wav}", file=sys.stderr)
+
+
+def _banner(target: Any) -> str:
+    from runner.live.connect import EMULATOR_BANNER
+
+    why = (
+        ""
+        if target.endpoint_source == "--emulator"
+        else " (no endpoint configured: set AZURE_VOICELIVE_ENDPOINT to use Azure)"
+    )
+    return EMULATOR_BANNER + why
+
+
+def _voice(session: dict[str, Any]) -> str:
+    voice = session.get("voice")
+    return str(voice.get("name") if isinstance(voice, dict) else voice or "default")
+
+
+def _warn_unbound_tools(profile: Any, registry: Any, transcript: Any) -> None:
+    if registry is None:
+        return
+    for binding in getattr(profile, "tools", ()):
+        if binding.name not in registry:
+            transcript.warning(
+                f"tool {binding.name!r} has no plugin (looked in tools/ beside the profile "
+                "and in --tools); calls to it will return an error to the model"
+            )
+
+
+def _formats(session: dict[str, Any]) -> tuple[Any, Any]:
+    from runner.live.audio import AudioFormat
+
+    out_format = str(session.get("output_audio_format") or "pcm16")
+    if out_format.startswith("g711"):
+        raise AudioUnavailable(
+            f"output_audio_format {out_format} is not playable by vlrun",
+            hint="use pcm16 (or pcm16_16000hz …) in the profile",
+        )
+    match = re.search(r"(\d+)hz$", out_format)
+    out_rate = int(match.group(1)) if match else 24000
+    in_rate = int(session.get("input_audio_sampling_rate") or 24000)
+    return AudioFormat(in_rate), AudioFormat(out_rate)
+
+
+def _chunk_ms(options: RunOptions) -> int:
+    """The chunk the source hands over and the session appends: the same whole frames."""
+    from runner.live.audio import CHUNK_MS, whole_frames_ms
+
+    return whole_frames_ms(options.chunk_ms or CHUNK_MS)
+
+
+def _open_audio(
+    options: RunOptions, session: dict[str, Any], transcript: Any
+) -> tuple[Any, Any, str]:
+    """Pick the mode (mic / wav / text) and open its source and player."""
+    from runner.live.audio import ClockPlayer, DevicePlayer, Microphone, WavRecorder, WavSource
+
+    in_fmt, out_fmt = _formats(session)
+    recorder = WavRecorder(options.output_wav, out_fmt) if options.output_wav else None
+    source: Any
+    if options.input_wav is not None:
+        source = WavSource(
+            options.input_wav, in_fmt, fast=options.fast, chunk_ms=_chunk_ms(options)
+        )
+        return source, ClockPlayer(out_fmt, recorder=recorder, realtime=not options.fast), "wav"
+    if options.text:
+        return None, ClockPlayer(out_fmt, recorder=recorder, realtime=False), "text"
+    try:
+        source = Microphone(in_fmt, options.input_device, chunk_ms=_chunk_ms(options))
+    except AudioUnavailable as exc:
+        if options.input_device:
+            raise
+        transcript.notice(f"{exc.message}; using text mode instead (--text)")
+        return None, ClockPlayer(out_fmt, recorder=recorder, realtime=False), "text"
+    try:
+        player: Any = DevicePlayer(out_fmt, options.output_device, recorder=recorder)
+    except AudioUnavailable as exc:
+        if options.output_device:
+            source.close()
+            raise
+        transcript.notice(f"{exc.message}; replies are shown as text only")
+        player = ClockPlayer(out_fmt, recorder=recorder, realtime=True)
+    return source, player, "mic"
+
+
+def _enable_otel() -> None:
+    """Turn on the SDK's OpenTelemetry spans: OTLP when configured, else the console."""
+    try:
+        from azure.ai.voicelive.telemetry import VoiceLiveInstrumentor
+        from azure.core.settings import settings
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+    except ImportError as exc:
+        raise ConfigError(
+            f"--otel needs OpenTelemetry ({exc.name} is missing)", hint="pip install 'vlrun[otel]'"
+        ) from None
+    exporter: Any
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError:
+            raise ConfigError(
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter is missing",
+                hint="pip install 'vlrun[otel]'",
+            ) from None
+        exporter = OTLPSpanExporter()
+    else:
+        exporter = ConsoleSpanExporter(out=sys.stderr)
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    settings.tracing_implementation = "opentelemetry"
+    VoiceLiveInstrumentor().instrument(enable_content_recording=False)

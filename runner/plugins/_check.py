@@ -1,0 +1,68 @@
+"""Where a profile's tools come from, and how its bindings are checked against them.
+
+One rule for every command (check, compile, explain, run, test, tools): `tools/` next to the
+profile, `tools/` of the project folder above it, then folders given with ``--tools``. The
+working directory never counts, so a profile checks and runs the same from anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from runner.errors import Problem, VlrunError
+from runner.plugins._drift import schema_drift
+from runner.plugins._registry import Registry
+
+
+def tool_dirs(profile_path: Path, extra: Sequence[Path] = ()) -> tuple[Path, ...]:
+    """The existing tool folders for the profile at ``profile_path``, nearest first."""
+    return _tool_dirs(profile_path.parent.absolute(), tuple(Path(d).absolute() for d in extra))
+
+
+@lru_cache(maxsize=64)
+def _tool_dirs(folder: Path, extra: tuple[Path, ...]) -> tuple[Path, ...]:
+    here = folder.resolve()
+    dirs = [here / "tools", here.parent / "tools", *(Path(d).resolve() for d in extra)]
+    return tuple(dict.fromkeys(d for d in dirs if d.is_dir()))
+
+
+_registries: dict[tuple[Path, ...], Registry] = {}
+
+
+def check_bindings(
+    profile: Any, problems: list[Problem], extra_dirs: Sequence[Path] = ()
+) -> dict[str, Any] | None:
+    """Append binding problems to ``problems``; the plugins' schemas, or None without tools."""
+    if not profile.tools:
+        return None
+    dirs = tool_dirs(profile.source, extra_dirs)
+    loc = profile.locator()
+    try:
+        if dirs not in _registries:
+            _registries[dirs] = Registry.discover(list(dirs), entry_points=True)
+        schemas: dict[str, Any] = _registries[dirs].schemas()
+    except VlrunError as exc:
+        problems.append(
+            loc.problem(
+                ("tools",),
+                f"tool plugins failed to load: {exc.message}",
+                hint=exc.hint,
+                at_key=True,
+            )
+        )
+        return None
+    for i, binding in enumerate(profile.tools):
+        actual = schemas.get(binding.name)
+        if actual is None or binding.parameters is None:
+            continue  # no plugin: compile reports it unless parameters are declared
+        for sub, message in schema_drift(binding.parameters, actual["parameters"]):
+            problems.append(
+                loc.problem(
+                    ("tools", i, "parameters"),
+                    f"declared parameters differ from the plugin at {sub or '(root)'}: {message}",
+                )
+            )
+    return schemas
