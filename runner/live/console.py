@@ -80,6 +80,16 @@ def _registry(options: RunOptions, profile: Any) -> Any:
     return Registry.discover(list(tool_dirs(profile.source, options.tools)))
 
 
+def _tools_note(profile: Any, options: RunOptions) -> str | None:
+    """The banner line that names where this profile's tools come from."""
+    from runner.plugins import tool_dirs
+
+    if not getattr(profile, "tools", ()):
+        return None
+    dirs = tool_dirs(profile.source, options.tools)
+    return "tools from " + (", ".join(str(d) for d in dirs) if dirs else "installed plugins only")
+
+
 async def _converse(
     options: RunOptions,
     profile: Any,
@@ -105,6 +115,8 @@ async def _converse(
         for warning in getattr(profile, "warnings", ()):
             transcript.warning(warning.render())
         _warn_unbound_tools(profile, registry, transcript)
+        if (note := _tools_note(profile, options)) is not None:
+            transcript.notice(note)
         session = payload.get("session", {})
         async with endpoint_for(target) as (endpoint, live_target):
             if live_target.embedded:
