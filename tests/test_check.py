@@ -295,3 +295,17 @@ def test_every_schema_pattern_is_explained_in_words() -> None:
 
     walk(schema(), False)
     assert found and found <= set(_PATTERN_RULES)
+
+
+@pytest.mark.parametrize("layout", ["empty", "only_other_files", "hidden_yaml_only"])
+def test_a_path_with_nothing_checkable_is_a_usage_error(
+    tmp_path: Path, layout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if layout == "only_other_files":
+        (tmp_path / "notes.txt").write_text("name: x\n")
+    elif layout == "hidden_yaml_only":
+        (tmp_path / ".hidden").mkdir()
+        (tmp_path / ".hidden" / "p.yaml").write_text("name: x\n")
+    code, _, err = run(["check", str(tmp_path)], capsys)
+    assert code == 2
+    assert "nothing to check" in err and "Traceback" not in err

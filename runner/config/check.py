@@ -146,7 +146,13 @@ def check_profile(path: Path, options: CheckOptions) -> list[Problem]:
 
 def check_paths(paths: Sequence[str], options: CheckOptions) -> list[tuple[Path, list[Problem]]]:
     """Expand ``paths`` and check every file; (file, its problems) in a stable order."""
-    return [(path, check_file(path, options)) for path in expand(paths)]
+    files = expand(paths)
+    if not files:  # an empty folder must not pass as a green check
+        raise UsageError(
+            f"nothing to check: {', '.join(paths)} holds no .yaml or .yml file",
+            hint="name a profile, a scenario, or a folder that contains them",
+        )
+    return [(path, check_file(path, options)) for path in files]
 
 
 def is_invalid(problems: Sequence[Problem]) -> bool:
