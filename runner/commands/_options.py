@@ -55,14 +55,20 @@ tools_option = click.option(
 )
 
 
-def binding_check(tools_dirs: Sequence[Path]) -> Callable[[Any, list[Problem]], Any]:
-    """`CheckOptions.bindings` for the plugins wing, imported only for profiles with tools."""
+def binding_check(
+    tools_dirs: Sequence[Path], *, run_plugins: bool = True
+) -> Callable[[Any, list[Problem]], Any]:
+    """`CheckOptions.bindings` for the plugins wing, imported only for profiles with tools.
+
+    ``run_plugins=False`` reads the tool files as syntax trees and imports none of them.
+    """
 
     def check(profile: Any, problems: list[Problem]) -> Any:
         if not profile.tools:
             return None
-        from runner.plugins import check_bindings
+        from runner import plugins
 
-        return check_bindings(profile, problems, tools_dirs)
+        how = plugins.check_bindings if run_plugins else plugins.check_bindings_statically
+        return how(profile, problems, tools_dirs)
 
     return check

@@ -36,6 +36,11 @@ register_kind(
     help="github: workflow annotations.",
 )
 @profile_options("Check against this api-version.")
+@click.option(
+    "--no-plugins",
+    is_flag=True,
+    help="Import no tool plugin: read them as syntax (for untrusted code, e.g. pull requests).",
+)
 def check(
     paths: tuple[str, ...],
     fmt: str,
@@ -43,6 +48,7 @@ def check(
     sets: tuple[str, ...],
     api_version: str | None,
     tools_dirs: tuple[Path, ...],
+    no_plugins: bool,
 ) -> int:
     """Validate profiles (files, folders, globs); print every problem as file:line:col."""
     options = CheckOptions(
@@ -50,7 +56,7 @@ def check(
         sets=sets,
         tools_dirs=tools_dirs,
         api_version=api_version,
-        bindings=binding_check(tools_dirs),
+        bindings=binding_check(tools_dirs, run_plugins=not no_plugins),
     )
     results = check_paths(paths, options)
     REPORTERS[fmt]().report(results)

@@ -23,6 +23,7 @@ from runner.plugins._check import check_bindings, tool_dirs
 from runner.plugins._drift import schema_drift
 from runner.plugins._loading import ENTRY_POINT_GROUP, load_module_by_path
 from runner.plugins._registry import DEFAULT_TIMEOUT_S, Registry
+from runner.plugins._static import check_bindings_statically
 from runner.plugins._types import ToolContext, ToolResult, ToolSpec, tool
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ToolResult",
     "ToolSpec",
     "check_bindings",
+    "check_bindings_statically",
     "load_module_by_path",
     "schema_drift",
     "tool",
