@@ -11,15 +11,27 @@ PY="${PYTHON:-python3}"
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
+# One line per step on screen; the installers' full output goes to a log, shown whole on failure.
+LOG="${VLRUN_SETUP_LOG:-$VENV.setup.log}"
+step() { echo "vlrun setup: $*"; }
+quietly() {
+    if ! "$@" >>"$LOG" 2>&1; then
+        echo "vlrun setup: failed: $*" >&2
+        echo "---- $LOG ----" >&2
+        tail -n 60 "$LOG" >&2
+        exit 1
+    fi
+}
+
 apt_install() {
     # System packages: only as root with apt, and only those missing.
     local missing=()
     for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" = 0 ] && have apt-get; then
-        echo "installing system packages: ${missing[*]}"
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        step "installing system packages: ${missing[*]}"
+        quietly apt-get update -qq
+        quietly env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     else
         echo "note: missing system packages (${missing[*]}); install them with your package manager" >&2
         return 1
@@ -28,15 +40,19 @@ apt_install() {
 
 venv_install() {
     # pip runs only when the venv is new or pyproject.toml / the requested extras changed.
-    if [ ! -x "$VENV/bin/python" ]; then "$PY" -m venv "$VENV"; fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        step "creating $VENV"
+        quietly "$PY" -m venv "$VENV"
+    fi
     local stamp="$VENV/.vlrun-installed" want
     want="$(sha256sum pyproject.toml | cut -c1-16) $*"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
         && "$VENV/bin/python" -c "import runner" >/dev/null 2>&1; then
         return 0
     fi
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q "$@"
+    step "installing vlrun and its dependencies (about a minute; log: $LOG)"
+    quietly "$VENV/bin/python" -m pip install --upgrade pip
+    quietly "$VENV/bin/python" -m pip install "$@"
     echo "$want" >"$stamp"
 }
 
@@ -53,7 +69,8 @@ test)
     apt_install portaudio19-dev pulseaudio libasound2-plugins espeak-ng sox
     venv_install -e ".[audio]" --group test
     # Virtual microphone and speaker (PulseAudio null sinks) for the real-PyAudio tests.
-    bash scripts/pulse-env.sh start || echo "note: PulseAudio did not start; audio tests will be skipped" >&2
+    step "starting virtual audio devices"
+    bash scripts/pulse-env.sh start >>"$LOG" 2>&1 || echo "note: PulseAudio did not start; audio tests will be skipped" >&2
     trap 'bash scripts/pulse-env.sh stop || true' EXIT
     # Static checks first: lint, formatting, types and the wings' import contracts.
     "$VENV/bin/ruff" check .
