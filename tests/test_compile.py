@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -311,3 +312,18 @@ def _python(code: str) -> str:
         check=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     ).stdout
+
+
+def test_explain_credits_plugin_values_to_the_plugin_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["explain", str(ROOT / "profiles" / "weather.yaml")]) == 0
+    rows = {
+        line.split()[0]: line.rsplit("<- ", 1)[1]
+        for line in capsys.readouterr().out.splitlines()
+        if "<- " in line
+    }
+    plugin = rows["session.tools[0].description"]
+    assert re.fullmatch(r"(.*/)?tools/get_weather\.py:\d+ \(plugin\)", plugin), plugin
+    assert rows["session.tools[0].parameters.properties.location.description"] == plugin
+    assert re.fullmatch(r".*profiles/weather\.yaml:\d+", rows["session.tools[0].name"])

@@ -158,6 +158,8 @@ def test_schemas_are_what_the_compiler_needs() -> None:
     registry = Registry.discover([DATA / "folder_a"], entry_points=False)
     schemas = registry.schemas()
     assert list(schemas) == ["greet", "lookup_order", "shout"]
+    # where the plugin is, so `vlrun explain` credits its values to the file, not the profile
+    assert schemas["greet"].pop("source").endswith("folder_a/greet.py:6")
     assert schemas["greet"] == {
         "description": "Say hello to someone.",
         "parameters": {

@@ -17,6 +17,9 @@ from runner.config.types import Profile
 from runner.config.validate import KNOWN_API_VERSIONS, suggest
 from runner.errors import Problem, ProfileError
 
+#: First element of a compile-trace source that names a plugin's file:line, not a profile path.
+PLUGIN_ORIGIN = "@plugin"
+
 #: azure-ai-voicelive 1.3.1's default api-version (tests compare it with the SDK).
 DEFAULT_API_VERSION = "2026-07-15"
 LEGACY_API_VERSION = "2025-05-01-preview"
@@ -368,6 +371,12 @@ def _tools(
                 or "add a plugin in tools/ or declare `parameters:`",
             )
         out.trace[("tools", len(tools))] = ("tools", i)
+        if plugin and plugin.get("source"):  # values the plugin gave are credited to its file
+            where = (PLUGIN_ORIGIN, str(plugin["source"]))
+            if not binding.description and "description" in entry:
+                out.trace[("tools", len(tools), "description")] = where
+            if "parameters" in entry:
+                out.trace[("tools", len(tools), "parameters")] = where
         tools.append(entry)
     mcp = profile.mcp_servers
     if mcp and not supports(version, "mcp"):

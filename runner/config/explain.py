@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.check import BindingCheck
-from runner.config.compile import compile_with_problems, effective_api_version
+from runner.config.compile import PLUGIN_ORIGIN, compile_with_problems, effective_api_version
 from runner.config.load import load_profile
 from runner.config.types import Profile
 from runner.errors import Problem, ProfileError, UsageError
@@ -100,6 +100,8 @@ def origin_of(profile: Any, trace: dict[Any, Any], out_path: tuple[Any, ...]) ->
         source = trace.get(out_path[:i])
         if source is None:
             continue
+        if source[0] == PLUGIN_ORIGIN:
+            return f"{source[1]} (plugin)"
         rest = out_path[i:]
         candidate = (*source, *rest)
         if candidate in profile.positions:

@@ -140,9 +140,9 @@ class Registry:
             raise ToolError(f"no tool named '{name}'", hint=self._suggest(name)) from None
 
     def schemas(self) -> dict[str, dict[str, Any]]:
-        """``{name: {"description": ..., "parameters": {JSON Schema}}}`` for the compiler."""
+        """``{name: {"description", "parameters", "source"}}`` for the compiler and explain."""
         return {
-            n: {"description": s.description, "parameters": s.parameters}
+            n: {"description": s.description, "parameters": s.parameters, "source": s.source}
             for n, s in sorted(self._specs.items())
         }
 

@@ -33,6 +33,7 @@ class StaticTool:
 
     def schema(self) -> dict[str, Any]:
         return {
+            "source": f"{self.file}:{self.line}",
             "description": self.description,
             "parameters": {
                 "type": "object",
