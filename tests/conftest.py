@@ -24,7 +24,9 @@ NO_PULSE = "unix:/nonexistent/vlrun-test-no-pulse"  # PortAudio then sees no dev
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Default logs (and crash logs) go to the per-user state folder: keep it per test.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     for name in list(os.environ):
         if name.startswith("AZURE_"):
             monkeypatch.delenv(name)

@@ -193,7 +193,7 @@ async def test_conversation_through_pulseaudio_devices(
                 await asyncio.wait_for(proc.wait(), 10)
     # q waited for the reply already under way: it was printed and logged whole.
     assert "I heard" in line and "[interrupted]" not in line
-    log = next((tmp_path / "logs").glob("*_conversation.log")).read_text()
+    log = next((tmp_path / "state/vlrun/logs").glob("*_conversation.log")).read_text()
     assert "I heard" in log and "[interrupted]" not in log
     speech = [e for e in emu.sessions[0].received if e["type"] == "input_audio_buffer.append"]
     assert len(speech) > 20  # the microphone streamed for seconds ...

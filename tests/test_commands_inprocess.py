@@ -204,3 +204,18 @@ def test_doctor_names_a_broken_profile_as_a_fix(tmp_path: Path) -> None:
     result = invoke(["doctor", str(bad), "--no-connect"])
     assert result.return_value == 1, result.output
     assert any(line.startswith("fix") and "bad.yaml" in line for line in result.output.splitlines())
+
+
+def test_default_logs_go_to_the_state_folder_and_are_named_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "st"))
+    result = invoke(["run", str(ROOT / "profiles/casual-chat.yaml"), "--text"], "hi\nq\n")
+    assert result.return_value == 0, result.output
+    assert list(work.iterdir()) == []  # nothing appears in the folder the user was in
+    (conversation,) = (tmp_path / "st" / "vlrun" / "logs").glob("*_conversation.log")
+    assert "You said: hi" in conversation.read_text()
+    assert f"-- logs: {conversation}" in result.output

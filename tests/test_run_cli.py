@@ -193,7 +193,7 @@ def test_q_and_enter_ends_cleanly(emulator_in_thread: Any, tmp_path: Path, cli_e
     proc.stdin.write("q\n")  # stdin stays open: only the q ends it
     proc.stdin.flush()
     assert proc.wait(20) == 0
-    log = next((tmp_path / "logs").glob("*_conversation.log")).read_text()
+    log = next((tmp_path / "state/vlrun/logs").glob("*_conversation.log")).read_text()
     assert "ended" in log.splitlines()[-1]  # flushed to the end
     _close(proc)
 

@@ -64,9 +64,9 @@ from runner.errors import EXIT_OK, EXIT_UNAVAILABLE, UsageError
 @click.option(
     "--logs",
     type=click.Path(path_type=Path),
-    default="logs",
-    show_default=True,
-    help="Folder for the conversation and technical logs ('-' for none).",
+    default=None,
+    help="Folder for the conversation and technical logs ('-' for none; default: the per-user "
+    "state folder, $XDG_STATE_HOME/vlrun/logs).",
 )
 @click.option(
     "--trace",
@@ -102,7 +102,7 @@ def run(
     output_wav: Path | None,
     input_device: str | None,
     output_device: str | None,
-    logs: Path,
+    logs: Path | None,
     trace: Path | None,
     tools: tuple[Path, ...],
     verbose: bool,
@@ -116,7 +116,7 @@ def run(
         raise UsageError("--fast only applies to --input FILE.wav")
     if text and input_wav is not None:
         raise UsageError("--text and --input exclude each other")
-    from runner.live.console import RunOptions, execute_run
+    from runner.live.console import RunOptions, default_logs_dir, execute_run
 
     options = RunOptions(
         profile=profile,
@@ -132,7 +132,7 @@ def run(
         output_wav=output_wav,
         input_device=input_device,
         output_device=output_device,
-        logs=None if str(logs) == "-" else logs,
+        logs=default_logs_dir() if logs is None else None if str(logs) == "-" else logs,
         trace=trace,
         tools=tuple(tools),
         verbosity=0 if quiet else 2 if verbose else 1,

@@ -35,11 +35,17 @@ class RunOptions:
     output_wav: Path | None = None
     input_device: str | None = None
     output_device: str | None = None
-    logs: Path | None = Path("logs")
+    logs: Path | None = None  # None: no logs; the command passes default_logs_dir()
     trace: Path | None = None
     tools: tuple[Path, ...] = ()
     verbosity: int = 1
     otel: bool = False
+
+
+def default_logs_dir() -> Path:
+    """Logs go to the per-user state folder, never into whatever folder the user is in."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "vlrun" / "logs"
 
 
 def execute_run(options: RunOptions) -> int:
@@ -162,6 +168,11 @@ async def _converse(
                 await credential.close()
         transcript.close()
         release_pyaudio()
+        if transcript.conversation_path is not None and options.verbosity:
+            print(
+                f"-- logs: {transcript.conversation_path} and {transcript.technical_path}",
+                file=sys.stderr,
+            )
         if options.output_wav is not None and player is not None and options.verbosity:
             print(f"-- assistant audio saved to {options.output_wav}", file=sys.stderr)
 
