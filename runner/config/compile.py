@@ -459,6 +459,17 @@ def greeting_event(profile: Profile) -> dict[str, Any] | None:
     if profile.greeting is None:
         return None
     event: dict[str, Any] = {"type": "response.create"}
+    if profile.greeting.text is not None:
+        # Fixed first words: the service speaks this message as written and keeps it in the
+        # conversation (source: voice-live-protocol.md 3.4, SDK ResponseCreateParams).
+        event["response"] = {
+            "pre_generated_assistant_message": {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "text", "text": profile.greeting.text}],
+            }
+        }
+        return event
     if profile.greeting.instructions:
         # additional_instructions add to the session's instructions for this one response,
         # so the greeting keeps the profile's persona.

@@ -111,7 +111,7 @@ def analyse(
     instructions = greeting = None
     if values is not None:
         instructions = _instructions(doc, values, Path(path), positions, loc, problems)
-        greeting = _greeting(doc, values, positions, problems)
+        greeting = _greeting(doc, values, positions, loc, problems)
     if any(p.severity == "error" for p in problems):
         return None, problems
     profile = _build(
@@ -292,6 +292,7 @@ def _greeting(
     doc: Mapping[str, Any],
     values: Mapping[str, Any],
     positions: Mapping[PathKey, Pos],
+    loc: Locator,
     problems: list[Problem],
 ) -> Greeting | None:
     spec = doc.get("greeting")
@@ -300,22 +301,37 @@ def _greeting(
     if spec is True:
         return Greeting(None)
     path: PathKey = ("greeting",)
+    fixed = False
     if isinstance(spec, dict):
         if spec.get("enabled") is False:
             return None
-        text = spec.get("instructions")
-        path = ("greeting", "instructions")
+        if "text" in spec and "instructions" in spec:
+            problems.append(
+                loc.problem(
+                    ("greeting", "text"),
+                    "a greeting has either `text` (fixed words) or `instructions` "
+                    "(the model words it), not both",
+                    hint="keep `text` to say exactly those words, or `instructions` to have "
+                    "the model word them",
+                    at_key=True,
+                )
+            )
+            return None
+        fixed = "text" in spec
+        path = ("greeting", "text" if fixed else "instructions")
+        text = spec.get("text" if fixed else "instructions")
     else:
         text = spec
     if text is None:
         return Greeting(None)
     try:
-        return Greeting(
-            render(text, values, _where(positions.get(path), "$." + ".".join(map(str, path)), ""))
+        rendered = render(
+            text, values, _where(positions.get(path), "$." + ".".join(map(str, path)), "")
         )
     except TemplateProblem as exc:
         problems.append(exc.problem)
         return None
+    return Greeting(None, rendered) if fixed else Greeting(rendered)
 
 
 def _freeze(value: Any) -> Any:

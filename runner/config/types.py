@@ -61,9 +61,10 @@ class Connection:
 
 @dataclass(frozen=True)
 class Greeting:
-    """Present when the assistant speaks first; ``instructions`` says what it is told."""
+    """Present when the assistant speaks first: told ``instructions``, or saying ``text``."""
 
     instructions: str | None
+    text: str | None = None  # fixed words, spoken verbatim
 
 
 @dataclass(frozen=True)
