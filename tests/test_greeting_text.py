@@ -1,4 +1,4 @@
-"""`greeting: {text: ...}`: fixed first words, sent as pre_generated_assistant_message and spoken."""
+"""`greeting: {text: ...}`: fixed first words, sent as a pre-generated message and spoken."""
 
 from __future__ import annotations
 
