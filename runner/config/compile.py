@@ -211,7 +211,14 @@ def compile_with_problems(
                 "transcription: true needs a model",
                 hint="e.g. transcription: {model: azure-speech}",
             )
-        out.set("input_audio_transcription", None if tr is False else thaw(tr), ("transcription",))
+        transcription = None if tr is False else thaw(tr)
+        include = transcription.pop("include", None) if isinstance(transcription, dict) else None
+        out.set("input_audio_transcription", transcription, ("transcription",))
+        if include:
+            # source: voice-live-protocol.md 2 (session `include`): the detail is asked for
+            # session-wide, but it is about transcription, so profiles say it there.
+            detail = [f"item.input_audio_transcription.{name}" for name in include]
+            out.set("include", detail, ("transcription", "include"))
     if audio.get("word_timestamps"):
         out.set("output_audio_timestamp_types", ["word"], ("audio", "word_timestamps"))
     if "animation" in s:
@@ -388,6 +395,8 @@ def _tools(
         entry = {"type": "mcp", "server_label": server.label, "server_url": server.url}
         if server.allowed_tools is not None:
             entry["allowed_tools"] = list(server.allowed_tools)
+        if server.authorization is not None:
+            entry["authorization"] = server.authorization
         if server.headers:
             entry["headers"] = dict(server.headers)
         if server.approval is not None:

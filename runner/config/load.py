@@ -128,33 +128,64 @@ def analyse(
     return profile, problems
 
 
+def _secret_paths(doc: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
+    """Where a profile holds credentials, and what to say when one is written inline."""
+    found: list[tuple[PathKey, str]] = []
+    servers = doc.get("mcp_servers")
+    for i, server in enumerate(servers if isinstance(servers, list) else []):
+        if not isinstance(server, dict):
+            continue
+        headers = server.get("headers")
+        for name in headers if isinstance(headers, dict) else {}:
+            found.append(
+                (
+                    ("mcp_servers", i, "headers", name),
+                    f"header {name!r} is written inline; header values are secrets",
+                )
+            )
+        if "authorization" in server:
+            found.append(
+                (
+                    ("mcp_servers", i, "authorization"),
+                    "authorization is written inline; it is a secret",
+                )
+            )
+    avatar = doc.get("avatar")
+    ice = avatar.get("ice_servers") if isinstance(avatar, dict) else None
+    for i, item in enumerate(ice if isinstance(ice, list) else []):
+        if isinstance(item, dict) and "credential" in item:
+            found.append(
+                (
+                    ("avatar", "ice_servers", i, "credential"),
+                    "an ICE server credential is written inline; it is a secret",
+                )
+            )
+    return found
+
+
 def _header_problems(
     doc: Mapping[str, Any],
     positions: Mapping[PathKey, Pos],
     refs: Mapping[PathKey, tuple[str, ...]],
     loc: Locator,
 ) -> list[Problem]:
-    """MCP header values are credentials: only env references, never inline text."""
+    """Credentials (MCP headers and authorization, ICE credentials): env references only."""
     out: list[Problem] = []
-    servers = doc.get("mcp_servers")
-    if not isinstance(servers, list):
-        return out
-    for i, server in enumerate(servers):
-        headers = server.get("headers") if isinstance(server, dict) else None
-        if not isinstance(headers, dict):
-            continue
-        for name, value in headers.items():
-            path = ("mcp_servers", i, "headers", name)
-            if path not in refs:
-                out.append(
-                    loc.problem(
-                        path,
-                        f"header {name!r} is written inline; header values are secrets",
-                        hint="use ${env:NAME} and set NAME in the environment",
-                    )
+    for path, message in _secret_paths(doc):
+        if path not in refs:
+            out.append(
+                loc.problem(
+                    path,
+                    message,
+                    hint="use ${env:NAME} and set NAME in the environment",
                 )
-            elif isinstance(value, str):
-                register_secret(value)
+            )
+            continue
+        value: Any = doc
+        for key in path:
+            value = value[key]
+        if isinstance(value, str):
+            register_secret(value)
     return out
 
 
@@ -409,6 +440,7 @@ def _build(
                 approval=approval,
                 headers=MappingProxyType(dict(item.get("headers") or {})),
                 line=pos.line if pos and pos.line else None,
+                authorization=item.get("authorization"),
             )
         )
     audio = doc.get("audio") or {}

@@ -85,6 +85,7 @@ class McpServer:
     approval: str | Mapping[str, tuple[str, ...]] | None  # always|never|ask|{always, never}
     headers: Mapping[str, str]  # resolved from env; values are registered secrets
     line: int | None = None
+    authorization: str | None = None  # resolved from env; a registered secret
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,8 @@ _PATTERN_RULES = {
     "not starting with a digit)",
     "^[A-Za-z0-9_-]{1,64}$": "a label of letters, digits, '_' or '-' (at most 64)",
     "^https?://": "a URL starting with https:// or http://",
+    "^(stun|stuns|turn|turns):": "a STUN or TURN URL (stun:, stuns:, turn: or turns:)",
+    "^#[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?$": "a colour as #RRGGBB or #RRGGBBAA",
 }
 
 
