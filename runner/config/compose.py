@@ -21,7 +21,8 @@ _KEYED_LISTS = {"tools": "name", "mcp_servers": "label"}
 
 def _top_mapping(src: yamlsrc.Source) -> dict[str, Any]:
     if not isinstance(src.data, dict):
-        kind = "a list" if isinstance(src.data, list) else f"a single value ({src.data!r})"
+        # never the value itself: the file may be anything (/etc/passwd, a .env)
+        kind = "a list" if isinstance(src.data, list) else f"a single {_kind_name(src.data)}"
         raise ProfileError(
             [
                 yamlsrc.problem(
@@ -34,6 +35,16 @@ def _top_mapping(src: yamlsrc.Source) -> dict[str, Any]:
             ]
         )
     return src.data
+
+
+def _kind_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if value is None:
+        return "null"
+    return "string" if isinstance(value, str) else "value"
 
 
 def load_chain(
