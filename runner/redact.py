@@ -9,8 +9,11 @@ Two layers, because either alone misses cases:
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import threading
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,9 +59,29 @@ def register_secret(value: str | None) -> None:
     with _lock:
         if value in _values:
             return
-        _values.add(value)
+        _values.update(_forms(value))
         ordered = sorted(_values, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def _forms(value: str) -> set[str]:
+    """The value as it may appear in an output: plain, URL-encoded, base64 and JSON-escaped.
+
+    A token in a URL query is percent-encoded, one in a Basic header or a data URL is base64;
+    masking only the plain text would let those through."""
+    raw = value.encode("utf-8")
+    forms = {
+        value,
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value, safe=""),
+        base64.b64encode(raw).decode("ascii"),
+        base64.urlsafe_b64encode(raw).decode("ascii"),
+        json.dumps(value)[1:-1],
+    }
+    for form in list(forms):
+        if form.endswith("="):  # base64 padding is dropped in URLs and JWT-like tokens
+            forms.add(form.rstrip("="))
+    return {f for f in forms if len(f) >= 6}
 
 
 def forget_secrets() -> None:
@@ -91,3 +114,41 @@ def redact_obj(obj: Any) -> Any:
     if isinstance(obj, str):
         return redact(obj)
     return obj
+
+
+# --- terminal and log hygiene ---------------------------------------------------------------------
+
+# C0 controls but tab and newline, DEL, C1 controls, and the bidi overrides that reorder text
+# on screen ("trojan source"): a scripted reply carrying ESC]0;...BEL set a terminal's title.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|\r(?!\n)")
+# What XML 1.0 cannot hold at all, even escaped: JUnit with one of these is not well-formed.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _visible(m: re.Match[str]) -> str:
+    code = ord(m.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean(text: str) -> str:
+    """``text`` safe to print to a terminal or a log: control characters shown as ``\\x1b``.
+
+    Newlines and tabs stay (and CR before LF); a lone carriage return is shown, since it
+    rewrites the line on screen."""
+    return _CONTROL.sub(_visible, text)
+
+
+def clean_line(text: str) -> str:
+    """Like :func:`clean` for one line of a log or a table: newlines are shown as well."""
+    return clean(text).replace("\n", "\\n")
+
+
+def xml_text(text: str) -> str:
+    """``text`` that any XML 1.0 document can hold (JUnit): unrepresentable characters shown
+    as escapes, control characters too. Markup escaping stays the XML writer's job."""
+    return clean(_NOT_XML.sub(_visible, text))
+
+
+def safe(text: str) -> str:
+    """Redacted and cleaned: the one call for anything that leaves vlrun as text."""
+    return clean(redact(text))

@@ -20,6 +20,20 @@ SHIPPED = ROOT / "tests" / "scenarios"
 MUTATED = ROOT / "tests" / "data" / "scenarios"
 
 
+def project_copy(tmp_path: Path, profile: str) -> str:
+    """The shipped profiles and tools copied into ``tmp_path`` as a project of its own.
+
+    A scenario's paths must stay inside its project, so a scenario in a temporary folder
+    names a copy, never the repository's files."""
+    import shutil
+
+    for folder in ("profiles", "tools"):
+        if not (tmp_path / folder).exists():
+            shutil.copytree(ROOT / folder, tmp_path / folder)
+    (tmp_path / "pyproject.toml").touch()
+    return profile
+
+
 def line_of(path: Path, marker: str) -> int:
     """The 1-based line holding ``marker`` (exactly one)."""
     hits = [n for n, text in enumerate(path.read_text().splitlines(), 1) if marker in text]
@@ -172,7 +186,7 @@ def test_semantic_problems_are_positioned(tmp_path: Path) -> None:
     scenario = tmp_path / "s.yaml"
     scenario.write_text(
         f"""scenario: semantic
-profile: {ROOT / "profiles" / "calculator.yaml"}
+profile: {project_copy(tmp_path, "profiles/calculator.yaml")}
 model:
   turns:
     - match: "(unclosed"
@@ -313,7 +327,7 @@ def test_endpoint_mode_ignores_the_model_block(tmp_path: Path) -> None:
     scenario = tmp_path / "echo.yaml"
     scenario.write_text(
         f"""scenario: endpoint
-profile: {ROOT / "profiles" / "base.yaml"}
+profile: {project_copy(tmp_path, "profiles/base.yaml")}
 model:
   fallback: "scripted: {{text}}"
 turns:

@@ -140,11 +140,16 @@ def test_a_broken_recording_names_its_line(tmp_path: Path) -> None:
 def test_promoted_recording_is_a_passing_scenario(
     recorded: tuple[Path, str], tmp_path: Path
 ) -> None:
+    import shutil
+
     rec = copy_of(recorded, tmp_path)
+    # the promoted scenario names its profile relatively: both must be in one project
+    for folder in ("profiles", "tools"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    (tmp_path / "pyproject.toml").touch()
     out = tmp_path / "scenarios" / "promoted.yaml"
-    proc = run_cli(
-        "test", "--promote", str(rec), "--profile", "profiles/calculator.yaml", "-o", str(out)
-    )
+    profile = str(tmp_path / "profiles" / "calculator.yaml")
+    proc = run_cli("test", "--promote", str(rec), "--profile", profile, "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     assert check_file(out) == []
     scenario = load_scenario(out)

@@ -15,14 +15,14 @@ from runner.config.source import PathKey, Pos
 from runner.errors import Problem, ProfileError, UsageError
 
 ENV_REF = re.compile(r"(?<!\$)\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_ANY_REF = re.compile(r"(?<!\$)\$\{")
 MAX_EXTENDS = 16
 _KEYED_LISTS = {"tools": "name", "mcp_servers": "label"}
 
 
 def _top_mapping(src: yamlsrc.Source) -> dict[str, Any]:
     if not isinstance(src.data, dict):
-        kind = "a list" if isinstance(src.data, list) else f"a single value ({src.data!r})"
+        # never the value itself: the file may be anything (/etc/passwd, a .env)
+        kind = "a list" if isinstance(src.data, list) else f"a single {_kind_name(src.data)}"
         raise ProfileError(
             [
                 yamlsrc.problem(
@@ -37,19 +37,30 @@ def _top_mapping(src: yamlsrc.Source) -> dict[str, Any]:
     return src.data
 
 
+def _kind_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if value is None:
+        return "null"
+    return "string" if isinstance(value, str) else "value"
+
+
 def load_chain(
-    path: Path, display: str
+    path: Path, display: str, warnings: list[Problem] | None = None
 ) -> tuple[dict[str, Any], dict[PathKey, Pos], tuple[PathKey, ...] | None]:
     """Load a profile and its `extends` bases, innermost base first, and merge them.
 
-    Also returns the paths of strings holding "${" (None: unknown, walk everything)."""
+    Also returns the paths of strings holding "${" (None: unknown, walk everything); the
+    loader's warnings of every file in the chain are appended to ``warnings``."""
     chain: list[yamlsrc.Source] = []
     seen: list[Path] = []  # real paths, only computed once there is a base (saves syscalls)
     current, name = path, display
     while True:
-        real = current.resolve() if chain else None
+        real = yamlsrc.resolve(current, display=name) if chain else None
         if chain and not seen:
-            seen.append(path.resolve())
+            seen.append(yamlsrc.resolve(path, display=display))
         if real is not None and real in seen:
             first = chain[-1]
             pos = first.positions.get(("extends",))
@@ -68,6 +79,8 @@ def load_chain(
         if real is not None:
             seen.append(real)
         src = yamlsrc.load_file(current, display=name)
+        if warnings is not None:
+            warnings.extend(src.warnings)
         data = _top_mapping(src)
         chain.append(src)
         base = data.get("extends")
@@ -94,9 +107,23 @@ def load_chain(
                     )
                 ]
             )
-        root_dir = path.resolve().parent
+        root_dir = yamlsrc.resolve(path, display=display).parent
         current, name = contained(current, name, base, root_dir, pos, "$.extends")
-        if not current.is_file():
+        kind = yamlsrc.file_kind_problem(current)
+        if kind is not None and kind != "file not found":
+            # a FIFO or /dev/zero as a base is refused at the `extends:` line, before opening
+            raise ProfileError(
+                [
+                    yamlsrc.problem(
+                        src.file,
+                        pos.line,
+                        pos.col,
+                        f"base profile {base!r} {kind}",
+                        json_path="$.extends",
+                    )
+                ]
+            )
+        if kind is not None:
             raise ProfileError(
                 [
                     yamlsrc.problem(
@@ -137,6 +164,14 @@ def contained(
     target = current.parent / rel
     try:
         target.resolve().relative_to(root_dir)
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError on Python 3.11)
+        raise ProfileError(
+            [
+                yamlsrc.problem(
+                    pos.file, pos.line, pos.col, f"{rel!r} is a symlink loop", json_path=jpath
+                )
+            ]
+        ) from None
     except ValueError:
         raise ProfileError(
             [
@@ -291,6 +326,73 @@ def _walk_paths(value: Any, at: PathKey) -> list[PathKey]:
     return out
 
 
+# Strings rendered as Jinja2 templates: an env value substituted into one must stay text.
+TEMPLATE_PATHS = frozenset({("instructions",), ("greeting",), ("greeting", "instructions")})
+_TEMPLATE_SYNTAX = ("{{", "{%", "{#")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _substitute(
+    text: str, env: Mapping[str, str], names: list[str], missing: list[str]
+) -> tuple[str, bool]:
+    """Expand ``${env:NAME}``, ``${env:NAME:-default}`` (defaults may hold references, to any
+    depth) and ``$${``; returns the text and whether it was exactly one reference."""
+    out, _, whole = _expand(text, 0, env, names, missing, nested=False)
+    return out, whole
+
+
+def _expand(
+    text: str, i: int, env: Mapping[str, str], names: list[str], missing: list[str], nested: bool
+) -> tuple[str, int, bool]:
+    """Expand from ``i`` to the end (or, nested, to the ``}`` closing a default)."""
+    parts: list[str] = []
+    start = i
+    refs = 0
+    while i < len(text):
+        if text.startswith("$${", i):
+            parts.append("${")
+            i += 3
+        elif text.startswith("${", i):
+            if not text.startswith("${env:", i):
+                raise _Malformed
+            m = _NAME.match(text, i + 6)
+            if m is None:
+                raise _Malformed
+            name, i = m.group(0), m.end()
+            names.append(name)
+            if text.startswith("}", i):
+                i += 1
+                default = None
+            elif text.startswith(":-", i):
+                # the default is expanded either way, so a bad one is an error even when unused
+                inner: list[str] = []
+                default, i, _ = _expand(text, i + 2, env, names, inner, nested=True)
+                if name not in env:
+                    missing.extend(inner)
+            else:
+                raise _Malformed
+            refs += 1
+            if name in env:
+                parts.append(env[name])
+            elif default is not None:
+                parts.append(default)
+            else:
+                missing.append(name)
+        elif nested and text[i] == "}":
+            return "".join(parts), i + 1, False
+        else:
+            parts.append(text[i])
+            i += 1
+    if nested:
+        raise _Malformed  # a default that never closes
+    whole = refs == 1 and text[start:].startswith("${env:") and len(parts) == 1
+    return "".join(parts), i, whole
+
+
 def resolve_env(
     value: Any,
     path: PathKey,
@@ -298,28 +400,33 @@ def resolve_env(
     loc: Locator,
     problems: list[Problem],
     refs: dict[PathKey, tuple[str, ...]],
+    protected: dict[str, str] | None = None,
 ) -> Any:
+    """Substitute env references in every string under ``value``.
+
+    Env values are data: in a template string (instructions, greeting) a value holding
+    template syntax is put in as a placeholder from ``protected``, so that ``{{ 7*7 }}`` in
+    the environment reaches the model as written, not as 49 (see :func:`unprotect`)."""
     if isinstance(value, dict):
-        return {k: resolve_env(v, (*path, k), env, loc, problems, refs) for k, v in value.items()}
+        return {
+            k: resolve_env(v, (*path, k), env, loc, problems, refs, protected)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [resolve_env(v, (*path, i), env, loc, problems, refs) for i, v in enumerate(value)]
+        return [
+            resolve_env(v, (*path, i), env, loc, problems, refs, protected)
+            for i, v in enumerate(value)
+        ]
     if not isinstance(value, str) or "${" not in value:
         return value
     names: list[str] = []
     missing: list[str] = []
-
-    def sub(m: re.Match[str]) -> str:
-        name, default = m.group(1), m.group(2)
-        names.append(name)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        missing.append(name)
-        return ""
-
-    stripped = ENV_REF.sub("", value)
-    if _ANY_REF.search(stripped):
+    view = env
+    if protected is not None and path in TEMPLATE_PATHS:
+        view = _Protecting(env, protected)
+    try:
+        result, whole = _substitute(value, view, names, missing)
+    except _Malformed:
         problems.append(
             loc.problem(
                 path,
@@ -328,11 +435,9 @@ def resolve_env(
             )
         )
         return value
-    whole = ENV_REF.fullmatch(value) is not None
-    result = ENV_REF.sub(sub, value).replace("$${", "${")
     if names:
-        refs[path] = tuple(names)
-    for name in missing:
+        refs[path] = tuple(dict.fromkeys(names))
+    for name in dict.fromkeys(missing):
         problems.append(
             loc.problem(
                 path,
@@ -348,3 +453,38 @@ def resolve_env(
         if isinstance(typed, bool | int | float):
             return typed
     return result
+
+
+class _Protecting(Mapping[str, str]):
+    """An env view whose template-looking values come out as placeholders."""
+
+    def __init__(self, env: Mapping[str, str], protected: dict[str, str]) -> None:
+        self.env = env
+        self.protected = protected
+
+    def __getitem__(self, name: str) -> str:
+        value = self.env[name]
+        if not any(s in value for s in _TEMPLATE_SYNTAX):
+            return value
+        key = f"\ue000{len(self.protected)}\ue001"  # private-use: Jinja passes it through
+        self.protected[key] = value
+        return key
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.env
+
+    def __iter__(self) -> Any:
+        return iter(self.env)
+
+    def __len__(self) -> int:
+        return len(self.env)
+
+
+_PLACEHOLDER = re.compile("\ue000\\d+\ue001")
+
+
+def unprotect(text: str, protected: Mapping[str, str]) -> str:
+    """Put the env values back in place of their placeholders, after rendering."""
+    if not protected or "\ue000" not in text:
+        return text
+    return _PLACEHOLDER.sub(lambda m: protected.get(m.group(0), m.group(0)), text)

@@ -17,6 +17,7 @@ The Profile record is in ``profile_types.py`` and the composition steps in
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from runner.config.compose import (
     contained,
     load_chain,
     resolve_env,
+    unprotect,
 )
 from runner.config.source import PathKey, Pos
 from runner.config.template import TemplateProblem, Where, render
@@ -83,35 +85,47 @@ def analyse(
     """Like :func:`load_profile` but returns the profile (if any) and all problems found."""
     env = os.environ if env is None else env
     display = str(path)
+    load_warnings: list[Problem] = []
     try:
-        doc, positions, ref_paths = load_chain(Path(path), display)
+        doc, positions, ref_paths = load_chain(Path(path), display, load_warnings)
     except ProfileError as exc:
         return None, list(exc.all_problems)
     for expr in sets:
         apply_set(doc, positions, expr)
-    problems: list[Problem] = []
+    problems: list[Problem] = list(load_warnings)
     env_refs: dict[PathKey, tuple[str, ...]] = {}
     loc = Locator(positions, display)
+    protected: dict[str, str] = {}  # env values in templates, kept out of Jinja's reach
     if sets or ref_paths is None:
-        doc = resolve_env(doc, (), env, loc, problems, env_refs)
+        doc = resolve_env(doc, (), env, loc, problems, env_refs, protected)
     else:
         for ref in ref_paths:
             parent: Any = doc
             for step in ref[:-1]:
                 parent = parent[step]
-            parent[ref[-1]] = resolve_env(parent[ref[-1]], ref, env, loc, problems, env_refs)
+            parent[ref[-1]] = resolve_env(
+                parent[ref[-1]], ref, env, loc, problems, env_refs, protected
+            )
     problems += _header_problems(doc, positions, env_refs, loc)
-    if problems:
+    if any(p.severity == "error" for p in problems):
         return None, problems
     found = schema_problems(doc, loc)
     if found:
-        return None, found
+        return None, [*load_warnings, *found]
     problems += semantic_problems(doc, loc)
     values, var_origins = _vars(doc, vars, loc, problems)
     instructions = greeting = None
     if values is not None:
         instructions = _instructions(doc, values, Path(path), positions, loc, problems)
         greeting = _greeting(doc, values, positions, loc, problems)
+    if protected:
+        instructions = unprotect(instructions, protected) if instructions else instructions
+        if greeting is not None:
+            greeting = Greeting(
+                unprotect(greeting.instructions, protected) if greeting.instructions else None,
+                unprotect(greeting.text, protected) if greeting.text else None,
+            )
+        _unprotect_doc(doc, protected)
     if any(p.severity == "error" for p in problems):
         return None, problems
     profile = _build(
@@ -161,6 +175,19 @@ def _secret_paths(doc: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
                 )
             )
     return found
+
+
+def _unprotect_doc(doc: dict[str, Any], protected: Mapping[str, str]) -> None:
+    """The settings record shows the template strings as written, env values in place."""
+    if isinstance(doc.get("instructions"), str):
+        doc["instructions"] = unprotect(doc["instructions"], protected)
+    greeting = doc.get("greeting")
+    if isinstance(greeting, str):
+        doc["greeting"] = unprotect(greeting, protected)
+    elif isinstance(greeting, dict):
+        for key in ("instructions", "text"):
+            if isinstance(greeting.get(key), str):
+                greeting[key] = unprotect(greeting[key], protected)
 
 
 def _header_problems(
@@ -251,7 +278,10 @@ def _convert_var(name: str, raw: str, kind: str | None) -> Any:
         if kind == "integer":
             return int(raw)
         if kind == "number":
-            return float(raw)
+            number = float(raw)
+            if not math.isfinite(number):  # float() takes "nan" and "inf"; JSON has neither
+                raise ValueError(raw)
+            return number
         if kind == "boolean":
             low = raw.strip().lower()
             if low in ("true", "yes", "on", "1"):
@@ -260,7 +290,10 @@ def _convert_var(name: str, raw: str, kind: str | None) -> Any:
                 return False
             raise ValueError(raw)
     except ValueError:
-        raise UsageError(f"--var {name}={raw}: expected {kind}") from None
+        raise UsageError(
+            f"--var {name}={raw}: expected {kind}"
+            + (" (a finite number)" if kind == "number" else "")
+        ) from None
     return raw
 
 
@@ -280,6 +313,7 @@ def _instructions(
         fpos = positions.get(("instructions", "file")) or pos
         assert fpos is not None
         declaring = Path(fpos.file) if fpos.line else source
+        display = ""
         try:
             target, display = contained(
                 declaring,
@@ -291,14 +325,20 @@ def _instructions(
             )
             text = yamlsrc.read_text(target, display=display)
         except ProfileError as exc:
-            if exc.all_problems and exc.all_problems[0].message == "file not found":
-                problems.append(
-                    loc.problem(
-                        ("instructions", "file"), f"template file {spec['file']!r} not found"
+            for found in exc.all_problems:
+                if found.line is None and found.file == display:
+                    # not-found, a FIFO, /dev/zero, a loop: said at the `file:` line naming it
+                    problems.append(
+                        loc.problem(
+                            ("instructions", "file"),
+                            f"template file {spec['file']!r} not found"
+                            if found.message == "file not found"
+                            else f"template file {spec['file']!r}: {found.message}",
+                            hint=found.hint,
+                        )
                     )
-                )
-            else:
-                problems.extend(exc.all_problems)
+                else:
+                    problems.append(found)
             return None
         where = Where(display, 1, json_path="$.instructions.file")
     else:

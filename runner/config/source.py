@@ -13,7 +13,11 @@ parser when available) and builds plain JSON-like data itself:
 
 from __future__ import annotations
 
+import errno
+import math
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +67,7 @@ class Source:
     positions: dict[PathKey, Pos]
     has_refs: bool = True  # the text contains "${": env references may need resolving
     ref_paths: tuple[PathKey, ...] = ()  # paths of the string values that contain "${"
+    warnings: tuple[Problem, ...] = ()  # e.g. a YAML 1.1 sexagesimal number (1:30 is 90)
 
 
 def problem(
@@ -93,31 +98,119 @@ def json_path(path: PathKey) -> str:
 
 def read_text(path: Path, *, display: str | None = None, max_bytes: int = MAX_BYTES) -> str:
     """Read a UTF-8 text file, turning every way it can fail into a positioned problem."""
-    name = display or str(path)
+    return decode(read_bounded(path, display=display, max_bytes=max_bytes), display or str(path))
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def file_kind_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a text file (None: it is a regular file).
+
+    Checked before opening, because opening a FIFO blocks and /dev/zero never ends."""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ProfileError(
-                [
-                    problem(
-                        name,
-                        None,
-                        None,
-                        f"file is too large ({size} bytes; the limit is {max_bytes})",
-                        hint="profiles are small text files; is this the right file?",
-                    )
-                ]
-            )
-        raw = path.read_bytes()
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise ProfileError([problem(name, None, None, "file not found")]) from None
-    except IsADirectoryError:
-        raise ProfileError([problem(name, None, None, "is a directory, not a file")]) from None
+        return "file not found"
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symlink loop"
+        return f"cannot read file: {exc.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in _KINDS:
+        if test(mode):
+            return (
+                f"is {kind}, not a regular file"
+                if kind != "a directory"
+                else ("is a directory, not a file")
+            )
+    return "is not a regular file"
+
+
+def read_bounded(path: Path, *, display: str | None = None, max_bytes: int = MAX_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; anything else is a ProfileError.
+
+    The one way vlrun reads a file it was pointed at: the type is checked first, the file is
+    opened with O_NONBLOCK (a FIFO swapped in after the check cannot block) and read to at
+    most ``max_bytes + 1`` bytes whatever its stat size says (/proc files claim 0)."""
+    name = display or str(path)
+
+    def refuse(message: str, hint: str | None = None) -> ProfileError:
+        return ProfileError([problem(name, None, None, message, hint=hint)])
+
+    kind = file_kind_problem(path)
+    if kind is not None:
+        raise refuse(kind)
+    too_large = "profiles are small text files; is this the right file?"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise refuse("is a symlink loop") from None
+        raise refuse(f"cannot read file: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # swapped between the check and the open
+            raise refuse("is not a regular file")
+        if info.st_size > max_bytes:
+            raise refuse(
+                f"file is too large ({info.st_size} bytes; the limit is {max_bytes})", too_large
+            )
+        chunks: list[bytes] = []
+        total = 0
+        while total <= max_bytes:
+            chunk = os.read(fd, min(65536, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_bytes:
+            raise refuse(f"file is too large (more than {max_bytes} bytes)", too_large)
+    except OSError as exc:
+        raise refuse(f"cannot read file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def head_text(path: Path, limit: int = 4096) -> str:
+    """The first ``limit`` bytes of a regular file as text; "" for anything else.
+
+    For telling file kinds apart without blocking on a FIFO or reading a device: the loader
+    that runs next refuses the file with the reason."""
+    if file_kind_problem(path) is not None:
+        return ""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, limit).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+
+def resolve(path: Path, *, display: str | None = None) -> Path:
+    """``path.resolve()``, with a symlink loop reported as a problem instead of a crash.
+
+    Python 3.11 raises RuntimeError for a loop, later versions OSError."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
         raise ProfileError(
-            [problem(name, None, None, f"cannot read file: {exc.strerror}")]
+            [problem(display or str(path), None, None, "is a symlink loop")]
         ) from None
-    return decode(raw, name)
 
 
 def decode(raw: bytes, name: str) -> str:
@@ -182,7 +275,9 @@ def load(text: str, file: str, *, max_nodes: int = MAX_NODES) -> Source:
     data = builder.build(root, (), None)
     if builder.problems:
         raise ProfileError(builder.problems)
-    return Source(file, data, builder.positions, "${" in text, tuple(builder.refs))
+    return Source(
+        file, data, builder.positions, "${" in text, tuple(builder.refs), tuple(builder.warnings)
+    )
 
 
 def load_file(path: Path, *, display: str | None = None) -> Source:
@@ -204,6 +299,7 @@ class _Builder:
         self.problems: list[Problem] = []
         self.positions: dict[PathKey, Pos] = {}
         self.refs: list[PathKey] = []
+        self.warnings: list[Problem] = []
 
     def _pos(self, node: yaml.Node, key: yaml.Node | None) -> Pos:
         m = node.start_mark
@@ -290,10 +386,33 @@ class _Builder:
                 if "${" in node.value:
                     self.refs.append(path)
                 return node.value
-            return _SCALAR.yaml_constructors[tag](_SCALAR, node)
+            value = _SCALAR.yaml_constructors[tag](_SCALAR, node)
         except (yaml.YAMLError, ValueError):
             self._add(node, path, f"cannot read {node.value!r} as {_short(tag)}")
             return None
+        if isinstance(value, float) and not math.isfinite(value):
+            # .nan/.inf pass every `minimum`/`maximum` check and compile to bare NaN, not JSON
+            self._add(
+                node,
+                path,
+                f"{node.value!r} is not a finite number",
+                hint="write an ordinary number; NaN and infinity are not allowed",
+            )
+            return None
+        if isinstance(value, int | float) and ":" in node.value and not isinstance(value, bool):
+            m = node.start_mark
+            self.warnings.append(
+                problem(
+                    self.file,
+                    m.line + 1,
+                    m.column + 1,
+                    f"{node.value!r} is read as the base-60 number {value} (YAML 1.1)",
+                    json_path=json_path(path),
+                    hint=f"quote it ('{node.value}') for text, or write {value} if you meant it",
+                    severity="warning",
+                )
+            )
+        return value
 
     def _pairs(
         self, node: yaml.MappingNode, path: PathKey, depth: int

@@ -8,6 +8,8 @@ line inside the profile (or the template file) where the template went wrong.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -41,17 +43,211 @@ def needs_render(text: str) -> bool:
     return bool(_SYNTAX.search(text))
 
 
+MAX_OUTPUT = 1_000_000  # characters (or list items) one template may produce or build
+TIME_BUDGET_S = 2.0  # a profile's instructions render in milliseconds; seconds mean a loop bomb
+MAX_INT_BITS = 4096  # 10**9 is fine, 10**10**10 is a memory bomb
+_ITER_CHECK_EVERY = 1024
+_FORMAT_WIDTH = re.compile(r"\d{7,}")  # a width or precision of a million or more
+
+
+class BudgetExceeded(Exception):
+    """A template went past its time or size budget (raised from inside the render)."""
+
+
+class _Budget:
+    """The time and size budget of one render, checked at every operator, call and loop step."""
+
+    def __init__(self) -> None:
+        self.deadline = time.monotonic() + TIME_BUDGET_S
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise BudgetExceeded(f"took longer than {TIME_BUDGET_S:g} s")
+
+
+_current = threading.local()
+
+
+def _budget() -> _Budget:
+    budget: _Budget | None = getattr(_current, "budget", None)
+    if budget is None:  # compile-time constant folding: no render is running
+        budget = _Budget()
+    return budget
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | list | tuple) else 0
+
+
+def _check_size(n: int, what: str) -> None:
+    if n > MAX_OUTPUT:
+        raise BudgetExceeded(f"{what} would be {n} long; the limit is {MAX_OUTPUT}")
+
+
+def _check_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Any integer argument bigger than the output budget (center(10**9), lipsum(n=10**7),
+    zfill, ljust, indent, wordwrap...) asks for more than a template may produce."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_OUTPUT:
+            raise BudgetExceeded(f"argument {value} is larger than the limit of {MAX_OUTPUT}")
+        if (
+            isinstance(value, str)
+            and _FORMAT_WIDTH.search(value)
+            and ("%" in value or "{" in value)
+        ):
+            raise BudgetExceeded("a format width or precision of a million or more")
+
+
+def _binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse an operation whose result would exceed the budget, before computing it."""
+    _budget().tick()
+    if operator == "*":
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, str | list | tuple) and isinstance(n, int):
+                _check_size(len(seq) * max(n, 0), "a repeated value")
+        if (
+            isinstance(left, int)
+            and isinstance(right, int)
+            and left.bit_length() + right.bit_length() > MAX_INT_BITS
+        ):
+            raise BudgetExceeded(f"a product larger than {MAX_INT_BITS} bits")
+    elif operator == "**":
+        if (
+            isinstance(left, int)
+            and isinstance(right, int)
+            and abs(left) > 1
+            and right * left.bit_length() > MAX_INT_BITS
+        ):
+            raise BudgetExceeded(f"a power larger than {MAX_INT_BITS} bits")
+    elif operator == "+":
+        _check_size(_size(left) + _size(right), "a sum")
+    elif operator == "%" and isinstance(left, str):
+        _check_args((left,), {})
+
+
+def _bounded_iter(iterable: Any) -> Any:
+    """Every `{% for %}` iterates through this: nested loops meet the time budget."""
+    budget = _budget()
+    for i, item in enumerate(iterable):
+        if i % _ITER_CHECK_EVERY == 0:
+            budget.tick()
+        yield item
+
+
+def _bounded_concat(*parts: Any) -> str:
+    strings = [str(p) for p in parts]
+    _check_size(sum(map(len, strings)), "a joined string (~)")
+    return "".join(strings)
+
+
 def _environment() -> Any:
     global _env
     if _env is None:
-        from jinja2 import StrictUndefined
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        # Immutable: a template cannot even mutate the lists and dicts it is given.
-        _env = ImmutableSandboxedEnvironment(
-            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-        )
+        _env = _make_environment()
     return _env
+
+
+def _make_environment() -> Any:
+    from jinja2 import StrictUndefined, nodes
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from jinja2.visitor import NodeTransformer
+
+    class Budgeted(ImmutableSandboxedEnvironment):
+        """The sandbox plus budgets: the operator and call hooks refuse a result too large
+        before it is computed, loops and calls check the clock, output is counted as it
+        streams. One mechanism for every template bomb, not a list of banned filters."""
+
+        intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            _binop(operator, left, right)
+            return super().call_binop(context, operator, left, right)
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+            _budget().tick()
+            # the sandbox wraps str.format; the string is on the wrapped bound method
+            owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+            if isinstance(owner, str) and getattr(__obj, "__name__", "").startswith("format"):
+                _check_args((owner,), {})  # "{:999999999}".format(1)
+            _check_args(args, kwargs)
+            if getattr(__obj, "__name__", None) in ("join", "replace") and args:
+                _check_size(_expanded_size(__obj, args), f"the result of {__obj.__name__}()")
+            return super().call(__context, __obj, *args, **kwargs)
+
+        def _parse(self, source: str, name: str | None, filename: str | None) -> Any:
+            return _Rewrite().visit(super()._parse(source, name, filename))
+
+    class _Rewrite(NodeTransformer):
+        """Every loop iterates through the budget; every ``~`` joins through it."""
+
+        def visit_For(self, node: Any) -> Any:
+            self.generic_visit(node)
+            node.iter = nodes.Call(nodes.Name("__vlrun_iter", "load"), [node.iter], [], None, None)
+            return node
+
+        def visit_Concat(self, node: Any) -> Any:
+            self.generic_visit(node)
+            return nodes.Call(
+                nodes.Name("__vlrun_concat", "load"), list(node.nodes), [], None, None
+            )
+
+    # Immutable: a template cannot even mutate the lists and dicts it is given.
+    env = Budgeted(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env.globals["__vlrun_iter"] = _bounded_iter
+    env.globals["__vlrun_concat"] = _bounded_concat
+    lipsum: Any = env.globals["lipsum"]
+
+    def bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> Any:
+        _check_size(int(n) * int(max) * 12, "lipsum()")  # ~12 characters per word
+        return lipsum(n=n, html=html, min=min, max=max)
+
+    env.globals["lipsum"] = bounded_lipsum
+    for name, func in list(env.filters.items()):
+        env.filters[name] = _wrap_filter(name, func)
+    return env
+
+
+def _expanded_size(method: Any, args: tuple[Any, ...]) -> int:
+    """The length ``str.join`` or ``str.replace`` would produce, computed without producing it."""
+    owner = getattr(method, "__self__", None)
+    if not isinstance(owner, str):
+        return 0
+    if method.__name__ == "join":
+        items = args[0] if isinstance(args[0], list | tuple) else ()
+        return sum(len(x) for x in items if isinstance(x, str)) + len(owner) * len(items)
+    if len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        count = owner.count(args[0]) if args[0] else len(owner) + 1
+        return len(owner) + count * len(args[1])
+    return 0
+
+
+def _wrap_filter(name: str, func: Any) -> Any:
+    import functools
+
+    @functools.wraps(func)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _budget().tick()
+        values = [a for a in args if not _is_jinja_internal(a)]
+        _check_args(tuple(values[1:]) if name != "format" else tuple(values), kwargs)
+        if name == "join" and values and isinstance(values[0], list | tuple):
+            sep = values[1] if len(values) > 1 and isinstance(values[1], str) else ""
+            total = sum(len(str(x)) for x in values[0]) + len(sep) * len(values[0])
+            _check_size(total, "the result of join")
+        if name == "replace" and len(values) >= 3 and isinstance(values[0], str):
+            old, new_ = str(values[1]), str(values[2])
+            count = values[0].count(old) if old else len(values[0]) + 1
+            _check_size(len(values[0]) + count * len(new_), "the result of replace")
+        return func(*args, **kwargs)
+
+    return bounded
+
+
+def _is_jinja_internal(value: Any) -> bool:
+    from jinja2.environment import Environment
+    from jinja2.nodes import EvalContext
+    from jinja2.runtime import Context
+
+    return isinstance(value, Environment | EvalContext | Context)
 
 
 def render(text: str, variables: Mapping[str, Any], where: Where) -> str:
@@ -62,7 +258,14 @@ def render(text: str, variables: Mapping[str, Any], where: Where) -> str:
     from jinja2.exceptions import SecurityError
 
     try:
-        return str(_compiled(text).render(**variables))
+        return _render_budgeted(_compiled(text), variables)
+    except BudgetExceeded as exc:
+        raise _problem(
+            where,
+            _template_line(exc.__traceback__),
+            f"template stopped: {exc}",
+            hint="instructions are text with a few variables; this template builds far more",
+        ) from None
     except jinja2.TemplateSyntaxError as exc:
         raise _problem(where, exc.lineno, f"template syntax error: {exc.message}") from None
     except jinja2.UndefinedError as exc:
@@ -105,6 +308,23 @@ def render(text: str, variables: Mapping[str, Any], where: Where) -> str:
             _template_line(exc.__traceback__),
             f"template failed: {type(exc).__name__}: {exc}",
         ) from None
+
+
+def _render_budgeted(template: Any, variables: Mapping[str, Any]) -> str:
+    """Stream the output, counting it, with this render's budget in force."""
+    previous = getattr(_current, "budget", None)
+    budget = _current.budget = _Budget()
+    try:
+        out: list[str] = []
+        total = 0
+        for chunk in template.generate(**variables):
+            total += len(chunk)
+            _check_size(total, "the rendered text")
+            budget.tick()
+            out.append(chunk)
+        return "".join(out)
+    finally:
+        _current.budget = previous
 
 
 @lru_cache(maxsize=256)

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from runner.redact import redact, redact_obj
+from runner.redact import redact, redact_obj, safe
 
 log = logging.getLogger("runner")
 
@@ -40,7 +40,7 @@ class Turn:
 
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return safe(super().format(record))
 
 
 def _stamp() -> str:
@@ -108,7 +108,7 @@ class Transcript:
             if self._meter_shown:
                 stream.write("\r\x1b[K")
                 self._meter_shown = False
-            stream.write(redact(text))
+            stream.write(safe(text))
             stream.flush()
 
     def _end_stream(self) -> None:
@@ -241,7 +241,7 @@ class Transcript:
         assert self._conv is not None
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
         with self._lock:
-            self._conv.write(redact(f"[{stamp}] {text}") + "\n")
+            self._conv.write(safe(f"[{stamp}] {text}") + "\n")
             self._conv.flush()
 
     # -- trace -----------------------------------------------------------------------------

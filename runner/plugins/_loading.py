@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
+import io
 import os
 import sys
+import tempfile
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -44,7 +47,8 @@ def load_module_by_path(path: Path) -> ModuleType:
     # dataclasses and typing look the module up in sys.modules while it executes.
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        with _stdout_captured(path):
+            spec.loader.exec_module(module)
     except SyntaxError as exc:
         del sys.modules[module_name]
         raise ToolError(
@@ -59,7 +63,55 @@ def load_module_by_path(path: Path) -> ModuleType:
             f"{describe_error(exc)}",
             hint="a tool file must import cleanly; run it with python to see the full error",
         ) from None
+    except KeyboardInterrupt:
+        del sys.modules[module_name]
+        raise
+    except BaseException as exc:  # SystemExit & co from plugin code: the issue asks to contain it
+        # one positioned error instead of vlrun exiting with the plugin's code and no word
+        del sys.modules[module_name]
+        what = f"SystemExit({exc.code!r})" if isinstance(exc, SystemExit) else type(exc).__name__
+        raise ToolError(
+            f"{_display_path(str(path))}:{_line_in(exc, path)}: the tool file raised {what} "
+            "while being imported",
+            hint="a tool file must not exit at import; move that code into a function",
+        ) from None
     return module
+
+
+@contextlib.contextmanager
+def _stdout_captured(path: Path) -> Iterator[None]:
+    """Whatever a tool file prints while importing goes to stderr, not stdout.
+
+    stdout carries `--format json` and compiled output; an import-time print (or os.write
+    to fd 1 from an extension) must not corrupt it. Both the Python stream and fd 1 are
+    redirected; the text is passed on to stderr, control characters neutralised."""
+    from runner.redact import clean
+
+    sys.stdout.flush()
+    saved_fd = None
+    with tempfile.TemporaryFile() as spill:
+        try:
+            saved_fd = os.dup(1)
+            os.dup2(spill.fileno(), 1)
+        except OSError:  # no fd 1 (a daemon); the Python-level capture still holds
+            saved_fd = None
+        buffer = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buffer):
+                yield
+        finally:
+            if saved_fd is not None:
+                os.dup2(saved_fd, 1)
+                os.close(saved_fd)
+            spill.seek(0)
+            printed = buffer.getvalue() + spill.read(64 * 1024).decode("utf-8", "replace")
+            if printed.strip():
+                first = clean(printed.strip().splitlines()[0])[:200]
+                print(
+                    f"{_display_path(str(path))}: printed while being imported "
+                    f"(kept off stdout): {first}",
+                    file=sys.stderr,
+                )
 
 
 def _line_in(exc: BaseException, path: Path) -> int:

@@ -9,6 +9,7 @@ Running a scenario lives in :mod:`runner.scenarios.run`.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,24 @@ class Scenario:
     def relative(self, value: str) -> Path:
         """A path written in the scenario, relative to the scenario file."""
         return (self.path.parent / value).resolve()
+
+    @property
+    def root(self) -> Path:
+        """The project the scenario belongs to; every path it names must stay inside."""
+        return project_root(self.path)
+
+    def paths(self) -> list[tuple[PathKey, str]]:
+        """Every path the scenario names: ``profile``, each turn's ``wav``, ``tools`` folders."""
+        out: list[tuple[PathKey, str]] = []
+        if isinstance(self.data.get("profile"), str):
+            out.append((("profile",), self.data["profile"]))
+        for i, turn in enumerate(self.turns):
+            if isinstance(turn, Mapping) and isinstance(turn.get("wav"), str):
+                out.append((("turns", i, "wav"), turn["wav"]))
+        for i, folder in enumerate(self.data.get("tools") or []):
+            if isinstance(folder, str):
+                out.append((("tools", i), folder))
+        return out
 
     def line(self, path: PathKey, *, at_key: bool = False) -> int | None:
         """The line of the value at ``path``, else of its nearest parent."""
@@ -214,9 +233,61 @@ def load_scenario(path: Path) -> Scenario:
     return scenario
 
 
+PROJECT_MARKERS = ("pyproject.toml", ".git", ".vlrun")
+
+
+def project_root(path: Path) -> Path:
+    """The nearest folder above ``path`` holding a project marker, else the file's own folder.
+
+    Scenarios usually sit in ``tests/scenarios`` and name ``../../profiles/x.yaml``: the
+    project, not the scenario's folder, is what their paths must stay inside."""
+    start = path.absolute().parent
+    try:
+        start = start.resolve()
+    except (OSError, RuntimeError):
+        return start
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            return folder
+    return start
+
+
+def confinement_problems(scenario: Scenario) -> list[Problem]:
+    """Every path in a scenario is relative and resolves inside the project.
+
+    The one gate for ``profile:``, ``wav:`` and ``tools:``: a scenario from a pull request
+    must not make `vlrun test` read /etc/passwd or a .env outside the checkout."""
+    out: list[Problem] = []
+    root = scenario.root
+    hint = f"keep profiles, WAV files and tools inside the project ({root})"
+    for key, value in scenario.paths():
+        if os.path.isabs(value) or value.startswith("~"):
+            out.append(
+                scenario.problem(key, f"{value!r} must be a path relative to this file", hint=hint)
+            )
+            continue
+        try:
+            target = (scenario.path.parent / value).resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError on Python 3.11)
+            out.append(scenario.problem(key, f"{value!r} is a symlink loop"))
+            continue
+        try:
+            target.relative_to(root)
+        except ValueError:
+            out.append(scenario.problem(key, f"{value!r} points outside the project", hint=hint))
+            continue
+        if key[0] != "tools":
+            kind = yamlsrc.file_kind_problem(target)
+            if kind is not None and kind != "file not found":
+                out.append(scenario.problem(key, f"{value!r} {kind}"))
+    return out
+
+
 def semantic_problems(scenario: Scenario, *, profile_problems: bool = True) -> list[Problem]:
     """What the schema cannot see: files that must exist, regexes, the model script, tool names."""
-    out: list[Problem] = []
+    out: list[Problem] = confinement_problems(scenario)
+    if out:
+        return out  # nothing outside the project is opened, not even to see if it exists
     profile_path = scenario.profile_path
     declared: set[str] | None = None
     if not profile_path.is_file():
