@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from runner import g711
 from runner.errors import AudioUnavailable, VlrunError
 
 FRAME_MS = 20
@@ -50,16 +51,18 @@ def whole_frames_ms(ms: int) -> int:
 
 @dataclass(frozen=True)
 class AudioFormat:
-    """The session's PCM16 format; Voice Live uses 24 kHz mono unless the profile says otherwise."""
+    """The session's audio format; Voice Live uses 24 kHz mono PCM16 unless the profile says
+    otherwise. G.711 on the wire is one byte a sample (``sample_width=1``)."""
 
     rate: int = 24000
     channels: int = 1
+    sample_width: int = SAMPLE_WIDTH
 
     def bytes_for_ms(self, ms: float) -> int:
-        return int(self.rate * ms / 1000) * SAMPLE_WIDTH * self.channels
+        return int(self.rate * ms / 1000) * self.sample_width * self.channels
 
     def ms_for_bytes(self, n: int) -> float:
-        return n / (SAMPLE_WIDTH * self.channels) / self.rate * 1000
+        return n / (self.sample_width * self.channels) / self.rate * 1000
 
     @property
     def frame_bytes(self) -> int:
@@ -430,6 +433,25 @@ class WavSource:
         pass
 
 
+class G711Source:
+    """A PCM16 source whose chunks go on the wire as G.711 (the device side stays PCM16)."""
+
+    def __init__(self, inner: Source, law: str, rate: int = g711.RATE) -> None:
+        self.inner = inner
+        self.law = law
+        self.fmt = AudioFormat(rate, 1, 1)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        async for chunk in self.inner.frames():
+            yield g711.encode(chunk, self.law)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:  # live, duration_ms, ... of the wrapped source
+        return getattr(self.inner, name)
+
+
 # ---------------------------------------------------------------------------------------------
 # Output
 
@@ -477,6 +499,21 @@ class Player(Protocol):
     async def drain(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class G711Player:
+    """A PCM16 player fed G.711 from the wire: decodes each delta, counts time in wire bytes."""
+
+    def __init__(self, inner: Player, law: str) -> None:
+        self.inner = inner
+        self.law = law
+        self.fmt = AudioFormat(inner.fmt.rate, inner.fmt.channels, 1)
+
+    def write(self, item_id: str, data: bytes) -> None:
+        self.inner.write(item_id, g711.decode(data, self.law))
+
+    def __getattr__(self, name: str) -> Any:  # interrupt, played_ms, drain, close, ...
+        return getattr(self.inner, name)
 
 
 class ClockPlayer:

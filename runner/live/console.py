@@ -204,19 +204,18 @@ def _warn_unbound_tools(profile: Any, registry: Any, transcript: Any) -> None:
             )
 
 
-def _formats(session: dict[str, Any]) -> tuple[Any, Any]:
+def _formats(session: dict[str, Any]) -> tuple[Any, Any, str | None, str | None]:
+    """PCM16 formats the edges open, and the G.711 law (if any) each way on the wire."""
+    from runner import g711
     from runner.live.audio import AudioFormat
 
+    in_law = g711.law_of(str(session.get("input_audio_format") or "pcm16"))
     out_format = str(session.get("output_audio_format") or "pcm16")
-    if out_format.startswith("g711"):
-        raise AudioUnavailable(
-            f"output_audio_format {out_format} is not playable by vlrun",
-            hint="use pcm16 (or pcm16_16000hz …) in the profile",
-        )
+    out_law = g711.law_of(out_format)
     match = re.search(r"(\d+)hz$", out_format)
-    out_rate = int(match.group(1)) if match else 24000
-    in_rate = int(session.get("input_audio_sampling_rate") or 24000)
-    return AudioFormat(in_rate), AudioFormat(out_rate)
+    out_rate = g711.RATE if out_law else int(match.group(1)) if match else 24000
+    in_rate = g711.RATE if in_law else int(session.get("input_audio_sampling_rate") or 24000)
+    return AudioFormat(in_rate), AudioFormat(out_rate), in_law, out_law
 
 
 def _chunk_ms(options: RunOptions) -> int:
@@ -229,10 +228,24 @@ def _chunk_ms(options: RunOptions) -> int:
 def _open_audio(
     options: RunOptions, session: dict[str, Any], transcript: Any
 ) -> tuple[Any, Any, str]:
-    """Pick the mode (mic / wav / text) and open its source and player."""
+    """Pick the mode (mic / wav / text) and open its source and player, G.711 on the wire."""
+    from runner.live.audio import G711Player, G711Source
+
+    source, player, mode = _open_pcm_edges(options, session, transcript)
+    _, _, in_law, out_law = _formats(session)
+    if in_law and source is not None:
+        source = G711Source(source, in_law)
+    if out_law:
+        player = G711Player(player, out_law)
+    return source, player, mode
+
+
+def _open_pcm_edges(
+    options: RunOptions, session: dict[str, Any], transcript: Any
+) -> tuple[Any, Any, str]:
     from runner.live.audio import ClockPlayer, DevicePlayer, Microphone, WavRecorder, WavSource
 
-    in_fmt, out_fmt = _formats(session)
+    in_fmt, out_fmt, _, _ = _formats(session)
     recorder = WavRecorder(options.output_wav, out_fmt) if options.output_wav else None
     source: Any
     if options.input_wav is not None:
