@@ -219,3 +219,48 @@ def test_default_logs_go_to_the_state_folder_and_are_named_at_the_end(
     (conversation,) = (tmp_path / "st" / "vlrun" / "logs").glob("*_conversation.log")
     assert "You said: hi" in conversation.read_text()
     assert f"-- logs: {conversation}" in result.output
+
+
+def test_mock_tools_answer_the_weather_demo_offline(
+    monkeypatch: pytest.MonkeyPatch, emulator_in_thread: Any
+) -> None:
+    # The real plugin would call this address; nothing listens there, so a call would fail.
+    monkeypatch.setenv("VLRUN_WEATHER_API_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AZURE_VOICELIVE_ENDPOINT", emulator_in_thread.endpoint)  # speed 0
+    monkeypatch.setenv("AZURE_VOICELIVE_API_KEY", "k")
+    result = invoke(
+        [
+            "run",
+            str(ROOT / "profiles/weather.yaml"),
+            "--text",
+            "--logs",
+            "-",
+            "--mock-tools",
+            str(ROOT / "tools/weather.mocks.yaml"),
+        ],
+        "what is the weather in Paris?\nq\n",
+    )
+    assert result.return_value == 0, result.output
+    assert "mocked from" in result.output
+    assert '[tool] get_weather({"location": "Paris"})' in result.output
+    assert "partly cloudy" in result.output.split("assistant:", 1)[1]
+    assert "could not be reached" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mocks:\n  get_weather: {outptu: 1}\n", "unknown key 'outptu'"),
+        ("mocks:\n  get_weather: {delay_ms: -5}\n", "delay_ms"),
+        ("get_weather: {output: 1}\n", "mocks"),
+    ],
+)
+def test_a_wrong_mock_file_is_named_at_its_line(
+    tmp_path: Path, text: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mocks = tmp_path / "m.yaml"
+    mocks.write_text(text)
+    code = main(["run", str(ROOT / "profiles/weather.yaml"), "--text", "--mock-tools", str(mocks)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{mocks}:" in err and message in err and "Traceback" not in err

@@ -81,6 +81,12 @@ from runner.errors import EXIT_OK, EXIT_UNAVAILABLE, UsageError
     type=click.Path(path_type=Path),
     help="Folder of tool plugins (default: ./tools).",
 )
+@click.option(
+    "--mock-tools",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Answer tool calls from this file (a scenario-style `mocks:` mapping) instead of "
+    "running the plugins: demos and offline runs.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Also show each server event type.")
 @click.option("-q", "--quiet", is_flag=True, help="Show only the conversation.")
 @click.option(
@@ -105,6 +111,7 @@ def run(
     logs: Path | None,
     trace: Path | None,
     tools: tuple[Path, ...],
+    mock_tools: Path | None,
     verbose: bool,
     quiet: bool,
     otel: bool,
@@ -135,6 +142,7 @@ def run(
         logs=default_logs_dir() if logs is None else None if str(logs) == "-" else logs,
         trace=trace,
         tools=tuple(tools),
+        mock_tools=mock_tools,
         verbosity=0 if quiet else 2 if verbose else 1,
         otel=otel,
     )

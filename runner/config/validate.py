@@ -126,6 +126,17 @@ def schema_problems(data: Any, loc: Locator) -> list[Problem]:
     return unique
 
 
+def problems_against(schema_doc: dict[str, Any], data: Any, loc: Locator) -> list[Problem]:
+    """Another schema's violations (e.g. a tool-mocks file), in the same words as profiles'."""
+    from jsonschema import Draft202012Validator
+
+    errors = sorted(
+        Draft202012Validator(schema_doc).iter_errors(data),
+        key=lambda e: (list(map(str, e.absolute_path)), e.validator),
+    )
+    return [p for err in errors for p in _convert(err, loc)]
+
+
 def _convert(err: Any, loc: Locator) -> list[Problem]:
     path: PathKey = tuple(err.absolute_path)
     kind = err.validator

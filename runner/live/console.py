@@ -38,6 +38,7 @@ class RunOptions:
     logs: Path | None = None  # None: no logs; the command passes default_logs_dir()
     trace: Path | None = None
     tools: tuple[Path, ...] = ()
+    mock_tools: Path | None = None  # a `mocks:` file: these tools answer from it
     verbosity: int = 1
     otel: bool = False
 
@@ -81,9 +82,16 @@ def execute_run(options: RunOptions) -> int:
 
 def _registry(options: RunOptions, profile: Any) -> Any:
     # Tools come from the profile's location (and --tools), never the working directory.
-    from runner.plugins import Registry, tool_dirs
+    from runner.plugins import MockRegistry, Registry, tool_dirs
 
-    return Registry.discover(list(tool_dirs(profile.source, options.tools)))
+    registry = Registry.discover(list(tool_dirs(profile.source, options.tools)))
+    if options.mock_tools is None:
+        return registry
+    from runner.config.mocks import load_mocks
+
+    mocked = MockRegistry(registry)
+    mocked.mocks = dict(load_mocks(options.mock_tools))
+    return mocked
 
 
 def _tools_note(profile: Any, options: RunOptions) -> str | None:
@@ -93,7 +101,10 @@ def _tools_note(profile: Any, options: RunOptions) -> str | None:
     if not getattr(profile, "tools", ()):
         return None
     dirs = tool_dirs(profile.source, options.tools)
-    return "tools from " + (", ".join(str(d) for d in dirs) if dirs else "installed plugins only")
+    note = "tools from " + (", ".join(str(d) for d in dirs) if dirs else "installed plugins only")
+    if options.mock_tools is not None:
+        note += f"; mocked from {options.mock_tools}"
+    return note
 
 
 async def _converse(

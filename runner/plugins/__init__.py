@@ -22,6 +22,7 @@ JSON Schema) and ``_registry``.
 from runner.plugins._check import check_bindings, tool_dirs
 from runner.plugins._drift import schema_drift
 from runner.plugins._loading import ENTRY_POINT_GROUP, load_module_by_path
+from runner.plugins._mocks import MockRegistry
 from runner.plugins._registry import DEFAULT_TIMEOUT_S, Registry
 from runner.plugins._static import check_bindings_statically
 from runner.plugins._types import ToolContext, ToolResult, ToolSpec, tool
@@ -29,6 +30,7 @@ from runner.plugins._types import ToolContext, ToolResult, ToolSpec, tool
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "ENTRY_POINT_GROUP",
+    "MockRegistry",
     "Registry",
     "ToolContext",
     "ToolResult",
