@@ -102,6 +102,8 @@ def test_mcp_authorization_reaches_the_server_entry_and_nowhere_else(ran: Any) -
             "authorization is written inline",
         ),
         ("transcription: {model: azure-speech, include: [words]}\n", "include item 'words'"),
+        ("connection:\n  headers: {X-A: inline}\n", "connection header 'X-A' is written inline"),
+        ("connection:\n  credential_scopes: []\n", "must not be empty"),
     ],
 )
 def test_mistakes_in_the_new_fields_are_named_at_their_line(
@@ -114,3 +116,62 @@ def test_mistakes_in_the_new_fields_are_named_at_their_line(
     out = capsys.readouterr().out
     assert message in out, out
     assert f"{tmp_path / 'p.yaml'}:" in out
+
+
+CONNECT = """\
+name: connect-options
+instructions: Be brief.
+connection:
+  query: {feature: preview-x}
+  headers: {X-Trace-Token: "${env:TRACE_TOKEN}"}
+  credential_scopes: ["https://cognitiveservices.azure.com/.default"]
+"""
+TRACE_TOKEN = "trace-tok-5e1c77a0d2"
+
+
+def test_connect_options_reach_the_handshake_and_stay_masked(
+    emulator_in_thread: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from runner.cli import main
+
+    (tmp_path / "p.yaml").write_text(CONNECT)
+    monkeypatch.setenv("TRACE_TOKEN", TRACE_TOKEN)
+    monkeypatch.setenv("AZURE_VOICELIVE_ENDPOINT", emulator_in_thread.endpoint)
+    monkeypatch.setenv("AZURE_VOICELIVE_API_KEY", "k")
+    result = CliRunner().invoke(
+        cli,
+        ["run", str(tmp_path / "p.yaml"), "--text", "--logs", "-"],
+        input="hi\nq\n",
+        standalone_mode=False,
+    )
+    assert result.return_value == 0, result.output
+    (session,) = emulator_in_thread.sessions
+    assert session.query["feature"] == "preview-x"
+    assert session.headers["X-Trace-Token"] == TRACE_TOKEN
+    assert TRACE_TOKEN not in result.output
+    assert main(["explain", str(tmp_path / "p.yaml")]) == 0
+    explained = capsys.readouterr().out
+    assert "connection.headers" in explained and TRACE_TOKEN not in explained
+    assert '"feature": "preview-x"' in explained and "credential_scopes" in explained
+
+
+def test_agent_identity_options_become_connect_keywords(tmp_path: Path) -> None:
+    from runner.config.load import load_profile
+
+    (tmp_path / "p.yaml").write_text(
+        "name: a\nconnection:\n  agent:\n    name: helper\n    project: proj\n"
+        "    identity_client_id: 0000-1111\n    foundry_resource: my-foundry\n"
+    )
+    agent = load_profile(tmp_path / "p.yaml", env={}).connection.agent
+    assert agent is not None
+    kwargs = agent.connect_kwargs()
+    assert kwargs["authentication_identity_client_id"] == "0000-1111"
+    assert kwargs["foundry_resource_override"] == "my-foundry"
+    import inspect
+
+    from azure.ai.voicelive.aio import connect
+
+    assert set(kwargs) <= set(inspect.signature(connect).parameters)  # the SDK's own names

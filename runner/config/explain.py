@@ -58,6 +58,14 @@ def explain_rows(
                 _exact_origin(loaded, key),
             )
         )
+    for key, value in loaded.connection.connect_options().items():
+        rows.append(
+            (
+                f"connection.{key}",
+                json.dumps(redact_obj(value)),
+                loaded.origin(("connection", key)) or "default",
+            )
+        )
     if loaded.agent is not None:
         for key, value in {**loaded.agent.connect_kwargs(), **loaded.agent.query_params()}.items():
             rows.append(

@@ -164,6 +164,15 @@ def _secret_paths(doc: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
                     "authorization is written inline; it is a secret",
                 )
             )
+    conn = doc.get("connection")
+    conn_headers = conn.get("headers") if isinstance(conn, dict) else None
+    for name in conn_headers if isinstance(conn_headers, dict) else {}:
+        found.append(
+            (
+                ("connection", "headers", name),
+                f"connection header {name!r} is written inline; header values are secrets",
+            )
+        )
     avatar = doc.get("avatar")
     ice = avatar.get("ice_servers") if isinstance(avatar, dict) else None
     for i, item in enumerate(ice if isinstance(ice, list) else []):
@@ -443,12 +452,17 @@ def _build(
             conversation_id=agent_doc.get("conversation_id"),
             id=agent_doc.get("id"),
             connection_string=agent_doc.get("connection_string"),
+            identity_client_id=agent_doc.get("identity_client_id"),
+            foundry_resource=agent_doc.get("foundry_resource"),
         )
     connection = Connection(
         endpoint=conn.get("endpoint") or None,
         model=conn.get("model") or None,
         api_version=conn.get("api_version") or None,
         agent=agent,
+        query=MappingProxyType(dict(conn.get("query") or {})),
+        headers=MappingProxyType(dict(conn.get("headers") or {})),
+        credential_scopes=tuple(conn.get("credential_scopes") or ()),
     )
     tools = []
     for i, item in enumerate(doc.get("tools") or []):

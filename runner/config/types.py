@@ -22,6 +22,8 @@ class AgentBinding:
     conversation_id: str | None = None
     id: str | None = None
     connection_string: str | None = None
+    identity_client_id: str | None = None
+    foundry_resource: str | None = None
 
     @property
     def legacy(self) -> bool:
@@ -36,6 +38,8 @@ class AgentBinding:
             "project_name": self.project,
             "agent_version": self.version,
             "conversation_id": self.conversation_id,
+            "authentication_identity_client_id": self.identity_client_id,
+            "foundry_resource_override": self.foundry_resource,
         }
         return {k: v for k, v in pairs.items() if v is not None}
 
@@ -57,6 +61,20 @@ class Connection:
     model: str | None
     api_version: str | None  # None: the SDK default (runner.config.compile.DEFAULT_API_VERSION)
     agent: AgentBinding | None
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # resolved from env; secrets
+    credential_scopes: tuple[str, ...] = ()
+
+    def connect_options(self) -> dict[str, Any]:
+        """The ``connect()`` keyword arguments beyond endpoint, model and agent."""
+        out: dict[str, Any] = {}
+        if self.query:
+            out["query"] = dict(self.query)
+        if self.headers:
+            out["headers"] = dict(self.headers)
+        if self.credential_scopes:
+            out["credential_scopes"] = list(self.credential_scopes)
+        return out
 
 
 @dataclass(frozen=True)

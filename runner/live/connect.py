@@ -75,6 +75,7 @@ class Target:
     api_version: str | None = None
     agent_kwargs: Mapping[str, str] = field(default_factory=dict)
     agent_query: Mapping[str, str] = field(default_factory=dict)  # legacy (classic) agents
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # query, headers, scopes
 
     @property
     def embedded(self) -> bool:
@@ -162,7 +163,10 @@ def resolve_target(
     _check_url(url, source)
     key, key_var = env_lookup(env, "API_KEY")
     register_secret(key)
-    return Target(url, source, key, key_var, model, version, agent_kwargs, agent_query)
+    options = (
+        conn.connect_options() if conn is not None and hasattr(conn, "connect_options") else {}
+    )
+    return Target(url, source, key, key_var, model, version, agent_kwargs, agent_query, options)
 
 
 def make_credential(target: Target) -> Any:
@@ -247,8 +251,9 @@ async def open_connection(
             kwargs["model"] = target.model
     else:
         kwargs["model"] = target.model
+    kwargs.update(target.options)  # the profile's query, headers and credential scopes
     if target.agent_query:
-        query = dict(target.agent_query)
+        query = {**kwargs.get("query", {}), **target.agent_query}
         query["agent-access-token"] = await agent_access_token(target, credential)
         kwargs["query"] = query
     manager = connect(**kwargs)
