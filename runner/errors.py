@@ -120,6 +120,12 @@ class AudioUnavailable(VlrunError):
     exit_code = EXIT_UNAVAILABLE
 
 
+class OutputError(VlrunError):
+    """A log, trace or output file cannot be written (read-only folder, full disk, bad path)."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
 class ConnectError(VlrunError):
     """The endpoint could not be reached, refused the credentials, or closed the session."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import AudioUnavailable, ConfigError
+from runner.errors import AudioUnavailable, ConfigError, OutputError
 
 
 @dataclass
@@ -120,12 +120,15 @@ async def _converse(
     from runner.live.session import LiveSession, profile_settings
     from runner.live.transcript import Transcript
 
-    transcript = Transcript(
-        verbosity=options.verbosity,
-        logs_dir=options.logs,
-        trace_path=options.trace,
-        name=str(getattr(profile, "name", "session")),
-    )
+    try:
+        transcript = Transcript(
+            verbosity=options.verbosity,
+            logs_dir=options.logs,
+            trace_path=options.trace,
+            name=str(getattr(profile, "name", "session")),
+        )
+    except OSError as exc:
+        raise _output_error(exc, options) from None
     player = source = None
     credential = None
     try:
@@ -177,7 +180,11 @@ async def _converse(
         if credential is not None and hasattr(credential, "close"):
             with contextlib.suppress(Exception):
                 await credential.close()
-        transcript.close()
+        unwritten: OutputError | None = None
+        try:
+            transcript.close()
+        except OSError as exc:  # e.g. a full disk: the last trace lines could not be flushed
+            unwritten = _output_error(exc, options)
         release_pyaudio()
         if transcript.conversation_path is not None and options.verbosity:
             print(
@@ -186,6 +193,21 @@ async def _converse(
             )
         if options.output_wav is not None and player is not None and options.verbosity:
             print(f"-- assistant audio saved to {options.output_wav}", file=sys.stderr)
+        if unwritten is not None:
+            raise unwritten
+
+
+def _output_error(exc: OSError, options: RunOptions) -> OutputError:
+    """One line for a log or trace that cannot be written, and the option that moves it."""
+    where = Path(exc.filename) if exc.filename else options.trace or options.logs
+    trace = options.trace
+    option = "--trace" if trace and where in (trace, trace.parent, *trace.parents) else "--logs"
+    if options.logs and where in (options.logs, *options.logs.parents) and option == "--trace":
+        option = "--logs or --trace"
+    return OutputError(
+        f"cannot write {where}: {exc.strerror or exc}",
+        hint=f"choose another {option} (`--logs -` writes no logs)",
+    )
 
 
 def _banner(target: Any) -> str:
