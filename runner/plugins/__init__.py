@@ -19,6 +19,7 @@ modules: ``_types`` (``@tool`` and the records), ``_loading`` (files and entry p
 JSON Schema) and ``_registry``.
 """
 
+from runner.plugins._dispatch import ToolThreads
 from runner.plugins._drift import schema_drift
 from runner.plugins._loading import ENTRY_POINT_GROUP, load_module_by_path
 from runner.plugins._registry import DEFAULT_TIMEOUT_S, Registry
@@ -31,6 +32,7 @@ __all__ = [
     "ToolContext",
     "ToolResult",
     "ToolSpec",
+    "ToolThreads",
     "load_module_by_path",
     "schema_drift",
     "tool",
