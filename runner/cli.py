@@ -8,8 +8,11 @@ the SDK's connection code or an audio library. `vlrun PROFILE.yaml` is short for
 from __future__ import annotations
 
 import importlib
+import os
+import platform
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -99,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         return exit_code_for(exc)
     except Exception:  # a bug in vlrun: one line for the user, the traceback in a file
-        crash = Path(tempfile.gettempdir()) / "vlrun-crash.log"
-        crash.write_text(redact(traceback.format_exc()), encoding="utf-8")
+        crash = write_crash_log(traceback.format_exc(), argv)
         kind = sys.exc_info()[0]
         name = kind.__name__ if kind else "error"
         click.echo(
@@ -108,3 +110,60 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_BUG
     return rv if isinstance(rv, int) else 0
+
+
+def state_dir() -> Path:
+    """This user's folder for vlrun's own state (crash logs): the platform's usual place."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "vlrun" / "Logs"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Logs" / "vlrun"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "vlrun"
+
+
+def _versions() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = [f"vlrun {__version__}", f"Python {platform.python_version()} ({sys.executable})"]
+    for dist in ("azure-ai-voicelive", "aiohttp", "azure-core"):
+        try:
+            lines.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            lines.append(f"{dist} not installed")
+    lines.append(f"platform {platform.platform()}")
+    return lines
+
+
+def write_crash_log(trace: str, argv: list[str] | None) -> Path:
+    """Write the traceback where only this user can read it; returns the file's path.
+
+    A new file each time (its name has the time and process id, created exclusively with mode
+    0600 in a 0700 folder), headed by the versions a bug report needs, as pre-commit's log is.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    body = "\n".join(
+        [
+            "### version information",
+            *_versions(),
+            f"command: vlrun {' '.join(args)}",
+            "",
+            "### traceback",
+            trace,
+        ]
+    )
+    text = redact(body)
+    name = f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        folder = state_dir()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = folder / name
+        fd = os.open(path, flags, 0o600)
+    except OSError:  # no usable home: a private file with an unpredictable name instead
+        fd, raw = tempfile.mkstemp(prefix="vlrun-crash-", suffix=".log")
+        path = Path(raw)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    return path

@@ -66,7 +66,7 @@ def test_secrets_never_reach_any_file(tmp_path: Path) -> None:
     t.user("u1", f"my key is {SECRET}")
     t.tool_call("c1", "lookup", json.dumps({"api_key": SECRET}))
     t.error(f"service error: bad key {SECRET}")
-    logging.getLogger("runner.live.session").info("sending Authorization: Bearer abcdefghijklmnop")
+    logging.getLogger("vlrun.live.session").info("sending Authorization: Bearer abcdefghijklmnop")
     t.trace("out", {"type": "session.update", "session": {"api-key": SECRET, "note": SECRET}})
     t.close()
     everything = (

@@ -475,6 +475,7 @@ def _build(
                 timeout_s=float(timeout) if timeout is not None else None,
                 description=spec.get("description"),
                 parameters=spec.get("parameters"),  # type: ignore[arg-type]
+                cancel_on_barge_in=bool(spec.get("cancel_on_barge_in", True)),
                 line=pos.line if pos and pos.line else None,
                 file=pos.file if pos else None,
             )

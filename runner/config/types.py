@@ -91,6 +91,7 @@ class ToolBinding:
     timeout_s: float | None = None
     description: str | None = None
     parameters: dict[str, Any] | None = None
+    cancel_on_barge_in: bool = True
     line: int | None = None
     file: str | None = None
 

@@ -329,6 +329,22 @@ class Connection(InputAudio, Responses, ToolCalls):
                     client_event=event,
                 )
                 return
+            # source: issue 12/15, stricter reading: an output answers a call of this
+            # connection's conversation; one for a call_id never issued here (a late result
+            # from an earlier connection, a typo) is refused, naming the field.
+            issued = call_id in self.open_calls or any(
+                i.get("type") == "function_call" and i.get("call_id") == call_id
+                for i in self.items.values()
+            )
+            if not issued:
+                await self.error(
+                    "invalid_value",
+                    f"Invalid value for 'item.call_id': no function call with call_id "
+                    f"'{call_id}' was issued in this session.",
+                    param="item.call_id",
+                    client_event=event,
+                )
+                return
             name = self.open_calls.pop(call_id, "")
             self.tool_outputs.append(
                 {"name": name, "call_id": call_id, "output": str(item["output"])}

@@ -302,8 +302,11 @@ def connect_failure(exc: BaseException, endpoint: str, target: Target) -> Connec
             f"no API key is configured and Azure sign-in failed ({_first_line(exc)})",
             hint="set AZURE_VOICELIVE_API_KEY, or sign in with `az login`",
         )
-    if isinstance(exc, ValueError):
-        return ConfigError(f"cannot connect: {exc}")  # type: ignore[return-value]
+    if isinstance(exc, ValueError):  # the SDK refused the endpoint or an argument
+        return ConnectError(
+            f"cannot connect to {endpoint}: {_first_line(exc)}",
+            hint="check the endpoint URL and the connection settings in the profile",
+        )
     return ConnectError(
         f"cannot reach {endpoint} ({_first_line(exc)})",
         hint="check the endpoint and your network; `vlrun doctor` tests the connection",

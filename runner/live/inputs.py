@@ -1,7 +1,9 @@
 """The user's side of a live session: microphone or WAV audio, and typed lines.
 
-Audio goes out as ``input_audio_buffer.append``, one per chunk the source hands over; typed
-lines are turns in order (``q`` ends after the reply already asked for).
+Audio goes out as ``input_audio_buffer.append``, one per chunk the source hands over. Typed
+lines never wait for anything: each is at once an answer (to the open approval question), a
+``q`` (end after the reply already asked for), or a turn queued in order; a separate task
+sends queued turns when the turn state says the previous reply has ended.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any
 
 from runner.errors import VlrunError
 from runner.live.audio import level_dbfs
-from runner.live.state import Drop, SessionCore
+from runner.live.state import Drop, SessionCore, log
 
 _APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
 _SOCKET_ERRORS = (ConnectionError, RuntimeError)  # a closing socket (aiohttp raises either)
 _QUIT_WORDS = frozenset({"q", "quit", "exit", "/q", "/quit"})
+TOOL_GRACE_S = 0.3  # after q, how long tools that are all that is left may still finish
 
 
 class InputSide(SessionCore):
@@ -58,6 +61,7 @@ class InputSide(SessionCore):
                 await self._append(bytes(pending))  # the end of a file is audio too
         except VlrunError as exc:
             self.transcript.error(exc.message)
+            self._exit_code = exc.exit_code
             self.stop()
             return
         self._input_done = True
@@ -87,59 +91,101 @@ class InputSide(SessionCore):
             else:
                 await conn.send({"type": "input_audio_buffer.append", "audio": audio})
 
+    # ---------------------------------------------------------------- typed lines
+
+    def feed_line(self, line: str | None) -> None:
+        """Hand the session one console line (None: end of input), as the stdin reader does."""
+        self._line_queue.put_nowait(line)
+
     async def _line_pump(self) -> None:
+        """Each line is classified at once and never waits for the turn: an answer to the
+        open question, ``q``, or a turn queued for :meth:`_turn_sender`."""
         while True:
             line = await self._line_queue.get()
             if line is None:  # end of stdin
+                self._typed.append(None)
+                self._wake_sender()
+                return
+            text = line.strip()
+            if self.turn.answer(text):
+                continue
+            if self.turn.closing:
+                continue  # nothing after a q is sent
+            if text.lower() in _QUIT_WORDS:
+                self.turn.close()  # now: the lines after it are not turns
+                self.tasks.spawn(self._quit(), "vlrun-quit")
+                continue
+            if text:
+                self._typed.append(text)
+                self._wake_sender()
+
+    def _wake_sender(self) -> None:
+        self.turn._moved("line typed")  # noqa: SLF001 - a console action is a transition too
+
+    async def _turn_sender(self) -> None:
+        """Typed turns in order, each once the previous reply has ended."""
+        while True:
+            await self.turn.until(lambda: bool(self._typed) and self._sender_may_go())
+            text = self._typed.popleft()
+            if text is None:  # end of input: after the turns typed before it
                 if self.source is None:
                     self._input_done = True
                     if self.end_when_input_ends:
                         await self._finish_after_reply()
                 return
-            text = line.strip()
-            if self._question is not None and not self._question.done():
-                self._question.set_result(text)
-                continue
-            if text.lower() in _QUIT_WORDS:
-                if self._reply_owed():
-                    # Lines are turns in order: a reply already asked for is part of the
-                    # conversation, so it is heard (and logged) before the session ends.
-                    self.transcript.notice("ending after this reply (Ctrl+C ends now)")
-                    if self.source is not None:
-                        self.source.close()  # no new turns from the microphone meanwhile
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(
-                            self._wait_until(lambda: not self._reply_owed()),
-                            self.finish_timeout_s,
-                        )
-                        await asyncio.wait_for(self.player.drain(), self.finish_timeout_s)
-                self.stop()
-                return
-            if text:
-                await self._ready.wait()
-                await self.send_text(text)
+            await self._send_turn(text)
+
+    def _sender_may_go(self) -> bool:
+        return self._typed[0] is None or self.turn.between_turns()
+
+    async def _quit(self) -> None:
+        """q: the turns typed before it and the reply owed are part of the conversation, so
+        they are heard (and logged) first; tools still running are not waited for."""
+        if self._typed or self.turn.reply_owed():
+            # Lines are turns in order: a reply already asked for is heard before the end.
+            self.transcript.notice("ending after this reply (Ctrl+C ends now)")
+            if self.source is not None:
+                self.source.close()  # no new turns from the microphone meanwhile
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.finish_timeout_s
+            tools_since: float | None = None
+            while (self._typed or self.turn.reply_owed()) and loop.time() < deadline:
+                if self.turn.calls and self.turn.active is None and not self.turn.requested:
+                    # only tools are left: they get a moment, not a wait
+                    tools_since = loop.time() if tools_since is None else tools_since
+                    if loop.time() - tools_since >= TOOL_GRACE_S:
+                        break
+                else:
+                    tools_since = None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.turn.until(lambda: False), 0.05)
+            if not self.turn.calls:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.player.drain(), self.finish_timeout_s)
+        self.stop()
 
     async def send_text(self, text: str) -> None:
         """A typed user turn: a message item, then a response (after the previous reply ends)."""
+        await self.turn.until(self.turn.between_turns)
+        await self._send_turn(text)
+
+    async def _send_turn(self, text: str) -> None:
+        """Send one typed turn now (the caller has waited for a pause between turns)."""
         from azure.ai.voicelive.models import InputTextContentPart, UserMessageItem
 
-        await self._wait_until(
-            lambda: (
-                not self._awaiting_reply
-                and self._active is None
-                and not self._requested
-                and not self._tool_tasks
-            )
-        )
-        await self._ready.wait()
+        generation = self.turn.generation
+        self.turn.typed()  # before any await: no other turn can start meanwhile
         item_id = f"typed_{len(self.transcript.turns)}_{int(time.time() * 1000)}"
         self.transcript.user(item_id, text)
         self._eos_at = time.perf_counter()
-        self._awaiting_reply = True
-        with contextlib.suppress(Drop):
+        try:
             item = UserMessageItem(content=[InputTextContentPart(text=text)])
-            await self._send({"type": "conversation.item.create", "item": item.as_dict()})
-            await self._send({"type": "response.create"})
+            await self._send(
+                {"type": "conversation.item.create", "item": item.as_dict()}, generation
+            )
+            await self._send({"type": "response.create"}, generation)
+        except Drop:
+            log.info("the connection dropped before the typed turn was sent")
 
     async def _finish_after_reply(self) -> None:
         """End of input: wait for the reply in progress, let it play out, then stop."""
@@ -148,9 +194,9 @@ class InputSide(SessionCore):
                 # A file sent with --fast can end before the service has even heard the
                 # speech in it: the turn starts when it says so, not when sending stops.
                 await asyncio.wait_for(
-                    self._wait_until(lambda: self._heard_speech), timeout=self.finish_timeout_s
+                    self.turn.until(lambda: self._heard_speech), timeout=self.finish_timeout_s
                 )
-            await asyncio.wait_for(self._idle(), timeout=self.finish_timeout_s)
+            await asyncio.wait_for(self.turn.until(self.turn.idle), timeout=self.finish_timeout_s)
         except asyncio.TimeoutError:
             self.transcript.notice("input ended; no reply came, stopping")
         with contextlib.suppress(asyncio.TimeoutError):

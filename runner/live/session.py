@@ -8,29 +8,45 @@ fields the service dropped or rewrote), then run three things side by side:
 
 A dropped connection reconnects with backoff and re-sends the session; the transcript lives
 outside the connection, so no completed turn is lost or printed twice. Before ``expires_at``
-the session rolls over the same way, between turns.
+the session rolls over the same way, between turns. Each connection is a new *generation*:
+whatever an earlier one still had in flight (a tool call, an approval) can no longer send.
+
+The turn itself (who speaks, what is owed, which tools run) is one
+:class:`~runner.live.state.TurnState`; every task belongs to one
+:class:`~runner.live.state.TaskGroup`. docs/live-session.md has the table of transitions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import json
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from runner.errors import ConnectError, VlrunError
+from runner.errors import EXIT_OK, ConnectError, VlrunError
 from runner.live.audio import CHUNK_MS, Player, Source
 from runner.live.connect import Target, open_connection
 from runner.live.drift import session_differences
 from runner.live.inputs import InputSide, start_line_reader
-from runner.live.state import Drop, Metrics, Response, Rollover, log
+from runner.live.state import (
+    Drop,
+    Metrics,
+    Response,
+    Rollover,
+    TaskGroup,
+    ToolRun,
+    TurnState,
+    log,
+)
 from runner.live.tool_calls import ToolSide
-from runner.live.transcript import Transcript
+from runner.live.transcript import Transcript, session_logging
 
 Handler = Callable[..., Awaitable[None] | None]
 _TIMED = frozenset({"response.audio.delta", "input_audio_buffer.speech_started"})
@@ -71,6 +87,8 @@ class LiveSession(InputSide, ToolSide):
         finish_timeout_s: float = 60.0,
         replay_history: bool = True,
         send_ms: int = CHUNK_MS,
+        interactive: bool | None = None,
+        cancel_on_barge_in: Mapping[str, bool] | bool = True,
     ) -> None:
         self.target = target
         self.endpoint = endpoint
@@ -97,29 +115,35 @@ class LiveSession(InputSide, ToolSide):
         self.metrics = Metrics()
         self.session_id = ""
         self.conn: Any = None
+        # approval questions need a person at a terminal (tests and embedders say so)
+        self.interactive = (
+            bool(lines and sys.stdin is not None and sys.stdin.isatty())
+            if interactive is None
+            else interactive
+        )
+        self.cancel_on_barge_in = cancel_on_barge_in
+        from runner.plugins import ToolThreads
+
+        self.tool_threads = ToolThreads(prefix="vlrun-tool")
+        self.turn = TurnState(on_question=self.transcript.banner)
+        self.tasks = TaskGroup(self.report)
+        self._runs: set[ToolRun] = set()
+        self._typed: collections.deque[str | None] = collections.deque()
+        self._line_queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._exit_code = EXIT_OK
         self._ready = asyncio.Event()  # set while a configured connection is usable
         self._stop = asyncio.Event()
         self._updated: asyncio.Future[Any] | None = None
-        self._responses: dict[str, Response] = {}
-        self._active: Response | None = None
-        self._no_active = asyncio.Event()
-        self._no_active.set()
-        self._changed = asyncio.Event()  # replaced and set on every turn-state change
+        self._recv_task: asyncio.Task[None] | None = None
         self._speech_ms: dict[str, float] = {}  # user audio item -> speech start (audio ms)
         self._received_ms: dict[str, float] = {}  # assistant item -> ms of audio received
         self._eos_at: float | None = None  # end of the user's last turn (perf_counter)
-        self._speaking = False
-        self._awaiting_reply = False
         self._input_done = False
-        self._tool_tasks: set[asyncio.Task[None]] = set()
-        self._question: asyncio.Future[str] | None = None
-        self._asking = asyncio.Lock()
         self._cancel_sent_at = 0.0
         self._expires_at: float | None = None
         self._configured_once = False
         self._heard_speech = False  # the service has detected speech at least once
         self._connection_worked = False  # the current connection got as far as session.updated
-        self._requested = 0  # response.create sent, response.created not seen yet
         self._handlers: dict[str, Handler] = {
             "session.created": self._on_session_created,
             "session.updated": self._on_session_updated,
@@ -147,61 +171,73 @@ class LiveSession(InputSide, ToolSide):
     # ---------------------------------------------------------------- lifecycle
 
     async def run(self) -> int:
-        """Connect, converse until the user quits or the input ends; reconnect on drops."""
+        """Connect, converse until the user quits or the input ends; reconnect on drops.
+
+        Returns the exit code (that of an error that ended the session, else 0); raises
+        :class:`ConnectError` when no connection can be had.
+        """
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGINT, self.stop)
-        self._line_queue: asyncio.Queue[str | None] = asyncio.Queue()
-        background = []
-        if self.read_lines:
-            start_line_reader(loop, self._line_queue)
-            background.append(asyncio.create_task(self._line_pump(), name="vlrun-lines"))
-        if self.source is not None:
-            background.append(asyncio.create_task(self._input_pump(), name="vlrun-input"))
-        attempt = 0
         try:
-            while not self._stop.is_set():
+            with session_logging(self.transcript):
+                if self.read_lines:
+                    start_line_reader(loop, self._line_queue)
+                self.tasks.spawn(self._line_pump(), "vlrun-lines")
+                self.tasks.spawn(self._turn_sender(), "vlrun-turns")
+                if self.source is not None:
+                    self.tasks.spawn(self._input_pump(), "vlrun-input")
                 try:
-                    await self._connection(first=not self._configured_once)
-                    break  # ended on purpose
-                except Rollover:
-                    self.metrics.rollovers += 1
-                    self.transcript.notice("session time limit near: continuing in a new session")
-                    attempt = 0
-                except (Drop, ConnectError) as exc:
-                    if self._connection_worked:
-                        attempt = 0  # count failures in a row, not drops over a whole conversation
-                    if not self._configured_once and isinstance(exc, ConnectError):
-                        raise  # cannot connect at all: one clear line, non-zero exit
-                    if self._stop.is_set():
-                        break
-                    attempt += 1
-                    if attempt > self.max_reconnects:
-                        raise ConnectError(
-                            f"lost the connection to {self.endpoint} and could not reconnect "
-                            f"after {self.max_reconnects} attempts ({exc})"
-                        ) from None
-                    delay = min(8.0, self.backoff_s * 2 ** (attempt - 1))
-                    self.transcript.notice(
-                        f"connection lost ({exc}); "
-                        f"reconnecting in {delay:.2g} s (attempt {attempt})"
-                    )
-                    self.metrics.reconnects += 1
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), delay)
-                    continue
+                    await self._connections()
+                finally:
+                    await self._close()
         finally:
-            self._stop.set()
-            for task in (*background, *self._tool_tasks):
-                task.cancel()
-            for task in (*background, *self._tool_tasks):
-                with contextlib.suppress(BaseException):
-                    await task
-            if self.source is not None:
-                self.source.close()
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGINT)
-        return 0
+        return self._exit_code
+
+    async def _connections(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                await self._connection(first=not self._configured_once)
+                return  # ended on purpose
+            except Rollover:
+                self.metrics.rollovers += 1
+                self.transcript.notice("session time limit near: continuing in a new session")
+                attempt = 0
+            except (Drop, ConnectError) as exc:
+                if self._connection_worked:
+                    attempt = 0  # count failures in a row, not drops over a whole conversation
+                if not self._configured_once and isinstance(exc, ConnectError):
+                    raise  # cannot connect at all: one clear line, non-zero exit
+                if self._stop.is_set():
+                    return
+                attempt += 1
+                if attempt > self.max_reconnects:
+                    raise ConnectError(
+                        f"lost the connection to {self.endpoint} and could not reconnect "
+                        f"after {self.max_reconnects} attempts ({exc})"
+                    ) from None
+                delay = min(8.0, self.backoff_s * 2 ** (attempt - 1))
+                self.transcript.notice(
+                    f"connection lost ({exc}); reconnecting in {delay:.2g} s (attempt {attempt})"
+                )
+                self.metrics.reconnects += 1
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+
+    async def _close(self) -> None:
+        """The end: nothing more is sent; tools still running are abandoned, and said so."""
+        self._stop.set()
+        self.turn.stop()
+        for name in self.still_running():
+            self.transcript.notice(f"{name} still running; not waiting")
+        stuck = await self.tasks.close(timeout=0.5)
+        for task in stuck:
+            log.warning("task %s did not end when cancelled; not waiting", task.get_name())
+        if self.source is not None:
+            self.source.close()
 
     @property
     def ready(self) -> asyncio.Event:
@@ -211,64 +247,50 @@ class LiveSession(InputSide, ToolSide):
     @property
     def tools_running(self) -> bool:
         """Whether tool calls of this session are still being run."""
-        return bool(self._tool_tasks)
+        return bool(self._runs or self.turn.approvals)
 
     async def _connection(self, *, first: bool) -> None:
         """One connection from connect to close; raises Drop / Rollover to go round again."""
         self._connection_worked = False
+        # A new connection starts between turns: whatever was in flight is gone (fenced).
+        self.turn.connecting()
+        self._speech_ms.clear()
         async with open_connection(
             self.target, self.endpoint, self.credential, api_version=self.api_version
         ) as conn:
             self.conn = conn
-            # A new connection starts between turns: whatever was in flight is gone.
-            self._responses.clear()
-            self._active = None
-            self._no_active.set()
-            self._speaking = self._awaiting_reply = False
-            self._requested = 0
-            self._speech_ms.clear()
-            self._poke_idle()
+            recv = asyncio.create_task(self._receive(conn), name="vlrun-recv")
             try:
-                await self._configure(conn)
+                await self._configure(recv)
                 self._configured_once = self._connection_worked = True
                 if not first:
                     await self._replay(conn)
                     self.transcript.notice("reconnected; the conversation continues")
                 elif self.greeting:
                     await self._send(self.greeting)
+                self.turn.ready()
                 self._ready.set()
-                await self._receive_until_done(conn)
+                await self._receive_until_done(recv)
             finally:
                 self._ready.clear()
                 self.conn = None
+                if not self._stop.is_set():
+                    self.turn.disconnected()
+                await _cancel_and_wait(recv)
                 self._finish_interrupted_text()
 
-    async def _configure(self, conn: Any) -> None:
+    async def _configure(self, recv: asyncio.Task[None]) -> None:
         loop = asyncio.get_running_loop()
-        self._updated = loop.create_future()
+        self._updated = updated = loop.create_future()
         await self._send(self.session_update)
-        recv = asyncio.create_task(self._receive(conn), name="vlrun-recv")
-        try:
-            done, _ = await asyncio.wait(
-                {recv, self._updated}, timeout=30, return_when=asyncio.FIRST_COMPLETED
-            )
-        except BaseException:
-            recv.cancel()
-            raise
-        if self._updated.done():
-            self._recv_task = recv
+        await asyncio.wait({recv, updated}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if updated.done():
             return
-        recv.cancel()
-        with contextlib.suppress(BaseException):
-            await recv
-        if recv in done and recv.exception() is not None:
-            exc = recv.exception()
-            if isinstance(exc, Drop):
-                raise exc
+        if recv.done() and not recv.cancelled() and isinstance(recv.exception(), Drop):
+            raise recv.exception()  # type: ignore[misc]
         raise Drop("the service did not confirm the session (no session.updated)")
 
-    async def _receive_until_done(self, conn: Any) -> None:
-        recv = self._recv_task
+    async def _receive_until_done(self, recv: asyncio.Task[None]) -> None:
         stop = asyncio.create_task(self._stop.wait(), name="vlrun-stopwait")
         waiters: set[asyncio.Task[Any]] = {recv, stop}
         roll = None
@@ -278,16 +300,14 @@ class LiveSession(InputSide, ToolSide):
         try:
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in waiters:
-                task.cancel()
-            for task in waiters:
-                with contextlib.suppress(BaseException):
-                    await task
+            await _cancel_and_wait(stop)
+            if roll is not None:
+                await _cancel_and_wait(roll)
         if stop in done or self._stop.is_set():
             return
         if roll is not None and roll in done:
             raise Rollover()
-        exc = recv.exception() if not recv.cancelled() else None
+        exc = recv.exception() if recv.done() and not recv.cancelled() else None
         if exc is not None:
             raise exc
         raise Drop("the service closed the connection")
@@ -333,8 +353,8 @@ class LiveSession(InputSide, ToolSide):
                     await result
             except (VlrunError, Drop):
                 raise
-            except Exception:  # one bad event must not end the conversation
-                log.exception("handler for %s failed", kind)
+            except Exception as exc:  # one bad event must not end the conversation
+                self.report(f"the handler for {kind}", exc)
 
     async def _rollover_due(self) -> None:
         assert self._expires_at is not None
@@ -346,8 +366,8 @@ class LiveSession(InputSide, ToolSide):
             await asyncio.wait_for(self._between_turns(), timeout=max(0.5, margin / 2))
 
     async def _between_turns(self) -> None:
-        await self._wait_until(
-            lambda: self._active is None and not self._speaking and not self._tool_tasks
+        await self.turn.until(
+            lambda: self.turn.active is None and not self.turn.speaking and not self.turn.calls
         )
 
     async def _replay(self, conn: Any) -> None:
@@ -370,8 +390,6 @@ class LiveSession(InputSide, ToolSide):
                 else AssistantMessageItem(content=[OutputTextContentPart(text=turn.text)])
             )
             await self._send({"type": "conversation.item.create", "item": item.as_dict()})
-
-    # ---------------------------------------------------------------- input side
 
     # ---------------------------------------------------------------- handlers: session
 
@@ -398,9 +416,8 @@ class LiveSession(InputSide, ToolSide):
         err = getattr(event, "error", None)
         code = getattr(err, "code", None) or getattr(err, "type", None) or "error"
         message = getattr(err, "message", "") or ""
-        if self._requested and "response" in str(code):
-            self._requested -= 1  # that response.create was refused: it will not be created
-            self._poke_idle()
+        if self.turn.requested and "response" in str(code):
+            self.turn.response_refused()  # that response.create will not be created
         if code == "response_cancel_not_active" and time.monotonic() - self._cancel_sent_at < 5:
             log.info("server: %s (the service had already ended the response)", code)
             return
@@ -414,15 +431,15 @@ class LiveSession(InputSide, ToolSide):
 
     async def _on_speech_started(self, event: Any, arrived: float | None = None) -> None:
         t0 = arrived if arrived is not None else time.perf_counter()
-        self._speaking = self._heard_speech = True
-        self._poke_idle()
+        self._heard_speech = True
+        self.turn.speech_started()
         self._speech_ms[str(event.item_id)] = float(getattr(event, "audio_start_ms", 0) or 0)
         was_playing = self.player.pending_ms() > 0
         item_id, played_ms = self.player.interrupt()  # silence first, talk to the service after
         if was_playing:
             self.metrics.silence_latency.append(time.perf_counter() - t0)
             self.metrics.barge_in_arrivals.append(t0)
-        active = self._active
+        active = self.turn.active
         interrupted = False
         if active is not None and not active.muted:
             active.muted = True
@@ -452,9 +469,9 @@ class LiveSession(InputSide, ToolSide):
         if interrupted:
             self._finish_interrupted_text()
             self.transcript.event("barge-in", f"played {played_ms} ms")
+        self._interrupt_tools()
 
     def _on_speech_stopped(self, event: Any) -> None:
-        self._speaking = False
         if not self.session_update.get("session", {}).get("input_audio_transcription"):
             # No transcription configured: still keep the user's turn in the transcript.
             start = self._speech_ms.pop(str(event.item_id), None)
@@ -462,8 +479,7 @@ class LiveSession(InputSide, ToolSide):
             length = f" {(end - start) / 1000:.1f} s" if start is not None and end > start else ""
             self.transcript.user(str(event.item_id), f"[speech{length}]")
         self._eos_at = time.perf_counter()
-        self._awaiting_reply = True
-        self._poke_idle()
+        self.turn.speech_stopped()
 
     def _on_user_transcript(self, event: Any) -> None:
         text = (getattr(event, "transcript", "") or "").strip()
@@ -478,25 +494,20 @@ class LiveSession(InputSide, ToolSide):
         if getattr(item, "type", None) == "mcp_approval_request":
             # A task, like tool calls: a person may take a while to answer, and meanwhile the
             # receive loop must go on (it has to see the asking response end).
-            self._spawn(self._answer_approval(item), "vlrun-approval")
+            self._start_approval(item)
 
     # ---------------------------------------------------------------- handlers: responses
 
     def _on_response_created(self, event: Any) -> None:
-        rid = str(event.response.id)
-        resp = Response(rid)
-        self._requested = max(0, self._requested - 1)
-        self._responses[rid] = resp
-        self._active = resp
-        self._no_active.clear()
+        self.turn.response_created(Response(str(event.response.id)))
 
     def _on_output_item_added(self, event: Any) -> None:
-        resp = self._responses.get(str(event.response_id))
+        resp = self.turn.responses.get(str(event.response_id))
         if resp is not None:
             resp.items[str(event.item.id)] = str(getattr(event.item, "type", ""))
 
     def _on_audio_delta(self, event: Any, arrived: float | None = None) -> None:
-        resp = self._responses.get(str(event.response_id))
+        resp = self.turn.responses.get(str(event.response_id))
         if resp is not None and resp.muted:
             return
         pcm = event.delta or b""
@@ -519,13 +530,13 @@ class LiveSession(InputSide, ToolSide):
                 self._eos_at = None
 
     def _on_text_delta(self, event: Any) -> None:
-        resp = self._responses.get(str(event.response_id))
+        resp = self.turn.responses.get(str(event.response_id))
         if resp is not None and resp.muted:
             return
         self.transcript.assistant_delta(str(event.item_id), event.delta or "")
 
     def _on_text_done(self, event: Any) -> None:
-        resp = self._responses.get(str(event.response_id))
+        resp = self.turn.responses.get(str(event.response_id))
         text = getattr(event, "transcript", None) or getattr(event, "text", None) or ""
         if resp is not None and resp.muted:
             self.transcript.assistant_done(str(event.item_id), "", interrupted=True)
@@ -536,7 +547,7 @@ class LiveSession(InputSide, ToolSide):
         item = event.item
         if getattr(item, "type", None) != "message" or getattr(item, "role", None) != "assistant":
             return
-        resp = self._responses.get(str(event.response_id))
+        resp = self.turn.responses.get(str(event.response_id))
         muted = resp is not None and resp.muted
         texts = [
             getattr(p, "transcript", None) or getattr(p, "text", None) or ""
@@ -551,12 +562,8 @@ class LiveSession(InputSide, ToolSide):
 
     def _on_response_done(self, event: Any) -> None:
         response = event.response
-        rid = str(response.id)
-        resp = self._responses.pop(rid, None)
-        if self._active is not None and self._active.id == rid:
-            self._active = None
-            self._no_active.set()
         status = _val(getattr(response, "status", ""))
+        resp = self.turn.response_done(str(response.id), status)
         details = getattr(response, "status_details", None)
         if status == "failed":
             err = getattr(details, "error", None)
@@ -564,18 +571,13 @@ class LiveSession(InputSide, ToolSide):
                 f"the response failed: {getattr(err, 'message', None) or err or 'no details'}"
             )
         if resp is not None and resp.calls and status != "cancelled":
-            self._spawn(self._run_tools(resp.calls), "vlrun-tools")
-        elif status in ("completed", "failed", "incomplete") or (resp is not None and resp.muted):
-            self._awaiting_reply = False
-        self._poke_idle()
+            self._start_tools(resp.calls)
 
     def _finish_interrupted_text(self) -> None:
         """Record what the user saw of a reply that was cut off (barge-in or a drop)."""
         streaming = self.transcript._streaming
         if streaming is not None:
             self.transcript.assistant_done(streaming, "", interrupted=True)
-
-    # ---------------------------------------------------------------- tools
 
 
 # -------------------------------------------------------------------- helpers
@@ -587,10 +589,23 @@ def profile_settings(profile: Any) -> dict[str, Any]:
     timeouts = {b.name: float(b.timeout_s or default) for b in getattr(profile, "tools", ())}
     return {
         "tool_timeouts": timeouts or default,
+        "cancel_on_barge_in": {
+            b.name: bool(getattr(b, "cancel_on_barge_in", True))
+            for b in getattr(profile, "tools", ())
+        },
         "mcp_policies": {s.label: s.approval for s in getattr(profile, "mcp_servers", ())},
         "profile_name": str(profile.name),
         "profile_vars": dict(getattr(profile, "vars", {}) or {}),
     }
+
+
+async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel a helper task and wait until it has ended; our own cancellation propagates."""
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved: its outcome was handled by whoever awaited it
 
 
 class _RawEvent(dict):  # type: ignore[type-arg]

@@ -1,23 +1,30 @@
-"""What the parts of a live session share: turn state, metrics, the send path, waiting.
+"""What the parts of a live session share: the turn state, the session's tasks, the send path.
 
-:class:`~runner.live.session.LiveSession` is assembled from :class:`SessionCore` and two parts that
-each own one side of the conversation (``session_input``: microphone, files and typed lines;
-``session_tools``: function calls and MCP approvals). The attributes below are set by
-``LiveSession.__init__``; they are declared here so each part reads (and type-checks) alone.
+:class:`~runner.live.session.LiveSession` is assembled from :class:`SessionCore` and two parts
+that each own one side of the conversation (:mod:`runner.live.inputs`: microphone, files and
+typed lines; :mod:`runner.live.tool_calls`: function calls and MCP approvals). None of them
+keeps turn facts of its own: they all read and change one :class:`TurnState`, whose phase is
+one of :class:`Phase` (the table of transitions is in docs/live-session.md). Console input,
+tool tasks and approvals talk to the state, never to each other, so none can block another.
+
+Every task the session starts belongs to its :class:`TaskGroup`: an exception is reported on
+the console and in the technical log, and cancellation always propagates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import enum
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from runner.live.audio import Player, Source
 from runner.live.transcript import Transcript
 
-log = logging.getLogger("runner.live.session")
+log = logging.getLogger("vlrun.live.session")
 
 
 @dataclass
@@ -46,12 +53,305 @@ class Response:
     first_audio: bool = False
 
 
+@dataclass(eq=False)
+class ToolRun:
+    """One function call being run: which connection asked for it, and its task."""
+
+    name: str
+    call_id: str
+    arguments: str
+    generation: int  # the connection that issued the call_id
+    cancellable: bool = True  # tools[].cancel_on_barge_in
+    task: asyncio.Task[Any] | None = None
+    interrupted: bool = False  # cancelled by a barge-in (the model is told so)
+
+
 class Drop(Exception):
     """The connection ended without us asking (network, server fault)."""
 
 
 class Rollover(Exception):
     """The session is near its time limit: open a fresh one."""
+
+
+class Fenced(Drop):
+    """A send for an earlier connection: dropped, never sent on the current one."""
+
+
+class Phase(enum.Enum):
+    """Where the conversation is. Derived from the turn facts after every transition."""
+
+    LISTENING = "listening"
+    USER_SPEAKING = "user speaking"
+    AWAITING_RESPONSE = "awaiting response"
+    RESPONDING = "responding"
+    RUNNING_TOOLS = "running tools"
+    AWAITING_APPROVAL = "awaiting approval"
+    RECONNECTING = "reconnecting"
+    CLOSING = "closing"
+
+
+@dataclass(eq=False)
+class Question:
+    text: str
+    answer: asyncio.Future[str]
+
+
+class TurnState:
+    """The one owner of the turn: every server event and console action is a method here.
+
+    Each method changes the facts, recomputes :attr:`phase` and wakes whoever waits on the
+    state (:meth:`until`). Nothing here awaits, so a transition is atomic on the event loop.
+    """
+
+    def __init__(self, on_question: Callable[[str], None] | None = None) -> None:
+        self.generation = 0  # connection number; a reconnect fences the earlier ones
+        self.connected = False  # a configured connection accepts events
+        self.closing = False  # q: finish the reply owed, then stop
+        self.stopped = False
+        self.speaking = False  # the service hears the user
+        self.owed = False  # the user's turn waits for its answer
+        self.requested = 0  # response.create sent, response.created not seen yet
+        self.active: Response | None = None
+        self.responses: dict[str, Response] = {}
+        self.calls: dict[str, ToolRun] = {}  # running calls of the current connection
+        self.approvals: set[str] = set()  # MCP approval requests being decided
+        self.questions: collections.deque[Question] = collections.deque()
+        self.phase = Phase.RECONNECTING
+        self.history: list[tuple[str, Phase]] = []  # (transition, phase after), for tests
+        self._on_question = on_question
+        self._changed: asyncio.Event | None = None
+
+    # ------------------------------------------------------------------ reading
+
+    def between_turns(self) -> bool:
+        """Nothing is owed or in flight: a new typed turn may go out."""
+        return (
+            self.connected
+            and not self.owed
+            and self.active is None
+            and not self.requested
+            and not self.calls
+            and not self.approvals
+        )
+
+    def reply_owed(self) -> bool:
+        """A reply was asked for and has not finished (its response or its tools still run)."""
+        return bool(
+            self.owed or self.active is not None or self.requested or self.calls or self.approvals
+        )
+
+    def idle(self) -> bool:
+        return not (self.speaking or self.reply_owed())
+
+    def _derive(self) -> Phase:
+        if self.closing or self.stopped:
+            return Phase.CLOSING
+        if not self.connected:
+            return Phase.RECONNECTING
+        if self.approvals:
+            return Phase.AWAITING_APPROVAL
+        if self.calls:
+            return Phase.RUNNING_TOOLS
+        if self.speaking:
+            return Phase.USER_SPEAKING
+        if self.active is not None:
+            return Phase.RESPONDING
+        if self.owed or self.requested:
+            return Phase.AWAITING_RESPONSE
+        return Phase.LISTENING
+
+    def _moved(self, transition: str) -> None:
+        before, self.phase = self.phase, self._derive()
+        self.history.append((transition, self.phase))
+        if len(self.history) > 500:
+            del self.history[:250]
+        if before is not self.phase:
+            log.debug("turn: %s -> %s (%s)", before.value, self.phase.value, transition)
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        """Wait for a condition on the turn state; every transition wakes the waiters."""
+        while not predicate():
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+
+    # ------------------------------------------------------------------ the connection
+
+    def connecting(self) -> int:
+        """A new connection: whatever was in flight on the old one is gone (fenced)."""
+        self.generation += 1
+        self.connected = False
+        self.responses.clear()
+        self.active = None
+        self.requested = 0
+        self.speaking = self.owed = False
+        self.calls.clear()  # their tasks may still finish: their outputs are dropped
+        self.approvals.clear()
+        self._moved("connecting")
+        return self.generation
+
+    def ready(self) -> None:
+        self.connected = True
+        self._moved("session.updated")
+
+    def disconnected(self) -> None:
+        self.connected = False
+        self._moved("connection lost")
+
+    def close(self) -> None:
+        """q: stop taking turns; the session ends once the reply owed is done."""
+        self.closing = True
+        self._moved("q")
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._moved("stop")
+
+    # ------------------------------------------------------------------ the user
+
+    def speech_started(self) -> None:
+        self.speaking = True
+        self._moved("input_audio_buffer.speech_started")
+
+    def speech_stopped(self) -> None:
+        self.speaking = False
+        self.owed = True
+        self._moved("input_audio_buffer.speech_stopped")
+
+    def typed(self) -> None:
+        self.owed = True
+        self._moved("typed turn")
+
+    # ------------------------------------------------------------------ responses
+
+    def response_requested(self) -> None:
+        self.requested += 1
+        self._moved("response.create")
+
+    def response_refused(self) -> None:
+        if self.requested:
+            self.requested -= 1
+        self._moved("error (response)")
+
+    def response_created(self, response: Response) -> None:
+        self.requested = max(0, self.requested - 1)
+        self.responses[response.id] = response
+        self.active = response
+        self._moved("response.created")
+
+    def response_done(self, rid: str, status: str) -> Response | None:
+        """The response ended; returns it (its calls are for the caller to start)."""
+        resp = self.responses.pop(rid, None)
+        if self.active is not None and self.active.id == rid:
+            self.active = None
+        calls = resp is not None and resp.calls and status != "cancelled"
+        if not calls and (
+            status in ("completed", "failed", "incomplete") or (resp is not None and resp.muted)
+        ):
+            self.owed = False
+        self._moved("response.done")
+        return resp
+
+    # ------------------------------------------------------------------ tools, approvals
+
+    def tools_started(self, runs: list[ToolRun]) -> None:
+        for run in runs:
+            if run.generation == self.generation:
+                self.calls[run.call_id] = run
+        self._moved("tools started")
+
+    def tools_finished(self, runs: list[ToolRun]) -> None:
+        for run in runs:
+            if self.calls.get(run.call_id) is run:
+                del self.calls[run.call_id]
+        self._moved("tools finished")
+
+    def approval_pending(self, request_id: str) -> None:
+        self.approvals.add(request_id)
+        self._moved("mcp_approval_request")
+
+    def approval_decided(self, request_id: str) -> None:
+        self.approvals.discard(request_id)
+        self._moved("approval answered")
+
+    def ask(self, text: str) -> asyncio.Future[str]:
+        """Put a question to the person; shown when every earlier one has been answered."""
+        question = Question(text, asyncio.get_running_loop().create_future())
+        self.questions.append(question)
+        if len(self.questions) == 1 and self._on_question is not None:
+            self._on_question(text)
+        self._moved("question asked")
+        return question.answer
+
+    def answer(self, text: str) -> bool:
+        """A typed line: the answer to the oldest open question, if there is one."""
+        while self.questions and self.questions[0].answer.done():
+            self.questions.popleft()  # its asker went away (cancelled)
+        if not self.questions:
+            return False
+        self.questions.popleft().answer.set_result(text)
+        while self.questions and self.questions[0].answer.done():
+            self.questions.popleft()
+        if self.questions and self._on_question is not None:
+            self._on_question(self.questions[0].text)
+        self._moved("question answered")
+        return True
+
+
+class TaskGroup:
+    """Every task of one session: exceptions are reported, never lost; close cancels all.
+
+    Unlike ``asyncio.TaskGroup`` one failing task does not cancel the others (a failed tool
+    must not end the conversation), and it works on Python 3.10.
+    """
+
+    def __init__(self, report: Callable[[str, BaseException], None]) -> None:
+        self._report = report
+        self._tasks: dict[asyncio.Task[Any], Callable[[BaseException], None] | None] = {}
+        self.failures: list[tuple[str, BaseException]] = []
+
+    def spawn(
+        self,
+        work: Coroutine[Any, Any, Any],
+        name: str,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._tasks[task] = on_error
+        task.add_done_callback(self._done)
+        return task
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        on_error = self._tasks.pop(task, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        self.failures.append((task.get_name(), exc))
+        self._report(task.get_name(), exc)
+        if on_error is not None:
+            try:
+                on_error(exc)
+            except Exception as again:  # the recovery itself failed: say so, go on
+                self._report(f"{task.get_name()} (recovery)", again)
+
+    async def close(self, timeout: float = 1.0) -> list[asyncio.Task[Any]]:
+        """Cancel every task and wait (bounded) for them; returns those that did not end."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if not tasks:
+            return []
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        return list(pending)
 
 
 class SessionCore:
@@ -69,41 +369,48 @@ class SessionCore:
     profile_name: str
     profile_vars: dict[str, Any]
     read_lines: bool
+    interactive: bool
     send_ms: int
     end_when_input_ends: bool
     finish_timeout_s: float
+    turn: TurnState
+    tasks: TaskGroup
     _stop: asyncio.Event
     _ready: asyncio.Event  # set while a configured connection is usable
-    _changed: asyncio.Event  # replaced and set on every turn-state change
-    _responses: dict[str, Response]
-    _active: Response | None
-    _requested: int  # response.create sent, response.created not seen yet
-    _awaiting_reply: bool
-    _speaking: bool
     _heard_speech: bool  # the service has detected speech at least once
     _input_done: bool
     _eos_at: float | None  # end of the user's last turn (perf_counter)
-    _tool_tasks: set[asyncio.Task[None]]
-    _question: asyncio.Future[str] | None
-    _asking: asyncio.Lock
     _line_queue: asyncio.Queue[str | None]
+    _typed: collections.deque[str | None]  # typed turns not sent yet (None: end of input)
+    _exit_code: int
 
     def stop(self) -> None:
         """End the conversation (Ctrl+C, ``q``, end of input)."""
         self._stop.set()
 
-    async def _send(self, event: Mapping[str, Any] | Any) -> None:
-        """Send a dict or SDK model; a failed send means the connection dropped."""
+    def report(self, what: str, exc: BaseException) -> None:
+        """An internal failure: one line on the console, the traceback in the technical log."""
+        log.error("%s failed", what, exc_info=exc)
+        self.transcript.error(f"internal error in {what}: {type(exc).__name__}: {exc}")
+
+    async def _send(self, event: Mapping[str, Any] | Any, generation: int | None = None) -> None:
+        """Send a dict or SDK model; a failed send means the connection dropped.
+
+        With ``generation``, the event belongs to that connection: if the session has
+        reconnected since, it is dropped (:class:`Fenced`), never sent on the new one.
+        """
         from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
 
+        data = event if isinstance(event, Mapping) else event.as_dict()
+        kind = str(data.get("type", "?"))
+        if generation is not None and generation != self.turn.generation:
+            raise Fenced(f"{kind} of connection {generation} (now {self.turn.generation})")
         conn = self.conn
         if conn is None:
             raise Drop("not connected")
-        data = event if isinstance(event, Mapping) else event.as_dict()
-        kind = str(data.get("type", "?"))
         self.metrics.sent_events[kind] = self.metrics.sent_events.get(kind, 0) + 1
         if kind == "response.create":
-            self._requested += 1  # in flight until response.created (or an error) comes back
+            self.turn.response_requested()  # in flight until response.created (or an error)
         if self.transcript.tracing:
             self.transcript.trace("out", dict(data))
         log.debug("send %s", kind)
@@ -111,19 +418,3 @@ class SessionCore:
             await conn.send(event)
         except SdkConnectionError as exc:
             raise Drop(f"send failed: {exc}") from None
-
-    def _reply_owed(self) -> bool:
-        """A reply was asked for and has not finished (its response or its tools still run)."""
-        return bool(self._awaiting_reply or self._active is not None or self._tool_tasks)
-
-    async def _idle(self) -> None:
-        await self._wait_until(lambda: not (self._speaking or self._reply_owed()))
-
-    async def _wait_until(self, predicate: Callable[[], bool]) -> None:
-        """Wait for a condition on the turn state; every state change wakes the waiters."""
-        while not predicate():
-            await self._changed.wait()
-
-    def _poke_idle(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()

@@ -1,25 +1,41 @@
 """Tool calls in a live session: function calls to the plugin registry, MCP approvals.
 
-Both run as tasks beside the receive loop (a slow tool or a person thinking must not stop
-events), and both end by asking the service to go on with ``response.create``.
+Both run as tasks of the session's task group beside the receive loop (a slow tool or a person
+thinking must not stop events), and both end by asking the service to go on with
+``response.create``. They talk only to the turn state:
+
+- each function call runs as its own task, so a barge-in can cancel the calls marked
+  ``cancel_on_barge_in`` (the model is told the call was interrupted);
+- every output belongs to the connection that issued its call_id: after a reconnect it is
+  dropped with a log line, never sent on the new connection;
+- an approval question is put to the turn state, which shows it and hands it the next typed
+  line; the line reader never waits for it;
+- whatever fails (the registry, a policy, a send) is reported, and the model still gets an
+  answer for every call, so the turn goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import sys
-from collections.abc import Coroutine
+from collections.abc import Mapping
 from typing import Any
 
-from runner.live.state import Drop, SessionCore
+from runner.live.state import Drop, Fenced, SessionCore, ToolRun, log
+
+INTERRUPTED = "The call was interrupted: the user started speaking, so it was cancelled."
 
 
 class ToolSide(SessionCore):
     """Runs the calls a response asked for (mixed into LiveSession)."""
 
+    cancel_on_barge_in: Mapping[str, bool] | bool
+    tool_threads: Any
+    _runs: set[ToolRun]  # every call not finished yet, whatever its connection
+
     def _on_call_arguments_done(self, event: Any) -> None:
-        resp = self._responses.get(str(event.response_id))
+        resp = self.turn.responses.get(str(event.response_id))
         call = (str(event.name or ""), str(event.call_id), str(event.arguments or "{}"))
         self.transcript.tool_call(call[1], call[0], call[2])
         if resp is not None:
@@ -29,89 +45,210 @@ class ToolSide(SessionCore):
         kind = getattr(event.type, "value", event.type)
         self.transcript.notice(f"MCP call {event.item_id}: {kind.rsplit('.', 1)[-1]}")
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        """Run tool work beside the receive loop; turns wait until it is done."""
-        task = asyncio.create_task(work, name=name)
-        self._tool_tasks.add(task)
-        task.add_done_callback(self._tool_done)
+    def _cancellable(self, name: str) -> bool:
+        policy = self.cancel_on_barge_in
+        if isinstance(policy, Mapping):
+            return bool(policy.get(name, True))
+        return bool(policy)
 
-    def _tool_done(self, task: asyncio.Task[None]) -> None:
-        self._tool_tasks.discard(task)
-        self._poke_idle()
+    # ---------------------------------------------------------------- function calls
 
-    async def _run_tools(self, calls: list[tuple[str, str, str]]) -> None:
-        from azure.ai.voicelive.models import FunctionCallOutputItem
+    def _start_tools(self, calls: list[tuple[str, str, str]]) -> None:
+        """The response that asked for ``calls`` has ended: run them, beside everything else."""
+        generation = self.turn.generation
+        runs = [ToolRun(n, c, a, generation, self._cancellable(n)) for n, c, a in calls]
+        self.turn.tools_started(runs)
+        self._runs.update(runs)
+        for run in runs:
+            run.task = self.tasks.spawn(self._call(run), f"vlrun-tool-{run.name}")
 
-        if self.registry is None:
-            results = [_no_registry_result(c) for c in calls]
-        else:
-            from runner.plugins import ToolContext
+        def recover(exc: BaseException) -> None:
+            self._runs.difference_update(runs)
+            self.turn.tools_finished(runs)
+
+        self.tasks.spawn(self._answer_calls(runs), "vlrun-tools", on_error=recover)
+
+    async def _call(self, run: ToolRun) -> Any:
+        """One call through the registry; a failure of the registry itself becomes an error
+        result the model can act on (and is reported: it is a bug)."""
+        try:
+            if self.registry is None:
+                return _error_result(run, "unknown_tool", "no tools are loaded")
+            from runner.plugins import Registry, ToolContext
 
             context = ToolContext(
                 session_id=self.session_id,
                 profile_name=self.profile_name,
                 vars=self.profile_vars,
-                logger=logging.getLogger("runner.tools"),
+                logger=logging.getLogger("vlrun.tools"),
                 say_handler=self._tool_says,
             )
-            results = await self.registry.dispatch_many(
-                calls, context=context, timeout_s=self.tool_timeouts
-            )
-        for r in results:
-            self.transcript.tool_result(
-                r.call_id, r.name, r.ok, r.output if r.ok else (r.error or r.output), r.duration_s
-            )
-        try:
-            for r in results:
-                item = FunctionCallOutputItem(call_id=r.call_id, output=r.output)
-                await self._send({"type": "conversation.item.create", "item": item.as_dict()})
-            await self._continue_turn()
-        except Drop:
-            self.transcript.warning("the connection dropped before the tool results were sent")
+            from runner.plugins import DEFAULT_TIMEOUT_S
 
-    async def _continue_turn(self) -> None:
+            timeout = self.tool_timeouts
+            limit = (
+                float(timeout.get(run.name, DEFAULT_TIMEOUT_S))
+                if isinstance(timeout, Mapping)
+                else float(timeout)
+            )
+            if isinstance(self.registry, Registry):
+                return await self.registry.dispatch(
+                    run.name,
+                    run.call_id,
+                    run.arguments,
+                    context=context,
+                    timeout_s=limit,
+                    threads=self.tool_threads,
+                )
+            # anything else that looks like a registry (scenario mocks) runs one call at a time
+            (result,) = await self.registry.dispatch_many(
+                [(run.name, run.call_id, run.arguments)], context=context, timeout_s=limit
+            )
+            return result
+        except Exception as exc:
+            self.report(f"tool {run.name}", exc)
+            return _error_result(run, "internal_error", f"vlrun could not run the tool ({exc})")
+
+    async def _answer_calls(self, runs: list[ToolRun]) -> None:
+        """Wait for every call of one response, send the outputs, ask the service to go on."""
+        from azure.ai.voicelive.models import FunctionCallOutputItem
+
+        tasks = [r.task for r in runs if r.task is not None]
+        try:
+            if tasks:
+                await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+        try:
+            results = []
+            for run in runs:
+                assert run.task is not None
+                if run.task.cancelled():
+                    if not run.interrupted:
+                        continue  # the session is ending
+                    result = _error_result(run, "interrupted", INTERRUPTED)
+                else:
+                    result = run.task.result()  # _call never raises
+                results.append(result)
+                shown = result.output if result.ok else (result.error or result.output)
+                self.transcript.tool_result(
+                    result.call_id, result.name, result.ok, shown, result.duration_s
+                )
+            generation = runs[0].generation if runs else self.turn.generation
+            if generation != self.turn.generation:
+                self._fenced(runs)
+                return
+            interrupted = any(r.interrupted for r in runs)
+            try:
+                for result in results:
+                    item = FunctionCallOutputItem(call_id=result.call_id, output=result.output)
+                    await self._send(
+                        {"type": "conversation.item.create", "item": item.as_dict()}, generation
+                    )
+                if not interrupted:  # after a barge-in the user's new turn asks for the reply
+                    await self._continue_turn(generation)
+            except Fenced:
+                self._fenced(runs)
+            except Drop:
+                self.transcript.warning("the connection dropped before the tool results were sent")
+        finally:
+            self._runs.difference_update(runs)
+            self.turn.tools_finished(runs)
+
+    def _fenced(self, runs: list[ToolRun]) -> None:
+        for run in runs:
+            log.warning(
+                "dropped the output of %s (call %s): it was asked for on connection %d, "
+                "the session is on connection %d now",
+                run.name,
+                run.call_id,
+                run.generation,
+                self.turn.generation,
+            )
+
+    def _interrupt_tools(self) -> None:
+        """Barge-in: cancel the running calls that may be cancelled."""
+        for run in list(self.turn.calls.values()):
+            if run.cancellable and run.task is not None and not run.task.done():
+                run.interrupted = True
+                run.task.cancel()
+                log.info("barge-in: cancelled %s (call %s)", run.name, run.call_id)
+
+    async def _continue_turn(self, generation: int) -> None:
         """Ask the service to go on with the answers sent, once the asking response has ended."""
-        await self._wait_until(lambda: self._active is None and not self._requested)
-        await self._send({"type": "response.create"})
+        await self.turn.until(lambda: self.turn.active is None and not self.turn.requested)
+        await self._send({"type": "response.create"}, generation)
 
     async def _tool_says(self, context: Any, text: str) -> None:
         self.transcript.notice(f"{context.tool_name}: {text}")
 
-    async def _answer_approval(self, item: Any) -> None:
+    def still_running(self) -> list[str]:
+        """Names of the tools still running (their calls, or their threads)."""
+        names = {r.name for r in self._runs if r.task is not None and not r.task.done()}
+        if self.tool_threads is not None:
+            names.update(self.tool_threads.running())
+        return sorted(names)
+
+    # ---------------------------------------------------------------- MCP approvals
+
+    def _start_approval(self, item: Any) -> None:
+        request_id = str(getattr(item, "id", "") or "")
+        generation = self.turn.generation
+        self.turn.approval_pending(request_id)
+        self.tasks.spawn(
+            self._answer_approval(item, request_id, generation),
+            "vlrun-approval",
+            on_error=lambda exc: self.turn.approval_decided(request_id),
+        )
+
+    async def _answer_approval(self, item: Any, request_id: str, generation: int) -> None:
         from azure.ai.voicelive.models import MCPApprovalResponseRequestItem
 
-        from runner.live.mcp import decide
+        from runner.live import mcp
 
-        label, name = str(item.server_label), str(item.name)
-        decision = decide(self.mcp_policies.get(label), label, name)
-        if decision == "ask":
-            if not (self.read_lines and sys.stdin.isatty()):
+        try:
+            label, name = str(item.server_label), str(item.name)
+            try:
+                decision = mcp.decide(self.mcp_policies.get(label), label, name)
+            except Exception as exc:  # a failure never approves
+                self.report(f"the MCP approval policy for {label}.{name}", exc)
                 decision = "deny"
-                self.transcript.notice(f"MCP {label}.{name}: approval needs a person; denied")
-            else:
-                async with self._asking:  # one question on the console at a time
-                    self._question = asyncio.get_running_loop().create_future()
-                    self.transcript.banner(
+            if decision == "ask":
+                if not self.interactive:
+                    decision = "deny"
+                    self.transcript.notice(f"MCP {label}.{name}: approval needs a person; denied")
+                else:
+                    answer = await self.turn.ask(
                         f"approve MCP call {label}.{name}({item.arguments})? [y/N]"
                     )
-                    answer = await self._question
-                    self._question = None
-                decision = "approve" if answer.lower() in ("y", "yes") else "deny"
-        self.transcript.conv_note(f"MCP {label}.{name}: {decision}")
-        reply = MCPApprovalResponseRequestItem(
-            approval_request_id=str(item.id), approve=decision == "approve"
-        )
-        try:
-            await self._send({"type": "conversation.item.create", "item": reply.as_dict()})
-            # As with function-call outputs: the call runs if approved, the model explains if not.
-            await self._continue_turn()
-        except Drop:
-            self.transcript.warning("the connection dropped before the approval was sent")
+                    decision = "approve" if answer.lower() in ("y", "yes") else "deny"
+            self.transcript.conv_note(f"MCP {label}.{name}: {decision}")
+            reply = MCPApprovalResponseRequestItem(
+                approval_request_id=request_id, approve=decision == "approve"
+            )
+            try:
+                await self._send(
+                    {"type": "conversation.item.create", "item": reply.as_dict()}, generation
+                )
+                # As with function-call outputs: the call runs if approved, the model explains.
+                await self._continue_turn(generation)
+            except Fenced:
+                log.warning(
+                    "dropped the answer to approval %s: asked on connection %d, now on %d",
+                    request_id,
+                    generation,
+                    self.turn.generation,
+                )
+            except Drop:
+                self.transcript.warning("the connection dropped before the approval was sent")
+        finally:
+            self.turn.approval_decided(request_id)
 
 
-def _no_registry_result(call: tuple[str, str, str]) -> Any:
+def _error_result(run: ToolRun, kind: str, message: str) -> Any:
     from runner.plugins import ToolResult
 
-    name, call_id, _ = call
-    output = '{"error": {"type": "unknown_tool", "message": "no tools are loaded"}}'
-    return ToolResult(call_id, name, False, output, "no tools are loaded", 0.0)
+    output = json.dumps({"error": {"type": kind, "message": message}}, ensure_ascii=False)
+    return ToolResult(run.call_id, run.name, False, output, message, 0.0, kind)

@@ -8,12 +8,14 @@ pipes keep the conversation clean.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +23,66 @@ from typing import IO, Any
 
 from runner.redact import redact, redact_obj, safe
 
-log = logging.getLogger("runner")
+log = logging.getLogger("vlrun.live.transcript")
+
+# The one logger tree: everything vlrun logs is under "vlrun" (the session "vlrun.live.*",
+# tools "vlrun.tools"); the SDK logs under "azure". A technical log takes both.
+LOG_LEVELS = (("vlrun", logging.DEBUG), ("azure", logging.INFO))
+_levels_lock = threading.Lock()
+_saved_levels: dict[str, int] = {}
+_configured = 0  # technical logs open in this process
+# The transcript whose session the running code belongs to: tasks and tool threads inherit it,
+# so with several sessions in one process each technical log gets its own session's records.
+_current: contextvars.ContextVar[Transcript | None] = contextvars.ContextVar(
+    "vlrun_session_transcript", default=None
+)
+
+
+def _configure_levels() -> None:
+    """Set the tree's levels for the first technical log; remember what they were."""
+    global _configured
+    with _levels_lock:
+        if _configured == 0:
+            for name, level in LOG_LEVELS:
+                lg = logging.getLogger(name)
+                _saved_levels[name] = lg.level
+                if lg.level == logging.NOTSET or lg.level > level:
+                    lg.setLevel(level)
+        _configured += 1
+
+
+def _restore_levels() -> None:
+    """The last technical log closed: the levels are what they were before the first."""
+    global _configured
+    with _levels_lock:
+        _configured -= 1
+        if _configured == 0:
+            for name, level in _saved_levels.items():
+                logging.getLogger(name).setLevel(level)
+            _saved_levels.clear()
+
+
+@contextlib.contextmanager
+def session_logging(transcript: Transcript) -> Iterator[None]:
+    """Within it (and in every task and tool thread started within), records are the session's."""
+    token = _current.set(transcript)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+class _SessionFilter(logging.Filter):
+    """Keep a record for this technical log unless it belongs to another session."""
+
+    def __init__(self, owner: Transcript) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = _current.get()
+        return current is None or current is self.owner
+
 
 VERBOSITY_QUIET, VERBOSITY_NORMAL, VERBOSITY_VERBOSE = 0, 1, 2
 _AUDIO_KEYS = ("delta", "audio")  # base64 payloads replaced by their size in the trace
@@ -92,11 +153,10 @@ class Transcript:
                 _RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
             )
             self._handler.setLevel(logging.DEBUG)
-            for name_, level in (("runner", logging.DEBUG), ("azure", logging.INFO)):
-                lg = logging.getLogger(name_)
-                lg.addHandler(self._handler)
-                if lg.level == logging.NOTSET or lg.level > level:
-                    lg.setLevel(level)
+            self._handler.addFilter(_SessionFilter(self))
+            _configure_levels()
+            for name_, _ in LOG_LEVELS:
+                logging.getLogger(name_).addHandler(self._handler)
         if trace_path is not None:
             trace_path.parent.mkdir(parents=True, exist_ok=True)
             self._trace = trace_path.open("a", encoding="utf-8")
@@ -282,10 +342,11 @@ class Transcript:
                 self._trace.close()
                 self._trace = None
         if self._handler is not None:
-            for name_ in ("runner", "azure"):
+            for name_, _ in LOG_LEVELS:
                 logging.getLogger(name_).removeHandler(self._handler)
             self._handler.close()
             self._handler = None
+            _restore_levels()
 
 
 def _safe(name: str) -> str:

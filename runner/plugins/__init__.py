@@ -20,6 +20,7 @@ JSON Schema) and ``_registry``.
 """
 
 from runner.plugins._check import check_bindings, tool_dirs
+from runner.plugins._dispatch import ToolThreads
 from runner.plugins._drift import schema_drift
 from runner.plugins._loading import ENTRY_POINT_GROUP, load_module_by_path
 from runner.plugins._mocks import MockRegistry
@@ -35,6 +36,7 @@ __all__ = [
     "ToolContext",
     "ToolResult",
     "ToolSpec",
+    "ToolThreads",
     "check_bindings",
     "check_bindings_statically",
     "load_module_by_path",

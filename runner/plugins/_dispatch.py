@@ -1,10 +1,12 @@
-"""Calling one tool: parse and validate the arguments, run it under a deadline (sync tools in
-worker threads), and serialise what it returns or the error the model is shown."""
+"""Calling one tool: parse and validate the arguments, run it under a deadline (sync tools on
+daemon worker threads that never hold the exit), and serialise what it returns or the error
+the model is shown."""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import collections
+import contextlib
 import contextvars
 import dataclasses
 import datetime as dt
@@ -13,6 +15,7 @@ import enum
 import functools
 import json
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -86,15 +89,100 @@ class CallTimeout(Exception):
     """Our deadline passed (as opposed to a TimeoutError the tool itself raised)."""
 
 
+class ToolThreads:
+    """Worker threads for sync tools, which can never hold the process exit.
+
+    A thread cannot be stopped, so a tool that hangs past its deadline is abandoned: its
+    thread is a daemon (the interpreter does not join it at exit, as it joins a
+    ``ThreadPoolExecutor``'s), and its result, if it ever comes, is dropped. At most
+    ``limit`` calls run at once (hung ones count); later calls wait for a free thread, under
+    their own deadline. A live session has its own; calls without one share a default.
+    """
+
+    def __init__(self, limit: int = TOOL_THREADS, prefix: str = "vlrun-tool") -> None:
+        self.limit = limit
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._workers = 0
+        self._running: dict[int, str] = {}  # thread ident -> tool name
+
+    def submit(self, func: Callable[..., Any], kwargs: dict[str, Any], name: str = "") -> Any:
+        """Run ``func(**kwargs)`` on a worker; returns an asyncio future of the result."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        # contextvars travel with the call, as with asyncio.to_thread
+        call = functools.partial(contextvars.copy_context().run, func, **kwargs)
+        with self._lock:
+            self._queue.append(_Job(loop, future, call, name or getattr(func, "__name__", "?")))
+            start = self._workers < self.limit
+            if start:
+                self._workers += 1
+        if start:
+            threading.Thread(target=self._work, name=f"{self.prefix}-{name}", daemon=True).start()
+        return future
+
+    def running(self) -> list[str]:
+        """Names of the tools whose calls are running on a thread right now."""
+        with self._lock:
+            return sorted(self._running.values())
+
+    def _work(self) -> None:
+        ident = threading.get_ident()
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._workers -= 1
+                    return
+                job = self._queue.popleft()
+                if job.future.cancelled():  # its deadline passed while it waited for a thread
+                    continue
+                self._running[ident] = job.name
+            try:
+                value, error = job.call(), None
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop, never lost
+                value, error = None, exc
+            finally:
+                with self._lock:
+                    self._running.pop(ident, None)
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
+                job.loop.call_soon_threadsafe(_deliver, job.future, value, error)
+
+
+@dataclasses.dataclass
+class _Job:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    call: Callable[[], Any]
+    name: str
+
+
+def _deliver(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():  # cancelled: the call timed out or was interrupted
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
+DEFAULT_THREADS = ToolThreads()
+
+
 if sys.version_info >= (3, 11):
 
-    async def run_tool(spec: ToolSpec, kwargs: dict[str, Any], timeout_s: float) -> Any:
+    async def run_tool(
+        spec: ToolSpec,
+        kwargs: dict[str, Any],
+        timeout_s: float,
+        threads: ToolThreads | None = None,
+    ) -> Any:
         deadline = asyncio.timeout(timeout_s)
         try:
             async with deadline:
                 if spec.is_async:
                     return await spec.func(**kwargs)
-                return await _in_thread(spec.func, kwargs)
+                return await (threads or DEFAULT_THREADS).submit(spec.func, kwargs, spec.name)
         except TimeoutError:
             if deadline.expired():
                 raise CallTimeout from None
@@ -102,31 +190,26 @@ if sys.version_info >= (3, 11):
 
 else:  # pragma: no cover - Python 3.10
 
-    async def run_tool(spec: ToolSpec, kwargs: dict[str, Any], timeout_s: float) -> Any:
-        coro = spec.func(**kwargs) if spec.is_async else _in_thread(spec.func, kwargs)
-        task = asyncio.ensure_future(coro)
-        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    async def run_tool(
+        spec: ToolSpec,
+        kwargs: dict[str, Any],
+        timeout_s: float,
+        threads: ToolThreads | None = None,
+    ) -> Any:
+        if spec.is_async:
+            work: Awaitable[Any] = spec.func(**kwargs)
+        else:
+            work = (threads or DEFAULT_THREADS).submit(spec.func, kwargs, spec.name)
+        task = asyncio.ensure_future(work)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
         if not done:
             task.cancel()
             raise CallTimeout
         return task.result()
-
-
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-def _in_thread(func: Callable[..., Any], kwargs: dict[str, Any]) -> Awaitable[Any]:
-    # Tools get their own threads: a hung tool (threads cannot be stopped) must not take a
-    # worker from the loop's default executor that audio and the SDK use.
-    global _executor
-    if _executor is None:
-        _executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=TOOL_THREADS, thread_name_prefix="vlrun-tool"
-        )
-    loop = asyncio.get_running_loop()
-    # asyncio.to_thread without its wrapper coroutine; contextvars still travel with the call.
-    call = functools.partial(contextvars.copy_context().run, func, **kwargs)
-    return loop.run_in_executor(_executor, call)
 
 
 def failure(call_id: str, name: str, start: float, kind: str, message: str) -> ToolResult:

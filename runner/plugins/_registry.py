@@ -20,6 +20,7 @@ import jsonschema
 from runner.errors import ToolError
 from runner.plugins._dispatch import (
     CallTimeout,
+    ToolThreads,
     describe_error,
     failure,
     parse_arguments,
@@ -173,10 +174,13 @@ class Registry:
         *,
         context: ToolContext | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        threads: ToolThreads | None = None,
     ) -> ToolResult:
         """Run one call the model asked for; never raises for anything the tool or model did.
 
-        Sync tools run in a worker thread so audio keeps flowing; async tools are awaited.
+        Sync tools run on a worker thread of ``threads`` (a live session passes its own) so
+        audio keeps flowing; async tools are awaited. Cancelling the call cancels an async
+        tool; a sync one is abandoned on its thread.
         """
         start = time.perf_counter()
         spec = self._specs.get(name)
@@ -195,7 +199,7 @@ class Registry:
         if spec.context_param is not None:
             kwargs[spec.context_param] = dataclasses.replace(ctx, call_id=call_id, tool_name=name)
         try:
-            value = await run_tool(spec, kwargs, timeout_s)
+            value = await run_tool(spec, kwargs, timeout_s, threads)
         except CallTimeout:
             ctx.logger.warning("tool %s (call %s) timed out after %.3g s", name, call_id, timeout_s)
             return failure(
@@ -239,6 +243,7 @@ class Registry:
         context: ToolContext | None = None,
         timeout_s: float | Mapping[str, float] = DEFAULT_TIMEOUT_S,
         slow_status: tuple[float, str] | None = None,
+        threads: ToolThreads | None = None,
     ) -> list[ToolResult]:
         """Run ``(name, call_id, arguments)`` calls concurrently; results come in call order.
 
@@ -253,12 +258,12 @@ class Registry:
         if len(calls) == 1:
             name, call_id, args = calls[0]
             work: Awaitable[Any] = self.dispatch(
-                name, call_id, args, context=context, timeout_s=limits[0]
+                name, call_id, args, context=context, timeout_s=limits[0], threads=threads
             )
         else:
             work = asyncio.gather(
                 *(
-                    self.dispatch(n, c, a, context=context, timeout_s=t)
+                    self.dispatch(n, c, a, context=context, timeout_s=t, threads=threads)
                     for (n, c, a), t in zip(calls, limits, strict=True)
                 )
             )
