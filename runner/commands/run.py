@@ -13,6 +13,14 @@ import click
 from runner.commands._options import parse_pairs
 from runner.errors import EXIT_OK, EXIT_UNAVAILABLE, UsageError
 
+_connect_timeout = click.option(
+    "--connect-timeout",
+    "connect_timeout_s",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds to wait for the endpoint's handshake (default 15).",
+)
+
 # ------------------------------------------------------------------------------------ run
 
 
@@ -81,6 +89,7 @@ from runner.errors import EXIT_OK, EXIT_UNAVAILABLE, UsageError
     type=click.Path(path_type=Path),
     help="Folder of tool plugins (default: ./tools).",
 )
+@_connect_timeout
 @click.option(
     "--mock-tools",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -112,6 +121,7 @@ def run(
     trace: Path | None,
     tools: tuple[Path, ...],
     mock_tools: Path | None,
+    connect_timeout_s: float | None,
     verbose: bool,
     quiet: bool,
     otel: bool,
@@ -143,6 +153,7 @@ def run(
         trace=trace,
         tools=tuple(tools),
         mock_tools=mock_tools,
+        connect_timeout_s=connect_timeout_s,
         verbosity=0 if quiet else 2 if verbose else 1,
         otel=otel,
     )
@@ -185,8 +196,13 @@ def devices() -> int:
 @click.argument("profile", required=False, type=click.Path(path_type=Path))
 @click.option("--endpoint", help="Check this endpoint instead of the configured one.")
 @click.option("--no-connect", is_flag=True, help="Do not open a connection to the endpoint.")
-def doctor(profile: Path | None, endpoint: str | None, no_connect: bool) -> int:
+@_connect_timeout
+def doctor(
+    profile: Path | None, endpoint: str | None, no_connect: bool, connect_timeout_s: float | None
+) -> int:
     """Check the sound stack, endpoint, credentials and a profile; one line per finding."""
     from runner.live.doctor import execute_doctor
 
-    return execute_doctor(profile, endpoint=endpoint, connect=not no_connect)
+    return execute_doctor(
+        profile, endpoint=endpoint, connect=not no_connect, connect_timeout_s=connect_timeout_s
+    )

@@ -14,6 +14,7 @@ Every secret read here is registered with :func:`runner.redact.register_secret`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -63,6 +64,10 @@ def load_dotenv_file(env: Mapping[str, str] | None = None) -> Path | None:
     return path
 
 
+#: An endpoint that accepts TCP and never answers must not hang the run or doctor.
+DEFAULT_CONNECT_TIMEOUT_S = 15.0
+
+
 @dataclass(frozen=True)
 class Target:
     """Everything ``connect()`` needs, plus where each part came from (for doctor and logs)."""
@@ -76,6 +81,7 @@ class Target:
     agent_kwargs: Mapping[str, str] = field(default_factory=dict)
     agent_query: Mapping[str, str] = field(default_factory=dict)  # legacy (classic) agents
     options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # query, headers, scopes
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S  # TCP + TLS + WebSocket handshake
 
     @property
     def embedded(self) -> bool:
@@ -258,7 +264,12 @@ async def open_connection(
         kwargs["query"] = query
     manager = connect(**kwargs)
     try:
-        conn = await manager.__aenter__()
+        conn = await asyncio.wait_for(manager.__aenter__(), target.connect_timeout_s)
+    except asyncio.TimeoutError:  # noqa: UP041 (an alias only from Python 3.11)
+        raise ConnectError(
+            f"{endpoint} did not answer the handshake within {target.connect_timeout_s:g} s",
+            hint="check the endpoint URL and the network; --connect-timeout sets the wait",
+        ) from None
     except Exception as exc:
         raise connect_failure(exc, endpoint, target) from None
     try:

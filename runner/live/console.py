@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import sys
@@ -39,6 +40,7 @@ class RunOptions:
     trace: Path | None = None
     tools: tuple[Path, ...] = ()
     mock_tools: Path | None = None  # a `mocks:` file: these tools answer from it
+    connect_timeout_s: float | None = None  # None: DEFAULT_CONNECT_TIMEOUT_S
     verbosity: int = 1
     otel: bool = False
 
@@ -68,6 +70,8 @@ def execute_run(options: RunOptions) -> int:
         emulator=options.emulator,
         api_version=options.api_version,
     )
+    if options.connect_timeout_s is not None:
+        target = dataclasses.replace(target, connect_timeout_s=options.connect_timeout_s)
     registry = _registry(options, profile)
     payload = compile_session(
         profile,

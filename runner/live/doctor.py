@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import click
 
 from runner.errors import EXIT_INVALID, EXIT_OK, AudioUnavailable, VlrunError
+from runner.redact import redact
 
 
 def execute_doctor(
-    profile_path: Path | None, *, endpoint: str | None = None, connect: bool = True
+    profile_path: Path | None,
+    *,
+    endpoint: str | None = None,
+    connect: bool = True,
+    connect_timeout_s: float | None = None,
 ) -> int:
     from runner.live.connect import load_dotenv_file
 
@@ -21,7 +27,7 @@ def execute_doctor(
 
     def add(status: str, text: str) -> None:
         findings.append((status, text))
-        click.echo(f"{status:<4} {text}")
+        click.echo(redact(f"{status:<4} {text}"))
 
     try:
         dotenv = load_dotenv_file()
@@ -35,7 +41,7 @@ def execute_doctor(
     profile = None
     if profile_path is not None:
         profile = _doctor_profile(profile_path, add)
-    _doctor_endpoint(profile, endpoint, connect, add)
+    _doctor_endpoint(profile, endpoint, connect, add, connect_timeout_s)
     fixes = sum(1 for s, _ in findings if s == "fix")
     click.echo(f"{'all good' if not fixes else f'{fixes} thing(s) to fix'}")
     return EXIT_OK if not fixes else EXIT_INVALID
@@ -87,11 +93,15 @@ def _doctor_profile(path: Path, add: Any) -> Any:
     return profile
 
 
-def _doctor_endpoint(profile: Any, endpoint: str | None, connect: bool, add: Any) -> None:
+def _doctor_endpoint(
+    profile: Any, endpoint: str | None, connect: bool, add: Any, timeout_s: float | None
+) -> None:
     from runner.live.connect import resolve_target
 
     try:
         target = resolve_target(profile, endpoint=endpoint)
+        if timeout_s is not None:
+            target = dataclasses.replace(target, connect_timeout_s=timeout_s)
     except VlrunError as exc:
         add("fix", exc.message + (f" -- {exc.hint}" if exc.hint else ""))
         return
@@ -121,7 +131,7 @@ async def _probe(target: Any) -> str:
     credential = make_credential(target)
     try:
         async with open_connection(target, target.endpoint, credential) as conn:
-            event = await asyncio.wait_for(conn.recv(), timeout=15)
+            event = await asyncio.wait_for(conn.recv(), timeout=target.connect_timeout_s)
             return str(
                 getattr(getattr(event, "session", None), "id", "") or getattr(event, "type", "?")
             )
@@ -129,7 +139,8 @@ async def _probe(target: Any) -> str:
         from runner.errors import ConnectError
 
         raise ConnectError(
-            f"{target.endpoint} accepted the connection but sent nothing for 15 s"
+            f"{target.endpoint} accepted the connection but sent nothing for "
+            f"{target.connect_timeout_s:g} s"
         ) from None
     finally:
         if hasattr(credential, "close"):
