@@ -264,3 +264,19 @@ def test_a_wrong_mock_file_is_named_at_its_line(
     err = capsys.readouterr().err
     assert code == 1
     assert f"{mocks}:" in err and message in err and "Traceback" not in err
+
+
+def test_a_local_emulator_endpoint_needs_no_key(
+    monkeypatch: pytest.MonkeyPatch, emulator_in_thread: Any
+) -> None:
+    monkeypatch.delenv("AZURE_VOICELIVE_API_KEY", raising=False)
+    result = invoke(
+        ["run", str(ROOT / "profiles/casual-chat.yaml"), "--text", "--logs", "-"]
+        + ["--endpoint", emulator_in_thread.endpoint],
+        "hello\nq\n",
+    )
+    assert result.exception is None, result.output
+    assert result.return_value == 0
+    assert "none needed (a local vlrun emulator)" in result.output
+    assert "az login" not in result.output
+    assert "assistant: [emulator] You said: hello" in result.output

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -195,6 +196,12 @@ async def endpoint_for(
     The embedded emulator gets a random key so nothing else on the machine can use it.
     """
     if not target.embedded:
+        if not target.api_key and await _is_local_emulator(target.endpoint or ""):
+            # `vlrun emulate` accepts any key unless started with --api-key; Entra sign-in
+            # would only fail here with a message about `az login`.
+            target = dataclasses.replace(
+                target, api_key="vlrun-emulator", key_source="none needed (a local vlrun emulator)"
+            )
         yield target.endpoint or "", target
         return
     from runner.emulator import running_emulator
@@ -202,19 +209,26 @@ async def endpoint_for(
     key = secrets.token_urlsafe(24)
     register_secret(key)
     async with running_emulator(host="127.0.0.1", port=0, api_key=key, **emulator_options) as emu:
-        yield (
-            emu.endpoint,
-            Target(
-                None,
-                target.endpoint_source,
-                key,
-                "embedded emulator",
-                target.model,
-                target.api_version,
-                target.agent_kwargs,
-                target.agent_query,
-            ),
-        )
+        yield emu.endpoint, dataclasses.replace(target, api_key=key, key_source="embedded emulator")
+
+
+async def _is_local_emulator(endpoint: str) -> bool:
+    """True when a loopback endpoint says it is vlrun's emulator (its GET / answer)."""
+    from urllib.parse import urlsplit
+
+    import aiohttp
+
+    host = urlsplit(endpoint).hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
+        return False
+    url = endpoint.replace("wss://", "https://").replace("ws://", "http://").rstrip("/") + "/"
+    try:
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as response:
+            body = await response.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):  # noqa: UP041
+        return False
+    return isinstance(body, dict) and body.get("service") == "vlrun Voice Live emulator"
 
 
 async def agent_access_token(target: Target, credential: Any) -> str:
