@@ -182,3 +182,23 @@ def test_a_scenario_with_a_lookahead_is_a_check_error_at_its_line(tmp_path: Path
     problems = check_file(scenario)
     assert [(p.line, p.severity) for p in problems] == [(6, "error")]
     assert "lookaround" in problems[0].message
+
+
+def test_tools_are_read_statically_without_running_the_file(tmp_path: Path) -> None:
+    """The --no-plugins path: a file that would exit, print and sleep at import is only parsed."""
+    from runner.plugins._loading import static_tools
+
+    path = tmp_path / "t.py"
+    path.write_text(
+        "import sys, time\nprint('x')\ntime.sleep(3600)\nsys.exit(1)\n"
+        "from runner.plugins import tool\nimport runner.plugins as plugins\n\n"
+        "@tool\ndef a(city: str, *, unit: str = 'c') -> str:\n    return city\n\n"
+        "@plugins.tool(name='bee')\nasync def b(n: int) -> int:\n    return n\n\n"
+        "def helper() -> None: ...\n"
+    )
+    assert static_tools(path) == [("a", 9, ("city", "unit")), ("bee", 13, ("n",))]
+    (tmp_path / "bad.py").write_text("def f(:\n")
+    from runner.errors import ToolError
+
+    with pytest.raises(ToolError, match=r"bad.py:1: syntax error"):
+        static_tools(tmp_path / "bad.py")
