@@ -207,10 +207,10 @@ def test_ordinary_templates_still_render() -> None:
     text = (
         "Hi {{ name|upper }} {% for i in range(3) %}{{ i }}{% endfor %} {{ 'a' ~ name }} "
         "{{ '%5d'|format(3) }} {{ 2**10 }} {{ [1, 2]|join(',') }} {{ 'ab'*3 }} "
-        "{{ ('x' ~ 'y')|center(6) }}"
+        "{{ ('x' ~ 'y')|center(6) }} {{ '%d'|format(10**7) }} {{ missing|default(10**7) }}"
     )
     assert render(text, {"name": "bo"}, Where("p", 1)) == (
-        "Hi BO 012 abo     3 1024 1,2 ababab   xy  "
+        "Hi BO 012 abo     3 1024 1,2 ababab   xy   10000000 10000000"
     )
 
 

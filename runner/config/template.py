@@ -84,6 +84,13 @@ def _check_size(n: int, what: str) -> None:
         raise BudgetExceeded(f"{what} would be {n} long; the limit is {MAX_OUTPUT}")
 
 
+# Filters and str methods whose integer arguments are output sizes (widths, counts); other
+# calls may take big numbers freely ({{ 10**7|round }}, default(10**7)).
+_SIZED = frozenset(
+    {"center", "indent", "wordwrap", "truncate", "ljust", "rjust", "zfill", "expandtabs"}
+)
+
+
 def _check_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
     """Any integer argument bigger than the output budget (center(10**9), lipsum(n=10**7),
     zfill, ljust, indent, wordwrap...) asks for more than a template may produce."""
@@ -169,7 +176,8 @@ def _make_environment() -> Any:
             owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
             if isinstance(owner, str) and getattr(__obj, "__name__", "").startswith("format"):
                 _check_args((owner,), {})  # "{:999999999}".format(1)
-            _check_args(args, kwargs)
+            if getattr(__obj, "__name__", None) in _SIZED:
+                _check_args(args, kwargs)
             if getattr(__obj, "__name__", None) in ("join", "replace") and args:
                 _check_size(_expanded_size(__obj, args), f"the result of {__obj.__name__}()")
             return super().call(__context, __obj, *args, **kwargs)
@@ -228,7 +236,10 @@ def _wrap_filter(name: str, func: Any) -> Any:
     def bounded(*args: Any, **kwargs: Any) -> Any:
         _budget().tick()
         values = [a for a in args if not _is_jinja_internal(a)]
-        _check_args(tuple(values[1:]) if name != "format" else tuple(values), kwargs)
+        if name == "format" and values:
+            _check_args((values[0],), {})  # the widths in the format string, not the values
+        elif name in _SIZED:
+            _check_args(tuple(values[1:]), kwargs)
         if name == "join" and values and isinstance(values[0], list | tuple):
             sep = values[1] if len(values) > 1 and isinstance(values[1], str) else ""
             total = sum(len(str(x)) for x in values[0]) + len(sep) * len(values[0])

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from runner.config.patterns import PatternError, compile_pattern
 from runner.errors import Problem, ProfileError
 
 
@@ -37,7 +38,7 @@ class ToolCall:
 class Rule:
     line: int | None
     turn: int | None = None
-    match: re.Pattern[str] | None = None
+    match: Any = None  # an RE2 pattern (runner.config.patterns), case-insensitive
     transcript: str | None = None
     say: str | None = None
     tools: tuple[ToolCall, ...] = ()
@@ -148,8 +149,8 @@ def load_script(source: str | Path | Mapping[str, Any], *, origin: str | None = 
         pattern = None
         if raw.get("match") is not None:
             try:
-                pattern = re.compile(raw["match"], re.IGNORECASE)
-            except re.error as exc:
+                pattern = compile_pattern(raw["match"])  # RE2: linear time, no ReDoS
+            except PatternError as exc:
                 problems.append(
                     Problem(
                         name,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import source as yamlsrc
+from runner.config.patterns import NEVER
 from runner.config.source import PathKey, Pos
 from runner.errors import Problem, ProfileError
 
@@ -359,9 +360,11 @@ def _all_mocks(scenario: Scenario) -> list[tuple[PathKey, Mapping[str, Any]]]:
 def _regex(scenario: Scenario, path: PathKey, pattern: Any, out: list[Problem]) -> None:
     if not isinstance(pattern, str):
         return
+    from runner.config.patterns import PatternError, compile_pattern
+
     try:
-        re.compile(pattern)
-    except re.error as exc:
+        compile_pattern(pattern)  # RE2: what compiles here matches in linear time
+    except PatternError as exc:
         out.append(scenario.problem(path, f"bad regular expression {pattern!r}: {exc}"))
 
 
@@ -416,7 +419,7 @@ def model_script(scenario: Scenario) -> dict[str, Any]:
     """The ``model:`` block plus the transcripts of spoken turns, so the emulator 'hears' them.
 
     The emulator numbers user inputs from 1; every turn is one input and a barge-in another.
-    A transcript rule never matches by itself (``match`` is impossible), so the scenario's own
+    A transcript rule never matches by itself (``match`` is :data:`NEVER`), so the scenario's own
     rules still decide the reply.
     """
     script = dict(scenario.data.get("model") or {})
@@ -426,11 +429,11 @@ def model_script(scenario: Scenario) -> dict[str, Any]:
         number += 1
         heard = turn.get("transcript") or turn.get("say")
         if "user" not in turn and heard:
-            rules.append({"turn": number, "transcript": heard, "match": "(?!)"})
+            rules.append({"turn": number, "transcript": heard, "match": NEVER})
         if "barge_in" in turn:
             number += 1
             said = turn["barge_in"].get("say") or DEFAULT_BARGE_IN
-            rules.append({"turn": number, "transcript": said, "match": "(?!)"})
+            rules.append({"turn": number, "transcript": said, "match": NEVER})
     if rules:
         script["turns"] = rules
     return script

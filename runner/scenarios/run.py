@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.config import patterns
 from runner.config.source import PathKey
 from runner.errors import VlrunError
 from runner.live.audio import AudioFormat
@@ -395,7 +396,7 @@ class _Driver:
                     verb = "does not contain" if must else "contains"
                     self.fail(result, path, f"the reply {verb} {text!r}: {_quote(o.reply)}", i)
         pattern = expect.get("reply_matches")
-        if pattern is not None and not re.search(pattern, o.reply, re.IGNORECASE):
+        if pattern is not None and not patterns.search(pattern, o.reply):
             self.fail(
                 result,
                 (*at, "reply_matches"),
@@ -525,7 +526,7 @@ def _args_mismatch(
     for key, pattern in (want.get("args_match") or {}).items():
         got = args.get(key)
         text = got if isinstance(got, str) else json.dumps(got)
-        if key not in args or not re.search(pattern, text, re.IGNORECASE):
+        if key not in args or not patterns.search(pattern, text):
             return (
                 (*at, "args_match", key),
                 f"{call.name} was called with {key}={got!r}, which does not match /{pattern}/",
