@@ -186,7 +186,7 @@ def test_a_scenario_with_a_lookahead_is_a_check_error_at_its_line(tmp_path: Path
 
 def test_tools_are_read_statically_without_running_the_file(tmp_path: Path) -> None:
     """The --no-plugins path: a file that would exit, print and sleep at import is only parsed."""
-    from runner.plugins._loading import static_tools
+    from runner.plugins._static import read_tools
 
     path = tmp_path / "t.py"
     path.write_text(
@@ -196,9 +196,13 @@ def test_tools_are_read_statically_without_running_the_file(tmp_path: Path) -> N
         "@plugins.tool(name='bee')\nasync def b(n: int) -> int:\n    return n\n\n"
         "def helper() -> None: ...\n"
     )
-    assert static_tools(path) == [("a", 9, ("city", "unit")), ("bee", 13, ("n",))]
+    tools, problems = read_tools(tmp_path)
+    assert problems == []
+    assert [(t.name, t.line, t.params) for t in tools] == [
+        ("a", 8, ("city", "unit")),
+        ("bee", 12, ("n",)),
+    ]
     (tmp_path / "bad.py").write_text("def f(:\n")
-    from runner.errors import ToolError
-
-    with pytest.raises(ToolError, match=r"bad.py:1: syntax error"):
-        static_tools(tmp_path / "bad.py")
+    _, problems = read_tools(tmp_path)
+    assert [(Path(p.file).name, p.line) for p in problems] == [("bad.py", 1)]
+    assert "syntax error" in problems[0].message

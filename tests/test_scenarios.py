@@ -381,3 +381,24 @@ def test_github_actions_example_matches_the_docs_and_uses_real_options() -> None
         help_text = run_cli(command, "--help").stdout
         for option in (w for w in line.split() if w.startswith("--")):
             assert option in help_text, (command, option)
+
+
+def test_junit_stays_well_formed_with_control_characters_and_secrets(tmp_path: Path) -> None:
+    from runner.redact import register_secret
+    from runner.scenarios.results import ScenarioResult
+
+    secret = "junit-secret-93c1d0aa7e"
+    register_secret(secret)
+    hostile = f"bell\x07 esc\x1b]0;title\x07 nul\x00 vt\x0b {secret}"
+    results = [
+        ScenarioResult(ROOT / "a.yaml", f"name {hostile}", error=f"boom {hostile}"),
+        ScenarioResult(ROOT / "b.yaml", "b", lines=[(0, f"assistant: {hostile}")]),
+    ]
+    out = tmp_path / "junit.xml"
+    write_junit(results, out)
+    text = out.read_text(encoding="utf-8")
+    root = ET.parse(out).getroot()  # parses: every character is one XML 1.0 can hold
+    assert secret not in text
+    cases = root.findall("./testsuite/testcase")
+    assert "\\x07" in (cases[0].get("name") or "")  # shown, not dropped silently
+    assert (cases[1].findtext("system-out") or "").startswith("assistant: bell")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.config import source
 from runner.errors import Problem, ProfileError, UsageError
 
 #: (profile, problems so far) -> the plugins' tool schemas, or None when there are none.
@@ -98,12 +99,8 @@ def _folder(folder: Path) -> list[Path]:
 
 
 def file_head(path: Path) -> str:
-    """The first 4 KiB of a file as text (empty if unreadable), for telling file kinds apart."""
-    try:
-        with path.open("rb") as fh:
-            return fh.read(4096).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
+    """The first 4 KiB of a regular file as text ("" otherwise), for telling kinds apart."""
+    return source.head_text(path)  # never blocks on a FIFO nor reads a device
 
 
 def check_file(path: Path, options: CheckOptions) -> list[Problem]:

@@ -192,38 +192,3 @@ def _display_path(filename: str) -> str:
         return str(Path(filename).resolve().relative_to(Path.cwd()))
     except ValueError:
         return filename
-
-
-def static_tools(path: Path) -> list[tuple[str, int, tuple[str, ...]]]:
-    """The tools a file declares, read from its syntax tree without running any of it.
-
-    For `vlrun check --no-plugins` on untrusted pull requests: each ``@tool``/``@tool(...)``
-    (or ``@plugins.tool``) function as (name, line, parameter names); a ``name="..."``
-    argument renames it, as at run time. A syntax error is a ToolError at its line."""
-    import ast
-
-    from runner.config.source import read_text
-
-    try:
-        tree = ast.parse(read_text(path), filename=str(path))
-    except SyntaxError as exc:
-        raise ToolError(
-            f"{_display_path(str(path))}:{exc.lineno or 0}: syntax error in tool file: {exc.msg}"
-        ) from None
-    found = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        for deco in node.decorator_list:
-            target = deco.func if isinstance(deco, ast.Call) else deco
-            called = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
-            if called != "tool":
-                continue
-            name = node.name
-            if isinstance(deco, ast.Call):
-                for kw in deco.keywords:
-                    if kw.arg == "name" and isinstance(kw.value, ast.Constant):
-                        name = str(kw.value.value)
-            params = tuple(a.arg for a in (*node.args.posonlyargs, *node.args.args))
-            found.append((name, node.lineno, params + tuple(a.arg for a in node.args.kwonlyargs)))
-    return sorted(found, key=lambda t: t[1])

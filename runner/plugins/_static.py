@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import Problem
+from runner.config.source import read_bounded
+from runner.errors import Problem, ProfileError
 from runner.plugins._check import tool_dirs
 from runner.plugins._loading import python_files
 
@@ -49,16 +50,14 @@ def read_tools(folder: Path) -> tuple[list[StaticTool], list[Problem]]:
     problems: list[Problem] = []
     for path in python_files(folder):
         try:
-            if path.stat().st_size > _MAX_SOURCE:
-                raise ValueError(f"larger than {_MAX_SOURCE} bytes")
-            tree = ast.parse(path.read_bytes(), filename=str(path))
+            tree = ast.parse(read_bounded(path, max_bytes=_MAX_SOURCE), filename=str(path))
         except SyntaxError as exc:
             problems.append(
                 Problem(str(path), exc.lineno, exc.offset, "error", f"syntax error: {exc.msg}")
             )
             continue
-        except (OSError, ValueError) as exc:
-            problems.append(Problem(str(path), None, None, "error", f"cannot read: {exc}"))
+        except ProfileError as exc:  # a FIFO, a device, a file over the size limit
+            problems += exc.all_problems
             continue
         tools += [t for node in tree.body if (t := _tool_of(node, path)) is not None]
     return tools, problems

@@ -16,7 +16,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from runner.errors import Problem, UsageError
-from runner.redact import redact
+from runner.redact import redact, xml_text
 
 DEFAULT_PATHS = ("tests/scenarios",)
 _SCENARIO_KEY = re.compile(r"^scenario\s*:", re.MULTILINE)
@@ -140,7 +140,10 @@ def _around(lines: Sequence[tuple[int, str]], turn: int | None) -> list[tuple[in
 
 
 def write_junit(results: Sequence[Any], path: Path) -> None:
-    """JUnit XML, one testcase per scenario: what CI systems show as test results."""
+    """JUnit XML, one testcase per scenario: what CI systems show as test results.
+
+    Every text goes through :func:`_xml`: masked, and only characters XML 1.0 can hold, so a
+    control character in a transcript never makes the report unreadable."""
     suite = ET.Element(
         "testsuite",
         name="vlrun scenarios",
@@ -155,23 +158,23 @@ def write_junit(results: Sequence[Any], path: Path) -> None:
             suite,
             "testcase",
             classname=str(r.path.with_suffix("")).replace(os.sep, "."),
-            name=r.name,
+            name=_xml(r.name),
             file=str(r.path),
             time=f"{r.duration_s:.3f}",
         )
         transcript = "\n".join(text for _, text in r.lines)
         if r.error:
-            node = ET.SubElement(case, "error", message=redact(r.error), type="ScenarioError")
-            node.text = redact(r.error + ("\n\n" + transcript if transcript else ""))
+            node = ET.SubElement(case, "error", message=_xml(r.error), type="ScenarioError")
+            node.text = _xml(r.error + ("\n\n" + transcript if transcript else ""))
         elif r.failures:
             first = r.failures[0]
             node = ET.SubElement(
-                case, "failure", message=redact(first.render()), type="ExpectationFailed"
+                case, "failure", message=_xml(first.render()), type="ExpectationFailed"
             )
             body = "\n".join(f.render() for f in r.failures)
-            node.text = redact(body + ("\n\ntranscript:\n" + transcript if transcript else ""))
+            node.text = _xml(body + ("\n\ntranscript:\n" + transcript if transcript else ""))
         if transcript:
-            ET.SubElement(case, "system-out").text = redact(transcript)
+            ET.SubElement(case, "system-out").text = _xml(transcript)
     root = ET.Element("testsuites")
     root.append(suite)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,3 +182,7 @@ def write_junit(results: Sequence[Any], path: Path) -> None:
 
 
 # --- the command ------------------------------------------------------------------------------
+
+
+def _xml(text: str) -> str:
+    return xml_text(redact(text))
