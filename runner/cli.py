@@ -20,7 +20,7 @@ import click
 
 from runner import __version__
 from runner.errors import EXIT_BUG, VlrunError, exit_code_for
-from runner.redact import redact
+from runner.redact import redact, register_environment
 
 # name -> (module, attribute, one-line help). The table is the registry of subcommands.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -85,6 +85,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code; the one place errors become exit codes."""
+    register_environment(os.environ)
     try:
         # Commands return their exit code; click hands it back in non-standalone mode.
         rv = cli.main(args=argv, prog_name="vlrun", standalone_mode=False)

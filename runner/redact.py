@@ -84,6 +84,21 @@ def _forms(value: str) -> set[str]:
     return {f for f in forms if len(f) >= 6}
 
 
+#: Environment variables whose values are credentials by their name (API keys, tokens, ...).
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.IGNORECASE)
+_NOT_SECRET = frozenset({"AZURE_VOICELIVE_ENDPOINT", "SSH_AUTH_SOCK", "XAUTHORITY"})
+
+
+def register_environment(env: Mapping[str, str]) -> None:
+    """Register every variable that names a credential, whether vlrun reads it or not.
+
+    A scenario, a model script or a tool may echo any of them; masking them all up front
+    closes the class instead of the cases."""
+    for name, value in env.items():
+        if _SECRET_NAME.search(name) and name not in _NOT_SECRET and len(value) >= 6:
+            register_secret(value)
+
+
 def forget_secrets() -> None:
     """Drop registered values (tests use this to isolate cases)."""
     global _pattern

@@ -143,3 +143,37 @@ def test_mcp_header_tokens_never_reach_command_output(tmp_path: Path) -> None:
     for kind in ("bearer token", "mcp header"):
         for form, text in forms(FAKE[kind]).items():
             assert text not in seen, (kind, form)
+
+
+def test_credential_named_environment_variables_are_masked_in_every_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scenario that makes the emulator say a token the runner never reads: still masked."""
+    from runner.cli import main
+
+    token = "gh-tok-8c2e51f0b9a4"
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", token)
+    monkeypatch.setenv("AZURE_VOICELIVE_API_KEY", "az-key-41d0c9e7b2f6")
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "p.yaml").write_text("name: p\ninstructions: Hi.\n")
+    (tmp_path / "s.yaml").write_text(
+        "scenario: echo\nprofile: p.yaml\nmodel:\n  turns:\n"
+        f"    - match: hi\n      say: the token is {token} and az-key-41d0c9e7b2f6\n"
+        "turns:\n  - user: hi\n    expect: {reply_contains: the token}\n"
+    )
+    junit = tmp_path / "j.xml"
+    assert main(["test", str(tmp_path / "s.yaml"), "--junit", str(junit)]) == 0
+    shown = "".join(capsys.readouterr()) + junit.read_text()
+    assert token not in shown and "az-key-41d0c9e7b2f6" not in shown
+    assert "the token is" in shown
+
+
+def test_a_key_over_plain_http_to_another_host_is_warned_about() -> None:
+    from runner.live.connect import Target
+    from runner.live.console import _plain_http_warning
+
+    remote = Target("http://voice.example.com", "--endpoint", api_key="k")
+    assert "over plain http" in (_plain_http_warning(remote) or "")
+    assert _plain_http_warning(Target("https://voice.example.com", "x", api_key="k")) is None
+    assert _plain_http_warning(Target("http://127.0.0.1:8765", "x", api_key="k")) is None
+    assert _plain_http_warning(Target("http://voice.example.com", "x")) is None  # no key

@@ -147,6 +147,8 @@ async def _converse(
                 transcript.banner(_banner(live_target))
             else:
                 transcript.notice(f"connecting to {live_target.describe()}")
+                if (warning := _plain_http_warning(live_target)) is not None:
+                    transcript.warning(warning)
             source, player, mode = _open_audio(options, session, transcript)
             transcript.conv_note(
                 f"profile {profile.name} ({profile.source}); {live_target.describe()}; "
@@ -211,6 +213,21 @@ def _output_error(exc: OSError, options: RunOptions) -> OutputError:
     return OutputError(
         f"cannot write {where}: {exc.strerror or exc}",
         hint=f"choose another {option} (`--logs -` writes no logs)",
+    )
+
+
+def _plain_http_warning(target: Any) -> str | None:
+    """A key about to cross the network unencrypted deserves a word before it does."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target.endpoint or "")
+    host = parts.hostname or ""
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    if not target.api_key or parts.scheme not in ("http", "ws") or loopback:
+        return None
+    return (
+        f"the API key goes to {host} over plain {parts.scheme}, unencrypted; "
+        "use an https:// endpoint"
     )
 
 
