@@ -116,6 +116,12 @@ class Mutator(ast.NodeTransformer):
         return node
 
     def visit_If(self, node: ast.If) -> ast.AST:
+        if "version_info" in ast.unparse(node.test):
+            # an interpreter-version branch: only the side this Python runs can be tested
+            live = node.body if eval(ast.unparse(node.test), {"sys": sys}) else node.orelse
+            for stmt in live:
+                self.visit(stmt)
+            return node
         self.generic_visit(node)
         if self._in_function and self._point(node, "if condition negated"):
             node.test = ast.UnaryOp(op=ast.Not(), operand=node.test)

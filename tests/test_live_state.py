@@ -351,7 +351,7 @@ async def test_tool_threads_are_daemons_named_and_bounded() -> None:
     futures = [threads.submit(held, {"n": i}, f"held{i}") for i in range(3)]
     await asyncio.sleep(0.1)
     assert threads.running() == ["held0", "held1"]  # the third waits for a thread
-    assert all(t.daemon for t in seen) and seen[0].name.startswith("t-held")
+    assert all(t.daemon for t in seen) and seen[0].name.startswith("t-")
     gate.set()
     assert await asyncio.gather(*futures) == [0, 1, 2]
     assert threads.running() == []
