@@ -618,3 +618,37 @@ def test_the_cli_tests_skip_without_the_audio_extra(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "failed" not in result.stdout.splitlines()[-1], result.stdout[-3000:]
+
+
+def test_two_sessions_in_one_process_keep_their_own_technical_logs(tmp_path: Path) -> None:
+    import io
+
+    from runner.live.transcript import Transcript, session_logging
+
+    a = Transcript(logs_dir=tmp_path / "a", out=io.StringIO(), err=io.StringIO(), name="a")
+    b = Transcript(logs_dir=tmp_path / "b", out=io.StringIO(), err=io.StringIO(), name="b")
+    log = logging.getLogger("vlrun.live.session")
+    with session_logging(a):
+        log.warning("only in a")
+    with session_logging(b):
+        log.warning("only in b")
+    log.warning("in both (no session)")
+    a.close()
+    b.close()
+    assert a.technical_path is not None and b.technical_path is not None
+    text_a, text_b = a.technical_path.read_text(), b.technical_path.read_text()
+    assert "only in a" in text_a and "only in b" not in text_a
+    assert "only in b" in text_b and "only in a" not in text_b
+    assert "in both" in text_a and "in both" in text_b
+
+
+def test_cancel_on_barge_in_comes_from_the_profile(tmp_path: Path) -> None:
+    from runner.config.load import load_profile
+    from runner.live.session import profile_settings
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "name: p\ntools:\n  - calculate\n  - name: get_weather\n    cancel_on_barge_in: false\n"
+    )
+    settings = profile_settings(load_profile(path))
+    assert settings["cancel_on_barge_in"] == {"calculate": True, "get_weather": False}

@@ -107,13 +107,15 @@ class InputSide(SessionCore):
                 self._wake_sender()
                 return
             text = line.strip()
-            if self.turn.answer(text):
-                continue
             if self.turn.closing:
                 continue  # nothing after a q is sent
             if text.lower() in _QUIT_WORDS:
                 self.turn.close()  # now: the lines after it are not turns
+                while self.turn.answer("n"):  # q declines the questions still open
+                    pass
                 self.tasks.spawn(self._quit(), "vlrun-quit")
+                continue
+            if self.turn.answer(text):
                 continue
             if text:
                 self._typed.append(text)

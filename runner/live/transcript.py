@@ -28,6 +28,8 @@ log = logging.getLogger("vlrun.live.transcript")
 # The one logger tree: everything vlrun logs is under "vlrun" (the session "vlrun.live.*",
 # tools "vlrun.tools"); the SDK logs under "azure". A technical log takes both.
 LOG_LEVELS = (("vlrun", logging.DEBUG), ("azure", logging.INFO))
+# The embedded emulator still logs under its module names (its warnings only, levels untouched).
+_ALSO_LOGGED = ("runner.emulator",)
 _levels_lock = threading.Lock()
 _saved_levels: dict[str, int] = {}
 _configured = 0  # technical logs open in this process
@@ -155,7 +157,7 @@ class Transcript:
             self._handler.setLevel(logging.DEBUG)
             self._handler.addFilter(_SessionFilter(self))
             _configure_levels()
-            for name_, _ in LOG_LEVELS:
+            for name_ in (*(n for n, _ in LOG_LEVELS), *_ALSO_LOGGED):
                 logging.getLogger(name_).addHandler(self._handler)
         if trace_path is not None:
             trace_path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,7 +344,7 @@ class Transcript:
                 self._trace.close()
                 self._trace = None
         if self._handler is not None:
-            for name_, _ in LOG_LEVELS:
+            for name_ in (*(n for n, _ in LOG_LEVELS), *_ALSO_LOGGED):
                 logging.getLogger(name_).removeHandler(self._handler)
             self._handler.close()
             self._handler = None

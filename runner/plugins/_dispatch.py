@@ -28,6 +28,7 @@ from runner.plugins._types import ToolResult, ToolSpec
 from runner.redact import redact
 
 TOOL_THREADS = 16  # sync tool calls that can run (or hang after a timeout) at the same time
+IDLE_S = 2.0  # how long an idle tool thread waits for another call before it ends
 
 
 def parse_arguments(
@@ -103,8 +104,11 @@ class ToolThreads:
         self.limit = limit
         self.prefix = prefix
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         self._queue: collections.deque[_Job] = collections.deque()
         self._workers = 0
+        self._idle = 0  # workers waiting for a job
+        self._started = 0
         self._running: dict[int, str] = {}  # thread ident -> tool name
 
     def submit(self, func: Callable[..., Any], kwargs: dict[str, Any], name: str = "") -> Any:
@@ -115,11 +119,16 @@ class ToolThreads:
         call = functools.partial(contextvars.copy_context().run, func, **kwargs)
         with self._lock:
             self._queue.append(_Job(loop, future, call, name or getattr(func, "__name__", "?")))
-            start = self._workers < self.limit
+            start = len(self._queue) > self._idle and self._workers < self.limit
             if start:
                 self._workers += 1
+                self._started += 1
+                number = self._started
+            self._wake.notify()
         if start:
-            threading.Thread(target=self._work, name=f"{self.prefix}-{name}", daemon=True).start()
+            thread = threading.Thread(target=self._work, name=f"{self.prefix}-{number}")
+            thread.daemon = True
+            thread.start()
         return future
 
     def running(self) -> list[str]:
@@ -131,9 +140,13 @@ class ToolThreads:
         ident = threading.get_ident()
         while True:
             with self._lock:
-                if not self._queue:
-                    self._workers -= 1
-                    return
+                while not self._queue:
+                    self._idle += 1
+                    woken = self._wake.wait(IDLE_S)  # an idle worker stays a moment for the next
+                    self._idle -= 1
+                    if not woken and not self._queue:
+                        self._workers -= 1
+                        return
                 job = self._queue.popleft()
                 if job.future.cancelled():  # its deadline passed while it waited for a thread
                     continue
@@ -246,8 +259,6 @@ def _jsonable(value: Any) -> Any:
         return value.total_seconds()
     if isinstance(value, set | frozenset):
         return sorted(value, key=repr)
-    if isinstance(value, tuple):
-        return list(value)
     if isinstance(value, decimal.Decimal):
         return float(value)
     if isinstance(value, uuid.UUID | Path):
