@@ -40,6 +40,8 @@ def test_run_text_turn_answers_and_writes_the_conversation_log(tmp_path: Path) -
     assert result.exception is None, result.output
     assert result.return_value == 0
     assert "assistant: [emulator] You said: hello there" in result.output
+    assert "(Enter -> first audio:" in result.output  # a typed turn has no end of speech
+    assert "end of speech" not in result.output
     (conversation,) = [p for p in logs.iterdir() if "conversation" in p.name]
     assert "You said: hello there" in conversation.read_text()
 

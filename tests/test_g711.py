@@ -90,6 +90,7 @@ def test_a_telephony_profile_talks_g711_both_ways(
     )
     assert result.return_value == 0, result.output
     assert "assistant: [emulator] I heard" in result.output  # speech ended, a reply came
+    assert "(end of speech -> first audio:" in result.output
     (session,) = emulator_in_thread.sessions
     sent = b"".join(
         base64.b64decode(e["audio"])

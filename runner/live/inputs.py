@@ -180,6 +180,7 @@ class InputSide(SessionCore):
         item_id = f"typed_{len(self.transcript.turns)}_{int(time.time() * 1000)}"
         self.transcript.user(item_id, text)
         self._eos_at = time.perf_counter()
+        self._eos_label = "Enter -> first audio"  # a typed turn has no end of speech
         try:
             item = UserMessageItem(content=[InputTextContentPart(text=text)])
             await self._send(

@@ -138,6 +138,7 @@ class LiveSession(InputSide, ToolSide):
         self._speech_ms: dict[str, float] = {}  # user audio item -> speech start (audio ms)
         self._received_ms: dict[str, float] = {}  # assistant item -> ms of audio received
         self._eos_at: float | None = None  # end of the user's last turn (perf_counter)
+        self._eos_label = "end of speech -> first audio"  # what _eos_at measures from
         self._input_done = False
         self._cancel_sent_at = 0.0
         self._expires_at: float | None = None
@@ -479,6 +480,7 @@ class LiveSession(InputSide, ToolSide):
             length = f" {(end - start) / 1000:.1f} s" if start is not None and end > start else ""
             self.transcript.user(str(event.item_id), f"[speech{length}]")
         self._eos_at = time.perf_counter()
+        self._eos_label = "end of speech -> first audio"
         self.turn.speech_stopped()
 
     def _on_user_transcript(self, event: Any) -> None:
@@ -526,7 +528,7 @@ class LiveSession(InputSide, ToolSide):
             if self._eos_at is not None:
                 latency = now - self._eos_at
                 self.metrics.turn_latency.append(latency)
-                self.transcript.latency(latency * 1000)
+                self.transcript.latency(latency * 1000, self._eos_label)
                 self._eos_at = None
 
     def _on_text_delta(self, event: Any) -> None:

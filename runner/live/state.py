@@ -380,6 +380,7 @@ class SessionCore:
     _heard_speech: bool  # the service has detected speech at least once
     _input_done: bool
     _eos_at: float | None  # end of the user's last turn (perf_counter)
+    _eos_label: str  # "end of speech -> first audio" or, for typed turns, "Enter -> ..."
     _line_queue: asyncio.Queue[str | None]
     _typed: collections.deque[str | None]  # typed turns not sent yet (None: end of input)
     _exit_code: int
