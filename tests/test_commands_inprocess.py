@@ -144,6 +144,8 @@ def test_emulate_serves_the_sdk_and_stops_on_sigint(monkeypatch: pytest.MonkeyPa
     assert result.return_value == 0, result.output
     assert ready["first_event"] == "session.created"
     assert ready["endpoint"] in result.output
+    assert f"export AZURE_VOICELIVE_ENDPOINT={ready['endpoint']}" in result.output
+    assert f"--endpoint {ready['endpoint']}   (no key needed)" in result.output
     assert "emulator stopped" in result.output
 
 

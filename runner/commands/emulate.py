@@ -25,6 +25,18 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def paste_lines(endpoint: str, api_key: str | None) -> list[str]:
+    """What to paste into another shell to talk to this emulator (the key stays masked)."""
+    key = "<the --api-key value>" if api_key else "any"
+    return [
+        "Talk to it from another shell:",
+        f"  export AZURE_VOICELIVE_ENDPOINT={endpoint} AZURE_VOICELIVE_API_KEY={key}",
+        "  vlrun profiles/casual-chat.yaml",
+        f"or: vlrun profiles/casual-chat.yaml --endpoint {endpoint}"
+        + ("" if api_key else "   (no key needed)"),
+    ]
+
+
 @click.command("emulate")
 @click.option(
     "--host",
@@ -118,6 +130,8 @@ def emulate(
             ) from None
         click.echo(emu.endpoint)
         click.echo(uptime_banner(emu), err=True)
+        for line in paste_lines(emu.endpoint, api_key):
+            click.echo(line, err=True)
         click.echo("Press Ctrl-C to stop.", err=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
