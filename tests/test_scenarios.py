@@ -402,3 +402,23 @@ def test_junit_stays_well_formed_with_control_characters_and_secrets(tmp_path: P
     cases = root.findall("./testsuite/testcase")
     assert "\\x07" in (cases[0].get("name") or "")  # shown, not dropped silently
     assert (cases[1].findtext("system-out") or "").startswith("assistant: bell")
+
+
+def test_a_wav_turn_of_pure_silence_says_no_speech_was_detected(tmp_path: Path) -> None:
+    import wave
+
+    profile = project_copy(tmp_path, "profiles/casual-chat.yaml")
+    with wave.open(str(tmp_path / "silence.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24000)
+        w.writeframes(bytes(24000 * 2))  # one second of digital silence
+    scenario = tmp_path / "quiet.yaml"
+    scenario.write_text(
+        f"scenario: a silent recording\nprofile: {profile}\ntimeout_s: 1\n"
+        "turns:\n  - wav: silence.wav\n    transcript: nothing\n"
+    )
+    (result,) = run_all([scenario])
+    messages = [f.render() for f in result.failures]
+    assert any("no speech detected in silence.wav" in m for m in messages), messages
+    assert not any("no complete reply" in m for m in messages)

@@ -58,6 +58,7 @@ class TurnOutcome:
     first_audio_ms: float | None = None
     tool_silence_ms: float | None = None
     settled: bool = True
+    speech_heard: bool = True  # for audio turns: the service reported speech_started
 
 
 @dataclass

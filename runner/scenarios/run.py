@@ -286,6 +286,11 @@ class _Driver:
             lambda: settled(self.obs.since(reply_mark)), self.timeout
         )
         await self.player.drain()
+        if "user" not in turn:
+            outcome.speech_heard = any(
+                d == "in" and e.get("type") == "input_audio_buffer.speech_started"
+                for _, d, e in self.obs.since(mark)
+            )
         self._collect(outcome, mark, turn)
         stops = [
             ms
@@ -381,7 +386,15 @@ class _Driver:
         base: PathKey = ("turns", i)
         expect = turn.get("expect") or {}
         at: PathKey = (*base, "expect")
-        if not o.settled:
+        if not o.settled and not o.speech_heard:
+            what = f"in {turn['wav']}" if "wav" in turn else "in the spoken turn"
+            self.fail(
+                result,
+                base,
+                f"turn {i + 1}: no speech detected {what} (the service heard only silence)",
+                i,
+            )
+        elif not o.settled:
             self.fail(result, base, f"turn {i + 1}: no complete reply within {self.timeout:g} s", i)
         if "tools" in expect:
             self._expect_tools(i, expect["tools"], o, result)
