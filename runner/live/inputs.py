@@ -20,6 +20,10 @@ from runner.errors import VlrunError
 from runner.live.audio import level_dbfs
 from runner.live.state import Drop, SessionCore, log
 
+#: One typed turn at most: a page of text is a few thousand characters; a megabyte pasted by
+#: mistake would cost the service (and the emulator) far more than it is worth.
+MAX_TYPED_CHARS = 32 * 1024
+
 _APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
 _SOCKET_ERRORS = (ConnectionError, RuntimeError)  # a closing socket (aiohttp raises either)
 _QUIT_WORDS = frozenset({"q", "quit", "exit", "/q", "/quit"})
@@ -173,6 +177,12 @@ class InputSide(SessionCore):
 
     async def _send_turn(self, text: str) -> None:
         """Send one typed turn now (the caller has waited for a pause between turns)."""
+        if len(text) > MAX_TYPED_CHARS:
+            self.transcript.warning(
+                f"a typed turn of {len(text)} characters is over the {MAX_TYPED_CHARS}-character "
+                "limit; not sent (put long material in the instructions or a tool)"
+            )
+            return
         from azure.ai.voicelive.models import InputTextContentPart, UserMessageItem
 
         generation = self.turn.generation

@@ -108,6 +108,7 @@ class ToolThreads:
         self._queue: collections.deque[_Job] = collections.deque()
         self._workers = 0
         self._idle = 0  # workers waiting for a job
+        self._returning = 0  # workers that finished a job and are on their way back to wait
         self._started = 0
         self._running: dict[int, str] = {}  # thread ident -> tool name
 
@@ -119,7 +120,10 @@ class ToolThreads:
         call = functools.partial(contextvars.copy_context().run, func, **kwargs)
         with self._lock:
             self._queue.append(_Job(loop, future, call, name or getattr(func, "__name__", "?")))
-            start = len(self._queue) > self._idle and self._workers < self.limit
+            # A worker that has just delivered a result counts as free: the next call, often
+            # submitted the moment that result arrives, must not start a thread of its own.
+            free = self._idle + self._returning
+            start = len(self._queue) > free and self._workers < self.limit
             if start:
                 self._workers += 1
                 self._started += 1
@@ -138,8 +142,12 @@ class ToolThreads:
 
     def _work(self) -> None:
         ident = threading.get_ident()
+        returning = False
         while True:
             with self._lock:
+                if returning:
+                    self._returning -= 1
+                    returning = False
                 while not self._queue:
                     self._idle += 1
                     woken = self._wake.wait(IDLE_S)  # an idle worker stays a moment for the next
@@ -158,6 +166,8 @@ class ToolThreads:
             finally:
                 with self._lock:
                     self._running.pop(ident, None)
+                    self._returning += 1
+            returning = True
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
                 job.loop.call_soon_threadsafe(_deliver, job.future, value, error)
 
@@ -235,6 +245,22 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc).strip()
     kind = type(exc).__name__
     return f"{kind}: {text}" if text else kind
+
+
+#: The largest tool result sent to the model. A spoken answer needs a few kB; a result of many
+#: MB made the service drop the socket and the answer was lost without a word.
+MAX_RESULT_BYTES = 128 * 1024
+
+
+def too_large(call_id: str, name: str, start: float, size: int) -> ToolResult:
+    return failure(
+        call_id,
+        name,
+        start,
+        "result_too_large",
+        f"The tool '{name}' returned {size} bytes; at most {MAX_RESULT_BYTES} can be sent. "
+        "Ask it for less (a summary, fewer items).",
+    )
 
 
 def to_json(value: Any) -> str:

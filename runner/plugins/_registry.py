@@ -19,6 +19,7 @@ import jsonschema
 
 from runner.errors import ToolError
 from runner.plugins._dispatch import (
+    MAX_RESULT_BYTES,
     CallTimeout,
     ToolThreads,
     describe_error,
@@ -26,6 +27,7 @@ from runner.plugins._dispatch import (
     parse_arguments,
     run_tool,
     to_json,
+    too_large,
 )
 from runner.plugins._loading import (
     entry_points_of_group,
@@ -234,6 +236,16 @@ class Registry:
                 f"The tool '{name}' returned a result that could not be sent "
                 f"({type(value).__name__}).",
             )
+        size = len(output.encode("utf-8"))
+        if size > MAX_RESULT_BYTES:
+            ctx.logger.warning(
+                "tool %s (call %s) returned %d bytes, over the %d-byte limit; the model is told",
+                name,
+                call_id,
+                size,
+                MAX_RESULT_BYTES,
+            )
+            return too_large(call_id, name, start, size)
         return ToolResult(call_id, name, True, output, None, time.perf_counter() - start)
 
     async def dispatch_many(
