@@ -139,6 +139,7 @@ class LiveSession(InputSide, ToolSide):
         self._received_ms: dict[str, float] = {}  # assistant item -> ms of audio received
         self._eos_at: float | None = None  # end of the user's last turn (perf_counter)
         self._eos_label = "end of speech -> first audio"  # what _eos_at measures from
+        self._terminating = False  # a SIGTERM came: the session is ending like `q`
         self._input_done = False
         self._cancel_sent_at = 0.0
         self._expires_at: float | None = None
@@ -180,6 +181,7 @@ class LiveSession(InputSide, ToolSide):
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGINT, self.stop)
+            loop.add_signal_handler(signal.SIGTERM, self._terminate)
         try:
             with session_logging(self.transcript):
                 if self.read_lines:
@@ -195,7 +197,16 @@ class LiveSession(InputSide, ToolSide):
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGINT)
+                loop.remove_signal_handler(signal.SIGTERM)
         return self._exit_code
+
+    def _terminate(self) -> None:
+        """SIGTERM ends like `q` (the owed reply is heard and logged); a second one, at once."""
+        if self._terminating:
+            self.stop()
+            return
+        self._terminating = True
+        self.tasks.spawn(self._quit(), "vlrun-sigterm")
 
     async def _connections(self) -> None:
         attempt = 0
