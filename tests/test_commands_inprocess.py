@@ -249,6 +249,9 @@ def test_mock_tools_answer_the_weather_demo_offline(
     assert '[tool] get_weather({"location": "Paris"})' in result.output
     assert "partly cloudy" in result.output.split("assistant:", 1)[1]
     assert "could not be reached" not in result.output
+    summary = next(line for line in result.output.splitlines() if line.startswith("-- session:"))
+    assert "1 user turn(s)" in summary and "1 tool call(s), 0 failed" in summary
+    assert "latency median" in summary and "0 reconnect(s)" in summary
 
 
 @pytest.mark.parametrize(

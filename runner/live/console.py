@@ -177,6 +177,8 @@ async def _converse(
                 transcript.notice("listening; 'q' + Enter or Ctrl+C ends")
             code = await live.run()
             transcript.conv_note(f"session {live.session_id} ended")
+            if options.verbosity:
+                print(summary_line(transcript, live.metrics), file=sys.stderr)
             return code
     finally:
         if source is not None:
@@ -201,6 +203,22 @@ async def _converse(
             print(f"-- assistant audio saved to {options.output_wav}", file=sys.stderr)
         if unwritten is not None:
             raise unwritten
+
+
+def summary_line(transcript: Any, metrics: Any) -> str:
+    """The end-of-session line: turns, latency, tool calls and failures, reconnects."""
+    import statistics
+
+    turns = [t for t in transcript.turns if t.role in ("user", "assistant")]
+    users = sum(1 for t in turns if t.role == "user")
+    calls = sum(1 for t in transcript.turns if t.role == "tool")
+    parts = [f"{users} user turn(s), {len(turns) - users} repl(ies)"]
+    if metrics.turn_latency:
+        ms = [x * 1000 for x in metrics.turn_latency]
+        parts.append(f"latency median {statistics.median(ms):.0f} ms, worst {max(ms):.0f} ms")
+    parts.append(f"{calls} tool call(s), {transcript.tool_failures} failed")
+    parts.append(f"{metrics.reconnects} reconnect(s)")
+    return "-- session: " + "; ".join(parts)
 
 
 def _output_error(exc: OSError, options: RunOptions) -> OutputError:

@@ -128,6 +128,7 @@ class Transcript:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.turns: list[Turn] = []
+        self.tool_failures = 0  # tool results that were errors (the summary reports them)
         self.listeners: list[
             Callable[[Turn], None]
         ] = []  # called for each new turn (tests, scenarios)
@@ -274,6 +275,7 @@ class Transcript:
         self.conv_note(f"tool call {name}({arguments}) [{call_id}]")
 
     def tool_result(self, call_id: str, name: str, ok: bool, text: str, duration_s: float) -> None:
+        self.tool_failures += 0 if ok else 1
         self._remember(Turn("tool", f"{name} -> {text}", f"out:{call_id}"), log_line=False)
         log.info("tool result %s %s ok=%s %.3fs %s", call_id, name, ok, duration_s, text)
         if self.verbosity >= VERBOSITY_NORMAL:
