@@ -35,6 +35,9 @@ DEFAULT_MODEL = "gpt-realtime"
 EMULATOR_BANNER = "offline: local Voice Live emulator, scripted replies"
 
 
+EMULATOR_AGENT_TOKEN = "vlrun-emulator-agent-token"  # noqa: S105 (a placeholder, not a secret)
+
+
 def env_lookup(env: Mapping[str, str], suffix: str) -> tuple[str | None, str | None]:
     """First non-empty ``<family><suffix>`` variable: (value, variable name)."""
     for family in ENV_FAMILIES:
@@ -231,11 +234,14 @@ async def _is_local_emulator(endpoint: str) -> bool:
     return isinstance(body, dict) and body.get("service") == "vlrun Voice Live emulator"
 
 
-async def agent_access_token(target: Target, credential: Any) -> str:
+async def agent_access_token(target: Target, credential: Any, endpoint: str = "") -> str:
     """Entra token for a classic agent binding (``agent-access-token`` query parameter)."""
     scope = HUB_AGENT_SCOPE if "agent-connection-string" in target.agent_query else AGENT_SCOPE
     owned = None
     if not hasattr(credential, "get_token"):  # an API key cannot mint agent tokens
+        if await _is_local_emulator(endpoint):
+            # A local vlrun emulator checks no token; Entra sign-in would only fail offline.
+            return EMULATOR_AGENT_TOKEN
         from azure.identity.aio import DefaultAzureCredential
 
         credential = owned = DefaultAzureCredential()
@@ -274,7 +280,7 @@ async def open_connection(
     kwargs.update(target.options)  # the profile's query, headers and credential scopes
     if target.agent_query:
         query = {**kwargs.get("query", {}), **target.agent_query}
-        query["agent-access-token"] = await agent_access_token(target, credential)
+        query["agent-access-token"] = await agent_access_token(target, credential, endpoint)
         kwargs["query"] = query
     manager = connect(**kwargs)
     try:
