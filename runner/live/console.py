@@ -193,6 +193,8 @@ async def _converse(
             transcript.close()
         except OSError as exc:  # e.g. a full disk: the last trace lines could not be flushed
             unwritten = _output_error(exc, options)
+        if unwritten is None and transcript.first_failure is not None:
+            unwritten = _output_error(transcript.first_failure, options)  # said mid-run already
         release_pyaudio()
         if transcript.conversation_path is not None and options.verbosity:
             print(

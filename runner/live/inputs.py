@@ -155,7 +155,11 @@ class InputSide(SessionCore):
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.finish_timeout_s
             tools_since: float | None = None
+            heard = len(self.transcript.turns)
             while (self._typed or self.turn.reply_owed()) and loop.time() < deadline:
+                if len(self.transcript.turns) != heard:  # progress: each reply gets the wait
+                    heard = len(self.transcript.turns)
+                    deadline = loop.time() + self.finish_timeout_s
                 if self.turn.calls and self.turn.active is None and not self.turn.requested:
                     # only tools are left: they get a moment, not a wait
                     tools_since = loop.time() if tools_since is None else tools_since
@@ -165,6 +169,9 @@ class InputSide(SessionCore):
                     tools_since = None
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.turn.until(lambda: False), 0.05)
+            left = sum(1 for t in self._typed if t is not None)
+            if left:
+                self.transcript.warning(f"{left} typed turn(s) after a stalled reply were not sent")
             if not self.turn.calls:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.player.drain(), self.finish_timeout_s)

@@ -106,6 +106,28 @@ class _RedactingFormatter(logging.Formatter):
         return safe(super().format(record))
 
 
+class _TechnicalHandler(logging.FileHandler):
+    """A technical log that, when its file cannot be written (disk full, quota), stops and
+    tells its owner once, instead of printing '--- Logging error ---' for every record."""
+
+    def __init__(self, path: Path, owner: Transcript) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.owner = owner
+        self.broken = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.broken:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        self.broken = True
+        self.owner.output_failed(self.baseFilename, exc)
+
+
 def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
@@ -145,13 +167,15 @@ class Transcript:
         self._conv: IO[str] | None = None
         self._handler: logging.Handler | None = None
         self._trace: IO[str] | None = None
+        self.failed_outputs: list[str] = []  # files that stopped being written mid-run
+        self.first_failure: OSError | None = None
         if logs_dir is not None:
             logs_dir.mkdir(parents=True, exist_ok=True)
             base = f"{_stamp()}_{_safe(name)}"
             self.conversation_path = logs_dir / f"{base}_conversation.log"
             self.technical_path = logs_dir / f"{base}_technical.log"
             self._conv = self.conversation_path.open("a", encoding="utf-8")
-            self._handler = logging.FileHandler(self.technical_path, encoding="utf-8")
+            self._handler = _TechnicalHandler(self.technical_path, self)
             self._handler.setFormatter(
                 _RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
             )
@@ -302,11 +326,39 @@ class Transcript:
             self._conv_write(text)
 
     def _conv_write(self, text: str) -> None:
-        assert self._conv is not None
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
         with self._lock:
-            self._conv.write(safe(f"[{stamp}] {text}") + "\n")
-            self._conv.flush()
+            conv = self._conv
+            if conv is None:
+                return
+            try:
+                conv.write(safe(f"[{stamp}] {text}") + "\n")
+                conv.flush()
+            except OSError as exc:
+                self._conv = None
+                failed: OSError | None = exc
+            else:
+                failed = None
+        if failed is not None:
+            _close_quietly(conv)
+            self.output_failed(str(self.conversation_path), failed)
+
+    def output_failed(self, path: str, exc: OSError) -> None:
+        """A log or trace file stopped being writable: say so once per file and go on, because
+        the conversation matters more than its record. The run still ends as a user error
+        (``first_failure``, exit 3), since what was asked for was not written."""
+        with self._lock:
+            if path in self.failed_outputs:
+                return
+            self.failed_outputs.append(path)
+            if self.first_failure is None:
+                self.first_failure = OSError(exc.errno, exc.strerror or str(exc), path)
+        reason = exc.strerror or type(exc).__name__
+        self._write(
+            self.err,
+            f"warning: {path} can no longer be written ({reason}); "
+            "the conversation goes on without it\n",
+        )
 
     # -- trace -----------------------------------------------------------------------------
 
@@ -330,8 +382,20 @@ class Transcript:
             {"t": round(time.time(), 3), "dir": direction, "event": redact_obj(slim)}, default=str
         )
         with self._lock:
-            self._trace.write(redact(line) + "\n")
-            self._trace.flush()  # a crash or kill must not lose the events that explain it
+            trace = self._trace
+            if trace is None:
+                return
+            try:
+                trace.write(redact(line) + "\n")
+                trace.flush()  # a crash or kill must not lose the events that explain it
+            except OSError as exc:
+                self._trace = None
+                failed: OSError | None = exc
+            else:
+                failed = None
+        if failed is not None:
+            _close_quietly(trace)
+            self.output_failed(getattr(trace, "name", "the trace"), failed)
 
     # -- end -------------------------------------------------------------------------------
 
@@ -339,18 +403,22 @@ class Transcript:
         """Flush and close every file; safe to call twice."""
         self._end_stream()
         with self._lock:
-            if self._conv is not None:
-                self._conv.close()
-                self._conv = None
-            if self._trace is not None:
-                self._trace.close()
-                self._trace = None
+            conv, trace, self._conv, self._trace = self._conv, self._trace, None, None
+        for stream in (conv, trace):
+            if stream is not None:
+                _close_quietly(stream)
         if self._handler is not None:
             for name_ in (*(n for n, _ in LOG_LEVELS), *_ALSO_LOGGED):
                 logging.getLogger(name_).removeHandler(self._handler)
             self._handler.close()
             self._handler = None
             _restore_levels()
+
+
+def _close_quietly(stream: IO[str]) -> None:
+    """Close a file whose last flush may fail again (the disk is still full)."""
+    with contextlib.suppress(OSError):
+        stream.close()
 
 
 def _safe(name: str) -> str:
