@@ -50,7 +50,7 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ScriptError, match="not valid YAML") as err:
         load_script(broken)
     assert "broken.yaml:3" in err.value.render()
-    with pytest.raises(ScriptError, match="cannot read"):
+    with pytest.raises(ScriptError, match="file not found"):
         load_script(tmp_path / "absent.yaml")
 
 
@@ -213,3 +213,22 @@ async def main(endpoint):
             print(first, exc.status)
 asyncio.run(main(sys.argv[1]))
 """
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "alias bomb", "too big"])
+def test_a_hostile_script_file_is_refused_at_once(kind: str, tmp_path: Path) -> None:
+    """`vlrun emulate --script` and scenario model files read like profiles: bounded."""
+    path = tmp_path / "script.yaml"
+    if kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "alias bomb":
+        lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+        lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        path.write_text("fallback: " + "x" * (2 * 1024 * 1024) + "\n")
+    with pytest.raises(ScriptError) as err:
+        load_script(path)
+    assert str(path) == err.value.problems[0].file

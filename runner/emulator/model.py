@@ -99,15 +99,16 @@ def load_script(source: str | Path | Mapping[str, Any], *, origin: str | None = 
     else:
         path = Path(source)
         name = str(path)
+        from runner.config import source as bounded
+
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ScriptError(
-                [Problem(name, None, None, "error", f"cannot read model script: {exc.strerror}")]
-            ) from None
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
+            # Bounded like a profile: regular files only, size-capped, aliases counted
+            # after expansion (a script arrives from scenario files in other people's PRs).
+            text = bounded.read_text(path, display=name)
+            node = yaml.compose(text, Loader=yaml.SafeLoader)  # linear: positions only
+            data = bounded.load(text, name).data if node is not None else None
+        except ProfileError as exc:
+            raise ScriptError(exc.all_problems) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             raise ScriptError(
