@@ -8,12 +8,14 @@ crash reports (TMPDIR points into the test folder so even those land where we ca
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,6 +64,18 @@ connection:
 voice: alloy
 """
 
+SCENARIO = """\
+scenario: weather through a scenario, with secrets in the environment
+profile: secret-scan.yaml
+mocks:
+  get_weather:
+    output: {location: Paris, temperature: 18, unit: celsius}
+turns:
+  - user: What is the weather in Paris?
+    expect:
+      tools: [{name: get_weather}]
+"""
+
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -69,6 +83,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "tmp").mkdir()
     (root / "secret-scan.yaml").write_text(PROFILE, encoding="utf-8")
     (root / "classic-agent.yaml").write_text(CLASSIC_AGENT, encoding="utf-8")
+    (root / "scan.scenario.yaml").write_text(SCENARIO, encoding="utf-8")
     return root
 
 
@@ -110,11 +125,22 @@ def vlrun(
     )
 
 
+def forms(value: str) -> set[str]:
+    """A secret as it could leak: plain, URL-encoded, and base64 (standard and URL-safe, with
+    and without padding, alone and as the password of a Basic credential)."""
+    raw = value.encode()
+    encoded = {urllib.parse.quote(value), urllib.parse.quote_plus(value)}
+    for blob in (raw, b"user:" + raw):
+        for b64 in (base64.b64encode(blob), base64.urlsafe_b64encode(blob)):
+            encoded |= {b64.decode(), b64.decode().rstrip("=")}
+    return {value} | encoded
+
+
 def leaks(text: str) -> list[str]:
     """Every fake secret, or a recognisable piece of one, found in ``text``."""
     found = []
     for name, value in SECRETS.items():
-        for form in {value, urllib.parse.quote(value), urllib.parse.quote_plus(value)}:
+        for form in forms(value):
             if form in text:
                 found.append(f"{name} ({form})")
     if MARKER in text and not found:
@@ -139,6 +165,18 @@ def runs(workdir: Path) -> dict[str, subprocess.CompletedProcess[str]]:
     out["compile"] = vlrun(workdir, "compile", profile, "--tools", tools, env=env)
     out["explain"] = vlrun(workdir, "explain", profile, "--tools", tools, env=env)
     out["tools show"] = vlrun(workdir, "tools", "show", "get_weather", "--tools", tools, env=env)
+    out["tools list"] = vlrun(workdir, "tools", "list", "--tools", tools, env=env)
+    out["test"] = vlrun(
+        workdir,
+        "test",
+        str(workdir / "scan.scenario.yaml"),
+        "--junit",
+        str(workdir / "junit.xml"),
+        "--record",
+        str(workdir / "recorded"),
+        env=env,
+    )
+    out["emulate"] = _emulate(workdir, env)
     key = SECRETS["AZURE_VOICELIVE_API_KEY"]
     with emulator_thread(api_key=key, speed=0, use_espeak=False) as emu:
         conversation = [
@@ -191,6 +229,30 @@ def runs(workdir: Path) -> dict[str, subprocess.CompletedProcess[str]]:
     return out
 
 
+def _emulate(workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`vlrun emulate --api-key SECRET` until it has printed its paste lines, then Ctrl-C."""
+    import signal
+
+    key = SECRETS["AZURE_VOICELIVE_API_KEY"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "emulate", "--api-key", key],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:  # bounded by the test timeout
+        seen.append(line)
+        if "Press Ctrl-C" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "".join(seen) + err)
+
+
 def test_commands_ran_as_expected(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     """The scan only means something if the commands really did their work."""
     codes = {name: r.returncode for name, r in runs.items()}
@@ -198,6 +260,9 @@ def test_commands_ran_as_expected(runs: dict[str, subprocess.CompletedProcess[st
     assert codes["compile"] == 0, runs["compile"].stderr
     assert codes["explain"] == 0, runs["explain"].stderr
     assert codes["tools show"] == 0, runs["tools show"].stderr
+    assert codes["tools list"] == 0 and "get_weather" in runs["tools list"].stdout
+    assert codes["test"] == 0, runs["test"].stdout + runs["test"].stderr
+    assert "AZURE_VOICELIVE_API_KEY=" in runs["emulate"].stderr  # the paste line, masked
     assert codes["conversation"] == 0, runs["conversation"].stderr
     assert "you: What is the weather in Paris?" in runs["conversation"].stdout
     assert "[tool] get_weather" in runs["conversation"].stdout
@@ -216,6 +281,9 @@ def test_commands_ran_as_expected(runs: dict[str, subprocess.CompletedProcess[st
         "compile",
         "explain",
         "tools show",
+        "tools list",
+        "test",
+        "emulate",
         "conversation",
         "doctor",
         "failing auth",
@@ -237,7 +305,8 @@ def test_no_secret_in_any_file_written(
         p for p in files_under(workdir) if p.suffix not in (".yaml",) and p.name != "reply.wav"
     ]
     names = {p.name for p in written}
-    assert "trace.jsonl" in names
+    assert {"trace.jsonl", "junit.xml"} <= names
+    assert any(n.endswith(".jsonl") and n != "trace.jsonl" for n in names)  # --record
     assert any(n.endswith("_conversation.log") for n in names)
     assert any(n.endswith("_technical.log") for n in names)
     found = {
@@ -266,3 +335,18 @@ def test_the_scan_finds_a_planted_leak(workdir: Path) -> None:
     )
     assert leaks(result.stdout) == [f"VLRUN_SCAN_MCP_TOKEN ({SECRETS['VLRUN_SCAN_MCP_TOKEN']})"]
     assert leaks("…VLSCAN-apikey…") != []  # a fragment is a leak too
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda v: base64.b64encode(v.encode()).decode(),
+        lambda v: base64.urlsafe_b64encode(v.encode()).decode().rstrip("="),
+        lambda v: base64.b64encode(b"user:" + v.encode()).decode(),
+        urllib.parse.quote_plus,
+    ],
+    ids=["base64", "base64url", "basic-auth", "url-plus"],
+)
+def test_the_scan_sees_encoded_forms(encode: Any) -> None:
+    value = SECRETS["AZURE_VOICELIVE_API_KEY"]
+    assert leaks(f"header: {encode(value)}\n") != []
