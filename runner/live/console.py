@@ -304,9 +304,19 @@ def _open_audio(
 ) -> tuple[Any, Any, str]:
     """Pick the mode (mic / wav / text) and open its source and player, G.711 on the wire."""
     from runner.live.audio import G711Player, G711Source
+    from runner.live.echo_reference import (
+        ReferencePlayer,
+        ReferenceTap,
+        StereoReferenceSource,
+        wants_client_reference,
+    )
 
     source, player, mode = _open_pcm_edges(options, session, transcript)
-    _, _, in_law, out_law = _formats(session)
+    in_fmt, out_fmt, in_law, out_law = _formats(session)
+    if wants_client_reference(session) and source is not None:
+        # pcm16 only (the service says so), so this never meets the G.711 wrappers below
+        tap = ReferenceTap(out_fmt.rate, in_fmt.rate)
+        source, player = StereoReferenceSource(source, tap), ReferencePlayer(player, tap)
     if in_law and source is not None:
         source = G711Source(source, in_law)
     if out_law:
