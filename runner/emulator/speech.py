@@ -74,10 +74,17 @@ def parse_phonemes(text: str) -> Phonemes:
     """espeak-ng ``-x --sep=_`` output: a line per clause, words by spaces, phonemes by ``_``."""
     clauses = []
     for line in text.splitlines():
-        words = tuple(tuple(p for p in word.split("_") if p) for word in line.split())
+        words = tuple(
+            tuple(p.lstrip(":") for p in word.split("_") if _is_phoneme(p)) for word in line.split()
+        )
         if words:
             clauses.append(tuple(w for w in words if w))
     return tuple(clauses)
+
+
+def _is_phoneme(token: str) -> bool:
+    """Not a pause or a bare length/stress mark (espeak-ng writes ``:`` for brackets)."""
+    return bool(token.replace("'", "").replace(",", "").strip(":"))
 
 
 async def _espeak(text: str, rate: int) -> Speech | None:

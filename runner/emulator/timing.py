@@ -63,14 +63,63 @@ def _share(
     return out
 
 
+def _real_ms(regions: list[tuple[int, int]], voiced_ms: int, *, start: bool) -> int:
+    """Where ``voiced_ms`` of speech (pauses not counted) falls on the audio's clock."""
+    for a, b in regions:
+        length = b - a
+        if voiced_ms < length or (voiced_ms == length and not start):
+            return a + voiced_ms
+        voiced_ms -= length
+    return regions[-1][1]
+
+
+def _share_voiced(
+    texts: list[str],
+    weights: list[int],
+    regions: list[tuple[int, int]],
+    phonemes: list[tuple[str, ...]],
+) -> list[Word]:
+    """Shares of the voiced time only, so that no word is given a pause it falls next to."""
+    voiced = sum(b - a for a, b in regions)
+    total = sum(weights) or 1
+    out, acc = [], 0
+    for text, weight, phones in zip(texts, weights, phonemes, strict=True):
+        a = _real_ms(regions, voiced * acc // total, start=True)
+        acc += weight
+        b = _real_ms(regions, voiced * acc // total, start=False)
+        out.append(Word(text, a, max(1, b - a), phones))
+    return out
+
+
+def _snap(words: list[Word], regions: list[tuple[int, int]], pause_after: list[bool]) -> list[Word]:
+    """Move the word boundary nearest each pause into it: words rarely run across a pause, and
+    a word with punctuation after it is the likelier one to end at it."""
+    out = list(words)
+    marked = [k for k in range(1, len(out)) if pause_after[k - 1]]
+    for (_, gap_start), (gap_end, _) in zip(regions, regions[1:], strict=False):
+        candidates = [k for k in marked if out[k].offset_ms < gap_end + 400] or range(1, len(out))
+        j = min(candidates, key=lambda k: abs(out[k].offset_ms - gap_start), default=None)
+        if j is None:
+            break
+        before, after = out[j - 1], out[j]
+        end_after = after.offset_ms + after.duration_ms
+        if before.offset_ms < gap_start and gap_end < end_after:
+            out[j - 1] = Word(
+                before.text, before.offset_ms, gap_start - before.offset_ms, before.phonemes
+            )
+            out[j] = Word(after.text, gap_end, end_after - gap_end, after.phonemes)
+    return out
+
+
 def word_timings(text: str, pcm: bytes, rate: int, phonemes: Phonemes | None) -> list[Word]:
     """When each word of ``text`` is heard in ``pcm`` (see the module docstring for how)."""
-    words = [w.strip(_PUNCTUATION) or w for w in text.split()]
+    raw = text.split()
+    words = [w.strip(_PUNCTUATION) or w for w in raw]
     if not words:
         return []
+    pause_after = [w[-1] in _PUNCTUATION for w in raw]
     duration = len(pcm) * 1000 // (2 * rate)
     regions = voiced_regions(pcm, rate) or [(0, max(1, duration))]
-    span = (regions[0][0], regions[-1][1])
     flat = [w for clause in phonemes or () for w in clause]
     if len(flat) == len(words):
         assert phonemes is not None
@@ -83,8 +132,9 @@ def word_timings(text: str, pcm: bytes, rate: int, phonemes: Phonemes | None) ->
                 out += _share(words[k : k + n], weights[k : k + n], region, flat[k : k + n])
                 k += n
             return out
-        return _share(words, weights, span, flat)
+        return _snap(_share_voiced(words, weights, regions, flat), regions, pause_after)
     bursts = voiced_regions(pcm, rate, WORD_GAP_MS)
     if len(bursts) == len(words):
         return [Word(w, a, max(1, b - a)) for w, (a, b) in zip(words, bursts, strict=True)]
-    return _share(words, [max(1, len(w)) for w in words], span, [()] * len(words))
+    shares = _share_voiced(words, [max(1, len(w)) for w in words], regions, [()] * len(words))
+    return _snap(shares, regions, pause_after)
