@@ -609,7 +609,7 @@ class LiveSession(InputSide, ToolSide):
         )
 
     def _is_interim(self, resp: Response | None, item_id: str, text: str) -> bool:
-        """Whether a reply is an interim response (docs/runner.md, "Server events").
+        """Whether a reply is an interim response (docs/runner.md, "Server events ...").
 
         The wire does not say so: with ``interim_response`` configured, a static text said
         verbatim is one, and so is a message said after a tool call of the same response.
