@@ -15,6 +15,7 @@ import pytest
 from runner.emulator import emulator_thread
 
 KEY = "effects-test-key-0123456789"
+AVA = "voice:\n  name: en-US-AvaNeural\n  type: azure-standard\n"  # word timestamps need one
 SCRIPT = {
     "turns": [
         {"match": "careful", "warning": "mind the \x1b[31mgap\nplease", "say": "Noted."},
@@ -64,7 +65,7 @@ def test_word_timestamps_kept_and_animation_counted_in_the_trace(
     prof = profile(
         tmp_path,
         "modalities: [text, audio, animation]\naudio:\n  word_timestamps: true\n"
-        "animation:\n  outputs: [viseme_id, blendshapes]\n",
+        "animation:\n  outputs: [viseme_id, blendshapes]\n" + AVA,
     )
     result = run(run_cli, emulator_in_thread, prof, "--text", typed="hello there\n")
     assert "assistant: [emulator] You said: hello there" in result.stdout
@@ -102,7 +103,7 @@ def test_the_trace_with_notes_still_replays(
     run_cli: Any, emulator_in_thread: Any, tmp_path: Path
 ) -> None:
     prof = profile(
-        tmp_path, "modalities: [text, audio, animation]\naudio:\n  word_timestamps: true\n"
+        tmp_path, "modalities: [text, audio, animation]\naudio:\n  word_timestamps: true\n" + AVA
     )
     run(run_cli, emulator_in_thread, prof, "--text", typed="hello there\n")
     assert any(r["dir"] == "note" for r in trace(tmp_path))

@@ -19,7 +19,11 @@ from runner.emulator.timing import Word, word_timings
 
 def wanted(session: Mapping[str, Any]) -> tuple[bool, bool, bool]:
     """(word timestamps, visemes, blendshapes) the session asks for."""
-    words = "word" in (session.get("output_audio_timestamp_types") or ())
+    voice = session.get("voice")
+    azure = isinstance(voice, Mapping) and str(voice.get("type", "")).startswith("azure")
+    # source: voice-live-protocol.md 2 (word timestamps are for Azure voices); the stricter
+    # reading: an OpenAI voice gets none
+    words = azure and "word" in (session.get("output_audio_timestamp_types") or ())
     animation = session.get("animation")
     if not isinstance(animation, Mapping):
         # "animation" among the modalities alone: the default outputs (blendshapes)
