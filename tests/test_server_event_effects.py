@@ -167,3 +167,29 @@ def test_a_generated_interim_is_marked_once_the_reply_follows(
     shown = next(i for i, line in enumerate(log) if "One moment, please." in line)
     assert "the assistant line above was an interim response" in log[shown + 1]
     assert not any("Here it is." in line and "interim" in line for line in log)
+
+
+def test_an_interim_after_a_tool_call_is_marked_as_it_is_shown(
+    run_cli: Any, emulator_in_thread: Any, tmp_path: Path
+) -> None:
+    weather = str(Path(__file__).resolve().parents[1] / "profiles" / "weather.yaml")
+    mocks = tmp_path / "mocks.yaml"
+    mocks.write_text('mocks:\n  get_weather: {output: {"temp_c": 21}}\n')
+    result = run(
+        run_cli,
+        emulator_in_thread,
+        weather,
+        "--set",
+        "interim_response={type: llm, triggers: [tool]}",
+        "--set",
+        "greeting=false",
+        "--text",
+        "--mock-tools",
+        str(mocks),
+        typed="What is the weather in Paris?\n",
+    )
+    out = result.stdout.splitlines()
+    shown = out.index("assistant: [emulator interim] One moment, please. [interim]")
+    assert out[shown - 1].startswith("  [tool] get_weather(")  # said after the call went out
+    assert any("get_weather returned" in line and "[interim]" not in line for line in out[shown:])
+    assert "assistant: [emulator interim] One moment, please. [interim]" in conversation(tmp_path)
