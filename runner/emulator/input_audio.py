@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from runner.emulator import protocol as P
+from runner.emulator.fillers import heard
 from runner.emulator.host import Host
 from runner.emulator.speech import g711_decode
 from runner.emulator.vad import EnergyVad
@@ -20,6 +21,10 @@ MIN_COMMIT_MS = 100  # OpenAI-beta: commits with less audio are input_audio_buff
 
 class InputAudio(Host):
     """The ``input_audio_buffer.*`` handlers; a part of :class:`Connection`."""
+
+    # A turn semantic end-of-utterance detection holds open at a pause: (item, start, stop ms)
+    _held: tuple[str, int, int] | None = None
+    _eou_pauses = 0  # pauses held in the current turn
 
     def _configure_vad(self) -> None:
         td = self.session.get("turn_detection")
@@ -92,6 +97,10 @@ class InputAudio(Host):
                 await self._speech_started(vad_event.ms)
             else:
                 await self._speech_stopped(vad_event.ms)
+        held = self._held
+        if held is not None and self.vad.position_ms - held[2] >= self._eou_timeout_ms():
+            self._held = None  # the user did not go on: the turn ends where the speech did
+            await self._end_turn(*held)
 
     def _track_lag(self, ms: float, event_id: Any) -> None:
         """Server-side lag for benchmarks, two ways.
@@ -117,7 +126,31 @@ class InputAudio(Host):
         if lag > stats["max_lag_ms"]:
             stats["max_lag_ms"] = lag
 
+    def _eou_timeout_ms(self) -> int:
+        eou = (self.session.get("turn_detection") or {}).get("end_of_utterance_detection") or {}
+        if "timeout_ms" in eou:
+            return int(eou["timeout_ms"])
+        return int(float(eou.get("timeout", 1.0)) * 1000)  # 2025-05-01-preview: seconds
+
+    def _holds_at_pause(self) -> bool:
+        """Semantic end-of-utterance: a pause the script marks mid-sentence does not end it.
+
+        A scripted ``transcript`` marks such a pause with ``...``; each one holds the turn open
+        (for at most the detector's ``timeout_ms`` of silence). docs/emulator.md, "Emulated
+        features".
+        """
+        td = self.session.get("turn_detection") or {}
+        if not isinstance(td.get("end_of_utterance_detection"), dict):
+            return False
+        said = self.model.audio_transcript(self.user_turns + 1) or ""
+        return said.count("...") > self._eou_pauses
+
     async def _speech_started(self, start_ms: int) -> None:
+        if self._held is not None:
+            # the same utterance goes on after a held pause: no new item, no new event
+            self.speech_item, self.speech_start_ms, _ = self._held
+            self._held = None
+            return
         self.speech_item, self.speech_start_ms = P.new_id("item"), start_ms
         await self.send(
             {
@@ -133,6 +166,14 @@ class InputAudio(Host):
     async def _speech_stopped(self, end_ms: int) -> None:
         item_id = self.speech_item or P.new_id("item")
         self.speech_item = None
+        if self._holds_at_pause():
+            self._eou_pauses += 1
+            self._held = (item_id, self.speech_start_ms, end_ms)
+            return
+        await self._end_turn(item_id, self.speech_start_ms, end_ms)
+
+    async def _end_turn(self, item_id: str, start_ms: int, end_ms: int) -> None:
+        self._eou_pauses = 0
         await self.send(
             {
                 "type": "input_audio_buffer.speech_stopped",
@@ -140,7 +181,7 @@ class InputAudio(Host):
                 "item_id": item_id,
             }
         )
-        await self._commit_audio(item_id, end_ms - self.speech_start_ms)
+        await self._commit_audio(item_id, end_ms - start_ms)
         td = self.session.get("turn_detection") or {}
         # with interrupt_response false a reply may still be running: it is not doubled up
         if td.get("create_response", True) and self.active is None:
@@ -169,6 +210,8 @@ class InputAudio(Host):
         self.user_turns += 1
         turn = self.user_turns
         transcript = self.model.audio_transcript(turn)
+        if transcript is not None:
+            transcript = heard(transcript, self.session.get("turn_detection"))
         await self.send(
             {
                 "type": "input_audio_buffer.committed",
@@ -187,11 +230,32 @@ class InputAudio(Host):
         await self._add_item(item)
         self.pending_input.append({"turn": turn, "text": transcript, "audio_ms": int(ms)})
         if self.session.get("input_audio_transcription"):
+            failure = self.model.transcription_failure(turn)
+            if failure is not None:
+                self._spawn(self._transcription_failed(item_id, failure))
+                return
             text = (
                 transcript if transcript is not None else f"[emulator: {ms / 1000:.1f} s of speech]"
             )
             item["content"][0]["transcript"] = text
             self._spawn(self._transcribe(item_id, text))
+
+    async def _transcription_failed(self, item_id: str, message: str) -> None:
+        # source: SDK ServerEventConversationItemInputAudioTranscriptionFailed (item_id,
+        # content_index, error{code?, message, param?, type?})
+        await self.send(
+            {
+                "type": "conversation.item.input_audio_transcription.failed",
+                "item_id": item_id,
+                "content_index": 0,
+                "error": {
+                    "type": "transcription_error",
+                    "code": "transcription_failed",
+                    "message": message,
+                    "param": None,
+                },
+            }
+        )
 
     async def _transcribe(self, item_id: str, text: str) -> None:
         words = text.split(" ")
@@ -215,6 +279,7 @@ class InputAudio(Host):
 
     async def _clear(self, event: dict[str, Any]) -> None:
         self.manual_ms = 0.0
+        self._held = None
         if self.vad is not None:
             self.vad.reset_speech()
         self.speech_item = None

@@ -46,6 +46,8 @@ class Rule:
     error: Mapping[str, Any] | None = None
     delay_ms: int = 0
     mcp: Mapping[str, Any] | None = None
+    warning: str | None = None  # a `warning` event before the reply
+    transcription_failed: str | None = None  # the turn's transcription fails with this message
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,8 @@ def load_script(source: str | Path | Mapping[str, Any], *, origin: str | None = 
                 error=raw.get("error"),
                 delay_ms=int(raw.get("delay_ms") or 0),
                 mcp=raw.get("mcp"),
+                warning=raw.get("warning"),
+                transcription_failed=raw.get("transcription_failed"),
             )
         )
     if problems:
@@ -242,6 +246,7 @@ class Plan:
     error: Mapping[str, Any] | None = None
     delay_ms: int = 0
     mcp: Mapping[str, Any] | None = None
+    warning: str | None = None
 
 
 @dataclass
@@ -426,6 +431,13 @@ class ScriptedModel:
                 return rule.transcript
         return None
 
+    def transcription_failure(self, turn: int) -> str | None:
+        """The message audio turn ``turn``'s transcription fails with, if the script says so."""
+        for rule in self.script.rules if self.script else ():
+            if rule.turn == turn and rule.transcription_failed is not None:
+                return rule.transcription_failed
+        return None
+
     def _find(self, turn: int, text: str) -> Rule | None:
         for rule in self.script.rules if self.script else ():
             if rule.turn is not None and rule.turn != turn:
@@ -444,7 +456,9 @@ class ScriptedModel:
         rule = self._find(turn, said)
         context = {"text": said, "turn": turn}
         if rule is not None:
-            plan = Plan(error=rule.error, delay_ms=rule.delay_ms, mcp=rule.mcp)
+            plan = Plan(
+                error=rule.error, delay_ms=rule.delay_ms, mcp=rule.mcp, warning=rule.warning
+            )
             plan.say = render(rule.say, context) if rule.say is not None else None
             if rule.tools:
                 plan.calls = self._start_calls(rule, list(rule.tools), said, session)

@@ -13,12 +13,19 @@ from typing import Any
 
 from runner.emulator import protocol as P
 from runner.emulator.host import Host
+from runner.emulator.marks import SpeechMarks
 from runner.emulator.model import Plan
-from runner.emulator.speech import g711_encode, synthesize
+from runner.emulator.speech import g711_encode, speak
 
 log = logging.getLogger(__name__)
 
 AUDIO_CHUNK_MS = 100  # size of each response.audio.delta (the service's size is undocumented)
+# fidelity: token rates are assumed (the service does not document them): 10 audio tokens per
+# second of user audio, 20 per second of spoken reply, 4 characters per text token
+INPUT_AUDIO_MS_PER_TOKEN = 100
+OUTPUT_AUDIO_MS_PER_TOKEN = 50
+CHARS_PER_TOKEN = 4
+INTERIM_LLM_TEXT = "[emulator interim] One moment, please."
 
 
 @dataclass
@@ -31,10 +38,14 @@ class _Response:
     audio_item: str | None = None
     audio_started: float | None = None
     audio_sent_ms: float = 0.0
+    input_audio_ms: int = 0  # the user audio this response answers (for usage)
+    input_chars: int = 0
 
 
 class Responses(Host):
     """The ``response.*`` handlers and the response task; a part of :class:`Connection`."""
+
+    _interims = 0  # interim responses said on this connection (static texts take turns)
 
     async def _response_create(self, event: dict[str, Any]) -> None:
         if self.active is not None:
@@ -83,8 +94,11 @@ class Responses(Host):
         return self.speed if self.speed > 0 else math.inf
 
     async def _start_response(self, params: dict[str, Any], event: dict[str, Any] | None) -> None:
+        last = self.pending_input[-1] if self.pending_input else {}
         plan = self._plan(params)
         response = _Response(P.new_id("resp"))
+        response.input_audio_ms = int(last.get("audio_ms") or 0)
+        response.input_chars = len(last.get("text") or "")
         previous, self.active = self.last_task, response
         response.task = self.last_task = self._spawn(
             self._respond(response, plan, params, previous)
@@ -209,7 +223,14 @@ class Responses(Host):
             }
         )
         failed: dict[str, Any] | None = None
-        out_text = out_audio_ms = 0
+        if plan.warning is not None:
+            # source: SDK ServerEventWarning {warning: {message, code?, param?}}
+            await self.send(
+                {
+                    "type": "warning",
+                    "warning": {"message": plan.warning, "code": "emulator_warning", "param": None},
+                }
+            )
         if plan.error is not None:
             err = {
                 "type": plan.error.get("type", "server_error"),
@@ -221,16 +242,26 @@ class Responses(Host):
             await self.send({"type": "error", "error": err})
             if plan.say is None and not plan.calls and plan.mcp is None:
                 failed = err
+        interim = self._interim_config(params)
+        said: list[tuple[int, int]] = []
         if plan.delay_ms and failed is None:
-            await self._wait(response, plan.delay_ms / 1000 / self._pace())
+            await self._think(response, plan.delay_ms, interim, shape, said)
         if failed is None and plan.say is not None and response.cancel_reason is None:
-            out_text, out_audio_ms = await self._say(response, plan.say, shape)
+            said.append(await self._say(response, plan.say, shape))
         for call in plan.calls if failed is None else ():
             if response.cancel_reason is not None:
                 break
             await self._function_call(response, call)
+        busy = bool(plan.calls) or plan.mcp is not None
+        # fidelity: where the service puts a tool-triggered interim is undocumented; here it
+        # follows the calls in the same response, so it is heard while the tools run
+        tool_wait = busy and failed is None and response.cancel_reason is None
+        if interim and "tool" in interim["triggers"] and tool_wait:
+            said.append(await self._say(response, self._interim_text(interim), shape))
         if failed is None and plan.mcp is not None and response.cancel_reason is None:
             await self._mcp(response, dict(plan.mcp))
+        out_text = sum(chars for chars, _ in said)
+        out_audio_ms = sum(ms for _, ms in said)
         if response.cancel_reason is not None:
             status = "cancelled"
             details: dict[str, Any] | None = {"type": "cancelled", "reason": response.cancel_reason}
@@ -244,9 +275,57 @@ class Responses(Host):
             status=status,
             status_details=details,
             output=response.output,
-            usage=P.usage(20, 0, max(1, out_text // 4), out_audio_ms // 50),
+            usage=self._usage(response, out_text, out_audio_ms),
         )
         await self.send({"type": "response.done", "response": body})
+
+    async def _think(
+        self,
+        response: _Response,
+        delay_ms: int,
+        interim: dict[str, Any] | None,
+        shape: dict[str, Any],
+        said: list[tuple[int, int]],
+    ) -> None:
+        """The model's scripted latency; past the interim threshold, the interim is said."""
+        triggers = interim["triggers"] if interim else ()
+        threshold = interim["threshold"] if interim else 0
+        # source: interim-response HOWTO (voice-live-protocol.md 2.6): said once the model's
+        # latency passes the threshold; the reply follows when it is ready
+        late = "latency" in triggers and delay_ms > threshold
+        if interim and late and await self._wait(response, threshold / 1000 / self._pace()):
+            said.append(await self._say(response, self._interim_text(interim), shape))
+            delay_ms -= threshold + said[-1][1]
+        if delay_ms > 0:
+            await self._wait(response, delay_ms / 1000 / self._pace())
+
+    def _usage(self, response: _Response, out_chars: int, out_audio_ms: int) -> dict[str, Any]:
+        """Token counts from sizes; the rates are the assumed ones named at the top."""
+        instructions = self.session.get("instructions") or ""
+        in_text = max(1, (len(instructions) + response.input_chars) // CHARS_PER_TOKEN)
+        in_audio = math.ceil(response.input_audio_ms / INPUT_AUDIO_MS_PER_TOKEN)
+        out_text = math.ceil(out_chars / CHARS_PER_TOKEN)
+        out_audio = math.ceil(out_audio_ms / OUTPUT_AUDIO_MS_PER_TOKEN)
+        return P.usage(in_text, in_audio, out_text, out_audio)
+
+    def _interim_config(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The interim-response setting in force, with its defaults filled in (or None)."""
+        cfg = params.get("interim_response") or self.session.get("interim_response")
+        if not isinstance(cfg, dict):
+            return None
+        return {
+            **cfg,
+            "triggers": list(cfg.get("triggers") or ["latency"]),
+            "threshold": int(cfg.get("latency_threshold_ms") or 2000),
+        }
+
+    def _interim_text(self, cfg: dict[str, Any]) -> str:
+        """A static text in turn (the service picks at random), or the emulator's own phrase."""
+        texts = [t for t in cfg.get("texts") or [] if isinstance(t, str) and t.strip()]
+        self._interims += 1
+        if cfg.get("type") == "static_interim_response" and texts:
+            return texts[(self._interims - 1) % len(texts)]
+        return INTERIM_LLM_TEXT
 
     async def _say(self, response: _Response, text: str, shape: dict[str, Any]) -> tuple[int, int]:
         audio = "audio" in shape["modalities"]
@@ -272,7 +351,9 @@ class Responses(Host):
         if audio:
             fmt = shape["output_audio_format"]
             rate = P.OUTPUT_RATES.get(fmt, 24000)
-            pcm = await synthesize(text, rate, use_espeak=self.use_espeak)
+            speech = await speak(text, rate, use_espeak=self.use_espeak)
+            pcm = speech.pcm
+            marks = SpeechMarks(self.session, base, text, speech, rate)
             chunk = rate * 2 * AUDIO_CHUNK_MS // 1000
             chunks = [pcm[i : i + chunk] for i in range(0, len(pcm), chunk)] or [b""]
             response.audio_item, item["_audio_ms"] = item["id"], 0
@@ -304,6 +385,8 @@ class Responses(Host):
                 piece_ms = len(piece) * 1000 // (rate * 2)
                 audio_ms += piece_ms
                 response.audio_sent_ms = item["_audio_ms"] = audio_ms
+                for mark in marks.upto(audio_ms) if marks.active else ():
+                    await self.send(mark)
                 ahead = start + audio_ms / 1000 / self._pace() - time.monotonic()
                 if not await self._wait(response, ahead):
                     break
@@ -322,6 +405,9 @@ class Responses(Host):
                     break
         spoken = " ".join(said)
         if audio:
+            if marks.active and response.cancel_reason is None:
+                for mark in marks.upto(marks.end_ms + 1):  # the closing silence viseme
+                    await self.send(mark)
             await self.send({"type": "response.audio.done", **base, "content_index": 0})
             await self.send(
                 {
@@ -331,6 +417,8 @@ class Responses(Host):
                     "transcript": spoken,
                 }
             )
+            for mark in marks.done():
+                await self.send(mark)
             part = {"type": "audio", "transcript": spoken}
         else:
             await self.send(

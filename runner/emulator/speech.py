@@ -4,6 +4,9 @@ espeak-ng (when installed) gives real, intelligible speech, so a client playing 
 hears words and a test can feed it back through a VAD. It runs as an asyncio subprocess so the
 event loop never blocks. Without espeak-ng a deterministic synthetic signal of plausible length
 stands in. Results are cached: scripted replies repeat.
+
+The same espeak-ng run also writes its phoneme mnemonics (``-x``), one group per word and one
+line per clause; word timestamps and visemes (runner/emulator/timing.py) are derived from them.
 """
 
 from __future__ import annotations
@@ -13,10 +16,22 @@ import io
 import shutil
 import wave
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
-_CACHE: OrderedDict[tuple[str, int, bool], bytes] = OrderedDict()
+Phonemes = tuple[tuple[tuple[str, ...], ...], ...]  # clauses -> words -> phoneme mnemonics
+
+
+@dataclass(frozen=True)
+class Speech:
+    """One synthesised reply: PCM16 mono, and espeak-ng's phonemes when espeak-ng spoke it."""
+
+    pcm: bytes
+    phonemes: Phonemes | None = None
+
+
+_CACHE: OrderedDict[tuple[str, int, bool], Speech] = OrderedDict()
 _CACHE_MAX = 256
 _ESPEAK_SLOTS: asyncio.Semaphore | None = None
 _SLOTS_LOOP: asyncio.AbstractEventLoop | None = None
@@ -34,37 +49,63 @@ def _slots() -> asyncio.Semaphore:
 
 async def synthesize(text: str, rate: int = 24000, *, use_espeak: bool = True) -> bytes:
     """PCM16 mono little-endian at ``rate`` speaking ``text``."""
+    return (await speak(text, rate, use_espeak=use_espeak)).pcm
+
+
+async def speak(text: str, rate: int = 24000, *, use_espeak: bool = True) -> Speech:
+    """``text`` spoken at ``rate``, with espeak-ng's phonemes when it was espeak-ng."""
     key = (text, rate, use_espeak)
     cached = _CACHE.get(key)
     if cached is not None:
         _CACHE.move_to_end(key)
         return cached
-    pcm: bytes | None = None
+    speech: Speech | None = None
     if use_espeak and ESPEAK and text.strip():
-        pcm = await _espeak(text, rate)
-    if pcm is None:
-        pcm = synthetic(text, rate)
-    _CACHE[key] = pcm
+        speech = await _espeak(text, rate)
+    if speech is None:
+        speech = Speech(synthetic(text, rate))
+    _CACHE[key] = speech
     if len(_CACHE) > _CACHE_MAX:
         _CACHE.popitem(last=False)
-    return pcm
+    return speech
 
 
-async def _espeak(text: str, rate: int) -> bytes | None:
+def parse_phonemes(text: str) -> Phonemes:
+    """espeak-ng ``-x --sep=_`` output: a line per clause, words by spaces, phonemes by ``_``."""
+    clauses = []
+    for line in text.splitlines():
+        words = tuple(
+            tuple(p.lstrip(":") for p in word.split("_") if _is_phoneme(p)) for word in line.split()
+        )
+        if words:
+            clauses.append(tuple(w for w in words if w))
+    return tuple(clauses)
+
+
+def _is_phoneme(token: str) -> bool:
+    """Not a pause or a bare length/stress mark (espeak-ng writes ``:`` for brackets)."""
+    return bool(token.replace("'", "").replace(",", "").strip(":"))
+
+
+async def _espeak(text: str, rate: int) -> Speech | None:
     assert ESPEAK is not None
     async with _slots():
         try:
+            # the WAV on stdout, the phonemes of the same run on stderr
             proc = await asyncio.create_subprocess_exec(
                 ESPEAK,
                 "--stdout",
+                "-x",
+                "--sep=_",
+                "--phonout=/dev/stderr",
                 "-s",
                 "165",
                 "--",
                 text,
                 stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
             )
-            out, _ = await proc.communicate()
+            out, err = await proc.communicate()
         except OSError:
             return None
     if proc.returncode != 0 or not out:
@@ -76,7 +117,8 @@ async def _espeak(text: str, rate: int) -> bytes | None:
             frames = wav.readframes(wav.getnframes() or 1 << 30)
     except (wave.Error, EOFError):
         return None
-    return resample(frames, src_rate, rate)
+    phonemes = parse_phonemes(err.decode("utf-8", "replace")) if err else None
+    return Speech(resample(frames, src_rate, rate), phonemes or None)
 
 
 def resample(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:

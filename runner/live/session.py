@@ -47,12 +47,24 @@ from runner.live.state import (
 )
 from runner.live.tool_calls import ToolSide
 from runner.live.transcript import Transcript, session_logging
+from runner.redact import clean_line
 
 Handler = Callable[..., Awaitable[None] | None]
 _TIMED = frozenset({"response.audio.delta", "input_audio_buffer.speech_started"})
 # The stream of deltas is most of what arrives; building SDK models for them costs more than the
 # work itself, so their handlers read the JSON object directly (same attribute names).
-_RAW = frozenset({"response.audio.delta", "response.audio_transcript.delta", "response.text.delta"})
+_RAW = frozenset(
+    {
+        "response.audio.delta",
+        "response.audio_transcript.delta",
+        "response.text.delta",
+        "response.audio_timestamp.delta",
+        "response.animation_viseme.delta",
+        "response.animation_blendshapes.delta",
+    }
+)
+# Counted, not traced one by one: a reply has dozens of each (one summary per response instead)
+_COUNTED = frozenset({"response.animation_viseme.delta", "response.animation_blendshapes.delta"})
 
 
 class LiveSession(InputSide, ToolSide):
@@ -146,6 +158,10 @@ class LiveSession(InputSide, ToolSide):
         self._configured_once = False
         self._heard_speech = False  # the service has detected speech at least once
         self._connection_worked = False  # the current connection got as far as session.updated
+        self._words: dict[str, list[dict[str, Any]]] = {}  # item -> word timestamps so far
+        self._animation: dict[str, dict[str, Any]] = {}  # response -> viseme/blendshape counts
+        interim = self.session_update.get("session", {}).get("interim_response")
+        self._interim = interim if isinstance(interim, Mapping) else None
         self._handlers: dict[str, Handler] = {
             "session.created": self._on_session_created,
             "session.updated": self._on_session_updated,
@@ -164,6 +180,10 @@ class LiveSession(InputSide, ToolSide):
             "response.audio_transcript.done": self._on_text_done,
             "response.text.done": self._on_text_done,
             "response.output_item.done": self._on_output_item_done,
+            "response.audio_timestamp.delta": self._on_word_timestamp,
+            "response.audio_timestamp.done": self._on_word_timestamps_done,
+            "response.animation_viseme.delta": self._on_viseme,
+            "response.animation_blendshapes.delta": self._on_blendshapes,
             "response.function_call_arguments.done": self._on_call_arguments_done,
             "response.mcp_call.completed": self._on_mcp_call,
             "response.mcp_call.failed": self._on_mcp_call,
@@ -352,7 +372,7 @@ class LiveSession(InputSide, ToolSide):
                 log.warning("skipped a server frame vlrun could not read (%s): %s", exc, text)
                 continue
             arrived = time.perf_counter()
-            if self.transcript.tracing:
+            if self.transcript.tracing and kind not in _COUNTED:
                 self.transcript.trace("in", payload)
             handler = self._handlers.get(kind)
             self.transcript.event(kind)
@@ -437,7 +457,10 @@ class LiveSession(InputSide, ToolSide):
 
     def _on_warning(self, event: Any) -> None:
         warning = getattr(event, "warning", None)
-        self.transcript.warning(f"service warning: {getattr(warning, 'message', warning)}")
+        message = clean_line(str(getattr(warning, "message", None) or warning or "no details"))
+        code = getattr(warning, "code", None)
+        self.transcript.warning(f"service warning{f' {code}' if code else ''}: {message}")
+        self.transcript.conv_note(f"service warning: {message}")
 
     # ---------------------------------------------------------------- handlers: user speech
 
@@ -500,7 +523,9 @@ class LiveSession(InputSide, ToolSide):
 
     def _on_transcription_failed(self, event: Any) -> None:
         err = getattr(event, "error", None)
-        self.transcript.warning(f"could not transcribe your speech: {getattr(err, 'message', err)}")
+        message = clean_line(str(getattr(err, "message", None) or err or "no details"))
+        self.transcript.warning(f"could not transcribe your speech: {message}")
+        self.transcript.conv_note(f"user speech not transcribed ({event.item_id}): {message}")
 
     async def _on_item_created(self, event: Any) -> None:
         item = event.item
@@ -517,6 +542,11 @@ class LiveSession(InputSide, ToolSide):
     def _on_output_item_added(self, event: Any) -> None:
         resp = self.turn.responses.get(str(event.response_id))
         if resp is not None:
+            if self._interim is not None:
+                # something follows a message in the same response: that message was the interim
+                for earlier, kind in resp.items.items():
+                    if kind == "message":
+                        self.transcript.interim(earlier)
             resp.items[str(event.item.id)] = str(getattr(event.item, "type", ""))
 
     def _on_audio_delta(self, event: Any, arrived: float | None = None) -> None:
@@ -554,7 +584,10 @@ class LiveSession(InputSide, ToolSide):
         if resp is not None and resp.muted:
             self.transcript.assistant_done(str(event.item_id), "", interrupted=True)
             return
-        self.transcript.assistant_done(str(event.item_id), text)
+        item_id = str(event.item_id)
+        if self._is_interim(resp, item_id, text):
+            self.transcript.interim(item_id)
+        self.transcript.assistant_done(item_id, text)
 
     def _on_output_item_done(self, event: Any) -> None:
         item = event.item
@@ -567,15 +600,79 @@ class LiveSession(InputSide, ToolSide):
             for p in (getattr(item, "content", None) or [])
         ]
         text = " ".join(t for t in texts if t)
+        if not muted and self._is_interim(resp, str(item.id), text):
+            self.transcript.interim(str(item.id))
         self.transcript.assistant_done(
             str(item.id),
             "" if muted else text,
             interrupted=muted or getattr(item, "status", "") == "incomplete",
         )
 
+    def _is_interim(self, resp: Response | None, item_id: str, text: str) -> bool:
+        """Whether a reply is an interim response (docs/runner.md, "Server events ...").
+
+        The wire does not say so: with ``interim_response`` configured, a static text said
+        verbatim is one, and so is a message said after a tool call of the same response.
+        A message that a later item follows is marked afterwards (``_on_output_item_added``).
+        """
+        config = self._interim
+        if config is None:
+            return False
+        texts = [str(t).strip() for t in config.get("texts") or ()]
+        if text.strip() and text.strip() in texts:
+            return True
+        others = resp.items.items() if resp is not None else ()
+        return any(k != item_id and kind in ("function_call", "mcp_call") for k, kind in others)
+
+    # ---------------------------------------------------------------- handlers: speech marks
+
+    def _on_word_timestamp(self, event: Any) -> None:
+        self._words.setdefault(str(event.item_id), []).append(
+            {
+                "text": event.text,
+                "offset_ms": event.audio_offset_ms,
+                "duration_ms": event.audio_duration_ms,
+            }
+        )
+
+    def _on_word_timestamps_done(self, event: Any) -> None:
+        item_id = str(event.item_id)
+        self.transcript.word_timestamps(item_id, self._words.pop(item_id, []))
+
+    def _animation_counts(self, event: Any) -> dict[str, Any]:
+        return self._animation.setdefault(
+            str(event.response_id),
+            {
+                "visemes": 0,
+                "viseme_ids": set(),
+                "last_viseme_ms": 0,
+                "blendshape_events": 0,
+                "blendshape_frames": 0,
+            },
+        )
+
+    def _on_viseme(self, event: Any) -> None:
+        counts = self._animation_counts(event)
+        counts["visemes"] += 1
+        counts["viseme_ids"].add(event.viseme_id)
+        counts["last_viseme_ms"] = max(counts["last_viseme_ms"], event.audio_offset_ms or 0)
+
+    def _on_blendshapes(self, event: Any) -> None:
+        counts = self._animation_counts(event)
+        counts["blendshape_events"] += 1
+        frames = event.frames
+        # frames are lists of values, or (the SDK allows it) one encoded string
+        counts["blendshape_frames"] += len(frames) if isinstance(frames, list) else 0
+
     def _on_response_done(self, event: Any) -> None:
         response = event.response
         status = _val(getattr(response, "status", ""))
+        counts = self._animation.pop(str(response.id), None)
+        if counts is not None:
+            ids = sorted(counts.pop("viseme_ids"))
+            self.transcript.trace_note(
+                {"type": "animation", "response_id": str(response.id), **counts, "viseme_ids": ids}
+            )
         resp = self.turn.response_done(str(response.id), status)
         details = getattr(response, "status_details", None)
         if status == "failed":

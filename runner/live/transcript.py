@@ -99,6 +99,9 @@ class Turn:
     item_id: str
     at: float = field(default_factory=time.time)
     interrupted: bool = False
+    interim: bool = False  # a bridging reply said while the model or a tool was slow
+    # word timestamps of a spoken reply: {"text", "offset_ms", "duration_ms"} per word
+    words: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -160,6 +163,8 @@ class Transcript:
         self._streamed_text = ""
         self._meter_shown = False
         self._deferred: list[str] = []  # status lines held back while a reply streams
+        self._words: dict[str, list[dict[str, Any]]] = {}  # timings that came before the text
+        self._interim_ids: set[str] = set()  # replies known to be interim before they complete
         is_tty = getattr(self.out, "isatty", lambda: False)()
         self.meter_enabled = (is_tty and verbosity >= VERBOSITY_NORMAL) if meter is None else meter
         self.conversation_path: Path | None = None
@@ -281,15 +286,39 @@ class Transcript:
     def assistant_done(self, item_id: str, text: str, *, interrupted: bool = False) -> None:
         """The assistant's turn is complete (or was cut off by barge-in)."""
         text = text or (self._streamed_text if self._streaming == item_id else "")
-        if not self._remember(Turn("assistant", text, item_id, interrupted=interrupted)):
+        interim = item_id in self._interim_ids
+        self._interim_ids.discard(item_id)
+        turn = Turn("assistant", text, item_id, interrupted=interrupted, interim=interim)
+        turn.words = self._words.pop(item_id, [])
+        if not self._remember(turn):
             return
+        marks = (" [interim]" if interim else "") + (" [interrupted]" if interrupted else "")
         if self._streaming == item_id:
-            if interrupted:
-                self._write(self.out, " [interrupted]")
+            if marks:
+                self._write(self.out, marks)
             self._end_stream()
         elif text:
             self._end_stream()
-            self._write(self.out, f"assistant: {text}{' [interrupted]' if interrupted else ''}\n")
+            self._write(self.out, f"assistant: {text}{marks}\n")
+
+    def interim(self, item_id: str) -> None:
+        """Reply ``item_id`` is an interim response: marked when it completes, or, when it is
+        already shown (a later item of its response gave it away), noted in the log after it."""
+        turn = next((t for t in reversed(self.turns) if t.item_id == item_id), None)
+        if turn is None:
+            self._interim_ids.add(item_id)
+        elif not turn.interim:
+            turn.interim = True
+            self.conv_note(f"(the assistant line above was an interim response: {turn.text})")
+
+    def word_timestamps(self, item_id: str, words: list[dict[str, Any]]) -> None:
+        """The word timings of a spoken reply: kept with its turn and in the trace."""
+        turn = next((t for t in reversed(self.turns) if t.item_id == item_id), None)
+        if turn is not None:
+            turn.words = list(words)
+        else:
+            self._words[item_id] = list(words)  # the reply's text is not complete yet
+        self.trace_note({"type": "word_timestamps", "item_id": item_id, "words": words})
 
     def tool_call(self, call_id: str, name: str, arguments: str) -> None:
         self._end_stream()
@@ -316,7 +345,9 @@ class Transcript:
         for listener in self.listeners:
             listener(turn)
         if log_line and self._conv is not None:
-            mark = " [interrupted]" if turn.interrupted else ""
+            mark = (" [interim]" if turn.interim else "") + (
+                " [interrupted]" if turn.interrupted else ""
+            )
             self._conv_write(f"{turn.role}: {turn.text}{mark}")
         return True
 
@@ -396,6 +427,17 @@ class Transcript:
         if failed is not None:
             _close_quietly(trace)
             self.output_failed(getattr(trace, "name", "the trace"), failed)
+
+    def trace_note(self, record: dict[str, Any]) -> None:
+        """A record vlrun made (not an event on the wire): ``"dir": "note"`` in the trace."""
+        if self._trace is None:
+            return
+        line = json.dumps(
+            {"t": round(time.time(), 3), "dir": "note", "event": redact_obj(record)}, default=str
+        )
+        with self._lock:
+            self._trace.write(redact(line) + "\n")
+            self._trace.flush()
 
     # -- end -------------------------------------------------------------------------------
 

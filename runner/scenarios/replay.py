@@ -66,6 +66,8 @@ def load_recording(path: Path) -> list[Entry]:
             problems.append(Problem(str(path), n, None, "error", f"not JSON: {exc}"))
             continue
         event = rec.get("event") if isinstance(rec, dict) else None
+        if isinstance(rec, dict) and rec.get("dir") == "note":
+            continue  # vlrun's own summaries (word timings, animation counts), not wire events
         if not isinstance(event, dict) or rec.get("dir") not in ("in", "out"):
             problems.append(
                 Problem(
