@@ -4,7 +4,8 @@ tests/test_settings_matrix.py runs each entry as a live session (real CLI, real 
 emulator) and checks the expectations; it fails when the schema has a leaf with no entry here,
 so a new field cannot ship untested. The table in docs/profiles.md is generated from this file:
 
-    .venv/bin/python tests/settings_matrix.py      # prints the markdown table
+    .venv/bin/python tests/settings_matrix.py          # prints the markdown table
+    .venv/bin/python tests/settings_matrix.py --write  # rewrites it in docs/profiles.md
 """
 
 from __future__ import annotations
@@ -323,9 +324,9 @@ MATRIX: tuple[Setting, ...] = (
       "audio: {echo_cancellation: {reference_source: client, channels: 2}}\n",
       wire("input_audio_echo_cancellation.channels", 2),
       effect="a stereo (mic + reference) input", emulator="checks"),
-    S("audio.word_timestamps", "audio: {word_timestamps: true}\n",
-      wire("output_audio_timestamp_types", ["word"]), effect="word timings for the reply audio",
-      emulator="checks"),
+    S("audio.word_timestamps", "voice: en-US-JennyNeural\naudio: {word_timestamps: true}\n",
+      wire("output_audio_timestamp_types", ["word"]), server("response.audio_timestamp.delta"),
+      effect="word timings for the reply audio, kept in the trace", emulator="acts"),
     S("transcription", "transcription: false\n", wire("input_audio_transcription", None),
       effect="`false`: spoken turns are not transcribed", emulator="acts"),
     S("transcription.model", "transcription: {model: whisper-1}\n",
@@ -352,8 +353,9 @@ MATRIX: tuple[Setting, ...] = (
     S("animation.model_name", "animation: {model_name: default}\n",
       wire("animation.model_name", "default"), effect="the animation model", emulator="checks"),
     S("animation.outputs", "animation: {outputs: [viseme_id]}\n",
-      wire("animation.outputs", ["viseme_id"]), effect="viseme or blendshape events",
-      emulator="checks"),
+      wire("animation.outputs", ["viseme_id"]), server("response.animation_viseme.delta"),
+      no_server("response.animation_blendshapes.delta"),
+      effect="viseme or blendshape events, counted in the trace", emulator="acts"),
     S("avatar.type", _AV + "type: video-avatar}\n", wire("avatar.type", "video-avatar"),
       effect="avatar kind", emulator="checks"),
     S("avatar.character", "avatar: {character: lisa}\n", wire("avatar.character", "lisa"),
@@ -432,10 +434,10 @@ MATRIX: tuple[Setting, ...] = (
     S("interim_response.type", "interim_response: {type: static, texts: ['One moment.']}\n",
       wire("interim_response.type", "static_interim_response"),
       effect="filler speech while the model is slow or a tool runs", emulator="checks"),
-    S("interim_response.triggers",
+    S("interim_response.triggers", "tools: [echo_back]\n"
       "interim_response: {type: static, triggers: [tool], texts: ['One moment.']}\n",
-      wire("interim_response.triggers", ["tool"]), effect="when interim speech starts",
-      emulator="checks"),
+      wire("interim_response.triggers", ["tool"]), seen("One moment."), say="please echo_back it",
+      effect="when interim speech starts (shown and logged as [interim])", emulator="acts"),
     S("interim_response.latency_threshold_ms", "interim_response: {type: static, "
       "triggers: [latency], latency_threshold_ms: 800, texts: ['One moment.']}\n",
       wire("interim_response.latency_threshold_ms", 800), effect="delay before interim speech",
@@ -580,5 +582,18 @@ def markdown() -> Iterator[str]:
         yield f"| `{s.leaf}` | {s.compiled()} | {s.effect} | {s.emulator} |"
 
 
+def write_docs(doc: Path = ROOT / "docs" / "profiles.md") -> None:
+    """Replace the table in docs/profiles.md with the one this matrix generates."""
+    text = doc.read_text()
+    start = text.index("| setting | compiled to |")
+    end = text.index("\n\n", start)
+    doc.write_text(text[:start] + "\n".join(markdown()) + text[end:])
+
+
 if __name__ == "__main__":
-    print("\n".join(markdown()))
+    import sys
+
+    if sys.argv[1:] == ["--write"]:
+        write_docs()
+    else:
+        print("\n".join(markdown()))

@@ -46,7 +46,7 @@ def test_the_leaf_walk_finds_scalar_and_object_forms() -> None:
 def test_docs_table_is_generated_from_the_matrix() -> None:
     doc = (ROOT / "docs" / "profiles.md").read_text()
     table = "\n".join(m.markdown())
-    assert table in doc, "regenerate with: .venv/bin/python tests/settings_matrix.py"
+    assert table in doc, "regenerate with: .venv/bin/python tests/settings_matrix.py --write"
 
 
 def test_deeper_tests_named_by_the_matrix_exist() -> None:

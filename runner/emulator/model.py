@@ -96,6 +96,7 @@ def load_script(source: str | Path | Mapping[str, Any], *, origin: str | None = 
     so problems still point somewhere useful. Raises :class:`ScriptError`.
     """
     node: yaml.Node | None = None
+    data: Any
     if isinstance(source, Mapping):
         name, data = origin or "<model script>", dict(source)
     else:
