@@ -421,7 +421,7 @@ MATRIX: tuple[Setting, ...] = (
     S("temperature", "temperature: 0.7\n", wire("temperature", 0.7),
       effect="model sampling temperature", emulator="checks"),
     S("max_response_tokens", "max_response_tokens: 300\n", wire("max_response_output_tokens", 300),
-      effect="longest reply", emulator="records"),
+      effect="longest reply (the emulator cuts it, status incomplete)", emulator="acts"),
     S("reasoning_effort", "reasoning_effort: low\n", wire("reasoning_effort", "low"),
       effect="reasoning effort of reasoning models", emulator="checks"),
     S("tool_choice", "tools: [echo_back]\ntool_choice: none\n", wire("tool_choice", "none"),

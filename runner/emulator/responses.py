@@ -25,6 +25,9 @@ AUDIO_CHUNK_MS = 100  # size of each response.audio.delta (the service's size is
 INPUT_AUDIO_MS_PER_TOKEN = 100
 OUTPUT_AUDIO_MS_PER_TOKEN = 50
 CHARS_PER_TOKEN = 4
+# source: docs/emulator.md#reply-token-cap - a reply stops at max_response_output_tokens, at
+# most 4096 (the protocol reference, §2 session fields); "inf" means the model's own cap.
+MAX_OUTPUT_TOKENS = 4096
 INTERIM_LLM_TEXT = "[emulator interim] One moment, please."
 
 
@@ -246,8 +249,10 @@ class Responses(Host):
         said: list[tuple[int, int]] = []
         if plan.delay_ms and failed is None:
             await self._think(response, plan.delay_ms, interim, shape, said)
+        cut = False
         if failed is None and plan.say is not None and response.cancel_reason is None:
-            said.append(await self._say(response, plan.say, shape))
+            text, cut = _capped(plan.say, shape["max_output_tokens"])
+            said.append(await self._say(response, text, shape))
         for call in plan.calls if failed is None else ():
             if response.cancel_reason is not None:
                 break
@@ -267,6 +272,8 @@ class Responses(Host):
             details: dict[str, Any] | None = {"type": "cancelled", "reason": response.cancel_reason}
         elif failed is not None:
             status, details = "failed", {"type": "failed", "error": failed}
+        elif cut:
+            status, details = "incomplete", {"type": "incomplete", "reason": "max_output_tokens"}
         else:
             status, details = "completed", None
         if self.active is response:
@@ -447,3 +454,11 @@ class Responses(Host):
                 "item": item,
             }
         )
+
+
+def _capped(text: str, max_tokens: Any) -> tuple[str, bool]:
+    """The reply as far as the token cap lets it go (and whether it was cut): a scripted echo
+    of a 900 kB turn must not become hours of synthesised speech."""
+    cap = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else MAX_OUTPUT_TOKENS
+    limit = min(cap, MAX_OUTPUT_TOKENS) * CHARS_PER_TOKEN
+    return (text, False) if len(text) <= limit else (text[:limit], True)
