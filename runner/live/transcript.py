@@ -358,21 +358,26 @@ class Transcript:
 
     def _conv_write(self, text: str) -> None:
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
+        self._append("_conv", safe(f"[{stamp}] {text}"))
+
+    def _append(self, attr: str, line: str) -> None:
+        """One line to the conversation log (``_conv``) or the trace (``_trace``), flushed, so
+        a crash or kill loses nothing; a file that fails is closed and reported once."""
         with self._lock:
-            conv = self._conv
-            if conv is None:
+            stream: IO[str] | None = getattr(self, attr)
+            if stream is None:
                 return
             try:
-                conv.write(safe(f"[{stamp}] {text}") + "\n")
-                conv.flush()
+                stream.write(line + "\n")
+                stream.flush()
             except OSError as exc:
-                self._conv = None
+                setattr(self, attr, None)
                 failed: OSError | None = exc
             else:
                 failed = None
         if failed is not None:
-            _close_quietly(conv)
-            self.output_failed(str(self.conversation_path), failed)
+            _close_quietly(stream)
+            self.output_failed(getattr(stream, "name", attr), failed)
 
     def output_failed(self, path: str, exc: OSError) -> None:
         """A log or trace file stopped being writable: say so once per file and go on, because
@@ -412,21 +417,7 @@ class Transcript:
         line = json.dumps(
             {"t": round(time.time(), 3), "dir": direction, "event": redact_obj(slim)}, default=str
         )
-        with self._lock:
-            trace = self._trace
-            if trace is None:
-                return
-            try:
-                trace.write(redact(line) + "\n")
-                trace.flush()  # a crash or kill must not lose the events that explain it
-            except OSError as exc:
-                self._trace = None
-                failed: OSError | None = exc
-            else:
-                failed = None
-        if failed is not None:
-            _close_quietly(trace)
-            self.output_failed(getattr(trace, "name", "the trace"), failed)
+        self._append("_trace", redact(line))
 
     def trace_note(self, record: dict[str, Any]) -> None:
         """A record vlrun made (not an event on the wire): ``"dir": "note"`` in the trace."""
@@ -435,9 +426,7 @@ class Transcript:
         line = json.dumps(
             {"t": round(time.time(), 3), "dir": "note", "event": redact_obj(record)}, default=str
         )
-        with self._lock:
-            self._trace.write(redact(line) + "\n")
-            self._trace.flush()
+        self._append("_trace", redact(line))
 
     # -- end -------------------------------------------------------------------------------
 
