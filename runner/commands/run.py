@@ -96,7 +96,13 @@ _connect_timeout = click.option(
     help="Answer tool calls from this file (a scenario-style `mocks:` mapping) instead of "
     "running the plugins: demos and offline runs.",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Also show each server event type.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also show, per turn, how many events of each type came; word timestamps; rate "
+    "limits (every event: --trace).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Show only the conversation.")
 @click.option(
     "--otel",

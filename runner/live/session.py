@@ -355,7 +355,7 @@ class LiveSession(InputSide, ToolSide):
             if self.transcript.tracing:
                 self.transcript.trace("in", payload)
             handler = self._handlers.get(kind)
-            self.transcript.event(kind)
+            self.transcript.event(kind, payload=payload)
             if handler is None:
                 continue
             try:
