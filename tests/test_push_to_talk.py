@@ -235,3 +235,94 @@ async def test_scenario_spoken_turns_are_committed(tmp_path: Path) -> None:
     ]
     assert sent.count("input_audio_buffer.commit") == 1  # the spoken turn; the typed one has none
     assert sent[sent.index("input_audio_buffer.commit") + 1] == "response.create"
+
+
+@pytest.mark.audio
+def test_push_to_talk_through_pyaudio(
+    pulse_audio: None, tmp_path: Path, speech_wav: Path, cli_env: Any, wav_stats: Any
+) -> None:
+    """The real console in tmux, PyAudio over the null sinks: Enter, speech into the virtual
+    mic, Enter; the reply comes out of the virtual speaker and the emulator saw the turn
+    committed, then asked for."""
+    import shutil
+    import subprocess
+
+    from runner.emulator import emulator_thread
+    from runner.live.audio import level_dbfs
+    from tests.tmux_pane import Pane, need_tmux
+
+    need_tmux()
+    if shutil.which("paplay") is None or shutil.which("parec") is None:
+        pytest.skip("paplay/parec missing (apt-get install pulseaudio-utils)")
+    (tmp_path / "ptt.yaml").write_text(
+        "name: ptt\ninstructions: Be brief.\nvoice: alloy\nturn_detection: {type: manual}\n",
+        encoding="utf-8",
+    )
+    env = cli_env(sound=True)
+    heard = tmp_path / "speaker.raw"
+    with emulator_thread(speed=1) as emu:
+        pane = Pane(
+            ["run", "ptt.yaml", "--endpoint", emu.endpoint, "--output", "reply.wav", "--logs", "-"],
+            cwd=tmp_path,
+            env=env,
+        )
+        with heard.open("wb") as sink:
+            speaker = subprocess.Popen(
+                [
+                    "parec",
+                    "--raw",
+                    "--device=vspk.monitor",
+                    "--rate=24000",
+                    "--channels=1",
+                    "--format=s16le",
+                ],
+                stdout=sink,
+                env=env,
+            )
+        try:
+            pane.wait("the console", lambda: "press Enter to talk" in pane.status())
+            pane.key("Enter")
+            pane.wait("talking", lambda: "talking… (Enter to send)" in pane.status())
+            played = subprocess.run(
+                ["paplay", "--device=vmic", str(speech_wav)], env=env, timeout=30
+            )
+            assert played.returncode == 0
+            pane.key("Enter")
+            pane.wait_text("assistant: [emulator] I heard")
+            pane.wait(
+                "the reply's end",
+                lambda: (
+                    pane.status().startswith("mic ")
+                    and "press Enter to talk" in pane.status()
+                    and "responding" not in pane.status()
+                ),
+            )
+            pane.type("q")
+            pane.key("Enter")
+            assert pane.exit_code() == 0
+            history = pane.history()
+        finally:
+            speaker.terminate()
+            speaker.wait(10)
+            pane.close()
+    received = emu.sessions[0].received
+    kinds = [str(e["type"]) for e in received]
+    start = kinds.index("input_audio_buffer.clear")
+    commit = kinds.index("input_audio_buffer.commit")
+    assert kinds[commit + 1] == "response.create"
+    assert kinds.count("input_audio_buffer.commit") == 1
+    # audio went out only between the two Enters: after the clear, before the commit
+    assert kinds[start:commit].count("input_audio_buffer.append") == kinds.count(
+        "input_audio_buffer.append"
+    )
+    appends = [e for e in received[start:commit] if e["type"] == "input_audio_buffer.append"]
+    talk_s = sum(len(e["audio"]) * 3 / 4 for e in appends) / 48000
+    speech_s, _ = wav_stats(speech_wav)
+    assert speech_s * 0.8 <= talk_s <= speech_s + 3, (talk_s, speech_s)
+    assert re.search(r"^you: \[speech \d+\.\d s\]$", history, re.M)
+    # the reply was played: loud for a good part of a second on the virtual speaker
+    pcm = heard.read_bytes()
+    loud = sum(4800 for i in range(0, len(pcm) - 4800, 4800) if level_dbfs(pcm[i : i + 4800]) > -45)
+    assert loud >= 24000, f"{loud / 48000:.2f} s of loud audio from the speaker"
+    duration, rms = wav_stats(tmp_path / "reply.wav")
+    assert duration > 1.0 and rms > -40
