@@ -6,6 +6,7 @@ The plain console (pipes, CI) is what every other CLI test drives.
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
@@ -186,3 +187,53 @@ def test_the_mic_meter_never_swallows_typed_text(
         pane.key("Enter")
         assert pane.exit_code() == 0
         assert "-- session: " in pane.history()
+
+
+# ---------------------------------------------------------------- the parts, without a terminal
+
+
+def test_only_whole_lines_go_above_the_input_line() -> None:
+    from runner.live.screen import _Lines
+
+    target = io.StringIO()
+    redraws: list[int] = []
+    lines = _Lines(target, lambda: redraws.append(1))
+    for piece in ("assistant: ", "Hello", " there", ".\nyou: ", "hi\n", "assistant: Par"):
+        lines.write(piece)
+    assert target.getvalue() == "assistant: Hello there.\nyou: hi\n"  # never half a line
+    assert lines.partial == "assistant: Par"  # shown in the status line meanwhile
+    assert len(redraws) == 6
+    lines.close_line()
+    assert target.getvalue().endswith("assistant: Par\n")
+
+
+def test_status_line_texts() -> None:
+    from types import SimpleNamespace
+
+    from runner.live.screen import TerminalConsole, meter_text
+    from runner.live.state import TurnState
+
+    turn = TurnState()
+    turn.ready()
+    live = SimpleNamespace(
+        transcript=None, turn=turn, push_to_talk=True, talk_state="off", talk_key="enter"
+    )
+    console = TerminalConsole(live, mode="mic", talk_key="c-t")
+    console.level = -30.0
+    assert console.status_lines() == [
+        f"{meter_text(-30.0)} | press Ctrl+T to talk | q + Enter ends"
+    ]
+    live.talk_state = "on"
+    assert "talking… (Ctrl+T to send)" in console.status_lines()[0]
+    assert meter_text(-60) == "mic " + "·" * 20 + "  -60 dB"
+    assert meter_text(0).startswith("mic " + "▮" * 20)
+    live.push_to_talk = False
+    console.mode = "text"
+    assert console.status_lines() == ["type a message | q + Enter ends"]
+
+
+@pytest.mark.parametrize("key", ["nonsense-key", "x"])
+def test_a_bad_talk_key_is_a_usage_error(run_cli: Any, profiles_dir: Path, key: str) -> None:
+    proc = run_cli(["run", str(profiles_dir / "casual-chat.yaml"), "--text", "--talk-key", key])
+    assert proc.returncode == 2, proc.stderr
+    assert f"--talk-key {key}:" in proc.stderr and "Traceback" not in proc.stderr

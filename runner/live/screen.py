@@ -41,6 +41,8 @@ def check_key(key: str) -> str | None:
     """None when prompt_toolkit knows the key name, else why not."""
     from prompt_toolkit.key_binding import KeyBindings
 
+    if len(key) == 1 or key == "space":
+        return "a key that types a character would toggle talking in every typed line"
     try:
         KeyBindings().add(key)(lambda event: None)
     except (ValueError, KeyError) as exc:
@@ -111,6 +113,8 @@ class TerminalConsole:
             try:
                 return int(await self.live.run())
             finally:
+                if self._app is not None:
+                    self._app.erase_when_done = True  # no empty input line left behind
                 prompt.cancel()
                 await asyncio.wait({prompt})
                 if not prompt.cancelled() and prompt.exception() is not None:
@@ -174,7 +178,7 @@ class TerminalConsole:
         lines = []
         streaming = (self._out.partial if self._out is not None else "").strip()
         if streaming:
-            lines.append(_tail(streaming, 116))
+            lines.append(_tail(streaming, self._columns() - 1))  # its newest words, one line
         parts = []
         if self.mode == "mic" and self.level is not None:
             parts.append(meter_text(self.level))
@@ -182,6 +186,12 @@ class TerminalConsole:
         parts.append("q + Enter ends")
         lines.append(" | ".join(parts))
         return lines
+
+    def _columns(self) -> int:
+        try:
+            return int(self._app.output.get_size().columns)
+        except (AttributeError, OSError, ValueError):  # not drawn yet, or no terminal size
+            return 80
 
     def _state(self) -> str:
         turn = self.live.turn
