@@ -112,6 +112,33 @@ def test_typing_mid_reply_keeps_the_input_line(
     assert "-- logs: " in history
 
 
+def test_ctrl_c_ends_at_once_and_cleanly(
+    story_emulator: Any, pane_factory: Any, profiles_dir: Path
+) -> None:
+    pane = pane_factory(
+        [
+            "run",
+            str(profiles_dir / "casual-chat.yaml"),
+            "--endpoint",
+            story_emulator.endpoint,
+            "--text",
+            "--logs",
+            "-",
+        ]
+    )
+    pane.wait("the status line", lambda: "type a message" in pane.status())
+    pane.type("tell me a story")
+    pane.key("Enter")
+    pane.wait("the reply to stream", lambda: _streamed(pane).startswith("assistant: Once upon"))
+    pane.key("C-c")
+    assert pane.exit_code() == 0
+    history = pane.history()
+    assert re.search(r"^assistant: Once upon .*\[interrupted\]$", history, re.M)
+    assert "seemed lonely" not in history  # it did not wait for the reply
+    assert "-- session: 1 user turn(s)" in history
+    assert not re.search(r"^>\s*$", history, re.M)  # no empty input line left behind
+
+
 def test_an_approval_is_answered_at_the_input_line(
     tmp_path: Path, pane_factory: Any, emulator_in_thread: Any
 ) -> None:
@@ -123,11 +150,12 @@ def test_an_approval_is_answered_at_the_input_line(
     pane.wait("the status line", lambda: "type a message" in pane.status())
     pane.type("search the docs please")
     pane.key("Enter")
-    pane.type("thanks")  # typed before the question: queued, not taken as the answer
-    pane.key("Enter")
     pane.wait_text("approve MCP call docs.search_docs(")
     pane.wait("the status line to ask", lambda: "answer the question above" in pane.status())
     pane.type("y")
+    pane.key("Enter")
+    pane.wait("the question to close", lambda: "answer the question" not in pane.status())
+    pane.type("thanks")  # the next line is a turn again
     pane.key("Enter")
     pane.wait_text("you: thanks")
     pane.wait_text("assistant: [emulator] search_docs on docs returned")
@@ -162,7 +190,7 @@ def test_the_mic_meter_never_swallows_typed_text(
             ["run", str(profile), "--endpoint", emu.endpoint, "--logs", "-"], sound=True
         )
         pane.wait("the meter", lambda: pane.status().startswith("mic "))
-        assert "listening" in pane.status()
+        pane.wait("the connection", lambda: "listening" in pane.status())
         play = subprocess.Popen(
             ["paplay", "--device=vmic", str(speech_wav)], env=cli_env(sound=True)
         )
@@ -230,6 +258,11 @@ def test_status_line_texts() -> None:
     live.push_to_talk = False
     console.mode = "text"
     assert console.status_lines() == ["type a message | q + Enter ends"]
+    live.turn = TurnState()  # before the first connection
+    live.metrics = SimpleNamespace(reconnects=0)
+    assert console.status_lines() == ["connecting… | q + Enter ends"]
+    live.metrics.reconnects = 1
+    assert console.status_lines() == ["reconnecting | q + Enter ends"]
 
 
 @pytest.mark.parametrize("key", ["nonsense-key", "x"])

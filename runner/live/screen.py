@@ -130,6 +130,8 @@ class TerminalConsole:
         from prompt_toolkit.key_binding import KeyBindings
 
         bindings = KeyBindings()
+        # Ctrl+C is a key here, not a signal: it ends now, as SIGINT does without the console
+        bindings.add("c-c")(lambda event: self.live.stop())
         if self.live.push_to_talk:
             # Enter talks only on an empty input line with no question open: a typed line
             # is still a turn (or an answer, or q); other keys always talk.
@@ -154,7 +156,7 @@ class TerminalConsole:
             except EOFError:  # Ctrl+D: like the end of piped input
                 self.live.feed_line(None)
                 return
-            except KeyboardInterrupt:  # Ctrl+C is a key here, not a signal: end now
+            except KeyboardInterrupt:  # should the binding above not be reached
                 self.live.stop()
                 return
             self.live.feed_line(line)
@@ -209,6 +211,9 @@ class TerminalConsole:
             return f"press {key} to talk"
         if self.mode == "text" and turn.phase is Phase.LISTENING:
             return "type a message"
+        metrics = getattr(self.live, "metrics", None)
+        if turn.phase is Phase.RECONNECTING and not getattr(metrics, "reconnects", 1):
+            return "connecting…"  # the first connection: nothing was lost
         return str(turn.phase.value)
 
 
