@@ -124,8 +124,8 @@ def test_a_line_typed_before_the_approval_prompt_does_not_deadlock(tmp_path: Pat
 
     (tmp_path / "profile.yaml").write_text(MCP_PROFILE)
     with emulator_thread(speed=0) as emu:
-        term = Terminal(
-            ["run", "profile.yaml", "--text", "--logs", "logs"],
+        term = Terminal(  # --plain: read as lines; the drawn console: test_console_tmux.py
+            ["run", "profile.yaml", "--text", "--plain", "--logs", "logs"],
             tmp_path,
             _cli_env(emu.endpoint),
             20,

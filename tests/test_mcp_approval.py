@@ -57,7 +57,9 @@ def _env(endpoint: str) -> dict[str, str]:
 
 
 def _args() -> list[str]:
-    return ["run", "profile.yaml", "--text", "--trace", "trace.jsonl", "--logs", "logs"]
+    # --plain: this reads the terminal's bytes as lines; the drawn console's approval prompt is
+    # tested in tests/test_console_tmux.py
+    return ["run", "profile.yaml", "--text", "--plain", "--trace", "trace.jsonl", "--logs", "logs"]
 
 
 class Terminal:

@@ -96,8 +96,28 @@ _connect_timeout = click.option(
     help="Answer tool calls from this file (a scenario-style `mocks:` mapping) instead of "
     "running the plugins: demos and offline runs.",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Also show each server event type.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also show, per turn, how many events of each type came; word timestamps; rate "
+    "limits (every event: --trace).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Show only the conversation.")
+@click.option(
+    "--talk-key",
+    default="enter",
+    show_default=True,
+    metavar="KEY",
+    help="Push-to-talk (turn_detection: manual): the key that starts and ends a turn, as "
+    "prompt_toolkit names it (enter, c-t, f2, ...). Without a terminal: an empty line.",
+)
+@click.option(
+    "--plain",
+    is_flag=True,
+    default=None,
+    help="Plain lines even on a terminal (no input line or status line).",
+)
 @click.option(
     "--otel",
     is_flag=True,
@@ -124,6 +144,8 @@ def run(
     connect_timeout_s: float | None,
     verbose: bool,
     quiet: bool,
+    talk_key: str,
+    plain: bool | None,
     otel: bool,
 ) -> int:
     """Start a profile and talk to it."""
@@ -156,6 +178,8 @@ def run(
         connect_timeout_s=connect_timeout_s,
         verbosity=0 if quiet else 2 if verbose else 1,
         otel=otel,
+        talk_key=talk_key.lower(),
+        plain=True if plain else None,
     )
     return execute_run(options)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import AudioUnavailable, ConfigError, OutputError
+from runner.errors import AudioUnavailable, ConfigError, OutputError, UsageError
 
 
 @dataclass
@@ -43,6 +43,8 @@ class RunOptions:
     connect_timeout_s: float | None = None  # None: DEFAULT_CONNECT_TIMEOUT_S
     verbosity: int = 1
     otel: bool = False
+    talk_key: str = "enter"  # push-to-talk (turn_detection: manual): the key that toggles talking
+    plain: bool | None = None  # None: the drawn console when stdin and stdout are a terminal
 
 
 def default_logs_dir() -> Path:
@@ -58,6 +60,7 @@ def execute_run(options: RunOptions) -> int:
     from runner.live.connect import load_dotenv_file, resolve_target
 
     load_dotenv_file()
+    _check_talk_key(options)
     if not options.profile.is_file():
         raise ConfigError(
             f"{options.profile}: no such profile",
@@ -82,6 +85,19 @@ def execute_run(options: RunOptions) -> int:
     if options.otel:
         _enable_otel()
     return asyncio.run(_converse(options, profile, target, registry, payload, greeting))
+
+
+def _check_talk_key(options: RunOptions) -> None:
+    if options.talk_key == "enter":
+        return
+    from runner.live.screen import check_key
+
+    problem = check_key(options.talk_key)
+    if problem is not None:
+        raise UsageError(
+            f"--talk-key {options.talk_key}: {problem}",
+            hint="use a prompt_toolkit key name, e.g. enter, c-t, f2, c-space",
+        )
 
 
 def _registry(options: RunOptions, profile: Any) -> Any:
@@ -155,6 +171,7 @@ async def _converse(
                 f"mode {mode}; voice {_voice(session)}"
             )
             credential = make_credential(live_target)
+            drawn = _drawn_console(options)
             live = LiveSession(
                 target=live_target,
                 endpoint=endpoint,
@@ -163,7 +180,8 @@ async def _converse(
                 transcript=transcript,
                 player=player,
                 source=source,
-                lines=True,
+                lines=not drawn,  # the drawn console reads the lines itself
+                interactive=True if drawn else None,
                 greeting=greeting,
                 registry=registry,
                 **profile_settings(profile),
@@ -171,11 +189,15 @@ async def _converse(
                 end_when_input_ends=mode in ("wav", "text"),
                 send_ms=_chunk_ms(options),
             )
-            if mode == "text":
-                transcript.notice("type a message and press Enter; 'q' + Enter ends")
+            if not drawn:
+                live.talk_key = "enter"  # a line reader sees lines, not keys: a blank line
+            transcript.notice(_start_notice(mode, live, drawn, options.talk_key))
+            if drawn:
+                from runner.live.screen import TerminalConsole
+
+                code = await TerminalConsole(live, mode=mode, talk_key=options.talk_key).run()
             else:
-                transcript.notice("listening; 'q' + Enter or Ctrl+C ends")
-            code = await live.run()
+                code = await live.run()
             transcript.conv_note(f"session {live.session_id} ended")
             if options.verbosity:
                 print(summary_line(transcript, live.metrics), file=sys.stderr)
@@ -205,6 +227,26 @@ async def _converse(
             print(f"-- assistant audio saved to {options.output_wav}", file=sys.stderr)
         if unwritten is not None:
             raise unwritten
+
+
+def _drawn_console(options: RunOptions) -> bool:
+    """The drawn console (input line, status line) on a terminal; plain lines otherwise."""
+    if options.plain is not None:
+        return not options.plain
+    from runner.live.screen import terminal_console
+
+    return terminal_console()
+
+
+def _start_notice(mode: str, live: Any, drawn: bool, talk_key: str) -> str:
+    if mode == "text":
+        return "type a message and press Enter; 'q' + Enter ends"
+    if live.push_to_talk:
+        from runner.live.inputs import key_label
+
+        key = key_label(talk_key) if drawn else "Enter on an empty line"
+        return f"push-to-talk: press {key} to talk, {key} again to send; 'q' + Enter ends"
+    return "listening; 'q' + Enter or Ctrl+C ends"
 
 
 def summary_line(transcript: Any, metrics: Any) -> str:

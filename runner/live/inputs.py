@@ -14,6 +14,7 @@ import contextlib
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runner.errors import VlrunError
@@ -28,15 +29,119 @@ _APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
 _SOCKET_ERRORS = (ConnectionError, RuntimeError)  # a closing socket (aiohttp raises either)
 _QUIT_WORDS = frozenset({"q", "quit", "exit", "/q", "/quit"})
 TOOL_GRACE_S = 0.3  # after q, how long tools that are all that is left may still finish
+#: A push-to-talk turn shorter than this is a slip of the key, not a turn (the service refuses
+#: commits of under 100 ms anyway).
+MIN_TALK_MS = 200
 
 
 class InputSide(SessionCore):
     """Streams the source and reads typed lines (mixed into LiveSession)."""
 
+    session_update: dict[str, Any]
+    _on_speech_started: Callable[..., Awaitable[None]]  # the barge-in path (session.py)
+    #: Push-to-talk: the console key that toggles talking ("enter": an empty line toggles).
+    talk_key: str = "enter"
+    #: Push-to-talk: say each toggle on the console (the terminal console has a status line).
+    talk_notices: bool = True
+    #: Push-to-talk state: "off", "on" (mic audio is sent), "ending" (commit at the next chunk).
+    talk_state: str = "off"
+    _talk_ms: float = 0.0  # audio appended in this push-to-talk turn
+    _talks: int = 0
+
+    @property
+    def manual_turns(self) -> bool:
+        """Turn detection is off (``turn_detection: manual``): vlrun commits each turn."""
+        session = self.session_update.get("session") or {}
+        return "turn_detection" in session and session["turn_detection"] is None
+
+    @property
+    def push_to_talk(self) -> bool:
+        """Manual turns from a live microphone: the user says when a turn starts and ends."""
+        return (
+            self.manual_turns
+            and self.source is not None
+            and bool(getattr(self.source, "live", True))
+        )
+
+    def talk(self) -> None:
+        """The talk key: start talking (interrupting a reply), or end the turn and send it."""
+        if not self.push_to_talk or self.turn.closing:
+            return
+        if self.talk_state == "off":
+            if not self._ready.is_set():
+                self.transcript.notice("not connected yet; press again in a moment")
+                return
+            self.talk_state, self._talk_ms = "starting", 0.0
+            self._talks += 1
+            self.turn.speech_started()  # now, not when the task runs: the console shows it
+            self.tasks.spawn(self._start_talking(), "vlrun-talk")
+            if self.talk_notices:
+                self.transcript.notice(f"talking… ({key_label(self.talk_key)} to send)")
+        elif self.talk_state in ("starting", "on"):
+            self.talk_state = "ending"  # the pump sends the last chunk, then commits
+            self.turn._moved("talk key")  # noqa: SLF001 - a console action is a transition too
+
+    async def _start_talking(self) -> None:
+        # The same path as the service's speech_started: playback flushed, the reply
+        # cancelled and its item truncated at what was heard, cancellable tools cancelled.
+        await self._on_speech_started(_Event(item_id=f"talk_{self._talks}", audio_start_ms=0))
+
+    async def commit_turn(self) -> None:
+        """Manual turns from a non-live source (scenarios): the audio sent so far is a turn."""
+        await self._commit_turn(self.turn.generation)
+
+    async def _commit_turn(self, generation: int) -> None:
+        """End of a manual turn: the audio so far is the user's turn; ask for the reply."""
+        talk_ms = self._talk_ms if self.push_to_talk else getattr(self.source, "duration_ms", 0.0)
+        self._talk_ms = 0.0
+        if self.push_to_talk and talk_ms < MIN_TALK_MS:
+            self.transcript.notice(f"under {MIN_TALK_MS / 1000:g} s of audio; nothing sent")
+            self.turn.speaking = False
+            self.turn._moved("talk too short")  # noqa: SLF001 - no turn after all
+            with contextlib.suppress(Drop):
+                await self._send({"type": "input_audio_buffer.clear"}, generation)
+            return
+        self._heard_speech = True
+        if not (self.session_update.get("session") or {}).get("input_audio_transcription"):
+            # no transcript will come: keep the user's turn in the transcript all the same
+            self.transcript.user(f"talk_{self._talks}", f"[speech {talk_ms / 1000:.1f} s]")
+        self.turn.speech_stopped()  # the user's turn is over: a reply is owed
+        self._eos_at = time.perf_counter()
+        self._eos_label = "end of speech -> first audio"
+        try:
+            await self._send({"type": "input_audio_buffer.commit"}, generation)
+            await self._send({"type": "response.create"}, generation)
+        except Drop:
+            log.info("the connection dropped before the turn was committed")
+
+    async def _push_to_talk_chunk(self, chunk: bytes, pending: bytearray) -> None:
+        """One microphone chunk in push-to-talk: sent only while talking."""
+        state = self.talk_state
+        if state == "off":
+            return
+        generation = self.turn.generation
+        if state == "starting":
+            # nothing said before the key press belongs to this turn
+            with contextlib.suppress(Drop):
+                await self._send({"type": "input_audio_buffer.clear"}, generation)
+            if self.talk_state == "starting":
+                self.talk_state = "on"
+        pending += chunk
+        fmt = getattr(self.source, "fmt", self.player.fmt)
+        if len(pending) >= fmt.bytes_for_ms(self.send_ms) or self.talk_state == "ending":
+            self._talk_ms += fmt.ms_for_bytes(len(pending))
+            await self._append(bytes(pending))
+            pending.clear()
+        if self.talk_state == "ending":
+            self.talk_state = "off"
+            await self._commit_turn(generation)
+            self.turn._moved("turn committed")  # noqa: SLF001
+
     async def _input_pump(self) -> None:
         assert self.source is not None
-        meter = self.transcript.meter_enabled
+        meter = self.transcript.meter_enabled or self.transcript.on_meter is not None
         live = getattr(self.source, "live", True)
+        talk = self.push_to_talk
         # One append per chunk of at least send_ms: every event costs a JSON encode, a WebSocket
         # frame and a wake-up, and the service needs the audio, not the capture cadence.
         fmt = getattr(self.source, "fmt", self.player.fmt)
@@ -54,6 +159,9 @@ class InputSide(SessionCore):
                     if live:
                         continue  # (re)connecting: live audio from now cannot be delivered
                     await self._ready.wait()
+                if talk:
+                    await self._push_to_talk_chunk(chunk, pending)
+                    continue
                 if not pending and len(chunk) >= batch:
                     await self._append(chunk)  # the usual case: one device chunk, one append
                     continue
@@ -61,8 +169,10 @@ class InputSide(SessionCore):
                 if len(pending) >= batch:
                     await self._append(bytes(pending))
                     pending.clear()
-            if pending and self._ready.is_set():
+            if pending and self._ready.is_set() and not talk:
                 await self._append(bytes(pending))  # the end of a file is audio too
+            if self.manual_turns and not talk and self._ready.is_set():
+                await self._commit_turn(self.turn.generation)  # --input: the file is the turn
         except VlrunError as exc:
             self.transcript.error(exc.message)
             self._exit_code = exc.exit_code
@@ -120,6 +230,9 @@ class InputSide(SessionCore):
                 self.tasks.spawn(self._quit(), "vlrun-quit")
                 continue
             if self.turn.answer(text):
+                continue
+            if not text and self.push_to_talk and self.talk_key == "enter":
+                self.talk()
                 continue
             if text:
                 self._typed.append(text)
@@ -222,6 +335,27 @@ class InputSide(SessionCore):
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.player.drain(), timeout=self.finish_timeout_s)
         self.stop()
+
+
+class _Event(dict):  # type: ignore[type-arg]
+    """A server-like event made by vlrun (push-to-talk's speech start), read by attribute."""
+
+    __slots__ = ()
+
+    def __init__(self, **fields: Any) -> None:
+        super().__init__(fields)
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name)
+
+
+def key_label(key: str) -> str:
+    """How a prompt_toolkit key name reads on screen: "enter" -> "Enter", "c-t" -> "Ctrl+T"."""
+    if key.startswith("c-") and len(key) > 2:
+        return "Ctrl+" + key[2:].upper() if len(key) == 3 else "Ctrl+" + key[2:].title()
+    if key.startswith("s-") and len(key) > 2:
+        return "Shift+" + key_label(key[2:])
+    return key.upper() if len(key) <= 3 and key[:1] == "f" else key.title()
 
 
 def _raw_socket(conn: Any) -> Any:

@@ -375,7 +375,7 @@ class LiveSession(InputSide, ToolSide):
             if self.transcript.tracing and kind not in _COUNTED:
                 self.transcript.trace("in", payload)
             handler = self._handlers.get(kind)
-            self.transcript.event(kind)
+            self.transcript.event(kind, payload=payload)
             if handler is None:
                 continue
             try:

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from runner.live.verbose import VerboseEvents
 from runner.redact import redact, redact_obj, safe
 
 log = logging.getLogger("vlrun.live.transcript")
@@ -165,6 +166,13 @@ class Transcript:
         self._deferred: list[str] = []  # status lines held back while a reply streams
         self._words: dict[str, list[dict[str, Any]]] = {}  # timings that came before the text
         self._interim_ids: set[str] = set()  # replies known to be interim before they complete
+        # --verbose: event counts per turn (runner.live.verbose), written as status lines
+        self._verbose = (
+            VerboseEvents(lambda line: self._status(f"   {line}\n"))
+            if verbosity >= VERBOSITY_VERBOSE
+            else None
+        )
+        self.on_meter: Callable[[float], None] | None = None  # the console's status line
         is_tty = getattr(self.out, "isatty", lambda: False)()
         self.meter_enabled = (is_tty and verbosity >= VERBOSITY_NORMAL) if meter is None else meter
         self.conversation_path: Path | None = None
@@ -242,14 +250,16 @@ class Transcript:
         self._write(self.err, f"error: {text}\n")
         self.conv_note(f"error: {text}")
 
-    def event(self, kind: str, summary: str = "") -> None:
-        """--verbose: one line per server event type."""
-        if self.verbosity >= VERBOSITY_VERBOSE:
-            self._end_stream()
-            self._write(self.err, f"   < {kind}{(' ' + summary) if summary else ''}\n")
+    def event(self, kind: str, summary: str = "", payload: dict[str, Any] | None = None) -> None:
+        """Every server event (and runner action) by type: --verbose counts them per turn."""
+        if self._verbose is not None:
+            self._verbose.event(kind, payload)
 
     def meter(self, dbfs: float) -> None:
-        """Redraw a one-line mic level meter (terminals only)."""
+        """Show the mic level: in the console's status line, else a redrawn line (terminals)."""
+        if self.on_meter is not None:
+            self.on_meter(dbfs)
+            return
         if not self.meter_enabled or self._streaming is not None:
             return
         bars = max(0, min(30, int((dbfs + 60) / 2)))
@@ -432,6 +442,8 @@ class Transcript:
 
     def close(self) -> None:
         """Flush and close every file; safe to call twice."""
+        if self._verbose is not None:
+            self._verbose.close()
         self._end_stream()
         with self._lock:
             conv, trace, self._conv, self._trace = self._conv, self._trace, None, None

@@ -254,6 +254,8 @@ class _Driver:
             else:
                 pcm = await spoken(str(turn["say"]), fmt)
             await self.source.speak(pcm, self.tail_ms)
+            if self.live.manual_turns:
+                await self.live.commit_turn()  # no turn detection: each spoken turn is committed
         reply_mark = mark
         barge = turn.get("barge_in")
         if barge is not None:
