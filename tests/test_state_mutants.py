@@ -1,0 +1,56 @@
+"""Turn-state facts the state tests left open (found by scripts/mutate.py): a fresh state
+before any connection, the technical log of phase changes, the bounded history, the
+counters a session starts from."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from runner.live.state import Metrics, Phase, TurnState
+
+
+def test_a_session_starts_with_no_counts() -> None:
+    metrics = Metrics()
+    assert (metrics.reconnects, metrics.rollovers) == (0, 0)
+    assert metrics.sent_events == {} and metrics.turn_latency == []
+
+
+def test_a_fresh_state_before_any_connection_owes_nothing() -> None:
+    state = TurnState()
+    assert state.phase is Phase.RECONNECTING and state.generation == 0
+    assert state.idle() and not state.reply_owed() and not state.speaking
+    assert not state.between_turns()  # not connected yet
+    assert (state.closing, state.stopped, state.requested) == (False, False, 0)
+
+
+def test_a_phase_change_is_logged_and_a_transition_that_keeps_it_is_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = TurnState()
+    state.connecting()
+    with caplog.at_level(logging.DEBUG, logger="vlrun.live.session"):
+        state.ready()
+        state.typed()
+        state.typed()  # still awaiting a response: no line
+    lines = [r.getMessage() for r in caplog.records if r.name == "vlrun.live.session"]
+    assert lines == [
+        "turn: reconnecting -> listening (session.updated)",
+        "turn: listening -> awaiting response (typed turn)",
+    ]
+
+
+def test_the_history_keeps_the_newest_transitions_and_drops_the_oldest_half() -> None:
+    state = TurnState()
+    state.connecting()  # entry 0
+    for n in range(1, 500):  # entries 1..499: odd ones ask, even ones answer
+        if n % 2:
+            state.approval_pending("r")
+        else:
+            state.approval_decided("r")
+    assert len(state.history) == 500 and state.history[0][0] == "connecting"
+    state.approval_decided("r")  # entry 500: one too many, entries 0..249 go
+    assert len(state.history) == 251
+    assert [t for t, _ in state.history[:2]] == ["approval answered", "mcp_approval_request"]
+    assert state.history[-1] == ("approval answered", Phase.RECONNECTING)
