@@ -54,3 +54,22 @@ def test_the_history_keeps_the_newest_transitions_and_drops_the_oldest_half() ->
     assert len(state.history) == 251
     assert [t for t, _ in state.history[:2]] == ["approval answered", "mcp_approval_request"]
     assert state.history[-1] == ("approval answered", Phase.RECONNECTING)
+
+
+def test_each_created_response_answers_one_request() -> None:
+    from runner.live.state import Response
+
+    state = TurnState()
+    state.connecting()
+    state.ready()
+    state.response_created(Response("unasked"))  # the server's own (a greeting): none owed
+    assert state.requested == 0
+    state.response_done("unasked", "completed")
+    state.response_requested()
+    state.response_requested()
+    state.response_created(Response("r1"))
+    assert state.requested == 1 and state.active is not None and state.active.id == "r1"
+    state.response_done("r1", "completed")
+    assert state.phase is Phase.AWAITING_RESPONSE and state.reply_owed()
+    state.response_created(Response("r2"))
+    assert state.requested == 0
