@@ -4,11 +4,12 @@ counters a session starts from."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
-from runner.live.state import Metrics, Phase, TurnState
+from runner.live.state import Metrics, Phase, Response, TaskGroup, TurnState
 
 
 def test_a_session_starts_with_no_counts() -> None:
@@ -57,8 +58,6 @@ def test_the_history_keeps_the_newest_transitions_and_drops_the_oldest_half() ->
 
 
 def test_each_created_response_answers_one_request() -> None:
-    from runner.live.state import Response
-
     state = TurnState()
     state.connecting()
     state.ready()
@@ -73,3 +72,47 @@ def test_each_created_response_answers_one_request() -> None:
     assert state.phase is Phase.AWAITING_RESPONSE and state.reply_owed()
     state.response_created(Response("r2"))
     assert state.requested == 0
+
+
+async def test_asking_and_answering_are_transitions_that_wake_waiters() -> None:
+    state = TurnState()
+    waiter = asyncio.ensure_future(state.until(lambda: bool(state.questions)))
+    await asyncio.sleep(0)  # one turn of the loop: the waiter is waiting now
+    answer = state.ask("Delete it?")
+    await asyncio.wait_for(waiter, 1)
+    assert state.history[-1] == ("question asked", Phase.RECONNECTING)
+    waiter = asyncio.ensure_future(state.until(lambda: not state.questions))
+    await asyncio.sleep(0)
+    assert state.answer("yes")
+    await asyncio.wait_for(waiter, 1)
+    assert await answer == "yes"
+    assert state.history[-1] == ("question answered", Phase.RECONNECTING)
+
+
+async def test_after_an_answer_the_next_question_shown_skips_askers_that_left() -> None:
+    shown: list[str] = []
+    state = TurnState(on_question=shown.append)
+    first = state.ask("first?")
+    second = state.ask("second?")
+    third = state.ask("third?")
+    second.cancel()  # its asker went away while the first was open
+    assert state.answer("a")
+    assert shown == ["first?", "third?"]
+    assert [q.text for q in state.questions] == ["third?"]
+    assert await first == "a" and not third.done()
+
+
+async def test_a_cancelled_task_raises_nothing_in_the_loop() -> None:
+
+    loop = asyncio.get_running_loop()
+    problems: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: problems.append(context))
+    try:
+        group = TaskGroup(lambda name, exc: None)
+        task = group.spawn(asyncio.Event().wait(), "waits")
+        task.cancel()
+        await asyncio.wait({task})
+        assert await group.close() == []
+    finally:
+        loop.set_exception_handler(None)
+    assert problems == [] and group.failures == [] and len(group) == 0
