@@ -251,16 +251,20 @@ def main() -> int:
             free.append(work)
         return m, dead, last
 
+    pool = concurrent.futures.ThreadPoolExecutor(args.workers)
     try:
-        with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-            for m, dead, last in pool.map(job, todo):
-                mark = "killed " if dead else "SURVIVED"
-                print(f"{mark} #{m.number:3d} line {m.line:4d}: {m.what}  [{last}]", flush=True)
-                if dead:
-                    killed += 1
-                else:
-                    survivors.append(m)
+        for m, dead, last in pool.map(job, todo):
+            mark = "killed " if dead else "SURVIVED"
+            print(f"{mark} #{m.number:3d} line {m.line:4d}: {m.what}  [{last}]", flush=True)
+            if dead:
+                killed += 1
+            else:
+                survivors.append(m)
+    except KeyboardInterrupt:  # Ctrl+C: the running mutants finish, the queued ones never start
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     finally:
+        pool.shutdown(wait=True)
         shutil.rmtree(base, ignore_errors=True)
     total = len(todo)
     rate = 100 * killed / total if total else 100.0
