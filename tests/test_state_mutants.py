@@ -116,3 +116,17 @@ async def test_a_cancelled_task_raises_nothing_in_the_loop() -> None:
     finally:
         loop.set_exception_handler(None)
     assert problems == [] and group.failures == [] and len(group) == 0
+
+
+def test_a_reconnect_from_a_live_connection_forgets_requests_in_flight() -> None:
+    state = TurnState()
+    state.connecting()
+    state.ready()
+    state.response_requested()
+    assert state.phase is Phase.AWAITING_RESPONSE  # the request is a transition of its own
+    assert state.history[-1] == ("response.create", Phase.AWAITING_RESPONSE)
+    assert state.connecting() == 2  # without disconnected() first: a roll-over
+    assert not state.connected and state.phase is Phase.RECONNECTING
+    assert state.requested == 0
+    state.ready()
+    assert state.between_turns() and state.phase is Phase.LISTENING
