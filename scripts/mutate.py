@@ -9,6 +9,10 @@ integers n -> n + 1, ``+`` <-> ``-`` (also in ``+=``), and each statement inside
 replaced by ``pass``. Each mutant is written into a private copy of the repository (one per
 worker), the tests run there with ``-x``; a mutant survives if they all pass. Docstrings are
 left alone. Prints the kill rate and every survivor with its line.
+
+The tests first run once on the unchanged module: if they fail there, every mutant would
+count as killed, so the run stops. ``--test-timeout`` bounds each test (a mutant that makes
+one hang is killed in seconds, not after the suite's 120 s); ``--json`` writes the figures.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import argparse
 import ast
 import concurrent.futures
 import copy
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,13 +182,14 @@ def mutated(source: str, number: int, scope: set[str] | None) -> str:
 
 
 def run_one(
-    work: Path, target: str, text: str, tests: list[str], timeout: float
+    work: Path, target: str, text: str, tests: list[str], timeout: float, test_timeout: float
 ) -> tuple[bool, str]:
     """Whether the tests kill this mutant (they fail, or hang past ``timeout``)."""
     (work / target).write_text(text, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(work), "VLRUN_SCHEDULES": "25"}
     env.pop("PYTEST_ADDOPTS", None)
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    cmd += ["-p", "no:randomly", "-o", f"timeout={test_timeout:g}", *tests]
     try:
         result = subprocess.run(
             cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout
@@ -198,7 +205,9 @@ def main() -> int:
     parser.add_argument("target", help="module to mutate, relative to the repository")
     parser.add_argument("--scope", help="only inside these classes/functions (comma-separated)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant run")
+    parser.add_argument("--test-timeout", type=float, default=20.0, help="seconds per test")
+    parser.add_argument("--json", type=Path, help="write the figures and survivors here")
     parser.add_argument("--only", help="mutant numbers to run (comma-separated)")
     parser.add_argument("tests", nargs="+")
     args = parser.parse_args()
@@ -218,6 +227,14 @@ def main() -> int:
             ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "logs", "*.egg-info"),
         )
         works.append(work)
+    began = time.monotonic()
+    ok, last = run_one(works[0], args.target, source, args.tests, args.timeout, args.test_timeout)
+    baseline_s = time.monotonic() - began
+    if ok:  # "killed" by the unchanged module: the tests themselves fail
+        shutil.rmtree(base, ignore_errors=True)
+        print(f"the tests fail on the unchanged {args.target}: {last}", file=sys.stderr)
+        return 2
+    print(f"baseline: the tests pass in {baseline_s:.1f} s", flush=True)
     free = list(works)
     survivors: list[Mutant] = []
     killed = 0
@@ -225,30 +242,49 @@ def main() -> int:
     def job(m: Mutant) -> tuple[Mutant, bool, str]:
         work = free.pop()
         try:
+            text = mutated(source, m.number, scope)
             dead, last = run_one(
-                work, args.target, mutated(source, m.number, scope), args.tests, args.timeout
+                work, args.target, text, args.tests, args.timeout, args.test_timeout
             )
         finally:
             (work / args.target).write_text(source, encoding="utf-8")
             free.append(work)
         return m, dead, last
 
+    pool = concurrent.futures.ThreadPoolExecutor(args.workers)
     try:
-        with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-            for m, dead, last in pool.map(job, todo):
-                mark = "killed " if dead else "SURVIVED"
-                print(f"{mark} #{m.number:3d} line {m.line:4d}: {m.what}  [{last}]", flush=True)
-                if dead:
-                    killed += 1
-                else:
-                    survivors.append(m)
+        for m, dead, last in pool.map(job, todo):
+            mark = "killed " if dead else "SURVIVED"
+            print(f"{mark} #{m.number:3d} line {m.line:4d}: {m.what}  [{last}]", flush=True)
+            if dead:
+                killed += 1
+            else:
+                survivors.append(m)
+    except KeyboardInterrupt:  # Ctrl+C: the running mutants finish, the queued ones never start
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     finally:
+        pool.shutdown(wait=True)
         shutil.rmtree(base, ignore_errors=True)
     total = len(todo)
     rate = 100 * killed / total if total else 100.0
-    print(f"\n{args.target}: {killed}/{total} mutants killed ({rate:.1f} %)")
+    took = time.monotonic() - began
+    print(f"\n{args.target}: {killed}/{total} mutants killed ({rate:.1f} %) in {took:.0f} s")
     for m in survivors:
         print(f"  survivor #{m.number} line {m.line}: {m.what}")
+    if args.json:
+        summary = {
+            "target": args.target,
+            "scope": sorted(scope) if scope else None,
+            "tests": args.tests,
+            "total": total,
+            "killed": killed,
+            "rate": round(rate, 1),
+            "seconds": round(took, 1),
+            "baseline_seconds": round(baseline_s, 1),
+            "survivors": [{"number": m.number, "line": m.line, "what": m.what} for m in survivors],
+        }
+        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -51,15 +51,21 @@ def test_a_message_names_the_best_problem_first_and_three_at_most() -> None:
 async def test_a_worker_that_ended_frees_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dispatch, "IDLE_S", 0.01)
     threads = ToolThreads(limit=1)
-    assert await threads.submit(lambda: 1, {}, "one") == 1
-    await asyncio.sleep(0.1)  # the idle worker has ended
-    gate = threading.Event()
-    first = threads.submit(lambda: gate.wait(5), {}, "first")
-    second = threads.submit(lambda: gate.wait(5), {}, "second")
-    await asyncio.sleep(0.05)
+    worker = await threads.submit(threading.current_thread, {}, "one")
+    await asyncio.to_thread(worker.join, 5)  # the idle worker has ended
+    assert not worker.is_alive()
+    gate, running = threading.Event(), threading.Event()
+
+    def hold() -> bool:
+        running.set()
+        return gate.wait(5)
+
+    first = threads.submit(hold, {}, "first")
+    second = threads.submit(hold, {}, "second")
+    assert await asyncio.to_thread(running.wait, 5)
     assert threads.running() == ["first"]  # still one at a time
     gate.set()
-    await asyncio.gather(first, second)
+    assert await asyncio.gather(first, second) == [True, True]
 
 
 async def test_an_idle_worker_takes_the_next_call() -> None:
@@ -75,25 +81,31 @@ async def test_a_result_that_comes_after_the_deadline_is_dropped_quietly() -> No
     problems: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: problems.append(context))
     try:
-        threads = ToolThreads()
-        gate = threading.Event()
-        future = threads.submit(lambda: gate.wait(5), {}, "late")
-        future.cancel()
-        gate.set()
-        for _ in range(200):  # until the thread has handed its late result over
-            if not threads.running():
-                break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
-        bad = threads.submit(_raise, {}, "bad")
-        bad.cancel()
-        await asyncio.sleep(0.05)
+        # One worker runs the calls in order and hands results over in that order, so once
+        # the call after a late one is answered, the late result has reached the loop.
+        threads = ToolThreads(limit=1)
+        for work in (_late_value, _late_failure):
+            gate, running = threading.Event(), threading.Event()
+            future = threads.submit(work, {"gate": gate, "running": running}, "late")
+            assert await asyncio.to_thread(running.wait, 5)
+            future.cancel()  # the deadline passes while the tool still runs
+            gate.set()
+            assert await threads.submit(lambda: "next", {}, "next") == "next"
+            assert future.cancelled()
     finally:
         loop.set_exception_handler(None)
     assert problems == []
 
 
-def _raise() -> None:
+def _late_value(gate: threading.Event, running: threading.Event) -> str:
+    running.set()
+    gate.wait(5)
+    return "late"
+
+
+def _late_failure(gate: threading.Event, running: threading.Event) -> None:
+    running.set()
+    gate.wait(5)
     raise KeyError("late failure")
 
 

@@ -154,6 +154,8 @@ from runner.plugins import tool
 @tool
 def hang_forever(city: str) -> str:
     """Hang forever looking a city up."""
+    with open("started.fifo", "w") as fifo:  # tells the test that this thread runs
+        fifo.write("running\\n")
     time.sleep(120)
     return "never"
 
@@ -204,6 +206,9 @@ def test_q_ends_within_a_second_with_a_hung_tool(tmp_path: Path) -> None:
     from runner.emulator import emulator_thread
 
     _tool_profile(tmp_path, timeout_s=60)
+    os.mkfifo(tmp_path / "started.fifo")
+    # opened without waiting for a writer; readable once the tool has written to it
+    started_fd = os.open(tmp_path / "started.fifo", os.O_RDONLY | os.O_NONBLOCK)
     with emulator_thread(speed=0) as emu:
         proc = _popen(tmp_path, emu.endpoint)
         try:
@@ -211,7 +216,8 @@ def test_q_ends_within_a_second_with_a_hung_tool(tmp_path: Path) -> None:
             proc.stdin.write("hang forever looking up Oslo\n")
             proc.stdin.flush()
             _read_until(proc, "[tool] hang_forever(")
-            time.sleep(0.3)  # the tool's thread is running now
+            assert select.select([started_fd], [], [], 20)[0], "the tool's thread never ran"
+            assert os.read(started_fd, 100) == b"running\n"
             started = time.monotonic()
             proc.stdin.write("q\n")
             proc.stdin.flush()
@@ -222,6 +228,7 @@ def test_q_ends_within_a_second_with_a_hung_tool(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            os.close(started_fd)
     assert code == 0, stderr
     assert took < 1.0, f"q took {took:.2f} s"
     assert "hang_forever still running; not waiting" in stderr
@@ -408,13 +415,13 @@ async def test_the_emulator_refuses_an_output_for_a_call_it_never_issued() -> No
 
 async def test_a_late_tool_output_is_not_sent_on_the_new_connection(tmp_path: Path) -> None:
     # a492d98: the output of a call from connection 1 went out on connection 2.
-    started = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
 
     @tool
     async def slow_lookup(city: str) -> str:
         """Slow lookup of a city."""
         started.set()
-        await asyncio.sleep(1.0)
+        await release.wait()  # until connection 2 is up
         return "late"
 
     registry = Registry.of(slow_lookup)
@@ -429,7 +436,9 @@ async def test_a_late_tool_output_is_not_sent_on_the_new_connection(tmp_path: Pa
         await _drop(emu, 0)
         await emu.wait_for(lambda e: e["type"] == "session.update", 5)
         await emu.wait_for(lambda e: e["type"] == "session.update", 5)
-        await asyncio.sleep(1.5)  # the tool finishes on connection 2's watch
+        release.set()  # the tool finishes on connection 2's watch
+        turn = h.session.turn
+        await asyncio.wait_for(turn.until(lambda: not h.session.tools_running), 5)
         assert await h.stop() == 0
         second = emu.sessions[1]
         errors = [e for e in second.sent if e["type"] == "error"]
@@ -457,7 +466,7 @@ async def test_barge_in_cancels_a_running_tool(tmp_path: Path, cancellable: bool
         """Slow lookup of a city."""
         started.set()
         try:
-            await asyncio.sleep(3)
+            await asyncio.Event().wait()  # runs until cancelled
         except asyncio.CancelledError:
             cancelled.set()
             raise
@@ -483,7 +492,14 @@ async def test_barge_in_cancels_a_running_tool(tmp_path: Path, cancellable: bool
             await asyncio.wait_for(cancelled.wait(), 2)
             await emu.wait_for(lambda e: e.get("item", {}).get("type") == "function_call_output", 2)
         else:
-            await asyncio.sleep(1.5)
+            # speech_stopped is handled after the speech_started handler, barge-in included
+            turn = h.session.turn
+            await asyncio.wait_for(
+                turn.until(
+                    lambda: any(t == "input_audio_buffer.speech_stopped" for t, _ in turn.history)
+                ),
+                5,
+            )
             assert not cancelled.is_set()
             assert h.session.tools_running
         assert await h.stop() == 0
@@ -541,9 +557,8 @@ async def test_run_returns_the_exit_code_of_what_ended_it(tmp_path: Path) -> Non
 
     class BrokenMic(LiveMic):
         async def frames(self) -> Any:
-            await asyncio.sleep(0.05)
+            yield bytes(self.fmt.frame_bytes)  # it worked for one frame, then went away
             raise AudioUnavailable("the microphone went away")
-            yield b""  # pragma: no cover
 
     async with running_emulator(speed=0) as emu:
         h = build(emu.endpoint, tmp_path, source=BrokenMic())

@@ -314,19 +314,20 @@ async def test_close_is_bounded_by_a_task_that_ignores_cancellation() -> None:
 
 async def test_cancelling_the_closer_propagates() -> None:
     group = TaskGroup(lambda name, exc: None)
-    release = asyncio.Event()
+    release, asked = asyncio.Event(), asyncio.Event()
 
     async def stubborn() -> None:
         while not release.is_set():
             try:
                 await asyncio.sleep(10)
             except asyncio.CancelledError:
+                asked.set()
                 continue
 
     task = group.spawn(stubborn(), "stubborn")
     await asyncio.sleep(0)
     closer = asyncio.create_task(group.close(timeout=5))
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(asked.wait(), 5)  # the closer cancelled it and now waits for it
     closer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await closer
@@ -340,16 +341,18 @@ async def test_cancelling_the_closer_propagates() -> None:
 
 async def test_tool_threads_are_daemons_named_and_bounded() -> None:
     threads = ToolThreads(limit=2, prefix="t")
-    gate = threading.Event()
+    gate, both = threading.Event(), threading.Event()
     seen: list[threading.Thread] = []
 
     def held(n: int) -> int:
         seen.append(threading.current_thread())
+        if len(seen) == 2:
+            both.set()
         gate.wait(5)
         return n
 
     futures = [threads.submit(held, {"n": i}, f"held{i}") for i in range(3)]
-    await asyncio.sleep(0.1)
+    assert await asyncio.to_thread(both.wait, 5)
     assert threads.running() == ["held0", "held1"]  # the third waits for a thread
     assert all(t.daemon for t in seen) and seen[0].name.startswith("t-")
     gate.set()
@@ -375,7 +378,8 @@ async def test_a_job_whose_deadline_passed_before_a_thread_was_free_never_runs()
     two.cancel()
     gate.set()
     assert await one == "first"
-    await asyncio.sleep(0.05)
+    # the one worker takes its calls in order: once a later one is answered, "second" is past
+    assert await threads.submit(lambda: "third", {}, "third") == "third"
     assert ran == []
 
 
@@ -390,12 +394,12 @@ async def test_a_tool_exception_crosses_the_thread() -> None:
 
 
 async def test_an_abandoned_result_is_dropped() -> None:
-    threads = ToolThreads()
+    threads = ToolThreads(limit=1)
     gate = threading.Event()
     future = threads.submit(lambda: gate.wait(5), {}, "late")
     future.cancel()
     gate.set()
-    await asyncio.sleep(0.05)
+    assert await threads.submit(lambda: "next", {}, "next") == "next"  # the late one is past
     assert future.cancelled() and threads.running() == []
 
 
@@ -408,11 +412,11 @@ async def test_a_hung_sync_tool_times_out_and_its_thread_is_left_behind() -> Non
         gate.wait(10)
         return "late"
 
-    threads = ToolThreads()
+    threads = ToolThreads(limit=1)
     registry = Registry.of(hang)
     result = await registry.dispatch("hang", "c1", "{}", timeout_s=0.05, threads=threads)
     assert result.error_type == "timeout"
     assert threads.running() == ["hang"]
     gate.set()
-    await asyncio.sleep(0.05)
+    assert await threads.submit(lambda: "next", {}, "next") == "next"  # after the hung one
     assert threads.running() == []

@@ -10,7 +10,6 @@ import asyncio
 import base64
 import io
 import json
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,13 @@ from azure.core.credentials import AzureKeyCredential
 from runner.config.compile import compile_session, greeting_event
 from runner.config.load import load_profile
 from runner.emulator import Faults, running_emulator
-from runner.live.audio import CHUNK_MS, FRAME_MS, AudioFormat, ClockPlayer, read_wav
+from runner.live.audio import CHUNK_MS, AudioFormat, ClockPlayer, read_wav
 from runner.live.connect import resolve_target
 from runner.live.drift import session_differences
 from runner.live.session import LiveSession
-from runner.live.transcript import Transcript, Turn
+from runner.live.transcript import Transcript
 from runner.plugins import Registry
+from tests.live_harness import Harness, LiveMic, is_assistant
 
 ROOT = Path(__file__).resolve().parents[1]
 FMT = AudioFormat(24000)
@@ -44,38 +44,6 @@ instructions: Be brief.
 voice: alloy
 turn_detection: server_vad
 """
-
-
-class Harness:
-    """A LiveSession plus ways to wait for what it records."""
-
-    def __init__(self, session: LiveSession, transcript: Transcript) -> None:
-        self.session = session
-        self.transcript = transcript
-        self.task: asyncio.Task[int] | None = None
-        self._waiters: list[tuple[Callable[[Turn], bool], asyncio.Future[Turn]]] = []
-        transcript.listeners.append(self._on_turn)
-
-    def _on_turn(self, turn: Turn) -> None:
-        for pred, fut in list(self._waiters):
-            if not fut.done() and pred(turn):
-                fut.set_result(turn)
-
-    async def turn(self, pred: Callable[[Turn], bool], timeout: float = 10) -> Turn:
-        for t in self.transcript.turns:
-            if pred(t):
-                return t
-        fut: asyncio.Future[Turn] = asyncio.get_running_loop().create_future()
-        self._waiters.append((pred, fut))
-        return await asyncio.wait_for(fut, timeout)
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self.session.run())
-
-    async def stop(self) -> int:
-        self.session.stop()
-        assert self.task is not None
-        return await asyncio.wait_for(self.task, 10)
 
 
 def build(
@@ -116,10 +84,6 @@ def build(
         **options,
     )
     return Harness(session, transcript)
-
-
-def is_assistant(text: str) -> Callable[[Turn], bool]:
-    return lambda t: t.role == "assistant" and text in t.text
 
 
 async def test_session_update_is_sent_first_and_confirmed(tmp_path: Path, emulator: Any) -> None:
@@ -260,30 +224,6 @@ async def test_rolls_over_before_the_session_limit(tmp_path: Path) -> None:
         assert emu.sessions[0].close_code != 1006  # we closed it, no drop
     assert h.session.metrics.rollovers >= 1
     assert h.session.metrics.reconnects == 0
-
-
-class LiveMic:
-    """A microphone stand-in fed by the test: real-time 20 ms frames, silence unless told."""
-
-    def __init__(self) -> None:
-        self.pending = bytearray()
-
-    def say(self, pcm: bytes) -> None:
-        self.pending += pcm
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        step = FMT.frame_bytes
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        n = 0
-        while True:
-            n += 1
-            await asyncio.sleep(max(0.0, start + n * FRAME_MS / 1000 - loop.time()))  # device clock
-            frame, self.pending[:step] = bytes(self.pending[:step]), b""
-            yield frame + bytes(step - len(frame))
-
-    def close(self) -> None:
-        pass
 
 
 class WatchedPlayer(ClockPlayer):
