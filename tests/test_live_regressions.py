@@ -163,6 +163,8 @@ def hang_forever(city: str) -> str:
 def slow_lookup(city: str) -> str:
     """Slow lookup of a city, four seconds."""
     time.sleep(4)
+    with open("slow.finished", "w") as done:  # only if the process outlived the tool
+        done.write("finished\\n")
     return "late"
 '''
 
@@ -200,7 +202,7 @@ def _read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 20) -
     return seen
 
 
-def test_q_ends_within_a_second_with_a_hung_tool(tmp_path: Path) -> None:
+def test_q_ends_the_process_with_a_hung_tool(tmp_path: Path) -> None:
     # a492d98: q waited for the tool (its reply is owed), then the interpreter joined the
     # global tool pool's thread: the process never ended.
     from runner.emulator import emulator_thread
@@ -230,7 +232,9 @@ def test_q_ends_within_a_second_with_a_hung_tool(tmp_path: Path) -> None:
                 proc.wait()
             os.close(started_fd)
     assert code == 0, stderr
-    assert took < 1.0, f"q took {took:.2f} s"
+    # The process ended while the tool hung (wait(15) against a 120 s tool): nothing joined
+    # its thread. How fast is a measurement, not a test: it is logged, and bench/ reports it.
+    print(f"q -> exit with a hung tool: {took:.2f} s")
     assert "hang_forever still running; not waiting" in stderr
 
 
@@ -257,7 +261,9 @@ def test_a_timed_out_sync_tool_does_not_hold_the_exit(tmp_path: Path) -> None:
                 proc.kill()
                 proc.wait()
     assert code == 0
-    assert took < 1.0, f"q took {took:.2f} s"
+    # Causal, not timed: had the exit waited for the 4 s tool's thread, the tool would have
+    # finished and left its mark before the process ended.
+    assert not (tmp_path / "slow.finished").exists(), f"the exit waited for the tool ({took:.1f} s)"
 
 
 # --------------------------------------------------------------- 3. task exceptions never seen
