@@ -6,6 +6,7 @@ import base64
 import binascii
 import contextlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -186,12 +187,31 @@ class InputAudio(Host):
         }
         await self._add_item(item)
         self.pending_input.append({"turn": turn, "text": transcript, "audio_ms": int(ms)})
-        if self.session.get("input_audio_transcription"):
+        failure = self.model.transcription_failure(turn)
+        if self.session.get("input_audio_transcription") and failure is not None:
+            # a scripted transcription failure (docs/emulator.md#script-transcription-failed)
+            self._spawn(self._transcription_failed(item_id, failure))
+        elif self.session.get("input_audio_transcription"):
             text = (
                 transcript if transcript is not None else f"[emulator: {ms / 1000:.1f} s of speech]"
             )
             item["content"][0]["transcript"] = text
             self._spawn(self._transcribe(item_id, text))
+
+    async def _transcription_failed(self, item_id: str, failure: Mapping[str, Any]) -> None:
+        await self.send(
+            {
+                "type": "conversation.item.input_audio_transcription.failed",
+                "item_id": item_id,
+                "content_index": 0,
+                "error": {
+                    "type": failure.get("type", "transcription_error"),
+                    "code": failure.get("code", "audio_unintelligible"),
+                    "message": failure["message"],
+                    "param": None,
+                },
+            }
+        )
 
     async def _transcribe(self, item_id: str, text: str) -> None:
         words = text.split(" ")

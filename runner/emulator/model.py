@@ -46,6 +46,8 @@ class Rule:
     error: Mapping[str, Any] | None = None
     delay_ms: int = 0
     mcp: Mapping[str, Any] | None = None
+    warning: Mapping[str, Any] | None = None  # a `warning` event at the response's start
+    transcription_failed: Mapping[str, Any] | None = None  # for audio turn `turn`
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Script:
     greeting: str | None = None
     fallback: str | None = None
     mcp_tools: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+    mcp_latency_ms: float | None = None  # one MCP network step at speed 1
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -183,6 +186,8 @@ def load_script(source: str | Path | Mapping[str, Any], *, origin: str | None = 
                 error=raw.get("error"),
                 delay_ms=int(raw.get("delay_ms") or 0),
                 mcp=raw.get("mcp"),
+                warning=raw.get("warning"),
+                transcription_failed=raw.get("transcription_failed"),
             )
         )
     if problems:
@@ -193,6 +198,7 @@ def load_script(source: str | Path | Mapping[str, Any], *, origin: str | None = 
         greeting=data.get("greeting"),
         fallback=data.get("fallback"),
         mcp_tools=data.get("mcp_tools") or {},
+        mcp_latency_ms=data.get("mcp_latency_ms"),
     )
 
 
@@ -241,6 +247,7 @@ class Plan:
     error: Mapping[str, Any] | None = None
     delay_ms: int = 0
     mcp: Mapping[str, Any] | None = None
+    warning: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -418,6 +425,13 @@ class ScriptedModel:
     def waiting_for_tools(self) -> bool:
         return self._pending is not None
 
+    def transcription_failure(self, turn: int) -> Mapping[str, Any] | None:
+        """The scripted ``transcription_failed`` of audio turn ``turn``, if any."""
+        for rule in self.script.rules if self.script else ():
+            if rule.turn == turn and rule.transcription_failed is not None:
+                return rule.transcription_failed
+        return None
+
     def audio_transcript(self, turn: int) -> str | None:
         """What the user 'said' in audio turn ``turn``, from the script's ``transcript``."""
         for rule in self.script.rules if self.script else ():
@@ -443,7 +457,9 @@ class ScriptedModel:
         rule = self._find(turn, said)
         context = {"text": said, "turn": turn}
         if rule is not None:
-            plan = Plan(error=rule.error, delay_ms=rule.delay_ms, mcp=rule.mcp)
+            plan = Plan(
+                error=rule.error, delay_ms=rule.delay_ms, mcp=rule.mcp, warning=rule.warning
+            )
             plan.say = render(rule.say, context) if rule.say is not None else None
             if rule.tools:
                 plan.calls = self._start_calls(rule, list(rule.tools), said, session)
