@@ -118,6 +118,7 @@ async def run_sample(
     speak_after: str | None = None,
     speech: Path | None = None,
     args: tuple[str, ...] = (),
+    answers: str | None = None,
 ) -> str:
     """Run ``script`` until every ``expect`` regex has matched a line, in order; then Ctrl-C.
 
@@ -128,13 +129,16 @@ async def run_sample(
         sys.executable,
         str(script),
         *args,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if answers else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=env,
         cwd=cwd,
     )
     assert proc.stdout is not None
+    if answers and proc.stdin is not None:  # what a person would type at its prompts
+        proc.stdin.write(answers.encode())
+        await proc.stdin.drain()
     lines: list[str] = []
     play: asyncio.subprocess.Process | None = None
     pending = list(expect)
@@ -241,6 +245,49 @@ async def test_mcp_sample(samples: Path, audio_devices: None, spoken: Path, tmp_
         creates = [e for e in emu.sessions[0].received if e["type"] == "response.create"]
     assert len(creates) == 1
     assert "Item ID mismatch" not in out and "Timeout waiting" not in out
+
+
+async def test_mcp_sample_approval(
+    samples: Path, audio_devices: None, spoken: Path, tmp_path: Path
+) -> None:
+    script = {
+        "turns": [
+            {
+                "turn": 1,
+                "transcript": "Can you summarise the Azure docs about voice live?",
+                "mcp": {
+                    "server_label": "azure_doc",
+                    "name": "microsoft_docs_search",
+                    "arguments": {"query": "voice live"},
+                    "output": "[emulator] Voice Live is a speech to speech API.",
+                },
+            }
+        ]
+    }
+    with emulator(script) as emu:
+        await run_sample(
+            samples / "async_mcp_sample.py",
+            sample_env(emu.endpoint),
+            tmp_path,
+            [
+                r"MCP Approval Request received: .*server_label=azure_doc",
+                r"MCP Call triggered: server_label=azure_doc",
+                r"MCP call completed for",
+                r"MCP Call output received: \[emulator\] Voice Live is a speech to speech API\.",
+                r"🤖 Assistant finished speaking",
+            ],
+            speak_after=r"Ready for voice input",
+            speech=spoken,
+            answers="y\n",
+        )
+        received = emu.sessions[0].received
+    approvals = [
+        e["item"] for e in received if e.get("item", {}).get("type") == "mcp_approval_response"
+    ]
+    assert [a["approve"] for a in approvals] == [True]
+    # the sample sends no response.create after approving: the emulator went on by itself;
+    # the only one it sent asked for the spoken answer after the call completed
+    assert sum(e["type"] == "response.create" for e in received) == 1
 
 
 async def test_basic_voice_assistant_sample(
