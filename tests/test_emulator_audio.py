@@ -105,7 +105,10 @@ async def test_vad_turn_from_real_speech_with_script_transcript(speech: np.ndarr
         sdk(emu.endpoint) as conn,
     ):
         await configure(
-            conn, turn_detection=td, input_audio_transcription={"model": "azure-speech"}
+            # azure-speech would need an azure semantic VAD on a realtime model (reported)
+            conn,
+            turn_detection=td,
+            input_audio_transcription={"model": "whisper-1"},
         )
         await stream(conn, audio)
         events = await until(conn, "response.done")

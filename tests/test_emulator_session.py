@@ -56,12 +56,13 @@ async def test_session_created_first_with_emulator_marker_and_expiry() -> None:
         assert session["instructions"] == EMULATOR_NOTE and "[emulator]" in session["instructions"]
         assert abs(session["expires_at"] - (time.time() + 3600)) < 60
         assert session["model"] == "gpt-realtime"
-        assert session["turn_detection"]["type"] == "azure_semantic_vad"
+        assert session["turn_detection"]["type"] == "server_vad"
         assert emu.sessions[0].query["x-ms-client-sdk"] == "t"
 
 
 async def test_session_update_returns_full_effective_session() -> None:
-    async with running_emulator(speed=0) as emu, connect(url(emu.endpoint)) as ws:
+    # gpt-4.1 is cascaded: azure-speech transcription with server_vad is allowed there only
+    async with running_emulator(speed=0) as emu, connect(url(emu.endpoint, model="gpt-4.1")) as ws:
         await next_of(ws, "session.created")
         update = {
             "voice": {"type": "azure-standard", "name": "en-US-AvaNeural"},
@@ -183,6 +184,8 @@ async def test_end_of_utterance_shape_follows_api_version(
 async def test_malformed_frames_get_errors_and_never_close_the_socket() -> None:
     async with running_emulator(speed=0) as emu, connect(url(emu.endpoint)) as ws:
         await next_of(ws, "session.created")
+        await ws.send(json.dumps({"type": "session.update", "session": {"turn_detection": None}}))
+        await next_of(ws, "session.updated")
         frames: list[str | bytes] = [
             "{not json",
             "[1, 2]",

@@ -334,7 +334,7 @@ async def test_transcription_failure_and_warning_on_demand(scripted: Any) -> Non
     async with sdk(scripted.endpoint) as conn:
         await configure(
             conn,
-            input_audio_transcription={"model": "azure-speech"},
+            input_audio_transcription={"model": "whisper-1"},
             turn_detection={"type": "server_vad", "silence_duration_ms": 500},
         )
         for _ in range(3):  # turns 1 and 2 transcribe; 3 fails

@@ -410,6 +410,8 @@ async def test_the_emulator_refuses_an_output_for_a_call_it_never_issued() -> No
         connect(endpoint=emu.endpoint, credential=AzureKeyCredential("k"), model="m") as conn,
     ):
         await events_until(conn, "session.created")
+        await conn.session.update(session={"turn_detection": None})  # events need it first
+        await events_until(conn, "session.updated")
         await conn.conversation.item.create(
             item=FunctionCallOutputItem(call_id="call_never_issued", output="{}")
         )

@@ -123,7 +123,7 @@ def test_warning_is_one_clean_console_line(run_cli: Any, scripted: Any, tmp_path
 def test_transcription_failure_is_one_clean_console_line(
     run_cli: Any, scripted: Any, tmp_path: Path, speech_wav: Path
 ) -> None:
-    prof = profile(tmp_path, "transcription:\n  model: azure-speech\n")
+    prof = profile(tmp_path, "transcription:\n  model: whisper-1\n")
     result = run(run_cli, scripted, prof, "--input", str(speech_wav), "--fast")
     lines = [line for line in result.stderr.splitlines() if "transcribe" in line]
     assert lines == [

@@ -89,6 +89,13 @@ def paste_lines(endpoint: str, api_key: str | None) -> list[str]:
 @click.option(
     "--no-espeak", is_flag=True, help="Use the synthetic voice even if espeak-ng is installed."
 )
+@click.option(
+    "--mcp-latency-ms",
+    "mcp_latency_ms",
+    default=None,
+    type=click.FloatRange(min=0, max=60000),
+    help="How long one MCP network step takes at speed 1 (default 40, or the script's).",
+)
 def emulate(
     host: str,
     port: int,
@@ -98,9 +105,10 @@ def emulate(
     faults: tuple[str, ...],
     session_limit_s: float,
     no_espeak: bool,
+    mcp_latency_ms: float | None,
 ) -> int:
     """Run a local Voice Live emulator (not Azure) for offline runs and tests."""
-    from runner.emulator import Emulator, Faults
+    from runner.emulator import Emulator, Faults, fidelity
     from runner.emulator.server import uptime_banner
 
     register_secret(api_key)
@@ -116,6 +124,7 @@ def emulate(
         session_limit_s=session_limit_s,
         use_espeak=not no_espeak,
         record_audio=False,
+        mcp_latency_ms=mcp_latency_ms,
     )
     if not _is_loopback(host):
         click.echo(f"warning: listening on {host}, reachable from other machines", err=True)
@@ -142,6 +151,11 @@ def emulate(
         finally:
             await emu.stop()
 
-    asyncio.run(serve())
+    def note(key: str, message: str) -> None:
+        # once per run: each assumption the emulator made for a client, on stderr
+        click.echo(fidelity.line(message), err=True)
+
+    with fidelity.listening(note):
+        asyncio.run(serve())
     click.echo("emulator stopped", err=True)
     return 0

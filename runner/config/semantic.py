@@ -60,6 +60,7 @@ def semantic_problems(doc: Mapping[str, Any], loc: Locator) -> list[Problem]:
         )
     audio = doc.get("audio") or {}
     out += _audio(audio, loc)
+    out += _service_combinations(doc, loc)
     tools = doc.get("tools") or []
     names = _unique(tools, "name", ("tools",), loc, out, what="tool")
     _unique(doc.get("mcp_servers") or [], "label", ("mcp_servers",), loc, out, what="MCP server")
@@ -305,6 +306,48 @@ def _audio(audio: Mapping[str, Any], loc: Locator) -> list[Problem]:
     ) and fmt not in (None, "pcm16"):
         out.append(
             loc.problem(("audio", "input_format"), "a client echo reference needs pcm16 input")
+        )
+    return out
+
+
+def _service_combinations(doc: Mapping[str, Any], loc: Locator) -> list[Problem]:
+    """Pairs of settings the service refuses together (the emulator refuses them too; see
+    docs/emulator.md#azure-speech-vad and #ec-text-only)."""
+    out: list[Problem] = []
+    conn = doc.get("connection") or {}
+    td = doc.get("turn_detection")
+    td_type = td.get("type") if isinstance(td, Mapping) else td
+    transcription = doc.get("transcription")
+    model = conn.get("model")
+    speech_to_speech = model is None or "realtime" in str(model)
+    if (
+        isinstance(transcription, Mapping)
+        and transcription.get("model") == "azure-speech"
+        and isinstance(td_type, str)
+        and td_type not in (*_SEMANTIC_VADS, "manual")
+        and speech_to_speech
+        and not conn.get("agent")
+    ):
+        on = f"model {model}" if model else "the default model (gpt-realtime)"
+        out.append(
+            loc.problem(
+                ("turn_detection",),
+                f"azure-speech transcription needs azure_semantic_vad or "
+                f"azure_semantic_vad_multilingual turn detection on {on}, not {td_type}",
+                hint="change turn_detection, or transcribe with whisper-1 or gpt-4o-transcribe",
+                severity="error" if model else "warning",
+            )
+        )
+    ec = (doc.get("audio") or {}).get("echo_cancellation")
+    modalities = doc.get("modalities")
+    text_only = isinstance(modalities, list) and "audio" not in modalities
+    if ec not in (None, False, "off") and text_only:
+        out.append(
+            loc.problem(
+                ("audio", "echo_cancellation"),
+                "echo cancellation needs audio output: modalities has no `audio`",
+                hint="remove echo_cancellation, or add audio to modalities",
+            )
         )
     return out
 

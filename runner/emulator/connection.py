@@ -27,14 +27,17 @@ from aiohttp import WSMsgType, web
 
 from runner.emulator import protocol as P
 from runner.emulator.faults import Faults
+from runner.emulator.fidelity import Fidelity
 from runner.emulator.input_audio import InputAudio
 from runner.emulator.model import Script, ScriptedModel
 from runner.emulator.responses import Responses, _Response
-from runner.emulator.session_update import apply_session_update
+from runner.emulator.session_update import apply_session_update, check_history
 from runner.emulator.tool_calls import ToolCalls
 from runner.emulator.vad import EnergyVad
 
 log = logging.getLogger(__name__)
+
+MCP_LATENCY_MS = 40.0  # one MCP network step at speed 1 (listing, a call); scaled by --speed
 
 
 CLIENT_EVENTS = (
@@ -49,6 +52,9 @@ CLIENT_EVENTS = (
     "response.create",
     "response.cancel",
     "output_audio_buffer.clear",
+    "session.avatar.connect",
+    "input_text.delta",
+    "input_text.done",
 )
 
 
@@ -64,6 +70,7 @@ class SessionRecord:
     sent: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
     close_code: int | None = None
+    fidelity: list[str] = field(default_factory=list)  # keys of runner/emulator/fidelity.py
     stats: dict[str, float] = field(
         default_factory=lambda: {
             "frames": 0,
@@ -95,6 +102,8 @@ class Connection(InputAudio, Responses, ToolCalls):
         use_espeak: bool,
         record_audio: bool,
         on_client_event: Callable[[], None],
+        fidelity: Fidelity | None = None,
+        mcp_latency_ms: float | None = None,
     ) -> None:
         self.ws, self.record = ws, record
         self.api_version, self.speed = api_version, speed
@@ -105,6 +114,14 @@ class Connection(InputAudio, Responses, ToolCalls):
             record_audio,
         )
         self._notify = on_client_event
+        self.fidelity = fidelity if fidelity is not None else Fidelity()
+        self.configured = False  # a valid session.update has been applied
+        self.client_fields: set[str] = set()  # top-level session keys the client has sent
+        # an emulator option wins over the script's, which wins over the default
+        scripted = script.mcp_latency_ms if script is not None else None
+        self.mcp_latency_ms = next(
+            v for v in (mcp_latency_ms, scripted, MCP_LATENCY_MS) if v is not None
+        )
         sid = P.new_id("sess")
         record.id = sid
         self.session = P.default_session(
@@ -126,6 +143,7 @@ class Connection(InputAudio, Responses, ToolCalls):
         self.mcp_approvals: dict[str, dict[str, Any]] = {}
         self.mcp_approved: list[dict[str, Any]] = []
         self.mcp_results: list[dict[str, Any]] = []
+        self.mcp_pending = 0
         self.active: _Response | None = None
         self.last_task: asyncio.Task[None] | None = None
         self.voice_locked = False
@@ -157,7 +175,8 @@ class Connection(InputAudio, Responses, ToolCalls):
             for task in list(self._tasks):
                 task.cancel()
             self.record.closed = True
-            self.record.close_code = self.ws.close_code
+            if self.record.close_code is None:  # set already when the emulator closed it
+                self.record.close_code = self.ws.close_code
 
     async def _drop_later(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -204,6 +223,16 @@ class Connection(InputAudio, Responses, ToolCalls):
                 faults.error_code, faults.error_message, client_event=event, kind="server_error"
             )
         handler = self._handlers.get(etype)
+        if handler is not None and not self.configured and etype != "session.update":
+            # source: docs/emulator.md#update-first (reported: refused before a valid update)
+            await self.error(
+                "session_not_configured",
+                f"'{etype}' was sent before the session was configured; send a valid "
+                "session.update first.",
+                param="type",
+                client_event=event,
+            )
+            return
         if handler is None:
             await self.error(
                 "invalid_value",
@@ -240,14 +269,31 @@ class Connection(InputAudio, Responses, ToolCalls):
         new, errors = apply_session_update(
             self.session, update, self.api_version, voice_locked=self.voice_locked
         )
+        notes: list[str] = []
+        if isinstance(update, dict):
+            later, notes = check_history(
+                self.session,
+                update,
+                new,
+                configured=self.configured,
+                client_fields=self.client_fields,
+            )
+            errors += later
         if errors:
             for err in errors:
                 await self.error(err.code, err.message, param=err.param, client_event=event)
             return
+        for key in notes:
+            self._fidelity(key)
+        # documented partial update (SPEC ClientEventSessionUpdate): present keys replace,
+        # absent keys keep their value. source: docs/emulator.md#partial-update; vlrun itself
+        # always sends the whole session (docs/emulator.md#whole-session)
         self.session = new
+        self.configured = True
+        self.client_fields |= set(update)
         self._configure_vad()
         await self.send({"type": "session.updated", "session": self.session})
-        await self._list_mcp_tools()
+        self._list_mcp_tools()
 
     # --- conversation -----------------------------------------------------------------------------
 
@@ -314,6 +360,7 @@ class Connection(InputAudio, Responses, ToolCalls):
                     text = self.model.audio_transcript(self.user_turns) or ""
                 self.pending_input.append(
                     {
+                        "item_id": stored["id"],
                         "turn": self.user_turns,
                         "text": text or None,
                         "audio_ms": sum(self._audio_item_ms(c) for c in audio) if audio else None,
@@ -329,9 +376,9 @@ class Connection(InputAudio, Responses, ToolCalls):
                     client_event=event,
                 )
                 return
-            # source: issue 12/15, stricter reading: an output answers a call of this
-            # connection's conversation; one for a call_id never issued here (a late result
-            # from an earlier connection, a typo) is refused, naming the field.
+            # source: docs/emulator.md#call-id-issued (issue 12/15), stricter reading: an
+            # output answers a call of this connection's conversation; one for a call_id never
+            # issued here (a late result from an earlier connection, a typo) is refused.
             issued = call_id in self.open_calls or any(
                 i.get("type") == "function_call" and i.get("call_id") == call_id
                 for i in self.items.values()
@@ -363,6 +410,11 @@ class Connection(InputAudio, Responses, ToolCalls):
                 self.mcp_approved.append(
                     {**request, "approval_request_id": item["approval_request_id"]}
                 )
+                await self._add_item(stored, prev if prev not in (None, "root") else None)
+                if self.active is None:
+                    # source: docs/emulator.md#mcp-approved: an approved call goes on by itself
+                    await self._start_response({}, None, auto=True)
+                return
             else:
                 self.mcp_results.append({**request, "output": None, "error": "not approved"})
         elif kind != "function_call":
@@ -448,6 +500,75 @@ class Connection(InputAudio, Responses, ToolCalls):
     async def _output_clear(self, event: dict[str, Any]) -> None:
         await self.send({"type": "output_audio_buffer.cleared"})
 
+    async def _avatar_connect(self, event: dict[str, Any]) -> None:
+        """source: docs/emulator.md#avatar-connect: the service's answer shape, no media.
+
+        SDK ``ClientEventSessionAvatarConnect.client_sdp`` (required) is answered by
+        ``ServerEventSessionAvatarConnecting.server_sdp``. The answer is a base64 SDP whose
+        session name says it is emulated; it offers no media, so no video ever flows.
+        """
+        if not isinstance(event.get("client_sdp"), str) or not event["client_sdp"]:
+            await self.error(
+                "missing_required_parameter",
+                "Missing required parameter: 'client_sdp'.",
+                param="client_sdp",
+                client_event=event,
+            )
+            return
+        self._fidelity("avatar")
+        sdp = (
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\n"
+            "s=[emulator] vlrun Voice Live emulator: no avatar video\r\n"
+            "t=0 0\r\na=inactive\r\n"
+        )
+        await self.send(
+            {
+                "type": "session.avatar.connecting",
+                "server_sdp": base64.b64encode(sdp.encode()).decode("ascii"),
+            }
+        )
+
+    async def _input_text(self, event: dict[str, Any]) -> None:
+        """``input_text.delta``/``.done`` (SDK ClientEventInputTextDelta/Done: ``id``,
+        ``delta``, ``content_index``) stream text into an existing user message.
+
+        source: docs/emulator.md#input-text. The finished text counts as that item's turn.
+        """
+        item = self.items.get(str(event.get("id")))
+        if item is None or item.get("type") != "message":
+            await self.error(
+                "item_not_found",
+                f"Item with id '{event.get('id')}' not found.",
+                param="id",
+                client_event=event,
+            )
+            return
+        self._fidelity("input-text")
+        index = event.get("content_index") or 0
+        parts = item.setdefault("content", [])
+        while len(parts) <= index:
+            parts.append({"type": "input_text", "text": ""})
+        if event["type"] == "input_text.delta":
+            if not isinstance(event.get("delta"), str):
+                await self.error(
+                    "missing_required_parameter",
+                    "Missing required parameter: 'delta'.",
+                    param="delta",
+                    client_event=event,
+                )
+                return
+            parts[index]["text"] = str(parts[index].get("text") or "") + event["delta"]
+            return
+        text = " ".join(str(p.get("text") or "") for p in parts if isinstance(p, dict)).strip()
+        entry = next((e for e in self.pending_input if e.get("item_id") == item["id"]), None)
+        if entry is not None:
+            entry["text"] = text or None
+        elif item.get("role") == "user":
+            self.user_turns += 1
+            self.pending_input.append(
+                {"turn": self.user_turns, "text": text or None, "audio_ms": None}
+            )
+
     _handlers: dict[str, Any] = {
         "session.update": _session_update,
         "input_audio_buffer.append": InputAudio._append,
@@ -460,4 +581,7 @@ class Connection(InputAudio, Responses, ToolCalls):
         "response.create": Responses._response_create,
         "response.cancel": Responses._response_cancel,
         "output_audio_buffer.clear": _output_clear,
+        "session.avatar.connect": _avatar_connect,
+        "input_text.delta": _input_text,
+        "input_text.done": _input_text,
     }

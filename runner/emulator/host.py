@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from runner.emulator import protocol as P
 if TYPE_CHECKING:
     from runner.emulator.connection import SessionRecord
     from runner.emulator.faults import Faults
+    from runner.emulator.fidelity import Fidelity
     from runner.emulator.model import ScriptedModel, ToolCall
     from runner.emulator.responses import _Response
     from runner.emulator.vad import EnergyVad
@@ -59,6 +61,10 @@ class Host:
     last_task: asyncio.Task[None] | None
     _first_audio_at: float | None
     _audio_ms_in: float
+    fidelity: Fidelity
+    configured: bool
+    mcp_latency_ms: float
+    mcp_pending: int  # MCP calls whose result has not arrived yet
 
     if TYPE_CHECKING:  # defined by Connection or by one of the parts
 
@@ -71,7 +77,7 @@ class Host:
         async def _cancel(self, response: _Response, reason: str, *, truncate: bool) -> None: ...
 
         async def _start_response(
-            self, params: dict[str, Any], event: dict[str, Any] | None
+            self, params: dict[str, Any], event: dict[str, Any] | None, *, auto: bool = False
         ) -> None: ...
 
         async def _output_item(
@@ -80,9 +86,17 @@ class Host:
 
         async def _function_call(self, response: _Response, call: ToolCall) -> None: ...
 
-        async def _mcp(self, response: _Response, call: dict[str, Any]) -> None: ...
+        async def _mcp(
+            self, response: _Response, call: dict[str, Any]
+        ) -> Callable[[], Awaitable[None]] | None: ...
 
     # --- plumbing ---------------------------------------------------------------------------------
+
+    def _fidelity(self, key: str) -> None:
+        """Note an assumption (runner/emulator/fidelity.py): once per session, once per run."""
+        if key not in self.record.fidelity:
+            self.record.fidelity.append(key)
+            self.fidelity.note(key)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -143,6 +157,17 @@ class Host:
             if transport is not None:
                 transport.abort()
 
+    async def _close_after_failure(self) -> None:
+        """A failed response ends the connection. source: docs/emulator.md#failed-close
+
+        Reported (a real agent session closed after its failed response.done); the close code
+        is not documented, so 1011 (server error) is an assumption and says so.
+        """
+        self._fidelity("failed-close")
+        if not self.ws.closed:
+            self.record.close_code = 1011
+            await self.ws.close(code=1011, message=b"response failed")
+
     async def error(
         self,
         code: str,
@@ -152,6 +177,7 @@ class Host:
         client_event: dict[str, Any] | None = None,
         kind: str = "invalid_request_error",
     ) -> None:
+        # an error event leaves the socket open: source: docs/emulator.md#errors-keep-open
         event_id = client_event.get("event_id") if isinstance(client_event, dict) else None
         await self.send(
             P.error_event(code, message, param=param, client_event_id=event_id, kind=kind)

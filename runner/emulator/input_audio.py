@@ -6,6 +6,7 @@ import base64
 import binascii
 import contextlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -229,29 +230,27 @@ class InputAudio(Host):
         }
         await self._add_item(item)
         self.pending_input.append({"turn": turn, "text": transcript, "audio_ms": int(ms)})
-        if self.session.get("input_audio_transcription"):
-            failure = self.model.transcription_failure(turn)
-            if failure is not None:
-                self._spawn(self._transcription_failed(item_id, failure))
-                return
+        failure = self.model.transcription_failure(turn)
+        if self.session.get("input_audio_transcription") and failure is not None:
+            # a scripted transcription failure (docs/emulator.md#script-transcription-failed)
+            self._spawn(self._transcription_failed(item_id, failure))
+        elif self.session.get("input_audio_transcription"):
             text = (
                 transcript if transcript is not None else f"[emulator: {ms / 1000:.1f} s of speech]"
             )
             item["content"][0]["transcript"] = text
             self._spawn(self._transcribe(item_id, text))
 
-    async def _transcription_failed(self, item_id: str, message: str) -> None:
-        # source: SDK ServerEventConversationItemInputAudioTranscriptionFailed (item_id,
-        # content_index, error{code?, message, param?, type?})
+    async def _transcription_failed(self, item_id: str, failure: Mapping[str, Any]) -> None:
         await self.send(
             {
                 "type": "conversation.item.input_audio_transcription.failed",
                 "item_id": item_id,
                 "content_index": 0,
                 "error": {
-                    "type": "transcription_error",
-                    "code": "transcription_failed",
-                    "message": message,
+                    "type": failure.get("type", "transcription_error"),
+                    "code": failure.get("code", "audio_unintelligible"),
+                    "message": failure["message"],
                     "param": None,
                 },
             }

@@ -46,8 +46,8 @@ class Rule:
     error: Mapping[str, Any] | None = None
     delay_ms: int = 0
     mcp: Mapping[str, Any] | None = None
-    warning: str | None = None  # a `warning` event before the reply
-    transcription_failed: str | None = None  # the turn's transcription fails with this message
+    warning: Mapping[str, Any] | None = None  # a `warning` event at the response's start
+    transcription_failed: Mapping[str, Any] | None = None  # for audio turn `turn`
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class Script:
     greeting: str | None = None
     fallback: str | None = None
     mcp_tools: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+    mcp_latency_ms: float | None = None  # one MCP network step at speed 1
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -187,8 +188,8 @@ def load_script(source: str | Path | Mapping[str, Any], *, origin: str | None = 
                 error=raw.get("error"),
                 delay_ms=int(raw.get("delay_ms") or 0),
                 mcp=raw.get("mcp"),
-                warning=raw.get("warning"),
-                transcription_failed=raw.get("transcription_failed"),
+                warning=_event_detail(raw.get("warning"), code="emulator_warning"),
+                transcription_failed=_event_detail(raw.get("transcription_failed")),
             )
         )
     if problems:
@@ -199,6 +200,7 @@ def load_script(source: str | Path | Mapping[str, Any], *, origin: str | None = 
         greeting=data.get("greeting"),
         fallback=data.get("fallback"),
         mcp_tools=data.get("mcp_tools") or {},
+        mcp_latency_ms=data.get("mcp_latency_ms"),
     )
 
 
@@ -247,7 +249,7 @@ class Plan:
     error: Mapping[str, Any] | None = None
     delay_ms: int = 0
     mcp: Mapping[str, Any] | None = None
-    warning: str | None = None
+    warning: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -425,18 +427,18 @@ class ScriptedModel:
     def waiting_for_tools(self) -> bool:
         return self._pending is not None
 
+    def transcription_failure(self, turn: int) -> Mapping[str, Any] | None:
+        """The scripted ``transcription_failed`` of audio turn ``turn``, if any."""
+        for rule in self.script.rules if self.script else ():
+            if rule.turn == turn and rule.transcription_failed is not None:
+                return rule.transcription_failed
+        return None
+
     def audio_transcript(self, turn: int) -> str | None:
         """What the user 'said' in audio turn ``turn``, from the script's ``transcript``."""
         for rule in self.script.rules if self.script else ():
             if rule.turn == turn and rule.transcript is not None:
                 return rule.transcript
-        return None
-
-    def transcription_failure(self, turn: int) -> str | None:
-        """The message audio turn ``turn``'s transcription fails with, if the script says so."""
-        for rule in self.script.rules if self.script else ():
-            if rule.turn == turn and rule.transcription_failed is not None:
-                return rule.transcription_failed
         return None
 
     def _find(self, turn: int, text: str) -> Rule | None:
@@ -555,3 +557,12 @@ class ScriptedModel:
             }
             for n in names
         ]
+
+
+def _event_detail(value: Any, **defaults: str) -> Mapping[str, Any] | None:
+    """A script's `warning:` / `transcription_failed:`: a message, or {message, code, ...}."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {**defaults, "message": value}
+    return dict(value)

@@ -82,6 +82,9 @@ def vad_defaults(vad_type: str, api_version: str) -> dict[str, Any]:
     if vad_type == "semantic_vad":  # OpenAI semantic VAD: only eagerness and the two flags
         return {"eagerness": "auto", "create_response": True, "interrupt_response": True}
     new = api_at_least(api_version, "2026-04-10")
+    # source: docs/emulator.md#default-vad (REF 2026-07-15 / 2026-04-10 and HOWTO: threshold
+    # 0.5, silence 500 ms; prefix 400 (server_vad) / 420 (azure_semantic_vad*) from 2026-04-10,
+    # 300 before). A harness reported 200 ms silence on 2025-10-01: the documents win.
     out: dict[str, Any] = {"threshold": 0.5, "silence_duration_ms": 500}
     if vad_type == "server_vad":
         out.update(prefix_padding_ms=400 if new else 300, speech_duration_ms=200)
@@ -112,13 +115,15 @@ def default_session(
         "input_audio_format": "pcm16",
         "input_audio_sampling_rate": 24000,
         "output_audio_format": "pcm16",
-        "turn_detection": {
-            "type": "azure_semantic_vad",
-            **vad_defaults("azure_semantic_vad", api_version),
-        },
+        # source: docs/emulator.md#default-vad (HOWTO: "the default type is server_vad"; the
+        # REF example's azure_semantic_vad is an example session, not the default)
+        "turn_detection": {"type": "server_vad", **vad_defaults("server_vad", api_version)},
+        # source: docs/emulator.md#default-audio-front-end (both null = off, REF and HARNESS)
         "input_audio_noise_reduction": None,
         "input_audio_echo_cancellation": None,
-        "input_audio_transcription": None,
+        # source: docs/emulator.md#default-transcription (cascaded models always transcribe
+        # with azure-speech, REF; realtime models: off, REF table and HARNESS)
+        "input_audio_transcription": None if _realtime(model) else {"model": "azure-speech"},
         "tools": [],
         "tool_choice": "auto",
         "parallel_tool_calls": True,
@@ -130,6 +135,11 @@ def default_session(
         session["agent"] = agent
         session["instructions"] = ""  # instructions are not supported with an agent binding
     return session
+
+
+def _realtime(model: str | None) -> bool:
+    # an agent session (no model) runs a cascaded pipeline with azure-speech (HOWTO agents)
+    return bool(model) and "realtime" in str(model)
 
 
 def error_event(
@@ -152,6 +162,17 @@ def error_event(
             "event_id": client_event_id,
         },
     }
+
+
+def response_error(code: str, message: str, kind: str | None = None) -> dict[str, Any]:
+    """``status_details.error`` of a failed response, shaped as the service sends it.
+
+    source: docs/emulator.md#failed-response (a real payload, learn.microsoft.com/en-us/answers/
+    questions/5699181): message, type, code, param null, and no ``event_id``.
+    """
+    if kind is None:
+        kind = "server_error" if code == "server_error" else "invalid_request_error"
+    return {"message": message, "type": kind, "code": code, "param": None}
 
 
 def usage(input_text: int, input_audio: int, output_text: int, output_audio: int) -> dict[str, Any]:

@@ -43,6 +43,8 @@ class _Response:
     audio_sent_ms: float = 0.0
     input_audio_ms: int = 0  # the user audio this response answers (for usage)
     input_chars: int = 0
+    auto: bool = False  # started by the emulator (an approved MCP call), not by the client
+    joined: bool = False  # a client response.create was queued behind this one
 
 
 class Responses(Host):
@@ -51,7 +53,12 @@ class Responses(Host):
     _interims = 0  # interim responses said on this connection (static texts take turns)
 
     async def _response_create(self, event: dict[str, Any]) -> None:
-        if self.active is not None:
+        if self.active is not None and self.active.auto and not self.active.joined:
+            # source: docs/emulator.md#mcp-approved: a client that asks for the answer after
+            # approving (as vlrun does) gets it after the continuation, not an error
+            self.active.joined = True
+            self._fidelity("mcp-continue")
+        elif self.active is not None:
             await self.error(
                 "conversation_already_has_active_response",
                 f"Conversation already has an active response in progress: "
@@ -96,18 +103,23 @@ class Responses(Host):
     def _pace(self) -> float:
         return self.speed if self.speed > 0 else math.inf
 
-    async def _start_response(self, params: dict[str, Any], event: dict[str, Any] | None) -> None:
-        last = self.pending_input[-1] if self.pending_input else {}
-        plan = self._plan(params)
-        response = _Response(P.new_id("resp"))
-        response.input_audio_ms = int(last.get("audio_ms") or 0)
+    async def _start_response(
+        self, params: dict[str, Any], event: dict[str, Any] | None, *, auto: bool = False
+    ) -> None:
+        last = self.pending_input[-1] if self.pending_input else {}  # before _plan takes it
+        # while an MCP call is out, what to say is decided once its result is in
+        mcp_busy = self.mcp_pending or (self.active is not None and self.active.auto)
+        plan = None if mcp_busy else self._plan(params)
+        asked_at_turn = self.user_turns  # a deferred plan ignores user turns that came later
+        response = _Response(P.new_id("resp"), auto=auto)
+        response.input_audio_ms = int(last.get("audio_ms") or 0)  # for usage
         response.input_chars = len(last.get("text") or "")
         previous, self.active = self.last_task, response
         response.task = self.last_task = self._spawn(
-            self._respond(response, plan, params, previous)
+            self._respond(response, plan, params, previous, asked_at_turn)
         )
 
-    def _plan(self, params: dict[str, Any]) -> Plan:
+    def _plan(self, params: dict[str, Any], asked_at_turn: int | None = None) -> Plan:
         pre = params.get("pre_generated_assistant_message")
         if isinstance(pre, dict):
             texts = [c.get("text", "") for c in pre.get("content") or [] if isinstance(c, dict)]
@@ -115,8 +127,11 @@ class Responses(Host):
         if self.mcp_approved:
             call = self.mcp_approved.pop(0)
             return Plan(mcp={**call, "approved": True})
-        if self.mcp_results:
-            done, self.mcp_results = self.mcp_results, []
+        done, self.mcp_results = self.mcp_results, []
+        upto = self.user_turns if asked_at_turn is None else asked_at_turn
+        if done and not any(e["turn"] <= upto for e in self.pending_input):
+            # source: docs/emulator.md#mcp-result-once: a result answers the response asked
+            # for after it and before any new user turn, never a later turn (it is dropped)
             said = "; ".join(
                 f"{r['name']} on {r['server_label']} "
                 + (
@@ -170,17 +185,18 @@ class Responses(Host):
     async def _respond(
         self,
         response: _Response,
-        plan: Plan,
+        plan: Plan | None,
         params: dict[str, Any],
         previous: asyncio.Task[None] | None,
+        asked_at_turn: int | None = None,
     ) -> None:
         try:
-            await self._respond_inner(response, plan, params, previous)
+            await self._respond_inner(response, plan, params, previous, asked_at_turn)
         except Exception as exc:  # noqa: BLE001 - keep the session usable after an emulator bug
             log.exception("emulator response failed")
             if self.active is response:
                 self.active = None
-            err = {"type": "server_error", "code": "server_error", "message": f"[emulator] {exc!r}"}
+            err = P.response_error("server_error", f"[emulator] {exc!r}", "server_error")
             await self.send(
                 {
                     "type": "response.done",
@@ -194,16 +210,20 @@ class Responses(Host):
                     },
                 }
             )
+            await self._close_after_failure()
 
     async def _respond_inner(
         self,
         response: _Response,
-        plan: Plan,
+        plan: Plan | None,
         params: dict[str, Any],
         previous: asyncio.Task[None] | None,
+        asked_at_turn: int | None = None,
     ) -> None:
         if previous is not None and not previous.done():
             await asyncio.wait([previous])
+        if plan is None:
+            plan = self._plan(params, asked_at_turn)
         shape = self._shape(params)
         body: dict[str, Any] = {
             "id": response.id,
@@ -226,25 +246,21 @@ class Responses(Host):
             }
         )
         failed: dict[str, Any] | None = None
-        if plan.warning is not None:
-            # source: SDK ServerEventWarning {warning: {message, code?, param?}}
+        if plan.warning is not None:  # docs/emulator.md#script-warning
+            warning = {"message": plan.warning["message"], "code": plan.warning.get("code")}
             await self.send(
-                {
-                    "type": "warning",
-                    "warning": {"message": plan.warning, "code": "emulator_warning", "param": None},
-                }
+                {"type": "warning", "warning": {**warning, "param": plan.warning.get("param")}}
             )
         if plan.error is not None:
-            err = {
-                "type": plan.error.get("type", "server_error"),
-                "code": plan.error.get("code", "server_error"),
-                "message": plan.error["message"],
-                "param": None,
-                "event_id": None,
-            }
-            await self.send({"type": "error", "error": err})
+            err = P.response_error(
+                plan.error.get("code", "server_error"),
+                plan.error["message"],
+                plan.error.get("type"),
+            )
             if plan.say is None and not plan.calls and plan.mcp is None:
-                failed = err
+                failed = err  # source: docs/emulator.md#failed-response (no separate error)
+            else:  # a non-fatal error beside a reply: the error event of a live socket
+                await self.send({"type": "error", "error": {**err, "event_id": None}})
         interim = self._interim_config(params)
         said: list[tuple[int, int]] = []
         if plan.delay_ms and failed is None:
@@ -263,8 +279,9 @@ class Responses(Host):
         tool_wait = busy and failed is None and response.cancel_reason is None
         if interim and "tool" in interim["triggers"] and tool_wait:
             said.append(await self._say(response, self._interim_text(interim), shape))
+        mcp_tail = None
         if failed is None and plan.mcp is not None and response.cancel_reason is None:
-            await self._mcp(response, dict(plan.mcp))
+            mcp_tail = await self._mcp(response, dict(plan.mcp))
         out_text = sum(chars for chars, _ in said)
         out_audio_ms = sum(ms for _, ms in said)
         if response.cancel_reason is not None:
@@ -285,6 +302,10 @@ class Responses(Host):
             usage=self._usage(response, out_text, out_audio_ms),
         )
         await self.send({"type": "response.done", "response": body})
+        if failed is not None:
+            await self._close_after_failure()
+        if mcp_tail is not None:
+            await mcp_tail()
 
     async def _think(
         self,

@@ -19,6 +19,7 @@ from aiohttp import web
 from runner.emulator import protocol as P
 from runner.emulator.connection import Connection, SessionRecord
 from runner.emulator.faults import Faults
+from runner.emulator.fidelity import Fidelity
 from runner.emulator.model import Script, load_script
 
 PATH_SUFFIX = "/voice-live/realtime"
@@ -45,7 +46,10 @@ class Emulator:
         session_limit_s: float = 3600.0,
         use_espeak: bool = True,
         record_audio: bool = True,
+        mcp_latency_ms: float | None = None,
     ) -> None:
+        self.mcp_latency_ms = mcp_latency_ms
+        self.fidelity = Fidelity()  # the assumptions this run made, each reported once
         self.script = (
             scenario if isinstance(scenario, Script) or scenario is None else load_script(scenario)
         )
@@ -183,6 +187,8 @@ class Emulator:
             use_espeak=self.use_espeak,
             record_audio=self.record_audio,
             on_client_event=self._notify,
+            fidelity=self.fidelity,
+            mcp_latency_ms=self.mcp_latency_ms,
         )
         try:
             await conn.run()

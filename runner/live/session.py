@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from runner.errors import EXIT_OK, ConnectError, VlrunError
+from runner.errors import EXIT_OK, ConfigError, ConnectError, VlrunError
 from runner.live.audio import CHUNK_MS, Player, Source
 from runner.live.connect import Target, open_connection
 from runner.live.drift import session_differences
@@ -317,6 +317,7 @@ class LiveSession(InputSide, ToolSide):
         await self._send(self.session_update)
         await asyncio.wait({recv, updated}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
         if updated.done():
+            updated.result()  # a refused session raises its ConfigError here
             return
         if recv.done() and not recv.cancelled() and isinstance(recv.exception(), Drop):
             raise recv.exception()  # type: ignore[misc]
@@ -448,6 +449,22 @@ class LiveSession(InputSide, ToolSide):
         err = getattr(event, "error", None)
         code = getattr(err, "code", None) or getattr(err, "type", None) or "error"
         message = getattr(err, "message", "") or ""
+        if (
+            self._updated is not None
+            and not self._updated.done()
+            and getattr(err, "type", None) == "invalid_request_error"
+        ):
+            # The session itself was refused: reconnecting would send the same settings again
+            # and wait for ever, so the run ends here, naming the setting.
+            where = getattr(err, "param", None)
+            self._updated.set_exception(
+                ConfigError(
+                    f"the service refused the session: {clean_line(message)}"
+                    + (f" ({where})" if where else ""),
+                    hint="fix the profile setting; `vlrun check PROFILE` catches most of these",
+                )
+            )
+            return
         if self.turn.requested and "response" in str(code):
             self.turn.response_refused()  # that response.create will not be created
         if code == "response_cancel_not_active" and time.monotonic() - self._cancel_sent_at < 5:

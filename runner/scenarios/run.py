@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import re
+import sys
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -80,13 +81,20 @@ async def run_scenario_async(
 ) -> ScenarioResult:
     settings = settings or RunSettings()
     result = ScenarioResult(scenario.path, scenario.name)
+    from runner.emulator import fidelity
+
     started = time.perf_counter()
+    notes: dict[str, str] = {}
     try:
-        await _run(scenario, settings, result)
+        # the emulator's assumptions during this scenario (runner/emulator/fidelity.py)
+        with fidelity.listening(notes.setdefault):
+            await _run(scenario, settings, result)
     except VlrunError as exc:
         result.error = exc.render().removeprefix("error: ")
     finally:
         result.duration_s = time.perf_counter() - started
+        for message in notes.values():
+            sys.stderr.write(fidelity.line(message) + "\n")
     return result
 
 
