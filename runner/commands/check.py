@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 
 from runner.commands._options import binding_check, parse_pairs, profile_options
 from runner.commands._reporters import REPORTERS, summary
 from runner.config.check import CheckOptions, FileKind, check_paths, is_invalid, register_kind
-from runner.errors import EXIT_INVALID, EXIT_OK
+from runner.errors import EXIT_INVALID, EXIT_OK, Problem
 
 _SCENARIO = re.compile(r"^(scenario|turns)\s*:", re.MULTILINE)
 _SCENARIO_CHECK = "runner.scenarios.files:check_file"
@@ -23,6 +24,12 @@ register_kind(
         "runner.scenarios.files:check_file",
     )
 )
+
+
+def _device_check(path: str, session: dict[str, Any]) -> list[Problem]:
+    from runner.live.devices import device_problems  # audio code only when asked for
+
+    return device_problems(path, session)
 
 
 @click.command("check")
@@ -41,6 +48,11 @@ register_kind(
     is_flag=True,
     help="Import no tool plugin: read them as syntax (for untrusted code, e.g. pull requests).",
 )
+@click.option(
+    "--devices",
+    is_flag=True,
+    help="Also warn where this machine's microphone or speaker cannot carry the audio.",
+)
 def check(
     paths: tuple[str, ...],
     fmt: str,
@@ -49,6 +61,7 @@ def check(
     api_version: str | None,
     tools_dirs: tuple[Path, ...],
     no_plugins: bool,
+    devices: bool,
 ) -> int:
     """Validate profiles (files, folders, globs); print every problem as file:line:col."""
     options = CheckOptions(
@@ -57,6 +70,7 @@ def check(
         tools_dirs=tools_dirs,
         api_version=api_version,
         bindings=binding_check(tools_dirs, run_plugins=not no_plugins),
+        devices=_device_check if devices else None,
     )
     results = check_paths(paths, options)
     REPORTERS[fmt]().report(results)

@@ -22,6 +22,8 @@ from runner.errors import Problem, ProfileError, UsageError
 
 #: (profile, problems so far) -> the plugins' tool schemas, or None when there are none.
 BindingCheck = Callable[[Any, list[Problem]], "dict[str, Any] | None"]
+#: (profile file, compiled session) -> warnings about this machine's sound devices.
+DeviceCheck = Callable[[str, "dict[str, Any]"], list[Problem]]
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class CheckOptions:
     api_version: str | None = None
     env: Mapping[str, str] | None = None
     bindings: BindingCheck | None = None  # checks tool bindings against plugins
+    devices: DeviceCheck | None = None  # checks the compiled formats against this machine
 
 
 Validator = Callable[[Path, CheckOptions], list[Problem]]
@@ -134,10 +137,12 @@ def check_profile(path: Path, options: CheckOptions) -> list[Problem]:
     if profile is None:
         return problems
     schemas = options.bindings(profile, problems) if options.bindings else None
-    _, found, _ = compile_with_problems(
+    payload, found, _ = compile_with_problems(
         profile, api_version=options.api_version, tool_schemas=schemas
     )
     problems += [p for p in found if p not in problems]
+    if options.devices is not None and not is_invalid(problems):
+        problems += options.devices(str(path), dict((payload or {}).get("session") or {}))
     return problems
 
 

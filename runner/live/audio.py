@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import threading
 import time
 import wave
@@ -290,6 +291,17 @@ def _open_stream(
         hint="pick another device with --input-device/--output-device; "
         "`vlrun doctor` shows supported rates",
     )
+
+
+def wire_formats(session: dict[str, Any]) -> tuple[Any, Any, str | None, str | None]:
+    """PCM16 formats the edges open, and the G.711 law (if any) each way on the wire."""
+    in_law = g711.law_of(str(session.get("input_audio_format") or "pcm16"))
+    out_format = str(session.get("output_audio_format") or "pcm16")
+    out_law = g711.law_of(out_format)
+    match = re.search(r"(\d+)hz$", out_format)
+    out_rate = g711.RATE if out_law else int(match.group(1)) if match else 24000
+    in_rate = g711.RATE if in_law else int(session.get("input_audio_sampling_rate") or 24000)
+    return AudioFormat(in_rate), AudioFormat(out_rate), in_law, out_law
 
 
 class _Resampler:

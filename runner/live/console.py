@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,20 +319,6 @@ def _warn_unbound_tools(profile: Any, registry: Any, transcript: Any) -> None:
             )
 
 
-def _formats(session: dict[str, Any]) -> tuple[Any, Any, str | None, str | None]:
-    """PCM16 formats the edges open, and the G.711 law (if any) each way on the wire."""
-    from runner import g711
-    from runner.live.audio import AudioFormat
-
-    in_law = g711.law_of(str(session.get("input_audio_format") or "pcm16"))
-    out_format = str(session.get("output_audio_format") or "pcm16")
-    out_law = g711.law_of(out_format)
-    match = re.search(r"(\d+)hz$", out_format)
-    out_rate = g711.RATE if out_law else int(match.group(1)) if match else 24000
-    in_rate = g711.RATE if in_law else int(session.get("input_audio_sampling_rate") or 24000)
-    return AudioFormat(in_rate), AudioFormat(out_rate), in_law, out_law
-
-
 def _chunk_ms(options: RunOptions) -> int:
     """The chunk the source hands over and the session appends: the same whole frames."""
     from runner.live.audio import CHUNK_MS, whole_frames_ms
@@ -345,7 +330,7 @@ def _open_audio(
     options: RunOptions, session: dict[str, Any], transcript: Any
 ) -> tuple[Any, Any, str]:
     """Pick the mode (mic / wav / text) and open its source and player, G.711 on the wire."""
-    from runner.live.audio import G711Player, G711Source
+    from runner.live.audio import G711Player, G711Source, wire_formats
     from runner.live.echo_reference import (
         ReferencePlayer,
         ReferenceTap,
@@ -354,7 +339,7 @@ def _open_audio(
     )
 
     source, player, mode = _open_pcm_edges(options, session, transcript)
-    in_fmt, out_fmt, in_law, out_law = _formats(session)
+    in_fmt, out_fmt, in_law, out_law = wire_formats(session)
     if wants_client_reference(session) and source is not None:
         # pcm16 only (the service says so), so this never meets the G.711 wrappers below
         tap = ReferenceTap(out_fmt.rate, in_fmt.rate)
@@ -369,9 +354,16 @@ def _open_audio(
 def _open_pcm_edges(
     options: RunOptions, session: dict[str, Any], transcript: Any
 ) -> tuple[Any, Any, str]:
-    from runner.live.audio import ClockPlayer, DevicePlayer, Microphone, WavRecorder, WavSource
+    from runner.live.audio import (
+        ClockPlayer,
+        DevicePlayer,
+        Microphone,
+        WavRecorder,
+        WavSource,
+        wire_formats,
+    )
 
-    in_fmt, out_fmt, _, _ = _formats(session)
+    in_fmt, out_fmt, _, _ = wire_formats(session)
     recorder = WavRecorder(options.output_wav, out_fmt) if options.output_wav else None
     source: Any
     if options.input_wav is not None:
