@@ -12,6 +12,18 @@ from azure.ai.voicelive.aio import VoiceLiveConnection
 from azure.ai.voicelive.models import InputTextContentPart, ServerEvent, UserMessageItem
 
 ROOT = Path(__file__).resolve().parent.parent
+# An MCP server whose calls the runner asks the user to approve (the emulator's docs server
+# offers search_docs; "search the docs" in a turn calls it).
+MCP_APPROVAL_PROFILE = """\
+name: mcp-approval
+connection:
+  api_version: 2026-04-10
+mcp_servers:
+  - label: docs
+    url: https://mcp.example.com/mcp
+    allowed_tools: [search_docs]
+    approval: ask
+"""
 
 
 def run_cli(

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import MCP_APPROVAL_PROFILE
 from tests.tmux_pane import Pane, need_tmux
 
 STORY = (
@@ -24,16 +25,7 @@ STORY = (
     "put out the light."
 )
 MODEL = f"turns:\n  - match: story\n    say: {STORY}\n"
-MCP_PROFILE = """\
-name: mcp-approval
-connection:
-  api_version: 2026-04-10
-mcp_servers:
-  - label: docs
-    url: https://mcp.example.com/mcp
-    allowed_tools: [search_docs]
-    approval: ask
-"""
+MCP_PROFILE = MCP_APPROVAL_PROFILE
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ import pytest
 
 from runner.emulator import Faults, running_emulator
 from runner.plugins import Registry, ToolContext, tool
+from tests.helpers import MCP_APPROVAL_PROFILE
 from tests.live_harness import (
     LiveMic,
     build,
@@ -54,16 +55,7 @@ def _cli_env(endpoint: str, key: str = "regression-key-0123456789") -> dict[str,
 
 # ------------------------------------------------------------------------ 1. approval deadlock
 
-MCP_PROFILE = """\
-name: mcp-approval
-connection:
-  api_version: 2026-04-10
-mcp_servers:
-  - label: docs
-    url: https://mcp.example.com/mcp
-    allowed_tools: [search_docs]
-    approval: ask
-"""
+MCP_PROFILE = MCP_APPROVAL_PROFILE
 PROMPT = 'approve MCP call docs.search_docs({"query": "search the docs please"})? [y/N]'
 
 

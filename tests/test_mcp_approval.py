@@ -22,17 +22,10 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import MCP_APPROVAL_PROFILE
+
 KEY = "mcp-approval-test-key-123456"
-PROFILE = """\
-name: mcp-approval
-connection:
-  api_version: 2026-04-10
-mcp_servers:
-  - label: docs
-    url: https://mcp.example.com/mcp
-    allowed_tools: [search_docs]
-    approval: ask
-"""
+PROFILE = MCP_APPROVAL_PROFILE
 REQUEST = "search the docs please"  # "search" and "docs" match the docs server's search_docs
 PROMPT = 'approve MCP call docs.search_docs({"query": "search the docs please"})? [y/N]'
 FOLLOW_UP = "thanks"
