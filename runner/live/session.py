@@ -474,7 +474,7 @@ class LiveSession(InputSide, ToolSide):
 
     def _on_warning(self, event: Any) -> None:
         warning = getattr(event, "warning", None)
-        message = clean_line(str(getattr(warning, "message", None) or warning or "no details"))
+        message = _message_of(warning)
         code = getattr(warning, "code", None)
         self.transcript.warning(f"service warning{f' {code}' if code else ''}: {message}")
         self.transcript.conv_note(f"service warning: {message}")
@@ -540,7 +540,7 @@ class LiveSession(InputSide, ToolSide):
 
     def _on_transcription_failed(self, event: Any) -> None:
         err = getattr(event, "error", None)
-        message = clean_line(str(getattr(err, "message", None) or err or "no details"))
+        message = _message_of(err)
         self.transcript.warning(f"could not transcribe your speech: {message}")
         self.transcript.conv_note(f"user speech not transcribed ({event.item_id}): {message}")
 
@@ -742,6 +742,11 @@ class _RawEvent(dict):  # type: ignore[type-arg]
 
     def __getattr__(self, name: str) -> Any:
         return self.get(name)
+
+
+def _message_of(detail: Any) -> str:
+    """The message of a server event's error or warning, safe for one console line."""
+    return clean_line(str(getattr(detail, "message", None) or detail or "no details"))
 
 
 def _val(value: Any) -> str:

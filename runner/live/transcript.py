@@ -104,6 +104,12 @@ class Turn:
     # word timestamps of a spoken reply: {"text", "offset_ms", "duration_ms"} per word
     words: list[dict[str, Any]] = field(default_factory=list)
 
+    def marks(self) -> str:
+        """What is shown after the text, on the console and in the conversation log."""
+        return (" [interim]" if self.interim else "") + (
+            " [interrupted]" if self.interrupted else ""
+        )
+
 
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -302,7 +308,7 @@ class Transcript:
         turn.words = self._words.pop(item_id, [])
         if not self._remember(turn):
             return
-        marks = (" [interim]" if interim else "") + (" [interrupted]" if interrupted else "")
+        marks = turn.marks()
         if self._streaming == item_id:
             if marks:
                 self._write(self.out, marks)
@@ -314,16 +320,20 @@ class Transcript:
     def interim(self, item_id: str) -> None:
         """Reply ``item_id`` is an interim response: marked when it completes, or, when it is
         already shown (a later item of its response gave it away), noted in the log after it."""
-        turn = next((t for t in reversed(self.turns) if t.item_id == item_id), None)
+        turn = self._turn(item_id)
         if turn is None:
             self._interim_ids.add(item_id)
         elif not turn.interim:
             turn.interim = True
             self.conv_note(f"(the assistant line above was an interim response: {turn.text})")
 
+    def _turn(self, item_id: str) -> Turn | None:
+        """The completed turn of this item, if it is complete (the newest match)."""
+        return next((t for t in reversed(self.turns) if t.item_id == item_id), None)
+
     def word_timestamps(self, item_id: str, words: list[dict[str, Any]]) -> None:
         """The word timings of a spoken reply: kept with its turn and in the trace."""
-        turn = next((t for t in reversed(self.turns) if t.item_id == item_id), None)
+        turn = self._turn(item_id)
         if turn is not None:
             turn.words = list(words)
         else:
@@ -355,10 +365,7 @@ class Transcript:
         for listener in self.listeners:
             listener(turn)
         if log_line and self._conv is not None:
-            mark = (" [interim]" if turn.interim else "") + (
-                " [interrupted]" if turn.interrupted else ""
-            )
-            self._conv_write(f"{turn.role}: {turn.text}{mark}")
+            self._conv_write(f"{turn.role}: {turn.text}{turn.marks()}")
         return True
 
     def conv_note(self, text: str) -> None:
@@ -386,8 +393,16 @@ class Transcript:
             else:
                 failed = None
         if failed is not None:
-            _close_quietly(stream)
             self.output_failed(getattr(stream, "name", attr), failed)
+            self._close_file(stream)
+
+    def _close_file(self, stream: IO[str]) -> None:
+        """Close a log or trace; a close that fails is a failed output like a write that did
+        (reported once per file, so a file that already failed is closed quietly)."""
+        try:
+            stream.close()
+        except OSError as exc:
+            self.output_failed(getattr(stream, "name", "a log file"), exc)
 
     def output_failed(self, path: str, exc: OSError) -> None:
         """A log or trace file stopped being writable: say so once per file and go on, because
@@ -449,19 +464,13 @@ class Transcript:
             conv, trace, self._conv, self._trace = self._conv, self._trace, None, None
         for stream in (conv, trace):
             if stream is not None:
-                _close_quietly(stream)
+                self._close_file(stream)
         if self._handler is not None:
             for name_ in (*(n for n, _ in LOG_LEVELS), *_ALSO_LOGGED):
                 logging.getLogger(name_).removeHandler(self._handler)
             self._handler.close()
             self._handler = None
             _restore_levels()
-
-
-def _close_quietly(stream: IO[str]) -> None:
-    """Close a file whose last flush may fail again (the disk is still full)."""
-    with contextlib.suppress(OSError):
-        stream.close()
 
 
 def _safe(name: str) -> str:
