@@ -19,7 +19,7 @@ from typing import Any
 
 from runner.errors import VlrunError
 from runner.live.audio import level_dbfs
-from runner.live.state import Drop, SessionCore, log
+from runner.live.state import Drop, RawEvent, SessionCore, log
 
 #: One typed turn at most: a page of text is a few thousand characters; a megabyte pasted by
 #: mistake would cost the service (and the emulator) far more than it is worth.
@@ -84,7 +84,7 @@ class InputSide(SessionCore):
     async def _start_talking(self) -> None:
         # The same path as the service's speech_started: playback flushed, the reply
         # cancelled and its item truncated at what was heard, cancellable tools cancelled.
-        await self._on_speech_started(_Event(item_id=f"talk_{self._talks}", audio_start_ms=0))
+        await self._on_speech_started(RawEvent(item_id=f"talk_{self._talks}", audio_start_ms=0))
 
     async def commit_turn(self) -> None:
         """Manual turns from a non-live source (scenarios): the audio sent so far is a turn."""
@@ -335,18 +335,6 @@ class InputSide(SessionCore):
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.player.drain(), timeout=self.finish_timeout_s)
         self.stop()
-
-
-class _Event(dict):  # type: ignore[type-arg]
-    """A server-like event made by vlrun (push-to-talk's speech start), read by attribute."""
-
-    __slots__ = ()
-
-    def __init__(self, **fields: Any) -> None:
-        super().__init__(fields)
-
-    def __getattr__(self, name: str) -> Any:
-        return self.get(name)
 
 
 def key_label(key: str) -> str:

@@ -38,6 +38,7 @@ from runner.live.inputs import InputSide, start_line_reader
 from runner.live.state import (
     Drop,
     Metrics,
+    RawEvent,
     Response,
     Rollover,
     TaskGroup,
@@ -364,7 +365,7 @@ class LiveSession(InputSide, ToolSide):
                     raise ValueError(f"a JSON {type(payload).__name__}, not an event object")
                 kind = payload.get("type")
                 if kind in _RAW:
-                    event: Any = _RawEvent(payload)
+                    event: Any = RawEvent(payload)
                 else:
                     event = ServerEvent._deserialize(payload, [])  # noqa: SLF001 - as recv() does
                     kind = _val(event.type)
@@ -733,15 +734,6 @@ async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
         await asyncio.wait({task})
     if not task.cancelled():
         task.exception()  # retrieved: its outcome was handled by whoever awaited it
-
-
-class _RawEvent(dict):  # type: ignore[type-arg]
-    """A server event's JSON object read like an SDK model: a missing field is None."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        return self.get(name)
 
 
 def _message_of(detail: Any) -> str:

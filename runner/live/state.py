@@ -91,6 +91,16 @@ class Phase(enum.Enum):
     CLOSING = "closing"
 
 
+class RawEvent(dict):  # type: ignore[type-arg]
+    """An event read like an SDK model, a missing field being None: a server event's JSON
+    object on the lean path, or one vlrun makes itself (push-to-talk's speech start)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name)
+
+
 @dataclass(eq=False)
 class Question:
     text: str
