@@ -59,6 +59,8 @@ TRANSCRIBE_MODELS = (
     "gpt-4o-mini-transcribe",
     "gpt-4o-transcribe-diarize",
 )
+# source: docs/emulator.md#reply-token-cap - max_response_output_tokens is 1-4096 or "inf"
+MAX_OUTPUT_TOKENS = 4096
 REASONING = ("none", "minimal", "low", "medium", "high", "xhigh")
 INCLUDE = (
     "item.input_audio_transcription.logprobs",

@@ -25,9 +25,6 @@ AUDIO_CHUNK_MS = 100  # size of each response.audio.delta (the service's size is
 INPUT_AUDIO_MS_PER_TOKEN = 100
 OUTPUT_AUDIO_MS_PER_TOKEN = 50
 CHARS_PER_TOKEN = 4
-# source: docs/emulator.md#reply-token-cap - a reply stops at max_response_output_tokens, at
-# most 4096 (the protocol reference, §2 session fields); "inf" means the model's own cap.
-MAX_OUTPUT_TOKENS = 4096
 INTERIM_LLM_TEXT = "[emulator interim] One moment, please."
 
 
@@ -247,10 +244,9 @@ class Responses(Host):
         )
         failed: dict[str, Any] | None = None
         if plan.warning is not None:  # docs/emulator.md#script-warning
-            warning = {"message": plan.warning["message"], "code": plan.warning.get("code")}
-            await self.send(
-                {"type": "warning", "warning": {**warning, "param": plan.warning.get("param")}}
-            )
+            w = plan.warning
+            detail = {"message": w["message"], "code": w.get("code"), "param": w.get("param")}
+            await self.send({"type": "warning", "warning": detail})
         if plan.error is not None:
             err = P.response_error(
                 plan.error.get("code", "server_error"),
@@ -480,6 +476,7 @@ class Responses(Host):
 def _capped(text: str, max_tokens: Any) -> tuple[str, bool]:
     """The reply as far as the token cap lets it go (and whether it was cut): a scripted echo
     of a 900 kB turn must not become hours of synthesised speech."""
-    cap = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else MAX_OUTPUT_TOKENS
-    limit = min(cap, MAX_OUTPUT_TOKENS) * CHARS_PER_TOKEN
+    # source: docs/emulator.md#reply-token-cap ("inf" is the model's own cap, taken as the most)
+    cap = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else P.MAX_OUTPUT_TOKENS
+    limit = min(cap, P.MAX_OUTPUT_TOKENS) * CHARS_PER_TOKEN
     return (text, False) if len(text) <= limit else (text[:limit], True)

@@ -17,6 +17,7 @@ from runner.emulator.protocol import (
     INCLUDE,
     INPUT_FORMATS,
     INPUT_RATES,
+    MAX_OUTPUT_TOKENS,
     MODALITIES,
     OUTPUT_RATES,
     PREVIEW_2025_05,
@@ -485,7 +486,7 @@ def _temperature(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
 def _max_tokens(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
     if v == "inf":
         return v
-    return v if c.number(v, p, 1, 4096, integer=True) else _SKIP
+    return v if c.number(v, p, 1, MAX_OUTPUT_TOKENS, integer=True) else _SKIP
 
 
 def _object(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
