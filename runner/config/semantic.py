@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner.config.locator import Locator
+from runner.config.service import AZURE_SEMANTIC_VADS, realtime_model
 from runner.config.source import PathKey
 from runner.config.suggest import suggest
 from runner.config.voices import NATIVE_VOICES as REALTIME_NATIVE_VOICES
@@ -33,7 +34,6 @@ _VOICE_NEEDS = {
     "openai": ("name",),
     "azure-realtime-native": ("name",),
 }
-_SEMANTIC_VADS = ("azure_semantic_vad", "azure_semantic_vad_en", "azure_semantic_vad_multilingual")
 
 
 def semantic_problems(doc: Mapping[str, Any], loc: Locator) -> list[Problem]:
@@ -240,7 +240,7 @@ def _turn(td: Mapping[str, Any], loc: Locator) -> list[Problem]:
                 (*base, "eagerness"), "`eagerness` only applies to semantic_vad", at_key=True
             )
         )
-    if ttype not in _SEMANTIC_VADS and "remove_filler_words" in td:
+    if ttype not in AZURE_SEMANTIC_VADS and "remove_filler_words" in td:
         out.append(
             loc.problem(
                 (*base, "remove_filler_words"),
@@ -319,12 +319,12 @@ def _service_combinations(doc: Mapping[str, Any], loc: Locator) -> list[Problem]
     td_type = td.get("type") if isinstance(td, Mapping) else td
     transcription = doc.get("transcription")
     model = conn.get("model")
-    speech_to_speech = model is None or "realtime" in str(model)
+    speech_to_speech = model is None or realtime_model(model)  # None: the default, gpt-realtime
     if (
         isinstance(transcription, Mapping)
         and transcription.get("model") == "azure-speech"
         and isinstance(td_type, str)
-        and td_type not in (*_SEMANTIC_VADS, "manual")
+        and td_type not in (*AZURE_SEMANTIC_VADS, "manual")
         and speech_to_speech
         and not conn.get("agent")
     ):

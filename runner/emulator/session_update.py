@@ -11,6 +11,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from runner.config.service import AZURE_SEMANTIC_VADS, realtime_model
 from runner.config.voices import NATIVE_VOICES, OPENAI_VOICES
 from runner.emulator.protocol import (
     EOU_MODELS,
@@ -559,20 +560,6 @@ _FIELD_CHECKS: dict[str, Any] = {
 }
 
 
-def realtime_model(model: str | None) -> bool:
-    """A speech-to-speech model (gpt-realtime, gpt-4o-realtime-preview, …), not a cascaded one."""
-    return bool(model) and "realtime" in str(model)
-
-
-#: VAD types the azure-speech transcriber accepts on realtime models (the reported error names
-#: AzureSemanticVAD and AzureMultilingualSemanticVAD; the _en variant is an AzureSemanticVAD)
-AZURE_SPEECH_VADS = (
-    "azure_semantic_vad",
-    "azure_semantic_vad_en",
-    "azure_semantic_vad_multilingual",
-)
-
-
 def check_history(
     current: dict[str, Any],
     update: dict[str, Any],
@@ -620,7 +607,7 @@ def azure_speech_vad_conflict(session: dict[str, Any]) -> bool:
         and isinstance(transcription, dict)
         and transcription.get("model") == "azure-speech"
         and isinstance(td, dict)
-        and td.get("type") not in AZURE_SPEECH_VADS
+        and td.get("type") not in AZURE_SEMANTIC_VADS
     )
 
 
