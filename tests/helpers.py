@@ -12,6 +12,17 @@ from azure.ai.voicelive.aio import VoiceLiveConnection
 from azure.ai.voicelive.models import InputTextContentPart, ServerEvent, UserMessageItem
 
 ROOT = Path(__file__).resolve().parent.parent
+# A function tool as a client declares it in session.update (no plugin behind it).
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
 # An MCP server whose calls the runner asks the user to approve (the emulator's docs server
 # offers search_docs; "search the docs" in a turn calls it).
 MCP_APPROVAL_PROFILE = """\

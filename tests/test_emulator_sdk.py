@@ -23,19 +23,9 @@ from azure.ai.voicelive.models import (
 from azure.core.credentials import AzureKeyCredential
 
 from runner.emulator import Faults, running_emulator
-from tests.helpers import events_until, say_text
+from tests.helpers import WEATHER_TOOL, events_until, say_text
 
 DATA = Path(__file__).parent / "data" / "emulator"
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather for a city",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
 
 
 def sdk(endpoint: str, **kw: Any) -> Any:

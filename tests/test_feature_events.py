@@ -29,21 +29,11 @@ from runner.emulator import running_emulator
 from runner.emulator.animation import BLENDSHAPES, FPS
 from runner.emulator.responses import INTERIM_LLM_TEXT
 from runner.emulator.speech import ESPEAK, synthetic
-from tests.helpers import events_until, say_text
+from tests.helpers import WEATHER_TOOL, events_until, say_text
 
 RATE = 24000
 AVA = {"type": "azure-standard", "name": "en-US-AvaNeural"}
 WORDS = {"voice": AVA, "output_audio_timestamp_types": ["word"]}
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather for a city",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
 
 
 def sdk(endpoint: str) -> Any:
