@@ -168,7 +168,7 @@ class FastMic:
                 continue
             frame, self.pending[:step] = bytes(self.pending[:step]), b""
             yield frame + bytes(step - len(frame))
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002)  # the device's clock (a fast mic), not a wait for anything
 
     def close(self) -> None:
         self.closed = True
@@ -289,7 +289,7 @@ async def run_schedule(emu: Any, schedule: Schedule) -> Result:
                         transport.abort()
             elif kind in ("wait", "pause"):
                 await asyncio.sleep(arg)
-        if schedule.end == "settle":  # let it come to rest, then q
+        if schedule.end == "settle":  # a schedule step: q after a pause, whatever state it is in
             await asyncio.sleep(0.1)
         ended_at = time.perf_counter()
         if schedule.end == "stop":
