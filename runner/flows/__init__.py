@@ -1,0 +1,1 @@
+"""Conversation flows: a profile's node graph walked on one speech-to-speech session."""

@@ -1,0 +1,1 @@
+"""`vlrun serve`: one process hosting many conversations (browser console, phone edges)."""
