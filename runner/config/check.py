@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import importlib
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +61,15 @@ class FileKind:
         return found
 
 
+_SERVE_HEAD = re.compile(r"^serve\s*:", re.MULTILINE)  # serve.yaml starts with `serve: 1`
+
 #: Checked in order; the first kind whose detector says yes validates the file.
 KINDS: list[FileKind] = [
+    FileKind(
+        "serve",
+        lambda p, head: p.suffix in (".yaml", ".yml") and bool(_SERVE_HEAD.search(head)),
+        "runner.config.serve_file:check_file",
+    ),
     FileKind("profile", lambda _p, _head: True, "runner.config.check:check_profile"),
 ]
 

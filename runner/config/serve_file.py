@@ -1,0 +1,226 @@
+"""serve.yaml: which profile answers which call, and the phone edges' settings.
+
+Pure like the rest of config: YAML with positions -> the shipped schema (``serve.json``) ->
+a few rules a schema says badly (one default route, no number or path twice, profiles that
+exist) -> a frozen :class:`ServeFile`. Secrets are ``${env:NAME}`` references only (the schema
+refuses a literal); they are resolved here and registered with :mod:`runner.redact`, so no log
+line, error or page can show them. ``vlrun check serve.yaml`` runs :func:`check_file`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from runner.config import source
+from runner.config.locator import Locator
+from runner.config.validate import problems_against
+from runner.errors import Problem, ProfileError
+from runner.redact import register_secret
+
+ACS_ISSUER = "https://acscallautomation.communication.azure.com"
+ACS_JWKS_URL = "https://acscallautomation.communication.azure.com/calling/keys"
+_ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
+# A serve file says so on its first key, which keeps `vlrun check` from reading profiles as one.
+HEAD = re.compile(r"^serve\s*:", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Route:
+    profile: Path
+    number: str | None = None
+    path: str | None = None
+    default: bool = False
+    goodbye: str | None = None
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    auth_token: str = ""
+    account_sid: str = ""
+
+
+@dataclass(frozen=True)
+class AcsSettings:
+    connection_string: str = ""
+    resource_id: str = ""
+    audio_format: str = "pcm16k"
+    event_grid_secret: str = ""
+    jwks_url: str = ACS_JWKS_URL
+    issuer: str = ACS_ISSUER
+
+    @property
+    def rate(self) -> int:
+        return 24000 if self.audio_format == "pcm24k" else 16000
+
+
+@dataclass(frozen=True)
+class ServeFile:
+    source: Path
+    routes: tuple[Route, ...]
+    public_url: str | None = None
+    max_calls: int | None = None
+    drain_timeout_s: float | None = None
+    twilio: TwilioSettings | None = None
+    acs: AcsSettings | None = None
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("runner.config.schema").joinpath("serve.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def is_serve_file(path: Path, head: str) -> bool:
+    """The detector `vlrun check` uses: a YAML file whose text starts with ``serve:``."""
+    return path.suffix in (".yaml", ".yml") and bool(HEAD.search(head))
+
+
+def analyse(
+    path: Path, *, env: Mapping[str, str] | None = None, strict_env: bool = True
+) -> tuple[ServeFile | None, list[Problem]]:
+    """The serve file and every problem found; missing env vars are warnings unless strict."""
+    env = os.environ if env is None else env
+    src = source.load_file(path)  # raises ProfileError for unreadable files and bad YAML
+    loc = Locator(src.positions, str(path))
+    problems = problems_against(schema(), src.data, loc)
+    if problems:
+        return None, problems
+    data: dict[str, Any] = src.data
+    routes = _routes(path, data["routes"], loc, problems)
+    twilio = acs = None
+    if "twilio" in data:
+        t = data["twilio"]
+        twilio = TwilioSettings(
+            auth_token=_secret(t, "auth_token", ("twilio",), env, loc, problems, strict_env),
+            account_sid=_secret(t, "account_sid", ("twilio",), env, loc, problems, strict_env),
+        )
+    if "acs" in data:
+        a = data["acs"]
+        acs = AcsSettings(
+            connection_string=_secret(
+                a, "connection_string", ("acs",), env, loc, problems, strict_env
+            ),
+            resource_id=str(a["resource_id"]),
+            audio_format=str(a.get("audio_format", "pcm16k")),
+            event_grid_secret=_secret(
+                a, "event_grid_secret", ("acs",), env, loc, problems, strict_env
+            ),
+            jwks_url=str(a.get("jwks_url", ACS_JWKS_URL)),
+            issuer=str(a.get("issuer", ACS_ISSUER)),
+        )
+    drain = data.get("drain_timeout_s")
+    serve = ServeFile(
+        source=path,
+        routes=tuple(routes),
+        public_url=str(data["public_url"]).rstrip("/") if "public_url" in data else None,
+        max_calls=int(data["max_calls"]) if "max_calls" in data else None,
+        drain_timeout_s=float(drain) if drain is not None else None,
+        twilio=twilio,
+        acs=acs,
+    )
+    return serve, problems
+
+
+def load_serve_file(path: Path, *, env: Mapping[str, str] | None = None) -> ServeFile:
+    """The serve file, or a ProfileError listing every problem at file:line:col."""
+    if not path.is_file():
+        raise ProfileError([source.problem(str(path), None, None, "no such serve file")])
+    serve, problems = analyse(path, env=env, strict_env=True)
+    if serve is None or any(p.severity == "error" for p in problems):
+        raise ProfileError(problems)
+    return serve
+
+
+def check_file(path: Path, options: Any) -> list[Problem]:
+    """`vlrun check` on a serve file (a validator of the kinds registry)."""
+    env = getattr(options, "env", None)
+    _, problems = analyse(path, env=env, strict_env=False)
+    return problems
+
+
+def _routes(
+    path: Path, items: list[dict[str, Any]], loc: Locator, problems: list[Problem]
+) -> list[Route]:
+    out: list[Route] = []
+    seen: dict[tuple[str, str], int] = {}
+    defaults = 0
+    for i, item in enumerate(items):
+        where = ("routes", i)
+        if not any(k in item for k in ("number", "path")) and not item.get("default"):
+            problems.append(
+                loc.problem(
+                    where,
+                    "a route answers nothing: give it a number, a path or default: true",
+                )
+            )
+        for key in ("number", "path"):
+            if key in item:
+                first = seen.setdefault((key, str(item[key])), i)
+                if first != i:
+                    problems.append(
+                        loc.problem(
+                            (*where, key),
+                            f"{key} {item[key]} is already routed by routes[{first}]",
+                        )
+                    )
+        if item.get("default"):
+            defaults += 1
+            if defaults > 1:
+                problems.append(loc.problem((*where, "default"), "more than one default route"))
+        profile = (path.parent / str(item["profile"])).resolve()
+        if not profile.is_file():
+            problems.append(
+                loc.problem(
+                    (*where, "profile"),
+                    f"no profile file {item['profile']} (relative to {path.name})",
+                )
+            )
+        out.append(
+            Route(
+                profile=profile,
+                number=item.get("number"),
+                path=item.get("path"),
+                default=bool(item.get("default", False)),
+                goodbye=item.get("goodbye"),
+            )
+        )
+    return out
+
+
+def _secret(
+    section: Mapping[str, Any],
+    key: str,
+    prefix: tuple[str, ...],
+    env: Mapping[str, str],
+    loc: Locator,
+    problems: list[Problem],
+    strict: bool,
+) -> str:
+    ref = section.get(key)
+    if ref is None:
+        return ""
+    match = _ENV_REF.match(str(ref))
+    assert match is not None  # the schema allows only a reference
+    name = match.group(1)
+    value = env.get(name)
+    if not value:
+        problems.append(
+            loc.problem(
+                (*prefix, key),
+                f"environment variable {name} is not set",
+                hint=f"export {name}=... before `vlrun serve`",
+                severity="error" if strict else "warning",
+            )
+        )
+        return ""
+    register_secret(value)
+    return value

@@ -1,0 +1,345 @@
+"""What every phone edge shares: the caller's audio in, paced assistant audio out, call events.
+
+A phone edge is the pair the live session already knows (:mod:`runner.live.audio`): a *source*
+fed by the provider's media frames, and a *player* that sends assistant audio back as real-time
+20 ms frames, never more than ``lead_ms`` ahead of what the caller hears. Keeping the provider's
+buffer short is what makes barge-in work on a phone: a ``clear`` / ``StopAudio`` has little to
+throw away, and the played position (what the truncate tells the model) is close to the truth.
+
+Each provider says what was played in its own way: Twilio echoes marks once the audio before
+them has played (:class:`MarkedPlayer`), ACS says nothing, so the clock of what was sent stands
+in for it (:class:`CallPlayer`). One task per call owns the socket's writes, so media, marks and
+clears never interleave mid-frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from runner.live.audio import AudioFormat
+
+log = logging.getLogger("vlrun.serve.calls")
+
+FRAME_MS = 20
+LEAD_MS = 80  # how far assistant audio may run ahead of the caller's ear (provider buffer)
+MAX_INBOUND_MS = 2000  # caller audio queued while the session (re)connects; older audio drops
+MALFORMED_LIMIT = 50  # malformed media frames tolerated before the call is ended cleanly
+
+
+class Transport(Protocol):
+    """The provider's side of one call's media socket, as the player writes to it."""
+
+    async def send_audio(self, frame: bytes) -> None: ...
+
+    async def send_clear(self) -> None: ...
+
+
+class CallSource:
+    """The caller's audio as the live session reads it; the edge feeds it frame by frame."""
+
+    live = True  # audio that arrives while reconnecting is dropped by the input pump
+
+    def __init__(self, fmt: AudioFormat) -> None:
+        self.fmt = fmt
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._queued = 0
+        self._limit = fmt.bytes_for_ms(MAX_INBOUND_MS)
+        self._wake = asyncio.Event()
+        self.closed = False
+        self.dropped_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        if self.closed or not data:
+            return
+        self._queue.append(data)
+        self._queued += len(data)
+        while self._queued > self._limit:  # a stalled reader never grows memory without bound
+            old = self._queue.popleft()
+            self._queued -= len(old)
+            self.dropped_bytes += len(old)
+        self._wake.set()
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        while True:
+            while self._queue:
+                data = self._queue.popleft()
+                self._queued -= len(data)
+                yield data
+            if self.closed:
+                return
+            self._wake.clear()
+            await self._wake.wait()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+
+class CallPlayer:
+    """Assistant audio to the caller: 20 ms frames paced at real time, at most ``lead_ms`` ahead.
+
+    ``write`` only queues (the session calls it from its receive loop); the pump task sends.
+    The played position of the current item is what was sent minus what the provider still
+    holds by the clock: the provider plays at real time from the moment a frame arrives.
+    """
+
+    def __init__(self, fmt: AudioFormat, *, lead_ms: int = LEAD_MS) -> None:
+        self.fmt = fmt
+        self.lead_s = lead_ms / 1000
+        self.transport: Transport | None = None
+        self._frame = fmt.bytes_for_ms(FRAME_MS)
+        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._queued = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._end = 0.0  # monotonic time when the provider will have played all that was sent
+        self._item: str | None = None  # the item being played (last written)
+        self._sent_ms: dict[str, float] = {}  # item -> ms of it sent to the provider
+        self._last_sent_item: str | None = None
+        self._clear = False  # a clear is owed to the provider (sent before any new audio)
+        self._closed = False
+        self.generation = 0  # bumped by every interrupt: marks of older generations are stale
+        self.frames_sent = 0
+        self.underruns = 0  # frames sent after the provider's buffer had run dry mid-item
+        self.clears = 0
+        self.send_delays: list[float] = []  # s a frame left later than it was due (bench reads)
+        self.interrupts = 0
+
+    # ------------------------------------------------------------------ the session's side
+
+    def write(self, item_id: str, pcm: bytes) -> None:
+        if self._closed or not pcm:
+            return
+        if item_id != self._item:
+            self._item = item_id
+        self._queue.append((item_id, pcm))
+        self._queued += len(pcm)
+        self._idle.clear()
+        self._wake.set()
+
+    def played_ms(self) -> int:
+        item = self._item
+        if item is None:
+            return 0
+        return int(self._played_of(item))
+
+    def _played_of(self, item: str) -> float:
+        sent = self._sent_ms.get(item, 0.0)
+        if item != self._last_sent_item:
+            return sent
+        return max(0.0, sent - self._remaining_s() * 1000)
+
+    def _remaining_s(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+    def pending_ms(self) -> float:
+        return self.fmt.ms_for_bytes(self._queued) + self._remaining_s() * 1000
+
+    def interrupt(self) -> tuple[str | None, int]:
+        item = self._item
+        played = int(self._played_of(item)) if item is not None else 0
+        if self._queue or self._remaining_s() > 0:
+            self._clear = True  # the provider still holds audio: have it thrown away
+            self._wake.set()
+        self._queue.clear()
+        self._queued = 0
+        self._end = time.monotonic()
+        self._item = None
+        self.generation += 1
+        self.interrupts += 1
+        self._idle.set()
+        return item, played
+
+    async def drain(self) -> None:
+        await self._idle.wait()
+        remaining = self._remaining_s()
+        if remaining > 0:
+            await asyncio.sleep(remaining)  # the known play-out time of what was sent
+
+    def close(self) -> None:
+        self._closed = True
+        self._queue.clear()
+        self._queued = 0
+        self._idle.set()
+        self._wake.set()
+
+    # ------------------------------------------------------------------ the pump (one per call)
+
+    async def pump(self) -> None:
+        """Send queued audio as paced frames until closed; owned and awaited by the call."""
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        carry = b""
+        carry_item: str | None = None
+        due: float | None = None
+        while not self._closed:
+            if self._clear:
+                self._clear = False
+                carry, carry_item, due = b"", None, None
+                self.clears += 1
+                await self.transport.send_clear()
+                self.on_cleared()
+                continue
+            if not self._queue and not carry:
+                self._idle.set()
+                due = None
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            # one whole frame (the end of an item may be shorter)
+            generation = self.generation
+            while len(carry) < self._frame and self._queue:
+                item, data = self._queue[0]
+                if carry and item != carry_item:
+                    break
+                take = data[: self._frame - len(carry)]
+                carry += take
+                carry_item = item
+                self._queued -= len(take)
+                if len(take) == len(data):
+                    self._queue.popleft()
+                else:
+                    self._queue[0] = (item, data[len(take) :])
+            if len(carry) < self._frame and not self._queue:
+                # a short tail: wait a frame for more of the same item before sending it short
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), FRAME_MS / 1000)
+                if self._queue and not self._clear and generation == self.generation:
+                    continue
+            if self._clear or generation != self.generation:
+                continue  # interrupted while waiting: the clear comes first
+            now = time.monotonic()
+            ahead = self._end - now
+            if ahead > self.lead_s:
+                await asyncio.sleep(ahead - self.lead_s)  # pacing to a deadline, not a poll
+                if self._clear or generation != self.generation:
+                    continue
+                now = time.monotonic()
+            frame, item = carry, carry_item or ""
+            carry, carry_item = b"", None
+            wanted = self._end - self.lead_s  # when this frame was due to leave
+            if due is not None:
+                self.send_delays.append(max(0.0, now - max(wanted, due)))
+            if item == self._last_sent_item and self._end > 0 and now > self._end + FRAME_MS / 1000:
+                self.underruns += 1  # the caller heard a gap inside one reply
+            frame_ms = self.fmt.ms_for_bytes(len(frame))
+            self._end = max(now, self._end) + frame_ms / 1000
+            self._sent_ms[item] = self._sent_ms.get(item, 0.0) + frame_ms
+            self._last_sent_item = item
+            self.frames_sent += 1
+            due = loop.time()
+            await self.transport.send_audio(frame)
+            await self.after_frame(item, self._sent_ms[item])
+
+    async def after_frame(self, item: str, sent_ms: float) -> None:
+        """Called after each frame left (the marked player sends its mark here)."""
+
+    def on_cleared(self) -> None:
+        """Called after a clear was sent."""
+
+
+class MarkedPlayer(CallPlayer):
+    """A player whose provider echoes marks once the audio before them has played (Twilio).
+
+    Every few frames (and at the end of what is queued) a mark follows, named
+    ``<generation>:<seq>``; an echo says the frames before it were heard, and the marks of a
+    cleared generation are stale however they come back. The played position is the confirmed
+    one, never the clock's guess, so a truncate never claims audio the caller did not hear.
+    """
+
+    def __init__(self, fmt: AudioFormat, *, lead_ms: int = LEAD_MS, mark_every: int = 5) -> None:
+        super().__init__(fmt, lead_ms=lead_ms)
+        # A mark per 100 ms: the played position is known to 100 ms, always rounded down, at a
+        # fifth of the messages a mark per frame would cost.
+        self.mark_every = mark_every
+        self._seq = itertools.count(1)
+        self._since_mark = 0
+        self._marks: dict[str, tuple[str, float]] = {}  # mark name -> (item, sent ms after it)
+        self._heard: dict[str, float] = {}  # item -> ms confirmed played
+        self.stale_marks = 0
+
+    async def after_frame(self, item: str, sent_ms: float) -> None:
+        self._since_mark += 1
+        if self._since_mark < self.mark_every and self._queue and self._queue[0][0] == item:
+            return
+        self._since_mark = 0
+        name = f"{self.generation}:{next(self._seq)}"
+        self._marks[name] = (item, sent_ms)
+        await self.transport.send_mark(name)  # type: ignore[union-attr]
+
+    def on_cleared(self) -> None:
+        self._marks.clear()  # marks of cleared audio say nothing about what was heard
+        self._since_mark = 0
+
+    def mark_echoed(self, name: str) -> None:
+        found = self._marks.pop(name, None)
+        if found is None:
+            self.stale_marks += 1
+            return
+        item, ms = found
+        self._heard[item] = max(self._heard.get(item, 0.0), ms)
+        if not self._marks and not self._queue and self._last_sent_item == item:
+            self._end = min(self._end, time.monotonic())  # the provider has played it all
+
+    def _played_of(self, item: str) -> float:
+        return self._heard.get(item, 0.0)
+
+    def pending_ms(self) -> float:
+        unconfirmed = self._sent_ms.get(self._last_sent_item or "", 0.0) - self._heard.get(
+            self._last_sent_item or "", 0.0
+        )
+        return self.fmt.ms_for_bytes(self._queued) + (max(0.0, unconfirmed) if self._marks else 0)
+
+
+@dataclass
+class CallEdge:
+    """One phone call as the conversation sees it: audio both ways plus the call's events."""
+
+    provider: str  # "twilio" | "acs"
+    source: CallSource
+    player: CallPlayer
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    caller: str = ""
+    called: str = ""
+    provider_call_id: str = ""  # CallSid / callConnectionId
+    started_at: float = field(default_factory=time.time)
+    dtmf: list[str] = field(default_factory=list)
+    malformed: int = 0
+    outcome: str = ""  # completed | caller_hung_up | dropped | malformed | refused | drained
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # the provider ended the call
+    dtmf_listeners: list[Callable[[str], None]] = field(default_factory=list)
+    hang_up: Callable[[], Awaitable[None]] | None = None  # closes the media socket / the call
+
+    def on_dtmf(self, digit: str) -> None:
+        self.dtmf.append(digit)
+        for listener in list(self.dtmf_listeners):
+            try:
+                listener(digit)
+            except Exception:  # one listener's bug must not end the call
+                log.exception("call %s: a DTMF listener failed", self.call_id)
+
+    def bad_frame(self, reason: str, sample: Any) -> bool:
+        """Count a malformed media frame; True once the call should end (past the limit)."""
+        self.malformed += 1
+        text = str(sample)[:120]
+        log.warning(
+            "call %s: malformed %s frame (%s): %s", self.call_id, self.provider, reason, text
+        )
+        return self.malformed >= MALFORMED_LIMIT
+
+    def end(self, outcome: str) -> None:
+        if not self.outcome:
+            self.outcome = outcome
+        self.source.close()
+        self.ended.set()

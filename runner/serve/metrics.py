@@ -1,0 +1,123 @@
+"""Prometheus metrics of one `vlrun serve` worker, served at ``/metrics``.
+
+One registry per server (not prometheus-client's global one), so two servers in one process,
+as in tests, count apart. Label values come from a closed set (the edge names, the outcomes
+below) or from the profiles' own tool names, so the number of series stays bounded whatever
+callers send. The HPA in deploy/ scales on ``vlrun_active_calls``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.errors import VlrunError
+
+INSTALL_HINT = "install the serve extra: pip install 'vlrun[serve]'"
+EDGES = ("twilio", "acs", "browser", "sip")
+#: How a call ended, as counted in vlrun_calls_total{outcome}.
+OUTCOMES = (
+    "completed",  # the assistant or the caller ended it normally
+    "caller_hung_up",  # the provider said the call is over
+    "refused",  # at capacity or draining: refused the provider's way
+    "forbidden",  # bad or missing signature / token: 403, nothing started
+    "dropped",  # the media socket died without the provider saying the call ended
+    "malformed",  # too many malformed media frames: ended with a clean hang-up
+    "drained",  # still going at the drain timeout: goodbye, then hang-up
+    "failed",  # the conversation could not start or ended on an error
+)
+DROPOUTS = ("socket_closed", "malformed_frame", "underrun", "stale_mark")
+# Turn latency (end of speech -> first audio) spans tens of ms (emulator) to seconds (cloud).
+_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+_TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _prometheus() -> Any:
+    try:
+        import prometheus_client
+    except ImportError:
+        raise VlrunError("prometheus-client is not installed", hint=INSTALL_HINT) from None
+    return prometheus_client
+
+
+class ServeMetrics:
+    """The worker's counters, gauges and histograms, and their text exposition."""
+
+    def __init__(self) -> None:
+        prom = _prometheus()
+        self.registry = prom.CollectorRegistry()
+        r = self.registry
+        self.active_calls = prom.Gauge(
+            "vlrun_active_calls", "Calls in progress on this worker", ["edge"], registry=r
+        )
+        self.calls = prom.Counter(
+            "vlrun_calls", "Calls by how they ended", ["edge", "outcome"], registry=r
+        )
+        self.turn_latency = prom.Histogram(
+            "vlrun_turn_latency_seconds",
+            "End of the caller's speech to the first assistant audio",
+            ["edge"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.barge_ins = prom.Counter(
+            "vlrun_barge_ins", "Caller speech that interrupted the assistant", ["edge"], registry=r
+        )
+        self.tool_latency = prom.Histogram(
+            "vlrun_tool_latency_seconds",
+            "Tool call duration",
+            ["tool"],
+            buckets=_TOOL_BUCKETS,
+            registry=r,
+        )
+        self.tool_errors = prom.Counter(
+            "vlrun_tool_errors", "Tool calls that returned an error", ["tool"], registry=r
+        )
+        self.reconnects = prom.Counter(
+            "vlrun_reconnects", "Voice Live connections re-opened mid-call", ["edge"], registry=r
+        )
+        self.dropouts = prom.Counter(
+            "vlrun_edge_dropouts",
+            "Faults the phone edges detected (socket closed mid-call, malformed frames, "
+            "outbound underruns, stale marks)",
+            ["edge", "kind"],
+            registry=r,
+        )
+        for edge in EDGES:
+            self.active_calls.labels(edge)  # every series exists from the start (HPA reads 0)
+
+    def call_started(self, edge: str) -> None:
+        self.active_calls.labels(edge).inc()
+
+    def call_ended(self, edge: str, outcome: str) -> None:
+        self.active_calls.labels(edge).dec()
+        self.calls.labels(edge, outcome if outcome in OUTCOMES else "failed").inc()
+
+    def refused(self, edge: str, outcome: str = "refused") -> None:
+        """A call that never started (capacity, drain, a forged request)."""
+        self.calls.labels(edge, outcome).inc()
+
+    def dropout(self, edge: str, kind: str, n: int = 1) -> None:
+        if n > 0:
+            self.dropouts.labels(edge, kind if kind in DROPOUTS else "socket_closed").inc(n)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format body and its content type."""
+        prom = _prometheus()
+        return prom.generate_latest(self.registry), prom.CONTENT_TYPE_LATEST
+
+    def total_active(self) -> int:
+        return int(sum(self.active_calls.labels(e)._value.get() for e in EDGES))  # noqa: SLF001
+
+
+def add_route(app: Any, metrics: ServeMetrics) -> None:
+    """Serve ``GET /metrics`` on an aiohttp application."""
+    from aiohttp import web
+
+    async def handle(_request: web.Request) -> web.Response:
+        body, content_type = metrics.exposition()
+        # aiohttp wants the charset apart from the media type
+        media, _, params = content_type.partition(";")
+        charset = params.split("charset=")[-1].strip() if "charset=" in params else None
+        return web.Response(body=body, content_type=media.strip(), charset=charset)
+
+    app.router.add_get("/metrics", handle)

@@ -1,0 +1,372 @@
+"""Twilio Media Streams: the voice webhook (TwiML ``<Connect><Stream>``) and the media socket.
+
+Protocol (Twilio's Media Streams docs, the ``twilio`` package; facts with sources in
+docs/telephony.md):
+- ``POST /twilio/voice[/ROUTE]``: a form-encoded voice webhook signed with ``X-Twilio-Signature``
+  (checked by the package's ``RequestValidator`` against the public URL). The answer is TwiML
+  that connects the call to ``wss://…/twilio/media`` with the route and a short-lived token as
+  ``<Parameter>``s (Twilio allows no query string on a stream URL). Past capacity or while
+  draining the answer is ``<Reject reason="busy"/>``, Twilio's way to refuse a call.
+- ``/twilio/media``: JSON text frames. In: ``connected``, ``start`` (streamSid, callSid,
+  customParameters, mediaFormat), ``media`` (base64 μ-law 8 kHz), ``mark`` (an echo of ours,
+  once the audio before it has played), ``dtmf``, ``stop``. Out: ``media``, ``mark``, ``clear``.
+  The upgrade request is signed too; it is checked against the ``wss://`` URL.
+
+No media frame is decoded: the session runs μ-law 8 kHz both ways, so what Twilio sends is what
+Voice Live hears. With ``<Connect><Stream>``, closing the socket ends the stream, and the call
+with it (nothing follows the ``<Connect>``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from runner.config.serve_file import TwilioSettings
+from runner.live.audio import AudioFormat
+from runner.serve.calls import CallEdge, CallSource, MarkedPlayer
+from runner.serve.calls_log import call_id_var
+from runner.serve.telephony import Phones
+
+log = logging.getLogger("vlrun.serve.twilio")
+
+MULAW = AudioFormat(8000, 1, 1)
+MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's voice webhook form is a few KB
+MAX_FRAME_BYTES = 64 * 1024  # a 20 ms media frame is ~300 bytes of JSON
+START_TIMEOUT_S = 10.0  # connected + start come at once; a socket that says nothing is closed
+TOKEN_TTL_S = 300.0  # webhook -> media socket; Twilio connects within a second or two
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+SIGNATURE = "X-Twilio-Signature"
+SIGNATURE_SETTINGS = "X-Twilio-Webhooks-Signature-Settings"
+
+
+def _twilio() -> Any:
+    from runner.serve.metrics import INSTALL_HINT
+
+    try:
+        from twilio import request_validator
+        from twilio.twiml import voice_response
+    except ImportError:
+        from runner.errors import VlrunError
+
+        raise VlrunError("the twilio package is not installed", hint=INSTALL_HINT) from None
+    return request_validator, voice_response
+
+
+def public_url(request: Any, base: str | None, *, websocket: bool = False) -> str:
+    """The URL Twilio called, as it signed it: the configured public base + path and query."""
+    if base:
+        parts = urlsplit(base)
+        prefix = parts.path.rstrip("/")
+        url = urlunsplit(
+            (parts.scheme, parts.netloc, prefix + request.path, request.query_string, "")
+        )
+    else:
+        url = str(request.url)
+    if websocket:
+        scheme, sep, rest = url.partition("://")
+        url = ("wss" if scheme == "https" else "ws" if scheme == "http" else scheme) + sep + rest
+    return url
+
+
+class Signatures:
+    """``X-Twilio-Signature`` checks, and the token that ties a media socket to its webhook."""
+
+    def __init__(self, settings: TwilioSettings) -> None:
+        request_validator, _ = _twilio()
+        self._module = request_validator
+        self._validator = request_validator.RequestValidator(settings.auth_token)
+        self._key = hashlib.sha256(b"vlrun-twilio-stream:" + settings.auth_token.encode()).digest()
+
+    def valid(self, url: str, params: Any, headers: Any) -> bool:
+        signature = headers.get(SIGNATURE)
+        if not signature:
+            return False
+        algorithm = self._module.get_signature_algorithm(headers.get(SIGNATURE_SETTINGS))
+        return bool(self._validator.validate(url, params, signature, algorithm))
+
+    def token(self, call_sid: str, route: str, now: float | None = None) -> str:
+        stamp = str(int(now if now is not None else time.time()))
+        mac = hmac.new(self._key, f"{call_sid}|{route}|{stamp}".encode(), hashlib.sha256)
+        return f"{stamp}.{mac.hexdigest()}"
+
+    def token_ok(self, token: str, call_sid: str, route: str) -> bool:
+        stamp, _, _ = token.partition(".")
+        if not stamp.isdigit() or abs(time.time() - int(stamp)) > TOKEN_TTL_S:
+            return False
+        return hmac.compare_digest(self.token(call_sid, route, float(stamp)), token)
+
+
+class TwilioTransport:
+    """Outbound frames of one stream; only the player's pump writes through it."""
+
+    def __init__(self, ws: Any, stream_sid: str) -> None:
+        self.ws = ws
+        self.head = (
+            '{"event":"media","streamSid":' + json.dumps(stream_sid) + ',"media":{"payload":"'
+        )
+        self.stream_sid = stream_sid
+
+    async def send_audio(self, frame: bytes) -> None:
+        await self.ws.send_str(self.head + base64.b64encode(frame).decode("ascii") + '"}}')
+
+    async def send_mark(self, name: str) -> None:
+        await self.ws.send_str(
+            json.dumps({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})
+        )
+
+    async def send_clear(self) -> None:
+        await self.ws.send_str(json.dumps({"event": "clear", "streamSid": self.stream_sid}))
+
+
+def _route_name(route: Any) -> str:
+    return route.path or route.number or ("default" if route.default else "")
+
+
+class TwilioEdge:
+    """The aiohttp side of the Twilio edge."""
+
+    def __init__(self, phones: Phones, settings: TwilioSettings, base_url: str | None) -> None:
+        self.phones = phones
+        self.settings = settings
+        self.base_url = base_url
+        self.signatures = Signatures(settings)
+        self.metrics = phones.metrics
+        _, self._twiml = _twilio()
+
+    def add_routes(self, app: Any) -> None:
+        app.router.add_post("/twilio/voice", self.voice)
+        app.router.add_post("/twilio/voice/{route}", self.voice)
+        app.router.add_get("/twilio/media", self.media)
+
+    # ------------------------------------------------------------------ voice webhook
+
+    async def voice(self, request: Any) -> Any:
+        from aiohttp import web
+
+        if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
+            return web.Response(status=413, text="too large")
+        body = await request.content.read(MAX_WEBHOOK_BYTES + 1)
+        if len(body) > MAX_WEBHOOK_BYTES:
+            return web.Response(status=413, text="too large")
+        from urllib.parse import parse_qsl
+
+        from multidict import MultiDict
+
+        form = MultiDict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        url = public_url(request, self.base_url)
+        if not self.signatures.valid(url, form, request.headers):
+            log.warning(
+                "twilio voice webhook refused: missing or bad %s (from %s, url %s)",
+                SIGNATURE,
+                request.remote,
+                url,
+            )
+            self.metrics.refused("twilio", "forbidden")
+            return web.Response(status=403, text="forbidden")
+        call_sid = form.get("CallSid", "")
+        called = form.get("To", "")
+        route = self.phones.route(path=request.match_info.get("route"), called=called)
+        response = self._twiml.VoiceResponse()
+        if route is None:
+            log.warning("twilio call %s to %s: no route answers it; rejected", call_sid, called)
+            self.metrics.refused("twilio", "refused")
+            response.reject(reason="rejected")
+        elif not self.phones.accepting():
+            log.info("twilio call %s refused: busy (at capacity or draining)", call_sid)
+            self.metrics.refused("twilio", "refused")
+            response.reject(reason="busy")
+        else:
+            name = _route_name(route)
+            stream = response.connect().stream(
+                url=public_url(request, self.base_url, websocket=True).split("/twilio/")[0]
+                + "/twilio/media"
+            )
+            stream.parameter(name="route", value=name)
+            stream.parameter(name="token", value=self.signatures.token(call_sid, name))
+            stream.parameter(name="from", value=form.get("From", ""))
+            stream.parameter(name="to", value=called)
+            log.info("twilio call %s to %s: connecting the media stream", call_sid, called)
+        return web.Response(text=str(response), content_type="text/xml")
+
+    # ------------------------------------------------------------------ media socket
+
+    async def media(self, request: Any) -> Any:
+        from aiohttp import WSMsgType, web
+
+        url = public_url(request, self.base_url, websocket=True)
+        if not self.signatures.valid(url, {}, request.headers):
+            log.warning("twilio media socket refused: missing or bad %s (url %s)", SIGNATURE, url)
+            self.metrics.refused("twilio", "forbidden")
+            return web.Response(status=403, text="forbidden")
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
+        await ws.prepare(request)
+        try:
+            start = await asyncio.wait_for(self._until_start(ws), START_TIMEOUT_S)
+        except (asyncio.TimeoutError, ValueError) as exc:
+            log.warning("twilio media socket closed: no valid start (%s)", exc)
+            await ws.close(code=1008, message=b"no start")
+            return ws
+        info = start.get("start") or {}
+        params = info.get("customParameters") or {}
+        call_sid = str(info.get("callSid") or "")
+        route_name = str(params.get("route") or "")
+        if not self.signatures.token_ok(str(params.get("token") or ""), call_sid, route_name):
+            log.warning("twilio media socket for %s refused: bad or expired stream token", call_sid)
+            self.metrics.refused("twilio", "forbidden")
+            await ws.close(code=1008, message=b"forbidden")
+            return ws
+        route = self._route_of(route_name)
+        if route is None:
+            await ws.close(code=1008, message=b"no route")
+            return ws
+        stream_sid = str(start.get("streamSid") or info.get("streamSid") or "")
+        player = MarkedPlayer(MULAW)
+        player.transport = TwilioTransport(ws, stream_sid)
+        edge = CallEdge(
+            "twilio",
+            CallSource(MULAW),
+            player,
+            caller=str(params.get("from") or ""),
+            called=str(params.get("to") or ""),
+            provider_call_id=call_sid,
+        )
+        call_id_var.set(edge.call_id)
+
+        async def hang_up() -> None:
+            await ws.close()  # ends <Connect><Stream>; nothing follows it, so the call ends
+
+        edge.hang_up = hang_up
+        log.info("call %s is twilio %s (stream %s)", edge.call_id, call_sid, stream_sid)
+        conversation = asyncio.create_task(
+            self.phones.converse(edge, route, rate=8000), name=f"vlrun-twilio-{edge.call_id}"
+        )
+        pump = asyncio.create_task(player.pump(), name=f"vlrun-twilio-out-{edge.call_id}")
+        try:
+            await self._read(ws, edge, player, conversation, WSMsgType)
+        finally:
+            if not edge.ended.is_set():
+                edge.end("dropped")
+            with contextlib.suppress(Exception):
+                await conversation  # its own failures are logged and counted by converse
+            player.close()
+            pump.cancel()
+            await asyncio.wait({pump})
+            if not pump.cancelled() and pump.exception() is not None:
+                log.info("call %s: outbound stopped: %s", edge.call_id, pump.exception())
+            self.metrics.dropout("twilio", "stale_mark", player.stale_marks)
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    def _route_of(self, name: str) -> Any:
+        for route in self.phones.router.routes:
+            if _route_name(route) == name:
+                return route
+        return None
+
+    async def _until_start(self, ws: Any) -> dict[str, Any]:
+        async for msg in ws:
+            data = _json(msg.data) if isinstance(msg.data, str) else None
+            if data is None:
+                raise ValueError("a frame that is not a JSON object")
+            if data.get("event") == "start":
+                return data
+            if data.get("event") != "connected":
+                raise ValueError(f"{data.get('event')!r} before start")
+        raise ValueError("closed before start")
+
+    async def _read(
+        self,
+        ws: Any,
+        edge: CallEdge,
+        player: MarkedPlayer,
+        conversation: asyncio.Task[str],
+        msg_types: Any,
+    ) -> None:
+        stopper = asyncio.create_task(_closer(ws, conversation), name="vlrun-twilio-closer")
+        try:
+            async for msg in ws:
+                if msg.type != msg_types.TEXT:
+                    if self._bad(edge, "not a text frame", msg.type):
+                        return
+                    continue
+                data = _json(msg.data)
+                if data is None:
+                    if self._bad(edge, "not a JSON object", msg.data):
+                        return
+                    continue
+                event = data.get("event")
+                if event == "media":
+                    media = data.get("media")
+                    payload = media.get("payload") if isinstance(media, dict) else None
+                    if isinstance(media, dict) and media.get("track", "inbound") != "inbound":
+                        continue  # only the caller's side is speech for the assistant
+                    try:
+                        audio = base64.b64decode(payload, validate=True) if payload else b""
+                    except (binascii.Error, TypeError, ValueError):
+                        audio = b""
+                    if not audio:
+                        if self._bad(edge, "media without a base64 payload", msg.data):
+                            return
+                        continue
+                    edge.source.feed(audio)
+                elif event == "mark":
+                    mark = data.get("mark")
+                    name = mark.get("name") if isinstance(mark, dict) else None
+                    if isinstance(name, str):
+                        player.mark_echoed(name)
+                    elif self._bad(edge, "mark without a name", msg.data):
+                        return
+                elif event == "dtmf":
+                    dtmf = data.get("dtmf")
+                    digit = dtmf.get("digit") if isinstance(dtmf, dict) else None
+                    if isinstance(digit, str) and digit in DTMF_DIGITS:
+                        edge.on_dtmf(digit)
+                    elif self._bad(edge, "dtmf without a digit", msg.data):
+                        return
+                elif event == "stop":
+                    edge.end("caller_hung_up")
+                    return
+                elif event in ("connected", "start"):
+                    continue
+                elif self._bad(edge, f"unknown event {event!r}", msg.data):
+                    return
+            if not edge.ended.is_set() and not conversation.done():
+                self.metrics.dropout("twilio", "socket_closed")
+                edge.end("dropped")
+        finally:
+            stopper.cancel()
+            await asyncio.wait({stopper})
+
+    def _bad(self, edge: CallEdge, reason: str, sample: Any) -> bool:
+        self.metrics.dropout("twilio", "malformed_frame")
+        if edge.bad_frame(reason, sample):
+            log.warning("call %s: too many malformed frames; hanging up", edge.call_id)
+            edge.end("malformed")
+            return True
+        return False
+
+
+async def _closer(ws: Any, conversation: asyncio.Task[str]) -> None:
+    """When the conversation ends on our side, close the socket (which ends the call)."""
+    await asyncio.wait({conversation})
+    if not ws.closed:
+        await ws.close()
+
+
+def _json(text: Any) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
