@@ -52,6 +52,7 @@ async def phone_server(
     serve_path: Path,
     endpoint: str,
     env: dict[str, str] | None = None,
+    acs_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> AsyncIterator[tuple[str, Any]]:
     """(base URL, Phones) of an aiohttp server with the serve file's phone routes."""
@@ -66,7 +67,7 @@ async def phone_server(
     app = web.Application()
     phones = Phones(serve, endpoint=endpoint, **options)
     await phones.prepare()
-    add_phone_routes(app, phones)
+    add_phone_routes(app, phones, acs_options=acs_options)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

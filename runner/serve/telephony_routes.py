@@ -8,7 +8,13 @@ from runner.serve.metrics import add_route as add_metrics_route
 from runner.serve.telephony import Phones
 
 
-def add_phone_routes(app: Any, phones: Phones, *, metrics_route: bool = True) -> list[str]:
+def add_phone_routes(
+    app: Any,
+    phones: Phones,
+    *,
+    metrics_route: bool = True,
+    acs_options: dict[str, Any] | None = None,
+) -> list[str]:
     """Add the Twilio and ACS routes the serve file asks for; returns the edges mounted."""
     serve = phones.serve
     mounted: list[str] = []
@@ -20,7 +26,7 @@ def add_phone_routes(app: Any, phones: Phones, *, metrics_route: bool = True) ->
     if serve.acs is not None:
         from runner.serve.acs import AcsEdge
 
-        edge = AcsEdge(phones, serve.acs, serve.public_url)
+        edge = AcsEdge(phones, serve.acs, serve.public_url, **(acs_options or {}))
         edge.add_routes(app)
         app.on_cleanup.append(lambda _app: edge.close())
         mounted.append("acs")

@@ -1,0 +1,523 @@
+"""Azure Communication Services Call Automation: the Event Grid webhook, callbacks, media socket.
+
+Protocol (Microsoft's Call Automation docs and the ``azure-communication-callautomation`` SDK;
+facts with sources in docs/telephony.md):
+- ``POST /acs/incoming[/ROUTE]``: Event Grid. The subscription's validation handshake is
+  answered with ``{"validationResponse": code}``; an ``IncomingCall`` is answered through the
+  SDK's ``answer_call`` with bidirectional media streaming to ``wss://…/acs/media`` (PCM 16 or
+  24 kHz mono, DTMF tones on), or refused with ``reject_call(busy)`` at capacity or while
+  draining. Event Grid's delivery can carry a secret in the URL (``?secret=``), checked when
+  the serve file sets one.
+- ``POST /acs/callbacks``: CloudEvents about the call (CallConnected, CallDisconnected, ...),
+  each request with a JWT that ACS signs (RS256, issuer ACS, audience the resource id).
+- ``/acs/media``: the media socket, opened by ACS with the same kind of JWT. In: JSON frames
+  ``AudioMetadata``, ``AudioData`` (base64 PCM16), ``DtmfData``. Out: ``AudioData`` and, on a
+  barge-in, ``StopAudio``.
+
+Nothing ties a call to one worker: the media URL carries its route, signed, so behind a load
+balancer any worker can take the socket (ACS names the call in ``x-ms-call-connection-id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from runner.config.serve_file import AcsSettings
+from runner.errors import VlrunError
+from runner.live.audio import AudioFormat
+from runner.serve.calls import CallEdge, CallPlayer, CallSource
+from runner.serve.calls_log import call_id_var
+from runner.serve.metrics import INSTALL_HINT
+from runner.serve.telephony import Phones
+
+log = logging.getLogger("vlrun.serve.acs")
+
+MAX_EVENT_BYTES = 256 * 1024  # an IncomingCall is a few KB; Event Grid batches are bounded too
+MAX_FRAME_BYTES = 64 * 1024  # 20 ms at 24 kHz is 960 bytes, ~1.4 KB of JSON
+METADATA_TIMEOUT_S = 10.0
+TOKEN_TTL_S = 24 * 3600.0  # the media URL is used once, soon after answering
+JWKS_TTL_S = 3600.0
+JWKS_MIN_REFRESH_S = 30.0  # an unknown key id refetches the keys, at most this often
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+_VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
+_INCOMING = "Microsoft.Communication.IncomingCall"
+
+
+def _sdk() -> Any:
+    try:
+        import azure.communication.callautomation as sdk
+    except ImportError:
+        raise VlrunError(
+            "azure-communication-callautomation is not installed", hint=INSTALL_HINT
+        ) from None
+    return sdk
+
+
+class AuthError(Exception):
+    """A callback or media socket whose token is missing, forged or for someone else."""
+
+
+class TokenVerifier:
+    """Checks ACS's callback and media-socket JWTs: RS256, ACS's keys, issuer, audience.
+
+    The keys come from ACS's JWKS URL, fetched without blocking the loop and cached; a token
+    signed by a key id not yet seen refetches them (bounded), as keys rotate.
+    """
+
+    def __init__(self, settings: AcsSettings, *, http_options: dict[str, Any] | None = None):
+        self.settings = settings
+        self._keys: dict[str, Any] = {}
+        self._fetched = 0.0
+        self._lock = asyncio.Lock()
+        self._http_options = http_options or {}
+
+    async def _refresh(self, force: bool) -> None:
+        import aiohttp
+        import jwt
+
+        async with self._lock:
+            age = time.monotonic() - self._fetched
+            if self._keys and (age < JWKS_MIN_REFRESH_S or (not force and age < JWKS_TTL_S)):
+                return
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                http.get(self.settings.jwks_url, **self._http_options) as response,
+            ):
+                response.raise_for_status()
+                doc = await response.json(content_type=None)
+            keys = {}
+            for entry in doc.get("keys", []) if isinstance(doc, dict) else []:
+                with contextlib.suppress(Exception):  # a key of a type we cannot use
+                    key = jwt.PyJWK(entry)
+                    keys[str(entry.get("kid", ""))] = key
+            self._keys = keys
+            self._fetched = time.monotonic()
+
+    async def verify(self, authorization: str | None) -> dict[str, Any]:
+        import jwt
+
+        if not authorization or not authorization.startswith("Bearer "):
+            raise AuthError("no bearer token")
+        token = authorization[len("Bearer ") :].strip()
+        try:
+            kid = str(jwt.get_unverified_header(token).get("kid", ""))
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"not a JWT ({exc})") from None
+        try:
+            await self._refresh(force=kid not in self._keys)
+        except Exception as exc:  # the key service is unreachable: nothing can be trusted
+            raise AuthError(f"ACS signing keys unavailable ({exc})") from None
+        key = self._keys.get(kid)
+        if key is None:
+            raise AuthError(f"signed by an unknown key {kid!r}")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=["RS256"],
+                audience=self.settings.resource_id,
+                issuer=self.settings.issuer,
+                options={"require": ["exp", "iss", "aud"]},
+                leeway=30,
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthError(str(exc)) from None
+        return claims
+
+
+class AcsTransport:
+    """Outbound frames of one media socket, in the casing Microsoft's Python docs send."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def send_audio(self, frame: bytes) -> None:
+        data = base64.b64encode(frame).decode("ascii")
+        await self.ws.send_str(
+            '{"Kind":"AudioData","AudioData":{"Data":"' + data + '"},"StopAudio":null}'
+        )
+
+    async def send_clear(self) -> None:
+        await self.ws.send_str('{"Kind":"StopAudio","AudioData":null,"StopAudio":{}}')
+
+
+def _url(base: str, path: str, query: dict[str, str] | None = None, *, ws: bool = False) -> str:
+    parts = urlsplit(base)
+    scheme = parts.scheme
+    if ws:
+        scheme = "wss" if scheme == "https" else "ws"
+    return urlunsplit(
+        (scheme, parts.netloc, parts.path.rstrip("/") + path, urlencode(query or {}), "")
+    )
+
+
+def _caller_id(identifier: Any) -> str:
+    if not isinstance(identifier, dict):
+        return ""
+    if identifier.get("kind") == "phoneNumber":
+        value = (identifier.get("phoneNumber") or {}).get("value")
+        if value:
+            return str(value)
+    return str(identifier.get("rawId") or "")
+
+
+class AcsEdge:
+    """The aiohttp side of the ACS edge."""
+
+    def __init__(
+        self,
+        phones: Phones,
+        settings: AcsSettings,
+        base_url: str | None,
+        *,
+        client_options: dict[str, Any] | None = None,
+        http_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.phones = phones
+        self.settings = settings
+        self.base_url = base_url
+        self.metrics = phones.metrics
+        self.verifier = TokenVerifier(settings, http_options=http_options)
+        self._client_options = client_options or {}
+        self._client: Any = None
+        self._key = hashlib.sha256(
+            b"vlrun-acs-media:" + settings.connection_string.encode()
+        ).digest()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from azure.communication.callautomation.aio import CallAutomationClient
+
+            _sdk()
+            self._client = CallAutomationClient.from_connection_string(
+                self.settings.connection_string, **self._client_options
+            )
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def add_routes(self, app: Any) -> None:
+        app.router.add_post("/acs/incoming", self.incoming)
+        app.router.add_post("/acs/incoming/{route}", self.incoming)
+        app.router.add_post("/acs/callbacks", self.callbacks)
+        app.router.add_get("/acs/media", self.media)
+
+    def _base(self, request: Any) -> str:
+        return self.base_url or f"{request.scheme}://{request.host}"
+
+    # ------------------------------------------------------------------ media URL tokens
+
+    def token(self, call_id: str, route: str, now: float | None = None) -> str:
+        stamp = str(int(now if now is not None else time.time()))
+        mac = hmac.new(self._key, f"{call_id}|{route}|{stamp}".encode(), hashlib.sha256)
+        return f"{stamp}.{mac.hexdigest()}"
+
+    def token_ok(self, token: str, call_id: str, route: str) -> bool:
+        stamp, _, _ = token.partition(".")
+        if not stamp.isdigit() or abs(time.time() - int(stamp)) > TOKEN_TTL_S:
+            return False
+        return hmac.compare_digest(self.token(call_id, route, float(stamp)), token)
+
+    # ------------------------------------------------------------------ Event Grid
+
+    async def incoming(self, request: Any) -> Any:
+        from aiohttp import web
+
+        secret = self.settings.event_grid_secret
+        if secret and not hmac.compare_digest(request.query.get("secret", ""), secret):
+            log.warning(
+                "acs incoming webhook refused: missing or bad secret (from %s)", request.remote
+            )
+            self.metrics.refused("acs", "forbidden")
+            return web.Response(status=403, text="forbidden")
+        body = await request.content.read(MAX_EVENT_BYTES + 1)
+        if len(body) > MAX_EVENT_BYTES:
+            return web.Response(status=413, text="too large")
+        try:
+            events = json.loads(body)
+        except ValueError:
+            return web.Response(status=400, text="not JSON")
+        if isinstance(events, dict):
+            events = [events]
+        if not isinstance(events, list):
+            return web.Response(status=400, text="not an event array")
+        for event in events:
+            if not isinstance(event, dict):
+                continue
+            kind = event.get("eventType") or event.get("type")
+            data: dict[str, Any] = event["data"] if isinstance(event.get("data"), dict) else {}
+            if kind == _VALIDATION:
+                code = data.get("validationCode")
+                log.info("acs: Event Grid subscription validation answered")
+                return web.json_response({"validationResponse": code})
+            if kind == _INCOMING:
+                await self._incoming_call(request, data)
+        return web.Response(status=200)
+
+    async def _incoming_call(self, request: Any, data: dict[str, Any]) -> None:
+        sdk = _sdk()
+        context = data.get("incomingCallContext")
+        if not isinstance(context, str) or not context:
+            log.warning("acs: IncomingCall without incomingCallContext; ignored")
+            return
+        called = _caller_id(data.get("to"))
+        caller = _caller_id(data.get("from"))
+        route = self.phones.route(path=request.match_info.get("route"), called=called)
+        if route is None or not self.phones.accepting():
+            why = "no route answers it" if route is None else "busy (at capacity or draining)"
+            log.info("acs call to %s refused: %s", called, why)
+            self.metrics.refused("acs", "refused")
+            try:
+                await self.client.reject_call(
+                    context,
+                    call_reject_reason=sdk.CallRejectReason.BUSY
+                    if route is not None
+                    else sdk.CallRejectReason.FORBIDDEN,
+                )
+            except Exception as exc:  # the call may have gone already
+                log.warning("acs: reject_call failed: %s", exc)
+            return
+        call_id = uuid.uuid4().hex[:16]
+        name = route.path or route.number or "default"
+        base = self._base(request)
+        query = {
+            "call": call_id,
+            "route": name,
+            "from": caller,
+            "to": called,
+            "token": self.token(call_id, name),
+        }
+        media = sdk.MediaStreamingOptions(
+            transport_url=_url(base, "/acs/media", query, ws=True),
+            transport_type=sdk.StreamingTransportType.WEBSOCKET,
+            content_type=sdk.MediaStreamingContentType.AUDIO,
+            audio_channel_type=sdk.MediaStreamingAudioChannelType.MIXED,
+            start_media_streaming=True,
+            enable_bidirectional=True,
+            audio_format=sdk.AudioFormat.PCM24_K_MONO
+            if self.settings.rate == 24000
+            else sdk.AudioFormat.PCM16_K_MONO,
+            enable_dtmf_tones=True,
+        )
+        try:
+            answered = await self.client.answer_call(
+                context,
+                _url(base, "/acs/callbacks", {"call": call_id}),
+                media_streaming=media,
+                operation_context=call_id,
+            )
+        except Exception as exc:  # ACS refused or is unreachable: this call is lost
+            log.error("acs: answer_call failed for the call to %s: %s", called, exc)
+            self.metrics.refused("acs", "failed")
+            return
+        log.info(
+            "acs call %s answered (connection %s, to %s)",
+            call_id,
+            answered.call_connection_id,
+            called,
+        )
+
+    # ------------------------------------------------------------------ callbacks
+
+    async def callbacks(self, request: Any) -> Any:
+        from aiohttp import web
+
+        try:
+            await self.verifier.verify(request.headers.get("Authorization"))
+        except AuthError as exc:
+            log.warning("acs callback refused: %s (from %s)", exc, request.remote)
+            return web.Response(status=401, text="unauthorized")
+        body = await request.content.read(MAX_EVENT_BYTES + 1)
+        if len(body) > MAX_EVENT_BYTES:
+            return web.Response(status=413, text="too large")
+        try:
+            events = json.loads(body)
+        except ValueError:
+            return web.Response(status=400, text="not JSON")
+        for event in events if isinstance(events, list) else [events]:
+            if not isinstance(event, dict):
+                continue
+            kind = str(event.get("type") or "").removeprefix("Microsoft.Communication.")
+            data: dict[str, Any] = event["data"] if isinstance(event.get("data"), dict) else {}
+            connection = str(data.get("callConnectionId") or "")
+            log.info("acs callback %s (connection %s)", kind, connection)
+            if kind == "CallDisconnected":
+                for active in list(self.phones.calls.values()):
+                    if active.edge.provider_call_id == connection:
+                        active.edge.end("caller_hung_up")
+            elif kind == "MediaStreamingFailed":
+                info = data.get("resultInformation") or {}
+                log.warning("acs media streaming failed: %s", info.get("message") or info)
+        return web.Response(status=200)
+
+    # ------------------------------------------------------------------ media socket
+
+    async def media(self, request: Any) -> Any:
+        from aiohttp import WSMsgType, web
+
+        try:
+            await self.verifier.verify(request.headers.get("Authorization"))
+        except AuthError as exc:
+            log.warning("acs media socket refused: %s", exc)
+            self.metrics.refused("acs", "forbidden")
+            return web.Response(status=401, text="unauthorized")
+        q = request.query
+        call_id, route_name = q.get("call", ""), q.get("route", "")
+        if not self.token_ok(q.get("token", ""), call_id, route_name):
+            log.warning("acs media socket refused: bad or expired media token")
+            self.metrics.refused("acs", "forbidden")
+            return web.Response(status=403, text="forbidden")
+        route = next(
+            (
+                r
+                for r in self.phones.router.routes
+                if (r.path or r.number or ("default" if r.default else "")) == route_name
+            ),
+            None,
+        )
+        if route is None:
+            return web.Response(status=404, text="no route")
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES)
+        await ws.prepare(request)
+        try:
+            rate = await asyncio.wait_for(self._metadata(ws), METADATA_TIMEOUT_S)
+        except (asyncio.TimeoutError, ValueError) as exc:
+            log.warning("acs media socket closed: no valid AudioMetadata (%s)", exc)
+            await ws.close(code=1008, message=b"no metadata")
+            return ws
+        fmt = AudioFormat(rate)
+        player = CallPlayer(fmt)
+        player.transport = AcsTransport(ws)
+        edge = CallEdge(
+            "acs",
+            CallSource(fmt),
+            player,
+            call_id=call_id,
+            caller=q.get("from", ""),
+            called=q.get("to", ""),
+            provider_call_id=request.headers.get("x-ms-call-connection-id", ""),
+        )
+        call_id_var.set(edge.call_id)
+
+        async def hang_up() -> None:
+            if edge.provider_call_id:
+                try:
+                    connection = self.client.get_call_connection(edge.provider_call_id)
+                    await connection.hang_up(is_for_everyone=True)
+                except Exception as exc:  # already ended, or ACS unreachable
+                    log.warning("call %s: ACS hang_up failed: %s", edge.call_id, exc)
+            await ws.close()
+
+        edge.hang_up = hang_up
+        conversation = asyncio.create_task(
+            self.phones.converse(edge, route, rate=rate), name=f"vlrun-acs-{edge.call_id}"
+        )
+        pump = asyncio.create_task(player.pump(), name=f"vlrun-acs-out-{edge.call_id}")
+        closer = asyncio.create_task(_close_when_done(ws, conversation), name="vlrun-acs-closer")
+        try:
+            await self._read(ws, edge, conversation, WSMsgType)
+        finally:
+            if not edge.ended.is_set():
+                edge.end("dropped")
+            with contextlib.suppress(Exception):
+                await conversation  # its own failures are logged and counted by converse
+            if edge.outcome == "malformed":
+                await hang_up()  # a clean end of the call, not only of the socket
+            player.close()
+            for task in (pump, closer):
+                task.cancel()
+            await asyncio.wait({pump, closer})
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def _metadata(self, ws: Any) -> int:
+        async for msg in ws:
+            data = _json(msg.data) if isinstance(msg.data, str) else None
+            if data is None:
+                raise ValueError("a frame that is not a JSON object")
+            kind = data.get("kind") or data.get("Kind")
+            if kind == "AudioMetadata":
+                meta = data.get("audioMetadata") or data.get("AudioMetadata") or {}
+                rate = int(meta.get("sampleRate") or 0)
+                if rate not in (16000, 24000) or int(meta.get("channels") or 1) != 1:
+                    raise ValueError(f"unsupported audio {meta}")
+                return rate
+            raise ValueError(f"{kind!r} before AudioMetadata")
+        raise ValueError("closed before AudioMetadata")
+
+    async def _read(
+        self, ws: Any, edge: CallEdge, conversation: asyncio.Task[str], msg_types: Any
+    ) -> None:
+        async for msg in ws:
+            if msg.type != msg_types.TEXT:
+                if self._bad(edge, "not a text frame", msg.type):
+                    return
+                continue
+            data = _json(msg.data)
+            kind = data.get("kind") or data.get("Kind") if data is not None else None
+            if kind == "AudioData":
+                audio_data = data.get("audioData") if data is not None else None
+                payload = audio_data.get("data") if isinstance(audio_data, dict) else None
+                try:
+                    audio = base64.b64decode(payload, validate=True) if payload else b""
+                except (binascii.Error, TypeError, ValueError):
+                    audio = b""
+                if not audio or len(audio) % 2:
+                    if self._bad(edge, "AudioData without PCM16 data", msg.data):
+                        return
+                    continue
+                # Silent frames are forwarded too: the service's VAD keeps a continuous clock.
+                edge.source.feed(audio)
+            elif kind == "DtmfData":
+                dtmf = data.get("dtmfData") if data is not None else None
+                digit = dtmf.get("data") if isinstance(dtmf, dict) else None
+                if isinstance(digit, str) and digit in DTMF_DIGITS:
+                    edge.on_dtmf(digit)
+                elif self._bad(edge, "DtmfData without a digit", msg.data):
+                    return
+            elif kind == "AudioMetadata":
+                continue
+            elif self._bad(edge, f"unknown frame kind {kind!r}", msg.data):
+                return
+        if not edge.ended.is_set() and not conversation.done():
+            self.metrics.dropout("acs", "socket_closed")
+            edge.end("dropped")
+
+    def _bad(self, edge: CallEdge, reason: str, sample: Any) -> bool:
+        self.metrics.dropout("acs", "malformed_frame")
+        if edge.bad_frame(reason, sample):
+            log.warning("call %s: too many malformed frames; hanging up", edge.call_id)
+            edge.end("malformed")
+            return True
+        return False
+
+
+async def _close_when_done(ws: Any, conversation: asyncio.Task[str]) -> None:
+    await asyncio.wait({conversation})
+    if not ws.closed:
+        await ws.close()
+
+
+def _json(text: Any) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
