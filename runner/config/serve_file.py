@@ -91,7 +91,8 @@ def analyse(
     env = os.environ if env is None else env
     src = source.load_file(path)  # raises ProfileError for unreadable files and bad YAML
     loc = Locator(src.positions, str(path))
-    problems = problems_against(schema(), src.data, loc)
+    written = _written_secrets(src.data, loc)
+    problems = written + problems_against(schema(), src.data, loc)
     if problems:
         return None, problems
     data: dict[str, Any] = src.data
@@ -141,10 +142,51 @@ def load_serve_file(path: Path, *, env: Mapping[str, str] | None = None) -> Serv
 
 
 def check_file(path: Path, options: Any) -> list[Problem]:
-    """`vlrun check` on a serve file (a validator of the kinds registry)."""
+    """`vlrun check` on a serve file (a validator of the kinds registry), and on the profiles
+    its routes name: a call must not be the first to find a broken profile."""
+    from runner.config.check import check_profile
+
     env = getattr(options, "env", None)
-    _, problems = analyse(path, env=env, strict_env=False)
+    serve, problems = analyse(path, env=env, strict_env=False)
+    if serve is not None:
+        for profile in dict.fromkeys(r.profile for r in serve.routes if r.profile.is_file()):
+            try:
+                problems += check_profile(profile, options)
+            except ProfileError as exc:
+                problems += list(exc.all_problems)
     return problems
+
+
+SECRET_KEYS = {
+    "twilio": ("auth_token", "account_sid"),
+    "acs": ("connection_string", "event_grid_secret"),
+}
+
+
+def _written_secrets(data: Any, loc: Locator) -> list[Problem]:
+    """A secret written out in the file: said without its value, which is then masked."""
+    out: list[Problem] = []
+    if not isinstance(data, dict):
+        return out
+    for section, keys in SECRET_KEYS.items():
+        block = data.get(section)
+        if not isinstance(block, dict):
+            continue
+        for key in keys:
+            value = block.get(key)
+            if value is None or (isinstance(value, str) and _ENV_REF.match(value)):
+                continue
+            register_secret(str(value))  # never echoed by a later message either
+            block[key] = "${env:WRITTEN_OUT_SECRET}"
+            out.append(
+                loc.problem(
+                    (section, key),
+                    f"{section}.{key} is a secret: write it as an ${{env:NAME}} reference, "
+                    "never in the file",
+                    hint=f"e.g. {key}: ${{env:{section.upper()}_{key.upper()}}}",
+                )
+            )
+    return out
 
 
 def _routes(
