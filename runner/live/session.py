@@ -102,6 +102,7 @@ class LiveSession(InputSide, ToolSide):
         send_ms: int = CHUNK_MS,
         interactive: bool | None = None,
         cancel_on_barge_in: Mapping[str, bool] | bool = True,
+        handle_signals: bool = True,
     ) -> None:
         self.target = target
         self.endpoint = endpoint
@@ -135,6 +136,8 @@ class LiveSession(InputSide, ToolSide):
             else interactive
         )
         self.cancel_on_barge_in = cancel_on_barge_in
+        # A server runs many sessions in one loop: the process's signals are the server's.
+        self.handle_signals = handle_signals
         from runner.plugins import ToolThreads
 
         self.tool_threads = ToolThreads(prefix="vlrun-tool")
@@ -201,8 +204,9 @@ class LiveSession(InputSide, ToolSide):
         """
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGINT, self.stop)
-            loop.add_signal_handler(signal.SIGTERM, self._terminate)
+            if self.handle_signals:
+                loop.add_signal_handler(signal.SIGINT, self.stop)
+                loop.add_signal_handler(signal.SIGTERM, self._terminate)
         try:
             with session_logging(self.transcript):
                 if self.read_lines:
@@ -217,8 +221,9 @@ class LiveSession(InputSide, ToolSide):
                     await self._close()
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGINT)
-                loop.remove_signal_handler(signal.SIGTERM)
+                if self.handle_signals:
+                    loop.remove_signal_handler(signal.SIGINT)
+                    loop.remove_signal_handler(signal.SIGTERM)
         return self._exit_code
 
     def _terminate(self) -> None:

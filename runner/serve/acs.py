@@ -497,8 +497,11 @@ class AcsEdge:
             elif self._bad(edge, f"unknown frame kind {kind!r}", msg.data):
                 return
         if not edge.ended.is_set() and not conversation.done():
-            self.metrics.dropout("acs", "socket_closed")
-            edge.end("dropped")
+            if ws.close_code == 1000:
+                edge.end("caller_hung_up")  # ACS closed the stream normally: the call ended
+            else:
+                self.metrics.dropout("acs", "socket_closed")
+                edge.end("dropped")
 
     def _bad(self, edge: CallEdge, reason: str, sample: Any) -> bool:
         self.metrics.dropout("acs", "malformed_frame")

@@ -260,6 +260,7 @@ class Phones:
                 registry=prepared.registry,
                 **prepared.settings,
                 api_version=target.api_version,
+                handle_signals=False,  # SIGTERM is the worker's: it drains every call
             )
             call.session = session
             self._moved()
