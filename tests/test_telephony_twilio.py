@@ -212,3 +212,33 @@ async def test_busy_worker_rejects_with_twiml(tmp_path: Path, emulator: Any) -> 
         finally:
             await first.stop()
             await first.close()
+
+
+async def test_drain_timeout_says_the_goodbye_then_hangs_up(
+    serve_file: Path, emulator: Any
+) -> None:
+    async with phone_server(serve_file, emulator.endpoint) as (base, phones):
+        caller = await call(base)
+        try:
+            await answered(phones)
+            assert phones.accepting()
+            drain = asyncio.create_task(phones.drain(timeout=0.2))
+            await emulator.wait_for(
+                lambda e: (
+                    e["type"] == "response.create"
+                    and "Goodbye from the phone desk."
+                    in json.dumps(e.get("response", {}).get("pre_generated_assistant_message"))
+                ),
+                timeout=5,
+            )
+            assert not phones.accepting()  # /readyz is false from the first moment of the drain
+            status, xml, _ = await webhook(base)
+            assert status == 200 and '<Reject reason="busy"' in xml
+            await asyncio.wait_for(drain, 20)
+            await asyncio.wait_for(caller.closed.wait(), 5)
+            # the goodbye was heard to its end before the hang-up
+            assert caller.ear.heard_ms() >= len(caller.ear.received) / 8 - 1
+            assert len(caller.ear.received) > 8 * 500
+        finally:
+            await caller.close()
+        assert metric(phones, "vlrun_calls_total", edge="twilio", outcome="drained") == 1

@@ -32,6 +32,7 @@ log = logging.getLogger("vlrun.serve.calls")
 FRAME_MS = 20
 LEAD_MS = 80  # how far assistant audio may run ahead of the caller's ear (provider buffer)
 MAX_INBOUND_MS = 2000  # caller audio queued while the session (re)connects; older audio drops
+MARK_WAIT_S = 2.0  # how long a drain waits for the last mark's echo past the clock
 MALFORMED_LIMIT = 50  # malformed media frames tolerated before the call is ended cleanly
 
 
@@ -267,6 +268,8 @@ class MarkedPlayer(CallPlayer):
         self._since_mark = 0
         self._marks: dict[str, tuple[str, float]] = {}  # mark name -> (item, sent ms after it)
         self._heard: dict[str, float] = {}  # item -> ms confirmed played
+        self._all_heard = asyncio.Event()  # every mark sent has come back
+        self._all_heard.set()
         self.stale_marks = 0
 
     async def after_frame(self, item: str, sent_ms: float) -> None:
@@ -276,11 +279,20 @@ class MarkedPlayer(CallPlayer):
         self._since_mark = 0
         name = f"{self.generation}:{next(self._seq)}"
         self._marks[name] = (item, sent_ms)
+        self._all_heard.clear()
         await self.transport.send_mark(name)  # type: ignore[union-attr]
 
     def on_cleared(self) -> None:
         self._marks.clear()  # marks of cleared audio say nothing about what was heard
         self._since_mark = 0
+        self._all_heard.set()
+
+    async def drain(self) -> None:
+        """Until the caller has heard it all: the clock, then the last mark's echo (bounded,
+        as a provider that stops echoing must not hold a hang-up for ever)."""
+        await super().drain()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._all_heard.wait(), MARK_WAIT_S)
 
     def mark_echoed(self, name: str) -> None:
         found = self._marks.pop(name, None)
@@ -289,6 +301,8 @@ class MarkedPlayer(CallPlayer):
             return
         item, ms = found
         self._heard[item] = max(self._heard.get(item, 0.0), ms)
+        if not self._marks:
+            self._all_heard.set()
         if not self._marks and not self._queue and self._last_sent_item == item:
             self._end = min(self._end, time.monotonic())  # the provider has played it all
 
