@@ -30,7 +30,11 @@ from runner.live.audio import AudioFormat
 log = logging.getLogger("vlrun.serve.calls")
 
 FRAME_MS = 20
-LEAD_MS = 80  # how far assistant audio may run ahead of the caller's ear (provider buffer)
+LEAD_MS = 100  # how far assistant audio may run ahead of the caller's ear (provider buffer)
+# The pump refills the provider's buffer this much at a time (three 20 ms frames per wake-up):
+# on a busy worker a wake-up costs more than the frames it sends, and 40 ms always stay queued.
+REFILL_MS = 60
+HANDOFF_MS = 100  # caller audio is handed to the session this much at a time (its send size)
 MAX_INBOUND_MS = 2000  # caller audio queued while the session (re)connects; older audio drops
 MARK_WAIT_S = 2.0  # how long a drain waits for the last mark's echo past the clock
 MALFORMED_LIMIT = 50  # malformed media frames tolerated before the call is ended cleanly
@@ -49,11 +53,14 @@ class CallSource:
 
     live = True  # audio that arrives while reconnecting is dropped by the input pump
 
-    def __init__(self, fmt: AudioFormat) -> None:
+    def __init__(self, fmt: AudioFormat, *, handoff_ms: int = HANDOFF_MS) -> None:
         self.fmt = fmt
         self._queue: collections.deque[bytes] = collections.deque()
         self._queued = 0
         self._limit = fmt.bytes_for_ms(MAX_INBOUND_MS)
+        # The session appends 100 ms at a time anyway; waking it for every 20 ms frame would
+        # cost five wake-ups per append.
+        self._handoff = fmt.bytes_for_ms(handoff_ms)
         self._wake = asyncio.Event()
         self.closed = False
         self.dropped_bytes = 0
@@ -67,13 +74,15 @@ class CallSource:
             old = self._queue.popleft()
             self._queued -= len(old)
             self.dropped_bytes += len(old)
-        self._wake.set()
+        if self._queued >= self._handoff:
+            self._wake.set()
 
     async def frames(self) -> AsyncIterator[bytes]:
         while True:
-            while self._queue:
-                data = self._queue.popleft()
-                self._queued -= len(data)
+            if self._queue:
+                data = b"".join(self._queue)  # one hand-off: what has come since the last
+                self._queue.clear()
+                self._queued = 0
                 yield data
             if self.closed:
                 return
@@ -93,9 +102,12 @@ class CallPlayer:
     holds by the clock: the provider plays at real time from the moment a frame arrives.
     """
 
-    def __init__(self, fmt: AudioFormat, *, lead_ms: int = LEAD_MS) -> None:
+    def __init__(
+        self, fmt: AudioFormat, *, lead_ms: int = LEAD_MS, refill_ms: int = REFILL_MS
+    ) -> None:
         self.fmt = fmt
         self.lead_s = lead_ms / 1000
+        self.low_s = max(0, lead_ms - refill_ms) / 1000  # refill when the buffer is down to this
         self.transport: Transport | None = None
         self._frame = fmt.bytes_for_ms(FRAME_MS)
         self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
@@ -113,7 +125,6 @@ class CallPlayer:
         self.frames_sent = 0
         self.underruns = 0  # frames sent after the provider's buffer had run dry mid-item
         self.clears = 0
-        self.send_delays: list[float] = []  # s a frame left later than it was due (bench reads)
         self.interrupts = 0
 
     # ------------------------------------------------------------------ the session's side
@@ -179,21 +190,18 @@ class CallPlayer:
     async def pump(self) -> None:
         """Send queued audio as paced frames until closed; owned and awaited by the call."""
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
         carry = b""
         carry_item: str | None = None
-        due: float | None = None
         while not self._closed:
             if self._clear:
                 self._clear = False
-                carry, carry_item, due = b"", None, None
+                carry, carry_item = b"", None
                 self.clears += 1
                 await self.transport.send_clear()
                 self.on_cleared()
                 continue
             if not self._queue and not carry:
                 self._idle.set()
-                due = None
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -223,15 +231,12 @@ class CallPlayer:
             now = time.monotonic()
             ahead = self._end - now
             if ahead > self.lead_s:
-                await asyncio.sleep(ahead - self.lead_s)  # pacing to a deadline, not a poll
+                await asyncio.sleep(ahead - self.low_s)  # pacing to a deadline, not a poll
                 if self._clear or generation != self.generation:
                     continue
                 now = time.monotonic()
             frame, item = carry, carry_item or ""
             carry, carry_item = b"", None
-            wanted = self._end - self.lead_s  # when this frame was due to leave
-            if due is not None:
-                self.send_delays.append(max(0.0, now - max(wanted, due)))
             if item == self._last_sent_item and self._end > 0 and now > self._end + FRAME_MS / 1000:
                 self.underruns += 1  # the caller heard a gap inside one reply
             frame_ms = self.fmt.ms_for_bytes(len(frame))
@@ -239,7 +244,6 @@ class CallPlayer:
             self._sent_ms[item] = self._sent_ms.get(item, 0.0) + frame_ms
             self._last_sent_item = item
             self.frames_sent += 1
-            due = loop.time()
             await self.transport.send_audio(frame)
             await self.after_frame(item, self._sent_ms[item])
 
