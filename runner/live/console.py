@@ -54,6 +54,7 @@ def default_logs_dir() -> Path:
 
 def execute_run(options: RunOptions) -> int:
     """Load, compile, connect and converse; returns the exit code."""
+    from runner import flows
     from runner.config.compile import compile_session, greeting_event
     from runner.config.load import load_profile
     from runner.live.connect import load_dotenv_file, resolve_target
@@ -81,9 +82,13 @@ def execute_run(options: RunOptions) -> int:
         tool_schemas=registry.schemas() if registry is not None else None,
     )
     greeting = greeting_event(profile)
+    walk = flows.start(profile, payload, registry.schemas() if registry is not None else None)
+    if walk is not None:  # the conversation starts in the flow's start node
+        payload = walk.payload()
+        greeting = walk.greeting_event() or greeting
     if options.otel:
         _enable_otel()
-    return asyncio.run(_converse(options, profile, target, registry, payload, greeting))
+    return asyncio.run(_converse(options, profile, target, registry, payload, greeting, walk))
 
 
 def _check_talk_key(options: RunOptions) -> None:
@@ -133,6 +138,7 @@ async def _converse(
     registry: Any,
     payload: dict[str, Any],
     greeting: dict[str, Any] | None,
+    walk: Any = None,
 ) -> int:
     from runner.live.audio import release_pyaudio
     from runner.live.connect import endpoint_for, make_credential
@@ -187,6 +193,7 @@ async def _converse(
                 api_version=options.api_version or live_target.api_version,
                 end_when_input_ends=mode in ("wav", "text"),
                 send_ms=_chunk_ms(options),
+                flow=walk,
             )
             if not drawn:
                 live.talk_key = "enter"  # a line reader sees lines, not keys: a blank line
@@ -198,6 +205,8 @@ async def _converse(
             else:
                 code = await live.run()
             transcript.conv_note(f"session {live.session_id} ended")
+            if walk is not None:
+                transcript.notice(f"flow path: {walk.describe()}")
             if options.verbosity:
                 print(summary_line(transcript, live.metrics), file=sys.stderr)
             return code
