@@ -64,7 +64,7 @@ class FlowWalk:
     def shown_values(self) -> dict[str, Any]:
         """The collected values with secrets masked (for screens, logs and outputs)."""
         secret = self.flow.secret_values
-        return {k: (MASK if k in secret else v) for k, v in self.values.items()}
+        return {k: (MASK if k in secret and v is not None else v) for k, v in self.values.items()}
 
     def describe(self) -> str:
         values = ", ".join(f"{k}={_show(v)}" for k, v in self.shown_values().items())
