@@ -162,6 +162,11 @@ class Flow:
         node = self.nodes.get(tool_name[len(RECORD_PREFIX) :])
         return node if node is not None and node.record_tool == tool_name else None
 
+    def tool_names(self) -> set[str]:
+        """Every tool a node offers: its plugins and the generated record tools."""
+        names = {n.record_tool for n in self.nodes.values() if n.record_tool}
+        return names | {tool for n in self.nodes.values() for tool in n.tools}
+
     @property
     def secret_values(self) -> frozenset[str]:
         return frozenset(n for n, v in self.values.items() if v.secret)

@@ -81,11 +81,12 @@ def execute_run(options: RunOptions) -> int:
         api_version=options.api_version or target.api_version,
         tool_schemas=registry.schemas() if registry is not None else None,
     )
-    greeting = greeting_event(profile)
-    walk = flows.start(profile, payload, registry.schemas() if registry is not None else None)
-    if walk is not None:  # the conversation starts in the flow's start node
-        payload = walk.payload()
-        greeting = walk.greeting_event() or greeting
+    payload, greeting, walk = flows.opening(
+        profile,
+        payload,
+        greeting_event(profile),
+        registry.schemas() if registry is not None else None,
+    )
     if options.otel:
         _enable_otel()
     return asyncio.run(_converse(options, profile, target, registry, payload, greeting, walk))

@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from runner.live.flow_steps import FlowSide
@@ -86,6 +87,7 @@ class ToolSide(FlowSide):
                 vars=self.profile_vars,
                 logger=logging.getLogger("vlrun.tools"),
                 say_handler=self._tool_says,
+                values=MappingProxyType(dict(self.flow.values)) if self.flow is not None else {},
             )
             from runner.plugins import DEFAULT_TIMEOUT_S
 
