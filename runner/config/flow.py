@@ -627,9 +627,8 @@ def node_session(
     session = dict(base.get("session", {}))
     shared = session.get("instructions")
     if rendered_instructions:
-        session["instructions"] = (
-            f"{shared}\n\n{rendered_instructions}" if shared else rendered_instructions
-        )
+        mine = rendered_instructions.strip()
+        session["instructions"] = f"{shared.rstrip()}\n\n{mine}" if shared else mine
     tools = [dict(t) for t in session.get("tools") or []]
     tools += [dict(t) for t in node_tools]
     if node.record_tool is not None:
@@ -653,3 +652,35 @@ def summary_text(flow: Flow, path: Sequence[str], collected: Mapping[str, Any]) 
 
 def _plain(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def plugin_tool(name: str, schemas: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """A node's plugin tool as the session declares it (the plugin's own schema)."""
+    plugin = (schemas or {}).get(name) or {}
+    entry: dict[str, Any] = {"type": "function", "name": name}
+    if plugin.get("description"):
+        entry["description"] = plugin["description"]
+    entry["parameters"] = dict(plugin.get("parameters") or {"type": "object"})
+    return entry
+
+
+def placeholders(flow: Flow) -> dict[str, str]:
+    """Stand-ins for values not collected yet, for showing a node's session before the call."""
+    return {name: f"<{name}>" for name in flow.values}
+
+
+def node_sessions(
+    flow: Flow,
+    base: Mapping[str, Any],
+    variables: Mapping[str, Any],
+    schemas: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[tuple[Node, dict[str, Any], str]]:
+    """Every node's whole session.update, and its own instructions, values shown as
+    ``<name>`` (`vlrun explain`, `vlrun compile --node`)."""
+    shown = {**variables, **placeholders(flow)}
+    out = []
+    for node in flow.nodes.values():
+        rendered = node.instructions.render(shown) if node.instructions else None
+        tools = [plugin_tool(name, schemas) for name in node.tools]
+        out.append((node, node_session(base, flow, node, rendered, tools), rendered or ""))
+    return out

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.config.compile import response_for
-from runner.config.flow import Flow, Node, node_session, summary_text, template_values
+from runner.config.flow import (
+    Flow,
+    Node,
+    node_session,
+    plugin_tool,
+    summary_text,
+    template_values,
+)
 
 MASK = "***"
 MAX_ARGUMENT_CHARS = 16_000  # a record call carries a few short values
@@ -122,16 +129,8 @@ class FlowWalk:
         """The whole session.update of ``node`` (default: the current one)."""
         node = node or self.node
         rendered = node.instructions.render(self.template_values()) if node.instructions else None
-        tools = [self._plugin_tool(name) for name in node.tools]
+        tools = [plugin_tool(name, self.tool_schemas) for name in node.tools]
         return node_session(self.base, self.flow, node, rendered, tools)
-
-    def _plugin_tool(self, name: str) -> dict[str, Any]:
-        plugin = self.tool_schemas.get(name) or {}
-        entry: dict[str, Any] = {"type": "function", "name": name}
-        if plugin.get("description"):
-            entry["description"] = plugin["description"]
-        entry["parameters"] = dict(plugin.get("parameters") or {"type": "object"})
-        return entry
 
     def greeting_event(self, node: Node | None = None) -> dict[str, Any] | None:
         """The response.create for a node's greeting, if it has one."""
