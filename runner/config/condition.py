@@ -244,7 +244,7 @@ def _pair_problems(
             return [f"`{name} {symbol}` needs a list on the right, e.g. [1, 2]"]
         wrong = [v for v in value if v is not None and _KIND_OF.get(type(v)) != kind]
         if wrong:
-            return [f"`{name}` is a {spec.get('type')}; the list holds {wrong[0]!r}"]
+            return [f"`{name}` is {_a(spec)}; the list holds {wrong[0]!r}"]
         if (
             isinstance(op, ast.In)
             and "enum" in spec
@@ -255,9 +255,9 @@ def _pair_problems(
     if value is None:
         return []  # `name == null`: the value was not given (optional values)
     if _KIND_OF.get(type(value)) != kind:
-        return [f"`{name}` is a {spec.get('type')}, so `{name} {symbol} {value!r}` is never true"]
+        return [f"`{name}` is {_a(spec)}, so `{name} {symbol} {value!r}` is never true"]
     if isinstance(op, _ORDER) and kind not in ("number", "string"):
-        return [f"`{name}` is a {spec.get('type')}; `{symbol}` needs numbers or strings"]
+        return [f"`{name}` is {_a(spec)}; `{symbol}` needs numbers or strings"]
     if isinstance(op, ast.Eq) and "enum" in spec and not _contains(list(spec["enum"]), value):
         return [f"`{name}` is one of {list(spec['enum'])}, never {value!r}"]
     if kind == "number" and isinstance(op, _ORDER):
@@ -269,5 +269,15 @@ def _pair_problems(
             or (isinstance(op, ast.LtE) and lo is not None and value < lo)
         )
         if never:
-            return [f"`{name}` lies in [{lo}, {hi}], so `{name} {symbol} {value!r}` is never true"]
+            span = (
+                f"lies in [{lo}, {hi}]"
+                if lo is not None and hi is not None
+                else (f"is at most {hi}" if hi is not None else f"is at least {lo}")
+            )
+            return [f"`{name}` {span}, so `{name} {symbol} {value!r}` is never true"]
     return []
+
+
+def _a(spec: Mapping[str, Any]) -> str:
+    kind = str(spec.get("type", "string"))
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
