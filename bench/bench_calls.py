@@ -300,8 +300,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     assert emulator.stdout is not None
     endpoint = (await wait_line(emulator.stdout, "http://")).strip().split()[0]
     port = free_port()
+    profile = ["-m", "cProfile", "-o", str(args.profile_worker)] if args.profile_worker else []
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runner.serve.telephony_worker", "--serve-file", str(serve),
+        sys.executable, *profile, "-m", "runner.serve.telephony_worker", "--serve-file", str(serve),
         "--endpoint", endpoint, "--port", str(port), "--max-calls", "2000",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
@@ -358,6 +359,7 @@ def main() -> int:
         default=[10, 25, 50, 100, 150, 200],
     )
     parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--profile-worker", type=Path, help="write the worker's cProfile here")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "calls.json")
     args = parser.parse_args()
     data = asyncio.run(main_async(args))

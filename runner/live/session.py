@@ -102,6 +102,7 @@ class LiveSession(InputSide, ToolSide):
         send_ms: int = CHUNK_MS,
         interactive: bool | None = None,
         cancel_on_barge_in: Mapping[str, bool] | bool = True,
+        flow: Any = None,
         handle_signals: bool = True,
     ) -> None:
         self.target = target
@@ -136,6 +137,8 @@ class LiveSession(InputSide, ToolSide):
             else interactive
         )
         self.cancel_on_barge_in = cancel_on_barge_in
+        self.flow = flow  # a runner.flows.FlowWalk: the profile's conversation flow, if any
+        self._items: list[str] = []  # conversation item ids, for a flow node's context reset
         # A server runs many sessions in one loop: the process's signals are the server's.
         self.handle_signals = handle_signals
         from runner.plugins import ToolThreads
@@ -380,7 +383,8 @@ class LiveSession(InputSide, ToolSide):
                 continue
             arrived = time.perf_counter()
             if self.transcript.tracing and kind not in _COUNTED:
-                self.transcript.trace("in", payload)
+                shown = payload if self.flow is None else self.flow.mask_event(payload)
+                self.transcript.trace("in", shown)
             handler = self._handlers.get(kind)
             self.transcript.event(kind, payload=payload)
             if handler is None:
@@ -552,6 +556,8 @@ class LiveSession(InputSide, ToolSide):
 
     async def _on_item_created(self, event: Any) -> None:
         item = event.item
+        if self.flow is not None and getattr(item, "id", None):
+            self._items.append(str(item.id))
         if getattr(item, "type", None) == "mcp_approval_request":
             # A task, like tool calls: a person may take a while to answer, and meanwhile the
             # receive loop must go on (it has to see the asking response end).
@@ -720,6 +726,10 @@ def profile_settings(profile: Any) -> dict[str, Any]:
     """The LiveSession keyword arguments that come from a profile (tool timeouts, MCP policy)."""
     default = float(getattr(profile, "tool_timeout_s", 10.0) or 10.0)
     timeouts = {b.name: float(b.timeout_s or default) for b in getattr(profile, "tools", ())}
+    flow = getattr(profile, "flow", None)
+    for node in flow.nodes.values() if flow is not None else ():
+        for name in node.tools:  # a node's tools are plugins by name: the profile's default
+            timeouts.setdefault(name, default)
     return {
         "tool_timeouts": timeouts or default,
         "cancel_on_barge_in": {

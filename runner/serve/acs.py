@@ -393,7 +393,8 @@ class AcsEdge:
         )
         if route is None:
             return web.Response(status=404, text="no route")
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES)
+        # No permessage-deflate: compressing 20 ms of audio costs more than sending it.
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, compress=False)
         await ws.prepare(request)
         try:
             rate = await asyncio.wait_for(self._metadata(ws), METADATA_TIMEOUT_S)

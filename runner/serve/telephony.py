@@ -246,17 +246,27 @@ class Phones:
                 f"to {edge.called or '?'}; profile {prepared.profile.name}"
             )
             target = prepared.target
+            from runner import flows
+
+            # A flow's node updates are built on this base, so they keep the phone's formats.
+            payload, greeting, walk = flows.opening(
+                prepared.profile,
+                _session_for(prepared.payload, edge.provider, rate),
+                prepared.greeting,
+                prepared.registry.schemas(),
+            )
             session = LiveSession(
                 target=target,
                 endpoint=str(target.endpoint),
                 credential=prepared.credential,
-                session_update=_session_for(prepared.payload, edge.provider, rate),
+                session_update=payload,
                 transcript=transcript,
                 player=edge.player,
                 source=edge.source,
                 lines=False,
                 interactive=False,
-                greeting=prepared.greeting,
+                greeting=greeting,
+                flow=walk,
                 registry=prepared.registry,
                 **prepared.settings,
                 api_version=target.api_version,
