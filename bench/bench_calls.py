@@ -198,8 +198,10 @@ async def one_call(base: str, caller: BenchCaller) -> None:
         caller.done.set()
 
 
-async def underruns(base: str) -> float:
-    """The worker's own count: frames of a reply sent after the caller's buffer ran dry."""
+async def underruns(base: str, kind: str = "underrun") -> float:
+    """The worker's own count: frames of a reply sent after the caller's buffer ran dry
+    although the audio was there in time (``underrun``), or because it came late
+    (``audio_late``: the emulator's pacing, not the worker)."""
     import aiohttp
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -209,13 +211,14 @@ async def underruns(base: str) -> float:
         s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
-        if s.name == "vlrun_edge_dropouts_total" and s.labels.get("kind") == "underrun"
+        if s.name == "vlrun_edge_dropouts_total" and s.labels.get("kind") == kind
     )
 
 
 async def step(base: str, worker_pid: int, n: int, duration: float) -> dict[str, Any]:
     callers = [BenchCaller() for _ in range(n)]
     underruns0 = await underruns(base)
+    late0 = await underruns(base, "audio_late")
     stop = asyncio.Event()
     tick = asyncio.create_task(ticker(callers, stop))
     rss0 = rss_mb(worker_pid)
@@ -240,6 +243,7 @@ async def step(base: str, worker_pid: int, n: int, duration: float) -> dict[str,
         await caller.close()
     await asyncio.gather(*calls, return_exceptions=True)
     worker_underruns = await underruns(base) - underruns0
+    audio_late = await underruns(base, "audio_late") - late0
     lateness = [x for c in callers for x in c.lateness]
     turns = [x for c in callers for x in c.turn_latency]
     errors = [c.error for c in callers if c.error]
@@ -251,6 +255,7 @@ async def step(base: str, worker_pid: int, n: int, duration: float) -> dict[str,
         "lateness_p50_ms": round(pct(lateness, 50) * 1000, 2),
         "lateness_p99_ms": round(pct(lateness, 99) * 1000, 2),
         "underruns": int(worker_underruns),
+        "frames_after_late_service_audio": int(audio_late),
         # the callers' ears cannot tell a late frame from the start of the next reply
         "caller_heard_gaps": sum(c.ear.gaps for c in callers),
         "barge_ins_cleared": sum(1 for c in callers if c.clears),

@@ -140,7 +140,10 @@ async def fake_acs(tmp: Path) -> AsyncIterator[FakeAcs]:
                     "callbackUri": entry["body"]["callbackUri"],
                 }
             )
-        return web.Response(status=204)
+        if request.path.endswith((":transferToParticipant", ":sendDtmfTones")):
+            context = (entry["body"] or {}).get("operationContext")
+            return web.json_response({"operationContext": context}, status=202)
+        return web.Response(status=204)  # terminate, reject, ...
 
     async def jwks(_request: web.Request) -> web.Response:
         public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(fake.signing_key.public_key()))

@@ -155,6 +155,7 @@ class TwilioCaller(_Caller):
         self.ear = Ear(bytes_per_ms=8)
         self.seq = 0
         self.marks_echoed: list[str] = []
+        self.mark_at: dict[str, float] = {}  # mark -> ms of audio received before it
         self.clears = 0
         self._marks: collections.deque[tuple[float, str]] = collections.deque()
         self._mark_wake = asyncio.Event()
@@ -240,6 +241,7 @@ class TwilioCaller(_Caller):
                 if event == "media":
                     self.ear.hear(base64.b64decode(data["media"]["payload"]))
                 elif event == "mark":
+                    self.mark_at[data["mark"]["name"]] = len(self.ear.received) / 8
                     # echoed once everything queued before it has played
                     self._marks.append(
                         (max(self.ear.play_end, time.monotonic()), data["mark"]["name"])

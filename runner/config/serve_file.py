@@ -39,6 +39,7 @@ class Route:
     path: str | None = None
     default: bool = False
     goodbye: str | None = None
+    call_control: tuple[str, ...] = ()  # hang_up, transfer, send_dtmf
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,7 @@ def _routes(
                 path=item.get("path"),
                 default=bool(item.get("default", False)),
                 goodbye=item.get("goodbye"),
+                call_control=tuple(item.get("call_control", ())),
             )
         )
     return out

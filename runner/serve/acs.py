@@ -50,6 +50,17 @@ TOKEN_TTL_S = 24 * 3600.0  # the media URL is used once, soon after answering
 JWKS_TTL_S = 3600.0
 JWKS_MIN_REFRESH_S = 30.0  # an unknown key id refetches the keys, at most this often
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+_TONES = {
+    **{
+        str(i): w
+        for i, w in enumerate(
+            ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+        )
+    },
+    "*": "asterisk",
+    "#": "pound",
+    **{c: c.lower() for c in "ABCD"},
+}  # the SDK's DtmfTone values
 _VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
 _INCOMING = "Microsoft.Communication.IncomingCall"
 
@@ -426,6 +437,7 @@ class AcsEdge:
             await ws.close()
 
         edge.hang_up = hang_up
+        edge.transfer, edge.send_dtmf = self._call_control(edge)
         conversation = asyncio.create_task(
             self.phones.converse(edge, route, rate=rate), name=f"vlrun-acs-{edge.call_id}"
         )
@@ -447,6 +459,33 @@ class AcsEdge:
             if not ws.closed:
                 await ws.close()
         return ws
+
+    def _call_control(self, edge: CallEdge) -> tuple[Any, Any]:
+        """transfer and send_dtmf through the SDK's CallConnectionClient."""
+        sdk = _sdk()
+
+        def connection() -> Any:
+            if not edge.provider_call_id:
+                raise RuntimeError("ACS did not name this call (no x-ms-call-connection-id)")
+            return self.client.get_call_connection(edge.provider_call_id)
+
+        async def transfer(target: str) -> None:
+            if not target.startswith("+"):
+                raise ValueError("an ACS call is transferred to a phone number (E.164)")
+            await connection().transfer_call_to_participant(
+                sdk.PhoneNumberIdentifier(target), operation_context=edge.call_id
+            )
+
+        async def send_dtmf(digits: str) -> None:
+            if not edge.caller.startswith("+"):
+                raise RuntimeError("the caller is not a phone number; no tones can be sent")
+            await connection().send_dtmf_tones(
+                [_TONES[d] for d in digits],
+                sdk.PhoneNumberIdentifier(edge.caller),
+                operation_context=edge.call_id,
+            )
+
+        return transfer, send_dtmf
 
     async def _metadata(self, ws: Any) -> int:
         async for msg in ws:

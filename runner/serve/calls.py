@@ -110,7 +110,8 @@ class CallPlayer:
         self.low_s = max(0, lead_ms - refill_ms) / 1000  # refill when the buffer is down to this
         self.transport: Transport | None = None
         self._frame = fmt.bytes_for_ms(FRAME_MS)
-        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        # (item, audio, when it arrived): the arrival time tells a late worker from late audio
+        self._queue: collections.deque[tuple[str, bytes, float]] = collections.deque()
         self._queued = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -123,7 +124,10 @@ class CallPlayer:
         self._closed = False
         self.generation = 0  # bumped by every interrupt: marks of older generations are stale
         self.frames_sent = 0
-        self.underruns = 0  # frames sent after the provider's buffer had run dry mid-item
+        # Frames of a reply sent after the provider's buffer had run dry: by the worker's fault
+        # (the audio was here in time) or because the service's audio itself came late.
+        self.underruns = 0
+        self.starved = 0
         self.clears = 0
         self.interrupts = 0
 
@@ -134,7 +138,7 @@ class CallPlayer:
             return
         if item_id != self._item:
             self._item = item_id
-        self._queue.append((item_id, pcm))
+        self._queue.append((item_id, pcm, time.monotonic()))
         self._queued += len(pcm)
         self._idle.clear()
         self._wake.set()
@@ -192,6 +196,7 @@ class CallPlayer:
         assert self.transport is not None
         carry = b""
         carry_item: str | None = None
+        carry_at = 0.0
         while not self._closed:
             if self._clear:
                 self._clear = False
@@ -208,17 +213,19 @@ class CallPlayer:
             # one whole frame (the end of an item may be shorter)
             generation = self.generation
             while len(carry) < self._frame and self._queue:
-                item, data = self._queue[0]
+                item, data, at = self._queue[0]
                 if carry and item != carry_item:
                     break
                 take = data[: self._frame - len(carry)]
+                if not carry:
+                    carry_at = at
                 carry += take
                 carry_item = item
                 self._queued -= len(take)
                 if len(take) == len(data):
                     self._queue.popleft()
                 else:
-                    self._queue[0] = (item, data[len(take) :])
+                    self._queue[0] = (item, data[len(take) :], at)
             if len(carry) < self._frame and not self._queue:
                 # a short tail: wait a frame for more of the same item before sending it short
                 self._wake.clear()
@@ -238,7 +245,11 @@ class CallPlayer:
             frame, item = carry, carry_item or ""
             carry, carry_item = b"", None
             if item == self._last_sent_item and self._end > 0 and now > self._end + FRAME_MS / 1000:
-                self.underruns += 1  # the caller heard a gap inside one reply
+                # the caller heard a gap inside one reply
+                if carry_at <= self._end:
+                    self.underruns += 1  # the audio was here before the buffer ran dry
+                else:
+                    self.starved += 1
             frame_ms = self.fmt.ms_for_bytes(len(frame))
             self._end = max(now, self._end) + frame_ms / 1000
             self._sent_ms[item] = self._sent_ms.get(item, 0.0) + frame_ms
@@ -338,6 +349,8 @@ class CallEdge:
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # the provider ended the call
     dtmf_listeners: list[Callable[[str], None]] = field(default_factory=list)
     hang_up: Callable[[], Awaitable[None]] | None = None  # closes the media socket / the call
+    transfer: Callable[[str], Awaitable[None]] | None = None  # to a number or sip: URI
+    send_dtmf: Callable[[str], Awaitable[None]] | None = None  # None: the edge cannot
 
     def on_dtmf(self, digit: str) -> None:
         self.dtmf.append(digit)

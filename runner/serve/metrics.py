@@ -25,7 +25,7 @@ OUTCOMES = (
     "drained",  # still going at the drain timeout: goodbye, then hang-up
     "failed",  # the conversation could not start or ended on an error
 )
-DROPOUTS = ("socket_closed", "malformed_frame", "underrun", "stale_mark")
+DROPOUTS = ("socket_closed", "malformed_frame", "underrun", "audio_late", "stale_mark")
 # Turn latency (end of speech -> first audio) spans tens of ms (emulator) to seconds (cloud).
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -78,7 +78,8 @@ class ServeMetrics:
         self.dropouts = prom.Counter(
             "vlrun_edge_dropouts",
             "Faults the phone edges detected (socket closed mid-call, malformed frames, "
-            "outbound underruns, stale marks)",
+            "outbound underruns, the service's audio arriving after the caller's buffer ran "
+            "dry, stale marks)",
             ["edge", "kind"],
             registry=r,
         )

@@ -25,6 +25,7 @@ from typing import Any
 from runner.config.serve_file import Route, ServeFile
 from runner.errors import ConfigError
 from runner.live.transcript import Transcript
+from runner.serve import calls_tools
 from runner.serve.calls import CallEdge
 from runner.serve.calls_log import CallConsole, call_id_var
 from runner.serve.metrics import ServeMetrics
@@ -133,7 +134,7 @@ class Phones:
         self.draining = False
         # The host's own gate (browser sessions count against the same worker), if any.
         self._capacity = capacity
-        self._prepared: dict[Path, Prepared] = {}
+        self._prepared: dict[tuple[Path, tuple[str, ...]], Prepared] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._changed = asyncio.Event()
@@ -163,7 +164,8 @@ class Phones:
         from runner.plugins import Registry, tool_dirs
 
         for route in self.serve.routes:
-            if route.profile in self._prepared:
+            key = (route.profile, route.call_control)
+            if key in self._prepared:
                 continue
             profile = load_profile(route.profile)
             target = resolve_target(profile, endpoint=self.endpoint)
@@ -179,7 +181,9 @@ class Phones:
             payload = compile_session(
                 profile, api_version=target.api_version, tool_schemas=registry.schemas()
             )
-            self._prepared[route.profile] = Prepared(
+            if route.call_control:
+                payload = _with_call_control(payload, registry, route.call_control)
+            self._prepared[key] = Prepared(
                 route=route,
                 profile=profile,
                 payload=payload,
@@ -199,7 +203,7 @@ class Phones:
                     await closer()
 
     def prepared(self, route: Route) -> Prepared:
-        found = self._prepared[route.profile]
+        found = self._prepared[(route.profile, route.call_control)]
         return dataclasses.replace(found, route=route)
 
     # ------------------------------------------------------------------ admission
@@ -275,6 +279,8 @@ class Phones:
             call.session = session
             self._moved()
             edge.dtmf_listeners.append(lambda digit: _dtmf_to_session(session, digit))
+            if prepared.route.call_control:
+                self._control(call)
             outcome = await self._run(call, session)
         except Exception as exc:  # one call's failure is reported and contained
             log.error("call %s failed: %s", edge.call_id, exc, exc_info=exc)
@@ -284,11 +290,13 @@ class Phones:
             outcome = edge.outcome
             self.metrics.call_ended(edge.provider, outcome)
             self.metrics.dropout(edge.provider, "underrun", edge.player.underruns)
+            self.metrics.dropout(edge.provider, "audio_late", edge.player.starved)
             if call.session is not None:
                 self.metrics.reconnects.labels(edge.provider).inc(call.session.metrics.reconnects)
             if transcript is not None:
                 transcript.conv_note(f"call {edge.call_id} ended: {outcome}")
                 transcript.close()
+            calls_tools.unregister(edge.call_id)
             del self.calls[edge.call_id]
             if not self.calls:
                 self._idle.set()
@@ -315,7 +323,24 @@ class Phones:
             return edge.outcome
         return "completed" if code == 0 else "failed"
 
-    async def hang_up(self, call: ActiveCall, *, goodbye: str | None, outcome: str) -> None:
+    def _control(self, call: ActiveCall) -> None:
+        """The call-control tools' view of this call (its route opted in)."""
+        edge = call.edge
+
+        def request_hang_up(goodbye: str) -> None:
+            # After the tool's result: the model's reply (if any) and the goodbye come first.
+            call.session.tasks.spawn(
+                self.hang_up(call, goodbye=goodbye, outcome="completed", say=bool(goodbye)),
+                f"vlrun-hang-up-{edge.call_id}",
+            )
+
+        calls_tools.register(
+            edge.call_id, calls_tools.Control(request_hang_up, edge.transfer, edge.send_dtmf)
+        )
+
+    async def hang_up(
+        self, call: ActiveCall, *, goodbye: str | None, outcome: str, say: bool = True
+    ) -> None:
         """Say the goodbye (if the session still can), let it play, then end the call."""
         if call.hanging_up:
             return
@@ -324,7 +349,9 @@ class Phones:
         text = goodbye or call.prepared.route.goodbye or GOODBYE
         if session is not None and session.ready.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(_say(session, text), _GOODBYE_PLAY_S)
+                await asyncio.wait_for(
+                    _say(session, text) if say else _quiet(session), _GOODBYE_PLAY_S
+                )
         edge = call.edge
         if not edge.outcome:
             edge.outcome = outcome
@@ -374,6 +401,26 @@ async def _say(session: Any, text: str) -> None:
     heard = len(session.transcript.turns)
     await turn.until(lambda: len(session.transcript.turns) > heard and turn.idle())
     await session.player.drain()
+
+
+async def _quiet(session: Any) -> None:
+    """Wait until the reply in progress (if any) has been said and heard."""
+    await session.turn.until(session.turn.idle)
+    await session.player.drain()
+
+
+def _with_call_control(
+    payload: dict[str, Any], registry: Any, names: tuple[str, ...]
+) -> dict[str, Any]:
+    """The compiled session plus the call-control tools, which join the route's registry."""
+    session = dict(payload.get("session", {}))
+    tools = list(session.get("tools") or [])
+    for name in names:
+        if name not in registry:
+            registry.add(calls_tools.TOOLS[name], source="vlrun serve (call control)")
+        tools.append(registry.get(name).definition())
+    session["tools"] = tools
+    return {**payload, "session": session}
 
 
 def _dtmf_to_session(session: Any, digit: str) -> None:

@@ -247,6 +247,7 @@ class TwilioEdge:
             await ws.close()  # ends <Connect><Stream>; nothing follows it, so the call ends
 
         edge.hang_up = hang_up
+        edge.transfer = self._transfer(call_sid)  # Media Streams cannot send DTMF: none
         log.info("call %s is twilio %s (stream %s)", edge.call_id, call_sid, stream_sid)
         conversation = asyncio.create_task(
             self.phones.converse(edge, route, rate=8000), name=f"vlrun-twilio-{edge.call_id}"
@@ -268,6 +269,26 @@ class TwilioEdge:
             if not ws.closed:
                 await ws.close()
         return ws
+
+    def _transfer(self, call_sid: str) -> Any:
+        """Redirect the live call to TwiML that dials the target (Twilio's REST Call update)."""
+
+        async def transfer(target: str) -> None:
+            if not self.settings.account_sid:
+                raise RuntimeError("transfers need twilio.account_sid in serve.yaml")
+            from twilio.rest import Client
+
+            response = self._twiml.VoiceResponse()
+            dial = response.dial()
+            if target.startswith("sip"):
+                dial.sip(target)
+            else:
+                dial.number(target)
+            client = Client(self.settings.account_sid, self.settings.auth_token)
+            # the twilio client is synchronous: its HTTP request runs off the event loop
+            await asyncio.to_thread(lambda: client.calls(call_sid).update(twiml=str(response)))
+
+        return transfer
 
     def _route_of(self, name: str) -> Any:
         for route in self.phones.router.routes:
