@@ -128,6 +128,8 @@ class CallPlayer:
         # (the audio was here in time) or because the service's audio itself came late.
         self.underruns = 0
         self.starved = 0
+        # seconds each frame left later than it could have (read into the metrics per call)
+        self.frame_delays: collections.deque[float] = collections.deque(maxlen=3000)
         self.clears = 0
         self.interrupts = 0
 
@@ -244,6 +246,10 @@ class CallPlayer:
                 now = time.monotonic()
             frame, item = carry, carry_item or ""
             carry, carry_item = b"", None
+            # What the worker added: from when this frame could have left (its audio here, the
+            # provider's buffer down to the refill mark) to when it did.
+            ready_at = max(carry_at, self._end - self.low_s)
+            self.frame_delays.append(max(0.0, now - ready_at))
             if item == self._last_sent_item and self._end > 0 and now > self._end + FRAME_MS / 1000:
                 # the caller heard a gap inside one reply
                 if carry_at <= self._end:

@@ -83,6 +83,14 @@ class ServeMetrics:
             ["edge", "kind"],
             registry=r,
         )
+        self.frame_delay = prom.Histogram(
+            "vlrun_outbound_frame_delay_seconds",
+            "How much later than it could have an assistant audio frame left for the caller "
+            "(its audio had arrived and the caller's buffer was down to the refill mark)",
+            ["edge"],
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+            registry=r,
+        )
         for edge in EDGES:
             self.active_calls.labels(edge)  # every series exists from the start (HPA reads 0)
 

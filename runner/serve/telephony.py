@@ -291,6 +291,9 @@ class Phones:
             self.metrics.call_ended(edge.provider, outcome)
             self.metrics.dropout(edge.provider, "underrun", edge.player.underruns)
             self.metrics.dropout(edge.provider, "audio_late", edge.player.starved)
+            delays = self.metrics.frame_delay.labels(edge.provider)
+            for delay in edge.player.frame_delays:
+                delays.observe(delay)
             if call.session is not None:
                 self.metrics.reconnects.labels(edge.provider).inc(call.session.metrics.reconnects)
             if transcript is not None:
