@@ -475,12 +475,14 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
         return refuse(request, 401, "missing or wrong access token on the WebSocket")
     if not origin_ok(request, options):
         return refuse(request, 403, f"WebSocket from origin {request.headers.get('Origin')!r}")
+    # The hard limit closes the socket; below it, an oversized message is refused and the
+    # conversation goes on.
     ws = web.WebSocketResponse(
-        max_msg_size=options.max_frame_bytes, heartbeat=options.heartbeat_s, compress=False
+        max_msg_size=4 * options.max_frame_bytes, heartbeat=options.heartbeat_s, compress=False
     )
     await ws.prepare(request)
     page = PageLink(ws)
-    session = _PageSession(ws, page, host, request.remote or "?")
+    session = _PageSession(ws, page, host, request.remote or "?", options.max_frame_bytes)
     writer = asyncio.create_task(page.pump(), name="vlrun-serve-writer")
     page.send({"type": "hello", **profile_list(host)})
     try:
@@ -502,7 +504,10 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
 class _PageSession:
     """Reads one socket: starts a conversation on request, routes everything the page says."""
 
-    def __init__(self, ws: web.WebSocketResponse, page: PageLink, host: Host, peer: str) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, page: PageLink, host: Host, peer: str, limit: int
+    ) -> None:
+        self.limit = limit
         self.ws = ws
         self.page = page
         self.host = host
@@ -517,7 +522,9 @@ class _PageSession:
 
     async def read(self) -> None:
         async for msg in self.ws:
-            if msg.type == WSMsgType.BINARY:
+            if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT) and len(msg.data) > self.limit:
+                self.bad(f"a message of {len(msg.data)} bytes is over the {self.limit}-byte limit")
+            elif msg.type == WSMsgType.BINARY:
                 self.audio(msg.data)
             elif msg.type == WSMsgType.TEXT:
                 await self.command(msg.data)
