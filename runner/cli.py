@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "devices": ("runner.commands.run", "devices", "List audio input and output devices."),
     "doctor": ("runner.commands.run", "doctor", "Check sound stack, endpoint, keys, a profile."),
     "test": ("runner.commands.test", "test", "Run conversation scenarios (emulator or Azure)."),
+    "serve": ("runner.commands.serve", "serve", "Serve a browser console for profiles."),
 }
 
 

@@ -1,0 +1,81 @@
+"""`vlrun serve [PROFILE|DIR ...]`: the browser console, one conversation per page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from runner.commands._options import parse_pairs
+
+
+@click.command("serve")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--host",
+    "bind",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Anything but loopback requires an access token.",
+)
+@click.option(
+    "--port", default=8080, type=click.IntRange(0, 65535), show_default=True, help="0: any."
+)
+@click.option("--token", default=None, help="Access token (default off loopback: generated).")
+@click.option("--endpoint", default=None, help="Voice Live endpoint (default: as `vlrun run`).")
+@click.option("--emulator", is_flag=True, help="Use the embedded emulator even if configured.")
+@click.option("--api-version", default=None, help="Voice Live api-version.")
+@click.option("--var", "vars_", multiple=True, metavar="NAME=VALUE", help="Template variable.")
+@click.option("--set", "sets", multiple=True, metavar="PATH=VALUE", help="Override a setting.")
+@click.option(
+    "--tools", multiple=True, type=click.Path(path_type=Path), help="Extra tool plugin folder."
+)
+@click.option(
+    "--mock-tools",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Answer tool calls from this `mocks:` file instead of running the plugins.",
+)
+@click.option(
+    "--logs",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep each conversation's logs and trace here (default: a temporary folder).",
+)
+@click.option("--max-conversations", default=16, type=click.IntRange(1, 10000), show_default=True)
+@click.option(
+    "--origin", "origins", multiple=True, help="Another page origin allowed on the WebSocket."
+)
+def serve(
+    paths: tuple[Path, ...],
+    bind: str,
+    port: int,
+    token: str | None,
+    endpoint: str | None,
+    emulator: bool,
+    api_version: str | None,
+    vars_: tuple[str, ...],
+    sets: tuple[str, ...],
+    tools: tuple[Path, ...],
+    mock_tools: Path | None,
+    logs: Path | None,
+    max_conversations: int,
+    origins: tuple[str, ...],
+) -> int:
+    """Serve a browser console for profiles (files or folders; default profiles/)."""
+    from runner.serve.app import ServeOptions, execute_serve
+    from runner.serve.host import HostOptions
+
+    host_options = HostOptions(
+        paths=list(paths),
+        endpoint=endpoint,
+        emulator=emulator,
+        api_version=api_version,
+        vars=parse_pairs(vars_, "--var"),
+        sets=sets,
+        tools=tools,
+        mock_tools=mock_tools,
+        logs=logs,
+        max_conversations=max_conversations,
+    )
+    options = ServeOptions(host=bind, port=port, token=token, origins=origins)
+    return execute_serve(host_options, options)

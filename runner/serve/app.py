@@ -1,0 +1,234 @@
+"""The aiohttp application around a :class:`~runner.serve.host.Host`, and serving it.
+
+Contract for other edges (phone, metrics):
+
+- :func:`make_app` builds the application: ``/healthz`` (200 while the process is alive),
+  ``/readyz`` (200 when a new conversation would be accepted, 503 while draining or at
+  ``max_conversations``), the browser console (``/``, ``/static/...``, ``/ws``, downloads)
+  and, for each callable in ``installers``, ``installer(app, host, options)`` called before
+  the app is frozen: that is where another edge adds its routes (``app.router.add_get(...)``)
+  or middlewares. The host is at ``app[HOST_KEY]`` and the options at ``app[OPTIONS_KEY]``.
+- :func:`serve` starts the host and the site, prints the URL to open, and runs until SIGTERM
+  or SIGINT: then it drains (no new conversations; running ones get ``drain_timeout_s`` to
+  finish, then are ended) and returns 0.
+
+Security: loopback needs no token; any other address requires one (``--token`` or generated),
+checked on the page, the downloads and the WebSocket, with every refusal logged (the token
+itself is registered as a secret, so no log shows it). The WebSocket also checks Origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import secrets
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from runner.errors import EXIT_OK, UsageError
+from runner.redact import register_secret
+from runner.serve.host import Host
+
+log = logging.getLogger("vlrun.serve")
+
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass
+class ServeOptions:
+    """How the server listens and what it accepts."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None  # None on loopback: no token; elsewhere one is generated
+    origins: Sequence[str] = ()  # extra allowed WebSocket origins (the page's own is allowed)
+    max_frame_bytes: int = 64 * 1024  # one WebSocket message (audio or JSON)
+    max_body_bytes: int = 1024 * 1024  # any HTTP request body (uploads)
+    drain_timeout_s: float = 20.0
+    heartbeat_s: float = 2.0  # WebSocket ping: a vanished browser is noticed within 2x this
+    extra: dict[str, Any] = field(default_factory=dict)  # for other edges' settings
+
+
+Installer = Callable[[web.Application, Host, ServeOptions], None]
+
+HOST_KEY: web.AppKey[Host] = web.AppKey("vlrun_host", Host)
+OPTIONS_KEY: web.AppKey[ServeOptions] = web.AppKey("vlrun_serve_options", ServeOptions)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def settle_token(options: ServeOptions) -> ServeOptions:
+    """Off loopback a token is required: the one given, or a fresh one (registered secret)."""
+    if options.token is not None and len(options.token) < 16:
+        raise UsageError(
+            "--token must be at least 16 characters", hint="omit it and one is generated"
+        )
+    if options.token is None and not is_loopback(options.host):
+        options.token = secrets.token_urlsafe(24)
+    if options.token is not None:
+        register_secret(options.token)
+    return options
+
+
+def token_ok(request: web.Request, token: str | None) -> bool:
+    """The request carries the access token (query ``token=`` or ``Authorization: Bearer``)."""
+    if token is None:
+        return True
+    given = request.query.get("token", "")
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        given = auth[7:]
+    return secrets.compare_digest(given.encode(), token.encode())
+
+
+def refuse(request: web.Request, status: int, why: str) -> web.Response:
+    """A refusal, logged with who asked (never the token they sent)."""
+    peer = request.remote or "?"
+    log.warning("refused %s %s from %s: %s", request.method, request.path, peer, why)
+    return web.Response(status=status, text=f"{status}: {why}\n")
+
+
+def origin_ok(request: web.Request, options: ServeOptions) -> bool:
+    """A browser's WebSocket must come from this server's own page (or a listed origin)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser (browsers always send Origin on WebSockets)
+    if origin in options.origins:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc == request.host
+
+
+def make_app(
+    host: Host, options: ServeOptions, installers: Sequence[Installer] = ()
+) -> web.Application:
+    """The application: probes, the browser console, then each installer's routes."""
+    app = web.Application(client_max_size=options.max_body_bytes)
+    app[HOST_KEY] = host
+    app[OPTIONS_KEY] = options
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    from runner.serve.browser import install as install_browser
+
+    install_browser(app, host, options)
+    for installer in installers:
+        installer(app, host, options)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    host = request.app[HOST_KEY]
+    body = {"ready": host.ready(), "active": host.active, "draining": host.draining}
+    return web.json_response(body, status=200 if host.ready() else 503)
+
+
+def page_url(options: ServeOptions, port: int) -> str:
+    """The URL to open (with the token when one is needed)."""
+    shown = options.host
+    if shown in ("0.0.0.0", "::"):  # noqa: S104 - naming the wildcard, not binding it
+        shown = "127.0.0.1"
+    if ":" in shown:
+        shown = f"[{shown}]"
+    url = f"http://{shown}:{port}/"
+    return url + (f"?token={options.token}" if options.token else "")
+
+
+async def serve(
+    host: Host,
+    options: ServeOptions,
+    installers: Sequence[Installer] = (),
+    *,
+    started: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set), then drain; returns the exit code.
+
+    ``started(url)`` is called once listening (default: print the URL to stdout)."""
+    settle_token(options)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        async with host.running():
+            app = make_app(host, options, installers)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, options.host, options.port)
+                try:
+                    await site.start()
+                except OSError as exc:
+                    raise UsageError(
+                        f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}",
+                        hint="choose another --port (0 picks a free one)",
+                    ) from None
+                port = _bound_port(runner, options.port)
+                url = page_url(options, port)
+                if started is not None:
+                    started(url)
+                else:
+                    print(f"vlrun serve: {host.target_line}", file=sys.stderr)
+                    print(f"open {url}", flush=True)
+                await stop.wait()
+                log.info("stopping: draining %d conversation(s)", host.active)
+                print("-- stopping: finishing the conversations in progress", file=sys.stderr)
+                await host.drain(options.drain_timeout_s)
+            finally:
+                await runner.cleanup()
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGTERM)
+            loop.remove_signal_handler(signal.SIGINT)
+    return EXIT_OK
+
+
+def _bound_port(runner: web.AppRunner, asked: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return asked
+
+
+def execute_serve(
+    host_options: Any, options: ServeOptions, installers: Sequence[Installer] = ()
+) -> int:
+    """`vlrun serve`: build the host from ``host_options`` and serve until stopped."""
+    from runner.serve.host import HostOptions
+
+    assert isinstance(host_options, HostOptions)
+    if not host_options.paths:
+        default = Path("profiles")
+        if not default.is_dir():
+            raise UsageError(
+                "no profiles given and no profiles/ folder here",
+                hint="pass profile files or folders: vlrun serve profiles/",
+            )
+        host_options.paths = [default]
+    for path in host_options.paths:
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+    settle_token(options)
+    return asyncio.run(serve(Host(host_options), options, installers))

@@ -1,0 +1,685 @@
+"""The browser edge: the console page, its WebSocket and one conversation per socket.
+
+One WebSocket carries a conversation: binary messages are PCM16 mono audio (microphone frames
+from the page at the session's input rate; reply audio to the page at the output rate), text
+messages are JSON events. docs/serve.md lists every message. The page is static files
+shipped in the package (plain ES modules); nothing secret is ever sent to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from runner.errors import VlrunError
+from runner.live.audio import AudioFormat, wire_formats
+from runner.live.transcript import Transcript
+from runner.redact import clean_line, redact_obj
+from runner.serve.app import (
+    HOST_KEY,
+    OPTIONS_KEY,
+    STATIC,
+    ServeOptions,
+    origin_ok,
+    refuse,
+    token_ok,
+)
+from runner.serve.host import Conversation, Edge, Host, ProfileInvalid, Refused, describe_problems
+
+log = logging.getLogger("vlrun.serve")
+
+#: Microphone frames the page may send: 10-200 ms (it sends 20-100 ms).
+MIN_FRAME_MS, MAX_FRAME_MS = 10, 200
+#: Frames waiting for the session (a stalled connection drops the oldest, like a live mic).
+SOURCE_QUEUE = 50
+#: Messages waiting for a slow page before the conversation gives up on it.
+OUT_QUEUE = 4000
+_CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+_TIMELINE_IN = {
+    "input_audio_buffer.speech_started": "speech_started",
+    "input_audio_buffer.speech_stopped": "speech_stopped",
+    "response.created": "response_created",
+    "response.done": "response_done",
+}
+_TIMELINE_OUT = {
+    "conversation.item.truncate": "truncate",
+    "response.cancel": "cancel",
+    "input_audio_buffer.commit": "commit",
+}
+
+
+def install(app: web.Application, host: Host, options: ServeOptions) -> None:
+    """The page, its static files, the WebSocket, the profile list and the downloads."""
+    app.router.add_get("/", _index)
+    app.router.add_get("/static/{name}", _static)
+    app.router.add_get("/api/profiles", _profiles)
+    app.router.add_get("/api/conversations/{id}/transcript.txt", _download_transcript)
+    app.router.add_get("/api/conversations/{id}/trace.jsonl", _download_trace)
+    app.router.add_get("/ws", _websocket)
+
+
+# ------------------------------------------------------------------------ HTTP
+
+
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; img-src 'self' data:",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+async def _index(request: web.Request) -> web.StreamResponse:
+    if not token_ok(request, request.app[OPTIONS_KEY].token):
+        return refuse(request, 401, "missing or wrong access token (open the URL vlrun printed)")
+    return _file(STATIC / "index.html")
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    # Static code is not secret; the page and the socket are what the token guards.
+    name = request.match_info["name"]
+    path = STATIC / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        raise web.HTTPNotFound()
+    return _file(path)
+
+
+def _file(path: Path) -> web.Response:
+    kind = _CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+    return web.Response(
+        body=path.read_bytes(), content_type=kind, charset="utf-8", headers=_SECURITY_HEADERS
+    )
+
+
+async def _profiles(request: web.Request) -> web.Response:
+    if not token_ok(request, request.app[OPTIONS_KEY].token):
+        return refuse(request, 401, "missing or wrong access token")
+    return web.json_response(profile_list(request.app[HOST_KEY]))
+
+
+def profile_list(host: Host) -> dict[str, Any]:
+    """What the picker shows: names and where they live (relative), and the target."""
+    return {
+        "profiles": [{"name": e.name, "file": e.path.name} for e in host.profiles()],
+        **host.status(),
+    }
+
+
+async def _download_transcript(request: web.Request) -> web.StreamResponse:
+    return _download(request, "transcript")
+
+
+async def _download_trace(request: web.Request) -> web.StreamResponse:
+    return _download(request, "trace")
+
+
+def _download(request: web.Request, what: str) -> web.StreamResponse:
+    if not token_ok(request, request.app[OPTIONS_KEY].token):
+        return refuse(request, 401, "missing or wrong access token")
+    host = request.app[HOST_KEY]
+    conv_id = request.match_info["id"]
+    text = host.transcript_text(conv_id) if what == "transcript" else host.trace_text(conv_id)
+    if text is None:
+        raise web.HTTPNotFound(text="no such conversation (or no trace yet)\n")
+    suffix = "txt" if what == "transcript" else "jsonl"
+    return web.Response(
+        text=text,
+        content_type="text/plain" if what == "transcript" else "application/x-ndjson",
+        headers={
+            "Content-Disposition": f'attachment; filename="vlrun-{conv_id}-{what}.{suffix}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+# ------------------------------------------------------------------------ the edge
+
+
+class PageSource:
+    """Microphone frames from the page (a bounded queue: a stall drops the oldest)."""
+
+    live = True
+
+    def __init__(self, fmt: AudioFormat) -> None:
+        self.fmt = fmt
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(SOURCE_QUEUE)
+        self.dropped = 0
+
+    def feed(self, pcm: bytes) -> None:
+        if self._queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(pcm)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        while True:
+            data = await self._queue.get()
+            if data is None:
+                return
+            yield data
+
+    def close(self) -> None:
+        if self._queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self._queue.get_nowait()
+        self._queue.put_nowait(None)
+
+
+class PagePlayer:
+    """Plays the reply in the page; the played position is what the page reports.
+
+    The page's playback worklet reports its position (``played``) every few frames; between
+    reports the position advances with the clock, and never beyond what was sent. On barge-in
+    :meth:`interrupt` tells the page to flush its jitter buffer at once and returns the
+    position the page last reported plus the time since, so the truncate matches what the
+    person heard; the page's own count at the flush comes back as ``flushed`` and is traced.
+    """
+
+    def __init__(self, fmt: AudioFormat, page: PageLink) -> None:
+        self.fmt = fmt
+        self.page = page
+        self._item: str | None = None
+        self._sent_ms = 0.0
+        self._first_write: float | None = None
+        self._report: tuple[float, float] | None = None  # (page ms, monotonic when received)
+        self.flushes = 0
+
+    def write(self, item_id: str, pcm: bytes) -> None:
+        if item_id != self._item:
+            self._item, self._sent_ms, self._report = item_id, 0.0, None
+            self._first_write = time.monotonic()
+            self.page.send({"type": "audio_item", "item": item_id})
+        self._sent_ms += self.fmt.ms_for_bytes(len(pcm))
+        self.page.send_bytes(pcm)
+
+    def reported(self, item_id: str, ms: float) -> None:
+        """The page's playback position for ``item_id``."""
+        if item_id == self._item and ms >= 0:
+            self._report = (min(float(ms), self._sent_ms), time.monotonic())
+
+    def played_ms(self) -> int:
+        if self._item is None:
+            return 0
+        now = time.monotonic()
+        if self._report is not None:
+            ms, at = self._report
+            estimate = ms + (now - at) * 1000
+        else:
+            # Nothing reported yet: the page has at most played since the first chunk came.
+            estimate = (now - (self._first_write or now)) * 1000 - PAGE_BUFFER_MS
+        return int(max(0.0, min(self._sent_ms, estimate)))
+
+    def pending_ms(self) -> float:
+        if self._item is None:
+            return 0.0
+        return max(0.0, self._sent_ms - self.played_ms())
+
+    def interrupt(self) -> tuple[str | None, int]:
+        played = self.played_ms()
+        item = self._item
+        if item is not None:
+            self.flushes += 1
+            self.page.send({"type": "flush", "item": item, "played_ms": played})
+        self._item, self._sent_ms, self._report = None, 0.0, None
+        return item, played
+
+    async def drain(self) -> None:
+        remaining = self.pending_ms()
+        if remaining > 0:
+            await asyncio.sleep(remaining / 1000)  # the known play-out time, not a poll
+
+    def close(self) -> None:
+        self._item = None
+
+
+#: The page starts playing once this much is buffered (its jitter buffer).
+PAGE_BUFFER_MS = 60
+
+
+class PageLink:
+    """The outgoing side of one socket: a bounded queue and the one task that writes it."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self._queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(OUT_QUEUE)
+        self.overflowed = False
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        self._put(json.dumps(message, default=str))
+
+    def send_bytes(self, data: bytes) -> None:
+        self._put(data)
+
+    def _put(self, item: str | bytes) -> None:
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.overflowed = True  # the page stopped reading: the conversation ends
+            log.warning("a page is not reading its socket; ending its conversation")
+
+    def close(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+
+    async def pump(self) -> None:
+        """Write queued messages until closed; the socket's own errors end it quietly."""
+        while True:
+            item = await self._queue.get()
+            if item is None or self.ws.closed:
+                return
+            try:
+                if isinstance(item, bytes):
+                    await self.ws.send_bytes(item)
+                else:
+                    await self.ws.send_str(item)
+            except (ConnectionError, RuntimeError):
+                return
+
+
+class PageTranscript(Transcript):
+    """A Transcript that also tells the page every turn, tool call and timeline event."""
+
+    def __init__(self, page: PageLink, player_ref: list[PagePlayer], **options: Any) -> None:
+        options.setdefault("out", _Null())
+        options.setdefault("err", _Null())
+        super().__init__(**options)
+        self.page = page
+        self._players = player_ref
+        self._t0 = time.monotonic()
+
+    def _ms(self) -> int:
+        return int((time.monotonic() - self._t0) * 1000)
+
+    @property
+    def tracing(self) -> bool:
+        return True  # the timeline needs the events even when nobody keeps a trace
+
+    def trace(self, direction: str, event: dict[str, Any]) -> None:
+        super().trace(direction, event)
+        kind = str(event.get("type", ""))
+        name = (_TIMELINE_IN if direction == "in" else _TIMELINE_OUT).get(kind)
+        if name is None:
+            return
+        entry: dict[str, Any] = {"type": "timeline", "event": name, "t_ms": self._ms()}
+        for key in ("item_id", "audio_end_ms", "audio_start_ms"):
+            if key in event:
+                entry[key] = event[key]
+        self.page.send(entry)
+
+    def user(self, item_id: str, text: str) -> None:
+        if item_id not in self._seen:
+            self.page.send({"type": "user", "item": item_id, "text": text})
+        super().user(item_id, text)
+
+    def assistant_delta(self, item_id: str, delta: str) -> None:
+        if item_id not in self._seen:
+            self.page.send({"type": "assistant_delta", "item": item_id, "delta": delta})
+        super().assistant_delta(item_id, delta)
+
+    def assistant_done(self, item_id: str, text: str, *, interrupted: bool = False) -> None:
+        before = len(self.turns)
+        super().assistant_done(item_id, text, interrupted=interrupted)
+        if len(self.turns) > before:
+            turn = self.turns[-1]
+            self.page.send(
+                {
+                    "type": "assistant",
+                    "item": item_id,
+                    "text": turn.text,
+                    "interrupted": turn.interrupted,
+                }
+            )
+
+    def tool_call(self, call_id: str, name: str, arguments: str) -> None:
+        self.page.send(
+            {"type": "tool_call", "call_id": call_id, "name": name, "arguments": arguments}
+        )
+        super().tool_call(call_id, name, arguments)
+
+    def tool_result(self, call_id: str, name: str, ok: bool, text: str, duration_s: float) -> None:
+        self.page.send(
+            {
+                "type": "tool_result",
+                "call_id": call_id,
+                "name": name,
+                "ok": ok,
+                "text": text[:2000],
+                "duration_ms": round(duration_s * 1000, 1),
+            }
+        )
+        super().tool_result(call_id, name, ok, text, duration_s)
+
+    def latency(self, ms: float, what: str = "end of speech -> first audio") -> None:
+        self.page.send(
+            {
+                "type": "timeline",
+                "event": "first_audio",
+                "t_ms": self._ms(),
+                "latency_ms": ms,
+                "what": what,
+            }
+        )
+        super().latency(ms, what)
+
+    def event(self, kind: str, summary: str = "", payload: dict[str, Any] | None = None) -> None:
+        if kind == "barge-in":
+            self.page.send(
+                {"type": "timeline", "event": "barge_in", "t_ms": self._ms(), "detail": summary}
+            )
+        super().event(kind, summary, payload)
+
+    def notice(self, text: str) -> None:
+        self.page.send({"type": "notice", "text": clean_line(text)})
+        super().notice(text)
+
+    def warning(self, text: str) -> None:
+        self.page.send({"type": "warning", "text": clean_line(text)})
+        super().warning(text)
+
+    def error(self, text: str) -> None:
+        self.page.send({"type": "error", "text": clean_line(text)})
+        super().error(text)
+
+    def banner(self, text: str) -> None:
+        self.page.send({"type": "notice", "text": clean_line(text)})
+        super().banner(text)
+
+
+class _Null:
+    """A text stream that keeps nothing (the page is the console)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+class BrowserEdge(Edge):
+    """One page's conversation: PCM frames in, reply audio and events out."""
+
+    kind = "browser"
+
+    def __init__(self, page: PageLink, host: Host) -> None:
+        super().__init__()
+        self.page = page
+        self.host = host
+        self._players: list[PagePlayer] = []
+        self.page_source: PageSource | None = None
+        self.page_player: PagePlayer | None = None
+        self.conversation: Conversation | None = None
+        self.in_fmt: AudioFormat | None = None
+        self.declared_rate: int | None = None
+        self.attached_event = asyncio.Event()
+
+    def open_audio(self, session: Mapping[str, Any]) -> tuple[Any, Any]:
+        in_fmt, out_fmt, _, _ = wire_formats(dict(session))
+        self.in_fmt = in_fmt
+        self.page_source = PageSource(in_fmt)
+        self.page_player = PagePlayer(out_fmt, self.page)
+        self._players.append(self.page_player)
+        return self.page_source, self.page_player
+
+    def transcript(self, **options: Any) -> Transcript:
+        return PageTranscript(self.page, self._players, **options)
+
+    def attached(self, conversation: Conversation) -> None:
+        self.conversation = conversation
+        live = conversation.live
+        assert self.in_fmt is not None and self.page_player is not None
+        self.page.send(
+            {
+                "type": "session",
+                "conversation": conversation.id,
+                "profile": conversation.profile,
+                "input_rate": self.in_fmt.rate,
+                "output_rate": self.page_player.fmt.rate,
+                "push_to_talk": bool(live is not None and live.manual_turns),
+                "explain": [list(row) for row in redact_obj(conversation.explain)],
+                "emulator": self.host.embedded,
+                "target": self.host.target_line,
+            }
+        )
+        self.attached_event.set()
+
+    def closing(self, reason: str) -> None:
+        self.page.send({"type": "notice", "text": reason})
+
+    def ended(self, conversation: Conversation, code: int) -> None:
+        self.page.send({"type": "ended", "conversation": conversation.id, "code": code})
+        if self.page_source is not None:
+            self.page_source.close()
+
+
+# ------------------------------------------------------------------------ the socket
+
+
+async def _websocket(request: web.Request) -> web.StreamResponse:
+    options = request.app[OPTIONS_KEY]
+    host = request.app[HOST_KEY]
+    if not token_ok(request, options.token):
+        return refuse(request, 401, "missing or wrong access token on the WebSocket")
+    if not origin_ok(request, options):
+        return refuse(request, 403, f"WebSocket from origin {request.headers.get('Origin')!r}")
+    # The hard limit closes the socket; below it, an oversized message is refused and the
+    # conversation goes on.
+    ws = web.WebSocketResponse(
+        max_msg_size=4 * options.max_frame_bytes, heartbeat=options.heartbeat_s, compress=False
+    )
+    await ws.prepare(request)
+    page = PageLink(ws)
+    session = _PageSession(ws, page, host, request.remote or "?", options.max_frame_bytes)
+    writer = asyncio.create_task(page.pump(), name="vlrun-serve-writer")
+    page.send({"type": "hello", **profile_list(host)})
+    try:
+        await session.read()
+    finally:
+        await session.end()
+        page.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(writer), 2.0)
+        if not writer.done():
+            writer.cancel()
+        await asyncio.wait({writer})
+        if not writer.cancelled() and writer.exception() is not None:
+            log.warning("the page writer failed: %s", writer.exception())
+        await ws.close()
+    return ws
+
+
+class _PageSession:
+    """Reads one socket: starts a conversation on request, routes everything the page says."""
+
+    def __init__(
+        self, ws: web.WebSocketResponse, page: PageLink, host: Host, peer: str, limit: int
+    ) -> None:
+        self.limit = limit
+        self.ws = ws
+        self.page = page
+        self.host = host
+        self.peer = peer
+        self.edge: BrowserEdge | None = None
+        self.task: asyncio.Task[int] | None = None
+
+    def bad(self, why: str) -> None:
+        """Bad input from the page: an error to it and a log line; the conversation goes on."""
+        log.warning("page %s: %s", self.peer, why)
+        self.page.send({"type": "error", "text": why})
+
+    async def read(self) -> None:
+        async for msg in self.ws:
+            if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT) and len(msg.data) > self.limit:
+                self.bad(f"a message of {len(msg.data)} bytes is over the {self.limit}-byte limit")
+            elif msg.type == WSMsgType.BINARY:
+                self.audio(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                await self.command(msg.data)
+            elif msg.type == WSMsgType.ERROR:
+                log.warning("page %s: socket error %s", self.peer, self.ws.exception())
+                return
+            if self.page.overflowed:
+                return
+
+    def audio(self, data: bytes) -> None:
+        edge = self.edge
+        if edge is None or edge.page_source is None or edge.in_fmt is None:
+            self.bad("audio before a conversation started; frames dropped")
+            return
+        fmt = edge.in_fmt
+        if edge.declared_rate is not None and edge.declared_rate != fmt.rate:
+            return  # said once when declared
+        if len(data) % 2:
+            self.bad(f"an audio frame of {len(data)} bytes is not whole 16-bit samples; dropped")
+            return
+        ms = fmt.ms_for_bytes(len(data))
+        if not MIN_FRAME_MS <= ms <= MAX_FRAME_MS:
+            self.bad(
+                f"an audio frame of {ms:.0f} ms is outside {MIN_FRAME_MS}-{MAX_FRAME_MS} ms; "
+                "dropped"
+            )
+            return
+        edge.page_source.feed(data)
+
+    async def command(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            self.bad("a message that is not JSON; ignored")
+            return
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            self.bad("a message without a type; ignored")
+            return
+        kind = message["type"]
+        handler = getattr(self, f"on_{kind}", None) if kind in _COMMANDS else None
+        if handler is None:
+            self.bad(f"unknown message type {clean_line(kind)[:40]!r}; ignored")
+            return
+        try:
+            await handler(message)
+        except (TypeError, ValueError, KeyError) as exc:
+            self.bad(f"a malformed {kind} message ({exc}); ignored")
+
+    async def on_start(self, message: dict[str, Any]) -> None:
+        if self.task is not None and not self.task.done():
+            self.bad("a conversation is already running on this page; stop it first")
+            return
+        name = str(message["profile"])
+        try:
+            self.host.prepare(name)  # the page sees problems now, not after a connect
+        except ProfileInvalid as exc:
+            self.page.send(
+                {"type": "problems", "profile": name, "problems": describe_problems(exc.problems)}
+            )
+            return
+        except VlrunError as exc:
+            self.page.send({"type": "error", "text": exc.message, "hint": exc.hint})
+            return
+        self.edge = BrowserEdge(self.page, self.host)
+        if "rate" in message:
+            self.edge.declared_rate = int(message["rate"])
+        self.task = asyncio.create_task(self._converse(name, self.edge), name="vlrun-serve-conv")
+
+    async def _converse(self, name: str, edge: BrowserEdge) -> int:
+        try:
+            code = await self.host.converse(name, edge)
+        except Refused as exc:
+            self.page.send({"type": "refused", "reason": exc.reason, "text": exc.message})
+            return exc.exit_code
+        except ProfileInvalid as exc:
+            self.page.send(
+                {"type": "problems", "profile": name, "problems": describe_problems(exc.problems)}
+            )
+            return exc.exit_code
+        except VlrunError as exc:
+            self.page.send({"type": "error", "text": exc.message, "hint": exc.hint})
+            return exc.exit_code
+        return code
+
+    async def on_format(self, message: dict[str, Any]) -> None:
+        rate = int(message["rate"])
+        edge = self.edge
+        if edge is None:
+            self.bad("format before a conversation started; ignored")
+            return
+        edge.declared_rate = rate
+        if edge.in_fmt is not None and rate != edge.in_fmt.rate:
+            self.bad(
+                f"audio at {rate} Hz; this session takes {edge.in_fmt.rate} Hz mono PCM16 "
+                "(frames dropped until the page sends that)"
+            )
+
+    async def on_text(self, message: dict[str, Any]) -> None:
+        conv = self._conversation()
+        text = str(message["text"])
+        if conv is not None and text.strip():
+            conv.type_text(text.replace("\n", " "))
+
+    async def on_talk(self, message: dict[str, Any]) -> None:
+        conv = self._conversation()
+        if conv is not None:
+            conv.talk()
+
+    async def on_played(self, message: dict[str, Any]) -> None:
+        if self.edge is not None and self.edge.page_player is not None:
+            self.edge.page_player.reported(str(message["item"]), float(message["ms"]))
+
+    async def on_flushed(self, message: dict[str, Any]) -> None:
+        conv = self._conversation()
+        if conv is not None and conv.transcript is not None:
+            conv.transcript.trace_note(
+                {
+                    "type": "page_flushed",
+                    "item_id": str(message["item"]),
+                    "played_ms": float(message["ms"]),
+                }
+            )
+
+    async def on_stop(self, message: dict[str, Any]) -> None:
+        conv = self._conversation()
+        if conv is not None:
+            conv.end() if message.get("graceful") else conv.hang_up()
+
+    def _conversation(self) -> Conversation | None:
+        edge = self.edge
+        if edge is None or edge.conversation is None or not edge.conversation.running:
+            self.bad("no conversation is running; press Start first")
+            return None
+        return edge.conversation
+
+    async def end(self) -> None:
+        """The socket is gone: hang up and wait for the conversation to free its session."""
+        task = self.task
+        if task is None:
+            return
+        edge = self.edge
+        if not task.done():
+            if edge is not None and edge.conversation is not None:
+                edge.conversation.hang_up()
+            elif edge is not None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(edge.attached_event.wait(), 3.0)
+                if edge.conversation is not None:
+                    edge.conversation.hang_up()
+        done, _ = await asyncio.wait({task}, timeout=4.0)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("conversation task failed: %s", task.exception())
+
+
+_COMMANDS = frozenset({"start", "format", "text", "talk", "played", "flushed", "stop"})
