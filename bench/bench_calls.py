@@ -2,8 +2,8 @@
 
     python bench/bench_calls.py [--steps 10,25,50,100,150,200] [--duration 20] [--out FILE]
 
-Three processes: the emulator (speed 1, real-time replies, synthetic voice), one phone worker
-(``python -m runner.serve.telephony_worker``), and this one, which places N simulated Twilio
+Three processes: the emulator (speed 1, real-time replies, synthetic voice), one worker
+(``vlrun serve --serve-file``), and this one, which places N simulated Twilio
 calls at once through the worker's signed webhook and media socket. Each call is full duplex
 in real-time 20 ms μ-law frames: the caller asks for the time in Tokyo (a tool call), talks
 over the long reply (a barge-in: ``clear`` and a truncate), hears the short answer, hangs up.
@@ -335,7 +335,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     (tmp / "script.yaml").write_text(SCRIPT)
     serve = tmp / "serve.yaml"
     serve.write_text(
-        "serve: 1\nroutes:\n  - {default: true, profile: phone.yaml}\n"
+        "serve: 1\nmax_calls: 2000\nroutes:\n  - {default: true, profile: phone.yaml}\n"
         "twilio:\n  auth_token: ${env:BENCH_TWILIO}\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLRUN_DOTENV": "none", "BENCH_TWILIO": TOKEN}
@@ -349,15 +349,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     profile = ["-m", "cProfile", "-o", str(args.profile_worker)] if args.profile_worker else []
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, *profile, "-m", "runner.serve.telephony_worker", "--serve-file", str(serve),
-        "--endpoint", endpoint, "--port", str(port), "--max-calls", "2000",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        sys.executable, *profile, "-m", "runner", "serve", str(tmp / "phone.yaml"),
+        "--serve-file", str(serve), "--endpoint", endpoint, "--port", str(port),
+        "--max-conversations", "2000",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
     )  # fmt: skip
-    assert worker.stderr is not None
+    assert worker.stdout is not None
     drains = [asyncio.create_task(drain_output(emulator.stdout))]
     try:
-        await wait_line(worker.stderr, "listening on")
-        drains.append(asyncio.create_task(drain_output(worker.stderr)))
+        await wait_line(worker.stdout, "open http://")
+        drains.append(asyncio.create_task(drain_output(worker.stdout)))
         base = f"http://127.0.0.1:{port}"
         results: list[dict[str, Any]] = []
         baseline = await step(base, worker.pid, 1, args.duration, emulator.pid)

@@ -1,7 +1,7 @@
-"""Two serve workers behind Debian's HAProxy (the shipped deploy/haproxy.cfg, health checks on
-/readyz), simulated Twilio and ACS callers talking through it to the emulator. One worker gets
-SIGTERM mid-call: its calls go on to a normal end, new calls all go to the other worker, no
-call is dropped, and the drained worker exits 0.
+"""Two `vlrun serve` workers behind Debian's HAProxy (the shipped deploy/haproxy.cfg, health
+checks on /readyz), simulated Twilio and ACS callers talking through it to the emulator. One
+worker gets SIGTERM mid-call: its calls go on to a normal end, new calls all go to the other
+worker, no call is dropped, and the drained worker exits 0.
 
 Every wait here is on something the processes say (a log line, a caller hearing audio, an exit),
 bounded by a timeout; the callers' own clocks are their simulated devices.
@@ -206,7 +206,9 @@ async def test_sigterm_one_worker_mid_call_behind_haproxy(
                     [
                         sys.executable,
                         "-m",
-                        "runner.serve.telephony_worker",
+                        "runner",
+                        "serve",
+                        str(tmp_path / "phone.yaml"),
                         "--serve-file",
                         str(serve),
                         "--endpoint",
@@ -215,11 +217,11 @@ async def test_sigterm_one_worker_mid_call_behind_haproxy(
                         str(port),
                     ],
                     env,
-                    stderr=True,
+                    stderr=False,
                 )
                 procs.append(worker)
             for worker in procs:
-                await worker.line("listening on")
+                await worker.line("open http://")  # `vlrun serve` is listening
             lb = await start(
                 "haproxy",
                 [HAPROXY, "-db", "-f", str(ROOT / "deploy" / "haproxy.cfg")],
@@ -243,7 +245,7 @@ async def test_sigterm_one_worker_mid_call_behind_haproxy(
             on_victim = int(load[victim])
 
             procs[victim].proc.send_signal(signal.SIGTERM)
-            await procs[victim].line("SIGTERM: draining")
+            await procs[victim].line("draining: ")  # the phone calls' drain began
             await lb.line(f"vlrun_workers/w{victim + 1} is DOWN")
 
             # New calls all go to the other worker.
@@ -260,7 +262,6 @@ async def test_sigterm_one_worker_mid_call_behind_haproxy(
                 await hang_up(caller)
             code = await asyncio.wait_for(procs[victim].proc.wait(), 30)
             assert code == 0, procs[victim].lines[-20:]
-            await procs[victim].line("drained; exiting")
             victim_endings = call_endings(procs[victim])
             assert victim_endings == ["caller_hung_up"] * on_victim
             survivor_worker = procs[survivor]

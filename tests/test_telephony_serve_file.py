@@ -141,3 +141,11 @@ def test_json_logs_carry_the_call_id_and_no_secret(capsys: pytest.CaptureFixture
     assert "sk-live-very-secret-value" not in lines[0]["msg"]
     assert lines[1] == {**lines[1], "call_id": "call-456", "msg": "assistant: hello"}
     assert len(lines) == 2  # the unfinished line waits for its end
+
+
+def test_vlrun_serve_refuses_a_bad_serve_file_in_one_line(tmp_path: Path, run_cli: Any) -> None:
+    path = serve(tmp_path, "serve: 1\nroutes:\n  - {default: true, profile: missing.yaml}\n")
+    result = run_cli(["serve", str(tmp_path / "p.yaml"), "--serve-file", str(path)])
+    assert result.returncode != 0
+    assert "no profile file missing.yaml" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -45,6 +45,12 @@ from runner.commands._options import parse_pairs
 @click.option(
     "--origin", "origins", multiple=True, help="Another page origin allowed on the WebSocket."
 )
+@click.option(
+    "--serve-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Answer phone calls (Twilio, ACS) as this serve.yaml routes them.",
+)
 def serve(
     paths: tuple[Path, ...],
     bind: str,
@@ -60,6 +66,7 @@ def serve(
     logs: Path | None,
     max_conversations: int,
     origins: tuple[str, ...],
+    serve_file: Path | None,
 ) -> int:
     """Serve a browser console for profiles (files or folders; default profiles/)."""
     from runner.serve.app import ServeOptions, execute_serve
@@ -78,4 +85,9 @@ def serve(
         max_conversations=max_conversations,
     )
     options = ServeOptions(host=bind, port=port, token=token, origins=origins)
-    return execute_serve(host_options, options)
+    installers = []
+    if serve_file is not None:
+        from runner.serve.telephony_routes import installer_for
+
+        installers.append(installer_for(serve_file, options))
+    return execute_serve(host_options, options, installers)

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,6 +238,9 @@ class Host:
         self._tool_mtimes: dict[str, float] = {}
         self.embedded = False
         self.target_line = ""
+        # Other edges' own room (phone calls have their max): all must say yes to be ready.
+        self.gates: list[Callable[[], bool]] = []
+        self.drainers: list[Callable[[float], Awaitable[None]]] = []
 
     # ------------------------------------------------------------------ life
 
@@ -280,7 +283,8 @@ class Host:
 
     def ready(self) -> bool:
         """Whether a new conversation would be accepted (readiness probes say 503 if not)."""
-        return not self.draining and self.active < self.max_conversations
+        ready = not self.draining and self.active < self.max_conversations
+        return ready and all(gate() for gate in self.gates)
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait (event driven) until no conversation runs; False on timeout."""
@@ -301,8 +305,18 @@ class Host:
 
     async def drain(self, timeout_s: float) -> None:
         """Stop accepting; let running conversations finish for up to ``timeout_s``; then
-        tell each edge it is closing and end the conversation. Returns when all have ended."""
+        tell each edge it is closing and end the conversation. Returns when all have ended.
+        Other edges' drains (``drainers``, e.g. phone calls) run alongside, before the server
+        stops reading its sockets."""
         self.draining = True
+        others = [asyncio.ensure_future(drainer(timeout_s)) for drainer in self.drainers]
+        try:
+            await self._drain_own(timeout_s)
+        finally:
+            if others:
+                await asyncio.gather(*others, return_exceptions=True)
+
+    async def _drain_own(self, timeout_s: float) -> None:
         self._poke()
         if await self.wait_idle(timeout_s):
             return
@@ -355,7 +369,7 @@ class Host:
             return registry.schemas() if registry is not None and profile.tools else None
 
         try:
-            profile, payload, warnings, trace = compiled(
+            profile, payload, warnings, trace, _schemas = compiled(
                 entry.path,
                 vars=self.options.vars,
                 sets=self.options.sets,

@@ -116,6 +116,7 @@ class Phones:
         max_calls: int | None = None,
         drain_timeout_s: float | None = None,
         capacity: Callable[[], bool] | None = None,
+        embedded_target: Any = None,
     ) -> None:
         self.serve = serve
         self.endpoint = endpoint
@@ -134,6 +135,8 @@ class Phones:
         self.draining = False
         # The host's own gate (browser sessions count against the same worker), if any.
         self._capacity = capacity
+        # The host's embedded emulator (no endpoint configured): its target, with its key.
+        self.embedded_target = embedded_target
         self._prepared: dict[tuple[Path, tuple[str, ...]], Prepared] = {}
         self._idle = asyncio.Event()
         self._idle.set()
@@ -169,6 +172,13 @@ class Phones:
                 continue
             profile = load_profile(route.profile)
             target = resolve_target(profile, endpoint=self.endpoint)
+            if self.embedded_target is not None:
+                target = dataclasses.replace(
+                    self.embedded_target,
+                    endpoint=self.endpoint,
+                    model=target.model,
+                    api_version=target.api_version,
+                )
             if target.embedded:
                 raise ConfigError(
                     "vlrun serve needs a Voice Live endpoint",
@@ -208,9 +218,13 @@ class Phones:
 
     # ------------------------------------------------------------------ admission
 
+    def has_room(self) -> bool:
+        """Not draining and below max_calls (the host's readiness asks this too)."""
+        return not self.draining and len(self.calls) < self.max_calls
+
     def accepting(self) -> bool:
-        """Whether a new call would be answered now (not draining, below --max-calls)."""
-        if self.draining or len(self.calls) >= self.max_calls:
+        """Whether a new call would be answered now (and the host, if any, is ready)."""
+        if not self.has_room():
             return False
         return self._capacity() if self._capacity is not None else True
 

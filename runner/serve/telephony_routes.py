@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from runner.serve.metrics import add_route as add_metrics_route
@@ -33,3 +35,60 @@ def add_phone_routes(
     if metrics_route:
         add_metrics_route(app, phones.metrics)
     return mounted
+
+
+def installer_for(serve_path: Path, options: Any) -> Callable[[Any, Any, Any], None]:
+    """`vlrun serve --serve-file`: the installer that puts the phone edges on the app.
+
+    The serve file is loaded now (a mistake stops the command before it listens); its
+    ``drain_timeout_s`` becomes the server's. The phone calls share the host's gate: a host
+    at capacity or draining takes no call, and on shutdown the calls drain like the host's
+    conversations, then the goodbye, then the hang-up.
+    """
+    from runner.config.serve_file import load_serve_file
+
+    serve = load_serve_file(serve_path)
+    _json_logs()
+    if serve.drain_timeout_s is not None:
+        options.drain_timeout_s = serve.drain_timeout_s
+
+    def install(app: Any, host: Any, serve_options: Any) -> None:
+        embedded = getattr(host, "_emulator_target", None) if host.embedded else None
+        phones = Phones(
+            serve,
+            endpoint=host.options.endpoint or getattr(host, "_emulator_endpoint", None),
+            logs_dir=host.options.logs,
+            drain_timeout_s=serve_options.drain_timeout_s,
+            capacity=host.ready,
+            embedded_target=embedded,
+        )
+
+        async def start(_app: Any) -> None:
+            await phones.prepare()
+
+        async def close(_app: Any) -> None:
+            await phones.close()
+
+        host.gates.append(phones.has_room)  # /readyz: 503 at max_calls too
+        app.on_startup.append(start)
+        # The host's drain runs the calls' drain beside its own, while the sockets are read
+        # (once aiohttp's shutdown begins, it delivers no more WebSocket messages).
+        host.drainers.append(phones.drain)
+        app.on_cleanup.append(close)
+        add_phone_routes(app, phones)
+
+    return install
+
+
+def _json_logs() -> None:
+    """A phone worker logs JSON lines on stderr, the call id on each (once per process)."""
+    import logging
+    import sys
+
+    from runner.serve.calls_log import JsonFormatter, json_handler
+
+    root = logging.getLogger("vlrun")
+    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        root.addHandler(json_handler(sys.stderr))
+        if root.level == logging.NOTSET or root.level > logging.INFO:
+            root.setLevel(logging.INFO)
