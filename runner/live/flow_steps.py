@@ -17,11 +17,12 @@ A refused node update is reported and the conversation goes on in the node the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runner.errors import ConfigError
-from runner.live.state import SessionCore, ToolRun, log
+from runner.live.state import Fenced, SessionCore, ToolRun, log
 
 UPDATE_TIMEOUT_S = 10.0
 
@@ -77,17 +78,32 @@ class FlowSide(SessionCore):
         return True
 
     async def _update_session(self, payload: dict[str, Any], generation: int) -> None:
-        """Send a whole session.update mid-conversation and wait for session.updated."""
+        """Send a whole session.update mid-conversation and wait for session.updated.
+
+        A drop meanwhile ends the wait at once (Fenced): the next connection is configured
+        with this node's session anyway, since ``session_update`` already holds it.
+        """
         loop = asyncio.get_running_loop()
         self._updated = updated = loop.create_future()
         await self._send(payload, generation)
+        gone = asyncio.ensure_future(
+            self.turn.until(lambda: self.turn.generation != generation or not self.turn.connected)
+        )
         try:
-            await asyncio.wait_for(asyncio.shield(updated), UPDATE_TIMEOUT_S)
-        except asyncio.TimeoutError:
+            done, _ = await asyncio.wait(
+                {updated, gone}, timeout=UPDATE_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            gone.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gone
+        if updated.done():
+            updated.result()  # a refusal raises its ConfigError
+        elif gone in done:
+            raise Fenced(f"session.update of connection {generation}: the connection changed")
+        else:
             log.warning("no session.updated within %.0f s of a flow transition", UPDATE_TIMEOUT_S)
             self.transcript.warning("flow: the service did not confirm the new step's session")
-        else:
-            updated.result()  # a refusal raises its ConfigError
 
     async def _continue_with(self, event: dict[str, Any], generation: int) -> None:
         await self.turn.until(lambda: self.turn.active is None and not self.turn.requested)
