@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from azure.core.credentials import AzureKeyCredential
 
 from runner import flows
