@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,6 +36,10 @@ class FlowSide(SessionCore):
     _items: list[str]
     _updated: asyncio.Future[Any] | None
     _quit: Callable[[], Awaitable[None]]  # InputSide's: ends after the reply owed
+    target: Any
+    handoff_target: Any  # where a hand-over to an agent goes next (None: none pending)
+    handoff_events: list[dict[str, Any]]
+    _switch: asyncio.Event  # set: the connection loop reconnects to handoff_target
 
     def _flow_result(self, run: ToolRun) -> Any:
         """Answer a generated record call (synchronously: the transition commits here)."""
@@ -60,6 +65,9 @@ class FlowSide(SessionCore):
         if node is None:
             return False
         walk.pending = None
+        if node.agent is not None:
+            self._hand_off(node)
+            return True
         try:
             await self._update_session(self.session_update, generation)
             for event in walk.context_events(node, list(self._items)):
@@ -76,6 +84,21 @@ class FlowSide(SessionCore):
         if node.end:
             self.tasks.spawn(self._end_of_flow(), "vlrun-flow-end")
         return True
+
+    def _hand_off(self, node: Any) -> None:
+        """Close this connection and open one bound to the node's agent (the connection
+        loop does it between turns, like a roll-over); the agent's session starts with the
+        conversation so far and the node's greeting."""
+        name, project = node.agent
+        self.handoff_target = dataclasses.replace(
+            self.target,
+            agent_kwargs={"agent_name": name, "project_name": project},
+            agent_query={},
+        )
+        self.session_update = self.flow.handoff_payload(node)
+        self.handoff_events = self.flow.handoff_events(node)
+        self.transcript.conv_note(f"flow: handing over to agent {name} (project {project})")
+        self._switch.set()
 
     async def _update_session(self, payload: dict[str, Any], generation: int) -> None:
         """Send a whole session.update mid-conversation and wait for session.updated.
