@@ -46,7 +46,14 @@ def test_list_uses_the_tools_folder_in_the_working_directory() -> None:
     proc = vlrun("tools", "list")
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
-    assert names == ["calculate", "current_time", "get_weather"]
+    assert names == [
+        "book_table",
+        "calculate",
+        "current_time",
+        "get_weather",
+        "open_ticket",
+        "verify_identity",
+    ]
 
 
 def test_show_prints_the_definition_the_model_sees() -> None:
