@@ -66,7 +66,7 @@ run)
     exec "$VENV/bin/vlrun" "$@"
     ;;
 test)
-    apt_install portaudio19-dev pulseaudio libasound2-plugins espeak-ng sox tmux haproxy
+    apt_install portaudio19-dev pulseaudio libasound2-plugins espeak-ng sox tmux graphviz haproxy
     venv_install -e ".[audio]" --group test
     # Virtual microphone and speaker (PulseAudio null sinks) for the real-PyAudio tests.
     step "starting virtual audio devices"

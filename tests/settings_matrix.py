@@ -124,6 +124,7 @@ class Setting:
     emulator: str  # acts | checks | records | client (the runner alone acts on it)
     say: str = "hello"
     covered_by: str = ""  # a deeper live test of the runtime effect (pytest node id)
+    connections: int = 1  # a flow's hand-over to an agent opens a second one
 
     def profile(self) -> str:
         text = self.yaml
@@ -635,6 +636,17 @@ MATRIX: tuple[Setting, ...] = (
       effect="instructions for the last words", emulator="acts"),
     S("flow.nodes.*.goodbye.text", _flow(), seen("assistant: Bye now, 3."), say="size=3",
       effect="fixed last words (a template: values collected)", emulator="acts"),
+    S("flow.nodes.*.agent.name",
+      _flow(done="{agent: {name: specialist, project: desk}}"),
+      query("agent-name", "specialist"), seen("handing the conversation to agent specialist"),
+      say="size=3", connections=2,
+      effect="the Foundry agent the conversation is handed to (a new connection bound to it)",
+      emulator="acts",
+      covered_by="tests/test_flows_live.py::test_an_agent_node_hands_the_conversation_to_the_agent"),
+    S("flow.nodes.*.agent.project",
+      _flow(done="{agent: {name: specialist, project: desk}}"),
+      query("agent-project-name", "desk"), say="size=3", connections=2,
+      effect="the Foundry project of that agent", emulator="acts"),
     S("metadata", "metadata: {team: voice}\n", wire("metadata", {"team": "voice"}),
       effect="labels sent with the session", emulator="records"),
     S("session", "session: {max_response_output_tokens: 77}\n",

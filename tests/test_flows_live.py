@@ -205,3 +205,53 @@ def test_context_reset_and_summary(
     ]
     text = summary["content"][0]["text"]
     assert "steps: ask" in text and "guest=Cy" in text and "size=2" in text
+
+
+HANDOFF = """\
+name: handoff
+instructions: Triage the call.
+flow:
+  start: triage
+  nodes:
+    triage:
+      collect: {topic: {type: string}, pin: {type: string, secret: true, required: false}}
+      transitions: [{to: expert}]
+    expert:
+      instructions: "The caller asks about {{ topic }}."
+      greeting: {text: "Hi, I am the specialist."}
+      agent: {name: it-specialist, project: helpdesk}
+"""
+
+
+def test_an_agent_node_hands_the_conversation_to_the_agent(
+    emulator_in_thread: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "p.yaml").write_text(HANDOFF)
+    monkeypatch.setenv("AZURE_VOICELIVE_ENDPOINT", emulator_in_thread.endpoint)
+    monkeypatch.setenv("AZURE_VOICELIVE_API_KEY", "flows-key-0000000")
+    args = ["run", str(tmp_path / "p.yaml"), "--text", "--logs", str(tmp_path / "logs")]
+    result = CliRunner().invoke(cli, args, input="topic=vpn pin=778899\nhello agent\nq\n")
+    assert result.exit_code == 0, result.output
+    first, second = emulator_in_thread.sessions
+    assert "agent-name" not in first.query
+    assert (second.query["agent-name"], second.query["agent-project-name"]) == (
+        "it-specialist",
+        "helpdesk",
+    )
+    events = [e for e in second.received if e["type"] != "input_audio_buffer.append"]
+    update, summary, greet = events[0], events[1], events[2]
+    # the agent brings its own instructions and tools: the profile's stay behind
+    assert update["type"] == "session.update"
+    assert "instructions" not in update["session"] and "tools" not in update["session"]
+    text = summary["item"]["content"][0]["text"]
+    assert summary["item"]["role"] == "system"
+    assert "steps: triage" in text and "topic=vpn" in text and "pin=(secret)" in text
+    assert text.endswith("The caller asks about vpn.")
+    assert "778899" not in json.dumps(second.received)
+    assert greet["type"] == "response.create"
+    assert "Hi, I am the specialist." in json.dumps(greet)
+    assert "flow: handing the conversation to agent it-specialist" in result.output
+    assert "assistant: Hi, I am the specialist." in result.output
+    # the next turn goes to the agent's session, not the first one
+    said = [e for e in second.received if e["type"] == "conversation.item.create"]
+    assert any("hello agent" in json.dumps(e) for e in said)

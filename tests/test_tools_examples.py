@@ -18,20 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.testing import ToolHarness
+from tests.helpers import EXAMPLE_TOOLS
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ToolHarness.from_path(ROOT / "tools")
 
 
 def test_examples_load_and_describe_themselves() -> None:
-    assert TOOLS.registry.names() == [
-        "book_table",
-        "calculate",
-        "current_time",
-        "get_weather",
-        "open_ticket",
-        "verify_identity",
-    ]
+    assert TOOLS.registry.names() == EXAMPLE_TOOLS
     for spec in TOOLS.registry:
         assert spec.description and "tools/" in spec.source
         for name, prop in spec.parameters["properties"].items():

@@ -112,6 +112,12 @@ class Node:
     context: str = "keep"
     end: bool = False
     path: PathKey = ()
+    agent: tuple[str, str] | None = None  # (name, project): the conversation goes to it
+
+    @property
+    def final(self) -> bool:
+        """The flow ends in this node (an end node, or a hand-over to an agent)."""
+        return self.end or self.agent is not None
 
     @property
     def record_tool(self) -> str | None:
@@ -298,6 +304,9 @@ def _read_node(
         context=str(raw.get("context", "keep")),
         end=bool(raw.get("end", False)),
         path=base,
+        agent=(str(raw["agent"]["name"]), str(raw["agent"]["project"]))
+        if raw.get("agent")
+        else None,
     )
 
 
@@ -388,6 +397,27 @@ def flow_problems(
                     at_key=True,
                 )
             )
+        if node.agent is not None and (node.collect or node.transitions or node.tools or node.end):
+            what = [
+                k
+                for k, on in (
+                    ("collect", node.collect),
+                    ("transitions", node.transitions),
+                    ("tools", node.tools),
+                    ("end", node.end),
+                )
+                if on
+            ]
+            out.append(
+                loc.problem(
+                    (*node.path, "agent"),
+                    f"node {node.name!r} hands the conversation to agent {node.agent[0]!r}, so "
+                    f"its {', '.join(what)} would never be used",
+                    hint="the agent takes over with its own instructions and tools; keep "
+                    "`instructions` and `greeting` for the hand-over, move the rest",
+                    at_key=True,
+                )
+            )
         if node.goodbye is not None and not node.end:
             out.append(
                 loc.problem(
@@ -406,7 +436,7 @@ def flow_problems(
 
 def successors(flow: Flow, name: str) -> list[str]:
     node = flow.nodes.get(name)
-    return [t.to for t in node.transitions if t.to in flow.nodes] if node and not node.end else []
+    return [t.to for t in node.transitions if t.to in flow.nodes] if node and not node.final else []
 
 
 def _reachable(flow: Flow, start: str) -> list[str]:
@@ -431,7 +461,7 @@ def _reach_problems(flow: Flow, loc: Locator) -> list[Problem]:
                     at_key=True,
                 )
             )
-    ends = {n for n, node in flow.nodes.items() if node.end}
+    ends = {n for n, node in flow.nodes.items() if node.final}
     if not ends:
         out.append(
             loc.problem(

@@ -132,6 +132,30 @@ class FlowWalk:
         tools = [plugin_tool(name, self.tool_schemas) for name in node.tools]
         return node_session(self.base, self.flow, node, rendered, tools)
 
+    def handoff_payload(self, node: Node) -> dict[str, Any]:
+        """The session.update of an agent's session: the profile's settings without the
+        instructions and tools (the agent brings its own)."""
+        session = {
+            k: v
+            for k, v in self.base.get("session", {}).items()
+            if k not in ("instructions", "tools")
+        }
+        return {"type": "session.update", "session": session}
+
+    def handoff_events(self, node: Node) -> list[dict[str, Any]]:
+        """What the agent's new session is given first: the conversation so far (steps and
+        values, secrets masked; the node's instructions as a note), then its first turn."""
+        text = summary_text(self.flow, self.path[:-1], self.values)
+        if node.instructions is not None:
+            text += " " + node.instructions.render(self.template_values()).strip()
+        item = {
+            "type": "message",
+            "role": "system",
+            "content": [{"type": "input_text", "text": text}],
+        }
+        first = self.greeting_event(node) or {"type": "response.create"}
+        return [{"type": "conversation.item.create", "item": item}, first]
+
     def greeting_event(self, node: Node | None = None) -> dict[str, Any] | None:
         """The response.create for a node's greeting, if it has one."""
         node = node or self.node

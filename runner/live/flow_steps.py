@@ -17,11 +17,13 @@ A refused node update is reported and the conversation goes on in the node the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runner.errors import ConfigError
-from runner.live.state import SessionCore, ToolRun, log
+from runner.live.state import Fenced, SessionCore, ToolRun, log
 
 UPDATE_TIMEOUT_S = 10.0
 
@@ -34,6 +36,10 @@ class FlowSide(SessionCore):
     _items: list[str]
     _updated: asyncio.Future[Any] | None
     _quit: Callable[[], Awaitable[None]]  # InputSide's: ends after the reply owed
+    target: Any
+    handoff_target: Any  # where a hand-over to an agent goes next (None: none pending)
+    handoff_events: list[dict[str, Any]]
+    _switch: asyncio.Event  # set: the connection loop reconnects to handoff_target
 
     def _flow_result(self, run: ToolRun) -> Any:
         """Answer a generated record call (synchronously: the transition commits here)."""
@@ -59,6 +65,9 @@ class FlowSide(SessionCore):
         if node is None:
             return False
         walk.pending = None
+        if node.agent is not None:
+            self._hand_off(node)
+            return True
         try:
             await self._update_session(self.session_update, generation)
             for event in walk.context_events(node, list(self._items)):
@@ -76,18 +85,48 @@ class FlowSide(SessionCore):
             self.tasks.spawn(self._end_of_flow(), "vlrun-flow-end")
         return True
 
+    def _hand_off(self, node: Any) -> None:
+        """Close this connection and open one bound to the node's agent (the connection
+        loop does it between turns, like a roll-over); the agent's session starts with the
+        conversation so far and the node's greeting."""
+        name, project = node.agent
+        self.handoff_target = dataclasses.replace(
+            self.target,
+            agent_kwargs={"agent_name": name, "project_name": project},
+            agent_query={},
+        )
+        self.session_update = self.flow.handoff_payload(node)
+        self.handoff_events = self.flow.handoff_events(node)
+        self.transcript.conv_note(f"flow: handing over to agent {name} (project {project})")
+        self._switch.set()
+
     async def _update_session(self, payload: dict[str, Any], generation: int) -> None:
-        """Send a whole session.update mid-conversation and wait for session.updated."""
+        """Send a whole session.update mid-conversation and wait for session.updated.
+
+        A drop meanwhile ends the wait at once (Fenced): the next connection is configured
+        with this node's session anyway, since ``session_update`` already holds it.
+        """
         loop = asyncio.get_running_loop()
         self._updated = updated = loop.create_future()
         await self._send(payload, generation)
+        gone = asyncio.ensure_future(
+            self.turn.until(lambda: self.turn.generation != generation or not self.turn.connected)
+        )
         try:
-            await asyncio.wait_for(asyncio.shield(updated), UPDATE_TIMEOUT_S)
-        except asyncio.TimeoutError:
+            done, _ = await asyncio.wait(
+                {updated, gone}, timeout=UPDATE_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            gone.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gone
+        if updated.done():
+            updated.result()  # a refusal raises its ConfigError
+        elif gone in done:
+            raise Fenced(f"session.update of connection {generation}: the connection changed")
+        else:
             log.warning("no session.updated within %.0f s of a flow transition", UPDATE_TIMEOUT_S)
             self.transcript.warning("flow: the service did not confirm the new step's session")
-        else:
-            updated.result()  # a refusal raises its ConfigError
 
     async def _continue_with(self, event: dict[str, Any], generation: int) -> None:
         await self.turn.until(lambda: self.turn.active is None and not self.turn.requested)

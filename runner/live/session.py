@@ -37,6 +37,7 @@ from runner.live.drift import session_differences
 from runner.live.inputs import InputSide, start_line_reader
 from runner.live.state import (
     Drop,
+    Handoff,
     Metrics,
     RawEvent,
     Response,
@@ -139,6 +140,9 @@ class LiveSession(InputSide, ToolSide):
         self.cancel_on_barge_in = cancel_on_barge_in
         self.flow = flow  # a runner.flows.FlowWalk: the profile's conversation flow, if any
         self._items: list[str] = []  # conversation item ids, for a flow node's context reset
+        self.handoff_target: Target | None = None
+        self.handoff_events: list[dict[str, Any]] = []
+        self._switch = asyncio.Event()  # a flow hands the conversation to an agent
         # A server runs many sessions in one loop: the process's signals are the server's.
         self.handle_signals = handle_signals
         from runner.plugins import ToolThreads
@@ -243,6 +247,14 @@ class LiveSession(InputSide, ToolSide):
             try:
                 await self._connection(first=not self._configured_once)
                 return  # ended on purpose
+            except Handoff:
+                assert self.handoff_target is not None
+                self.target, self.handoff_target = self.handoff_target, None
+                self.replay_history = False  # the agent gets a summary, not the turns
+                self._switch.clear()
+                agent = self.target.agent_kwargs.get("agent_name", "?")
+                self.transcript.notice(f"flow: handing the conversation to agent {agent}")
+                attempt = 0
             except Rollover:
                 self.metrics.rollovers += 1
                 self.transcript.notice("session time limit near: continuing in a new session")
@@ -304,7 +316,11 @@ class LiveSession(InputSide, ToolSide):
             try:
                 await self._configure(recv)
                 self._configured_once = self._connection_worked = True
-                if not first:
+                if self.handoff_events:  # the agent's first events: summary, first turn
+                    events, self.handoff_events = self.handoff_events, []
+                    for event in events:
+                        await self._send(event)
+                elif not first:
                     await self._replay(conn)
                     self.transcript.notice("reconnected; the conversation continues")
                 elif self.greeting:
@@ -334,7 +350,8 @@ class LiveSession(InputSide, ToolSide):
 
     async def _receive_until_done(self, recv: asyncio.Task[None]) -> None:
         stop = asyncio.create_task(self._stop.wait(), name="vlrun-stopwait")
-        waiters: set[asyncio.Task[Any]] = {recv, stop}
+        switch = asyncio.create_task(self._switch.wait(), name="vlrun-handoff")
+        waiters: set[asyncio.Task[Any]] = {recv, stop, switch}
         roll = None
         if self._expires_at is not None:
             roll = asyncio.create_task(self._rollover_due(), name="vlrun-rollover")
@@ -343,10 +360,13 @@ class LiveSession(InputSide, ToolSide):
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await _cancel_and_wait(stop)
+            await _cancel_and_wait(switch)
             if roll is not None:
                 await _cancel_and_wait(roll)
         if stop in done or self._stop.is_set():
             return
+        if switch in done:
+            raise Handoff()
         if roll is not None and roll in done:
             raise Rollover()
         exc = recv.exception() if recv.done() and not recv.cancelled() else None
