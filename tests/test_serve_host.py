@@ -43,9 +43,7 @@ async def test_probes_and_a_typed_turn_with_a_tool(tmp_path: Path) -> None:
             # the compiled session is shown, and nothing secret is in it
             fields = {row[0] for row in session[0]["explain"]}
             assert {"session.instructions", "session.tools[0].name"} <= fields
-            async with http.get(
-                f"{served.base}/api/conversations/{conv_id}/transcript.txt"
-            ) as r:
+            async with http.get(f"{served.base}/api/conversations/{conv_id}/transcript.txt") as r:
                 assert r.status == 200 and "21 degrees" in await r.text()
             async with http.get(f"{served.base}/api/conversations/{conv_id}/trace.jsonl") as r:
                 lines = (await r.text()).splitlines()
@@ -106,8 +104,15 @@ async def test_bad_input_gets_an_error_and_the_conversation_goes_on(tmp_path: Pa
         await p.send({"type": "format", "rate": 44100})
         await p.wait(lambda: len(p.of("error")) >= 7)
         texts = " | ".join(e["text"] for e in p.of("error"))
-        for expected in ("not JSON", "unknown message type", "malformed text",
-                         "whole 16-bit samples", "outside 10-200 ms", "byte limit", "44100 Hz"):
+        for expected in (
+            "not JSON",
+            "unknown message type",
+            "malformed text",
+            "whole 16-bit samples",
+            "outside 10-200 ms",
+            "byte limit",
+            "44100 Hz",
+        ):
             assert expected in texts
         # still the same conversation, still answering, and the other page saw none of it
         await p.send({"type": "text", "text": "I typed this"})

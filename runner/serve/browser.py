@@ -226,6 +226,13 @@ class PagePlayer:
     def interrupt(self) -> tuple[str | None, int]:
         played = self.played_ms()
         item = self._item
+        log.debug(
+            "page flush of %s at %d ms (page reported %s, %.0f ms sent)",
+            item,
+            played,
+            self._report,
+            self._sent_ms,
+        )
         if item is not None:
             self.flushes += 1
             self.page.send({"type": "flush", "item": item, "played_ms": played})

@@ -83,8 +83,14 @@ const handlers = {
       state.audio = new PageAudio({
         frame: (pcm) => state.ws?.readyState === WebSocket.OPEN && state.ws.send(pcm),
         level: meter,
-        played: (item, ms) => send({ type: "played", item, ms }),
-        flushed: (item, ms) => send({ type: "flushed", item, ms }),
+        played: (item, ms) => {
+          send({ type: "played", item, ms });
+          window.dispatchEvent(new CustomEvent("vlrun-played", { detail: { item, ms } }));
+        },
+        flushed: (item, ms) => {
+          send({ type: "flushed", item, ms });
+          window.dispatchEvent(new CustomEvent("vlrun-flushed", { detail: { item, ms } }));
+        },
       });
       await state.audio.start({
         inputRate: m.input_rate, outputRate: m.output_rate,
@@ -159,6 +165,7 @@ async function onEvent(m) {
   window.vlrun.events.push(m.type);
   const h = handlers[m.type];
   if (h) await h(m);
+  window.dispatchEvent(new CustomEvent("vlrun-event", { detail: m }));
 }
 
 function tr(cells) {
