@@ -10,6 +10,7 @@ it cannot run here):
   into the microphone. Client CPU is read from /proc for a steady window of the conversation;
 - vlrun's own barge-in and write latency: bench/bench_runner.py (the runner's benchmark);
 - tool dispatch overhead: bench/bench_dispatch.py;
+- a flow transition's own delay: bench/bench_flow.py;
 - `vlrun check` throughput and cold start: bench/bench_check.py;
 - emulator concurrent-session capacity and memory per session: bench/bench_emulator.py;
 - with --soak: one long vlrun conversation, memory and CPU sampled each minute (drift).
@@ -474,6 +475,19 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"{fmt(hop.get('overhead_p99_ms'), ' ms', 3)} (bare thread hop, p99)",
             )
         )
+    flow = results.get("flow", {})
+    if flow.get("skipped") or "vlrun_ms" not in flow:
+        out.append(("flow transition, vlrun's own p99", "not measured", "", "", ""))
+    else:
+        out.append(
+            (
+                "flow transition: record call -> next node's first audio, vlrun's own p99",
+                fmt(flow["vlrun_ms"]["p99"], " ms", 2),
+                "—",
+                "—",
+                f"{fmt(flow['emulator_ms']['p99'], ' ms', 1)} waiting for the emulator (p99)",
+            )
+        )
     chk = results.get("check", {})
     if chk.get("skipped"):
         out.append(("`vlrun check` throughput", f"not measured: {chk['skipped']}", "", "", ""))
@@ -666,6 +680,12 @@ def main() -> int:
             "bench_dispatch.py",
             ["--n", "1000" if quick else "5000", "--json", str(RESULTS / "dispatch.json")],
             RESULTS / "dispatch.json",
+            timeout=600,
+        )
+        results["flow"] = run_script(
+            "bench_flow.py",
+            ["--n", "50" if quick else "300", "--json", str(RESULTS / "flow.json")],
+            RESULTS / "flow.json",
             timeout=600,
         )
         results["check"] = run_script(

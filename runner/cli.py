@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "check": ("runner.commands.check", "check", "Validate profiles and scenarios."),
     "compile": ("runner.commands.compile", "compile_", "Print a profile's session.update."),
     "explain": ("runner.commands.compile", "explain", "Show where each compiled field came from."),
+    "flow": ("runner.commands.flow", "flow", "Draw a profile's conversation flow."),
     "schema": ("runner.commands.compile", "schema", "Print the profile (or scenario) JSON Schema."),
     "emulate": ("runner.commands.emulate", "emulate", "Run the local Voice Live emulator."),
     "tools": ("runner.commands.tools", "tools", "List and inspect tool plugins."),

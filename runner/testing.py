@@ -55,6 +55,7 @@ def make_context(
     vars: Mapping[str, Any] | None = None,
     logger: logging.Logger | None = None,
     said: list[str] | None = None,
+    values: Mapping[str, Any] | None = None,
 ) -> ToolContext:
     """A :class:`ToolContext` for tests.
 
@@ -64,6 +65,7 @@ def make_context(
         vars: The profile variables the tool sees.
         logger: Where the tool logs; defaults to the ``vlrun.tools`` logger (``caplog`` sees it).
         said: A list that collects every line the tool passes to ``context.say``.
+        values: The values a conversation flow has collected (``context.values``).
 
     Returns:
         A context to pass to :func:`call_tool` or :meth:`Registry.dispatch`.
@@ -81,6 +83,7 @@ def make_context(
         vars=MappingProxyType(dict(vars or {})),
         logger=logger or logging.getLogger("vlrun.tools"),
         say_handler=record,
+        values=MappingProxyType(dict(values or {})),
     )
 
 
@@ -153,6 +156,7 @@ class ToolHarness:
     Args:
         tools: Tool functions, or a single :class:`Registry`.
         vars: Profile variables the tools see in their context.
+        values: Flow values the tools see in their context (``context.values``).
         timeout_s: The per-call timeout.
 
     Attributes:
@@ -165,6 +169,7 @@ class ToolHarness:
         self,
         *tools: Callable[..., Any] | Registry,
         vars: Mapping[str, Any] | None = None,
+        values: Mapping[str, Any] | None = None,
         timeout_s: float = 5.0,
     ) -> None:
         if len(tools) == 1 and isinstance(tools[0], Registry):
@@ -174,7 +179,7 @@ class ToolHarness:
         self.said: list[str] = []
         self.results: list[ToolResult] = []
         self.timeout_s = timeout_s
-        self.context = make_context(vars=vars, said=self.said)
+        self.context = make_context(vars=vars, said=self.said, values=values)
 
     @classmethod
     def from_path(cls, *paths: Path | str, **options: Any) -> ToolHarness:

@@ -73,7 +73,7 @@ serve)
     exec "$VENV/bin/vlrun" serve "$@"
     ;;
 test)
-    apt_install portaudio19-dev pulseaudio libasound2-plugins espeak-ng sox tmux chromium
+    apt_install portaudio19-dev pulseaudio libasound2-plugins espeak-ng sox tmux graphviz chromium
     venv_install -e ".[audio]" --group test
     # Virtual microphone and speaker (PulseAudio null sinks) for the real-PyAudio tests.
     step "starting virtual audio devices"

@@ -37,6 +37,16 @@ mcp_servers:
 """
 
 
+EXAMPLE_TOOLS = [  # the plugins in tools/, in name order
+    "book_table",
+    "calculate",
+    "current_time",
+    "get_weather",
+    "open_ticket",
+    "verify_identity",
+]
+
+
 def run_cli(
     *args: str, stdin: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -93,6 +93,28 @@ def unseen(text: str) -> Check:
     return Check("unseen", text)
 
 
+def _flow(
+    *,
+    start: str = "ask",
+    ask: str = "",
+    size: str = "{type: integer}",
+    collect: bool = True,
+    transitions: str = "[{to: done}]",
+    done: str = "{end: true, goodbye: {text: 'Bye now, {{ size }}.'}}",
+    extra: str = "",
+) -> str:
+    """A two-node flow: `ask` collects `size`, then `done` ends; parts can be replaced."""
+    if not collect:
+        done = done.replace("{{ size }}", "you")
+    return (
+        f"flow:\n  start: {start}\n  nodes:\n    ask:\n      instructions: Ask the size.\n"
+        + (f"      collect: {{size: {size}}}\n" if collect else "")
+        + ask
+        + f"      transitions: {transitions}\n    done: {done}\n"
+        + extra
+    )
+
+
 @dataclass(frozen=True)
 class Setting:
     leaf: str  # schema path: a.b, list items as a[].b
@@ -102,6 +124,7 @@ class Setting:
     emulator: str  # acts | checks | records | client (the runner alone acts on it)
     say: str = "hello"
     covered_by: str = ""  # a deeper live test of the runtime effect (pytest node id)
+    connections: int = 1  # a flow's hand-over to an agent opens a second one
 
     def profile(self) -> str:
         text = self.yaml
@@ -195,8 +218,18 @@ MATRIX: tuple[Setting, ...] = (
       absent("credential_scopes"),
       effect="token scopes for Entra sign-in (no effect with an API key)", emulator="client",
       covered_by="tests/test_profile_fields_live.py::test_connect_options_reach_the_handshake_and_stay_masked"),
-    S("vars", "vars: {city: Paris}\ninstructions: 'Talk about {{ city }}.'\n",
+    S("vars.*", "vars: {city: Paris}\ninstructions: 'Talk about {{ city }}.'\n",
       wire("instructions", "Talk about Paris."), effect="values for the instructions template",
+      emulator="client"),
+    S("vars.*.type", "vars: {n: {type: integer, default: 3}}\ninstructions: 'Count {{ n + 1 }}.'\n",
+      wire("instructions", "Count 4."), effect="the variable's type (for --var parsing)",
+      emulator="client"),
+    S("vars.*.default", "vars: {city: {default: Rome}}\ninstructions: 'Talk about {{ city }}.'\n",
+      wire("instructions", "Talk about Rome."), effect="the value when --var gives none",
+      emulator="client"),
+    S("vars.*.description", "vars: {city: {default: Oslo, description: The city}}\n"
+      "instructions: 'Talk about {{ city }}.'\n",
+      wire("instructions", "Talk about Oslo."), effect="documents the variable (`vlrun explain`)",
       emulator="client"),
     S("instructions", "instructions: Speak like a pirate.\n",
       wire("instructions", "Speak like a pirate."), effect="the system instructions",
@@ -527,6 +560,93 @@ MATRIX: tuple[Setting, ...] = (
     S("greeting.enabled", "greeting: {enabled: false, text: 'Never said.'}\n",
       unseen("Never said."), effect="turns a greeting off (e.g. one inherited by extends)",
       emulator="client"),
+    # conversation flows (docs/flows.md): say `size=3` and the emulator calls record_ask
+    S("flow.start", _flow(extra="    other: {instructions: In other., transitions: [{to: ask}]}\n",
+                          start="other"),
+      wire("instructions", "Be brief.\n\nIn other."), effect="the node the conversation starts in",
+      emulator="client"),
+    S("flow.nodes.*.instructions", _flow(done="{instructions: Say thanks., end: true}"),
+      wire("instructions", "Be brief.\n\nAsk the size."),
+      client("session.update", "Say thanks."), say="size=3",
+      effect="the node's instructions, added to the profile's; each node sends its session",
+      emulator="records", covered_by="tests/test_flows_live.py::test_transition_order_on_the_wire"),
+    S("flow.nodes.*.tools", _flow(ask="      tools: [echo_back]\n"),
+      wire("tools.0.name", "echo_back"), wire("tools.1.name", "record_ask"),
+      effect="plugin tools in this node only", emulator="acts"),
+    S("flow.nodes.*.collect.*.type", _flow(),
+      wire("tools.0.parameters.properties.size.type", "integer"),
+      client("conversation.item.create", '\\"size\\": 3'), seen("flow: now in done"),
+      say="size=3", effect="a value collected through record_<node>, typed", emulator="acts"),
+    S("flow.nodes.*.collect.*.description", _flow(size="{type: integer, description: Guests}"),
+      wire("tools.0.parameters.properties.size.description", "Guests"),
+      effect="what the model is told the value is", emulator="records"),
+    S("flow.nodes.*.collect.*.enum", _flow(size="{type: integer, enum: [2, 4]}"),
+      wire("tools.0.parameters.properties.size.enum", [2, 4]),
+      client("conversation.item.create", "invalid_arguments"), unseen("flow: now in done"),
+      say="size=3", effect="only these values; others get an error result, the node stays",
+      emulator="acts", covered_by="tests/test_flows_live.py::test_invalid_values_keep_the_node"),
+    S("flow.nodes.*.collect.*.minimum", _flow(size="{type: integer, minimum: 1}"),
+      wire("tools.0.parameters.properties.size.minimum", 1),
+      client("conversation.item.create", "invalid_arguments"), say="size=0",
+      effect="smallest number accepted", emulator="acts"),
+    S("flow.nodes.*.collect.*.maximum", _flow(size="{type: integer, maximum: 8}"),
+      wire("tools.0.parameters.properties.size.maximum", 8),
+      client("conversation.item.create", "invalid_arguments"), say="size=9",
+      effect="largest number accepted", emulator="acts"),
+    S("flow.nodes.*.collect.*.required", _flow(size="{type: integer, required: false}"),
+      absent("tools.0.parameters.required"), seen("flow: now in done"), say="size=3",
+      effect="false: the model may leave the value out", emulator="acts"),
+    S("flow.nodes.*.collect.*.secret",
+      _flow(ask="      collect: {pin: {type: string, secret: true}}\n", collect=False),
+      seen('"pin": "***"'), unseen('"pin": "9876"'), say="pin=9876",
+      effect="masked on the console, in the logs and in the trace", emulator="client",
+      covered_by="tests/test_flows_live.py::test_secret_values_never_reach_logs_or_trace"),
+    S("flow.nodes.*.transitions[].to", _flow(), seen("flow: now in done"), say="size=3",
+      effect="the node to go to once record_<node> succeeds", emulator="client"),
+    S("flow.nodes.*.transitions[].when",
+      _flow(transitions="[{to: other, when: size > 5}, {to: done}]",
+            extra="    other: {instructions: Big party., end: true}\n"),
+      seen("flow: now in other"), say="size=9",
+      effect="the first transition whose condition holds is taken", emulator="client"),
+    S("flow.nodes.*.greeting", _flow(done="{greeting: Say thanks., end: true}"),
+      client("response.create", "Say thanks."), say="size=3",
+      effect="on entering: what the assistant is told for its first words there",
+      emulator="acts"),
+    S("flow.nodes.*.greeting.instructions",
+      _flow(done="{greeting: {instructions: Say thanks.}, end: true}"),
+      client("response.create", "Say thanks."), say="size=3",
+      effect="on entering: instructions for the node's first words", emulator="acts"),
+    S("flow.nodes.*.greeting.text",
+      _flow(done="{greeting: {text: 'Now in done.'}, end: true}"),
+      seen("assistant: Now in done."), say="size=3",
+      effect="on entering: fixed words (pre-generated message)", emulator="acts"),
+    S("flow.nodes.*.context", _flow(done="{context: summary, end: true}"),
+      client("conversation.item.delete"),
+      client("conversation.item.create", "Summary of the conversation so far"), say="size=3",
+      effect="keep, reset (items deleted) or summary (replaced by the values collected)",
+      emulator="acts", covered_by="tests/test_flows_live.py::test_context_reset_and_summary"),
+    S("flow.nodes.*.end", _flow(), seen("flow ended: ask -> done"), say="size=3",
+      effect="the conversation ends after this node's reply", emulator="client"),
+    S("flow.nodes.*.goodbye", _flow(done="{end: true, goodbye: Say goodbye warmly.}"),
+      client("response.create", "Say goodbye warmly."), say="size=3",
+      effect="what the assistant is told for its last words", emulator="acts"),
+    S("flow.nodes.*.goodbye.instructions",
+      _flow(done="{end: true, goodbye: {instructions: Say goodbye warmly.}}"),
+      client("response.create", "Say goodbye warmly."), say="size=3",
+      effect="instructions for the last words", emulator="acts"),
+    S("flow.nodes.*.goodbye.text", _flow(), seen("assistant: Bye now, 3."), say="size=3",
+      effect="fixed last words (a template: values collected)", emulator="acts"),
+    S("flow.nodes.*.agent.name",
+      _flow(done="{agent: {name: specialist, project: desk}}"),
+      query("agent-name", "specialist"), seen("handing the conversation to agent specialist"),
+      say="size=3", connections=2,
+      effect="the Foundry agent the conversation is handed to (a new connection bound to it)",
+      emulator="acts",
+      covered_by="tests/test_flows_live.py::test_an_agent_node_hands_the_conversation_to_the_agent"),
+    S("flow.nodes.*.agent.project",
+      _flow(done="{agent: {name: specialist, project: desk}}"),
+      query("agent-project-name", "desk"), say="size=3", connections=2,
+      effect="the Foundry project of that agent", emulator="acts"),
     S("metadata", "metadata: {team: voice}\n", wire("metadata", {"team": "voice"}),
       effect="labels sent with the session", emulator="records"),
     S("session", "session: {max_response_output_tokens: 77}\n",
@@ -554,6 +674,10 @@ def schema_leaves(schema: Mapping[str, Any] | None = None) -> set[str]:
             return
         props = node.get("properties")
         scalar = [t for t in types if t not in ("object", "array", "null")]
+        each = node.get("additionalProperties")
+        if isinstance(each, Mapping) and each.get("properties"):
+            walk(each, f"{path}.*")  # named entries (vars, flow nodes): one leaf set for all
+            return
         if props:
             if path and (scalar or "enum" in node or "const" in node):
                 found.add(path)

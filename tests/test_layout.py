@@ -48,7 +48,16 @@ def test_top_level_holds_only_the_entry_errors_redaction_and_wings() -> None:
     modules = {n for n in top if n.endswith(".py")}
     packages = {n for n in top if (ROOT / "runner" / n / "__init__.py").exists()}
     assert modules == {"cli.py", "errors.py", "g711.py", "redact.py", "testing.py"}
-    assert packages == {"commands", "config", "emulator", "live", "plugins", "scenarios"}
+    assert packages == {
+        "commands",
+        "config",
+        "emulator",
+        "flows",
+        "live",
+        "plugins",
+        "scenarios",
+        "serve",
+    }
 
 
 def test_plugin_internals_are_private_and_the_public_names_resolve() -> None:

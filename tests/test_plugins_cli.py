@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import EXAMPLE_TOOLS
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "plugins"
 
@@ -46,7 +48,7 @@ def test_list_uses_the_tools_folder_in_the_working_directory() -> None:
     proc = vlrun("tools", "list")
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
-    assert names == ["calculate", "current_time", "get_weather"]
+    assert names == EXAMPLE_TOOLS
 
 
 def test_show_prints_the_definition_the_model_sees() -> None:

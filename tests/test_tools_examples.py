@@ -18,13 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.testing import ToolHarness
+from tests.helpers import EXAMPLE_TOOLS
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ToolHarness.from_path(ROOT / "tools")
 
 
 def test_examples_load_and_describe_themselves() -> None:
-    assert TOOLS.registry.names() == ["calculate", "current_time", "get_weather"]
+    assert TOOLS.registry.names() == EXAMPLE_TOOLS
     for spec in TOOLS.registry:
         assert spec.description and "tools/" in spec.source
         for name, prop in spec.parameters["properties"].items():
@@ -274,6 +275,9 @@ def test_each_example_has_a_profile_that_binds_it_without_drift() -> None:
         except VlrunError:  # base files and agent profiles need settings this test lacks
             continue
         registry = Registry.discover(list(tool_dirs(path, ())), entry_points=False)
+        if profile.flow is not None:  # a flow node's tools are plugins by name
+            for name in profile.flow.tool_names() & set(registry.names()):
+                bound.setdefault(name, path.name)
         for binding in profile.tools:
             if binding.name in registry:
                 bound.setdefault(binding.name, path.name)
@@ -281,3 +285,55 @@ def test_each_example_has_a_profile_that_binds_it_without_drift() -> None:
                     actual = registry.get(binding.name).parameters
                     assert schema_drift(binding.parameters, actual) == [], path.name
     assert set(TOOLS.registry.names()) <= set(bound), bound
+
+
+# ---------------------------------------------------------------- flow tools (context.values)
+
+BOOKING = {"guest": "Ann", "date": "2026-12-24", "time": "19:30", "party_size": 4}
+
+
+def test_book_table_books_what_the_flow_collected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLRUN_BOOKINGS", str(tmp_path / "bookings.jsonl"))
+    out = ToolHarness.from_path(ROOT / "tools", values=BOOKING).call(name="book_table")
+    again = ToolHarness.from_path(ROOT / "tools", values=BOOKING).call(name="book_table")
+    other = ToolHarness.from_path(ROOT / "tools", values={**BOOKING, "party_size": 5}).call(
+        name="book_table"
+    )
+    assert out == again and out["reference"].startswith("R-") and len(out["reference"]) == 8
+    assert other["reference"] != out["reference"]
+    lines = [json.loads(x) for x in (tmp_path / "bookings.jsonl").read_text().splitlines()]
+    assert lines[0] == {"reference": out["reference"], **BOOKING} and len(lines) == 3
+
+
+def test_book_table_refuses_before_the_values_are_collected() -> None:
+    result = ToolHarness.from_path(ROOT / "tools", values={"guest": "Ann"}).result(
+        name="book_table"
+    )
+    assert not result.ok and "date, time, party_size not collected" in (result.error or "")
+
+
+@pytest.mark.parametrize(
+    ("employee", "pin", "verified"),
+    [
+        ("E1234", "2468", True),
+        ("e1234 ", "2468", True),
+        ("E1234", "2469", False),
+        ("E9", "", False),
+    ],
+)
+def test_verify_identity_checks_the_collected_pin(employee: str, pin: str, verified: bool) -> None:
+    harness = ToolHarness.from_path(ROOT / "tools", values={"employee_id": employee, "pin": pin})
+    out = harness.call(name="verify_identity")
+    assert out["verified"] is verified
+    assert pin not in json.dumps(out) or not pin
+
+
+def test_open_ticket_numbers_the_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLRUN_TICKETS", str(tmp_path / "t.jsonl"))
+    values = {"employee_id": "E1234", "category": "hardware", "summary": "no power"}
+    out = ToolHarness.from_path(ROOT / "tools", values=values).call(name="open_ticket")
+    assert out["ticket"].startswith("IT-") and out["category"] == "hardware"
+    (line,) = (tmp_path / "t.jsonl").read_text().splitlines()
+    assert json.loads(line) == {"ticket": out["ticket"], **values}

@@ -43,6 +43,11 @@ def _compiled(
 @click.argument("profile", type=click.Path(dir_okay=False))
 @profile_options("Compile for this api-version.")
 @click.option("--greeting", is_flag=True, help="Also print the greeting response.create event.")
+@click.option(
+    "--node",
+    metavar="NAME",
+    help="A flow node's whole session.update (values not collected yet show as <name>).",
+)
 def compile_(
     profile: str,
     vars_: tuple[str, ...],
@@ -50,11 +55,14 @@ def compile_(
     api_version: str | None,
     tools_dirs: tuple[Path, ...],
     greeting: bool,
+    node: str | None,
 ) -> int:
     """Print the session.update event PROFILE compiles to (secrets masked)."""
     from runner.config.compile import greeting_event
 
-    loaded, payload, _, _ = _compiled(profile, vars_, sets, api_version, tools_dirs)
+    loaded, payload, _, _, schemas = _compiled(profile, vars_, sets, api_version, tools_dirs)
+    if node is not None:
+        payload = _node_payload(loaded, payload, node, schemas)
     click.echo(json.dumps(redact_obj(payload), indent=2, ensure_ascii=False))
     if greeting:
         click.echo(json.dumps(redact_obj(greeting_event(loaded)), indent=2, ensure_ascii=False))
@@ -72,15 +80,37 @@ def explain(
     tools_dirs: tuple[Path, ...],
 ) -> int:
     """Show each compiled field of PROFILE and where its value came from."""
-    from runner.config.explain import explain_rows
+    from runner.config.explain import explain_rows, flow_rows
 
-    loaded, payload, _, trace = _compiled(profile, vars_, sets, api_version, tools_dirs)
-    rows = explain_rows(loaded, payload, trace, api_version)
+    loaded, payload, _, trace, schemas = _compiled(profile, vars_, sets, api_version, tools_dirs)
+    rows = explain_rows(loaded, payload, trace, api_version) + flow_rows(loaded, payload, schemas)
     width = max(len(r[0]) for r in rows)
     vwidth = min(60, max(len(r[1]) for r in rows))
     for name, value, origin in rows:
         click.echo(redact(f"{name.ljust(width)}  {value.ljust(vwidth)}  <- {origin}"))
     return EXIT_OK
+
+
+def _node_payload(
+    loaded: Any, payload: dict[str, Any], node: str, schemas: dict[str, Any] | None
+) -> dict[str, Any]:
+    from runner.config.flow import node_sessions
+    from runner.config.suggest import suggest
+
+    flow = loaded.flow
+    if flow is None:
+        raise UsageError(f"--node {node}: {profile_name(loaded)} has no flow")
+    for found, update, _ in node_sessions(flow, payload, loaded.vars, schemas):
+        if found.name == node:
+            return update
+    raise UsageError(
+        f"--node {node}: the flow has no node {node!r}",
+        hint=suggest(node, flow.nodes) or "nodes: " + ", ".join(flow.nodes),
+    )
+
+
+def profile_name(loaded: Any) -> str:
+    return f"profile {loaded.name} ({loaded.source})"
 
 
 @click.command("schema")

@@ -13,7 +13,7 @@ from typing import Any
 
 from runner.config.load import voice_type
 from runner.config.source import PathKey
-from runner.config.types import Profile
+from runner.config.types import Greeting, Profile
 from runner.config.validate import KNOWN_API_VERSIONS, suggest
 from runner.errors import Problem, ProfileError
 
@@ -467,20 +467,25 @@ def greeting_event(profile: Profile) -> dict[str, Any] | None:
     """The ``response.create`` event that makes the assistant speak first, or None."""
     if profile.greeting is None:
         return None
+    return response_for(profile.greeting)
+
+
+def response_for(greeting: Greeting) -> dict[str, Any]:
+    """The ``response.create`` that speaks ``greeting`` (fixed words, or instructions)."""
     event: dict[str, Any] = {"type": "response.create"}
-    if profile.greeting.text is not None:
+    if greeting.text is not None:
         # Fixed first words: the service speaks this message as written and keeps it in the
         # conversation (source: voice-live-protocol.md 3.4, SDK ResponseCreateParams).
         event["response"] = {
             "pre_generated_assistant_message": {
                 "type": "message",
                 "role": "assistant",
-                "content": [{"type": "text", "text": profile.greeting.text}],
+                "content": [{"type": "text", "text": greeting.text}],
             }
         }
         return event
-    if profile.greeting.instructions:
+    if greeting.instructions:
         # additional_instructions add to the session's instructions for this one response,
         # so the greeting keeps the profile's persona.
-        event["additional_instructions"] = profile.greeting.instructions
+        event["additional_instructions"] = greeting.instructions
     return event

@@ -24,8 +24,9 @@ def compiled(
     sets: Sequence[str],
     api_version: str | None,
     bindings: BindingCheck | None,
-) -> tuple[Profile, dict[str, Any], list[Problem], Trace]:
-    """Load and compile ``path``; raise ProfileError on any error, return the warnings."""
+) -> tuple[Profile, dict[str, Any], list[Problem], Trace, dict[str, Any] | None]:
+    """Load and compile ``path``; raise ProfileError on any error, return the warnings (and
+    the plugins' tool schemas, for a flow's node sessions)."""
     if not path.is_file():
         raise UsageError(f"{path}: no such profile file")
     profile = load_profile(path, vars=vars, sets=sets)
@@ -37,7 +38,7 @@ def compiled(
     problems += found
     if any(p.severity == "error" for p in problems):
         raise ProfileError(problems)
-    return profile, payload, problems, trace
+    return profile, payload, problems, trace, schemas
 
 
 def explain_rows(
@@ -126,3 +127,32 @@ def _exact_origin(profile: Any, key: str) -> str:
     if path not in profile.positions:
         return "default (SDK)" if key == "api_version" else "default"
     return str(profile.origin(path))
+
+
+def flow_rows(
+    loaded: Profile,
+    payload: Mapping[str, Any],
+    schemas: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[tuple[str, str, str]]:
+    """Each flow node's session as it differs from the profile's: (field, value, origin)."""
+    from runner.config.flow import node_sessions
+
+    flow = loaded.flow
+    if flow is None:
+        return []
+    rows: list[tuple[str, str, str]] = []
+    for node, update, own in node_sessions(flow, payload, loaded.vars, schemas):
+        session = redact_obj(update["session"])
+        where = loaded.origin(node.path) or "profile"
+        label = f"flow.{node.name}" + (" (start)" if node.name == flow.start else "")
+        label += " (end)" if node.end else ""
+        text = json.dumps(redact(own.strip()), ensure_ascii=False)
+        rows.append((label, text if len(text) <= 60 else text[:57] + '..."', where))
+        names = [t.get("name") or t.get("server_label") for t in session.get("tools") or []]
+        rows.append((f"flow.{node.name}.tools", json.dumps(names), where))
+        for t in node.transitions:
+            rule = f"when {t.when.text}" if t.when else "always"
+            rows.append(
+                (f"flow.{node.name} -> {t.to}", json.dumps(rule), loaded.origin(t.path) or where)
+            )
+    return rows

@@ -173,6 +173,7 @@ _COMPILERS: dict[str, Callable[[Any, Any], Check]] = {
     "maxLength": _c_len(str, lambda n, lim: n <= lim),
     "minItems": _c_len(list, lambda n, lim: n >= lim),
     "maxItems": _c_len(list, lambda n, lim: n <= lim),
+    "minProperties": _c_len(dict, lambda n, lim: n >= lim),
     "maxProperties": _c_len(dict, lambda n, lim: n <= lim),
     "uniqueItems": _c_unique,
     "items": _c_items,

@@ -35,6 +35,7 @@ from runner.config.compose import (
     resolve_env,
     unprotect,
 )
+from runner.config.flow import Flow, flow_problems, read_flow
 from runner.config.source import PathKey, Pos
 from runner.config.template import TemplateProblem, Where, render
 from runner.config.types import (
@@ -118,6 +119,17 @@ def analyse(
     if values is not None:
         instructions = _instructions(doc, values, Path(path), positions, loc, problems)
         greeting = _greeting(doc, values, positions, loc, problems)
+    flow = None
+    if values is not None:
+        flow = read_flow(doc, positions, loc, problems, where=_where, protected=protected)
+        if flow is not None:
+            problems += flow_problems(
+                flow,
+                loc,
+                tool_names=_tool_names(doc),
+                var_names=(doc.get("vars") or {}).keys(),
+                variables=values,
+            )
     if protected:
         instructions = unprotect(instructions, protected) if instructions else instructions
         if greeting is not None:
@@ -138,8 +150,17 @@ def analyse(
         instructions,
         greeting,
         problems,
+        flow,
     )
     return profile, problems
+
+
+def _tool_names(doc: Mapping[str, Any]) -> list[tuple[str, PathKey]]:
+    tools = doc.get("tools") or []
+    return [
+        (item if isinstance(item, str) else str(item.get("name")), ("tools", i))
+        for i, item in enumerate(tools)
+    ]
 
 
 def _secret_paths(doc: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
@@ -439,6 +460,7 @@ def _build(
     instructions: str | None,
     greeting: Greeting | None,
     problems: list[Problem],
+    flow: Flow | None = None,
 ) -> Profile:
     conn = doc.get("connection") or {}
     agent_doc = conn.get("agent")
@@ -523,6 +545,7 @@ def _build(
         env_refs=MappingProxyType(env_refs),
         var_origins=MappingProxyType(var_origins),
         warnings=tuple(p for p in problems if p.severity == "warning"),
+        flow=flow,
     )
 
 

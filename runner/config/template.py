@@ -365,3 +365,14 @@ def _problem(
     else:
         line, col = where.line + tline - 1, None
     return TemplateProblem(Problem(where.file, line, col, "error", message, where.json_path, hint))
+
+
+def used_names(text: str) -> set[str]:
+    """The names a template reads from its variables (``{{ date }}``, ``{% if vip %}``)."""
+    import jinja2
+    from jinja2 import meta
+
+    try:
+        return set(meta.find_undeclared_variables(_environment().parse(text)))
+    except jinja2.TemplateSyntaxError as exc:
+        raise _problem(Where("", 0), exc.lineno, f"template syntax error: {exc.message}") from None

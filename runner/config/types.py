@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.config.locator import Locator
 from runner.config.source import PathKey, Pos
 from runner.errors import Problem
+
+if TYPE_CHECKING:
+    from runner.config.flow import Flow
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ class Profile:
     env_refs: Mapping[PathKey, tuple[str, ...]] = field(repr=False)
     var_origins: Mapping[str, str] = field(repr=False)
     warnings: tuple[Problem, ...] = ()
+    flow: Flow | None = None  # the conversation flow, when the profile declares one
 
     @property
     def agent(self) -> AgentBinding | None:

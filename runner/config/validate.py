@@ -227,6 +227,8 @@ _PATTERN_RULES = {
     "(at most 64, starting with a letter or digit)",
     "^[A-Za-z_][A-Za-z0-9_-]{0,63}$": "a tool name of letters, digits, '_' or '-' (at most 64, "
     "not starting with a digit)",
+    "^[a-z][a-z0-9_]{0,39}$": "a node name of lower-case letters, digits or '_' (at most 40, "
+    "starting with a letter)",
     "^[A-Za-z0-9_-]{1,64}$": "a label of letters, digits, '_' or '-' (at most 64)",
     "^https?://": "a URL starting with https:// or http://",
     "^(stun|stuns|turn|turns):": "a STUN or TURN URL (stun:, stuns:, turn: or turns:)",

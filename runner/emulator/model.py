@@ -345,14 +345,26 @@ def _words(text: str) -> set[str]:
     return out
 
 
+_PAIR = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]{0,63})\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s,;]+)")
+
+
+def named_values(text: str) -> dict[str, str]:
+    """``name=value`` pairs written in a turn (quotes allowed around a value with spaces)."""
+    return {m.group(1): m.group(2).strip("\"'") for m in _PAIR.finditer(text)}
+
+
 def match_tool(text: str, tools: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The declared function tool sharing most words with ``text`` (name words count double)."""
+    """The declared function tool sharing most words with ``text`` (name words count double);
+    ``name=value`` pairs naming a tool's parameters count three times each."""
     said = _words(text)
+    pairs = named_values(text)
     best, best_score = None, 0
     for tool in tools:
         if tool.get("type") != "function" or not tool.get("name"):
             continue
-        score = 2 * len(said & _words(tool["name"].replace("_", " ").replace("-", " ")))
+        props = (tool.get("parameters") or {}).get("properties") or {}
+        score = 3 * len(pairs.keys() & set(props))
+        score += 2 * len(said & _words(tool["name"].replace("_", " ").replace("-", " ")))
         score += len(said & {w for w in _words(tool.get("description") or "") if len(w) > 3})
         if score > best_score:
             best, best_score = tool, score
@@ -374,6 +386,13 @@ def guess_arguments(text: str, tool: Mapping[str, Any]) -> dict[str, Any]:
     rest = phrase.group(1).strip() if phrase else text.strip().rstrip("?.!")
     number = re.search(r"-?\d+(?:\.\d+)?", text)
     args: dict[str, Any] = {}
+    pairs = named_values(text)
+    for name, raw in pairs.items():  # `party_size=4`: said exactly, typed by the schema
+        named = props.get(name)
+        if isinstance(named, Mapping):
+            args[name] = _typed(raw, str(named.get("type", "string")))
+    if pairs.keys() & set(props):
+        return args  # the turn named its values: nothing is guessed (a missing one stays out)
     for name in wanted:
         found = props.get(name)
         spec: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
@@ -395,6 +414,22 @@ def guess_arguments(text: str, tool: Mapping[str, Any]) -> dict[str, Any]:
         else:
             args[name] = rest
     return args
+
+
+def _typed(raw: str, kind: str) -> Any:
+    """A written value as the schema's type (left a string when it does not read as one, so
+    the client's validation sees what was said)."""
+    try:
+        if kind == "integer":
+            return int(raw)
+        if kind == "number":
+            value = float(raw)
+            return value if math.isfinite(value) else raw
+    except ValueError:
+        return raw
+    if kind == "boolean" and raw.lower() in ("true", "false", "yes", "no"):
+        return raw.lower() in ("true", "yes")
+    return raw
 
 
 def _number_within(raw: str | None, spec: Mapping[str, Any], kind: str) -> int | float:

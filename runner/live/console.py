@@ -54,6 +54,7 @@ def default_logs_dir() -> Path:
 
 def execute_run(options: RunOptions) -> int:
     """Load, compile, connect and converse; returns the exit code."""
+    from runner import flows
     from runner.config.compile import compile_session, greeting_event
     from runner.config.load import load_profile
     from runner.live.connect import load_dotenv_file, resolve_target
@@ -80,10 +81,15 @@ def execute_run(options: RunOptions) -> int:
         api_version=options.api_version or target.api_version,
         tool_schemas=registry.schemas() if registry is not None else None,
     )
-    greeting = greeting_event(profile)
+    payload, greeting, walk = flows.opening(
+        profile,
+        payload,
+        greeting_event(profile),
+        registry.schemas() if registry is not None else None,
+    )
     if options.otel:
         _enable_otel()
-    return asyncio.run(_converse(options, profile, target, registry, payload, greeting))
+    return asyncio.run(_converse(options, profile, target, registry, payload, greeting, walk))
 
 
 def _check_talk_key(options: RunOptions) -> None:
@@ -133,6 +139,7 @@ async def _converse(
     registry: Any,
     payload: dict[str, Any],
     greeting: dict[str, Any] | None,
+    walk: Any = None,
 ) -> int:
     from runner.live.audio import release_pyaudio
     from runner.live.connect import endpoint_for, make_credential
@@ -187,6 +194,7 @@ async def _converse(
                 api_version=options.api_version or live_target.api_version,
                 end_when_input_ends=mode in ("wav", "text"),
                 send_ms=_chunk_ms(options),
+                flow=walk,
             )
             if not drawn:
                 live.talk_key = "enter"  # a line reader sees lines, not keys: a blank line
@@ -198,6 +206,8 @@ async def _converse(
             else:
                 code = await live.run()
             transcript.conv_note(f"session {live.session_id} ended")
+            if walk is not None:
+                transcript.notice(f"flow path: {walk.describe()}")
             if options.verbosity:
                 print(summary_line(transcript, live.metrics), file=sys.stderr)
             return code

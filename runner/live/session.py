@@ -37,6 +37,7 @@ from runner.live.drift import session_differences
 from runner.live.inputs import InputSide, start_line_reader
 from runner.live.state import (
     Drop,
+    Handoff,
     Metrics,
     RawEvent,
     Response,
@@ -102,6 +103,7 @@ class LiveSession(InputSide, ToolSide):
         send_ms: int = CHUNK_MS,
         interactive: bool | None = None,
         cancel_on_barge_in: Mapping[str, bool] | bool = True,
+        flow: Any = None,
     ) -> None:
         self.target = target
         self.endpoint = endpoint
@@ -135,6 +137,11 @@ class LiveSession(InputSide, ToolSide):
             else interactive
         )
         self.cancel_on_barge_in = cancel_on_barge_in
+        self.flow = flow  # a runner.flows.FlowWalk: the profile's conversation flow, if any
+        self._items: list[str] = []  # conversation item ids, for a flow node's context reset
+        self.handoff_target: Target | None = None
+        self.handoff_events: list[dict[str, Any]] = []
+        self._switch = asyncio.Event()  # a flow hands the conversation to an agent
         from runner.plugins import ToolThreads
 
         self.tool_threads = ToolThreads(prefix="vlrun-tool")
@@ -235,6 +242,14 @@ class LiveSession(InputSide, ToolSide):
             try:
                 await self._connection(first=not self._configured_once)
                 return  # ended on purpose
+            except Handoff:
+                assert self.handoff_target is not None
+                self.target, self.handoff_target = self.handoff_target, None
+                self.replay_history = False  # the agent gets a summary, not the turns
+                self._switch.clear()
+                agent = self.target.agent_kwargs.get("agent_name", "?")
+                self.transcript.notice(f"flow: handing the conversation to agent {agent}")
+                attempt = 0
             except Rollover:
                 self.metrics.rollovers += 1
                 self.transcript.notice("session time limit near: continuing in a new session")
@@ -296,7 +311,11 @@ class LiveSession(InputSide, ToolSide):
             try:
                 await self._configure(recv)
                 self._configured_once = self._connection_worked = True
-                if not first:
+                if self.handoff_events:  # the agent's first events: summary, first turn
+                    events, self.handoff_events = self.handoff_events, []
+                    for event in events:
+                        await self._send(event)
+                elif not first:
                     await self._replay(conn)
                     self.transcript.notice("reconnected; the conversation continues")
                 elif self.greeting:
@@ -326,7 +345,8 @@ class LiveSession(InputSide, ToolSide):
 
     async def _receive_until_done(self, recv: asyncio.Task[None]) -> None:
         stop = asyncio.create_task(self._stop.wait(), name="vlrun-stopwait")
-        waiters: set[asyncio.Task[Any]] = {recv, stop}
+        switch = asyncio.create_task(self._switch.wait(), name="vlrun-handoff")
+        waiters: set[asyncio.Task[Any]] = {recv, stop, switch}
         roll = None
         if self._expires_at is not None:
             roll = asyncio.create_task(self._rollover_due(), name="vlrun-rollover")
@@ -335,10 +355,13 @@ class LiveSession(InputSide, ToolSide):
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await _cancel_and_wait(stop)
+            await _cancel_and_wait(switch)
             if roll is not None:
                 await _cancel_and_wait(roll)
         if stop in done or self._stop.is_set():
             return
+        if switch in done:
+            raise Handoff()
         if roll is not None and roll in done:
             raise Rollover()
         exc = recv.exception() if recv.done() and not recv.cancelled() else None
@@ -375,7 +398,8 @@ class LiveSession(InputSide, ToolSide):
                 continue
             arrived = time.perf_counter()
             if self.transcript.tracing and kind not in _COUNTED:
-                self.transcript.trace("in", payload)
+                shown = payload if self.flow is None else self.flow.mask_event(payload)
+                self.transcript.trace("in", shown)
             handler = self._handlers.get(kind)
             self.transcript.event(kind, payload=payload)
             if handler is None:
@@ -547,6 +571,8 @@ class LiveSession(InputSide, ToolSide):
 
     async def _on_item_created(self, event: Any) -> None:
         item = event.item
+        if self.flow is not None and getattr(item, "id", None):
+            self._items.append(str(item.id))
         if getattr(item, "type", None) == "mcp_approval_request":
             # A task, like tool calls: a person may take a while to answer, and meanwhile the
             # receive loop must go on (it has to see the asking response end).
@@ -715,6 +741,10 @@ def profile_settings(profile: Any) -> dict[str, Any]:
     """The LiveSession keyword arguments that come from a profile (tool timeouts, MCP policy)."""
     default = float(getattr(profile, "tool_timeout_s", 10.0) or 10.0)
     timeouts = {b.name: float(b.timeout_s or default) for b in getattr(profile, "tools", ())}
+    flow = getattr(profile, "flow", None)
+    for node in flow.nodes.values() if flow is not None else ():
+        for name in node.tools:  # a node's tools are plugins by name: the profile's default
+            timeouts.setdefault(name, default)
     return {
         "tool_timeouts": timeouts or default,
         "cancel_on_barge_in": {

@@ -74,6 +74,10 @@ class Rollover(Exception):
     """The session is near its time limit: open a fresh one."""
 
 
+class Handoff(Exception):
+    """A flow node hands the conversation to a Foundry agent: reconnect bound to it."""
+
+
 class Fenced(Drop):
     """A send for an earlier connection: dropped, never sent on the current one."""
 

@@ -20,14 +20,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
-from runner.live.state import Drop, Fenced, SessionCore, ToolRun, log
+from runner.live.flow_steps import FlowSide
+from runner.live.state import Drop, Fenced, ToolRun, log
 
 INTERRUPTED = "The call was interrupted: the user started speaking, so it was cancelled."
 
 
-class ToolSide(SessionCore):
+class ToolSide(FlowSide):
     """Runs the calls a response asked for (mixed into LiveSession)."""
 
     cancel_on_barge_in: Mapping[str, bool] | bool
@@ -37,7 +39,8 @@ class ToolSide(SessionCore):
     def _on_call_arguments_done(self, event: Any) -> None:
         resp = self.turn.responses.get(str(event.response_id))
         call = (str(event.name or ""), str(event.call_id), str(event.arguments or "{}"))
-        self.transcript.tool_call(call[1], call[0], call[2])
+        shown = self.flow.mask_arguments(call[0], call[2]) if self.flow is not None else call[2]
+        self.transcript.tool_call(call[1], call[0], shown)
         if resp is not None:
             resp.calls.append(call)
 
@@ -72,6 +75,8 @@ class ToolSide(SessionCore):
         """One call through the registry; a failure of the registry itself becomes an error
         result the model can act on (and is reported: it is a bug)."""
         try:
+            if self.flow is not None and self.flow.owns(run.name):
+                return self._flow_result(run)
             if self.registry is None:
                 return _error_result(run, "unknown_tool", "no tools are loaded")
             from runner.plugins import Registry, ToolContext
@@ -82,6 +87,7 @@ class ToolSide(SessionCore):
                 vars=self.profile_vars,
                 logger=logging.getLogger("vlrun.tools"),
                 say_handler=self._tool_says,
+                values=MappingProxyType(dict(self.flow.values)) if self.flow is not None else {},
             )
             from runner.plugins import DEFAULT_TIMEOUT_S
 
@@ -147,7 +153,9 @@ class ToolSide(SessionCore):
                     await self._send(
                         {"type": "conversation.item.create", "item": item.as_dict()}, generation
                     )
-                if not interrupted:  # after a barge-in the user's new turn asks for the reply
+                if await self._enter_pending_node(generation, interrupted):
+                    pass  # the next node's session is in place and its turn has gone on
+                elif not interrupted:  # after a barge-in the user's new turn asks for the reply
                     await self._continue_turn(generation)
             except Fenced:
                 self._fenced(runs)

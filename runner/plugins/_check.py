@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from runner.config.suggest import suggest
 from runner.errors import Problem, VlrunError
 from runner.plugins._drift import schema_drift
 from runner.plugins._registry import Registry
@@ -36,7 +37,13 @@ def check_bindings(
     profile: Any, problems: list[Problem], extra_dirs: Sequence[Path] = ()
 ) -> dict[str, Any] | None:
     """Append binding problems to ``problems``; the plugins' schemas, or None without tools."""
-    if not profile.tools:
+    flow = getattr(profile, "flow", None)
+    node_tools = [
+        (name, ("flow", "nodes", node.name, "tools", i))
+        for node in (flow.nodes.values() if flow is not None else ())
+        for i, name in enumerate(node.tools)
+    ]
+    if not profile.tools and not node_tools:
         return None
     dirs = tool_dirs(profile.source, extra_dirs)
     loc = profile.locator()
@@ -63,6 +70,15 @@ def check_bindings(
                 loc.problem(
                     ("tools", i, "parameters"),
                     f"declared parameters differ from the plugin at {sub or '(root)'}: {message}",
+                )
+            )
+    for name, path in node_tools:  # a node's tools are plugins by name, nothing else
+        if name not in schemas:
+            problems.append(
+                loc.problem(
+                    path,
+                    f"node {path[2]!r} uses tool {name!r}, but no plugin provides it",
+                    hint=suggest(name, schemas) or "add a plugin in tools/ with that name",
                 )
             )
     return schemas

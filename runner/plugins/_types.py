@@ -82,6 +82,8 @@ class ToolContext:
         call_id: The model's id for this call.
         tool_name: The name the model called.
         say_handler: Set by the runner: speaks a short status line. Tools call :meth:`say`.
+        values: The values a conversation flow has collected so far (read-only; empty
+            without a flow), e.g. ``context.values["party_size"]``.
     """
 
     session_id: str = ""
@@ -91,6 +93,7 @@ class ToolContext:
     call_id: str = ""
     tool_name: str = ""
     say_handler: Callable[[ToolContext, str], Awaitable[None]] | None = None
+    values: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
 
     async def say(self, text: str) -> None:
         """Speak a short status line ("Let me look that up") while the tool works.

@@ -388,7 +388,24 @@ def _profile_tools(scenario: Scenario, out: list[Problem]) -> set[str] | None:
             )
         )
         return None
-    return {t.name for t in profile.tools}
+    names = {t.name for t in profile.tools}
+    if profile.flow is not None:
+        names |= profile.flow.tool_names()
+        for i, turn in enumerate(scenario.turns):
+            wanted = (turn.get("expect") or {}).get("flow") or {}
+            at: PathKey = ("turns", i, "expect", "flow")
+            named = [((*at, "node"), wanted["node"])] if "node" in wanted else []
+            named += [((*at, "path", j), n) for j, n in enumerate(wanted.get("path") or [])]
+            for path, node in named:
+                if node not in profile.flow.nodes:
+                    out.append(
+                        scenario.problem(
+                            path,
+                            f"expects the flow node {node!r}, which the profile does not have",
+                            hint="nodes: " + ", ".join(profile.flow.nodes),
+                        )
+                    )
+    return names
 
 
 def _vars(scenario: Scenario) -> list[tuple[str, Any]]:

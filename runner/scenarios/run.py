@@ -142,6 +142,11 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
         api_version=settings.api_version or target.api_version,
         tool_schemas=registry.schemas(),
     )
+    from runner import flows
+
+    payload, greeting, walk = flows.opening(
+        profile, payload, greeting_event(profile), registry.schemas()
+    )
     session = payload.get("session", {})
     in_fmt, out_fmt = _formats(session)
     td = session.get("turn_detection") or {}
@@ -166,11 +171,12 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
                 player=player,
                 source=source,
                 lines=False,
-                greeting=greeting_event(profile),
+                greeting=greeting,
                 registry=registry,
                 **profile_settings(profile),
                 api_version=settings.api_version or live_target.api_version,
                 max_reconnects=0,
+                flow=walk,
             )
             task = asyncio.create_task(live.run(), name="vlrun-scenario-session")
             try:
@@ -430,6 +436,8 @@ class _Driver:
             path = (*at, "no_errors") if "no_errors" in expect else base
             self.fail(result, path, f"unexpected error: {o.errors[0]}", i)
         self._expect_barge_in(i, turn, o, result)
+        if "flow" in expect:
+            self._expect_flow(i, expect["flow"], result)
         latency = expect.get("latency") or {}
         for key, value, what in (
             ("first_audio_ms", o.first_audio_ms, "end of speech -> first audio"),
@@ -447,6 +455,40 @@ class _Driver:
                     result,
                     (*at, "latency", key),
                     f"{what} took {value:.0f} ms, over the budget of {float(budget):g} ms",
+                    i,
+                )
+
+    def _expect_flow(self, i: int, wanted: Mapping[str, Any], result: ScenarioResult) -> None:
+        at: PathKey = ("turns", i, "expect", "flow")
+        walk = self.live.flow
+        if walk is None:
+            self.fail(result, at, "the profile has no flow", i)
+            return
+        if "node" in wanted and walk.node.name != wanted["node"]:
+            self.fail(
+                result,
+                (*at, "node"),
+                f"expected the flow in node {wanted['node']!r}; it is in {walk.node.name!r} "
+                f"(path {' -> '.join(walk.path)})",
+                i,
+            )
+        if "path" in wanted and walk.path != list(wanted["path"]):
+            self.fail(
+                result,
+                (*at, "path"),
+                f"expected the path {' -> '.join(wanted['path'])}; it was {' -> '.join(walk.path)}",
+                i,
+            )
+        shown = walk.shown_values()
+        for name, value in (wanted.get("values") or {}).items():
+            if name not in walk.values:
+                self.fail(result, (*at, "values", name), f"{name} was not collected", i)
+            elif not _same(walk.values[name], value):
+                self.fail(
+                    result,
+                    (*at, "values", name),
+                    f"{name} is {shown[name]!r}, expected "
+                    + ("(a secret value)" if name in walk.flow.secret_values else repr(value)),
                     i,
                 )
 
