@@ -183,3 +183,25 @@ async def test_the_token_is_checked_on_page_socket_and_downloads(tmp_path: Path)
             assert exc.status == 403
         async with page(served, token=token) as p:
             assert p.of("hello")
+
+
+async def test_drain_refuses_new_conversations_and_ends_the_running_ones(tmp_path: Path) -> None:
+    write_profiles(tmp_path)
+    async with (
+        serving(tmp_path) as served,
+        aiohttp.ClientSession() as http,
+        page(served) as p,
+        page(served) as late,
+    ):
+        await p.send({"type": "start", "profile": "weather"})
+        await p.wait(lambda: p.of("session"))
+        drain = asyncio.create_task(served.host.drain(0.5))
+        await p.wait(lambda: p.of("ended"))
+        assert any("shutting down" in n["text"] for n in p.of("notice"))
+        await asyncio.wait_for(drain, 15)
+        assert served.host.active == 0
+        async with http.get(served.base + "/readyz") as r:
+            assert r.status == 503 and (await r.json())["draining"] is True
+        await late.send({"type": "start", "profile": "weather"})
+        refused = (await late.wait(lambda: late.of("refused")))[0]
+        assert refused["reason"] == "draining"
