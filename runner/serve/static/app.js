@@ -106,6 +106,10 @@ const handlers = {
       say("Connected without a microphone: type a turn.");
     }
   },
+  ready() {
+    document.body.dataset.ready = "true";
+    message("notice", "session configured");
+  },
   audio_item(m) { state.audioItem = m.item; },
   flush() {
     state.audio?.flush();
@@ -209,7 +213,9 @@ function setRunning(on) {
 // Push-to-talk: manual turns go through the server's talk toggle; with a VAD profile the
 // page's own toggle just gates which frames are sent.
 function updateSending() {
-  const gated = state.pushToTalk || $("ptt").checked;
+  // Manual turns: frames always flow; vlrun sends them only between the two Talk presses
+  // (and commits the turn at the first frame after the second).
+  const gated = !state.pushToTalk && $("ptt").checked;
   state.audio?.setSending(!gated || state.talking);
 }
 
