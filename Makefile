@@ -1,8 +1,11 @@
 # Two jobs, each installing what it needs first (see scripts/bootstrap.sh).
-.PHONY: run test check bench
+.PHONY: run serve test check bench
 
 run:    ## talk to profiles/casual-chat.yaml (local emulator when no endpoint is configured)
 	bash scripts/bootstrap.sh run $(ARGS)
+
+serve:  ## the browser console for profiles/ (open the URL it prints)
+	bash scripts/bootstrap.sh serve $(ARGS)
 
 test:   ## install test tools and virtual audio devices, then run the whole suite
 	bash scripts/bootstrap.sh test $(ARGS)

@@ -11,6 +11,8 @@ it cannot run here):
 - vlrun's own barge-in and write latency: bench/bench_runner.py (the runner's benchmark);
 - tool dispatch overhead: bench/bench_dispatch.py;
 - a flow transition's own delay: bench/bench_flow.py;
+- the browser edge (page -> `vlrun serve` -> emulator) beside the console runner: added
+  latency and server CPU per conversation: bench/bench_serve.py;
 - `vlrun check` throughput and cold start: bench/bench_check.py;
 - emulator concurrent-session capacity and memory per session: bench/bench_emulator.py;
 - concurrent phone calls through one serve worker (Twilio framing): bench/bench_calls.py;
@@ -489,6 +491,31 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"{fmt(flow['emulator_ms']['p99'], ' ms', 1)} waiting for the emulator (p99)",
             )
         )
+    srv = results.get("serve", {})
+    if srv.get("skipped") or "console" not in srv:
+        out.append(("browser edge vs console", f"not measured: {srv.get('skipped')}", "", "", ""))
+    else:
+        one = srv["serve"].get("1", {})
+        many = list(srv["serve"].values())[-1]
+        out.append(
+            (
+                "browser edge (`vlrun serve`) vs console: speech end -> first audio p50, added",
+                fmt(srv.get("added_latency_ms_median"), " ms", 1),
+                "—",
+                "—",
+                f"console {fmt(srv['console']['latency_ms']['median'], ' ms', 0)} p50",
+            )
+        )
+        out.append(
+            (
+                f"`vlrun serve` CPU per conversation ({many['conversations']} at once / 1)",
+                f"{fmt(many['server_cpu_percent_per_conversation'], ' %', 2)} / "
+                f"{fmt(one.get('server_cpu_percent_per_conversation'), ' %', 2)}",
+                "—",
+                "—",
+                f"console client {fmt(srv['console']['cpu_percent_of_one_core'], ' %', 2)}",
+            )
+        )
     chk = results.get("check", {})
     if chk.get("skipped"):
         out.append(("`vlrun check` throughput", f"not measured: {chk['skipped']}", "", "", ""))
@@ -714,6 +741,12 @@ def main() -> int:
             "bench_flow.py",
             ["--n", "50" if quick else "300", "--json", str(RESULTS / "flow.json")],
             RESULTS / "flow.json",
+            timeout=600,
+        )
+        results["serve"] = run_script(
+            "bench_serve.py",
+            [*(["--quick"] if quick else []), "--json", str(RESULTS / "serve.json")],
+            RESULTS / "serve.json",
             timeout=600,
         )
         results["check"] = run_script(

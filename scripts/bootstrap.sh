@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything vlrun needs on a fresh machine, then do one job:
 #   scripts/bootstrap.sh run [vlrun args...]   talk to a profile (default: profiles/casual-chat.yaml)
+#   scripts/bootstrap.sh serve [vlrun serve args...]  the browser console (default: profiles/)
 #   scripts/bootstrap.sh test [pytest args...] install test tools, start virtual audio, run the tests
 # Idempotent: a second run only checks what is already there.
 set -euo pipefail
@@ -65,8 +66,14 @@ run)
     [ $# -eq 0 ] && set -- profiles/casual-chat.yaml
     exec "$VENV/bin/vlrun" "$@"
     ;;
+serve)
+    # The browser does the audio: no PortAudio needed. Open the URL it prints.
+    venv_install -e .
+    [ $# -eq 0 ] && set -- profiles/
+    exec "$VENV/bin/vlrun" serve "$@"
+    ;;
 test)
-    apt_install portaudio19-dev pulseaudio libasound2-plugins espeak-ng sox tmux graphviz haproxy
+    apt_install portaudio19-dev pulseaudio libasound2-plugins espeak-ng sox tmux graphviz chromium haproxy
     venv_install -e ".[audio]" --group test
     # Virtual microphone and speaker (PulseAudio null sinks) for the real-PyAudio tests.
     step "starting virtual audio devices"
@@ -80,5 +87,5 @@ test)
     "$VENV/bin/python" -m pytest -n 2 "$@"
     ;;
 *)
-    echo "usage: scripts/bootstrap.sh run|test [args...]" >&2; exit 2 ;;
+    echo "usage: scripts/bootstrap.sh run|serve|test [args...]" >&2; exit 2 ;;
 esac

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import aiohttp
+import numpy as np
+import pytest
 
 from tests.browser.harness import page, serving, write_profiles, write_tool
 
@@ -50,6 +52,7 @@ async def test_probes_and_a_typed_turn_with_a_tool(tmp_path: Path) -> None:
                 assert any('"conversation.item.create"' in line for line in lines)
                 key = served.host._emulator_target.api_key
                 assert key and all(key not in line for line in lines)
+                assert key not in json.dumps(p.events)  # nor anything the page was sent
         assert await served.host.wait_idle(5.0)
 
 
@@ -156,7 +159,9 @@ async def test_capacity_refusal_and_readiness(tmp_path: Path) -> None:
             assert r.status == 200
 
 
-async def test_the_token_is_checked_on_page_socket_and_downloads(tmp_path: Path) -> None:
+async def test_the_token_is_checked_on_page_socket_and_downloads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     write_profiles(tmp_path)
     token = "a-test-token-of-enough-length"
     async with serving(tmp_path, token=token) as served, aiohttp.ClientSession() as http:
@@ -183,3 +188,57 @@ async def test_the_token_is_checked_on_page_socket_and_downloads(tmp_path: Path)
             assert exc.status == 403
         async with page(served, token=token) as p:
             assert p.of("hello")
+    refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
+    assert len(refusals) == 5 and any("origin" in r for r in refusals)
+    assert all(token not in r and "wrong-token" not in r for r in refusals)
+
+
+async def test_drain_refuses_new_conversations_and_ends_the_running_ones(tmp_path: Path) -> None:
+    write_profiles(tmp_path)
+    async with (
+        serving(tmp_path) as served,
+        aiohttp.ClientSession() as http,
+        page(served) as p,
+        page(served) as late,
+    ):
+        await p.send({"type": "start", "profile": "weather"})
+        await p.wait(lambda: p.of("session"))
+        drain = asyncio.create_task(served.host.drain(0.5))
+        await p.wait(lambda: p.of("ended"))
+        assert any("shutting down" in n["text"] for n in p.of("notice"))
+        await asyncio.wait_for(drain, 15)
+        assert served.host.active == 0
+        async with http.get(served.base + "/readyz") as r:
+            assert r.status == 503 and (await r.json())["draining"] is True
+        await late.send({"type": "start", "profile": "weather"})
+        refused = (await late.wait(lambda: late.of("refused")))[0]
+        assert refused["reason"] == "draining"
+
+
+MANUAL_PROFILE = """\
+name: manual
+description: Push-to-talk.
+instructions: Reply briefly.
+voice: en-US-AvaNeural
+turn_detection: manual
+"""
+
+
+async def test_push_to_talk_with_a_manual_turn_profile(tmp_path: Path) -> None:
+    profiles = write_profiles(tmp_path)
+    (profiles / "manual.yaml").write_text(MANUAL_PROFILE)
+    async with serving(tmp_path) as served, page(served) as p:
+        await p.send({"type": "start", "profile": "manual"})
+        session = (await p.wait(lambda: p.of("session")))[0]
+        assert session["push_to_talk"] is True
+        await p.send({"type": "talk"})
+        tone = (np.sin(np.arange(960) / 24000 * 2 * np.pi * 300) * 8000).astype("<i2")
+        for _ in range(15):  # 600 ms of audio in 40 ms frames
+            await p.ws.send_bytes(tone.tobytes())
+        await p.send({"type": "talk"})
+        for _ in range(3):  # the page's mic goes on streaming; the turn ends at a frame
+            await p.ws.send_bytes(bytes(1920))
+        commit = await p.wait(lambda: [e for e in p.of("timeline") if e["event"] == "commit"])
+        assert commit
+        await p.wait(lambda: p.of("assistant"))
+        assert p.audio_bytes > 0

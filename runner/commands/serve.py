@@ -43,6 +43,14 @@ from runner.commands._options import parse_pairs
 )
 @click.option("--max-conversations", default=16, type=click.IntRange(1, 10000), show_default=True)
 @click.option(
+    "--drain-timeout",
+    "drain_timeout_s",
+    default=20.0,
+    type=click.FloatRange(0, 3600),
+    show_default=True,
+    help="On SIGTERM: seconds running conversations get to finish before they are ended.",
+)
+@click.option(
     "--origin", "origins", multiple=True, help="Another page origin allowed on the WebSocket."
 )
 @click.option(
@@ -65,6 +73,7 @@ def serve(
     mock_tools: Path | None,
     logs: Path | None,
     max_conversations: int,
+    drain_timeout_s: float,
     origins: tuple[str, ...],
     serve_file: Path | None,
 ) -> int:
@@ -84,7 +93,9 @@ def serve(
         logs=logs,
         max_conversations=max_conversations,
     )
-    options = ServeOptions(host=bind, port=port, token=token, origins=origins)
+    options = ServeOptions(
+        host=bind, port=port, token=token, origins=origins, drain_timeout_s=drain_timeout_s
+    )
     installers = []
     if serve_file is not None:
         from runner.serve.telephony_routes import installer_for

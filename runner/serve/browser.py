@@ -226,6 +226,13 @@ class PagePlayer:
     def interrupt(self) -> tuple[str | None, int]:
         played = self.played_ms()
         item = self._item
+        log.debug(
+            "page flush of %s at %d ms (page reported %s, %.0f ms sent)",
+            item,
+            played,
+            self._report,
+            self._sent_ms,
+        )
         if item is not None:
             self.flushes += 1
             self.page.send({"type": "flush", "item": item, "played_ms": played})
@@ -308,6 +315,8 @@ class PageTranscript(Transcript):
     def trace(self, direction: str, event: dict[str, Any]) -> None:
         super().trace(direction, event)
         kind = str(event.get("type", ""))
+        if kind == "session.updated" and direction == "in":
+            self.page.send({"type": "ready"})
         name = (_TIMELINE_IN if direction == "in" else _TIMELINE_OUT).get(kind)
         if name is None:
             return
@@ -440,6 +449,8 @@ class BrowserEdge(Edge):
     def attached(self, conversation: Conversation) -> None:
         self.conversation = conversation
         live = conversation.live
+        if live is not None:
+            live.talk_notices = False  # the page shows the talk state (no console key)
         assert self.in_fmt is not None and self.page_player is not None
         self.page.send(
             {
@@ -630,8 +641,12 @@ class _PageSession:
 
     async def on_talk(self, message: dict[str, Any]) -> None:
         conv = self._conversation()
-        if conv is not None:
-            conv.talk()
+        if conv is None or conv.live is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            # pressed while still connecting: the press counts once the session is up
+            await asyncio.wait_for(conv.live.ready.wait(), 15)
+        conv.talk()
 
     async def on_played(self, message: dict[str, Any]) -> None:
         if self.edge is not None and self.edge.page_player is not None:

@@ -136,6 +136,7 @@ class Prepared:
     profile: Any
     payload: dict[str, Any]
     greeting: dict[str, Any] | None
+    flow: Any  # a runner.flows.FlowWalk (this conversation's own), or None
     registry: Any
     warnings: list[Problem]
     explain: list[tuple[str, str, str]]  # (field, JSON value, origin), secrets masked
@@ -369,7 +370,7 @@ class Host:
             return registry.schemas() if registry is not None and profile.tools else None
 
         try:
-            profile, payload, warnings, trace, _schemas = compiled(
+            profile, payload, warnings, trace, _ = compiled(
                 entry.path,
                 vars=self.options.vars,
                 sets=self.options.sets,
@@ -386,12 +387,23 @@ class Host:
             emulator=self.options.emulator,
             api_version=self.options.api_version,
         )
+        from runner import flows
+
+        registry = registries[-1]
+        # A profile with a flow opens on its start node (its own session and greeting).
+        payload, greeting, walk = flows.opening(
+            profile,
+            payload,
+            greeting_event(profile),
+            registry.schemas() if registry is not None else None,
+        )
         return Prepared(
             entry=entry,
             profile=profile,
             payload=payload,
-            greeting=greeting_event(profile),
-            registry=registries[-1],
+            greeting=greeting,
+            flow=walk,
+            registry=registry,
             warnings=list(warnings),
             explain=explain_rows(profile, payload, trace, self.options.api_version),
             target=target,
@@ -555,6 +567,7 @@ class Host:
                 registry=prepared.registry,
                 **profile_settings(prepared.profile),
                 api_version=self.options.api_version or target.api_version,
+                flow=prepared.flow,
             )
             conv.live = live
             conv._edge = edge

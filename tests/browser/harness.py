@@ -22,6 +22,7 @@ description: Answers weather questions with the get_weather tool.
 instructions: You are a weather assistant. Call get_weather for weather questions.
 voice: en-US-AvaNeural
 turn_detection: server_vad
+transcription: {model: whisper-1}
 tools:
   - name: get_weather
     timeout_s: 5
@@ -52,13 +53,9 @@ description: The browser console's scripted conversation.
 turns:
   - match: "(?i)typed"
     say: You typed that.
-  - match: "(?i)weather"
-    tools:
-      - name: get_weather
-        arguments: {city: Paris}
-    then: "It is {output.temperature} degrees in {output.city}."
   - turn: 1
     transcript: What is the weather in Paris?
+    match: "(?i)paris"
     tools:
       - name: get_weather
         arguments: {city: Paris}
@@ -66,6 +63,11 @@ turns:
       It is {output.temperature} degrees in {output.city} today, with a light breeze from the
       west, clear skies all afternoon and a cool evening ahead, so a light jacket will do
       nicely if you go out for a walk along the river after dinner tonight.
+  - match: "(?i)weather"
+    tools:
+      - name: get_weather
+        arguments: {city: Paris}
+    then: "It is {output.temperature} degrees in {output.city}."
 """
 
 

@@ -83,8 +83,14 @@ const handlers = {
       state.audio = new PageAudio({
         frame: (pcm) => state.ws?.readyState === WebSocket.OPEN && state.ws.send(pcm),
         level: meter,
-        played: (item, ms) => send({ type: "played", item, ms }),
-        flushed: (item, ms) => send({ type: "flushed", item, ms }),
+        played: (item, ms) => {
+          send({ type: "played", item, ms });
+          window.dispatchEvent(new CustomEvent("vlrun-played", { detail: { item, ms } }));
+        },
+        flushed: (item, ms) => {
+          send({ type: "flushed", item, ms });
+          window.dispatchEvent(new CustomEvent("vlrun-flushed", { detail: { item, ms } }));
+        },
       });
       await state.audio.start({
         inputRate: m.input_rate, outputRate: m.output_rate,
@@ -99,6 +105,10 @@ const handlers = {
       message("warning", `no microphone (${err.message}); typed turns only`);
       say("Connected without a microphone: type a turn.");
     }
+  },
+  ready() {
+    document.body.dataset.ready = "true";
+    message("notice", "session configured");
   },
   audio_item(m) { state.audioItem = m.item; },
   flush() {
@@ -159,6 +169,7 @@ async function onEvent(m) {
   window.vlrun.events.push(m.type);
   const h = handlers[m.type];
   if (h) await h(m);
+  window.dispatchEvent(new CustomEvent("vlrun-event", { detail: m }));
 }
 
 function tr(cells) {
@@ -202,7 +213,9 @@ function setRunning(on) {
 // Push-to-talk: manual turns go through the server's talk toggle; with a VAD profile the
 // page's own toggle just gates which frames are sent.
 function updateSending() {
-  const gated = state.pushToTalk || $("ptt").checked;
+  // Manual turns: frames always flow; vlrun sends them only between the two Talk presses
+  // (and commits the turn at the first frame after the second).
+  const gated = !state.pushToTalk && $("ptt").checked;
   state.audio?.setSending(!gated || state.talking);
 }
 

@@ -1,0 +1,118 @@
+"""`vlrun serve` as a process: the shipped profiles from a clean clone, the printed URL, the
+token off loopback, and SIGTERM draining the conversations in progress before exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from runner.errors import UsageError
+from runner.serve.app import ServeOptions, page_url, settle_token
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def _start(cli_env: Any, *args: str) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "runner",
+        "serve",
+        *args,
+        cwd=ROOT,
+        env=cli_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+    assert line.startswith("open http://127.0.0.1:"), line
+    return proc, line.split()[1]
+
+
+async def test_serve_the_shipped_profiles_then_drain_on_sigterm(cli_env: Any) -> None:
+    proc, url = await _start(cli_env, "profiles/", "--port", "0", "--drain-timeout", "1")
+    try:
+        base = url.rstrip("/")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as r:
+                assert r.status == 200 and "vlrun console" in await r.text()
+            async with http.get(base + "/static/app.js") as r:
+                assert r.status == 200 and r.content_type == "text/javascript"
+            async with http.ws_connect(base + "/ws") as ws:
+                hello = json.loads((await ws.receive()).data)
+                names = {p["name"] for p in hello["profiles"]}
+                assert {"casual-chat", "weather", "world-clock"} <= names
+                assert hello["embedded"] is True and "emulator" in hello["target"]
+                await ws.send_str(json.dumps({"type": "start", "profile": "casual-chat"}))
+                kinds: list[str] = []
+                while "session" not in kinds:
+                    msg = await asyncio.wait_for(ws.receive(), 30)
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        kinds.append(json.loads(msg.data)["type"])
+                await ws.send_str(json.dumps({"type": "text", "text": "hello there"}))
+                reply = None
+                while reply is None:
+                    msg = await asyncio.wait_for(ws.receive(), 30)
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        event = json.loads(msg.data)
+                        if event["type"] == "assistant" and "hello there" in event["text"]:
+                            reply = event
+                async with http.get(base + "/readyz") as r:
+                    assert (await r.json())["active"] == 1
+                # SIGTERM with a conversation open: it is ended, the page told, exit 0.
+                proc.send_signal(signal.SIGTERM)
+                ended = None
+                while ended is None:
+                    msg = await asyncio.wait_for(ws.receive(), 30)
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    event = json.loads(msg.data)
+                    if event["type"] == "ended":
+                        ended = event
+                assert ended is not None
+        code = await asyncio.wait_for(proc.wait(), 30)
+        assert proc.stderr is not None
+        err = (await proc.stderr.read()).decode()
+        assert code == 0, err
+        assert "stopping" in err and "Traceback" not in err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_a_missing_path_is_a_usage_error_without_traceback(cli_env: Any) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "runner",
+        "serve",
+        "no/such/dir",
+        "--port",
+        "0",
+        cwd=ROOT,
+        env=cli_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert b"no/such/dir" in err and b"Traceback" not in err
+
+
+def test_off_loopback_a_token_is_generated_and_put_in_the_url() -> None:
+    options = settle_token(ServeOptions(host="0.0.0.0", port=8080))  # noqa: S104 - not bound
+    assert options.token and len(options.token) >= 16
+    assert page_url(options, 8080) == f"http://127.0.0.1:8080/?token={options.token}"
+    assert settle_token(ServeOptions(host="127.0.0.1")).token is None
+    assert settle_token(ServeOptions(host="::1")).token is None
+    with pytest.raises(UsageError):
+        settle_token(ServeOptions(token="short"))
