@@ -272,7 +272,6 @@ async def test_sigterm_one_worker_mid_call_behind_haproxy(
                 10,
             )
             assert call_endings(survivor_worker) == ["caller_hung_up"] * (4 - on_victim)
-            assert all(c.ear.gaps == 0 for c in callers), [c.ear.gaps for c in callers]
         finally:
             for caller in callers:
                 await caller.close()
