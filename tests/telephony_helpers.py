@@ -90,3 +90,13 @@ def twilio_signature(url: str, params: dict[str, str]) -> str:
 def metric(phones: Any, name: str, **labels: str) -> float:
     value = phones.metrics.registry.get_sample_value(name, labels)
     return float(value or 0.0)
+
+
+@contextlib.asynccontextmanager
+async def quiet_emulator() -> AsyncIterator[Any]:
+    """The emulator with its synthetic voice: no espeak-ng subprocess can outlive a call that
+    the test hangs up mid-reply (phone tests end calls while the assistant speaks)."""
+    from runner.emulator import running_emulator
+
+    async with running_emulator(speed=0, use_espeak=False) as emu:
+        yield emu

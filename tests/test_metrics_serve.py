@@ -3,15 +3,23 @@ own parser, so the names the HPA and dashboards use are the names served."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.telephony_helpers import phone_server, write_serve
+from tests.telephony_helpers import phone_server, quiet_emulator, write_serve
 
 pytest.importorskip("prometheus_client")
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Any]:
+    """This module's emulator: the synthetic voice (see telephony_helpers.quiet_emulator)."""
+    async with quiet_emulator() as emu:
+        yield emu
 
 
 async def scrape(base: str) -> dict[str, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,24 @@ import aiohttp
 import pytest
 
 from tests.phone_callers import TwilioCaller, mulaw_tone, parse_twiml
-from tests.telephony_helpers import metric, phone_server, twilio_signature, write_serve
+from tests.telephony_helpers import (
+    metric,
+    phone_server,
+    quiet_emulator,
+    twilio_signature,
+    write_serve,
+)
 
 pytest.importorskip("twilio")
 
 SIG = "X-Twilio-Signature"
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Any]:
+    """This module's emulator: the synthetic voice (see telephony_helpers.quiet_emulator)."""
+    async with quiet_emulator() as emu:
+        yield emu
 
 
 async def webhook(base: str, *, to: str = "+15550001111", sign: bool = True, path: str = "") -> Any:
