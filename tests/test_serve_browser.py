@@ -60,7 +60,9 @@ async def test_a_conversation_in_chromium(tmp_path: Path) -> None:
     write_profiles(tmp_path)
     wav = speech_wav(tmp_path)
     shots = artifacts(tmp_path)
-    async with serving(tmp_path, token=TOKEN, speed=1.0) as served:
+    # speed 0: the emulator sends each reply at once, so what arrived is far ahead of what
+    # was heard, and only the page's position can give the right truncate.
+    async with serving(tmp_path, token=TOKEN, speed=0.0) as served:
         async with chromium.chromium(tmp_path / "chrome", wav) as b:
             # A wrong token: the page itself is refused.
             await b.open(served.base + "/?token=not-the-token-at-all")
@@ -86,7 +88,7 @@ async def test_a_conversation_in_chromium(tmp_path: Path) -> None:
             # The looped speech comes back while the reply plays: barge-in flushes playback.
             await b.wait("window.vlrun.stats().flushes >= 1", 40)
             await b.wait("document.querySelector('#timeline [data-event=truncate]')", 10)
-            await b.wait("document.querySelector('#transcript [data-interrupted=true]')", 10)
+            await b.wait("document.querySelector('#timeline [data-event=barge_in]')", 10)
             await b.screenshot(shots / "serve-mid-conversation.png")
             # Push-to-talk gates the mic; a typed turn is answered.
             await b.eval("document.getElementById('ptt').click()")
@@ -126,8 +128,8 @@ async def test_a_conversation_in_chromium(tmp_path: Path) -> None:
             and e["event"].get("type") == "response.audio.delta"
             and e["event"].get("item_id") == truncate["item_id"]
         )
-        # cut off mid-reply: less was heard than had arrived (the rest was in the buffer)
-        assert 0 < truncate["audio_end_ms"] < received_ms
+        # cut off mid-reply: seconds less was heard than had arrived
+        assert 0 < truncate["audio_end_ms"] < received_ms - 2000, (truncate, received_ms)
         # vlrun truncated where the page says it stopped playing (reports come every 40 ms)
         assert abs(truncate["audio_end_ms"] - flushed_at) < 250, (truncate, flushed_at)
         notes = [

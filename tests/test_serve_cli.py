@@ -78,15 +78,19 @@ async def test_serve_the_shipped_profiles_then_drain_on_sigterm(cli_env: Any) ->
                     if event["type"] == "ended":
                         ended = event
                 assert ended is not None
+        assert proc.stdout is not None and proc.stderr is not None
+        # read both pipes to their end, so the transport closes in this test's loop
+        _, err_bytes = await asyncio.wait_for(
+            asyncio.gather(proc.stdout.read(), proc.stderr.read()), 30
+        )
         code = await asyncio.wait_for(proc.wait(), 30)
-        assert proc.stderr is not None
-        err = (await proc.stderr.read()).decode()
+        err = err_bytes.decode()
         assert code == 0, err
         assert "stopping" in err and "Traceback" not in err
     finally:
         if proc.returncode is None:
             proc.kill()
-            await proc.wait()
+            await proc.communicate()
 
 
 async def test_a_missing_path_is_a_usage_error_without_traceback(cli_env: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -139,6 +140,7 @@ async def test_a_vanished_page_frees_its_session(tmp_path: Path) -> None:
             transport = ws._response.connection.transport  # gone without a closing handshake
             assert transport is not None
             transport.abort()
+            await ws.close()  # the client side's own bookkeeping; the server saw an abort
         assert await served.host.wait_idle(5.0), "the session was not freed within 5 s"
         assert served.host.active == 0
 
@@ -242,3 +244,15 @@ async def test_push_to_talk_with_a_manual_turn_profile(tmp_path: Path) -> None:
         assert commit
         await p.wait(lambda: p.of("assistant"))
         assert p.audio_bytes > 0
+
+
+async def test_an_endpoint_instead_of_the_embedded_emulator(tmp_path: Path, emulator: Any) -> None:
+    write_profiles(tmp_path)
+    async with serving(tmp_path, endpoint=emulator.endpoint) as served, page(served) as p:
+        hello = p.of("hello")[0]
+        assert hello["embedded"] is False and emulator.endpoint in hello["target"]
+        await p.send({"type": "start", "profile": "weather"})
+        await p.wait(lambda: p.of("session"))
+        await p.send({"type": "text", "text": "hello from the page"})
+        reply = await p.wait(lambda: p.of("assistant"))
+        assert "hello from the page" in reply[0]["text"]  # the emulator's built-in echo

@@ -230,7 +230,6 @@ class Host:
         self.max_conversations = options.max_conversations
         self.draining = False
         self.conversations: OrderedDict[str, Conversation] = OrderedDict()
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._changed = asyncio.Event()
         self._ids = itertools.count(1)
         self._emulator_endpoint: str | None = None
@@ -264,9 +263,12 @@ class Host:
                 self._records = self.options.logs
                 self._records.mkdir(parents=True, exist_ok=True)
             if not target.embedded:
-                self.target_line = target.describe()
-                yield self
-                await self.drain(5.0)
+                async with endpoint_for(target) as (_, shown):
+                    self.target_line = shown.describe()  # a keyless local emulator says so
+                try:
+                    yield self
+                finally:
+                    await self.drain(5.0)
                 return
             async with endpoint_for(target, **self.options.emulator_options) as (endpoint, live):
                 self.embedded = True
@@ -516,12 +518,9 @@ class Host:
     async def _run(self, conv: Conversation, prepared: Prepared, edge: Edge) -> int:
         import dataclasses
 
-        from runner.live.connect import make_credential
-        from runner.live.session import profile_settings
+        from runner.live.connect import endpoint_for
 
-        assert self._records is not None
         target = prepared.target
-        endpoint = target.endpoint or ""
         if target.embedded:
             if self._emulator_target is None:
                 raise UsageError(
@@ -529,10 +528,21 @@ class Host:
                     "with an endpoint",
                     hint="start `vlrun serve` without --endpoint, or give the profile one",
                 )
-            endpoint = self._emulator_endpoint or ""
             target = dataclasses.replace(
                 self._emulator_target, model=target.model, api_version=target.api_version
             )
+            return await self._run_on(conv, prepared, edge, target, self._emulator_endpoint or "")
+        # As the console does: a keyless local `vlrun emulate` needs no Azure sign-in.
+        async with endpoint_for(target) as (endpoint, live_target):
+            return await self._run_on(conv, prepared, edge, live_target, endpoint)
+
+    async def _run_on(
+        self, conv: Conversation, prepared: Prepared, edge: Edge, target: Any, endpoint: str
+    ) -> int:
+        from runner.live.connect import make_credential
+        from runner.live.session import profile_settings
+
+        assert self._records is not None
         conv.trace_path = self._records / f"{conv.id}.trace.jsonl"
         transcript = edge.transcript(
             verbosity=self.options.verbosity,

@@ -105,6 +105,7 @@ async def serving(
     max_conversations: int = 4,
     speed: float = 0.0,
     heartbeat_s: float = 1.0,
+    endpoint: str | None = None,
 ) -> AsyncIterator[Served]:
     """`vlrun serve` on loopback in this loop (embedded emulator running SCRIPT)."""
     profiles = root / "profiles"
@@ -114,6 +115,7 @@ async def serving(
             paths=[profiles],
             logs=logs,
             max_conversations=max_conversations,
+            endpoint=endpoint,
             emulator_options={"scenario": root / "script.yaml", "speed": speed},
         )
     )

@@ -49,6 +49,7 @@ const handlers = {
   hello(m) {
     const sel = $("profile");
     sel.replaceChildren(...m.profiles.map((p) => new Option(`${p.name} (${p.file})`, p.name)));
+    if (m.profiles.some((p) => p.name === "casual-chat")) sel.value = "casual-chat";
     sel.disabled = m.profiles.length === 0;
     $("start").disabled = m.profiles.length === 0;
     $("target").textContent = m.embedded
