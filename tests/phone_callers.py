@@ -110,6 +110,12 @@ class _Caller:
     def say(self, audio: bytes) -> None:
         self.pending += audio
 
+    async def open_socket(self, url: str, headers: dict[str, str]) -> Any:
+        """The media socket, as the provider opens it (websockets' client)."""
+        import websockets
+
+        return await websockets.connect(url, additional_headers=headers, max_size=2**20)
+
     async def got(self, kind: str, timeout: float = 10) -> None:
         await asyncio.wait_for(self._got[kind].wait(), timeout)
 
@@ -170,9 +176,7 @@ class TwilioCaller(_Caller):
         parameters: dict[str, str],
         headers: dict[str, str] | None = None,
     ) -> None:
-        import websockets
-
-        self.ws = await websockets.connect(url, additional_headers=headers or {}, max_size=2**20)
+        self.ws = await self.open_socket(url, headers or {})
         await self.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         await self.send_json(
             {
@@ -307,9 +311,7 @@ class AcsCaller(_Caller):
         self.participant = "4:+15551110000"
 
     async def connect(self, url: str, headers: dict[str, str] | None = None) -> None:
-        import websockets
-
-        self.ws = await websockets.connect(url, additional_headers=headers or {}, max_size=2**20)
+        self.ws = await self.open_socket(url, headers or {})
         await self.send_json(
             {
                 "kind": "AudioMetadata",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from runner import speedups
 from runner.errors import ConfigError, UsageError
 from runner.redact import register_secret
 
@@ -137,6 +138,7 @@ def emulate(
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                 hint="choose another --port, or 0 for a free one",
             ) from None
+        speedups.settle_heap()
         click.echo(emu.endpoint)
         click.echo(uptime_banner(emu), err=True)
         for line in paste_lines(emu.endpoint, api_key):
@@ -156,6 +158,6 @@ def emulate(
         click.echo(fidelity.line(message), err=True)
 
     with fidelity.listening(note):
-        asyncio.run(serve())
+        speedups.run(serve())
     click.echo("emulator stopped", err=True)
     return 0

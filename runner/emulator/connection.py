@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from runner import speedups
 from runner.emulator import protocol as P
 from runner.emulator.faults import Faults
 from runner.emulator.fidelity import Fidelity
@@ -194,7 +194,7 @@ class Connection(InputAudio, Responses, ToolCalls):
 
     async def _on_text(self, data: str) -> None:
         try:
-            event = json.loads(data)
+            event = speedups.loads(data)
         except ValueError as exc:
             await self.error("invalid_json", f"The event is not valid JSON: {exc}.")
             return

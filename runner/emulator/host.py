@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from runner import speedups
 from runner.emulator import protocol as P
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class Host:
                 await asyncio.sleep(faults.delay_ms / 1000)
             if self._dropped or self.ws.closed:
                 return
-            text = json.dumps(event)
+            text = speedups.dumps(event)
             try:
                 await self.ws.send_str(text)
             except (ConnectionError, RuntimeError):

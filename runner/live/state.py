@@ -97,12 +97,18 @@ class Phase(enum.Enum):
 
 class RawEvent(dict):  # type: ignore[type-arg]
     """An event read like an SDK model, a missing field being None: a server event's JSON
-    object on the lean path, or one vlrun makes itself (push-to-talk's speech start)."""
+    object, or one vlrun makes itself (push-to-talk's speech start). Nested objects read the
+    same way (``event.response.status_details.error``), in lists too."""
 
     __slots__ = ()
 
     def __getattr__(self, name: str) -> Any:
-        return self.get(name)
+        value = self.get(name)
+        if type(value) is dict:
+            return RawEvent(value)
+        if type(value) is list:
+            return [RawEvent(v) if type(v) is dict else v for v in value]
+        return value
 
 
 @dataclass(eq=False)

@@ -33,6 +33,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from runner import speedups
 from runner.config.serve_file import AcsSettings
 from runner.errors import VlrunError
 from runner.live.audio import AudioFormat
@@ -560,7 +561,7 @@ async def _close_when_done(ws: Any, conversation: asyncio.Task[str]) -> None:
 
 def _json(text: Any) -> dict[str, Any] | None:
     try:
-        data = json.loads(text)
+        data = speedups.loads(text)
     except (TypeError, ValueError):
         return None
     return data if isinstance(data, dict) else None

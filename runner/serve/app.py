@@ -187,6 +187,9 @@ async def serve(
                     ) from None
                 port = _bound_port(runner, options.port)
                 url = page_url(options, port)
+                from runner import speedups
+
+                speedups.settle_heap()  # start-up is done: the profiles are compiled
                 if started is not None:
                     started(url)
                 else:
@@ -231,4 +234,6 @@ def execute_serve(
         if not path.exists():
             raise UsageError(f"{path}: no such file or folder")
     settle_token(options)
-    return asyncio.run(serve(Host(host_options), options, installers))
+    from runner import speedups
+
+    return speedups.run(serve(Host(host_options), options, installers))

@@ -37,7 +37,16 @@ REFILL_MS = 60
 HANDOFF_MS = 100  # caller audio is handed to the session this much at a time (its send size)
 MAX_INBOUND_MS = 2000  # caller audio queued while the session (re)connects; older audio drops
 MARK_WAIT_S = 2.0  # how long a drain waits for the last mark's echo past the clock
+_DELAYS_PER_FLUSH = 50  # a second of frames
 MALFORMED_LIMIT = 50  # malformed media frames tolerated before the call is ended cleanly
+
+
+class PlayerSink(Protocol):
+    """Where a player reports as it plays (the worker's metrics), so a scrape mid-call sees it."""
+
+    def frame_delays(self, delays: list[float]) -> None: ...
+
+    def dropout(self, kind: str) -> None: ...
 
 
 class Transport(Protocol):
@@ -109,6 +118,7 @@ class CallPlayer:
         self.lead_s = lead_ms / 1000
         self.low_s = max(0, lead_ms - refill_ms) / 1000  # refill when the buffer is down to this
         self.transport: Transport | None = None
+        self.sink: PlayerSink | None = None
         self._frame = fmt.bytes_for_ms(FRAME_MS)
         # (item, audio, when it arrived): the arrival time tells a late worker from late audio
         self._queue: collections.deque[tuple[str, bytes, float]] = collections.deque()
@@ -128,8 +138,9 @@ class CallPlayer:
         # (the audio was here in time) or because the service's audio itself came late.
         self.underruns = 0
         self.starved = 0
-        # seconds each frame left later than it could have (read into the metrics per call)
-        self.frame_delays: collections.deque[float] = collections.deque(maxlen=3000)
+        # seconds each frame left later than it could have: handed to the sink a second at a
+        # time (one histogram update per frame would cost more than the frame)
+        self._delays: list[float] = []
         self.clears = 0
         self.interrupts = 0
 
@@ -184,7 +195,18 @@ class CallPlayer:
         if remaining > 0:
             await asyncio.sleep(remaining)  # the known play-out time of what was sent
 
+    def flush(self) -> None:
+        """Hand the frame delays measured so far to the sink."""
+        if self._delays and self.sink is not None:
+            self.sink.frame_delays(self._delays)
+        self._delays = []
+
+    def _dropout(self, kind: str) -> None:
+        if self.sink is not None:
+            self.sink.dropout(kind)
+
     def close(self) -> None:
+        self.flush()
         self._closed = True
         self._queue.clear()
         self._queued = 0
@@ -249,13 +271,17 @@ class CallPlayer:
             # What the worker added: from when this frame could have left (its audio here, the
             # provider's buffer down to the refill mark) to when it did.
             ready_at = max(carry_at, self._end - self.low_s)
-            self.frame_delays.append(max(0.0, now - ready_at))
+            self._delays.append(max(0.0, now - ready_at))
+            if len(self._delays) >= _DELAYS_PER_FLUSH:
+                self.flush()
             if item == self._last_sent_item and self._end > 0 and now > self._end + FRAME_MS / 1000:
                 # the caller heard a gap inside one reply
                 if carry_at <= self._end:
                     self.underruns += 1  # the audio was here before the buffer ran dry
+                    self._dropout("underrun")
                 else:
                     self.starved += 1
+                    self._dropout("audio_late")
             frame_ms = self.fmt.ms_for_bytes(len(frame))
             self._end = max(now, self._end) + frame_ms / 1000
             self._sent_ms[item] = self._sent_ms.get(item, 0.0) + frame_ms

@@ -109,6 +109,10 @@ class ServeMetrics:
         if n > 0:
             self.dropouts.labels(edge, kind if kind in DROPOUTS else "socket_closed").inc(n)
 
+    def player_sink(self, edge: str) -> EdgeSink:
+        """What one call's player reports to as it plays (frame delays, underruns)."""
+        return EdgeSink(self, edge)
+
     def exposition(self) -> tuple[bytes, str]:
         """The text format body and its content type."""
         prom = _prometheus()
@@ -116,6 +120,22 @@ class ServeMetrics:
 
     def total_active(self) -> int:
         return int(sum(self.active_calls.labels(e)._value.get() for e in EDGES))  # noqa: SLF001
+
+
+class EdgeSink:
+    """A call player's reports, into the worker's metrics under the call's edge."""
+
+    def __init__(self, metrics: ServeMetrics, edge: str) -> None:
+        self.metrics, self.edge = metrics, edge
+        self._delays = metrics.frame_delay.labels(edge)
+
+    def frame_delays(self, delays: list[float]) -> None:
+        observe = self._delays.observe
+        for delay in delays:
+            observe(delay)
+
+    def dropout(self, kind: str) -> None:
+        self.metrics.dropout(self.edge, kind)
 
 
 def add_route(app: Any, metrics: ServeMetrics) -> None:

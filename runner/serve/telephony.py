@@ -244,6 +244,7 @@ class Phones:
         self._idle.clear()
         self._moved()
         self.metrics.call_started(edge.provider)
+        edge.player.sink = self.metrics.player_sink(edge.provider)
         log.info(
             "call %s answered (%s, profile %s)", edge.call_id, edge.provider, prepared.profile.name
         )
@@ -303,11 +304,7 @@ class Phones:
             edge.end(outcome)
             outcome = edge.outcome
             self.metrics.call_ended(edge.provider, outcome)
-            self.metrics.dropout(edge.provider, "underrun", edge.player.underruns)
-            self.metrics.dropout(edge.provider, "audio_late", edge.player.starved)
-            delays = self.metrics.frame_delay.labels(edge.provider)
-            for delay in edge.player.frame_delays:
-                delays.observe(delay)
+            edge.player.flush()
             if call.session is not None:
                 self.metrics.reconnects.labels(edge.provider).inc(call.session.metrics.reconnects)
             if transcript is not None:

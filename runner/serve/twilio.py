@@ -31,6 +31,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from runner import speedups
 from runner.config.serve_file import TwilioSettings
 from runner.live.audio import AudioFormat
 from runner.serve.calls import CallEdge, CallSource, MarkedPlayer
@@ -388,7 +389,7 @@ async def _closer(ws: Any, conversation: asyncio.Task[str]) -> None:
 
 def _json(text: Any) -> dict[str, Any] | None:
     try:
-        data = json.loads(text)
+        data = speedups.loads(text)
     except (TypeError, ValueError):
         return None
     return data if isinstance(data, dict) else None
