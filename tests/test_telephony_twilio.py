@@ -258,3 +258,28 @@ async def test_drain_timeout_says_the_goodbye_then_hangs_up(
         finally:
             await caller.close()
         assert metric(phones, "vlrun_calls_total", edge="twilio", outcome="drained") == 1
+
+
+async def test_frame_delays_reach_metrics_while_the_call_is_up(
+    serve_file: Path, emulator: Any
+) -> None:
+    """A scrape mid-call sees the call's outbound frames (they used to arrive at hang-up)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with phone_server(serve_file, emulator.endpoint) as (base, phones):
+        caller = await call(base)
+        try:
+            caller.say(mulaw_tone(700))
+            await caller.ear.until_heard(1500)  # 75 frames: more than one report's worth
+            assert phones.calls, "the call is still up"
+            async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as r:
+                text = await r.text()
+        finally:
+            await caller.close()
+    counts = {
+        s.labels["edge"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "vlrun_outbound_frame_delay_seconds_count"
+    }
+    assert counts.get("twilio", 0) >= 50, counts
