@@ -63,6 +63,13 @@ class AcsSettings:
 
 
 @dataclass(frozen=True)
+class SipSettings:
+    """Voice Live SIP (preview): the signing secret of the webhook Voice Live posts to."""
+
+    webhook_secret: str = ""
+
+
+@dataclass(frozen=True)
 class ServeFile:
     source: Path
     routes: tuple[Route, ...]
@@ -71,6 +78,7 @@ class ServeFile:
     drain_timeout_s: float | None = None
     twilio: TwilioSettings | None = None
     acs: AcsSettings | None = None
+    sip: SipSettings | None = None
 
 
 @cache
@@ -119,6 +127,23 @@ def analyse(
             jwks_url=str(a.get("jwks_url", ACS_JWKS_URL)),
             issuer=str(a.get("issuer", ACS_ISSUER)),
         )
+    sip = None
+    if "voicelive_sip" in data:
+        v = data["voicelive_sip"]
+        sip = SipSettings(
+            webhook_secret=_secret(
+                v, "webhook_secret", ("voicelive_sip",), env, loc, problems, strict_env
+            )
+        )
+        problems.append(
+            loc.problem(
+                ("voicelive_sip",),
+                "voicelive_sip follows Voice Live SIP's preview api-version 2026-07-31-preview, "
+                "which may change; its webhook signature scheme is inferred from Azure OpenAI's",
+                hint="see docs/telephony.md, 'Voice Live SIP (preview)'",
+                severity="warning",
+            )
+        )
     drain = data.get("drain_timeout_s")
     serve = ServeFile(
         source=path,
@@ -128,6 +153,7 @@ def analyse(
         drain_timeout_s=float(drain) if drain is not None else None,
         twilio=twilio,
         acs=acs,
+        sip=sip,
     )
     return serve, problems
 
@@ -161,6 +187,7 @@ def check_file(path: Path, options: Any) -> list[Problem]:
 SECRET_KEYS = {
     "twilio": ("auth_token", "account_sid"),
     "acs": ("connection_string", "event_grid_secret"),
+    "voicelive_sip": ("webhook_secret",),
 }
 
 

@@ -178,6 +178,13 @@ class Connection(InputAudio, Responses, ToolCalls):
             if self.record.close_code is None:  # set already when the emulator closed it
                 self.record.close_code = self.ws.close_code
 
+    async def inject(self, event: dict[str, Any]) -> None:
+        """An event from the emulator's own side of a call (a SIP caller's words), handled as
+        a client's would be but not recorded as the client's."""
+        handler = self._handlers.get(str(event.get("type")))
+        if handler is not None:
+            await handler(self, event)
+
     async def _drop_later(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         await self._drop()

@@ -52,6 +52,19 @@ NOTES = {
         "it, the close code is not documented"
     ),
     "avatar": ("session.avatar.connect was answered with an emulated SDP answer; no video is sent"),
+    "sip-webhook-signature": (
+        "Voice Live SIP webhooks were signed the Standard Webhooks way (webhook-id, "
+        "webhook-timestamp, webhook-signature: HMAC-SHA256 with the whsec_ secret), as Azure "
+        "OpenAI's SIP webhooks are; the Voice Live SIP spec does not define the delivery"
+    ),
+    "sip-decision-timeout": (
+        "an incoming SIP call left undecided expired after the emulator's decision timeout; "
+        "the service's timeout is not documented"
+    ),
+    "sip-media": (
+        "a SIP call's caller was emulated by text turns (/_emulator/sip/calls/ID/say); the "
+        "emulator carries no SIP media"
+    ),
     "input-text": (
         "input_text.delta/done were accepted; the service's events in reply are not "
         "documented, the emulator sends none and answers the finished text as a user turn"

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from runner.emulator.connection import Connection, SessionRecord
 from runner.emulator.faults import Faults
 from runner.emulator.fidelity import Fidelity
 from runner.emulator.model import Script, load_script
+from runner.emulator.sip import DECISION_TIMEOUT_S, SipDesk
 
 PATH_SUFFIX = "/voice-live/realtime"
 MAX_CLIENT_FRAME = 32 * 1024 * 1024  # appends may carry 15 MiB of audio, base64-encoded
@@ -47,6 +48,7 @@ class Emulator:
         use_espeak: bool = True,
         record_audio: bool = True,
         mcp_latency_ms: float | None = None,
+        sip_decision_timeout_s: float = DECISION_TIMEOUT_S,
     ) -> None:
         self.mcp_latency_ms = mcp_latency_ms
         self.fidelity = Fidelity()  # the assumptions this run made, each reported once
@@ -65,12 +67,14 @@ class Emulator:
         self._changed: asyncio.Event | None = None
         self._consumed: set[int] = set()
         self._live: set[web.WebSocketResponse] = set()
+        self.sip = SipDesk(self, decision_timeout_s=sip_decision_timeout_s)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application()
         app.router.add_get("/_emulator/stats", self._stats)
+        self.sip.add_routes(app)  # Voice Live SIP (preview): before the catch-all
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -86,6 +90,7 @@ class Emulator:
         return self.endpoint
 
     async def stop(self) -> None:
+        await self.sip.close()
         for ws in list(self._live):
             await ws.close(code=1001, message=b"emulator stopping")
         if self._runner is not None:
@@ -171,13 +176,37 @@ class Emulator:
                 426, "UpgradeRequired", "This endpoint only accepts WebSocket connections."
             )
         await ws.prepare(request)
-        record = SessionRecord(number=number, query=dict(q), headers=_safe_headers(request.headers))
+        await self.converse(
+            ws,
+            request,
+            model=model,
+            agent=agent,
+            api_version=q.get("api-version") or P.DEFAULT_API_VERSION,
+        )
+        return ws
+
+    async def converse(
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        *,
+        model: str | None,
+        agent: dict[str, Any] | None,
+        api_version: str,
+        opened: Callable[[Connection], Awaitable[None]] | None = None,
+    ) -> None:
+        """One Voice Live session on a prepared socket (the realtime path, a SIP attach)."""
+        record = SessionRecord(
+            number=len(self.sessions) + 1,
+            query=dict(request.query),
+            headers=_safe_headers(request.headers),
+        )
         self.sessions.append(record)
         self._live.add(ws)
         conn = Connection(
             ws,
             record,
-            api_version=q.get("api-version") or P.DEFAULT_API_VERSION,
+            api_version=api_version,
             model=model,
             agent=agent,
             script=self.script,
@@ -191,11 +220,12 @@ class Emulator:
             mcp_latency_ms=self.mcp_latency_ms,
         )
         try:
+            if opened is not None:
+                await opened(conn)
             await conn.run()
         finally:
             self._live.discard(ws)
             self._notify()
-        return ws
 
     def _authorised(self, request: web.Request) -> bool:
         if self.api_key is None:

@@ -93,7 +93,11 @@ class LiveSession(InputSide, ToolSide):
         cancel_on_barge_in: Mapping[str, bool] | bool = True,
         flow: Any = None,
         handle_signals: bool = True,
+        opener: Any = None,
     ) -> None:
+        # how a connection is opened: the SDK's connect() unless an edge brings its own (a
+        # SIP call's attached socket), called as open_connection is
+        self.opener = opener or open_connection
         self.target = target
         self.endpoint = endpoint
         self.credential = credential
@@ -296,7 +300,7 @@ class LiveSession(InputSide, ToolSide):
         # A new connection starts between turns: whatever was in flight is gone (fenced).
         self.turn.connecting()
         self._speech_ms.clear()
-        async with open_connection(
+        async with self.opener(
             self.target, self.endpoint, self.credential, api_version=self.api_version
         ) as conn:
             self.conn = conn

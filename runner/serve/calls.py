@@ -383,6 +383,9 @@ class CallEdge:
     hang_up: Callable[[], Awaitable[None]] | None = None  # closes the media socket / the call
     transfer: Callable[[str], Awaitable[None]] | None = None  # to a number or sip: URI
     send_dtmf: Callable[[str], Awaitable[None]] | None = None  # None: the edge cannot
+    # How the session reaches Voice Live when not through the SDK's connect() (a SIP call's
+    # attached socket); such a call has one connection: when it drops, the call is over.
+    opener: Any = None
 
     def on_dtmf(self, digit: str) -> None:
         self.dtmf.append(digit)

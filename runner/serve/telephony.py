@@ -58,6 +58,8 @@ def _session_for(payload: dict[str, Any], provider: str, rate: int) -> dict[str,
     update = dict(payload)
     session = dict(update.get("session", {}))
     session.pop("input_audio_sampling_rate", None)
+    if provider == "sip":
+        return update  # Voice Live carries the call's media itself: the profile's formats
     if provider == "twilio":
         session["input_audio_format"] = "g711_ulaw"
         session["output_audio_format"] = "g711_ulaw"
@@ -212,6 +214,11 @@ class Phones:
                 with contextlib.suppress(Exception):
                     await closer()
 
+    def some_credential(self) -> Any:
+        """A prepared route's credential (the SIP API's requests are the worker's, not a
+        route's)."""
+        return next(iter(self._prepared.values())).credential if self._prepared else None
+
     def prepared(self, route: Route) -> Prepared:
         found = self._prepared[(route.profile, route.call_control)]
         return dataclasses.replace(found, route=route)
@@ -290,7 +297,10 @@ class Phones:
                 **prepared.settings,
                 api_version=target.api_version,
                 handle_signals=False,  # SIGTERM is the worker's: it drains every call
+                opener=edge.opener,
             )
+            if edge.opener is not None:
+                session.max_reconnects = 0  # one attached socket: when it drops, the call is over
             call.session = session
             self._moved()
             edge.dtmf_listeners.append(lambda digit: _dtmf_to_session(session, digit))

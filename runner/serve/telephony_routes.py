@@ -32,6 +32,13 @@ def add_phone_routes(
         edge.add_routes(app)
         app.on_cleanup.append(lambda _app: edge.close())
         mounted.append("acs")
+    if serve.sip is not None:
+        from runner.serve.sip import SipEdge
+
+        sip = SipEdge(phones, serve.sip)
+        sip.add_routes(app)
+        app.on_cleanup.append(lambda _app: sip.close())
+        mounted.append("sip")
     if metrics_route:
         add_metrics_route(app, phones.metrics)
     return mounted
