@@ -149,3 +149,34 @@ def test_vlrun_serve_refuses_a_bad_serve_file_in_one_line(tmp_path: Path, run_cl
     assert result.returncode != 0
     assert "no profile file missing.yaml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_voicelive_sip_is_a_flagged_preview_with_an_env_ref_secret(
+    tmp_path: Path, run_cli: Any
+) -> None:
+    path = serve(
+        tmp_path,
+        "serve: 1\nroutes:\n  - {default: true, profile: p.yaml}\n"
+        "voicelive_sip:\n  preview: true\n  webhook_secret: ${env:SIP_SECRET}\n",
+    )
+    loaded = load_serve_file(path, env={"SIP_SECRET": "whsec_c2lwLXNlY3JldC1mb3ItdGVzdHM="})
+    assert loaded.sip is not None
+    assert loaded.sip.webhook_secret == "whsec_c2lwLXNlY3JldC1mb3ItdGVzdHM="
+    assert "c2lwLXNlY3JldC1mb3ItdGVzdHM" not in redact("got whsec_c2lwLXNlY3JldC1mb3ItdGVzdHM=")
+    result = run_cli(["check", str(path)], env={"SIP_SECRET": "whsec_eA=="})
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "serve.yaml:5" in out and "preview" in out and "warning" in out
+    # without the flag, or with the secret written out: errors at their lines
+    unflagged = serve(
+        tmp_path,
+        "serve: 1\nroutes:\n  - {default: true, profile: p.yaml}\n"
+        "voicelive_sip:\n  preview: false\n  webhook_secret: whsec_d3JpdHRlbi1vdXQ=\n",
+    )
+    with pytest.raises(ProfileError) as err:
+        load_serve_file(unflagged, env={})
+    where = {(p.line, p.json_path) for p in err.value.all_problems}
+    assert (5, "$.voicelive_sip.preview") in where, where
+    assert any(line == 6 for line, _ in where), where
+    text = "\n".join(p.message + str(p.hint) for p in err.value.all_problems)
+    assert "d3JpdHRlbi1vdXQ" not in text

@@ -72,7 +72,8 @@ class Webhook:
             "updated_at": self.updated_at,
             "signing_secret_hint": current[:6] + "…" + current[-4:],
         }
-        if with_secret:  # source: VLS models.tsp (the full secret only on create and rotate)
+        # source: docs/emulator.md#sip-secret-once (VLS models.tsp: on create and rotate only)
+        if with_secret:
             body["signing_secret"] = current
         return body
 
@@ -175,7 +176,7 @@ class SipDesk:
         self, handler: Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]
     ) -> Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            # source: VLS main.tsp (every operation needs api-version=2026-07-31-preview)
+            # source: docs/emulator.md#sip-api-version (VLS main.tsp)
             if request.query.get("api-version") != API_VERSION:
                 return problem(
                     request,
@@ -183,8 +184,8 @@ class SipDesk:
                     "invalid_request",
                     f"api-version={API_VERSION} is required on Voice Live SIP operations.",
                 )
-            # source: VLS main.tsp (Entra OAuth2 is the only auth scheme declared; an api-key
-            # is refused, the stricter reading). A local emulator cannot check Entra tokens.
+            # source: docs/emulator.md#sip-entra-only (VLS main.tsp declares only Entra OAuth2; an
+            # api-key is refused, the stricter reading). A local emulator cannot check tokens.
             if request.headers.get("api-key") is not None:
                 return problem(
                     request,
@@ -215,7 +216,7 @@ class SipDesk:
 
     def _call(self, request: web.Request) -> SipCall | web.Response:
         call_id = request.match_info.get("call_id") or request.query.get("call_id") or ""
-        # source: VLS routes.tsp (call_id is 1-256 characters)
+        # source: docs/emulator.md#sip-states (VLS routes.tsp: call_id is 1-256 characters)
         if not 1 <= len(call_id) <= 256:
             return problem(request, 400, "invalid_request", "call_id must be 1-256 characters.")
         call = self.calls.get(call_id)
@@ -268,7 +269,7 @@ class SipDesk:
         errors = _webhook_errors(body, require_url=False)
         if errors:
             return problem(request, 400, "invalid_request", "Invalid webhook.", errors=errors)
-        # source: VLS routes.tsp (a partial update: omitted fields are kept)
+        # source: docs/emulator.md#sip-secret-once (VLS routes.tsp: a partial update keeps the rest)
         for key in ("url", "name", "event_types", "support_info", "enabled"):
             if key in body:
                 setattr(hook, key, body[key])
@@ -286,8 +287,8 @@ class SipDesk:
         hook = self._hook(request)
         if isinstance(hook, web.Response):
             return hook
-        # source: VLS readme (the previous secret stays valid for a grace period; its length
-        # is not documented)
+        # source: docs/emulator.md#sip-rotate-grace (VLS readme: the previous secret stays valid
+        # for a grace period whose length is not documented)
         old = [(s, min(until, time.time() + ROTATE_GRACE_S)) for s, until in hook.secrets[:1]]
         hook.secrets = [(_new_secret(), float("inf")), *old]
         hook.updated_at = int(time.time())
@@ -297,6 +298,7 @@ class SipDesk:
         """POST an event to every enabled webhook that subscribes to it; their statuses."""
         import aiohttp
 
+        # source: docs/emulator.md#sip-webhook-signature (inferred from OAI)
         self.emulator.fidelity.note("sip-webhook-signature")
         body = speedups.dumps(event).encode()
         statuses: list[int] = []
@@ -338,7 +340,7 @@ class SipDesk:
             return body
         if call.state != "WaitingForCustomer":
             return _state_problem(request, call, "accept")
-        # source: VLS CallAccept example (the agent configuration: model, voice, instructions…)
+        # source: docs/emulator.md#sip-states (VLS CallAccept example: an agent configuration)
         call.config = body
         call.state = "Accepted"
         call.session_id = P.new_id("sess")
@@ -356,7 +358,7 @@ class SipDesk:
             return body
         if call.state != "WaitingForCustomer":
             return _state_problem(request, call, "reject")
-        code = body.get("status_code", 486)  # source: VLS models.tsp (default 486)
+        code = body.get("status_code", 486)  # source: docs/emulator.md#sip-states (default 486)
         if not isinstance(code, int) or not 400 <= code <= 699:
             return problem(
                 request, 400, "invalid_request", "status_code must be a SIP code 400-699.",
@@ -388,7 +390,7 @@ class SipDesk:
         self.moved()
         transfer_id = "tr_" + secrets.token_hex(10)
         self._spawn(self._finish_transfer(call, transfer_id))
-        # source: VLS CallRefer example (202; completion only by realtime.call.transfer.*)
+        # source: docs/emulator.md#sip-refer (VLS CallRefer: 202, then realtime.call.transfer.*)
         return web.json_response(
             {"call_id": call.call_id, "transfer_id": transfer_id, "state": "Transferring"},
             status=202,
@@ -405,7 +407,7 @@ class SipDesk:
         if not ok:
             event.update(sip_code=486, reason="Busy Here")
         await self._send(call, event)
-        if ok:  # source: VLS readme (a successful transfer ends the call: TransferSucceeded)
+        if ok:  # source: docs/emulator.md#sip-refer (success ends the call: TransferSucceeded)
             await self._end(call, "TransferSucceeded")
         else:
             call.state = "Connected"
@@ -423,7 +425,7 @@ class SipDesk:
         self.moved()
         call.state = "Terminating"
         self.moved()
-        # source: VLS CallHangup example (204, then realtime.call.disconnected)
+        # source: docs/emulator.md#sip-states (VLS CallHangup: 204, then .disconnected)
         self._spawn(self._end(call, "CustomerHangup"))
         return web.Response(status=204)
 
@@ -476,7 +478,7 @@ class SipDesk:
         await asyncio.sleep(self.decision_timeout_s)
         if call.state == "WaitingForCustomer":
             self.emulator.fidelity.note("sip-decision-timeout")
-            # source: VLS models.tsp (Expired / DecisionTimeout)
+            # source: docs/emulator.md#sip-decision-timeout (VLS models.tsp)
             call.state, call.terminal_reason = "Expired", "DecisionTimeout"
             self.moved()
 
@@ -496,7 +498,7 @@ class SipDesk:
             return problem(request, 400, "invalid_request", "say needs a non-empty text.")
         if call.conn is None or call.state != "Connected":
             return _state_problem(request, call, "say")
-        self.emulator.fidelity.note("sip-media")
+        self.emulator.fidelity.note("sip-media")  # source: docs/emulator.md#sip-caller
         item = {
             "type": "message",
             "role": "user",
@@ -516,7 +518,7 @@ class SipDesk:
     # ------------------------------------------------------------------ events
 
     def _event(self, call: SipCall, kind: str, **extra: Any) -> dict[str, Any]:
-        # source: VLE realtime.call.* (call_id, chain_id, state; terminal_reason when ended)
+        # source: docs/emulator.md#sip-states (VLE realtime.call.*: call_id, chain_id, state)
         event = {
             "type": kind,
             "event_id": P.new_id("event"),
@@ -548,7 +550,8 @@ class SipDesk:
 def problem(
     request: web.Request, status: int, code: str, detail: str, **extra: Any
 ) -> web.Response:
-    """An RFC 7807 problem body as the SIP API returns it (source: VLS main.tsp errors)."""
+    """An RFC 7807 problem body as the SIP API returns it."""
+    # source: docs/emulator.md#sip-problem-json (VLS main.tsp errors)
     body: dict[str, Any] = {
         "type": f"https://aka.ms/voicelive/sip/errors/{code}",
         "title": code.replace("_", " "),
@@ -584,8 +587,8 @@ def _webhook_errors(body: dict[str, Any], *, require_url: bool) -> dict[str, lis
     if url is not None or require_url:
         parts = urlsplit(url) if isinstance(url, str) else None
         loopback = parts is not None and (parts.hostname or "") in ("127.0.0.1", "localhost", "::1")
-        # source: VLS models.tsp (an HTTPS endpoint); plain http only to loopback, so a local
-        # vlrun serve can receive deliveries
+        # source: docs/emulator.md#sip-webhook-https (VLS models.tsp: an HTTPS endpoint); plain
+        # http only to loopback, so a local vlrun serve can receive deliveries
         if parts is None or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
             errors["url"] = ["must be an https:// URL (http:// only on loopback here)"]
     name = body.get("name")
