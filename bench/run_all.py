@@ -597,7 +597,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         at = good[-1] if good else {}
         out.append(
             (
-                "concurrent phone calls through one worker (frame lateness p99 <= 20 ms, "
+                "concurrent phone calls through one worker (worker-added frame delay p99 <= 20 ms, "
                 "no underrun; largest step tried)",
                 fmt(best),
                 "—",

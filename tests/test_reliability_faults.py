@@ -503,7 +503,7 @@ def inject_after_first(kind: str, frame: str) -> Callable[[str], list[str]]:
 
     def inject(data: str) -> list[str]:
         nonlocal done
-        if done or f'"type": "{kind}"' not in data:
+        if done or json.loads(data).get("type") != kind:
             return []
         done = True
         return [frame]
