@@ -18,6 +18,7 @@ import pytest
 from runner.emulator.sip import API_VERSION, PREFIX, sign
 from runner.serve.sip import signature_ok
 from tests.telephony_helpers import PROFILE, metric, phone_server
+from tests.test_telephony_call_control import tool_output
 
 pytest.importorskip("prometheus_client")
 
@@ -96,8 +97,8 @@ def state(emu: Any, call_id: str, wanted: str) -> Any:
     return lambda: emu.sip.calls[call_id].state == wanted
 
 
-async def connected_call(emu: Any, phones: Any) -> str:
-    rung = await ring(emu)
+async def connected_call(emu: Any, phones: Any, **options: Any) -> str:
+    rung = await ring(emu, **options)
     assert rung["webhook_statuses"] == [200]
     call_id = str(rung["call_id"])
     await emu.sip.until(state(emu, call_id, "Connected"))
@@ -106,18 +107,6 @@ async def connected_call(emu: Any, phones: Any) -> str:
     for active in phones.calls.values():
         await active.session.ready.wait()
     return call_id
-
-
-async def tool_output(emu: Any) -> dict[str, Any]:
-    event = await emu.wait_for(
-        lambda e: (
-            e["type"] == "conversation.item.create"
-            and e.get("item", {}).get("type") == "function_call_output"
-        ),
-        timeout=10,
-    )
-    output: dict[str, Any] = json.loads(event["item"]["output"])
-    return output
 
 
 # ---------------------------------------------------------------------- the call's life
@@ -211,13 +200,19 @@ def test_signature_check_accepts_either_secret_during_rotation() -> None:
 # ---------------------------------------------------------------------- call control
 
 
+async def ask_for_the_tool(emu: Any, call_id: str) -> None:
+    """The caller's two turns: a greeting, then the request the script answers with a tool."""
+    for text in ("hello", "please"):
+        status, _ = await caller(emu, call_id, "say", {"text": text})
+        assert status == 200
+
+
 async def test_the_model_hangs_up_with_the_goodbye_first(tmp_path: Path) -> None:
     model = script({"name": "hang_up", "arguments": {"goodbye": "Bye from SIP now."}})
     control = ", call_control: [hang_up, transfer, send_dtmf]"
     async with sip_server(tmp_path, model, control=control) as (emu, _base, phones, _secret):
         call_id = await connected_call(emu, phones)
-        await caller(emu, call_id, "say", {"text": "hello"})
-        await caller(emu, call_id, "say", {"text": "please"})
+        await ask_for_the_tool(emu, call_id)
         await emu.sip.until(state(emu, call_id, "Disconnected"))
         goodbye = await emu.wait_for(
             lambda e: "pre_generated_assistant_message" in e.get("response", {}), timeout=10
@@ -236,9 +231,8 @@ async def test_transfer_is_a_refer_and_its_result_reaches_the_model(
     model = script({"name": "transfer", "arguments": {"target": "+15551234567"}})
     control = ", call_control: [transfer]"
     async with sip_server(tmp_path, model, control=control) as (emu, _base, phones, _secret):
-        call_id = await ring_connected(emu, phones, transfer=outcome)
-        await caller(emu, call_id, "say", {"text": "hello"})
-        await caller(emu, call_id, "say", {"text": "please"})
+        call_id = await connected_call(emu, phones, transfer=outcome)
+        await ask_for_the_tool(emu, call_id)
         call = emu.sip.calls[call_id]
         if outcome == "succeeded":
             # the caller has left with the transfer: the call ends, no reply follows
@@ -255,23 +249,12 @@ async def test_transfer_is_a_refer_and_its_result_reaches_the_model(
             assert call.state == "Connected"  # the caller stays with the assistant
 
 
-async def ring_connected(emu: Any, phones: Any, **options: Any) -> str:
-    rung = await ring(emu, **options)
-    call_id = str(rung["call_id"])
-    await emu.sip.until(state(emu, call_id, "Connected"))
-    await phones.until(lambda: any(c.session is not None for c in phones.calls.values()))
-    for active in phones.calls.values():
-        await active.session.ready.wait()
-    return call_id
-
-
 async def test_send_dtmf_is_a_tool_error_on_sip_calls(tmp_path: Path) -> None:
     model = script({"name": "send_dtmf", "arguments": {"digits": "12#"}})
     control = ", call_control: [send_dtmf]"
     async with sip_server(tmp_path, model, control=control) as (emu, _base, phones, _secret):
         call_id = await connected_call(emu, phones)
-        await caller(emu, call_id, "say", {"text": "hello"})
-        await caller(emu, call_id, "say", {"text": "please"})
+        await ask_for_the_tool(emu, call_id)
         output = await tool_output(emu)
         assert "cannot send DTMF" in output["error"]["message"]
 

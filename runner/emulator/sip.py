@@ -214,6 +214,16 @@ class SipDesk:
             return problem(request, 400, "invalid_request", "The body must be a JSON object.")
         return body
 
+    async def _call_and_body(
+        self, request: web.Request
+    ) -> tuple[SipCall, dict[str, Any]] | web.Response:
+        """The call a request names and its JSON body, or the problem answer for either."""
+        call = self._call(request)
+        if isinstance(call, web.Response):
+            return call
+        body = await self._json_body(request)
+        return body if isinstance(body, web.Response) else (call, body)
+
     def _call(self, request: web.Request) -> SipCall | web.Response:
         call_id = request.match_info.get("call_id") or request.query.get("call_id") or ""
         # source: docs/emulator.md#sip-states (VLS routes.tsp: call_id is 1-256 characters)
@@ -332,12 +342,10 @@ class SipDesk:
     # ------------------------------------------------------------------ calls
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
-        call = self._call(request)
-        if isinstance(call, web.Response):
-            return call
-        body = await self._json_body(request)
-        if isinstance(body, web.Response):
-            return body
+        found = await self._call_and_body(request)
+        if isinstance(found, web.Response):
+            return found
+        call, body = found
         if call.state != "WaitingForCustomer":
             return _state_problem(request, call, "accept")
         # source: docs/emulator.md#sip-states (VLS CallAccept example: an agent configuration)
@@ -350,12 +358,10 @@ class SipDesk:
         )
 
     async def _reject(self, request: web.Request) -> web.StreamResponse:
-        call = self._call(request)
-        if isinstance(call, web.Response):
-            return call
-        body = await self._json_body(request)
-        if isinstance(body, web.Response):
-            return body
+        found = await self._call_and_body(request)
+        if isinstance(found, web.Response):
+            return found
+        call, body = found
         if call.state != "WaitingForCustomer":
             return _state_problem(request, call, "reject")
         code = body.get("status_code", 486)  # source: docs/emulator.md#sip-states (default 486)
@@ -371,12 +377,10 @@ class SipDesk:
         )
 
     async def _refer(self, request: web.Request) -> web.StreamResponse:
-        call = self._call(request)
-        if isinstance(call, web.Response):
-            return call
-        body = await self._json_body(request)
-        if isinstance(body, web.Response):
-            return body
+        found = await self._call_and_body(request)
+        if isinstance(found, web.Response):
+            return found
+        call, body = found
         target = body.get("target_uri")
         if not isinstance(target, str) or not target.startswith(("sip:", "sips:", "tel:")):
             return problem(
@@ -413,12 +417,10 @@ class SipDesk:
             call.state = "Connected"
 
     async def _hangup(self, request: web.Request) -> web.StreamResponse:
-        call = self._call(request)
-        if isinstance(call, web.Response):
-            return call
-        body = await self._json_body(request)
-        if isinstance(body, web.Response):
-            return body
+        found = await self._call_and_body(request)
+        if isinstance(found, web.Response):
+            return found
+        call, body = found
         if call.state not in ("Accepted", "Connected", "Transferring"):
             return _state_problem(request, call, "hangup")
         call.hangup_reasons.append(str(body.get("reason") or ""))
@@ -487,12 +489,10 @@ class SipDesk:
         return call if isinstance(call, web.Response) else web.json_response(call.status())
 
     async def _say(self, request: web.Request) -> web.StreamResponse:
-        call = self._call(request)
-        if isinstance(call, web.Response):
-            return call
-        body = await self._json_body(request)
-        if isinstance(body, web.Response):
-            return body
+        found = await self._call_and_body(request)
+        if isinstance(found, web.Response):
+            return found
+        call, body = found
         text = body.get("text")
         if not isinstance(text, str) or not text.strip():
             return problem(request, 400, "invalid_request", "say needs a non-empty text.")
