@@ -123,3 +123,22 @@ def test_type_problems_find_conditions_that_cannot_hold() -> None:
     assert cond.type_problems(cond.parse("other"), specs) == [
         "`other` is not a value collected before this transition"
     ]
+
+
+def test_a_node_may_list_call_control_but_not_a_misspelling_of_it(tmp_path: Path) -> None:
+    (tmp_path / "desk.yaml").write_text(
+        "name: desk\ndescription: d\ninstructions: x\nflow:\n  start: a\n  nodes:\n"
+        "    a: {tools: [transfer, hang_up], transitions: [{to: b}]}\n"
+        "    b: {tools: [trnsfer], end: true}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "check", "desk.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout
+    assert "'transfer'" not in proc.stdout.split("did you mean")[0]  # the real one is fine
+    assert "uses tool 'trnsfer'" in proc.stdout and "transfer" in proc.stdout
+    assert proc.stdout.count("error:") == 1, proc.stdout

@@ -65,12 +65,18 @@ async def caller(emu: Any, call_id: str, action: str, body: Any = None) -> tuple
 
 @contextlib.asynccontextmanager
 async def sip_server(
-    tmp: Path, model: dict[str, Any], *, max_calls: int = 10, control: str = "", **emu_options: Any
+    tmp: Path,
+    model: dict[str, Any],
+    *,
+    max_calls: int = 10,
+    control: str = "",
+    profile: str = PROFILE,
+    **emu_options: Any,
 ) -> AsyncIterator[tuple[Any, str, Any, str]]:
     """(emulator, base URL, Phones, signing secret) with the emulator's webhook pointing here."""
     from runner.emulator import running_emulator
 
-    (tmp / "phone.yaml").write_text(PROFILE, encoding="utf-8")
+    (tmp / "phone.yaml").write_text(profile, encoding="utf-8")
     path = tmp / "serve.yaml"
     path.write_text(
         f"serve: 1\nmax_calls: {max_calls}\ndrain_timeout_s: 5\nroutes:\n"
@@ -247,6 +253,62 @@ async def test_transfer_is_a_refer_and_its_result_reaches_the_model(
             message = output["error"]["message"]
             assert "failed" in message and "486" in message
             assert call.state == "Connected"  # the caller stays with the assistant
+
+
+FLOW = (
+    PROFILE
+    + """\
+flow:
+  start: desk
+  nodes:
+    desk:
+      instructions: Ask whether the caller wants a person, then call record_desk.
+      collect:
+        wants_person: {type: boolean}
+      transitions:
+        - {to: person, when: wants_person}
+        - {to: done}
+    person:
+      instructions: Transfer the caller to +15551234567 with the transfer tool.
+      tools: [transfer]
+    done:
+      end: true
+"""
+)
+
+
+async def test_a_flow_node_owns_transfer_as_its_way_out(tmp_path: Path) -> None:
+    """A node lists transfer: only that node's session has it, with no route opt-in."""
+    model = {
+        "description": "sip flow",
+        "turns": [
+            {"turn": 1, "tools": [{"name": "record_desk", "arguments": {"wants_person": True}}],
+             "then": "I will put you through."},
+            {"turn": 2, "tools": [{"name": "transfer", "arguments": {"target": "+15551234567"}}]},
+        ],
+    }  # fmt: skip
+    async with sip_server(tmp_path, model, profile=FLOW) as (emu, _base, phones, _secret):
+        call_id = await connected_call(emu, phones)
+        first = next(e for e in emu.sessions[-1].received if e["type"] == "session.update")
+        assert "transfer" not in {t["name"] for t in first["session"].get("tools", [])}
+        await caller(emu, call_id, "say", {"text": "a person, please"})
+        person = await emu.wait_for(
+            lambda e: (
+                e["type"] == "session.update"
+                and "transfer" in {t["name"] for t in e["session"].get("tools", [])}
+            ),
+            timeout=10,
+        )
+        tools = [t["name"] for t in person["session"]["tools"]]
+        assert tools.count("transfer") == 1
+        assert "Transfer the caller" in person["session"]["instructions"]
+        session = next(iter(phones.calls.values())).session
+        await session.turn.until(session.turn.idle)  # the node's turn is over: the caller speaks
+        await caller(emu, call_id, "say", {"text": "yes"})
+        await emu.sip.until(state(emu, call_id, "Disconnected"))
+    call = emu.sip.calls[call_id]
+    assert call.refer_targets == ["tel:+15551234567"]
+    assert call.terminal_reason == "TransferSucceeded"
 
 
 async def test_send_dtmf_is_a_tool_error_on_sip_calls(tmp_path: Path) -> None:

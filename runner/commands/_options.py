@@ -64,8 +64,10 @@ def binding_check(
     """
 
     def check(profile: Any, problems: list[Problem]) -> Any:
-        if not profile.tools:
-            return None
+        flow = getattr(profile, "flow", None)
+        node_tools = flow is not None and any(n.tools for n in flow.nodes.values())
+        if not profile.tools and not node_tools:
+            return None  # nothing names a plugin
         from runner import plugins
 
         how = plugins.check_bindings if run_plugins else plugins.check_bindings_statically

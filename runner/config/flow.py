@@ -660,7 +660,8 @@ def node_session(
         mine = rendered_instructions.strip()
         session["instructions"] = f"{shared.rstrip()}\n\n{mine}" if shared else mine
     tools = [dict(t) for t in session.get("tools") or []]
-    tools += [dict(t) for t in node_tools]
+    shared = {t.get("name") for t in tools}
+    tools += [dict(t) for t in node_tools if t.get("name") not in shared]  # never twice
     if node.record_tool is not None:
         tools.append(node.record_schema())
     if tools:
@@ -682,6 +683,19 @@ def summary_text(flow: Flow, path: Sequence[str], collected: Mapping[str, Any]) 
 
 def _plain(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# Built-in tools a node may list beside plugins: `vlrun serve` gives them to phone calls (a
+# flow's way out: transfer to a person, hang up). Elsewhere there is no call to control.
+CALL_CONTROL = ("hang_up", "transfer", "send_dtmf")
+
+
+def call_control_of(flow: Flow | None) -> tuple[str, ...]:
+    """The call-control tools a flow's nodes list, in CALL_CONTROL's order."""
+    used = {
+        name for node in (flow.nodes.values() if flow is not None else ()) for name in node.tools
+    }
+    return tuple(name for name in CALL_CONTROL if name in used)
 
 
 def plugin_tool(name: str, schemas: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:

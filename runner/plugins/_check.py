@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from runner.config.flow import CALL_CONTROL
 from runner.config.suggest import suggest
 from runner.errors import Problem, VlrunError
 from runner.plugins._drift import schema_drift
@@ -72,13 +73,14 @@ def check_bindings(
                     f"declared parameters differ from the plugin at {sub or '(root)'}: {message}",
                 )
             )
-    for name, path in node_tools:  # a node's tools are plugins by name, nothing else
-        if name not in schemas:
+    for name, path in node_tools:  # a node's tools are plugins by name, or call control
+        if name not in schemas and name not in CALL_CONTROL:
             problems.append(
                 loc.problem(
                     path,
                     f"node {path[2]!r} uses tool {name!r}, but no plugin provides it",
-                    hint=suggest(name, schemas) or "add a plugin in tools/ with that name",
+                    hint=suggest(name, [*schemas, *CALL_CONTROL])
+                    or "add a plugin in tools/ with that name",
                 )
             )
     return schemas

@@ -1,8 +1,10 @@
 """Call control as tools the model can call: ``hang_up``, ``transfer`` and ``send_dtmf``.
 
-A route opts in with ``call_control: [hang_up, transfer, send_dtmf]`` in serve.yaml. The tools
+A route opts in with ``call_control: [hang_up, transfer, send_dtmf]`` in serve.yaml: the tools
 then join that route's sessions (their schemas are added to the compiled session, their
-functions to its registry). A tool finds its call through the call id that the call's task
+functions to its registry). A profile's flow can list them in a node's ``tools`` instead:
+they are then that node's only (a way out of the flow: transfer to a person, hang up).
+A tool finds its call through the call id that the call's task
 set in :data:`~runner.serve.calls_log.call_id_var`: async tools run as tasks of that call, so
 they see it. What an edge cannot do (Twilio Media Streams send no DTMF, for example), and
 what the provider refuses, reach the model as tool errors. The model can then say so.
@@ -15,10 +17,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from runner.config.flow import CALL_CONTROL
 from runner.plugins import tool
 from runner.serve.calls_log import call_id_var
 
-NAMES = ("hang_up", "transfer", "send_dtmf")
+NAMES = CALL_CONTROL
 _TARGET = re.compile(r"^(\+[1-9][0-9]{1,14}|sips?:[^\s]{3,200})$")
 _DIGITS = re.compile(r"^[0-9*#A-D]{1,32}$")
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.config.flow import call_control_of
 from runner.config.serve_file import Route, ServeFile
 from runner.errors import ConfigError
 from runner.live.transcript import Transcript
@@ -195,6 +196,9 @@ class Phones:
             )
             if route.call_control:
                 payload = _with_call_control(payload, registry, route.call_control)
+            for name in call_control_of(getattr(profile, "flow", None)):
+                if name not in registry:  # a node's own: in that node's session only
+                    registry.add(calls_tools.TOOLS[name], source="vlrun serve (call control)")
             self._prepared[key] = Prepared(
                 route=route,
                 profile=profile,
@@ -304,7 +308,7 @@ class Phones:
             call.session = session
             self._moved()
             edge.dtmf_listeners.append(lambda digit: _dtmf_to_session(session, digit))
-            if prepared.route.call_control:
+            if prepared.route.call_control or call_control_of(walk.flow if walk else None):
                 self._control(call)
             outcome = await self._run(call, session)
         except Exception as exc:  # one call's failure is reported and contained
