@@ -512,3 +512,12 @@ async def test_dispatch_never_raises_whatever_the_model_sends(arguments: str) ->
         result = await CASES.dispatch(name, "c", arguments, timeout_s=5)
         json.loads(result.output)  # always valid JSON for the model
         assert result.ok or result.error_type == "invalid_arguments"
+
+
+async def test_call_control_without_a_call_says_where_it_works() -> None:
+    registry = Registry.of(rich_result)
+    result = await registry.dispatch("transfer", "c", '{"target": "+15551234567"}')
+    assert not result.ok and result.error_type == "unknown_tool"
+    assert "controls a phone call" in (result.error or "")
+    other = await registry.dispatch("rich_reslt", "c", "{}")
+    assert "There is no tool named 'rich_reslt'" in (other.error or "")

@@ -17,6 +17,7 @@ from typing import Any
 
 import jsonschema
 
+from runner.config.flow import CALL_CONTROL
 from runner.errors import ToolError
 from runner.plugins._dispatch import (
     MAX_RESULT_BYTES,
@@ -187,13 +188,13 @@ class Registry:
         start = time.perf_counter()
         spec = self._specs.get(name)
         if spec is None:
-            return failure(
-                call_id,
-                name,
-                start,
-                "unknown_tool",
-                f"There is no tool named '{name}'. {self._suggest(name)}",
+            why = (
+                f"'{name}' controls a phone call, and there is none here: it works on calls "
+                "that vlrun serve answers."
+                if name in CALL_CONTROL
+                else f"There is no tool named '{name}'. {self._suggest(name)}"
             )
+            return failure(call_id, name, start, "unknown_tool", why)
         kwargs, problem = parse_arguments(spec, arguments)
         if problem is not None:
             return failure(call_id, name, start, "invalid_arguments", problem)
