@@ -12,6 +12,7 @@ line per clause; word timestamps and visemes (runner/emulator/timing.py) are der
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import shutil
 import wave
@@ -105,9 +106,15 @@ async def _espeak(text: str, rate: int) -> Speech | None:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
-            out, err = await proc.communicate()
         except OSError:
             return None
+        try:
+            out, err = await proc.communicate()
+        finally:
+            if proc.returncode is None:  # cancelled mid-speech (a call hung up): no orphan
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()  # reaped here, so no pipe outlives this event loop
     if proc.returncode != 0 or not out:
         return None
     try:

@@ -161,6 +161,7 @@ async def serve(
     *,
     started: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    settle_heap: bool = False,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set), then drain; returns the exit code.
 
@@ -187,9 +188,10 @@ async def serve(
                     ) from None
                 port = _bound_port(runner, options.port)
                 url = page_url(options, port)
-                from runner import speedups
+                if settle_heap:  # the process is this server's (the CLI), not an embedder's
+                    from runner import speedups
 
-                speedups.settle_heap()  # start-up is done: the profiles are compiled
+                    speedups.settle_heap()  # start-up is done: the profiles are compiled
                 if started is not None:
                     started(url)
                 else:
@@ -236,4 +238,4 @@ def execute_serve(
     settle_token(options)
     from runner import speedups
 
-    return speedups.run(serve(Host(host_options), options, installers))
+    return speedups.run(serve(Host(host_options), options, installers, settle_heap=True))
