@@ -172,8 +172,12 @@ class Connection(InputAudio, Responses, ToolCalls):
                 else:
                     break
         finally:
-            for task in list(self._tasks):
+            tasks = list(self._tasks)
+            for task in tasks:
                 task.cancel()
+            # Owned, so awaited: a reply cancelled mid-speech reaps its espeak-ng run before
+            # the connection is gone (otherwise its pipes outlive the event loop).
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.record.closed = True
             if self.record.close_code is None:  # set already when the emulator closed it
                 self.record.close_code = self.ws.close_code
