@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -125,8 +127,9 @@ async def test_stream_token_from_another_call_is_refused(serve_file: Path, emula
 
 
 async def test_a_call_hears_the_reply_and_barge_in_truncates_at_what_was_heard(
-    serve_file: Path, emulator: Any
+    serve_file: Path, emulator: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="vlrun.serve.call")
     async with phone_server(serve_file, emulator.endpoint) as (base, phones):
         caller = await call(base)
         try:
@@ -163,6 +166,10 @@ async def test_a_call_hears_the_reply_and_barge_in_truncates_at_what_was_heard(
         assert metric(phones, "vlrun_calls_total", edge="twilio", outcome="caller_hung_up") == 1
         assert metric(phones, "vlrun_active_calls", edge="twilio") == 0
         assert metric(phones, "vlrun_turn_latency_seconds_count", edge="twilio") >= 1
+    # The call's log has the reply as one whole line (it is never written a word at a time).
+    said = [r.getMessage() for r in caplog.records if r.name == "vlrun.serve.call"]
+    whole = r"assistant: \[emulator\] I heard \d\.\d seconds of audio\."
+    assert any(re.fullmatch(whole, line) for line in said), said
 
 
 async def test_dtmf_reaches_the_conversation(serve_file: Path, emulator: Any) -> None:
