@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -128,8 +128,8 @@ class Channel(Generic[T]):
 
 
 async def cancel_and_wait(
-    tasks: Iterable[asyncio.Future[object]] | asyncio.Future[object], timeout: float | None = None
-) -> set[asyncio.Future[object]]:
+    tasks: Iterable[asyncio.Future[Any]] | asyncio.Future[Any], timeout: float | None = None
+) -> set[asyncio.Future[Any]]:
     """Cancel ``tasks`` and wait until they have ended; returns those still running after
     ``timeout`` (a task that ignores cancellation). The tasks' own exceptions are theirs: they
     are retrieved, not raised. Cancelling the caller still cancels the caller."""
