@@ -47,7 +47,15 @@ def test_top_level_holds_only_the_entry_errors_redaction_and_wings() -> None:
     top = sorted(p.name for p in (ROOT / "runner").iterdir() if not p.name.startswith("__"))
     modules = {n for n in top if n.endswith(".py")}
     packages = {n for n in top if (ROOT / "runner" / n / "__init__.py").exists()}
-    assert modules == {"cli.py", "errors.py", "g711.py", "redact.py", "speedups.py", "testing.py"}
+    assert modules == {
+        "aio.py",
+        "cli.py",
+        "errors.py",
+        "g711.py",
+        "redact.py",
+        "speedups.py",
+        "testing.py",
+    }
     assert packages == {
         "commands",
         "config",
