@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from runner.aio import cancel_and_wait
 from runner.errors import AuthError, ConfigError, ConnectError
 from runner.redact import register_secret
 
@@ -70,6 +71,11 @@ def load_dotenv_file(env: Mapping[str, str] | None = None) -> Path | None:
 
 #: An endpoint that accepts TCP and never answers must not hang the run or doctor.
 DEFAULT_CONNECT_TIMEOUT_S = 15.0
+#: WebSocket pings on the Voice Live connection: after this many seconds without a frame from
+#: the service a ping goes out, and no pong within half as long is a drop. A service that
+#: went silent with its TCP connection open is noticed in 1.5 times this (the SDK's own
+#: default, 30 s, made that 45 s), for the price of a few bytes per quiet interval.
+DEFAULT_HEARTBEAT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,7 @@ class Target:
     agent_query: Mapping[str, str] = field(default_factory=dict)  # legacy (classic) agents
     options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # query, headers, scopes
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S  # TCP + TLS + WebSocket handshake
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S  # ping after this long without a frame
 
     @property
     def embedded(self) -> bool:
@@ -278,25 +285,67 @@ async def open_connection(
     else:
         kwargs["model"] = target.model
     kwargs.update(target.options)  # the profile's query, headers and credential scopes
+    kwargs["connection_options"] = {
+        "heartbeat": target.heartbeat_s,
+        **dict(target.options.get("connection_options") or {}),
+    }
     if target.agent_query:
         query = {**kwargs.get("query", {}), **target.agent_query}
         query["agent-access-token"] = await agent_access_token(target, credential, endpoint)
         kwargs["query"] = query
     manager = connect(**kwargs)
-    try:
-        conn = await asyncio.wait_for(manager.__aenter__(), target.connect_timeout_s)
-    except asyncio.TimeoutError:  # noqa: UP041 (an alias only from Python 3.11)
-        raise ConnectError(
-            f"{endpoint} did not answer the handshake within {target.connect_timeout_s:g} s",
-            hint="check the endpoint URL and the network; --connect-timeout sets the wait",
-        ) from None
-    except Exception as exc:
-        raise connect_failure(exc, endpoint, target) from None
+    conn = await _handshake(manager, endpoint, target)
     try:
         yield conn
     finally:
         with contextlib.suppress(Exception):
             await manager.__aexit__(None, None, None)
+
+
+async def _handshake(manager: Any, endpoint: str, target: Target) -> Any:
+    """``manager.__aenter__()`` within the target's connect timeout.
+
+    The SDK opens an aiohttp ``ClientSession`` for the handshake and closes it only when
+    aiohttp itself fails; cut off by a timeout (or our own cancellation) it would be left
+    open, one "Unclosed client session" per attempt in a worker that retries for a month.
+    So the sessions the suspended handshake holds are found and closed here.
+    """
+    enter = asyncio.ensure_future(manager.__aenter__())
+    try:
+        done, _ = await asyncio.wait({enter}, timeout=target.connect_timeout_s)
+    finally:
+        if not enter.done():
+            held = _client_sessions(enter.get_coro())
+            await cancel_and_wait(enter, timeout=1.0)
+            for http in held:
+                with contextlib.suppress(Exception):
+                    await http.close()
+    if enter not in done:
+        raise ConnectError(
+            f"{endpoint} did not answer the handshake within {target.connect_timeout_s:g} s",
+            hint="check the endpoint URL and the network; --connect-timeout sets the wait",
+        )
+    try:
+        return enter.result()
+    except Exception as exc:
+        raise connect_failure(exc, endpoint, target) from None
+
+
+def _client_sessions(coro: Any) -> list[Any]:
+    """The aiohttp ``ClientSession`` objects a suspended coroutine chain holds in its locals."""
+    import aiohttp
+
+    found: list[Any] = []
+    seen = 0
+    while coro is not None and seen < 32:  # the await chain, outermost first
+        seen += 1
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            for value in frame.f_locals.values():
+                if isinstance(value, aiohttp.ClientSession) and value not in found:
+                    found.append(value)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return found
 
 
 def connect_failure(exc: BaseException, endpoint: str, target: Target) -> ConnectError:

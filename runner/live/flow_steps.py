@@ -17,11 +17,11 @@ A refused node update is reported and the conversation goes on in the node the s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from runner.aio import cancel_and_wait
 from runner.errors import ConfigError
 from runner.live.state import Fenced, SessionCore, ToolRun, log
 
@@ -109,7 +109,7 @@ class FlowSide(SessionCore):
         loop = asyncio.get_running_loop()
         self._updated = updated = loop.create_future()
         await self._send(payload, generation)
-        gone = asyncio.ensure_future(
+        gone: asyncio.Future[Any] = asyncio.ensure_future(
             self.turn.until(lambda: self.turn.generation != generation or not self.turn.connected)
         )
         try:
@@ -117,9 +117,7 @@ class FlowSide(SessionCore):
                 {updated, gone}, timeout=UPDATE_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            gone.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await gone
+            await cancel_and_wait(gone)  # our own cancellation still propagates
         if updated.done():
             updated.result()  # a refusal raises its ConfigError
         elif gone in done:

@@ -6,7 +6,9 @@ fields the service dropped or rewrote), then run three things side by side:
 - the input pump, which streams microphone / WAV frames as ``input_audio_buffer.append``;
 - the line reader (typed turns in text mode, ``q`` to quit, answers to approval questions).
 
-A dropped connection reconnects with backoff and re-sends the session; the transcript lives
+A dropped connection reconnects with backoff (full jitter, :class:`runner.aio.ReconnectPolicy`,
+so calls that lost the same service do not come back in lockstep) within a budget per
+conversation, and re-sends the session; the transcript lives
 outside the connection, so no completed turn is lost or printed twice. Before ``expires_at``
 the session rolls over the same way, between turns. Each connection is a new *generation*:
 whatever an earlier one still had in flight (a tool call, an approval) can no longer send.
@@ -14,6 +16,10 @@ whatever an earlier one still had in flight (a tool call, an approval) can no lo
 The turn itself (who speaks, what is owed, which tools run) is one
 :class:`~runner.live.state.TurnState`; every task belongs to one
 :class:`~runner.live.state.TaskGroup`. docs/live-session.md has the table of transitions.
+
+Edges (a phone call, the browser) use the public surface only: :meth:`LiveSession.say`,
+:meth:`LiveSession.finish_reply`, :meth:`LiveSession.forbid_reconnect`, :meth:`stop`,
+:attr:`ready`, :meth:`feed_line`, :attr:`metrics`, :attr:`end_reason` and ``tasks.spawn``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import asyncio
 import base64
 import collections
 import contextlib
+import dataclasses
+import random
 import signal
 import sys
 import time
@@ -30,6 +38,7 @@ from datetime import datetime
 from typing import Any
 
 from runner import speedups
+from runner.aio import Deadline, ReconnectBudget, ReconnectPolicy
 from runner.errors import EXIT_OK, ConfigError, ConnectError, VlrunError
 from runner.live.audio import CHUNK_MS, Player, Source
 from runner.live.connect import Target, open_connection
@@ -55,6 +64,24 @@ Handler = Callable[..., Awaitable[None] | None]
 _TIMED = frozenset({"response.audio.delta", "input_audio_buffer.speech_started"})
 # Counted, not traced one by one: a reply has dozens of each (one summary per response instead)
 _COUNTED = frozenset({"response.animation_viseme.delta", "response.animation_blendshapes.delta"})
+#: How long a new connection may take to confirm its session (``session.updated``); the
+#: service answers in well under a second, so a longer silence is a connection to give up.
+CONFIGURE_TIMEOUT_S = 10.0
+#: Assistant items whose received audio is remembered (barge-in truncation needs the one
+#: playing, which is among the last few): a long call must not keep one entry per reply.
+_ITEMS_KEPT = 32
+#: Reconnection for a phone call: a caller hears silence while it lasts, so a few quick tries
+#: (at most 0.25 + 0.5 + 1 + 1 s of waiting per drop) and eight per call, then the call ends.
+CALL_RECONNECTS = ReconnectPolicy(base_s=0.25, cap_s=1.0, attempts=4, budget=8)
+#: Why a session ended (:attr:`LiveSession.end_reason`).
+END_REASONS = (
+    "stopped",  # stop(), q, end of input: on purpose
+    "connect_failed",  # the first connection could not be had
+    "dropped",  # the connection ended and this conversation may not reconnect
+    "reconnect_failed",  # a drop, then every attempt of the policy failed
+    "reconnect_budget",  # the conversation used its whole reconnection budget
+    "error",  # anything else (a refused session, an internal error)
+)
 
 
 class LiveSession(InputSide, ToolSide):
@@ -85,6 +112,9 @@ class LiveSession(InputSide, ToolSide):
         end_when_input_ends: bool = False,
         max_reconnects: int = 6,
         backoff_s: float = 0.25,
+        reconnect_policy: ReconnectPolicy | None = None,
+        rng: random.Random | None = None,
+        configure_timeout_s: float = CONFIGURE_TIMEOUT_S,
         rollover_margin_s: float = 120.0,
         finish_timeout_s: float = 60.0,
         replay_history: bool = True,
@@ -114,8 +144,17 @@ class LiveSession(InputSide, ToolSide):
         self.profile_vars = dict(profile_vars or {})
         self.api_version = api_version
         self.end_when_input_ends = end_when_input_ends
-        self.max_reconnects = max_reconnects
-        self.backoff_s = backoff_s
+        # max_reconnects and backoff_s are the older way to say it: attempts and base delay
+        self.reconnect_policy = reconnect_policy or ReconnectPolicy(
+            base_s=backoff_s,
+            attempts=max_reconnects,
+            budget=max(ReconnectPolicy.budget, 2 * max_reconnects),
+        )
+        self.rng = rng  # None: the process's own (seeded by tests)
+        self.reconnect_budget: ReconnectBudget = self.reconnect_policy.budget_for()
+        self.configure_timeout_s = configure_timeout_s
+        self.end_reason: str | None = None  # one of END_REASONS once run() has returned
+        self._one_connection = False  # forbid_reconnect(): a drop ends the conversation
         self.rollover_margin_s = rollover_margin_s
         self.finish_timeout_s = finish_timeout_s
         self.replay_history = replay_history and not target.agent_kwargs and not target.agent_query
@@ -151,7 +190,8 @@ class LiveSession(InputSide, ToolSide):
         self._updated: asyncio.Future[Any] | None = None
         self._recv_task: asyncio.Task[None] | None = None
         self._speech_ms: dict[str, float] = {}  # user audio item -> speech start (audio ms)
-        self._received_ms: dict[str, float] = {}  # assistant item -> ms of audio received
+        # assistant item -> ms of audio received, for the last _ITEMS_KEPT items
+        self._received_ms: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._eos_at: float | None = None  # end of the user's last turn (perf_counter)
         self._eos_label = "end of speech -> first audio"  # what _eos_at measures from
         self._terminating = False  # a SIGTERM came: the session is ending like `q`
@@ -216,6 +256,10 @@ class LiveSession(InputSide, ToolSide):
                     self.tasks.spawn(self._input_pump(), "vlrun-input")
                 try:
                     await self._connections()
+                    self.end_reason = self.end_reason or "stopped"
+                except Exception:
+                    self.end_reason = self.end_reason or "error"
+                    raise
                 finally:
                     await self._close()
         finally:
@@ -233,8 +277,92 @@ class LiveSession(InputSide, ToolSide):
         self._terminating = True
         self.tasks.spawn(self._quit(), "vlrun-sigterm")
 
+    # ---------------------------------------------------------------- the public surface
+
+    @property
+    def max_reconnects(self) -> int:
+        """Attempts per drop (0: none; the older name of ``reconnect_policy.attempts``)."""
+        return 0 if self._one_connection else self.reconnect_policy.attempts
+
+    @max_reconnects.setter
+    def max_reconnects(self, attempts: int) -> None:
+        self.reconnect_policy = dataclasses.replace(self.reconnect_policy, attempts=attempts)
+        self.reconnect_budget = self.reconnect_policy.budget_for()
+
+    @property
+    def backoff_s(self) -> float:
+        """The first retry's ceiling (the older name of ``reconnect_policy.base_s``)."""
+        return self.reconnect_policy.base_s
+
+    def forbid_reconnect(self) -> None:
+        """This conversation has one connection: when it drops, the conversation ends
+        (:attr:`end_reason` ``"dropped"``), as for a SIP call's attached socket."""
+        self._one_connection = True
+
+    async def say(self, text: str, timeout: float | None = None) -> None:
+        """Speak ``text`` as the assistant, verbatim, and return once the user has heard it.
+
+        Waits until no reply is in progress (never talks over one), sends ``response.create``
+        with ``pre_generated_assistant_message``, waits for that response to end and for the
+        player to drain. Raises :class:`~runner.live.state.Drop` when the connection drops or
+        the session ends first, and ``TimeoutError`` past ``timeout`` seconds.
+        """
+        deadline = Deadline(timeout)
+        turn = self.turn
+        if not await turn.until(
+            lambda: turn.stopped or (turn.connected and turn.idle()), deadline.left()
+        ):
+            raise asyncio.TimeoutError
+        if turn.stopped:
+            raise Drop("the session is ending; nothing more is said")
+        generation, ended = turn.generation, turn.responses_ended
+        # No await between the check above and _send's response_requested(): nothing else
+        # can start a reply in between.
+        await self._send(
+            {
+                "type": "response.create",
+                "response": {
+                    "pre_generated_assistant_message": {
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [{"type": "text", "text": text}],
+                    }
+                },
+            },
+            generation,
+        )
+        if not await turn.until(
+            lambda: (
+                turn.generation != generation
+                or turn.stopped
+                or (turn.responses_ended > ended and turn.active is None and not turn.requested)
+            ),
+            deadline.left(),
+        ):
+            raise asyncio.TimeoutError
+        if turn.generation != generation or turn.stopped:
+            raise Drop("the connection ended before the message was said")
+        await deadline.run(self.player.drain())
+
+    async def finish_reply(self, timeout: float | None = None) -> None:
+        """Wait until the reply in progress (if any) has been said and heard.
+
+        Returns at once when nothing is owed; a drop or the end of the session ends the wait
+        too (nothing more will be said). ``TimeoutError`` past ``timeout`` seconds.
+        """
+        deadline = Deadline(timeout)
+        turn = self.turn
+        if not await turn.until(
+            lambda: turn.stopped or not turn.connected or turn.idle(), deadline.left()
+        ):
+            raise asyncio.TimeoutError
+        await deadline.run(self.player.drain())
+
+    # ---------------------------------------------------------------- reconnecting
+
     async def _connections(self) -> None:
         attempt = 0
+        budget = self.reconnect_budget = self.reconnect_policy.budget_for()
         while not self._stop.is_set():
             try:
                 await self._connection(first=not self._configured_once)
@@ -255,16 +383,33 @@ class LiveSession(InputSide, ToolSide):
                 if self._connection_worked:
                     attempt = 0  # count failures in a row, not drops over a whole conversation
                 if not self._configured_once and isinstance(exc, ConnectError):
+                    self.end_reason = "connect_failed"
                     raise  # cannot connect at all: one clear line, non-zero exit
                 if self._stop.is_set():
                     return
+                policy = self.reconnect_policy
+                if self._one_connection:
+                    self.end_reason = "dropped"
+                    raise ConnectError(
+                        f"the connection to {self.endpoint} ended ({exc}); "
+                        "this conversation does not reconnect"
+                    ) from None
                 attempt += 1
-                if attempt > self.max_reconnects:
+                if attempt > policy.attempts:
+                    self.end_reason = "reconnect_failed"
                     raise ConnectError(
                         f"lost the connection to {self.endpoint} and could not reconnect "
-                        f"after {self.max_reconnects} attempts ({exc})"
+                        f"after {policy.attempts} attempts ({exc})"
                     ) from None
-                delay = min(8.0, self.backoff_s * 2 ** (attempt - 1))
+                if not budget.spend():
+                    self.end_reason = "reconnect_budget"
+                    raise ConnectError(
+                        f"lost the connection to {self.endpoint} again ({exc}); this "
+                        f"conversation has used all {policy.budget} of its reconnections",
+                        hint="the service keeps dropping: check its status and the network",
+                    ) from None
+                delay = policy.delay(attempt, self.rng)
+                self.metrics.reconnect_delays.append(delay)
                 self.transcript.notice(
                     f"connection lost ({exc}); reconnecting in {delay:.2g} s (attempt {attempt})"
                 )
@@ -332,13 +477,18 @@ class LiveSession(InputSide, ToolSide):
         loop = asyncio.get_running_loop()
         self._updated = updated = loop.create_future()
         await self._send(self.session_update)
-        await asyncio.wait({recv, updated}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {recv, updated}, timeout=self.configure_timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
         if updated.done():
             updated.result()  # a refused session raises its ConfigError here
             return
         if recv.done() and not recv.cancelled() and isinstance(recv.exception(), Drop):
             raise recv.exception()  # type: ignore[misc]
-        raise Drop("the service did not confirm the session (no session.updated)")
+        raise Drop(
+            "the service did not confirm the session "
+            f"(no session.updated within {self.configure_timeout_s:g} s)"
+        )
 
     async def _receive_until_done(self, recv: asyncio.Task[None]) -> None:
         stop = asyncio.create_task(self._stop.wait(), name="vlrun-stopwait")
@@ -375,7 +525,9 @@ class LiveSession(InputSide, ToolSide):
                 # cannot read is logged (with its text) and skipped instead of ending the turn.
                 raw = await conn.recv_bytes()
             except ConnectionClosed as exc:
-                raise Drop(f"closed with code {exc.code}") from None
+                # a missed heartbeat says so in its reason ("No PONG received ...")
+                why = f": {clean_line(exc.reason)[:120]}" if exc.reason else ""
+                raise Drop(f"closed with code {exc.code}{why}") from None
             if not raw:
                 raise Drop("empty frame (connection closed)")
             try:
@@ -552,6 +704,7 @@ class LiveSession(InputSide, ToolSide):
             end = float(getattr(event, "audio_end_ms", 0) or 0)
             length = f" {(end - start) / 1000:.1f} s" if start is not None and end > start else ""
             self.transcript.user(str(event.item_id), f"[speech{length}]")
+        self._speech_ms.pop(str(event.item_id), None)  # only this turn's start was needed
         self._eos_at = time.perf_counter()
         self._eos_label = "end of speech -> first audio"
         self.turn.speech_stopped()
@@ -602,9 +755,13 @@ class LiveSession(InputSide, ToolSide):
         now = time.perf_counter()
         if arrived is not None:
             self.metrics.write_latency.append(now - arrived)
-        self._received_ms[item_id] = self._received_ms.get(
-            item_id, 0.0
-        ) + self.player.fmt.ms_for_bytes(len(pcm))
+        received = self._received_ms
+        if item_id in received:
+            received[item_id] += self.player.fmt.ms_for_bytes(len(pcm))
+        else:
+            received[item_id] = self.player.fmt.ms_for_bytes(len(pcm))
+            if len(received) > _ITEMS_KEPT:
+                received.popitem(last=False)  # long since played (or cut off)
         if resp is not None and not resp.first_audio:
             resp.first_audio = True
             if self._eos_at is not None:

@@ -21,24 +21,43 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.aio import Changes
 from runner.live.audio import Player, Source
 from runner.live.transcript import Transcript
 
 log = logging.getLogger("vlrun.live.session")
 
+#: How many of each timing a session keeps: the newest (a benchmark reads far fewer; a call
+#: that lasts hours must not keep one float per audio delta for its whole length).
+SAMPLES_KEPT = 4096
+
+
+class Samples(list):  # type: ignore[type-arg]
+    """A list of the newest timings: past ``2 * keep`` it drops the oldest ``keep``.
+
+    Still a list (benchmarks copy it, tests compare it), trimmed in one slice now and then
+    so an append stays O(1) amortised.
+    """
+
+    keep = SAMPLES_KEPT
+
+    def append(self, value: float) -> None:
+        super().append(value)
+        if len(self) > 2 * self.keep:
+            del self[: len(self) - self.keep]
+
 
 @dataclass
 class Metrics:
-    """Timings the benchmark reads (seconds, perf_counter based)."""
+    """Timings the benchmark reads (seconds, perf_counter based), the newest of each kept."""
 
-    write_latency: list[float] = field(
-        default_factory=list
-    )  # audio delta received -> player.write done
-    silence_latency: list[float] = field(
-        default_factory=list
+    write_latency: Samples = field(default_factory=Samples)  # audio delta -> player.write done
+    silence_latency: Samples = field(
+        default_factory=Samples
     )  # speech_started received -> playback silenced
-    turn_latency: list[float] = field(default_factory=list)  # end of speech -> first audio written
-    barge_in_arrivals: list[float] = field(default_factory=list)  # speech_started while playing
+    turn_latency: Samples = field(default_factory=Samples)  # end of speech -> first audio written
+    barge_in_arrivals: Samples = field(default_factory=Samples)  # speech_started while playing
+    reconnect_delays: Samples = field(default_factory=Samples)  # backoff drawn before each retry
     reconnects: int = 0
     rollovers: int = 0
     sent_events: dict[str, int] = field(default_factory=dict)
@@ -139,8 +158,9 @@ class TurnState:
         self.questions: collections.deque[Question] = collections.deque()
         self.phase = Phase.RECONNECTING
         self.history: list[tuple[str, Phase]] = []  # (transition, phase after), for tests
+        self.responses_ended = 0  # response.done (or a refused response.create) so far
         self._on_question = on_question
-        self._changed: asyncio.Event | None = None
+        self._changes = Changes()
 
     # ------------------------------------------------------------------ reading
 
@@ -188,16 +208,14 @@ class TurnState:
             del self.history[:250]
         if before is not self.phase:
             log.debug("turn: %s -> %s (%s)", before.value, self.phase.value, transition)
-        changed, self._changed = self._changed, None
-        if changed is not None:
-            changed.set()
+        self._changes.notify()
 
-    async def until(self, predicate: Callable[[], bool]) -> None:
-        """Wait for a condition on the turn state; every transition wakes the waiters."""
-        while not predicate():
-            if self._changed is None:
-                self._changed = asyncio.Event()
-            await self._changed.wait()
+    async def until(self, predicate: Callable[[], object], timeout: float | None = None) -> bool:
+        """Wait for a condition on the turn state; every transition wakes the waiters.
+
+        True once ``predicate()`` holds; False if ``timeout`` seconds passed first.
+        """
+        return await self._changes.until(predicate, timeout)
 
     # ------------------------------------------------------------------ the connection
 
@@ -255,6 +273,7 @@ class TurnState:
     def response_refused(self) -> None:
         if self.requested:
             self.requested -= 1
+        self.responses_ended += 1
         self._moved("error (response)")
 
     def response_created(self, response: Response) -> None:
@@ -273,6 +292,7 @@ class TurnState:
             status in ("completed", "failed", "incomplete") or (resp is not None and resp.muted)
         ):
             self.owed = False
+        self.responses_ended += 1
         self._moved("response.done")
         return resp
 
@@ -332,7 +352,7 @@ class TaskGroup:
     def __init__(self, report: Callable[[str, BaseException], None]) -> None:
         self._report = report
         self._tasks: dict[asyncio.Task[Any], Callable[[BaseException], None] | None] = {}
-        self.failures: list[tuple[str, BaseException]] = []
+        self.failures: list[tuple[str, BaseException]] = []  # the newest (each was reported)
 
     def spawn(
         self,
@@ -356,6 +376,8 @@ class TaskGroup:
         if exc is None:
             return
         self.failures.append((task.get_name(), exc))
+        if len(self.failures) > 200:  # a long call keeps the newest, not every failure
+            del self.failures[:100]
         self._report(task.get_name(), exc)
         if on_error is not None:
             try:
