@@ -70,6 +70,7 @@ def check(
         tools_dirs=tools_dirs,
         api_version=api_version,
         bindings=binding_check(tools_dirs, run_plugins=not no_plugins),
+        bindings_for=lambda dirs: binding_check(dirs, run_plugins=not no_plugins),
         devices=_device_check if devices else None,
     )
     results = check_paths(paths, options)

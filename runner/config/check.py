@@ -35,6 +35,8 @@ class CheckOptions:
     api_version: str | None = None
     env: Mapping[str, str] | None = None
     bindings: BindingCheck | None = None  # checks tool bindings against plugins
+    # the same check with these tool folders instead of tools_dirs (a serve file's routes)
+    bindings_for: Callable[[Sequence[Path]], BindingCheck] | None = None
     devices: DeviceCheck | None = None  # checks the compiled formats against this machine
 
 

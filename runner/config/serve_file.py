@@ -5,6 +5,11 @@ a few rules a schema says badly (one default route, no number or path twice, pro
 exist) -> a frozen :class:`ServeFile`. Secrets are ``${env:NAME}`` references only (the schema
 refuses a literal); they are resolved here and registered with :mod:`runner.redact`, so no log
 line, error or page can show them. ``vlrun check serve.yaml`` runs :func:`check_file`.
+
+Each phone edge connects to Voice Live with an api-version of its own choosing (Twilio and ACS:
+the profile's; Voice Live SIP: always :data:`SIP_API_VERSION`). :func:`connections` says which,
+per route and edge, so the worker compiles each route's profile for the version it is sent on,
+and `vlrun check` reports a route whose profile that version cannot express.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -30,6 +35,11 @@ ACS_JWKS_URL = "https://acscallautomation.communication.azure.com/calling/keys"
 _ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 # A serve file says so on its first key, which keeps `vlrun check` from reading profiles as one.
 HEAD = re.compile(r"^serve\s*:", re.MULTILINE)
+#: The api-version of Voice Live SIP's calls API and of the sockets it attaches to a call: its
+#: sessions speak this version whatever the route's profile pins (runner/serve/sip.py).
+SIP_API_VERSION = "2026-07-31-preview"
+#: The phone edges, by the serve-file section that turns each on.
+EDGES = ("twilio", "acs", "voicelive_sip")
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,51 @@ class ServeFile:
     twilio: TwilioSettings | None = None
     acs: AcsSettings | None = None
     sip: SipSettings | None = None
+    # Callers' phone numbers in logs: whole when true, else masked to their last four digits.
+    log_phone_numbers: bool = False
+
+    def edges(self) -> tuple[str, ...]:
+        """The phone edges this file turns on, by section name (see :data:`EDGES`)."""
+        on = {"twilio": self.twilio, "acs": self.acs, "voicelive_sip": self.sip}
+        return tuple(edge for edge in EDGES if on[edge] is not None)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One route as one phone edge answers it, and the api-version its sessions connect with."""
+
+    route: int  # index in ServeFile.routes, which is the file's `routes:` list
+    edge: str  # a serve-file section of EDGES
+    api_version: str | None  # None: the profile's own (connection.api_version, else the default)
+
+
+def edge_api_version(edge: str) -> str | None:
+    """The api-version ``edge``'s Voice Live sessions use; None: the route's profile's own.
+
+    Twilio and ACS open a session the way `vlrun PROFILE` does, at the profile's api-version;
+    Voice Live SIP attaches to a call its own API placed, at the version that API speaks."""
+    return SIP_API_VERSION if edge == "voicelive_sip" else None
+
+
+def connections(serve: ServeFile) -> tuple[Connection, ...]:
+    """Every (route, edge) pair a call can arrive on, with the api-version it connects with.
+
+    Twilio and ACS pick a route by webhook path, called number or default; Voice Live SIP's
+    webhook names a path only (its event carries no called number vlrun routes by), so a
+    route with nothing but a number is never a SIP call's."""
+    out = []
+    for edge in serve.edges():
+        for i, route in enumerate(serve.routes):
+            if edge == "voicelive_sip" and not (route.path or route.default):
+                continue
+            out.append(Connection(i, edge, edge_api_version(edge)))
+    return tuple(out)
+
+
+def extra_tool_dirs(serve: ServeFile) -> tuple[Path, ...]:
+    """Tool folders the routes' profiles get besides their own project's: the serve file's
+    folder is a project root for the profiles it routes (``tools/`` there, if any)."""
+    return (serve.source.parent.resolve() / "tools",)
 
 
 @cache
@@ -97,13 +152,20 @@ def analyse(
     path: Path, *, env: Mapping[str, str] | None = None, strict_env: bool = True
 ) -> tuple[ServeFile | None, list[Problem]]:
     """The serve file and every problem found; missing env vars are warnings unless strict."""
+    serve, problems, _ = _analysed(path, env=env, strict_env=strict_env)
+    return serve, problems
+
+
+def _analysed(
+    path: Path, *, env: Mapping[str, str] | None, strict_env: bool
+) -> tuple[ServeFile | None, list[Problem], Locator]:
     env = os.environ if env is None else env
     src = source.load_file(path)  # raises ProfileError for unreadable files and bad YAML
     loc = Locator(src.positions, str(path))
     written = _written_secrets(src.data, loc)
     problems = written + problems_against(schema(), src.data, loc)
     if problems:
-        return None, problems
+        return None, problems, loc
     data: dict[str, Any] = src.data
     routes = _routes(path, data["routes"], loc, problems)
     twilio = acs = None
@@ -154,8 +216,9 @@ def analyse(
         twilio=twilio,
         acs=acs,
         sip=sip,
+        log_phone_numbers=bool(data.get("log_phone_numbers", False)),
     )
-    return serve, problems
+    return serve, problems, loc
 
 
 def load_serve_file(path: Path, *, env: Mapping[str, str] | None = None) -> ServeFile:
@@ -170,18 +233,104 @@ def load_serve_file(path: Path, *, env: Mapping[str, str] | None = None) -> Serv
 
 def check_file(path: Path, options: Any) -> list[Problem]:
     """`vlrun check` on a serve file (a validator of the kinds registry), and on the profiles
-    its routes name: a call must not be the first to find a broken profile."""
+    its routes name: a call must not be the first to find a broken profile, nor the first to
+    send one on an edge whose api-version cannot express it."""
     from runner.config.check import check_profile
 
     env = getattr(options, "env", None)
-    serve, problems = analyse(path, env=env, strict_env=False)
-    if serve is not None:
-        for profile in dict.fromkeys(r.profile for r in serve.routes if r.profile.is_file()):
-            try:
-                problems += check_profile(profile, options)
-            except ProfileError as exc:
-                problems += list(exc.all_problems)
+    serve, problems, loc = _analysed(path, env=env, strict_env=False)
+    if serve is None:
+        return problems
+    make_bindings = getattr(options, "bindings_for", None)
+    if make_bindings is not None:  # the routes' tools as the worker finds them
+        extra = (*options.tools_dirs, *extra_tool_dirs(serve))
+        options = replace(options, bindings=make_bindings(extra))
+    for profile in dict.fromkeys(r.profile for r in serve.routes if r.profile.is_file()):
+        try:
+            problems += check_profile(profile, options)
+        except ProfileError as exc:
+            problems += list(exc.all_problems)
+    problems += version_problems(serve, loc, options)
     return problems
+
+
+def version_problems(serve: ServeFile, loc: Locator, options: Any) -> list[Problem]:
+    """At each route's line: what its profile says that an edge's api-version cannot express.
+
+    The profile is compiled for its own api-version and for the edge's; a problem only the
+    edge's version has is one no `vlrun check PROFILE` shows, and one every call on that edge
+    would meet (a field the service refuses, or one left out so the call behaves otherwise),
+    so it is an error here whatever its severity in the profile's own check."""
+    from runner.config.compile import compile_with_problems, effective_api_version
+    from runner.config.load import analyse as analyse_profile
+
+    out: list[Problem] = []
+    compiled: dict[tuple[Path, str | None], tuple[Any, list[Problem]]] = {}
+
+    def compile_for(path: Path, version: str | None) -> tuple[Any, list[Problem]]:
+        if (path, version) not in compiled:
+            try:
+                profile, found = analyse_profile(
+                    path,
+                    vars=getattr(options, "vars", {}),
+                    sets=getattr(options, "sets", ()),
+                    env=getattr(options, "env", None),
+                )
+                if profile is not None and not any(p.severity == "error" for p in found):
+                    found = compile_with_problems(profile, api_version=version)[1]
+                else:
+                    profile = None  # its own check reports why; nothing to compare
+            except ProfileError:
+                profile, found = None, []  # likewise
+            compiled[(path, version)] = (profile, found)
+        return compiled[(path, version)]
+
+    pairs: dict[tuple[int, str], list[str]] = {}
+    for c in connections(serve):
+        if c.api_version is not None:
+            pairs.setdefault((c.route, c.api_version), []).append(c.edge)
+    for (index, version), edges in pairs.items():
+        route = serve.routes[index]
+        if not route.profile.is_file():
+            continue  # reported as a missing profile already
+        profile, own = compile_for(route.profile, None)
+        if profile is None:
+            continue
+        pinned = effective_api_version(profile)
+        if pinned == version:
+            continue
+        seen = {(p.file, p.line, p.col, p.json_path) for p in own}
+        for p in compile_for(route.profile, version)[1]:
+            if (p.file, p.line, p.col, p.json_path) in seen:
+                continue
+            out.append(_version_problem(loc, index, " and ".join(edges), version, pinned, p))
+    return out
+
+
+def _version_problem(
+    loc: Locator, index: int, edges: str, version: str, pinned: str, found: Problem
+) -> Problem:
+    field = found.json_path.removeprefix("$").removeprefix(".") or "a field"
+    where = f"{_shown(found.file)}:{found.line}" if found.line else _shown(found.file)
+    hint = (
+        f"set connection.api_version: {version} in the profile (its own is {pinned}), "
+        f"or drop {field}"
+    )
+    if found.hint:
+        hint += f"; {found.hint}"
+    return loc.problem(
+        ("routes", index),
+        f"{edges} calls connect with api-version {version}, which cannot express "
+        f"{field} ({where}): {found.message}",
+        hint=hint,
+    )
+
+
+def _shown(file: str) -> str:
+    try:
+        return str(Path(file).relative_to(Path.cwd()))
+    except ValueError:
+        return file
 
 
 SECRET_KEYS = {

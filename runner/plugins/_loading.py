@@ -22,6 +22,38 @@ from runner.plugins._dispatch import describe_error
 from runner.plugins._types import MARK
 
 ENTRY_POINT_GROUP = "vlrun.tools"
+#: What marks a project's root folder, whose ``tools/`` serves every profile below it.
+PROJECT_MARKERS = ("pyproject.toml", ".git")
+
+
+def project_root(folder: Path) -> Path | None:
+    """The nearest folder at or above ``folder`` that holds a project marker, or None."""
+    for candidate in (folder, *folder.parents):
+        if any(_exists(candidate / marker) for marker in PROJECT_MARKERS):
+            return candidate
+    return None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a folder we may not look into (EACCES) marks nothing
+        return False
+
+
+def project_tool_dirs(folder: Path, extra: Sequence[Path] = ()) -> tuple[Path, ...]:
+    """The existing tool folders for a profile in ``folder``, nearest first, without repeats.
+
+    ``tools/`` next to the profile, ``tools/`` at its project's root (:func:`project_root`),
+    then ``extra`` (``--tools`` folders; a serve file's folder's ``tools/``). Never an
+    arbitrary parent: a stray ``tools/`` in the folder above (the system's temporary folder,
+    say) is none of the profile's business, and its tools would clash with the profile's own.
+    """
+    here = folder.resolve()
+    root = project_root(here)
+    dirs = [here / "tools", *([root / "tools"] if root else [])]
+    dirs += [Path(d).resolve() for d in extra]
+    return tuple(dict.fromkeys(d for d in dirs if d.is_dir()))
 
 
 def python_files(folder: Path) -> list[Path]:
