@@ -79,6 +79,23 @@ def test_casual_chat_compiled_for_the_sip_connection_sends_no_legacy_field() -> 
     assert "threshold" not in sip["turn_detection"]["end_of_utterance_detection"]
 
 
+def test_the_emulator_agrees_with_the_check() -> None:
+    """The emulator's 2026-07-31-preview refuses the legacy compile (the calls that failed)
+    and takes the compile for SIP's version: what the check asks for is what works."""
+    from runner.emulator.session_update import apply_session_update
+
+    profile = load_profile(CASUAL)
+    legacy = compile_session(profile)["session"]
+    _, errors = apply_session_update({}, legacy, SIP_API_VERSION)
+    eou = "session.turn_detection.end_of_utterance_detection"
+    assert {(e.code, e.param) for e in errors} == {
+        ("unknown_parameter", f"{eou}.threshold"),
+        ("unknown_parameter", f"{eou}.timeout"),  # seconds there; the SIP compile sends ms
+    }
+    sip = compile_session(profile, api_version=SIP_API_VERSION)["session"]
+    assert apply_session_update({}, sip, SIP_API_VERSION)[1] == []
+
+
 def test_check_reports_a_sip_route_to_casual_chat_at_the_route_line(
     tmp_path: Path, run_cli: Any
 ) -> None:
