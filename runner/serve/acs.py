@@ -26,10 +26,8 @@ import binascii
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import time
-import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -39,8 +37,10 @@ from runner.errors import VlrunError
 from runner.live.audio import AudioFormat
 from runner.serve.calls import CallEdge, CallPlayer, CallSource
 from runner.serve.calls_log import call_id_var
+from runner.serve.http import TooLarge, read_body
 from runner.serve.metrics import INSTALL_HINT
-from runner.serve.telephony import Phones
+from runner.serve.supervisor import Refused
+from runner.serve.telephony import Phones, route_name
 
 log = logging.getLogger("vlrun.serve.acs")
 
@@ -258,12 +258,13 @@ class AcsEdge:
             )
             self.metrics.refused("acs", "forbidden")
             return web.Response(status=403, text="forbidden")
-        body = await request.content.read(MAX_EVENT_BYTES + 1)
-        if len(body) > MAX_EVENT_BYTES:
+        try:
+            body = await read_body(request, MAX_EVENT_BYTES)
+        except TooLarge:
             return web.Response(status=413, text="too large")
         try:
-            events = json.loads(body)
-        except ValueError:
+            events = speedups.loads(body)
+        except (ValueError, RecursionError):  # deep nesting is a malformed body, not a crash
             return web.Response(status=400, text="not JSON")
         if isinstance(events, dict):
             events = [events]
@@ -291,10 +292,26 @@ class AcsEdge:
         called = _caller_id(data.get("to"))
         caller = _caller_id(data.get("from"))
         route = self.phones.route(path=request.match_info.get("route"), called=called)
-        if route is None or not self.phones.accepting():
-            why = "no route answers it" if route is None else "busy (at capacity or draining)"
-            log.info("acs call to %s refused: %s", called, why)
-            self.metrics.refused("acs", "refused")
+        # The call's id comes from its context: an IncomingCall delivered twice (Event Grid
+        # retries) is the same call, answered once.
+        call_id = hashlib.sha256(context.encode()).hexdigest()[:16]
+        if self.phones.supervisor.slot(f"acs:{call_id}") is not None:
+            log.info("acs: IncomingCall for call %s delivered again; answered already", call_id)
+            return
+        slot = None
+        why = "no route answers it"
+        if route is not None:
+            try:
+                slot = self.phones.reserve("acs", call_id)
+            except Refused as exc:
+                if exc.reason == "duplicate":
+                    log.info("acs: IncomingCall for call %s has had its session; ignored", call_id)
+                    return
+                why = exc.message
+        if route is None or slot is None:
+            log.info("acs call %s refused: %s", call_id, why)
+            if route is None:
+                self.metrics.refused("acs", "refused")
             try:
                 await self.client.reject_call(
                     context,
@@ -305,8 +322,7 @@ class AcsEdge:
             except Exception as exc:  # the call may have gone already
                 log.warning("acs: reject_call failed: %s", exc)
             return
-        call_id = uuid.uuid4().hex[:16]
-        name = route.path or route.number or "default"
+        name = route_name(route)
         base = self._base(request)
         query = {
             "call": call_id,
@@ -335,15 +351,11 @@ class AcsEdge:
                 operation_context=call_id,
             )
         except Exception as exc:  # ACS refused or is unreachable: this call is lost
-            log.error("acs: answer_call failed for the call to %s: %s", called, exc)
+            log.error("acs: answer_call failed for call %s: %s", call_id, exc)
             self.metrics.refused("acs", "failed")
+            self.phones.release(slot)
             return
-        log.info(
-            "acs call %s answered (connection %s, to %s)",
-            call_id,
-            answered.call_connection_id,
-            called,
-        )
+        log.info("acs call %s answered (connection %s)", call_id, answered.call_connection_id)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -355,12 +367,13 @@ class AcsEdge:
         except AuthError as exc:
             log.warning("acs callback refused: %s (from %s)", exc, request.remote)
             return web.Response(status=401, text="unauthorized")
-        body = await request.content.read(MAX_EVENT_BYTES + 1)
-        if len(body) > MAX_EVENT_BYTES:
+        try:
+            body = await read_body(request, MAX_EVENT_BYTES)
+        except TooLarge:
             return web.Response(status=413, text="too large")
         try:
-            events = json.loads(body)
-        except ValueError:
+            events = speedups.loads(body)
+        except (ValueError, RecursionError):  # deep nesting is a malformed body, not a crash
             return web.Response(status=400, text="not JSON")
         for event in events if isinstance(events, list) else [events]:
             if not isinstance(event, dict):
@@ -395,23 +408,25 @@ class AcsEdge:
             log.warning("acs media socket refused: bad or expired media token")
             self.metrics.refused("acs", "forbidden")
             return web.Response(status=403, text="forbidden")
-        route = next(
-            (
-                r
-                for r in self.phones.router.routes
-                if (r.path or r.number or ("default" if r.default else "")) == route_name
-            ),
-            None,
-        )
+        route = self.phones.route_named(route_name)
         if route is None:
             return web.Response(status=404, text="no route")
-        # No permessage-deflate: compressing 20 ms of audio costs more than sending it.
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, compress=False)
-        await ws.prepare(request)
         try:
+            slot = self.phones.claim("acs", call_id)  # one media socket, one session, per call
+        except Refused as exc:
+            log.warning("acs media socket for %s refused: %s", call_id, exc.message)
+            return web.Response(status=409, text="this call has its media socket already")
+        # No permessage-deflate: compressing 20 ms of audio costs more than sending it. The
+        # heartbeat notices a peer that is gone without closing (no pong: the socket closes).
+        ws = web.WebSocketResponse(
+            max_msg_size=MAX_FRAME_BYTES, compress=False, heartbeat=self.phones.heartbeat_s
+        )
+        try:
+            await ws.prepare(request)
             rate = await asyncio.wait_for(self._metadata(ws), METADATA_TIMEOUT_S)
-        except (asyncio.TimeoutError, ValueError) as exc:
+        except (asyncio.TimeoutError, ValueError, ConnectionError) as exc:
             log.warning("acs media socket closed: no valid AudioMetadata (%s)", exc)
+            self.phones.release(slot)
             await ws.close(code=1008, message=b"no metadata")
             return ws
         fmt = AudioFormat(rate)
@@ -440,7 +455,8 @@ class AcsEdge:
         edge.hang_up = hang_up
         edge.transfer, edge.send_dtmf = self._call_control(edge)
         conversation = asyncio.create_task(
-            self.phones.converse(edge, route, rate=rate), name=f"vlrun-acs-{edge.call_id}"
+            self.phones.converse(edge, route, slot=slot, rate=rate),
+            name=f"vlrun-acs-{edge.call_id}",
         )
         pump = asyncio.create_task(player.pump(), name=f"vlrun-acs-out-{edge.call_id}")
         closer = asyncio.create_task(_close_when_done(ws, conversation), name="vlrun-acs-closer")

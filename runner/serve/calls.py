@@ -39,6 +39,7 @@ MAX_INBOUND_MS = 2000  # caller audio queued while the session (re)connects; old
 MARK_WAIT_S = 2.0  # how long a drain waits for the last mark's echo past the clock
 _DELAYS_PER_FLUSH = 50  # a second of frames
 MALFORMED_LIMIT = 50  # malformed media frames tolerated before the call is ended cleanly
+_ITEMS_KEPT = 8  # replies whose sent/heard positions are kept (a truncate names a recent one)
 
 
 class PlayerSink(Protocol):
@@ -73,10 +74,14 @@ class CallSource:
         self._wake = asyncio.Event()
         self.closed = False
         self.dropped_bytes = 0
+        # When the provider last sent audio: the supervisor's sweep ends a call whose media
+        # stopped (a caller that vanished without closing its socket).
+        self.last_fed = time.monotonic()
 
     def feed(self, data: bytes) -> None:
         if self.closed or not data:
             return
+        self.last_fed = time.monotonic()
         self._queue.append(data)
         self._queued += len(data)
         while self._queued > self._limit:  # a stalled reader never grows memory without bound
@@ -88,11 +93,15 @@ class CallSource:
 
     async def frames(self) -> AsyncIterator[bytes]:
         while True:
-            if self._queue:
+            # Checked before every wait: audio that came while the reader was busy with the
+            # last hand-off is handed off now, not one frame later (no lost wake-up).
+            if self._queued >= self._handoff or (self._queue and self.closed):
                 data = b"".join(self._queue)  # one hand-off: what has come since the last
                 self._queue.clear()
                 self._queued = 0
+                self._wake.clear()
                 yield data
+                continue
             if self.closed:
                 return
             self._wake.clear()
@@ -122,6 +131,7 @@ class CallPlayer:
         self._frame = fmt.bytes_for_ms(FRAME_MS)
         # (item, audio, when it arrived): the arrival time tells a late worker from late audio
         self._queue: collections.deque[tuple[str, bytes, float]] = collections.deque()
+        self._offset = 0  # bytes of the head of the queue already sent
         self._queued = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -181,6 +191,7 @@ class CallPlayer:
             self._clear = True  # the provider still holds audio: have it thrown away
             self._wake.set()
         self._queue.clear()
+        self._offset = 0
         self._queued = 0
         self._end = time.monotonic()
         self._item = None
@@ -209,6 +220,7 @@ class CallPlayer:
         self.flush()
         self._closed = True
         self._queue.clear()
+        self._offset = 0
         self._queued = 0
         self._idle.set()
         self._wake.set()
@@ -240,16 +252,19 @@ class CallPlayer:
                 item, data, at = self._queue[0]
                 if carry and item != carry_item:
                     break
-                take = data[: self._frame - len(carry)]
+                # an offset into the head, not a re-slice of its rest (quadratic in its length)
+                start = self._offset
+                take = data[start : start + self._frame - len(carry)]
                 if not carry:
                     carry_at = at
                 carry += take
                 carry_item = item
                 self._queued -= len(take)
-                if len(take) == len(data):
+                if start + len(take) >= len(data):
                     self._queue.popleft()
+                    self._offset = 0
                 else:
-                    self._queue[0] = (item, data[len(take) :], at)
+                    self._offset = start + len(take)
             if len(carry) < self._frame and not self._queue:
                 # a short tail: wait a frame for more of the same item before sending it short
                 self._wake.clear()
@@ -283,6 +298,8 @@ class CallPlayer:
                     self.starved += 1
                     self._dropout("audio_late")
             frame_ms = self.fmt.ms_for_bytes(len(frame))
+            if item != self._last_sent_item and len(self._sent_ms) >= _ITEMS_KEPT:
+                _forget_oldest(self._sent_ms)  # a call of a thousand replies stays small
             self._end = max(now, self._end) + frame_ms / 1000
             self._sent_ms[item] = self._sent_ms.get(item, 0.0) + frame_ms
             self._last_sent_item = item
@@ -347,6 +364,8 @@ class MarkedPlayer(CallPlayer):
             self.stale_marks += 1
             return
         item, ms = found
+        if item not in self._heard and len(self._heard) >= _ITEMS_KEPT:
+            _forget_oldest(self._heard)
         self._heard[item] = max(self._heard.get(item, 0.0), ms)
         if not self._marks:
             self._all_heard.set()
@@ -361,6 +380,10 @@ class MarkedPlayer(CallPlayer):
             self._last_sent_item or "", 0.0
         )
         return self.fmt.ms_for_bytes(self._queued) + (max(0.0, unconfirmed) if self._marks else 0)
+
+
+def _forget_oldest(positions: dict[str, float]) -> None:
+    del positions[next(iter(positions))]
 
 
 @dataclass

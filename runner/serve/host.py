@@ -31,9 +31,10 @@ import re
 import secrets
 import sys
 import tempfile
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,26 +43,19 @@ from runner.errors import Problem, ProfileError, UsageError, VlrunError
 from runner.live.audio import Player, Source
 from runner.live.session import LiveSession
 from runner.live.transcript import Transcript, session_logging
+from runner.serve.supervisor import Refused, Slot, Supervisor
+
+__all__ = ["Conversation", "Edge", "Host", "HostOptions", "ProfileInvalid", "Refused"]
 
 log = logging.getLogger("vlrun.serve")
 
 _SCENARIO = re.compile(r"^(scenario|turns)\s*:", re.MULTILINE)
+_SLOT_KINDS = ("browser", "twilio", "acs", "sip")
+_SOURCE_SUFFIXES = frozenset((".yaml", ".yml", ".j2", ".jinja", ".md", ".txt", ".json", ".py"))
+_CACHE_MAX_FILES = 500  # a profile folder this big is stat'ed in full each time: compile instead
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 #: Finished conversations whose transcript and trace can still be downloaded.
 KEEP_RECORDS = 64
-
-
-class Refused(VlrunError):
-    """The host will not start a conversation now: ``reason`` is "capacity" or "draining".
-
-    Raised by :meth:`Host.converse` before anything is opened; edges answer with a busy
-    signal (HTTP 503, a SIP 486/503, a page message)."""
-
-    exit_code = 3
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message, hint="try again later" if reason == "capacity" else None)
-        self.reason = reason
 
 
 class ProfileInvalid(VlrunError):
@@ -228,9 +222,7 @@ class Host:
     def __init__(self, options: HostOptions) -> None:
         self.options = options
         self.max_conversations = options.max_conversations
-        self.draining = False
         self.conversations: OrderedDict[str, Conversation] = OrderedDict()
-        self._changed = asyncio.Event()
         self._ids = itertools.count(1)
         self._emulator_endpoint: str | None = None
         self._emulator_target: Any = None
@@ -238,9 +230,14 @@ class Host:
         self._tool_mtimes: dict[str, float] = {}
         self.embedded = False
         self.target_line = ""
-        # Other edges' own room (phone calls have their max): all must say yes to be ready.
-        self.gates: list[Callable[[], bool]] = []
-        self.drainers: list[Callable[[float], Awaitable[None]]] = []
+        # Every conversation of the worker, browser and phone alike, holds a slot here.
+        self.supervisor = Supervisor(
+            options.max_conversations, kind_limits={"browser": options.max_conversations}
+        )
+        # Profiles compiled off the loop, kept while their files are unchanged.
+        self._compiled: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        self._compile_lock = threading.Lock()
+        self._credentials: dict[tuple[str, str, str], Any] = {}
 
     # ------------------------------------------------------------------ life
 
@@ -266,71 +263,51 @@ class Host:
                 async with endpoint_for(target) as (_, shown):
                     self.target_line = shown.describe()  # a keyless local emulator says so
                 try:
-                    yield self
+                    async with self.supervisor.running():
+                        try:
+                            yield self
+                        finally:
+                            await self.drain(5.0)
                 finally:
-                    await self.drain(5.0)
+                    await self._close_credentials()
                 return
             async with endpoint_for(target, **self.options.emulator_options) as (endpoint, live):
                 self.embedded = True
                 self._emulator_endpoint, self._emulator_target = endpoint, live
                 self.target_line = live.describe()
                 try:
-                    yield self
+                    async with self.supervisor.running():
+                        try:
+                            yield self
+                        finally:
+                            await self.drain(5.0)
                 finally:
-                    await self.drain(5.0)
+                    await self._close_credentials()
 
     @property
     def active(self) -> int:
-        """Conversations running now."""
+        """Conversations running now (browser pages; phone calls are the supervisor's too)."""
         return sum(1 for c in self.conversations.values() if c.running)
+
+    @property
+    def draining(self) -> bool:
+        return self.supervisor.draining
 
     def ready(self) -> bool:
         """Whether a new conversation would be accepted (readiness probes say 503 if not)."""
-        ready = not self.draining and self.active < self.max_conversations
-        return ready and all(gate() for gate in self.gates)
+        return self.supervisor.has_room()
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait (event driven) until no conversation runs; False on timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.active:
-            left = deadline - loop.time()
-            if left <= 0:
-                return False
-            changed = self._changed
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(changed.wait(), left)
-        return True
+        return await self.supervisor.changes.until(lambda: not self.active, timeout)
 
     def _poke(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self.supervisor.changes.notify()
 
     async def drain(self, timeout_s: float) -> None:
-        """Stop accepting; let running conversations finish for up to ``timeout_s``; then
-        tell each edge it is closing and end the conversation. Returns when all have ended.
-        Other edges' drains (``drainers``, e.g. phone calls) run alongside, before the server
-        stops reading its sockets."""
-        self.draining = True
-        others = [asyncio.ensure_future(drainer(timeout_s)) for drainer in self.drainers]
-        try:
-            await self._drain_own(timeout_s)
-        finally:
-            if others:
-                await asyncio.gather(*others, return_exceptions=True)
-
-    async def _drain_own(self, timeout_s: float) -> None:
-        self._poke()
-        if await self.wait_idle(timeout_s):
-            return
-        for conv in list(self.conversations.values()):
-            if conv.running:
-                log.info("drain: ending conversation %s (%s)", conv.id, conv.kind)
-                if conv._edge is not None:
-                    with contextlib.suppress(Exception):
-                        conv._edge.closing("the server is shutting down")
-                conv.hang_up()
-        await self.wait_idle(10.0)
+        """Stop accepting; let running conversations (pages and calls) finish for up to
+        ``timeout_s``; then each is ended its edge's way. Returns when all have ended."""
+        await self.supervisor.drain(timeout_s)
 
     # ------------------------------------------------------------------ profiles
 
@@ -358,41 +335,15 @@ class Host:
         )
 
     def prepare(self, name: str) -> Prepared:
-        """Load, check and compile ``name`` now, with its tools re-imported if edited."""
+        """Load, check and compile ``name`` (reused while its files are unchanged; tools
+        re-imported if edited), opened for one conversation. Blocking: call it off the loop."""
+        from runner import flows
         from runner.config.compile import greeting_event
-        from runner.config.explain import compiled, explain_rows
-        from runner.live.connect import resolve_target
 
         entry = self.find(name)
-        registries: list[Any] = []
-
-        def bindings(profile: Any, problems: list[Problem]) -> dict[str, Any] | None:
-            registry = self._registry(profile, problems)
-            registries.append(registry)
-            return registry.schemas() if registry is not None and profile.tools else None
-
-        try:
-            profile, payload, warnings, trace, _ = compiled(
-                entry.path,
-                vars=self.options.vars,
-                sets=self.options.sets,
-                api_version=self.options.api_version,
-                bindings=bindings,
-            )
-        except ProfileError as exc:
-            raise ProfileInvalid(name, exc.all_problems) from None
-        if not registries:  # a profile without tools: the compile did not ask
-            registries.append(self._registry(profile, []))
-        target = resolve_target(
-            profile,
-            endpoint=self.options.endpoint,
-            emulator=self.options.emulator,
-            api_version=self.options.api_version,
-        )
-        from runner import flows
-
-        registry = registries[-1]
-        # A profile with a flow opens on its start node (its own session and greeting).
+        profile, payload, warnings, registry, explain, target = self._compile(entry)
+        # A profile with a flow opens on its start node (its own session and greeting); each
+        # conversation walks its own.
         payload, greeting, walk = flows.opening(
             profile,
             payload,
@@ -407,9 +358,76 @@ class Host:
             flow=walk,
             registry=registry,
             warnings=list(warnings),
-            explain=explain_rows(profile, payload, trace, self.options.api_version),
+            explain=explain,
             target=target,
         )
+
+    def _compile(self, entry: ProfileEntry) -> tuple[Any, ...]:
+        """The profile's compiled parts, from the cache while no file it may read changed."""
+        from runner.config.explain import compiled, explain_rows
+        from runner.live.connect import resolve_target
+
+        with self._compile_lock:  # two Starts at once compile once, and tools import once
+            key = self._files_key(entry.path)
+            cached = self._compiled.get(entry.name)
+            if key is not None and cached is not None and cached[0] == key:
+                return tuple(cached[1])
+            registries: list[Any] = []
+
+            def bindings(profile: Any, problems: list[Problem]) -> dict[str, Any] | None:
+                registry = self._registry(profile, problems)
+                registries.append(registry)
+                return registry.schemas() if registry is not None and profile.tools else None
+
+            try:
+                profile, payload, warnings, trace, _ = compiled(
+                    entry.path,
+                    vars=self.options.vars,
+                    sets=self.options.sets,
+                    api_version=self.options.api_version,
+                    bindings=bindings,
+                )
+            except ProfileError as exc:
+                raise ProfileInvalid(entry.name, exc.all_problems) from None
+            if not registries:  # a profile without tools: the compile did not ask
+                registries.append(self._registry(profile, []))
+            target = resolve_target(
+                profile,
+                endpoint=self.options.endpoint,
+                emulator=self.options.emulator,
+                api_version=self.options.api_version,
+            )
+            explain = explain_rows(profile, payload, trace, self.options.api_version)
+            parts = (profile, payload, warnings, registries[-1], explain, target)
+            if key is not None:
+                self._compiled[entry.name] = (key, parts)
+            return parts
+
+    def _files_key(self, path: Path) -> tuple[Any, ...] | None:
+        """What the profile may read (its folder's profiles and templates, its tools' code)
+        with their sizes and mtimes; None when too many files to say (no caching then)."""
+        from runner.plugins import tool_dirs
+
+        folders = [path.parent, *(Path(d) for d in tool_dirs(path, self.options.tools))]
+        seen: list[tuple[str, int, int]] = []
+        for folder in folders:
+            try:
+                files = [p for p in folder.rglob("*") if p.suffix in _SOURCE_SUFFIXES]
+            except OSError:
+                return None
+            if len(seen) + len(files) > _CACHE_MAX_FILES:
+                return None
+            for file in files:
+                try:
+                    st = file.stat()
+                except OSError:
+                    continue
+                seen.append((str(file), st.st_mtime_ns, st.st_size))
+        if self.options.mock_tools is not None:
+            with contextlib.suppress(OSError):
+                st = self.options.mock_tools.stat()
+                seen.append((str(self.options.mock_tools), st.st_mtime_ns, st.st_size))
+        return tuple(sorted(seen))
 
     def _registry(self, profile: Any, problems: list[Problem]) -> Any:
         """A fresh registry of the profile's tool folders (edited files imported again)."""
@@ -475,14 +493,13 @@ class Host:
         """A conversation id: unguessable, as it names its downloads."""
         return f"c{next(self._ids)}-{secrets.token_hex(6)}"
 
-    def _admit(self, conversation_id: str | None, profile: str, kind: str) -> Conversation:
-        if self.draining:
-            raise Refused("draining", "the server is shutting down; no new conversations")
-        if self.active >= self.max_conversations:
-            raise Refused("capacity", f"all {self.max_conversations} conversation slots are in use")
+    def _admit(
+        self, conversation_id: str | None, profile: str, kind: str
+    ) -> tuple[Conversation, Slot]:
         conv = Conversation(conversation_id or self.new_id(), profile, kind)
         if conv.id in self.conversations:
             raise UsageError(f"conversation {conv.id} exists already")
+        slot = self.supervisor.admit(kind if kind in _SLOT_KINDS else "browser", conv.id)
         self.conversations[conv.id] = conv
         while len(self.conversations) > KEEP_RECORDS:
             oldest = next((k for k, c in self.conversations.items() if not c.running), None)
@@ -490,7 +507,7 @@ class Host:
                 break
             del self.conversations[oldest]
         self._poke()
-        return conv
+        return conv, slot
 
     async def converse(
         self, profile_name: str, edge: Edge, conversation_id: str | None = None
@@ -500,9 +517,12 @@ class Host:
         Raises :class:`Refused` (at capacity, draining) or :class:`ProfileInvalid` before
         anything starts; a fault during the conversation is reported in its transcript and
         logs and ends only this conversation (its exit code says so)."""
-        conv = self._admit(conversation_id, profile_name, edge.kind)
+        conv, slot = self._admit(conversation_id, profile_name, edge.kind)
+        slot.ender = lambda reason: self._end(conv, reason)
         try:
-            prepared = self.prepare(profile_name)
+            # Loading, checking and compiling a profile (and importing its tools) is file I/O
+            # and CPU: off the loop, so other conversations' audio does not wait for it.
+            prepared = await asyncio.to_thread(self.prepare, profile_name)
             conv.explain = prepared.explain
             return await self._run(conv, prepared, edge)
         except VlrunError as exc:
@@ -511,9 +531,19 @@ class Host:
         finally:
             if conv.code is None:
                 conv.code = 70
+            self.supervisor.release(slot, "completed" if conv.code == 0 else "failed")
             self._poke()
             with contextlib.suppress(Exception):
                 edge.ended(conv, conv.code)
+
+    async def _end(self, conv: Conversation, reason: str) -> None:
+        """The supervisor ends a conversation (drain deadline, max length): the edge says so,
+        then the session stops."""
+        log.info("ending conversation %s (%s): %s", conv.id, conv.kind, reason)
+        if conv._edge is not None:
+            with contextlib.suppress(Exception):
+                conv._edge.closing("the server is shutting down")
+        conv.hang_up()
 
     async def _run(self, conv: Conversation, prepared: Prepared, edge: Edge) -> int:
         import dataclasses
@@ -539,7 +569,6 @@ class Host:
     async def _run_on(
         self, conv: Conversation, prepared: Prepared, edge: Edge, target: Any, endpoint: str
     ) -> int:
-        from runner.live.connect import make_credential
         from runner.live.session import profile_settings
 
         assert self._records is not None
@@ -553,7 +582,6 @@ class Host:
         )
         conv.transcript = transcript
         conv.conversation_path = transcript.conversation_path
-        credential = None
         try:
             for warning in prepared.warnings:
                 transcript.warning(warning.render())
@@ -562,7 +590,7 @@ class Host:
                 f"({prepared.entry.path}); {target.describe()}"
             )
             source, player = _wire_edges(edge, prepared.payload.get("session", {}))
-            credential = make_credential(target)
+            credential = self._credential(target)
             live = _HostedSession(
                 target=target,
                 endpoint=endpoint,
@@ -601,11 +629,26 @@ class Host:
             conv.code = 70
             return 70
         finally:
-            if credential is not None and hasattr(credential, "close"):
-                with contextlib.suppress(Exception):
-                    await credential.close()
             with contextlib.suppress(OSError):
                 transcript.close()
+
+    def _credential(self, target: Any) -> Any:
+        """One credential per endpoint and auth kind for the server's life: Entra tokens are
+        cached by the credential, so a new one per conversation would sign in every time."""
+        from runner.live.connect import make_credential
+
+        key = (str(target.endpoint), str(target.key_source), str(target.api_key))
+        if key not in self._credentials:
+            self._credentials[key] = make_credential(target)
+        return self._credentials[key]
+
+    async def _close_credentials(self) -> None:
+        for credential in self._credentials.values():
+            closer = getattr(credential, "close", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+        self._credentials.clear()
 
     # ------------------------------------------------------------------ records
 

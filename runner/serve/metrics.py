@@ -20,11 +20,15 @@ OUTCOMES = (
     "caller_hung_up",  # the provider said the call is over
     "refused",  # at capacity or draining: refused the provider's way
     "forbidden",  # bad or missing signature / token: 403, nothing started
-    "dropped",  # the media socket died without the provider saying the call ended
+    "dropped",  # the media socket died or went silent without the provider ending the call
+    "duplicate",  # a replayed or second socket for a call that has (or had) its session
+    "max_length",  # longer than the serve file's max_call_s: goodbye, then hang-up
+    "service_lost",  # Voice Live could not be reached again within the reconnect budget
     "malformed",  # too many malformed media frames: ended with a clean hang-up
     "drained",  # still going at the drain timeout: goodbye, then hang-up
     "failed",  # the conversation could not start or ended on an error
 )
+SLOT_EVENTS = ("reserved", "claimed", "expired")
 DROPOUTS = ("socket_closed", "malformed_frame", "underrun", "audio_late", "stale_mark")
 # Turn latency (end of speech -> first audio) spans tens of ms (emulator) to seconds (cloud).
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -91,8 +95,23 @@ class ServeMetrics:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
             registry=r,
         )
+        self.slots = prom.Counter(
+            "vlrun_slots",
+            "Call slots reserved (a call's first request), claimed (its media socket came) and "
+            "expired (no media socket came in time)",
+            ["edge", "what"],
+            registry=r,
+        )
+        self.loop_lag_seconds = prom.Histogram(
+            "vlrun_event_loop_lag_seconds",
+            "How late the event loop ran a timer (blocking work on the loop shows here first)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
         for edge in EDGES:
             self.active_calls.labels(edge)  # every series exists from the start (HPA reads 0)
+            for what in SLOT_EVENTS:
+                self.slots.labels(edge, what)
 
     def call_started(self, edge: str) -> None:
         self.active_calls.labels(edge).inc()
@@ -104,6 +123,13 @@ class ServeMetrics:
     def refused(self, edge: str, outcome: str = "refused") -> None:
         """A call that never started (capacity, drain, a forged request)."""
         self.calls.labels(edge, outcome).inc()
+
+    def slot(self, what: str, edge: str) -> None:
+        """A slot was reserved, claimed or expired (the supervisor's admission)."""
+        self.slots.labels(edge if edge in EDGES else "browser", what).inc()
+
+    def loop_lag(self, seconds: float) -> None:
+        self.loop_lag_seconds.observe(seconds)
 
     def dropout(self, edge: str, kind: str, n: int = 1) -> None:
         if n > 0:

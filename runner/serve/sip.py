@@ -33,6 +33,8 @@ from runner.errors import AuthError
 from runner.live.audio import AudioFormat
 from runner.redact import register_secret
 from runner.serve.calls import CallEdge, CallSource
+from runner.serve.http import TooLarge, read_body
+from runner.serve.supervisor import Refused
 from runner.serve.telephony import Phones
 
 log = logging.getLogger("vlrun.serve.sip")
@@ -182,8 +184,9 @@ class SipEdge:
     async def webhook(self, request: Any) -> Any:
         from aiohttp import web
 
-        body = await request.content.read(MAX_WEBHOOK_BYTES + 1)
-        if len(body) > MAX_WEBHOOK_BYTES:
+        try:
+            body = await read_body(request, MAX_WEBHOOK_BYTES)
+        except TooLarge:
             return web.Response(status=413, text="too large")
         if not signature_ok(self.settings.webhook_secret, request.headers, body, time.time()):
             log.warning(
@@ -194,20 +197,27 @@ class SipEdge:
             return web.Response(status=403, text="forbidden")
         try:
             event = speedups.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return web.Response(status=400, text="not JSON")
         call_id = incoming_call(event)
         if call_id is None:
             return web.json_response({"ignored": True})  # another event type: nothing to do
         route = self.phones.route(path=request.match_info.get("route"))
-        if route is None or not self.phones.accepting():
-            why = "no route answers it" if route is None else "busy (at capacity or draining)"
-            log.info("sip call %s refused: %s", call_id, why)
+        if route is None:
+            log.info("sip call %s refused: no route answers it", call_id)
             self.metrics.refused("sip", "refused")
-            code, reason = (404, "not found") if route is None else (486, "busy")
-            self._spawn(self._reject(call_id, code, reason), f"vlrun-sip-reject-{call_id}")
-        else:
-            self._spawn(self._answer(call_id, route), f"vlrun-sip-{call_id}")
+            self._spawn(self._reject(call_id, 404, "not found"), f"vlrun-sip-reject-{call_id}")
+            return web.json_response({"received": True})
+        try:
+            slot = self.phones.reserve("sip", call_id)
+        except Refused as exc:
+            if exc.reason == "duplicate":  # a delivery replayed: the call is answered once
+                log.info("sip call %s: delivered again; answered already", call_id)
+                return web.json_response({"received": True})
+            log.info("sip call %s refused: %s", call_id, exc.message)
+            self._spawn(self._reject(call_id, 486, "busy"), f"vlrun-sip-reject-{call_id}")
+            return web.json_response({"received": True})
+        self._spawn(self._answer(call_id, route, slot), f"vlrun-sip-{call_id}")
         return web.json_response({"received": True})
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -225,16 +235,20 @@ class SipEdge:
     async def _reject(self, call_id: str, code: int, reason: str) -> None:
         await self._api(f"/calls/{call_id}/reject", {"status_code": code, "reason": reason})
 
-    async def _answer(self, call_id: str, route: Any) -> None:
-        prepared = self.phones.prepared(route)
-        session = dict(prepared.payload.get("session", {}))
+    async def _answer(self, call_id: str, route: Any, slot: Any) -> None:
         try:
+            # The profile compiled for the api-version this edge speaks, not the one the
+            # profile pins for its own connection.
+            prepared = self.phones.prepared(route, API_VERSION)
+            session = dict(prepared.payload.get("session", {}))
             # source: VLS CallAccept example (an agent configuration shaped like the session)
             config = {"model": prepared.target.model, **session}
             await self._api(f"/calls/{call_id}/accept", config)
+            slot = self.phones.claim("sip", call_id)
         except Exception as exc:  # the call may have expired or gone: nothing to run
             log.warning("sip call %s could not be accepted: %s", call_id, exc)
             self.metrics.refused("sip", "failed")
+            self.phones.release(slot)
             return
         player: Any = SilentPlayer()
         edge = CallEdge(provider="sip", source=CallSource(_FORMAT), player=player)
@@ -243,7 +257,7 @@ class SipEdge:
         edge.hang_up = lambda: self._hang_up(call_id)
         edge.transfer = lambda target: self._transfer(call_id, target)
         log.info("call %s is voicelive sip %s", edge.call_id, call_id)
-        await self.phones.converse(edge, route)
+        await self.phones.converse(edge, route, slot=slot, api_version=API_VERSION)
 
     def _opener(self, call_id: str, edge: CallEdge) -> Any:
         @contextlib.asynccontextmanager
@@ -255,7 +269,12 @@ class SipEdge:
             headers = {"Authorization": f"Bearer {await self._token()}"}
             async with (
                 aiohttp.ClientSession() as http,
-                http.ws_connect(url, headers=headers, max_msg_size=2**24) as ws,
+                http.ws_connect(
+                    url,
+                    headers=headers,
+                    max_msg_size=2**24,
+                    heartbeat=self.phones.heartbeat_s,  # a silent Voice Live is noticed
+                ) as ws,
             ):
                 yield AttachedSocket(ws, lambda event: self._call_event(edge, event))
 

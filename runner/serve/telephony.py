@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.aio import cancel_and_wait
 from runner.config.flow import call_control_of
 from runner.config.serve_file import Route, ServeFile
 from runner.errors import ConfigError
@@ -31,6 +32,7 @@ from runner.serve.calls import CallEdge
 from runner.serve.calls_log import CallConsole, call_id_var
 from runner.serve.metrics import ServeMetrics
 from runner.serve.routing import Router
+from runner.serve.supervisor import Slot, Supervisor
 
 log = logging.getLogger("vlrun.serve.telephony")
 
@@ -38,6 +40,9 @@ DEFAULT_MAX_CALLS = 50
 DEFAULT_DRAIN_TIMEOUT_S = 30.0
 GOODBYE = "Sorry, I have to end the call now. Goodbye."
 _GOODBYE_PLAY_S = 15.0  # the goodbye is short; a stuck one must not hold the drain for ever
+_HANG_UP_S = 10.0  # the provider's hang-up request; past it the socket is closed all the same
+DEFAULT_MEDIA_TIMEOUT_S = 5.0  # providers stream media (silence too) all call long
+DEFAULT_HEARTBEAT_S = 5.0  # WebSocket pings on the phone sockets: a dead peer in about 7.5 s
 
 
 @dataclass
@@ -118,13 +123,19 @@ class CallTranscript(Transcript):
 class ActiveCall:
     edge: CallEdge
     prepared: Prepared
+    slot: Slot
     session: Any = None
     started: float = dataclasses.field(default_factory=time.monotonic)
-    hanging_up: bool = False
+    hanging_up: asyncio.Task[None] | None = None
 
 
 class Phones:
-    """Answers calls for the edges: routing, capacity, one session per call, drain."""
+    """Answers calls for the edges: routing, one session per call, liveness and drain.
+
+    Admission, the liveness sweep and the drain are the :class:`Supervisor`'s (shared with the
+    browser console when both run in one worker); this class turns a claimed slot into a
+    conversation and ends it the phone's way (goodbye, then the provider's hang-up).
+    """
 
     def __init__(
         self,
@@ -135,12 +146,14 @@ class Phones:
         logs_dir: Path | None = None,
         max_calls: int | None = None,
         drain_timeout_s: float | None = None,
-        capacity: Callable[[], bool] | None = None,
         embedded_target: Any = None,
+        supervisor: Supervisor | None = None,
+        media_timeout_s: float | None = None,
+        heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+        sweep_s: float | None = None,
     ) -> None:
         self.serve = serve
         self.endpoint = endpoint
-        self.metrics = metrics or ServeMetrics()
         self.logs_dir = logs_dir
         self.max_calls = max_calls or serve.max_calls or DEFAULT_MAX_CALLS
         self.drain_timeout_s = (
@@ -150,86 +163,130 @@ class Phones:
             if serve.drain_timeout_s is not None
             else DEFAULT_DRAIN_TIMEOUT_S
         )
+        self.media_timeout_s = (
+            media_timeout_s
+            if media_timeout_s is not None
+            else getattr(serve, "media_timeout_s", None) or DEFAULT_MEDIA_TIMEOUT_S
+        )
+        self.heartbeat_s = heartbeat_s
+        #: Whether this Phones runs its supervisor's sweep itself (no host shares it).
+        self.owns_supervisor = supervisor is None
+        if supervisor is None:
+            supervisor = Supervisor(self.max_calls, metrics=metrics or ServeMetrics())
+        if sweep_s is not None:
+            supervisor.sweep_s = sweep_s
+        if supervisor.metrics is None:
+            supervisor.metrics = metrics or ServeMetrics()
+        self.supervisor = supervisor
+        self.metrics: ServeMetrics = supervisor.metrics
+        max_call_s = getattr(serve, "max_call_s", None)
+        if max_call_s:
+            supervisor.max_call_s = max_call_s
         self.router = Router(serve.routes)
         self.calls: dict[str, ActiveCall] = {}
-        self.draining = False
-        # The host's own gate (browser sessions count against the same worker), if any.
-        self._capacity = capacity
         # The host's embedded emulator (no endpoint configured): its target, with its key.
         self.embedded_target = embedded_target
-        self._prepared: dict[tuple[Path, tuple[str, ...]], Prepared] = {}
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._changed = asyncio.Event()
+        self._prepared: dict[tuple[Path, tuple[str, ...], str | None], Prepared] = {}
 
-    def _moved(self) -> None:
-        """A call came, went or got its session: wake whoever waits on :meth:`until`."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+    @property
+    def draining(self) -> bool:
+        return self.supervisor.draining
 
-    async def until(self, predicate: Callable[[], object]) -> None:
+    async def until(self, predicate: Callable[[], object], timeout: float | None = None) -> bool:
         """Wait until a condition on the calls holds (tests, the drain)."""
-        while not predicate():
-            await self._changed.wait()
+        return await self.supervisor.changes.until(predicate, timeout)
 
     async def idle(self) -> None:
         """Wait until no call is in progress."""
-        await self._idle.wait()
+        await self.supervisor.changes.until(lambda: not self.calls)
 
     # ------------------------------------------------------------------ start-up
 
-    async def prepare(self) -> None:
-        """Load, compile and find the tools of every route's profile (ProfileError if bad)."""
+    async def prepare(self, api_versions: tuple[str, ...] = ()) -> None:
+        """Load, compile and find the tools of every route's profile (ProfileError if bad),
+        for the profile's own api-version and for each of ``api_versions`` (an edge that
+        connects with a version of its own, as Voice Live SIP does)."""
+        from runner.live.connect import endpoint_for
+
+        for route in self.serve.routes:
+            if (route.profile, route.call_control, None) not in self._prepared:
+                target = self._target_of(route)
+                async with endpoint_for(target) as (_, target):
+                    pass  # a local `vlrun emulate` needs no key (what `vlrun PROFILE` does too)
+                self._prepare(route, None, target)
+            for version in api_versions:
+                self._prepare(route, version)
+
+    def _target_of(self, route: Route) -> Any:
+        from runner.config.load import load_profile
+        from runner.live.connect import resolve_target
+
+        target = resolve_target(load_profile(route.profile), endpoint=self.endpoint)
+        if self.embedded_target is not None:
+            target = dataclasses.replace(
+                self.embedded_target,
+                endpoint=self.endpoint,
+                model=target.model,
+                api_version=target.api_version,
+            )
+        if target.embedded:
+            raise ConfigError(
+                "vlrun serve needs a Voice Live endpoint",
+                hint="pass --endpoint (a `vlrun emulate` URL offline) or set "
+                "AZURE_VOICELIVE_ENDPOINT",
+            )
+        return target
+
+    def _prepare(self, route: Route, api_version: str | None, target: Any = None) -> Prepared:
+        """The route compiled for ``api_version`` (None: the profile's own), on the base
+        preparation's profile, tools, target and credential (prepared at start-up)."""
         from runner.config.compile import compile_session, greeting_event
         from runner.config.load import load_profile
-        from runner.live.connect import endpoint_for, make_credential, resolve_target
+        from runner.live.connect import make_credential
         from runner.live.session import profile_settings
         from runner.plugins import Registry, tool_dirs
 
-        for route in self.serve.routes:
-            key = (route.profile, route.call_control)
-            if key in self._prepared:
-                continue
+        key = (route.profile, route.call_control, api_version)
+        if key in self._prepared:
+            return self._prepared[key]
+        base = self._prepared.get((route.profile, route.call_control, None))
+        if base is None and target is None:
+            raise RuntimeError(f"route {route_name(route)} was not prepared at start-up")
+        if base is not None:
+            profile, registry = base.profile, base.registry
+            target = dataclasses.replace(base.target, api_version=api_version)
+        else:
             profile = load_profile(route.profile)
-            target = resolve_target(profile, endpoint=self.endpoint)
-            if self.embedded_target is not None:
-                target = dataclasses.replace(
-                    self.embedded_target,
-                    endpoint=self.endpoint,
-                    model=target.model,
-                    api_version=target.api_version,
-                )
-            if target.embedded:
-                raise ConfigError(
-                    "vlrun serve needs a Voice Live endpoint",
-                    hint="pass --endpoint (a `vlrun emulate` URL offline) or set "
-                    "AZURE_VOICELIVE_ENDPOINT",
-                )
-            async with endpoint_for(target) as (_, target):
-                pass  # a local `vlrun emulate` needs no key (what `vlrun PROFILE` does too)
             registry = Registry.discover(list(tool_dirs(profile.source, ())))
-            payload = compile_session(
-                profile, api_version=target.api_version, tool_schemas=registry.schemas()
-            )
-            if route.call_control:
-                payload = _with_call_control(payload, registry, route.call_control)
-            for name in call_control_of(getattr(profile, "flow", None)):
-                if name not in registry:  # a node's own: in that node's session only
-                    registry.add(calls_tools.TOOLS[name], source="vlrun serve (call control)")
-            self._prepared[key] = Prepared(
-                route=route,
-                profile=profile,
-                payload=payload,
-                greeting=greeting_event(profile),
-                registry=registry,
-                target=target,
-                settings=profile_settings(profile),
-                credential=make_credential(target),  # one per worker: Entra tokens are cached
-            )
+        payload = compile_session(
+            profile, api_version=target.api_version, tool_schemas=registry.schemas()
+        )
+        if route.call_control:
+            payload = _with_call_control(payload, registry, route.call_control)
+        for name in call_control_of(getattr(profile, "flow", None)):
+            if name not in registry:  # a node's own: in that node's session only
+                registry.add(calls_tools.TOOLS[name], source="vlrun serve (call control)")
+        prepared = Prepared(
+            route=route,
+            profile=profile,
+            payload=payload,
+            greeting=greeting_event(profile),
+            registry=registry,
+            target=target,
+            settings=profile_settings(profile),
+            # one per worker: Entra tokens are cached
+            credential=base.credential if base is not None else make_credential(target),
+        )
+        self._prepared[key] = prepared
+        return prepared
 
     async def close(self) -> None:
         """Close the Entra credentials (an API key needs nothing)."""
+        seen: set[int] = set()
         for prepared in self._prepared.values():
+            if id(prepared.credential) in seen:
+                continue
+            seen.add(id(prepared.credential))
             closer = getattr(prepared.credential, "close", None)
             if closer is not None:
                 with contextlib.suppress(Exception):
@@ -240,46 +297,80 @@ class Phones:
         route's)."""
         return next(iter(self._prepared.values())).credential if self._prepared else None
 
-    def prepared(self, route: Route) -> Prepared:
-        found = self._prepared[(route.profile, route.call_control)]
+    def prepared(self, route: Route, api_version: str | None = None) -> Prepared:
+        """The route compiled for ``api_version`` (None: the profile's own)."""
+        found = self._prepared.get((route.profile, route.call_control, api_version))
+        if found is None:
+            found = self._prepare(route, api_version)
         return dataclasses.replace(found, route=route)
 
     # ------------------------------------------------------------------ admission
 
     def has_room(self) -> bool:
-        """Not draining and below max_calls (the host's readiness asks this too)."""
-        return not self.draining and len(self.calls) < self.max_calls
+        """Not draining and a slot free (the host's readiness asks the same supervisor)."""
+        return self.supervisor.has_room()
 
     def accepting(self) -> bool:
-        """Whether a new call would be answered now (and the host, if any, is ready)."""
-        if not self.has_room():
-            return False
-        return self._capacity() if self._capacity is not None else True
+        """Whether a new call would be answered now."""
+        return self.supervisor.has_room()
+
+    def reserve(self, provider: str, call_id: str) -> Slot:
+        """A call's first request holds a slot (Refused: busy, draining or a duplicate)."""
+        return self.supervisor.reserve(provider, call_id)
+
+    def claim(self, provider: str, call_id: str) -> Slot:
+        """The call's media socket takes its slot, once (Refused otherwise)."""
+        return self.supervisor.claim(provider, call_id)
+
+    def release(self, slot: Slot) -> None:
+        """Give up a reservation that will not become a call (the provider refused it)."""
+        self.supervisor.release(slot)
 
     def route(self, *, path: str | None = None, called: str | None = None) -> Route | None:
         return self.router.route(path=path, called=called)
 
+    def route_named(self, name: str) -> Route | None:
+        """The route a media URL or stream parameter names (see :func:`route_name`)."""
+        for route in self.router.routes:
+            if route_name(route) == name:
+                return route
+        return None
+
     # ------------------------------------------------------------------ one call
 
-    async def converse(self, edge: CallEdge, route: Route, *, rate: int = 8000) -> str:
-        """Run the call's conversation until either side ends it; returns the outcome."""
+    async def converse(
+        self,
+        edge: CallEdge,
+        route: Route,
+        *,
+        slot: Slot,
+        rate: int = 8000,
+        api_version: str | None = None,
+    ) -> str:
+        """Run the call's conversation on its claimed ``slot`` until either side ends it;
+        returns the outcome. The slot is released when it returns, whatever happened."""
         from runner.live.session import LiveSession
 
         call_id_var.set(edge.call_id)
-        prepared = self.prepared(route)
-        call = ActiveCall(edge, prepared)
-        self.calls[edge.call_id] = call
-        self._idle.clear()
-        self._moved()
-        self.metrics.call_started(edge.provider)
-        edge.player.sink = self.metrics.player_sink(edge.provider)
-        log.info(
-            "call %s answered (%s, profile %s)", edge.call_id, edge.provider, prepared.profile.name
-        )
-        console = CallConsole(edge.call_id)
-        transcript = None
         outcome = "failed"
+        transcript = None
+        call: ActiveCall | None = None
         try:
+            prepared = self.prepared(route, api_version)
+            call = ActiveCall(edge, prepared, slot)
+            self.calls[edge.call_id] = call
+            slot.ender = lambda reason: self._end_for(call, reason)  # type: ignore[arg-type]
+            slot.probe = self._probe(edge)
+            self.supervisor.changes.notify()
+            edge.player.sink = self.metrics.player_sink(edge.provider)
+            log.info(
+                "call %s answered (%s, profile %s)",
+                edge.call_id,
+                edge.provider,
+                prepared.profile.name,
+            )
+            console = CallConsole(edge.call_id)
+            reveal = bool(getattr(self.serve, "log_phone_numbers", False))
             transcript = CallTranscript(
                 edge.provider,
                 self.metrics,
@@ -289,8 +380,8 @@ class Phones:
                 err=console,
             )
             transcript.conv_note(
-                f"{edge.provider} call {edge.call_id} from {edge.caller or '?'} "
-                f"to {edge.called or '?'}; profile {prepared.profile.name}"
+                f"{edge.provider} call {edge.call_id} from {_number(edge.caller, reveal)} "
+                f"to {_number(edge.called, reveal)}; profile {prepared.profile.name}"
             )
             target = prepared.target
             from runner import flows
@@ -321,9 +412,9 @@ class Phones:
                 opener=edge.opener,
             )
             if edge.opener is not None:
-                session.max_reconnects = 0  # one attached socket: when it drops, the call is over
+                _forbid_reconnect(session)  # one attached socket: when it drops, the call ends
             call.session = session
-            self._moved()
+            self.supervisor.changes.notify()
             edge.dtmf_listeners.append(lambda digit: _dtmf_to_session(session, digit))
             if prepared.route.call_control or call_control_of(walk.flow if walk else None):
                 self._control(call)
@@ -334,20 +425,29 @@ class Phones:
         finally:
             edge.end(outcome)
             outcome = edge.outcome
-            self.metrics.call_ended(edge.provider, outcome)
             edge.player.flush()
-            if call.session is not None:
+            if call is not None and call.session is not None:
                 self.metrics.reconnects.labels(edge.provider).inc(call.session.metrics.reconnects)
             if transcript is not None:
                 transcript.conv_note(f"call {edge.call_id} ended: {outcome}")
-                transcript.close()
+                with contextlib.suppress(Exception):  # the call is over whatever the disk says
+                    transcript.close()
             calls_tools.unregister(edge.call_id)
-            del self.calls[edge.call_id]
-            if not self.calls:
-                self._idle.set()
-            self._moved()
+            self.calls.pop(edge.call_id, None)
+            self.supervisor.release(slot, outcome)
             log.info("call %s ended: %s", edge.call_id, outcome)
         return outcome
+
+    def _probe(self, edge: CallEdge) -> Callable[[float], str | None]:
+        """The sweep's question about this call: has media stopped coming?"""
+        limit = self.media_timeout_s
+        if edge.opener is not None:
+            return lambda _now: None  # Voice Live carries a SIP call's media; its socket is watched
+
+        def probe(now: float) -> str | None:
+            return "dropped" if now - edge.source.last_fed > limit else None
+
+        return probe
 
     async def _run(self, call: ActiveCall, session: Any) -> str:
         edge = call.edge
@@ -359,13 +459,13 @@ class Phones:
                 session.stop()  # the caller hung up, or the edge ended the call
             code = await run
         finally:
-            ended.cancel()
-            await asyncio.wait({ended})
-            if not run.done():
-                run.cancel()
-                await asyncio.wait({run})
+            await cancel_and_wait([ended, run], timeout=_GOODBYE_PLAY_S)
+            if call.hanging_up is not None:
+                await cancel_and_wait(call.hanging_up, timeout=_GOODBYE_PLAY_S)
         if edge.outcome:
             return edge.outcome
+        if getattr(session, "end_reason", None) == "reconnect_budget":
+            return "service_lost"
         return "completed" if code == 0 else "failed"
 
     def _control(self, call: ActiveCall) -> None:
@@ -374,64 +474,93 @@ class Phones:
 
         def request_hang_up(goodbye: str) -> None:
             # After the tool's result: the model's reply (if any) and the goodbye come first.
-            call.session.tasks.spawn(
-                self.hang_up(call, goodbye=goodbye, outcome="completed", say=bool(goodbye)),
-                f"vlrun-hang-up-{edge.call_id}",
-            )
+            self.hang_up(call, goodbye=goodbye, outcome="completed", say=bool(goodbye))
 
         calls_tools.register(
             edge.call_id, calls_tools.Control(request_hang_up, edge.transfer, edge.send_dtmf)
         )
 
-    async def hang_up(
+    async def _end_for(self, call: ActiveCall, reason: str) -> None:
+        """How the supervisor ends a call: a caller gone hears nothing; others the goodbye."""
+        task = self.hang_up(call, goodbye=None, outcome=reason, say=reason != "dropped")
+        await asyncio.shield(task)
+
+    def hang_up(
         self, call: ActiveCall, *, goodbye: str | None, outcome: str, say: bool = True
+    ) -> asyncio.Task[None]:
+        """Say the goodbye (if the session still can), let it play, then end the call.
+
+        One hang-up per call: asking again while one runs gets the same task; the call's
+        conversation owns it (awaited before the call's slot is released)."""
+        if call.hanging_up is None or (call.hanging_up.done() and not call.edge.ended.is_set()):
+            call.hanging_up = asyncio.get_running_loop().create_task(
+                self._hang_up(call, goodbye=goodbye, outcome=outcome, say=say),
+                name=f"vlrun-hang-up-{call.edge.call_id}",
+            )
+        return call.hanging_up
+
+    async def _hang_up(
+        self, call: ActiveCall, *, goodbye: str | None, outcome: str, say: bool
     ) -> None:
-        """Say the goodbye (if the session still can), let it play, then end the call."""
-        if call.hanging_up:
-            return
-        call.hanging_up = True
         session = call.session
+        edge = call.edge
         text = goodbye or call.prepared.route.goodbye or GOODBYE
-        if session is not None and session.ready.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
+        try:
+            if session is not None and session.ready.is_set():
                 await asyncio.wait_for(
                     _say(session, text) if say else _quiet(session), _GOODBYE_PLAY_S
                 )
-        edge = call.edge
-        if not edge.outcome:
-            edge.outcome = outcome
-        if edge.hang_up is not None:
-            try:
-                await edge.hang_up()
-            except Exception as exc:  # the provider may already have ended it
-                log.warning("call %s: hang-up failed: %s", edge.call_id, exc)
-        edge.end(outcome)
+        except Exception as exc:  # a Voice Live drop mid-goodbye: the call ends all the same
+            log.warning("call %s: goodbye not heard (%s); hanging up", edge.call_id, exc)
+        finally:
+            if not edge.outcome:
+                edge.outcome = outcome
+            if edge.hang_up is not None:
+                try:
+                    await asyncio.wait_for(edge.hang_up(), _HANG_UP_S)
+                except Exception as exc:  # the provider may already have ended it
+                    log.warning("call %s: hang-up failed: %s", edge.call_id, exc)
+            edge.end(outcome)
 
     # ------------------------------------------------------------------ drain
 
     async def drain(self, timeout: float | None = None) -> None:
         """Stop taking calls; let active calls finish up to the timeout, then goodbye + hang up."""
-        self.draining = True
-        limit = self.drain_timeout_s if timeout is None else timeout
-        log.info("draining: %d active call(s), up to %.0f s", len(self.calls), limit)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), limit)
-        left = list(self.calls.values())
-        if left:
-            log.info("drain timeout: ending %d call(s) with the goodbye", len(left))
-            await asyncio.gather(
-                *(self.hang_up(c, goodbye=None, outcome="drained") for c in left),
-                return_exceptions=True,
-            )
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), _GOODBYE_PLAY_S)
+        await self.supervisor.drain(self.drain_timeout_s if timeout is None else timeout)
+
+
+def route_name(route: Route) -> str:
+    """The name a route goes by in media URLs and stream parameters."""
+    return route.path or route.number or ("default" if route.default else "")
+
+
+def _number(value: str, reveal: bool = False) -> str:
+    """A caller's or callee's number as logs show it: its last four digits, unless the serve
+    file asks for whole numbers (caller data stays out of logs by default)."""
+    if not value:
+        return "?"
+    if reveal or len(value) <= 4:
+        return value
+    return "*" * (len(value) - 4) + value[-4:]
+
+
+def _forbid_reconnect(session: Any) -> None:
+    forbid = getattr(session, "forbid_reconnect", None)
+    if forbid is not None:
+        forbid()
+    else:
+        session.max_reconnects = 0
 
 
 async def _say(session: Any, text: str) -> None:
     """Speak a fixed message as the assistant and wait until the caller has heard it."""
+    say = getattr(session, "say", None)
+    if say is not None:
+        await say(text)
+        return
     turn = session.turn
     await turn.until(turn.idle)  # never talk over a reply in progress
-    await session._send(  # noqa: SLF001 - the session's own send path
+    await session._send(  # noqa: SLF001 - until the session publishes say()
         {
             "type": "response.create",
             "response": {
@@ -450,6 +579,10 @@ async def _say(session: Any, text: str) -> None:
 
 async def _quiet(session: Any) -> None:
     """Wait until the reply in progress (if any) has been said and heard."""
+    finish = getattr(session, "finish_reply", None)
+    if finish is not None:
+        await finish()
+        return
     await session.turn.until(session.turn.idle)
     await session.player.drain()
 

@@ -41,6 +41,13 @@ def add_phone_routes(
         mounted.append("sip")
     if metrics_route:
         add_metrics_route(app, phones.metrics)
+    if phones.owns_supervisor:
+
+        async def supervise(_app: Any) -> Any:
+            async with phones.supervisor.running():
+                yield
+
+        app.cleanup_ctx.append(supervise)
     return mounted
 
 
@@ -61,26 +68,28 @@ def installer_for(serve_path: Path, options: Any) -> Callable[[Any, Any, Any], N
 
     def install(app: Any, host: Any, serve_options: Any) -> None:
         embedded = getattr(host, "_emulator_target", None) if host.embedded else None
+        # One supervisor for the worker: phone calls and browser pages share max_calls, its
+        # sweep, its drain and its metrics (the pages keep their own smaller limit too).
+        supervisor = host.supervisor
         phones = Phones(
             serve,
             endpoint=host.options.endpoint or getattr(host, "_emulator_endpoint", None),
             logs_dir=host.options.logs,
             drain_timeout_s=serve_options.drain_timeout_s,
-            capacity=host.ready,
             embedded_target=embedded,
+            supervisor=supervisor,
         )
+        supervisor.max_calls = phones.max_calls
 
         async def start(_app: Any) -> None:
-            await phones.prepare()
+            from runner.serve.sip import API_VERSION
+
+            await phones.prepare(api_versions=(API_VERSION,) if serve.sip is not None else ())
 
         async def close(_app: Any) -> None:
             await phones.close()
 
-        host.gates.append(phones.has_room)  # /readyz: 503 at max_calls too
         app.on_startup.append(start)
-        # The host's drain runs the calls' drain beside its own, while the sockets are read
-        # (once aiohttp's shutdown begins, it delivers no more WebSocket messages).
-        host.drainers.append(phones.drain)
         app.on_cleanup.append(close)
         add_phone_routes(app, phones)
 

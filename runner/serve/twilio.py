@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -36,7 +37,9 @@ from runner.config.serve_file import TwilioSettings
 from runner.live.audio import AudioFormat
 from runner.serve.calls import CallEdge, CallSource, MarkedPlayer
 from runner.serve.calls_log import call_id_var
-from runner.serve.telephony import Phones
+from runner.serve.http import TooLarge, read_body
+from runner.serve.supervisor import Refused
+from runner.serve.telephony import Phones, route_name
 
 log = logging.getLogger("vlrun.serve.twilio")
 
@@ -46,6 +49,7 @@ MAX_FRAME_BYTES = 64 * 1024  # a 20 ms media frame is ~300 bytes of JSON
 START_TIMEOUT_S = 10.0  # connected + start come at once; a socket that says nothing is closed
 TOKEN_TTL_S = 300.0  # webhook -> media socket; Twilio connects within a second or two
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+_CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")  # Twilio's Call SID: CA + 32 hex digits
 SIGNATURE = "X-Twilio-Signature"
 SIGNATURE_SETTINGS = "X-Twilio-Webhooks-Signature-Settings"
 
@@ -129,10 +133,6 @@ class TwilioTransport:
         await self.ws.send_str(json.dumps({"event": "clear", "streamSid": self.stream_sid}))
 
 
-def _route_name(route: Any) -> str:
-    return route.path or route.number or ("default" if route.default else "")
-
-
 class TwilioEdge:
     """The aiohttp side of the Twilio edge."""
 
@@ -154,10 +154,9 @@ class TwilioEdge:
     async def voice(self, request: Any) -> Any:
         from aiohttp import web
 
-        if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
-            return web.Response(status=413, text="too large")
-        body = await request.content.read(MAX_WEBHOOK_BYTES + 1)
-        if len(body) > MAX_WEBHOOK_BYTES:
+        try:
+            body = await read_body(request, MAX_WEBHOOK_BYTES)
+        except TooLarge:
             return web.Response(status=413, text="too large")
         from urllib.parse import parse_qsl
 
@@ -176,27 +175,34 @@ class TwilioEdge:
             return web.Response(status=403, text="forbidden")
         call_sid = form.get("CallSid", "")
         called = form.get("To", "")
+        if not _CALL_SID.fullmatch(call_sid):
+            log.warning("twilio voice webhook refused: no valid CallSid")
+            self.metrics.refused("twilio", "refused")
+            return web.Response(status=400, text="no CallSid")
         route = self.phones.route(path=request.match_info.get("route"), called=called)
         response = self._twiml.VoiceResponse()
         if route is None:
-            log.warning("twilio call %s to %s: no route answers it; rejected", call_sid, called)
+            log.warning("twilio call %s: no route answers it; rejected", call_sid)
             self.metrics.refused("twilio", "refused")
             response.reject(reason="rejected")
-        elif not self.phones.accepting():
-            log.info("twilio call %s refused: busy (at capacity or draining)", call_sid)
-            self.metrics.refused("twilio", "refused")
-            response.reject(reason="busy")
-        else:
-            name = _route_name(route)
-            stream = response.connect().stream(
-                url=public_url(request, self.base_url, websocket=True).split("/twilio/")[0]
-                + "/twilio/media"
-            )
-            stream.parameter(name="route", value=name)
-            stream.parameter(name="token", value=self.signatures.token(call_sid, name))
-            stream.parameter(name="from", value=form.get("From", ""))
-            stream.parameter(name="to", value=called)
-            log.info("twilio call %s to %s: connecting the media stream", call_sid, called)
+            return web.Response(text=str(response), content_type="text/xml")
+        try:
+            # The slot is held from this moment: a burst of webhooks cannot all be answered.
+            self.phones.reserve("twilio", call_sid)
+        except Refused as exc:
+            log.info("twilio call %s refused: %s", call_sid, exc.message)
+            response.reject(reason="busy" if exc.reason != "duplicate" else "rejected")
+            return web.Response(text=str(response), content_type="text/xml")
+        name = route_name(route)
+        stream = response.connect().stream(
+            url=public_url(request, self.base_url, websocket=True).split("/twilio/")[0]
+            + "/twilio/media"
+        )
+        stream.parameter(name="route", value=name)
+        stream.parameter(name="token", value=self.signatures.token(call_sid, name))
+        stream.parameter(name="from", value=form.get("From", ""))
+        stream.parameter(name="to", value=called)
+        log.info("twilio call %s: connecting the media stream", call_sid)
         return web.Response(text=str(response), content_type="text/xml")
 
     # ------------------------------------------------------------------ media socket
@@ -209,8 +215,11 @@ class TwilioEdge:
             log.warning("twilio media socket refused: missing or bad %s (url %s)", SIGNATURE, url)
             self.metrics.refused("twilio", "forbidden")
             return web.Response(status=403, text="forbidden")
-        # No permessage-deflate: compressing 20 ms of audio costs more than sending it.
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, compress=False)
+        # No permessage-deflate: compressing 20 ms of audio costs more than sending it. The
+        # heartbeat notices a peer that is gone without closing (no pong: the socket closes).
+        ws = web.WebSocketResponse(
+            max_msg_size=MAX_FRAME_BYTES, compress=False, heartbeat=self.phones.heartbeat_s
+        )
         await ws.prepare(request)
         try:
             start = await asyncio.wait_for(self._until_start(ws), START_TIMEOUT_S)
@@ -227,9 +236,15 @@ class TwilioEdge:
             self.metrics.refused("twilio", "forbidden")
             await ws.close(code=1008, message=b"forbidden")
             return ws
-        route = self._route_of(route_name)
+        route = self.phones.route_named(route_name)
         if route is None:
             await ws.close(code=1008, message=b"no route")
+            return ws
+        try:
+            slot = self.phones.claim("twilio", call_sid)  # one session per call, ever
+        except Refused as exc:
+            log.warning("twilio media socket for %s refused: %s", call_sid, exc.message)
+            await ws.close(code=1008, message=b"duplicate")
             return ws
         stream_sid = str(start.get("streamSid") or info.get("streamSid") or "")
         player = MarkedPlayer(MULAW)
@@ -251,7 +266,8 @@ class TwilioEdge:
         edge.transfer = self._transfer(call_sid)  # Media Streams cannot send DTMF: none
         log.info("call %s is twilio %s (stream %s)", edge.call_id, call_sid, stream_sid)
         conversation = asyncio.create_task(
-            self.phones.converse(edge, route, rate=8000), name=f"vlrun-twilio-{edge.call_id}"
+            self.phones.converse(edge, route, slot=slot, rate=8000),
+            name=f"vlrun-twilio-{edge.call_id}",
         )
         pump = asyncio.create_task(player.pump(), name=f"vlrun-twilio-out-{edge.call_id}")
         try:
@@ -290,12 +306,6 @@ class TwilioEdge:
             await asyncio.to_thread(lambda: client.calls(call_sid).update(twiml=str(response)))
 
         return transfer
-
-    def _route_of(self, name: str) -> Any:
-        for route in self.phones.router.routes:
-            if _route_name(route) == name:
-                return route
-        return None
 
     async def _until_start(self, ws: Any) -> dict[str, Any]:
         async for msg in ws:
