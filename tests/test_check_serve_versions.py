@@ -19,6 +19,7 @@ from runner.config.serve_file import (
     connections,
     edge_api_version,
     load_serve_file,
+    version_problems,
 )
 from runner.errors import ProfileError
 
@@ -113,6 +114,17 @@ def test_check_reports_a_sip_route_to_casual_chat_at_the_route_line(
     assert f"set connection.api_version: {SIP_API_VERSION} in the profile" in out
     assert "or drop turn_detection.end_of_utterance_detection.threshold" in out
     assert "Traceback" not in out
+
+
+def test_a_worker_gets_the_same_verdict_without_check_options(tmp_path: Path) -> None:
+    """What `vlrun serve` can ask at start-up: the loaded file alone is enough."""
+    serve = load_serve_file(deploy_like(tmp_path, TWILIO, SIP), env=ENV)
+    (problem,) = version_problems(serve)
+    assert (problem.file, problem.line, problem.severity) == (str(serve.source), 7, "error")
+    assert problem.json_path == "$.routes[2]"
+    assert "turn_detection.end_of_utterance_detection.threshold" in problem.message
+    without_sip = load_serve_file(deploy_like(tmp_path, TWILIO), env=ENV)
+    assert version_problems(without_sip) == []
 
 
 def test_the_same_file_without_sip_passes(tmp_path: Path, run_cli: Any) -> None:

@@ -250,20 +250,25 @@ def check_file(path: Path, options: Any) -> list[Problem]:
             problems += check_profile(profile, options)
         except ProfileError as exc:
             problems += list(exc.all_problems)
-    problems += version_problems(serve, loc, options)
+    problems += version_problems(serve, options, loc=loc)
     return problems
 
 
-def version_problems(serve: ServeFile, loc: Locator, options: Any) -> list[Problem]:
+def version_problems(
+    serve: ServeFile, options: Any = None, *, loc: Locator | None = None
+) -> list[Problem]:
     """At each route's line: what its profile says that an edge's api-version cannot express.
 
     The profile is compiled for its own api-version and for the edge's; a problem only the
     edge's version has is one no `vlrun check PROFILE` shows, and one every call on that edge
     would meet (a field the service refuses, or one left out so the call behaves otherwise),
-    so it is an error here whatever its severity in the profile's own check."""
+    so it is an error here whatever its severity in the profile's own check. ``options`` (a
+    CheckOptions) brings --var, --set and env; a worker starting up passes none."""
     from runner.config.compile import compile_with_problems, effective_api_version
     from runner.config.load import analyse as analyse_profile
 
+    if loc is None:
+        loc = Locator(source.load_file(serve.source).positions, str(serve.source))
     out: list[Problem] = []
     compiled: dict[tuple[Path, str | None], tuple[Any, list[Problem]]] = {}
 
