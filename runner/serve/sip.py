@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from runner import speedups
+from runner.config.serve_file import SIP_API_VERSION as API_VERSION
 from runner.config.serve_file import SipSettings
 from runner.errors import AuthError
 from runner.live.audio import AudioFormat
@@ -39,7 +40,6 @@ from runner.serve.telephony import Phones
 
 log = logging.getLogger("vlrun.serve.sip")
 
-API_VERSION = "2026-07-31-preview"
 PREFIX = "/voice-agent/realtime/sip"
 SCOPE = "https://cognitiveservices.azure.com/.default"  # the spec's only auth scheme
 TOLERANCE_S = 300  # how far a webhook's timestamp may be from now (Azure OpenAI's SDK: 300 s)

@@ -42,6 +42,8 @@ GOODBYE = "Sorry, I have to end the call now. Goodbye."
 _GOODBYE_PLAY_S = 15.0  # the goodbye is short; a stuck one must not hold the drain for ever
 _HANG_UP_S = 10.0  # the provider's hang-up request; past it the socket is closed all the same
 DEFAULT_MEDIA_TIMEOUT_S = 5.0  # providers stream media (silence too) all call long
+#: How a session that could not keep Voice Live ends (see LiveSession.end_reason).
+_SERVICE_LOST = ("reconnect_budget", "reconnect_failed", "dropped")
 DEFAULT_HEARTBEAT_S = 5.0  # WebSocket pings on the phone sockets: a dead peer in about 7.5 s
 
 
@@ -349,7 +351,7 @@ class Phones:
     ) -> str:
         """Run the call's conversation on its claimed ``slot`` until either side ends it;
         returns the outcome. The slot is released when it returns, whatever happened."""
-        from runner.live.session import LiveSession
+        from runner.live.session import CALL_RECONNECTS, LiveSession
 
         call_id_var.set(edge.call_id)
         outcome = "failed"
@@ -370,7 +372,7 @@ class Phones:
                 prepared.profile.name,
             )
             console = CallConsole(edge.call_id)
-            reveal = bool(getattr(self.serve, "log_phone_numbers", False))
+            reveal = self.serve.log_phone_numbers
             transcript = CallTranscript(
                 edge.provider,
                 self.metrics,
@@ -410,9 +412,12 @@ class Phones:
                 api_version=target.api_version,
                 handle_signals=False,  # SIGTERM is the worker's: it drains every call
                 opener=edge.opener,
+                # A caller hears silence while Voice Live is away: a few quick, jittered tries
+                # (so a worker's calls do not come back in lockstep), then the call ends.
+                reconnect_policy=CALL_RECONNECTS,
             )
             if edge.opener is not None:
-                _forbid_reconnect(session)  # one attached socket: when it drops, the call ends
+                session.forbid_reconnect()  # one attached socket: when it drops, the call ends
             call.session = session
             self.supervisor.changes.notify()
             edge.dtmf_listeners.append(lambda digit: _dtmf_to_session(session, digit))
@@ -464,7 +469,7 @@ class Phones:
                 await cancel_and_wait(call.hanging_up, timeout=_GOODBYE_PLAY_S)
         if edge.outcome:
             return edge.outcome
-        if getattr(session, "end_reason", None) == "reconnect_budget":
+        if session.end_reason in _SERVICE_LOST:
             return "service_lost"
         return "completed" if code == 0 else "failed"
 
@@ -507,9 +512,10 @@ class Phones:
         text = goodbye or call.prepared.route.goodbye or GOODBYE
         try:
             if session is not None and session.ready.is_set():
-                await asyncio.wait_for(
-                    _say(session, text) if say else _quiet(session), _GOODBYE_PLAY_S
-                )
+                if say:
+                    await session.say(text, timeout=_GOODBYE_PLAY_S)
+                else:
+                    await session.finish_reply(timeout=_GOODBYE_PLAY_S)
         except Exception as exc:  # a Voice Live drop mid-goodbye: the call ends all the same
             log.warning("call %s: goodbye not heard (%s); hanging up", edge.call_id, exc)
         finally:
@@ -542,49 +548,6 @@ def _number(value: str, reveal: bool = False) -> str:
     if reveal or len(value) <= 4:
         return value
     return "*" * (len(value) - 4) + value[-4:]
-
-
-def _forbid_reconnect(session: Any) -> None:
-    forbid = getattr(session, "forbid_reconnect", None)
-    if forbid is not None:
-        forbid()
-    else:
-        session.max_reconnects = 0
-
-
-async def _say(session: Any, text: str) -> None:
-    """Speak a fixed message as the assistant and wait until the caller has heard it."""
-    say = getattr(session, "say", None)
-    if say is not None:
-        await say(text)
-        return
-    turn = session.turn
-    await turn.until(turn.idle)  # never talk over a reply in progress
-    await session._send(  # noqa: SLF001 - until the session publishes say()
-        {
-            "type": "response.create",
-            "response": {
-                "pre_generated_assistant_message": {
-                    "type": "message",
-                    "role": "assistant",
-                    "content": [{"type": "text", "text": text}],
-                }
-            },
-        }
-    )
-    heard = len(session.transcript.turns)
-    await turn.until(lambda: len(session.transcript.turns) > heard and turn.idle())
-    await session.player.drain()
-
-
-async def _quiet(session: Any) -> None:
-    """Wait until the reply in progress (if any) has been said and heard."""
-    finish = getattr(session, "finish_reply", None)
-    if finish is not None:
-        await finish()
-        return
-    await session.turn.until(session.turn.idle)
-    await session.player.drain()
 
 
 def _with_call_control(
