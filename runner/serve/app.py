@@ -12,66 +12,74 @@ Contract for other edges (phone, metrics):
   or SIGINT: then it drains (no new conversations; running ones get ``drain_timeout_s`` to
   finish, then are ended) and returns 0.
 
-Security: loopback needs no token; any other address requires one (``--token`` or generated),
-checked on the page, the downloads and the WebSocket, with every refusal logged (the token
-itself is registered as a secret, so no log shows it). The WebSocket also checks Origin.
+Security (the checks are in :mod:`runner.serve.web`): loopback needs no token, but then only
+loopback Host names are served (DNS rebinding); any other address requires a token
+(``--token`` or generated), checked on the page, the downloads and the WebSocket. The
+WebSocket also needs an Origin: the page's own or a listed one. Every refusal is logged (the
+token itself is a registered secret, so no log shows it). Idle connections, request heads
+never finished and slow request bodies are timed out (``ServeOptions.idle_timeout_s``,
+``body_timeout_s``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import secrets
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from runner.errors import EXIT_OK, UsageError
 from runner.redact import register_secret
+from runner.serve.browser import STATIC
+from runner.serve.browser import install as install_browser
 from runner.serve.host import Host
+
+# The options, the keys and the checks live in runner.serve.web (the browser edge uses them
+# too, and imports that module, not this one); these names stay importable from here.
+from runner.serve.web import (
+    HOST_KEY,
+    OPTIONS_KEY,
+    ServeOptions,
+    bounded_body,
+    console_log,
+    host_ok,
+    is_loopback,
+    origin_ok,
+    refuse,
+    token_ok,
+)
+
+__all__ = [
+    "HOST_KEY",
+    "OPTIONS_KEY",
+    "STATIC",
+    "Installer",
+    "ServeOptions",
+    "execute_serve",
+    "host_ok",
+    "is_loopback",
+    "make_app",
+    "origin_ok",
+    "page_url",
+    "refuse",
+    "serve",
+    "settle_token",
+    "token_ok",
+]
 
 log = logging.getLogger("vlrun.serve")
 
-STATIC = Path(__file__).parent / "static"
-
-
-@dataclass
-class ServeOptions:
-    """How the server listens and what it accepts."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    token: str | None = None  # None on loopback: no token; elsewhere one is generated
-    origins: Sequence[str] = ()  # extra allowed WebSocket origins (the page's own is allowed)
-    max_frame_bytes: int = 64 * 1024  # one WebSocket message (audio or JSON)
-    max_body_bytes: int = 1024 * 1024  # any HTTP request body (uploads)
-    drain_timeout_s: float = 20.0
-    heartbeat_s: float = 2.0  # WebSocket ping: a vanished browser is noticed within 2x this
-    extra: dict[str, Any] = field(default_factory=dict)  # for other edges' settings
-
-
 Installer = Callable[[web.Application, Host, ServeOptions], None]
 
-HOST_KEY: web.AppKey[Host] = web.AppKey("vlrun_host", Host)
-OPTIONS_KEY: web.AppKey[ServeOptions] = web.AppKey("vlrun_serve_options", ServeOptions)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+#: After an answer, how long unread request data is read and ignored before the close.
+LINGER_S = 2.0
 
 
 def settle_token(options: ServeOptions) -> ServeOptions:
@@ -87,46 +95,15 @@ def settle_token(options: ServeOptions) -> ServeOptions:
     return options
 
 
-def token_ok(request: web.Request, token: str | None) -> bool:
-    """The request carries the access token (query ``token=`` or ``Authorization: Bearer``)."""
-    if token is None:
-        return True
-    given = request.query.get("token", "")
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        given = auth[7:]
-    return secrets.compare_digest(given.encode(), token.encode())
-
-
-def refuse(request: web.Request, status: int, why: str) -> web.Response:
-    """A refusal, logged with who asked (never the token they sent)."""
-    peer = request.remote or "?"
-    log.warning("refused %s %s from %s: %s", request.method, request.path, peer, why)
-    return web.Response(status=status, text=f"{status}: {why}\n")
-
-
-def origin_ok(request: web.Request, options: ServeOptions) -> bool:
-    """A browser's WebSocket must come from this server's own page (or a listed origin)."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True  # not a browser (browsers always send Origin on WebSockets)
-    if origin in options.origins:
-        return True
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc == request.host
-
-
 def make_app(
     host: Host, options: ServeOptions, installers: Sequence[Installer] = ()
 ) -> web.Application:
     """The application: probes, the browser console, then each installer's routes."""
-    app = web.Application(client_max_size=options.max_body_bytes)
+    app = web.Application(client_max_size=options.max_body_bytes, middlewares=[bounded_body])
     app[HOST_KEY] = host
     app[OPTIONS_KEY] = options
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
-    from runner.serve.browser import install as install_browser
-
     install_browser(app, host, options)
     for installer in installers:
         installer(app, host, options)
@@ -175,7 +152,14 @@ async def serve(
     try:
         async with host.running():
             app = make_app(host, options, installers)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(
+                app,
+                access_log=None,
+                handle_signals=False,
+                # idle keep-alive connections and request heads never finished are closed
+                keepalive_timeout=options.idle_timeout_s,
+                lingering_time=min(LINGER_S, options.idle_timeout_s),
+            )
             await runner.setup()
             try:
                 site = web.TCPSite(runner, options.host, options.port)
@@ -238,4 +222,5 @@ def execute_serve(
     settle_token(options)
     from runner import speedups
 
-    return speedups.run(serve(Host(host_options), options, installers, settle_heap=True))
+    with console_log():  # refusals reach the terminal even without a phone worker's log
+        return speedups.run(serve(Host(host_options), options, installers, settle_heap=True))

@@ -9,6 +9,7 @@ shipped in the package (plain ES modules); nothing secret is ever sent to it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -19,27 +20,25 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from runner.errors import VlrunError
+from runner.errors import EXIT_OK, VlrunError
 from runner.live.audio import AudioFormat, wire_formats
 from runner.live.transcript import Transcript
 from runner.redact import clean_line, redact_obj
-from runner.serve.app import (
-    HOST_KEY,
-    OPTIONS_KEY,
-    STATIC,
-    ServeOptions,
-    origin_ok,
-    refuse,
-    token_ok,
-)
 from runner.serve.host import Conversation, Edge, Host, ProfileInvalid, Refused, describe_problems
+from runner.serve.web import HOST_KEY, OPTIONS_KEY, ServeOptions, console_route
 
 log = logging.getLogger("vlrun.serve")
+
+STATIC = Path(__file__).parent / "static"
 
 #: Microphone frames the page may send: 10-200 ms (it sends 20-100 ms).
 MIN_FRAME_MS, MAX_FRAME_MS = 10, 200
 #: Frames waiting for the session (a stalled connection drops the oldest, like a live mic).
 SOURCE_QUEUE = 50
+#: Push-to-talk presses held while the session connects.
+MAX_HELD_TALKS = 8
+#: How long a held press waits for the session to take in the frames before it.
+HELD_TAKEN_S = 2.0
 #: Messages waiting for a slow page before the conversation gives up on it.
 OUT_QUEUE = 4000
 _CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
@@ -77,31 +76,34 @@ _SECURITY_HEADERS = {
 }
 
 
+@console_route
 async def _index(request: web.Request) -> web.StreamResponse:
-    if not token_ok(request, request.app[OPTIONS_KEY].token):
-        return refuse(request, 401, "missing or wrong access token (open the URL vlrun printed)")
     return _file(STATIC / "index.html")
 
 
+@console_route(token=False)
 async def _static(request: web.Request) -> web.StreamResponse:
-    # Static code is not secret; the page and the socket are what the token guards.
+    # Static code is not secret (the page loads it without the token), but it is served
+    # under the same Host rule as the rest.
     name = request.match_info["name"]
-    path = STATIC / name
-    if "/" in name or name.startswith(".") or not path.is_file():
+    if "/" in name or name.startswith(".") or name not in _STATIC_NAMES:
         raise web.HTTPNotFound()
-    return _file(path)
+    return _file(STATIC / name)
 
 
-def _file(path: Path) -> web.Response:
+#: The shipped files (read once: no stat per request, and nothing else is ever served).
+_STATIC_NAMES = frozenset(p.name for p in STATIC.iterdir() if p.is_file())
+
+
+def _file(path: Path) -> web.FileResponse:
+    # Sent from the file by aiohttp (opened and read off the loop), never read whole here.
     kind = _CONTENT_TYPES.get(path.suffix, "application/octet-stream")
-    return web.Response(
-        body=path.read_bytes(), content_type=kind, charset="utf-8", headers=_SECURITY_HEADERS
-    )
+    headers = {**_SECURITY_HEADERS, "Content-Type": f"{kind}; charset=utf-8"}
+    return web.FileResponse(path, headers=headers)
 
 
+@console_route
 async def _profiles(request: web.Request) -> web.Response:
-    if not token_ok(request, request.app[OPTIONS_KEY].token):
-        return refuse(request, 401, "missing or wrong access token")
     return web.json_response(profile_list(request.app[HOST_KEY]))
 
 
@@ -113,31 +115,41 @@ def profile_list(host: Host) -> dict[str, Any]:
     }
 
 
+@console_route
 async def _download_transcript(request: web.Request) -> web.StreamResponse:
     return _download(request, "transcript")
 
 
+@console_route
 async def _download_trace(request: web.Request) -> web.StreamResponse:
     return _download(request, "trace")
 
 
 def _download(request: web.Request, what: str) -> web.StreamResponse:
-    if not token_ok(request, request.app[OPTIONS_KEY].token):
-        return refuse(request, 401, "missing or wrong access token")
-    host = request.app[HOST_KEY]
+    """A conversation's log or trace, streamed from its file (a long conversation's trace
+    is many megabytes: it is never read whole, and never on the loop)."""
     conv_id = request.match_info["id"]
-    text = host.transcript_text(conv_id) if what == "transcript" else host.trace_text(conv_id)
-    if text is None:
-        raise web.HTTPNotFound(text="no such conversation (or no trace yet)\n")
+    conv = request.app[HOST_KEY].conversations.get(conv_id)
+    if conv is None:
+        raise web.HTTPNotFound(text="no such conversation\n")
     suffix = "txt" if what == "transcript" else "jsonl"
-    return web.Response(
-        text=text,
-        content_type="text/plain" if what == "transcript" else "application/x-ndjson",
-        headers={
-            "Content-Disposition": f'attachment; filename="vlrun-{conv_id}-{what}.{suffix}"',
-            "Cache-Control": "no-store",
-        },
-    )
+    headers = {
+        "Content-Type": "text/plain; charset=utf-8"
+        if what == "transcript"
+        else "application/x-ndjson; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="vlrun-{conv_id}-{what}.{suffix}"',
+        "Cache-Control": "no-store",
+    }
+    path = conv.conversation_path if what == "transcript" else conv.trace_path
+    if path is None:
+        if what == "trace":
+            raise web.HTTPNotFound(text="no trace yet\n")
+        # Not written to a file yet: the turns so far, as the log would show them.
+        turns = conv.transcript.turns if conv.transcript is not None else []
+        text = "".join(f"{t.role}: {t.text}\n" for t in turns)
+        return web.Response(text=text, headers=headers)
+    # A file not there (yet) is a 404 from FileResponse itself.
+    return web.FileResponse(path, headers=headers)
 
 
 # ------------------------------------------------------------------------ the edge
@@ -151,6 +163,7 @@ class PageSource:
     def __init__(self, fmt: AudioFormat) -> None:
         self.fmt = fmt
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(SOURCE_QUEUE)
+        self._taken = asyncio.Event()  # the reader has taken in every frame fed so far
         self.dropped = 0
 
     def feed(self, pcm: bytes) -> None:
@@ -159,13 +172,24 @@ class PageSource:
                 self._queue.get_nowait()
             self.dropped += 1
         self._queue.put_nowait(pcm)
+        self._taken.clear()
 
     async def frames(self) -> AsyncIterator[bytes]:
         while True:
+            if self._queue.empty():
+                self._taken.set()  # asking for more: what came before has been dealt with
             data = await self._queue.get()
             if data is None:
                 return
             yield data
+
+    async def taken(self, timeout: float) -> bool:
+        """Wait until the reader has dealt with every frame fed so far (False: not in time)."""
+        try:
+            await asyncio.wait_for(self._taken.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     def close(self) -> None:
         if self._queue.full():
@@ -434,6 +458,8 @@ class BrowserEdge(Edge):
         self.in_fmt: AudioFormat | None = None
         self.declared_rate: int | None = None
         self.attached_event = asyncio.Event()
+        self.stopped = False  # the page stopped it before it was up (it was cancelled)
+        self.ended_sent = False
 
     def open_audio(self, session: Mapping[str, Any]) -> tuple[Any, Any]:
         in_fmt, out_fmt, _, _ = wire_formats(dict(session))
@@ -471,6 +497,9 @@ class BrowserEdge(Edge):
         self.page.send({"type": "notice", "text": reason})
 
     def ended(self, conversation: Conversation, code: int) -> None:
+        if self.stopped:
+            code = EXIT_OK  # ended as the page asked (cancelled while it connected)
+        self.ended_sent = True
         self.page.send({"type": "ended", "conversation": conversation.id, "code": code})
         if self.page_source is not None:
             self.page_source.close()
@@ -479,13 +508,10 @@ class BrowserEdge(Edge):
 # ------------------------------------------------------------------------ the socket
 
 
+@console_route(websocket=True)
 async def _websocket(request: web.Request) -> web.StreamResponse:
     options = request.app[OPTIONS_KEY]
     host = request.app[HOST_KEY]
-    if not token_ok(request, options.token):
-        return refuse(request, 401, "missing or wrong access token on the WebSocket")
-    if not origin_ok(request, options):
-        return refuse(request, 403, f"WebSocket from origin {request.headers.get('Origin')!r}")
     # The hard limit closes the socket; below it, an oversized message is refused and the
     # conversation goes on.
     ws = web.WebSocketResponse(
@@ -493,7 +519,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     page = PageLink(ws)
-    session = _PageSession(ws, page, host, request.remote or "?", options.max_frame_bytes)
+    session = _PageSession(ws, page, host, request.remote or "?", options)
     writer = asyncio.create_task(page.pump(), name="vlrun-serve-writer")
     page.send({"type": "hello", **profile_list(host)})
     try:
@@ -513,18 +539,34 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
 
 
 class _PageSession:
-    """Reads one socket: starts a conversation on request, routes everything the page says."""
+    """Reads one socket: starts a conversation on request, routes everything the page says.
+
+    The read loop never waits for the conversation: Start spawns it, a push-to-talk press
+    while the session connects is applied by a helper once it is up, and a ``stop`` before
+    the session is up ends the conversation at once (it is cancelled: nothing is owed yet).
+    Frames that come before the conversation has its audio open are dropped and counted.
+    """
 
     def __init__(
-        self, ws: web.WebSocketResponse, page: PageLink, host: Host, peer: str, limit: int
+        self,
+        ws: web.WebSocketResponse,
+        page: PageLink,
+        host: Host,
+        peer: str,
+        options: ServeOptions,
     ) -> None:
-        self.limit = limit
+        self.limit = options.max_frame_bytes
+        self.options = options
         self.ws = ws
         self.page = page
         self.host = host
         self.peer = peer
         self.edge: BrowserEdge | None = None
         self.task: asyncio.Task[int] | None = None
+        self.early_frames = 0  # frames after Start, before the session's audio was open
+        # push-to-talk presses (None) waiting for the session, and the frames after them
+        self._held: collections.deque[bytes | None] = collections.deque()
+        self._talker: asyncio.Task[None] | None = None
 
     def bad(self, why: str) -> None:
         """Bad input from the page: an error to it and a log line; the conversation goes on."""
@@ -547,8 +589,11 @@ class _PageSession:
 
     def audio(self, data: bytes) -> None:
         edge = self.edge
-        if edge is None or edge.page_source is None or edge.in_fmt is None:
+        if edge is None or self.task is None or self.task.done():
             self.bad("audio before a conversation started; frames dropped")
+            return
+        if edge.page_source is None or edge.in_fmt is None:
+            self.early_frames += 1  # the session is being built: its rate is not known yet
             return
         fmt = edge.in_fmt
         if edge.declared_rate is not None and edge.declared_rate != fmt.rate:
@@ -563,13 +608,16 @@ class _PageSession:
                 "dropped"
             )
             return
-        edge.page_source.feed(data)
+        if self._held:
+            self._hold(data)  # behind a talk press that waits for the session
+        else:
+            edge.page_source.feed(data)  # bounded: a session still connecting drops the oldest
 
     async def command(self, text: str) -> None:
         try:
             message = json.loads(text)
-        except ValueError:
-            self.bad("a message that is not JSON; ignored")
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+            self.bad("a message that is not JSON (or nested too deeply); ignored")
             return
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             self.bad("a message without a type; ignored")
@@ -581,27 +629,21 @@ class _PageSession:
             return
         try:
             await handler(message)
-        except (TypeError, ValueError, KeyError) as exc:
-            self.bad(f"a malformed {kind} message ({exc}); ignored")
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            self.bad(f"a malformed {kind} message ({clean_line(str(exc))[:200]}); ignored")
 
     async def on_start(self, message: dict[str, Any]) -> None:
         if self.task is not None and not self.task.done():
             self.bad("a conversation is already running on this page; stop it first")
             return
         name = str(message["profile"])
-        try:
-            self.host.prepare(name)  # the page sees problems now, not after a connect
-        except ProfileInvalid as exc:
-            self.page.send(
-                {"type": "problems", "profile": name, "problems": describe_problems(exc.problems)}
-            )
-            return
-        except VlrunError as exc:
-            self.page.send({"type": "error", "text": exc.message, "hint": exc.hint})
-            return
+        rate = int(message["rate"]) if "rate" in message else None
+        # The host loads and checks the profile as it admits the conversation: a profile
+        # that fails comes back as ProfileInvalid (the page gets its problems), and this
+        # loop goes on reading meanwhile.
         self.edge = BrowserEdge(self.page, self.host)
-        if "rate" in message:
-            self.edge.declared_rate = int(message["rate"])
+        self.edge.declared_rate = rate
+        self.early_frames = 0
         self.task = asyncio.create_task(self._converse(name, self.edge), name="vlrun-serve-conv")
 
     async def _converse(self, name: str, edge: BrowserEdge) -> int:
@@ -618,6 +660,13 @@ class _PageSession:
         except VlrunError as exc:
             self.page.send({"type": "error", "text": exc.message, "hint": exc.hint})
             return exc.exit_code
+        finally:
+            if self.early_frames:
+                log.info(
+                    "page %s: %d frame(s) came before the session's audio was open; dropped",
+                    self.peer,
+                    self.early_frames,
+                )
         return code
 
     async def on_format(self, message: dict[str, Any]) -> None:
@@ -643,10 +692,52 @@ class _PageSession:
         conv = self._conversation()
         if conv is None or conv.live is None:
             return
+        if conv.live.ready.is_set() and not self._held:
+            conv.talk()
+            return
+        # Pressed while still connecting: the press counts once the session is up, with the
+        # frames after it kept in order behind it (bounded). A helper waits for the session,
+        # so this loop goes on reading, and a stop meanwhile ends the conversation at once.
+        if sum(1 for item in self._held if item is None) >= MAX_HELD_TALKS:
+            self.bad("too many talk presses before the session was up; ignored")
+            return
+        self._held.append(None)
+        if self._talker is None or self._talker.done():
+            self._talker = asyncio.create_task(self._talk_when_ready(conv), name="vlrun-talk")
+
+    def _hold(self, frame: bytes) -> None:
+        """A frame after a press that waits for the session: kept in order (the oldest frame
+        gives way past the bound, as a live microphone's would)."""
+        if sum(1 for item in self._held if item is not None) >= SOURCE_QUEUE:
+            for i, item in enumerate(self._held):
+                if item is not None:
+                    del self._held[i]
+                    self.early_frames += 1
+                    break
+        self._held.append(frame)
+
+    async def _talk_when_ready(self, conv: Conversation) -> None:
+        assert conv.live is not None
         with contextlib.suppress(asyncio.TimeoutError):
-            # pressed while still connecting: the press counts once the session is up
-            await asyncio.wait_for(conv.live.ready.wait(), 15)
-        conv.talk()
+            await asyncio.wait_for(conv.live.ready.wait(), self.options.connect_wait_s)
+        # What the page said, in the order it said it: a press acts once the session has
+        # taken in the frames before it. Frames and presses that come meanwhile queue behind
+        # (``_held`` is not empty until the end). Unconnected still, a press says so and its
+        # frames are dropped, as they would be live.
+        edge = self.edge
+        fed = False
+        while self._held and conv.running:
+            item = self._held.popleft()
+            source = edge.page_source if edge is not None else None
+            if item is None:
+                if fed and source is not None:
+                    await source.taken(HELD_TAKEN_S)
+                fed = False
+                conv.talk()
+            elif source is not None:
+                source.feed(item)
+                fed = True
+        self._held.clear()
 
     async def on_played(self, message: dict[str, Any]) -> None:
         if self.edge is not None and self.edge.page_player is not None:
@@ -664,9 +755,21 @@ class _PageSession:
             )
 
     async def on_stop(self, message: dict[str, Any]) -> None:
-        conv = self._conversation()
-        if conv is not None:
+        task, edge = self.task, self.edge
+        if task is None or task.done() or edge is None:
+            self.bad("no conversation is running; press Start first")
+            return
+        conv = edge.conversation
+        live = conv.live if conv is not None else None
+        if conv is not None and live is not None and live.ready.is_set():
             conv.end() if message.get("graceful") else conv.hang_up()
+            return
+        # Not up yet (being built, connecting, or reconnecting): nothing is owed, so the
+        # conversation ends now instead of after a connect that may take many seconds.
+        edge.stopped = True
+        if conv is not None:
+            conv.hang_up()  # should it come up meanwhile, it ends at once
+        await self._cancel()
 
     def _conversation(self) -> Conversation | None:
         edge = self.edge
@@ -675,24 +778,49 @@ class _PageSession:
             return None
         return edge.conversation
 
+    async def _cancel(self) -> None:
+        """End the conversation task now (it is ours), and tell the page it ended."""
+        task, edge = self.task, self.edge
+        if self._talker is not None:
+            self._talker.cancel()
+            await asyncio.wait({self._talker})
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=self.options.end_timeout_s)
+            if not done:
+                log.warning("page %s: its conversation did not end when cancelled", self.peer)
+                return
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("conversation task failed: %s", task.exception())
+        if edge is not None and not edge.ended_sent:
+            # cancelled before the host admitted it: the page still hears that it is over
+            edge.ended_sent = True
+            self.page.send({"type": "ended", "conversation": None, "code": EXIT_OK})
+
     async def end(self) -> None:
         """The socket is gone: hang up and wait for the conversation to free its session."""
         task = self.task
         if task is None:
+            if self._talker is not None:
+                self._talker.cancel()
+                await asyncio.wait({self._talker})
             return
         edge = self.edge
-        if not task.done():
-            if edge is not None and edge.conversation is not None:
-                edge.conversation.hang_up()
-            elif edge is not None:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(edge.attached_event.wait(), 3.0)
-                if edge.conversation is not None:
-                    edge.conversation.hang_up()
-        done, _ = await asyncio.wait({task}, timeout=4.0)
+        if not task.done() and edge is not None:
+            conv = edge.conversation
+            if conv is not None and conv.live is not None and conv.live.ready.is_set():
+                conv.hang_up()  # up: it ends itself, closing its session properly
+            else:
+                await self._cancel()  # not up: nothing to close properly, end it now
+        done, _ = await asyncio.wait({task}, timeout=self.options.end_timeout_s)
         if not done:
             task.cancel()
             await asyncio.wait({task})
+        if self._talker is not None:
+            self._talker.cancel()
+            await asyncio.wait({self._talker})
         if not task.cancelled() and task.exception() is not None:
             log.warning("conversation task failed: %s", task.exception())
 
