@@ -11,37 +11,136 @@ import contextvars
 import io
 import json
 import logging
+import re
+import threading
 import time
 from typing import IO, Any
 
-from runner.redact import redact
+from runner.redact import mask_phone_numbers, redact
 
 call_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("vlrun_call_id", default="")
 log = logging.getLogger("vlrun.serve.call")
 
+#: The longest message a line carries; the rest is cut and counted (a 1 MB header value must
+#: not become a 1 MB log line).
+MAX_MESSAGE_CHARS = 16_384
+#: The library loggers whose records join the worker's JSON log (their errors as one line).
+LIBRARY_LOGGERS = ("aiohttp",)
+
+# Characters that would let a logged value forge or disguise a line: C0 controls (ESC, CR, LF,
+# TAB...), DEL and C1 controls, the Unicode line and paragraph separators, and the bidi
+# embeddings, overrides and isolates. Each is written as visible text (``\u001b``), so the
+# JSON stays one line and a viewer that decodes it shows the escape instead of obeying it.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_reveal = False  # the process-wide phone-number switch (see reveal_phone_numbers)
+
+
+def reveal_phone_numbers(on: bool) -> None:
+    """Whether the worker's JSON log shows phone numbers whole (a serve-file setting); by
+    default each is masked to its last four digits."""
+    global _reveal
+    _reveal = bool(on)
+
+
+def phone_numbers_revealed() -> bool:
+    """The switch :func:`reveal_phone_numbers` set."""
+    return _reveal
+
+
+def neutral(text: str) -> str:
+    """``text`` with every control, separator and bidi character written as ``\\uXXXX``."""
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[:MAX_MESSAGE_CHARS]}... ({len(text) - MAX_MESSAGE_CHARS} more characters)"
+
+
+def _exception_summary(exc_info: Any) -> str:
+    """``BadHttpMessage: 400, message: Invalid character in Content-Length:``: the
+    exception's type and its first two lines (aiohttp's "400, message:" says little alone),
+    bounded; the raw bytes it quotes below them stay out."""
+    exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    if not isinstance(exc, BaseException):
+        return ""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = " ".join(lines[:2])[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
 
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "call_id", "msg"}`` (+ ``exc`` for tracebacks)."""
+    """``{"ts", "level", "logger", "call_id", "msg"}`` (+ ``exc`` for tracebacks): always one
+    JSON object on one line, secrets masked, controls shown, phone numbers masked.
+
+    A traceback (``exc``) is kept only for vlrun's own loggers; a library's (aiohttp's
+    "Error handling request" for a malformed request) becomes its exception's one-line
+    summary at the end of ``msg``: a stranger's bytes do not get a traceback in the log."""
 
     def format(self, record: logging.LogRecord) -> str:
+        try:
+            message = record.getMessage()
+        except Exception:  # a caller's bad %-format must not lose the line
+            message = f"{record.msg!r} (its arguments did not format)"
+        ours = record.name == "vlrun" or record.name.startswith("vlrun.")
+        exc_text = ""
+        if record.exc_info and record.exc_info != (None, None, None):
+            if ours:
+                exc_text = self.formatException(record.exc_info)
+            elif summary := _exception_summary(record.exc_info):
+                message = f"{message}: {summary}"
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
-            "logger": record.name,
-            "call_id": getattr(record, "call_id", None) or call_id_var.get(),
-            "msg": redact(record.getMessage()),
+            "logger": neutral(record.name),
+            "call_id": neutral(str(getattr(record, "call_id", None) or call_id_var.get())),
+            "msg": self._text(_bounded(message)),
         }
-        if record.exc_info:
-            entry["exc"] = redact(self.formatException(record.exc_info))
+        if exc_text:
+            entry["exc"] = self._text(exc_text)
         return json.dumps(entry, ensure_ascii=False)
 
+    @staticmethod
+    def _text(text: str) -> str:
+        text = redact(text)
+        if not _reveal:
+            text = mask_phone_numbers(text)
+        return neutral(text)
 
-def json_handler(stream: IO[str]) -> logging.Handler:
-    """A handler that writes JSON lines to ``stream`` (the worker's stderr)."""
+
+def json_handler(stream: IO[str], level: int = logging.INFO) -> logging.Handler:
+    """A handler that writes JSON lines to ``stream`` (the worker's stderr), at ``level``."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
+    handler.setLevel(level)
     return handler
+
+
+_install_lock = threading.Lock()
+
+
+def install_json_logging(stream: IO[str], level: int = logging.INFO) -> logging.Handler:
+    """Set up a serve worker's log, once per process: JSON lines on ``stream`` for vlrun's
+    records at ``level`` and up, and for the libraries' warnings and errors (one line each).
+
+    The level is the handler's. The ``vlrun`` logger is opened down to ``level`` only if it
+    would drop those records (this is the worker's own start-up, the one place that may):
+    a conversation's technical log never changes it. Calling it again returns the handler
+    already installed."""
+    with _install_lock:
+        root = logging.getLogger("vlrun")
+        for handler in root.handlers:
+            if isinstance(handler.formatter, JsonFormatter):
+                return handler
+        handler = json_handler(stream, level)
+        root.addHandler(handler)
+        for name in LIBRARY_LOGGERS:
+            logging.getLogger(name).addHandler(handler)  # their own levels (WARNING) hold
+        if root.getEffectiveLevel() > level:
+            root.setLevel(level)
+        return handler
 
 
 class CallConsole(io.TextIOBase):
