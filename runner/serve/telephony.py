@@ -25,7 +25,7 @@ from typing import Any
 from runner.aio import cancel_and_wait
 from runner.config.flow import call_control_of
 from runner.config.serve_file import Route, ServeFile
-from runner.errors import ConfigError
+from runner.errors import ConfigError, VlrunError
 from runner.live.transcript import Transcript
 from runner.serve import calls_tools
 from runner.serve.calls import CallEdge
@@ -462,15 +462,22 @@ class Phones:
             await asyncio.wait({run, ended}, return_when=asyncio.FIRST_COMPLETED)
             if not run.done():
                 session.stop()  # the caller hung up, or the edge ended the call
-            code = await run
+            try:
+                code = await run
+            except VlrunError as exc:
+                if edge.outcome or session.end_reason not in _SERVICE_LOST:
+                    raise
+                # Voice Live is gone and its retries are spent: one line, and the provider
+                # ends the call (no caller is left listening to silence).
+                log.warning("call %s: %s", edge.call_id, exc.message)
+                await self.hang_up(call, goodbye=None, outcome="service_lost", say=False)
+                code = 1
         finally:
             await cancel_and_wait([ended, run], timeout=_GOODBYE_PLAY_S)
             if call.hanging_up is not None:
                 await cancel_and_wait(call.hanging_up, timeout=_GOODBYE_PLAY_S)
         if edge.outcome:
             return edge.outcome
-        if session.end_reason in _SERVICE_LOST:
-            return "service_lost"
         return "completed" if code == 0 else "failed"
 
     def _control(self, call: ActiveCall) -> None:
