@@ -1,8 +1,10 @@
 """Where a profile's tools come from, and how its bindings are checked against them.
 
-One rule for every command (check, compile, explain, run, test, tools): `tools/` next to the
-profile, `tools/` of the project folder above it, then folders given with ``--tools``. The
-working directory never counts, so a profile checks and runs the same from anywhere.
+One rule for every command (check, compile, explain, run, test, tools, serve): `tools/` next to
+the profile, `tools/` at the project's root (the nearest folder above that holds
+``pyproject.toml`` or ``.git``), then folders given with ``--tools``. Never an arbitrary parent
+(a stray ``/tmp/tools`` is not the project's), never the working directory, so a profile checks
+and runs the same from anywhere.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from runner.config.flow import CALL_CONTROL
 from runner.config.suggest import suggest
 from runner.errors import Problem, VlrunError
 from runner.plugins._drift import schema_drift
+from runner.plugins._loading import project_tool_dirs
 from runner.plugins._registry import Registry
 
 
@@ -26,9 +29,7 @@ def tool_dirs(profile_path: Path, extra: Sequence[Path] = ()) -> tuple[Path, ...
 
 @lru_cache(maxsize=64)
 def _tool_dirs(folder: Path, extra: tuple[Path, ...]) -> tuple[Path, ...]:
-    here = folder.resolve()
-    dirs = [here / "tools", here.parent / "tools", *(Path(d).resolve() for d in extra)]
-    return tuple(dict.fromkeys(d for d in dirs if d.is_dir()))
+    return project_tool_dirs(folder, extra)
 
 
 _registries: dict[tuple[Path, ...], Registry] = {}
