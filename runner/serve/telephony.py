@@ -208,8 +208,15 @@ class Phones:
         """Load, compile and find the tools of every route's profile (ProfileError if bad),
         for the profile's own api-version and for each of ``api_versions`` (an edge that
         connects with a version of its own, as Voice Live SIP does)."""
+        from runner.config.serve_file import version_problems
+        from runner.errors import ProfileError
         from runner.live.connect import endpoint_for
 
+        # What `vlrun check serve.yaml` says, said at start-up: a route an edge cannot express
+        # in its api-version stops the worker before its first call, not on every call.
+        problems = version_problems(self.serve)
+        if any(p.severity == "error" for p in problems):
+            raise ProfileError(problems)
         for route in self.serve.routes:
             if (route.profile, route.call_control, None) not in self._prepared:
                 target = self._target_of(route)
@@ -244,6 +251,7 @@ class Phones:
         preparation's profile, tools, target and credential (prepared at start-up)."""
         from runner.config.compile import compile_session, greeting_event
         from runner.config.load import load_profile
+        from runner.config.serve_file import extra_tool_dirs
         from runner.live.connect import make_credential
         from runner.live.session import profile_settings
         from runner.plugins import Registry, tool_dirs
@@ -259,7 +267,9 @@ class Phones:
             target = dataclasses.replace(base.target, api_version=api_version)
         else:
             profile = load_profile(route.profile)
-            registry = Registry.discover(list(tool_dirs(profile.source, ())))
+            registry = Registry.discover(
+                list(tool_dirs(profile.source, extra_tool_dirs(self.serve)))
+            )
         payload = compile_session(
             profile, api_version=target.api_version, tool_schemas=registry.schemas()
         )
