@@ -328,8 +328,7 @@ class Supervisor:
     @contextlib.asynccontextmanager
     async def running(self) -> Any:
         """Run the sweep and the loop-lag monitor for as long as the server runs."""
-        observe = self.metrics.loop_lag if self.metrics is not None else (lambda _lag: None)
-        self.lag = LagMonitor(observe)
+        self.lag = LagMonitor(self._observe_lag)
         tasks = [
             asyncio.get_running_loop().create_task(self.watch(), name="vlrun-sweep"),
             asyncio.get_running_loop().create_task(self.lag.run(), name="vlrun-loop-lag"),
@@ -339,6 +338,11 @@ class Supervisor:
         finally:
             await cancel_and_wait(tasks, timeout=5)
             await cancel_and_wait(list(self._tasks), timeout=5)
+
+    def _observe_lag(self, seconds: float) -> None:
+        # looked up each time: the phone edges' metrics may join after the sweep started
+        if self.metrics is not None:
+            self.metrics.loop_lag(seconds)
 
     def status(self) -> dict[str, Any]:
         """Counts for probes and tests (nothing about callers)."""
