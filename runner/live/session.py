@@ -388,7 +388,7 @@ class LiveSession(InputSide, ToolSide):
                 if self._stop.is_set():
                     return
                 policy = self.reconnect_policy
-                if self._one_connection:
+                if self._one_connection or policy.attempts <= 0:
                     self.end_reason = "dropped"
                     raise ConnectError(
                         f"the connection to {self.endpoint} ended ({exc}); "
