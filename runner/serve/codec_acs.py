@@ -67,7 +67,7 @@ class AudioMetadata:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs 4x, 50 times a second
 class AudioData:
     pcm: bytes  # PCM16 little-endian mono, at the metadata's rate
     silent: bool = False
@@ -106,12 +106,19 @@ def parse_media(frame: str | bytes | bytearray | memoryview) -> MediaEvent:
         data = loads_object(frame, max_bytes=MAX_FRAME_BYTES)
     except JsonError as exc:
         return Malformed(f"frame {exc.message}", safe_sample(frame))
-    kind = _get(data, "kind")
-    if kind == "AudioData":  # 50 a second: first
-        audio = _get(data, "audioData")
-        audio = audio if isinstance(audio, dict) else {}
-        payload = _get(audio, "data")
-        if not isinstance(payload, str) or not payload:
+    kind = data.get("kind")
+    if kind is None:
+        kind = data.get("Kind")
+    if kind == "AudioData":  # 50 a second: first, with the fewest calls
+        audio = data.get("audioData")
+        if audio is None:
+            audio = data.get("AudioData")
+        if type(audio) is not dict:
+            return Malformed("AudioData without PCM16 data", safe_sample(frame))
+        payload = audio.get("data")
+        if payload is None:
+            payload = audio.get("Data")
+        if type(payload) is not str or not payload:
             return Malformed("AudioData without PCM16 data", safe_sample(frame))
         try:
             pcm = b64decode_strict(payload)
@@ -119,12 +126,21 @@ def parse_media(frame: str | bytes | bytearray | memoryview) -> MediaEvent:
             return Malformed("AudioData whose data is not base64", safe_sample(frame))
         if not pcm or len(pcm) % 2:
             return Malformed("AudioData without PCM16 data", safe_sample(frame))
-        silent = _get(audio, "silent")
+        get = audio.get  # inline, both casings: no call per field 50 times a second
+        silent = get("silent")
+        if silent is None:
+            silent = get("Silent")
+        stamp = get("timestamp")
+        if stamp is None:
+            stamp = get("Timestamp")
+        who = get("participantRawID")
+        if who is None:
+            who = get("ParticipantRawID")
         return AudioData(
             pcm,
             silent is True,
-            _text(_get(audio, "timestamp")),
-            _text(_get(audio, "participantRawID")),
+            stamp if type(stamp) is str else "",
+            who if type(who) is str else "",
         )
     if kind == "DtmfData":
         dtmf = _get(data, "dtmfData")

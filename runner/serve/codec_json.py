@@ -2,15 +2,22 @@
 
 A pure codec (no I/O, no logging): :func:`loads_any` and :func:`loads_object` either return
 the value or raise :class:`JsonError`, whose ``kind`` says why and whose ``status`` is the
-HTTP answer a handler gives (413 for ``too_large``, 400 for the rest). It never raises
-``RecursionError``: the standard library's parser recurses once per nesting level and dies
-at about a thousand, so nesting is measured before any parser sees the text (orjson, where
-installed, has its own limit at 1024; ours is lower and the same for both parsers).
+HTTP answer a handler gives (413 for ``too_large``, 400 for the rest). Nothing else escapes,
+``RecursionError`` least of all:
 
-The measurement is cheap where it matters: a frame with at most ``max_depth`` opening
-brackets cannot be nested deeper, which two ``count`` calls in C prove for every media frame.
-Only a body with more brackets than that is measured properly (:func:`nesting_depth`): a few
-milliseconds at most for the largest body an edge reads (256 KB), whatever its shape.
+- orjson (the serve extra) refuses input nested deeper than 1024 levels by itself, without
+  recursing in Python: its error becomes ``too_deep``. Nothing is scanned beforehand, so a
+  media frame costs one size check and the parse.
+- The standard library's parser, the fallback, recurses once per level and raises
+  ``RecursionError`` near a thousand, less the caller's own stack. Its input is measured
+  first, and anything deeper than ``max_depth`` (512) is ``too_deep``. The measurement is
+  cheap where it matters: a text with no more opening brackets than that cannot nest deeper
+  (two ``count`` calls); only a larger one is measured properly by :func:`nesting_depth`, a
+  few milliseconds at most for the largest body an edge reads (256 KB), whatever its shape.
+
+So input nested deeper than 1024 levels is refused on both, and no provider frame comes near
+either limit (they nest at most 6 levels). What the codecs hand on is scalars, never a
+nested value, so nothing deep reaches a ``repr`` or a log line later either.
 """
 
 from __future__ import annotations
@@ -21,13 +28,14 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from functools import partial
 from itertools import accumulate
 from operator import sub
 from typing import Any, Final, Literal
 
 ErrorKind = Literal["too_large", "not_json", "too_deep", "not_object"]
 
-MAX_DEPTH: Final = 64  # provider frames and webhook bodies nest at most 6 levels
+MAX_DEPTH: Final = 512  # for the standard library's parser, which dies near 1000 levels
 
 _MESSAGES: Final[dict[str, str]] = {
     "too_large": "too large",
@@ -117,46 +125,72 @@ def nesting_depth(data: bytes) -> int:
 
 
 def _check(data: Data, max_bytes: int, max_depth: int) -> str | bytes:
+    """``data`` as str or bytes once its size (and, for the fallback parser, its nesting) is
+    within bounds."""
     if isinstance(data, str):
-        # A character is at least one byte and at most four: measure exactly only in between.
-        size = len(data)
-        if size <= max_bytes < size * 4:
-            size = len(data.encode("utf-8", "surrogatepass"))
-        if size > max_bytes:
+        # A character is one to four bytes: the exact size is measured only in between.
+        if len(data) * 4 > max_bytes and (
+            len(data) > max_bytes or len(data.encode("utf-8", "surrogatepass")) > max_bytes
+        ):
             raise JsonError("too_large", f"over {max_bytes} bytes")
-        if data.count("[") + data.count("{") > max_depth and (
-            nesting_depth(data.encode("utf-8", "surrogatepass")) > max_depth
+        if (
+            _parse is _stdlib_parse
+            and data.count("[") + data.count("{") > max_depth
+            and nesting_depth(data.encode("utf-8", "surrogatepass")) > max_depth
         ):
             raise JsonError("too_deep", f"over {max_depth} levels")
         return data
-    if not isinstance(data, bytes):
-        if not isinstance(data, bytearray | memoryview):
-            raise JsonError("not_json", f"a {type(data).__name__}, not text")
-        data = bytes(data)
-    if len(data) > max_bytes:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise JsonError("not_json", f"a {type(data).__name__}, not text")
+    if (data.nbytes if isinstance(data, memoryview) else len(data)) > max_bytes:
         raise JsonError("too_large", f"over {max_bytes} bytes")
-    if data.count(b"[") + data.count(b"{") > max_depth and nesting_depth(data) > max_depth:
+    raw = bytes(data)  # no copy for bytes
+    if (
+        _parse is _stdlib_parse
+        and raw.count(b"[") + raw.count(b"{") > max_depth
+        and nesting_depth(raw) > max_depth
+    ):
         raise JsonError("too_deep", f"over {max_depth} levels")
-    return data
+    return raw
 
 
-def loads_any(data: Data, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
-    """Any JSON value from ``data``, or :class:`JsonError` (never another exception)."""
-    text = _check(data, max_bytes, max_depth)
+def _parse_checked(text: str | bytes) -> Any:
     try:
         return _parse(text)
-    except RecursionError:  # unreachable past the depth check; kept as the last guard
+    except RecursionError:  # unreachable past the checks; kept as the last guard
         raise JsonError("too_deep") from None
     except (ValueError, TypeError) as exc:
-        if "recursion" in str(exc).lower():  # orjson's own limit
-            raise JsonError("too_deep") from None
+        reason = str(exc).lower()
+        if "depth limit" in reason or "recursion" in reason:  # orjson's own limit (by version)
+            raise JsonError("too_deep", "over 1024 levels") from None
         raise JsonError("not_json") from None
 
 
+def loads_any(data: Data, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
+    """Any JSON value from ``data``, or :class:`JsonError` (never another exception).
+    ``max_depth`` bounds the standard library's parser; orjson's own bound is 1024."""
+    return _parse_checked(_check(data, max_bytes, max_depth))
+
+
 def loads_object(data: Data, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
-    """A JSON object from ``data``, or :class:`JsonError` (``not_object`` for other values)."""
-    value = loads_any(data, max_bytes=max_bytes, max_depth=max_depth)
-    if not isinstance(value, dict):
+    """A JSON object from ``data``, or :class:`JsonError` (``not_object`` for other values).
+
+    A media frame's path (50 a second per call) on orjson: a type and size check, the parse,
+    a type check; no function call between them unless the frame is refused."""
+    text: str | bytes
+    if _parse is _stdlib_parse:
+        text = _check(data, max_bytes, max_depth)
+    elif (isinstance(data, str) and len(data) * 4 <= max_bytes) or (
+        isinstance(data, bytes) and len(data) <= max_bytes
+    ):
+        text = data  # its size is within bounds; orjson bounds the nesting
+    else:
+        text = _check(data, max_bytes, max_depth)
+    try:
+        value = _parse(text)
+    except (ValueError, TypeError, RecursionError):
+        value = _parse_checked(text)  # raises the right JsonError
+    if type(value) is not dict:
         raise JsonError("not_object", f"a JSON {_json_type(value)}")
     return value
 
@@ -173,17 +207,12 @@ def _json_type(value: Any) -> str:
     return "number"
 
 
+# Base64 that refuses what is not base64 (other characters, stray or missing padding) with
+# binascii.Error / ValueError, rather than skipping it silently: b64decode_strict(text).
 if sys.version_info >= (3, 11):
-
-    def b64decode_strict(text: str) -> bytes:
-        """Base64 that refuses what is not base64 (other characters, stray or missing padding)
-        with ``binascii.Error`` / ``ValueError``, rather than skipping it silently."""
-        return binascii.a2b_base64(text, strict_mode=True)  # one C call, no regex
-
+    b64decode_strict = partial(binascii.a2b_base64, strict_mode=True)  # one C call, no regex
 else:  # pragma: no cover - Python 3.10
-
-    def b64decode_strict(text: str) -> bytes:
-        return base64.b64decode(text, validate=True)
+    b64decode_strict = partial(base64.b64decode, validate=True)
 
 
 _CONTROL = re.compile(r"[^\x20-\x7e]")
