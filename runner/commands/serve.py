@@ -16,7 +16,8 @@ from runner.commands._options import parse_pairs
     "bind",
     default="127.0.0.1",
     show_default=True,
-    help="Address to listen on. Anything but loopback requires an access token.",
+    help="Address to listen on. Anything but loopback requires an access token; without "
+    "one, only loopback Host names (127.0.0.1, localhost, [::1]) are served.",
 )
 @click.option(
     "--port", default=8080, type=click.IntRange(0, 65535), show_default=True, help="0: any."
@@ -51,7 +52,11 @@ from runner.commands._options import parse_pairs
     help="On SIGTERM: seconds running conversations get to finish before they are ended.",
 )
 @click.option(
-    "--origin", "origins", multiple=True, help="Another page origin allowed on the WebSocket."
+    "--origin",
+    "origins",
+    multiple=True,
+    help="Another page origin allowed on the WebSocket (the page's own always is; a socket "
+    "without an Origin is refused).",
 )
 @click.option(
     "--serve-file",
