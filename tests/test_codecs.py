@@ -182,6 +182,9 @@ def test_safe_sample_neutralises_control_characters_and_is_short() -> None:
     assert sample.startswith("abc\\r\\n\\x1b[31m\\u202eevil\\x00")
     assert len(sample) <= 64
     assert codec_json.safe_sample(b"\xff\xfe" + b"a" * 10) == "\\ufffd\\ufffd" + "a" * 10
+    # a caller's number in a refused frame keeps its last four digits only
+    sample = codec_json.safe_sample('{"participantRawID": "4:+15551234567"}')
+    assert "5551234" not in sample and "+*******4567" in sample
 
 
 # ---------------------------------------------------------------------------- codec_twilio
@@ -220,7 +223,7 @@ SID = "MZXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
         ),
     ],
 )
-def test_twilio_documented_frames_parse(name: str, expected: twilio.Event) -> None:
+def test_twilio_documented_frames_parse(backend: str, name: str, expected: twilio.Event) -> None:
     # source: https://www.twilio.com/docs/voice/media-streams/websocket-messages
     text = frame("twilio", name)
     assert twilio.parse(text) == expected
@@ -313,7 +316,9 @@ def _twilio_media(payload: Any, **media: Any) -> str:
         ),
     ],
 )
-def test_twilio_hostile_frames_are_malformed_never_exceptions(data: Any, reason: str) -> None:
+def test_twilio_hostile_frames_are_malformed_never_exceptions(
+    backend: str, data: Any, reason: str
+) -> None:
     event = twilio.parse(data)
     assert isinstance(event, twilio.Malformed)
     assert event.reason == reason
@@ -395,7 +400,9 @@ PCM = base64.b64decode("5ADwAOMA6AD0AA==")
         ("dtmf_data.json", acs.DtmfData("3")),
     ],
 )
-def test_acs_documented_media_frames_parse(name: str, expected: acs.MediaEvent) -> None:
+def test_acs_documented_media_frames_parse(
+    backend: str, name: str, expected: acs.MediaEvent
+) -> None:
     # source: learn.microsoft.com/azure/communication-services/how-tos/call-automation/
     # audio-streaming-quickstart (the Pascal-case files are the same frames, recased)
     text = frame("acs", name)
@@ -479,7 +486,9 @@ def _acs_audio(data: Any) -> str:
         ),
     ],
 )
-def test_acs_hostile_media_frames_are_malformed_never_exceptions(data: Any, reason: str) -> None:
+def test_acs_hostile_media_frames_are_malformed_never_exceptions(
+    backend: str, data: Any, reason: str
+) -> None:
     event = acs.parse_media(data)
     assert isinstance(event, acs.Malformed)
     assert event.reason == reason

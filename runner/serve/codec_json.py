@@ -216,17 +216,20 @@ else:  # pragma: no cover - Python 3.10
 
 
 _CONTROL = re.compile(r"[^\x20-\x7e]")
+_DIGITS = re.compile(r"\d{5,}")  # a phone number, or part of one
 
 
 def safe_sample(data: Any, limit: int = 64) -> str:
     """The start of a refused frame, fit for a log line: printable ASCII only (control and
-    other characters escaped, so no CR/LF/ESC/bidi override reaches a log), at most ``limit``
-    characters, with ``...`` when cut."""
+    other characters escaped, so no CR/LF/ESC/bidi override reaches a log), runs of five or
+    more digits masked to their last four (a caller's number in a participant id), at most
+    ``limit`` characters, with ``...`` when cut."""
     if isinstance(data, bytes | bytearray | memoryview):
         text = bytes(data[: limit * 2]).decode("utf-8", "replace")
     elif isinstance(data, str):
         text = data[: limit * 2]
     else:
         text = type(data).__name__
+    text = _DIGITS.sub(lambda m: "*" * (len(m.group()) - 4) + m.group()[-4:], text)
     text = _CONTROL.sub(lambda m: ascii(m.group())[1:-1], text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
