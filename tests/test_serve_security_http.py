@@ -325,4 +325,12 @@ async def test_deeply_nested_or_out_of_range_json_is_bad_input_not_a_crash(
             await ws.send_str(json.dumps({"type": "start", "profile": "weather"}))
             while json.loads((await ws.receive(timeout=20)).data)["type"] != "session":
                 pass
+            # NaN is JSON to Python's parser, but not a playback position (nor valid JSON in
+            # the trace it would be written to)
+            await ws.send_str('{"type": "flushed", "item": "item1", "ms": NaN}')
+            while True:
+                msg = await ws.receive(timeout=10)
+                if msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] == "error":
+                    assert "malformed flushed" in json.loads(msg.data)["text"]
+                    break
         assert await s.host.wait_idle(5.0)

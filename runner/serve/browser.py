@@ -13,6 +13,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -741,7 +742,7 @@ class _PageSession:
 
     async def on_played(self, message: dict[str, Any]) -> None:
         if self.edge is not None and self.edge.page_player is not None:
-            self.edge.page_player.reported(str(message["item"]), float(message["ms"]))
+            self.edge.page_player.reported(str(message["item"]), _ms(message))
 
     async def on_flushed(self, message: dict[str, Any]) -> None:
         conv = self._conversation()
@@ -750,7 +751,7 @@ class _PageSession:
                 {
                     "type": "page_flushed",
                     "item_id": str(message["item"]),
-                    "played_ms": float(message["ms"]),
+                    "played_ms": _ms(message),
                 }
             )
 
@@ -823,6 +824,15 @@ class _PageSession:
             await asyncio.wait({self._talker})
         if not task.cancelled() and task.exception() is not None:
             log.warning("conversation task failed: %s", task.exception())
+
+
+def _ms(message: Mapping[str, Any]) -> float:
+    """A playback position: a finite number of milliseconds (NaN would make the trace's
+    JSON invalid, infinity every estimate)."""
+    ms = float(message["ms"])
+    if not math.isfinite(ms) or ms < 0:
+        raise ValueError(f"ms must be a finite number of milliseconds, not {ms}")
+    return ms
 
 
 _COMMANDS = frozenset({"start", "format", "text", "talk", "played", "flushed", "stop"})
