@@ -704,6 +704,8 @@ class _PageSession:
             return
         self._held.append(None)
         if self._talker is None or self._talker.done():
+            if self._talker is not None:
+                _reap(self._talker)
             self._talker = asyncio.create_task(self._talk_when_ready(conv), name="vlrun-talk")
 
     def _hold(self, frame: bytes) -> None:
@@ -781,20 +783,12 @@ class _PageSession:
 
     async def _cancel(self) -> None:
         """End the conversation task now (it is ours), and tell the page it ended."""
+        await self._stop_talker()
         task, edge = self.task, self.edge
-        if self._talker is not None:
-            self._talker.cancel()
-            await asyncio.wait({self._talker})
         if task is None:
             return
-        if not task.done():
-            task.cancel()
-            done, _ = await asyncio.wait({task}, timeout=self.options.end_timeout_s)
-            if not done:
-                log.warning("page %s: its conversation did not end when cancelled", self.peer)
-                return
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("conversation task failed: %s", task.exception())
+        if not await self._ended(task, cancel=True):
+            return
         if edge is not None and not edge.ended_sent:
             # cancelled before the host admitted it: the page still hears that it is over
             edge.ended_sent = True
@@ -802,28 +796,46 @@ class _PageSession:
 
     async def end(self) -> None:
         """The socket is gone: hang up and wait for the conversation to free its session."""
-        task = self.task
+        await self._stop_talker()
+        task, edge = self.task, self.edge
         if task is None:
-            if self._talker is not None:
-                self._talker.cancel()
-                await asyncio.wait({self._talker})
             return
-        edge = self.edge
-        if not task.done() and edge is not None:
-            conv = edge.conversation
-            if conv is not None and conv.live is not None and conv.live.ready.is_set():
-                conv.hang_up()  # up: it ends itself, closing its session properly
-            else:
-                await self._cancel()  # not up: nothing to close properly, end it now
-        done, _ = await asyncio.wait({task}, timeout=self.options.end_timeout_s)
-        if not done:
-            task.cancel()
-            await asyncio.wait({task})
-        if self._talker is not None:
-            self._talker.cancel()
-            await asyncio.wait({self._talker})
+        conv = edge.conversation if edge is not None else None
+        if conv is not None and conv.live is not None and conv.live.ready.is_set():
+            conv.hang_up()  # up: it ends itself, closing its session properly
+            if await self._ended(task, cancel=False):
+                return
+        await self._ended(task, cancel=True)  # not up (or not ending): nothing owed, end it
+
+    async def _ended(self, task: asyncio.Task[int], *, cancel: bool) -> bool:
+        """Wait (bounded) for the conversation task, cancelling it first if asked; whether
+        it has ended. Its failure, if any, is logged here (its owner has seen it)."""
+        if not task.done():
+            if cancel:
+                task.cancel()
+            await asyncio.wait({task}, timeout=self.options.end_timeout_s)
+        if not task.done():
+            if cancel:
+                log.warning("page %s: its conversation did not end when cancelled", self.peer)
+            return False
         if not task.cancelled() and task.exception() is not None:
             log.warning("conversation task failed: %s", task.exception())
+        return True
+
+    async def _stop_talker(self) -> None:
+        talker, self._talker = self._talker, None
+        if talker is None:
+            return
+        if not talker.done():
+            talker.cancel()
+            await asyncio.wait({talker}, timeout=self.options.end_timeout_s)
+        _reap(talker)
+
+
+def _reap(task: asyncio.Task[Any]) -> None:
+    """A helper task that has ended: its failure is logged (it is a bug), not left unseen."""
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        log.warning("%s failed: %r", task.get_name(), task.exception())
 
 
 def _ms(message: Mapping[str, Any]) -> float:
