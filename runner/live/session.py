@@ -303,9 +303,11 @@ class LiveSession(InputSide, ToolSide):
         """Speak ``text`` as the assistant, verbatim, and return once the user has heard it.
 
         Waits until no reply is in progress (never talks over one), sends ``response.create``
-        with ``pre_generated_assistant_message``, waits for that response to end and for the
-        player to drain. Raises :class:`~runner.live.state.Drop` when the connection drops or
-        the session ends first, and ``TimeoutError`` past ``timeout`` seconds.
+        with ``pre_generated_assistant_message``, waits for that response to end (said, cut
+        off by the user, or refused by the service with an error event, which the transcript
+        shows) and for the player to drain. Raises :class:`~runner.live.state.Drop` when the
+        connection drops or the session ends first, and ``TimeoutError`` past ``timeout``
+        seconds.
         """
         deadline = Deadline(timeout)
         turn = self.turn
