@@ -36,6 +36,7 @@ LEAD_MS = 100  # how far assistant audio may run ahead of the caller's ear (prov
 REFILL_MS = 60
 HANDOFF_MS = 100  # caller audio is handed to the session this much at a time (its send size)
 MAX_INBOUND_MS = 2000  # caller audio queued while the session (re)connects; older audio drops
+MAX_OUTBOUND_MS = 60_000  # assistant audio queued ahead of the pacing; past it, audio drops
 MARK_WAIT_S = 2.0  # how long a drain waits for the last mark's echo past the clock
 _DELAYS_PER_FLUSH = 50  # a second of frames
 MALFORMED_LIMIT = 50  # malformed media frames tolerated before the call is ended cleanly
@@ -129,6 +130,7 @@ class CallPlayer:
         self.transport: Transport | None = None
         self.sink: PlayerSink | None = None
         self._frame = fmt.bytes_for_ms(FRAME_MS)
+        self._limit = fmt.bytes_for_ms(MAX_OUTBOUND_MS)
         # (item, audio, when it arrived): the arrival time tells a late worker from late audio
         self._queue: collections.deque[tuple[str, bytes, float]] = collections.deque()
         self._offset = 0  # bytes of the head of the queue already sent
@@ -158,6 +160,11 @@ class CallPlayer:
 
     def write(self, item_id: str, pcm: bytes) -> None:
         if self._closed or not pcm:
+            return
+        if self._queued + len(pcm) > self._limit:
+            # A minute of reply audio not yet sent: the caller's side has stopped taking it.
+            # Bounded all the same: the newest is dropped and counted, never memory.
+            self._dropout("overflow")
             return
         if item_id != self._item:
             self._item = item_id

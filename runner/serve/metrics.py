@@ -29,7 +29,14 @@ OUTCOMES = (
     "failed",  # the conversation could not start or ended on an error
 )
 SLOT_EVENTS = ("reserved", "claimed", "expired")
-DROPOUTS = ("socket_closed", "malformed_frame", "underrun", "audio_late", "stale_mark")
+DROPOUTS = (
+    "socket_closed",
+    "malformed_frame",
+    "underrun",
+    "audio_late",
+    "stale_mark",
+    "overflow",  # assistant audio past the player's bound (the caller's side stopped taking it)
+)
 # Turn latency (end of speech -> first audio) spans tens of ms (emulator) to seconds (cloud).
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
