@@ -40,12 +40,13 @@ async def test_a_service_that_goes_silent_mid_call_is_noticed_by_the_heartbeat(
     tmp_path: Path,
 ) -> None:
     """Mid-conversation the service stops sending and stops answering (its receive loop is
-    held on the typed turn's conversation.item.created) but keeps TCP open. With a 0.4 s
-    heartbeat the missed pong is a drop within about 0.6 s, and the session reconnects; with
-    the SDK's 30 s heartbeat it took about 45 s."""
+    held on the typed turn's conversation.item.created) but keeps TCP open. With a 1 s
+    heartbeat the missed pong is a drop within about 1.5 s, and the session reconnects; with
+    the SDK's 30 s heartbeat it took about 45 s (by then this stall is long over and nothing
+    would have reconnected)."""
     faults = Faults(delay_ms=STALL_MS, delay_types=("conversation.item.created",), connections=(1,))
     async with running_emulator(speed=0, api_key=KEY, use_espeak=False, faults=faults) as emu:
-        h = _harness(emu.endpoint, tmp_path, heartbeat_s=0.4)
+        h = _harness(emu.endpoint, tmp_path, heartbeat_s=1.0)
         session, turn = h.session, h.session.turn
         h.start()
         try:
@@ -61,7 +62,7 @@ async def test_a_service_that_goes_silent_mid_call_is_noticed_by_the_heartbeat(
         finally:
             await h.stop()
         connections = len(emu.sessions)
-    assert connections == 2
+    assert connections >= 2  # (a loaded machine may miss a pong of the new one too)
     assert "No PONG received" in h.err, h.err
 
 
@@ -69,12 +70,12 @@ async def test_a_session_update_the_service_never_confirms_is_given_up_in_time(
     tmp_path: Path,
 ) -> None:
     """The first connection never confirms its session (session.updated held): after the
-    configured wait (0.5 s here, 10 s by default, 30 s before) the session gives that
+    configured wait (1 s here, 10 s by default, 30 s before) the session gives that
     connection up and configures a new one. The heartbeat is long here, so only the bounded
     wait can notice."""
     faults = Faults(delay_ms=STALL_MS, delay_types=("session.updated",), connections=(1,))
     async with running_emulator(speed=0, api_key=KEY, use_espeak=False, faults=faults) as emu:
-        h = _harness(emu.endpoint, tmp_path, heartbeat_s=60.0, configure_timeout_s=0.5)
+        h = _harness(emu.endpoint, tmp_path, heartbeat_s=60.0, configure_timeout_s=1.0)
         turn = h.session.turn
         h.start()
         try:
@@ -82,9 +83,9 @@ async def test_a_session_update_the_service_never_confirms_is_given_up_in_time(
         finally:
             await h.stop()
         connections = len(emu.sessions)
-    assert connections == 2
-    assert h.session.metrics.reconnects == 1
-    assert "no session.updated within 0.5 s" in h.err, h.err
+    assert connections >= 2  # before, the one connection was configured once the stall ended
+    assert h.session.metrics.reconnects >= 1
+    assert "no session.updated within 1 s" in h.err, h.err
 
 
 @contextlib.asynccontextmanager

@@ -10,6 +10,7 @@ import random
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,19 @@ async def _reconnected(h: Harness, times: int) -> None:
     ), f"{session.metrics.reconnects} reconnect(s), connected={turn.connected}"
 
 
+async def _lose_the_service_together(emu: Any, harnesses: list[Harness]) -> None:
+    """Every session connected, then the service closes all their sockets at once."""
+    for h in harnesses:
+        h.start()
+    for h in harnesses:
+        turn = h.session.turn
+        assert await turn.until(lambda turn=turn: turn.connected, WAIT_S)
+    for ws in list(emu._live):  # noqa: SLF001 - the service side cuts every connection
+        await ws.close(code=1011)
+    for h in harnesses:
+        await _reconnected(h, 1)
+
+
 async def test_sessions_that_lose_the_service_together_do_not_retry_together(
     tmp_path: Path,
 ) -> None:
@@ -39,22 +53,13 @@ async def test_sessions_that_lose_the_service_together_do_not_retry_together(
     every one waited exactly ``backoff_s``."""
     n = 6
     policy = ReconnectPolicy(base_s=0.2, cap_s=1.0, attempts=3)
-    faults = Faults(drop_after_events=2, close_code=1011, connections=tuple(range(1, n + 1)))
-    async with running_emulator(speed=0, api_key=KEY, use_espeak=False, faults=faults) as emu:
+    async with running_emulator(speed=0, api_key=KEY, use_espeak=False) as emu:
         harnesses = [
-            build(
-                emu.endpoint,
-                tmp_path / f"s{i}",
-                reconnect_policy=policy,
-                rng=random.Random(i),
-            )
+            build(emu.endpoint, tmp_path / f"s{i}", reconnect_policy=policy, rng=random.Random(i))
             for i in range(n)
         ]
-        for h in harnesses:
-            h.start()
         try:
-            for h in harnesses:
-                await _reconnected(h, 1)
+            await _lose_the_service_together(emu, harnesses)
         finally:
             for h in harnesses:
                 await h.stop()
@@ -70,14 +75,10 @@ async def test_sessions_that_lose_the_service_together_do_not_retry_together(
 async def test_the_default_policy_has_jitter_too(tmp_path: Path) -> None:
     """Built the older way (``backoff_s``, ``max_reconnects``), a session still jitters."""
     n = 4
-    faults = Faults(drop_after_events=2, close_code=1011, connections=tuple(range(1, n + 1)))
-    async with running_emulator(speed=0, api_key=KEY, use_espeak=False, faults=faults) as emu:
+    async with running_emulator(speed=0, api_key=KEY, use_espeak=False) as emu:
         harnesses = [build(emu.endpoint, tmp_path / f"s{i}", backoff_s=0.1) for i in range(n)]
-        for h in harnesses:
-            h.start()
         try:
-            for h in harnesses:
-                await _reconnected(h, 1)
+            await _lose_the_service_together(emu, harnesses)
         finally:
             for h in harnesses:
                 await h.stop()
