@@ -187,7 +187,7 @@ async def browser_client(base: str, speech: bytes, seconds: float) -> list[float
     import aiohttp
 
     turns = Turns()
-    async with aiohttp.ClientSession() as http, http.ws_connect(base + "/ws") as ws:
+    async with aiohttp.ClientSession() as http, http.ws_connect(base + "/ws", origin=base) as ws:
         await ws.send_str(json.dumps({"type": "start", "profile": "bench-serve"}))
         started = asyncio.Event()
 

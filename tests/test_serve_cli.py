@@ -46,7 +46,7 @@ async def test_serve_the_shipped_profiles_then_drain_on_sigterm(cli_env: Any) ->
                 assert r.status == 200 and "vlrun console" in await r.text()
             async with http.get(base + "/static/app.js") as r:
                 assert r.status == 200 and r.content_type == "text/javascript"
-            async with http.ws_connect(base + "/ws") as ws:
+            async with http.ws_connect(base + "/ws", origin=base) as ws:
                 hello = json.loads((await ws.receive()).data)
                 names = {p["name"] for p in hello["profiles"]}
                 assert {"casual-chat", "weather", "world-clock"} <= names

@@ -130,7 +130,7 @@ async def test_a_vanished_page_frees_its_session(tmp_path: Path) -> None:
     write_profiles(tmp_path)
     async with serving(tmp_path) as served:
         async with aiohttp.ClientSession() as http:
-            ws = await http.ws_connect(served.base + "/ws")
+            ws = await http.ws_connect(served.base + "/ws", origin=served.base)
             await ws.send_str(json.dumps({"type": "start", "profile": "weather"}))
             while True:  # until the conversation is up
                 msg = await asyncio.wait_for(ws.receive(), 20)

@@ -191,7 +191,7 @@ class Page:
 @contextlib.asynccontextmanager
 async def page(served: Served, token: str | None = None) -> AsyncIterator[Page]:
     url = served.base + "/ws" + (f"?token={token}" if token else "")
-    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, origin=served.base) as ws:
         client = Page(ws)
         client.start_reading()
         await client.wait(lambda: client.of("hello"))
