@@ -90,18 +90,21 @@ async def test_a_session_update_the_service_never_confirms_is_given_up_in_time(
 
 @contextlib.asynccontextmanager
 async def _mute_server() -> Any:
-    """A TCP server that accepts, reads the upgrade request and never answers it."""
+    """A TCP server that accepts, reads the upgrade request and never answers it; yields its
+    endpoint and a queue that gets one item per request read."""
     held: list[asyncio.StreamWriter] = []
+    requests: asyncio.Queue[bytes] = asyncio.Queue()
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         held.append(writer)
         with contextlib.suppress(ConnectionError):
-            await reader.read(65536)
+            requests.put_nowait(await reader.readuntil(b"\r\n\r\n"))
+            await reader.read()  # until the client goes
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", requests
     finally:
         for writer in held:
             writer.close()
@@ -109,29 +112,56 @@ async def _mute_server() -> Any:
         await server.wait_closed()
 
 
-async def test_a_timed_out_handshake_leaves_no_http_session_open() -> None:
-    """The SDK opens an aiohttp ClientSession for the handshake; when our timeout cut the
-    handshake off, nothing closed it ("Unclosed client session" when it was collected)."""
+@contextlib.contextmanager
+def _unclosed_reports() -> Any:
+    """Every "Unclosed client session / connector" the block leaves (warnings and the loop's
+    exception handler), collected after a full garbage collection."""
     loop = asyncio.get_running_loop()
     reported: list[dict[str, Any]] = []
+    found: list[str] = []
     previous = loop.get_exception_handler()
     loop.set_exception_handler(lambda _loop, context: reported.append(context))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            async with _mute_server() as endpoint:
-                target = Target(
-                    endpoint, "test", KEY, "test", "gpt-realtime", connect_timeout_s=0.3
-                )
-                for _ in range(3):
-                    with pytest.raises(ConnectError, match="did not answer the handshake"):
-                        async with open_connection(target, endpoint, AzureKeyCredential(KEY)):
-                            pass
+            yield found
             gc.collect()
     finally:
         loop.set_exception_handler(previous)
-    unclosed = [str(w.message) for w in caught if "Unclosed" in str(w.message)]
-    unclosed += [str(c.get("message")) for c in reported if "Unclosed" in str(c.get("message"))]
+    found += [str(w.message) for w in caught if "Unclosed" in str(w.message)]
+    found += [str(c.get("message")) for c in reported if "Unclosed" in str(c.get("message"))]
+
+
+async def test_a_timed_out_handshake_leaves_no_http_session_open() -> None:
+    """The SDK opens an aiohttp ClientSession for the handshake; when our timeout cut the
+    handshake off, nothing closed it ("Unclosed client session" when it was collected)."""
+    with _unclosed_reports() as unclosed:
+        async with _mute_server() as (endpoint, requests):
+            target = Target(endpoint, "test", KEY, "test", "gpt-realtime", connect_timeout_s=0.3)
+            for _ in range(3):
+                with pytest.raises(ConnectError, match="did not answer the handshake"):
+                    async with open_connection(target, endpoint, AzureKeyCredential(KEY)):
+                        pass
+            assert requests.qsize() == 3  # each attempt did reach the server
+    assert unclosed == []
+
+
+async def test_a_handshake_its_owner_cancels_leaves_no_http_session_open() -> None:
+    """A call that ends while its connection is still being opened (the caller hung up)."""
+    with _unclosed_reports() as unclosed:
+        async with _mute_server() as (endpoint, requests):
+            target = Target(endpoint, "test", KEY, "test", "gpt-realtime", connect_timeout_s=30)
+
+            async def connect_once() -> None:
+                async with open_connection(target, endpoint, AzureKeyCredential(KEY)):
+                    pass
+
+            task = asyncio.create_task(connect_once())
+            await asyncio.wait_for(requests.get(), WAIT_S)  # the upgrade request is out
+            task.cancel()
+            await asyncio.wait({task})
+            assert task.cancelled()
+            del task  # its CancelledError's traceback would keep the handshake's frames alive
     assert unclosed == []
 
 

@@ -311,8 +311,10 @@ async def _handshake(manager: Any, endpoint: str, target: Target) -> Any:
     So the sessions the suspended handshake holds are found and closed here.
     """
     enter = asyncio.ensure_future(manager.__aenter__())
+    waited = False
     try:
         done, _ = await asyncio.wait({enter}, timeout=target.connect_timeout_s)
+        waited = True
     finally:
         if not enter.done():
             held = _client_sessions(enter.get_coro())
@@ -320,6 +322,10 @@ async def _handshake(manager: Any, endpoint: str, target: Target) -> Any:
             for http in held:
                 with contextlib.suppress(Exception):
                     await http.close()
+        elif not waited and not enter.cancelled() and enter.exception() is None:
+            # we were cancelled just as it connected: nobody will use (or close) it
+            with contextlib.suppress(Exception):
+                await manager.__aexit__(None, None, None)
     if enter not in done:
         raise ConnectError(
             f"{endpoint} did not answer the handshake within {target.connect_timeout_s:g} s",
