@@ -8,10 +8,16 @@ pipes keep the conversation clean.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
+import errno
 import json
 import logging
+import logging.handlers
+import os
+import queue
+import stat
 import sys
 import threading
 import time
@@ -22,18 +28,27 @@ from pathlib import Path
 from typing import IO, Any
 
 from runner.live.verbose import VerboseEvents
-from runner.redact import redact, redact_obj, safe
+from runner.redact import clean_line, redact, redact_obj, safe
 
 log = logging.getLogger("vlrun.live.transcript")
 
 # The one logger tree: everything vlrun logs is under "vlrun" (the session "vlrun.live.*",
-# tools "vlrun.tools"); the SDK logs under "azure". A technical log takes both.
-LOG_LEVELS = (("vlrun", logging.DEBUG), ("azure", logging.INFO))
-# The embedded emulator still logs under its module names (its warnings only, levels untouched).
-_ALSO_LOGGED = ("runner.emulator",)
-_levels_lock = threading.Lock()
-_saved_levels: dict[str, int] = {}
-_configured = 0  # technical logs open in this process
+# tools "vlrun.tools"); the SDK logs under "azure"; the embedded emulator under its module
+# names (runner.emulator). A technical log takes all three. Its level is its handler's (DEBUG):
+# what reaches it is what the process's loggers let through, and a transcript never changes
+# those (a phone worker's JSON log printed DEBUG lines for every call while one was open).
+# The program decides, once, at start: see :func:`process_log_levels`.
+LOGGERS = ("vlrun", "azure", "runner.emulator")
+LOG_LEVELS = (("vlrun", logging.DEBUG), ("azure", logging.INFO))  # process_log_levels' default
+
+#: Lines (conversation log, technical log and trace of one conversation together) waiting for
+#: its writer thread. When the disk falls this far behind, further lines are dropped and
+#: counted, and the count is said once and written at the end: the event loop never waits.
+WRITE_QUEUE_LINES = 4096
+#: How long :meth:`Transcript.close` waits for the writer to finish what is queued: a disk
+#: that stopped answering must not hang the end of a conversation.
+CLOSE_DEADLINE_S = 10.0
+
 # The transcript whose session the running code belongs to: tasks and tool threads inherit it,
 # so with several sessions in one process each technical log gets its own session's records.
 _current: contextvars.ContextVar[Transcript | None] = contextvars.ContextVar(
@@ -41,28 +56,15 @@ _current: contextvars.ContextVar[Transcript | None] = contextvars.ContextVar(
 )
 
 
-def _configure_levels() -> None:
-    """Set the tree's levels for the first technical log; remember what they were."""
-    global _configured
-    with _levels_lock:
-        if _configured == 0:
-            for name, level in LOG_LEVELS:
-                lg = logging.getLogger(name)
-                _saved_levels[name] = lg.level
-                if lg.level == logging.NOTSET or lg.level > level:
-                    lg.setLevel(level)
-        _configured += 1
+def process_log_levels(levels: tuple[tuple[str, int], ...] = LOG_LEVELS) -> None:
+    """Let the technical logs' records through: the ``vlrun`` tree at DEBUG, the SDK at INFO.
 
-
-def _restore_levels() -> None:
-    """The last technical log closed: the levels are what they were before the first."""
-    global _configured
-    with _levels_lock:
-        _configured -= 1
-        if _configured == 0:
-            for name, level in _saved_levels.items():
-                logging.getLogger(name).setLevel(level)
-            _saved_levels.clear()
+    For a program's start (the ``vlrun`` command), called once: handlers then choose what
+    they keep by their own level. A logger already set at least as low is left alone."""
+    for name, level in levels:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level > level:
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -116,26 +118,134 @@ class _RedactingFormatter(logging.Formatter):
         return safe(super().format(record))
 
 
-class _TechnicalHandler(logging.FileHandler):
-    """A technical log that, when its file cannot be written (disk full, quota), stops and
-    tells its owner once, instead of printing '--- Logging error ---' for every record."""
+class _Sink:
+    """One file a transcript's writer thread appends lines to."""
 
-    def __init__(self, path: Path, owner: Transcript) -> None:
-        super().__init__(path, encoding="utf-8")
-        self.owner = owner
-        self.broken = False
+    def __init__(self, path: Path, group: str) -> None:
+        self.path = path
+        self.group = group  # files that fail together (the logs folder), reported once
+        self.stream: IO[str] | None = path.open("a", encoding="utf-8")
+        self.dirty = False
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if not self.broken:
-            super().emit(record)
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
-        exc = sys.exc_info()[1]
-        if not isinstance(exc, OSError):
-            super().handleError(record)
+    def probe(self) -> None:
+        """Fail now, with the OSError, if a byte cannot be written here (a full disk): the
+        run then ends before it starts instead of talking on without its logs. Only for a
+        regular file, whose size is put back (a FIFO or a device is left untouched)."""
+        stream = self.stream
+        if stream is None:
             return
-        self.broken = True
-        self.owner.output_failed(self.baseFilename, exc)
+        fd = stream.fileno()
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return
+        stream.write("\n")
+        stream.flush()
+        os.ftruncate(fd, info.st_size)
+
+    def shut(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.close()
+
+
+class _Writer(logging.handlers.QueueListener):
+    """A transcript's files, written by one thread from a bounded queue: the event loop only
+    queues lines (a write or a flush on a slow or full disk never stalls it). The thread
+    flushes whenever the queue runs empty, so a crash loses at most what was still queued."""
+
+    def __init__(self, owner: Transcript) -> None:
+        self.lines: queue.Queue[Any] = queue.Queue(maxsize=WRITE_QUEUE_LINES)
+        super().__init__(self.lines)
+        self.owner = owner
+        self.sinks: list[_Sink] = []
+        self.dropped = 0
+        self._failed_groups: set[str] = set()
+
+    def put(self, sink: _Sink, line: str) -> None:
+        """Queue ``line`` for ``sink``; when the queue is full, drop it and count it."""
+        if sink.group in self._failed_groups or sink.stream is None:
+            return
+        try:
+            self.lines.put_nowait((sink, line))
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped == 1:
+                self.owner.writer_behind()
+
+    def handle(self, record: Any) -> None:  # on the writer thread
+        sink, line = record
+        if sink.group in self._failed_groups or sink.stream is None:
+            return
+        try:
+            sink.stream.write(line + "\n")
+            sink.dirty = True
+            if self.lines.empty():
+                self.flush()
+        except OSError as exc:
+            self.failed(sink, exc)
+        except Exception as exc:  # the thread must outlive any one line
+            self.failed(sink, OSError(errno.EIO, f"{type(exc).__name__}: {exc}"))
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            if sink.dirty and sink.stream is not None and sink.group not in self._failed_groups:
+                sink.dirty = False
+                try:
+                    sink.stream.flush()
+                except OSError as exc:
+                    self.failed(sink, exc)
+
+    def failed(self, sink: _Sink, exc: OSError) -> None:
+        """Stop writing ``sink``'s group (the logs folder, or the trace) and say so once."""
+        if sink.group in self._failed_groups:
+            return
+        self._failed_groups.add(sink.group)
+        with contextlib.suppress(OSError, ValueError):  # the console itself may be gone
+            self.owner.output_failed(sink.group, exc)
+
+    def finish(self, deadline_s: float) -> bool:
+        """Write what is queued, flush, close the files; False if the thread did not finish
+        within ``deadline_s`` (its files are then left to it: closing them would block too)."""
+        end = time.monotonic() + deadline_s
+        if self.dropped:
+            note = f"({self.dropped} lines were not written: the disk fell behind)"
+            for sink in self.sinks:
+                with contextlib.suppress(queue.Full):
+                    self.lines.put((sink, note), timeout=max(0.0, end - time.monotonic()))
+        thread = self._thread
+        if thread is not None:
+            try:
+                # QueueListener's sentinel (None): its thread ends once the lines before are written
+                self.lines.put(None, timeout=max(0.0, end - time.monotonic()))
+            except queue.Full:
+                return False
+            thread.join(max(0.0, end - time.monotonic()))
+            if thread.is_alive():
+                return False
+            self._thread = None
+        self.flush()
+        for sink in self.sinks:
+            try:
+                sink.shut()
+            except OSError as exc:  # the last bytes could not be flushed
+                self.failed(sink, exc)
+        return True
+
+
+class _TechnicalHandler(logging.handlers.QueueHandler):
+    """The technical log: a record is formatted (and redacted) where it is logged, and its
+    line goes to the transcript's writer thread."""
+
+    def __init__(self, writer: _Writer, sink: _Sink) -> None:
+        super().__init__(writer.lines)
+        self.writer = writer
+        self.sink = sink
+
+    def prepare(self, record: logging.LogRecord) -> Any:
+        return self.format(record)
+
+    def enqueue(self, record: Any) -> None:
+        self.writer.put(self.sink, record)
 
 
 def _stamp() -> str:
@@ -183,29 +293,52 @@ class Transcript:
         self.meter_enabled = (is_tty and verbosity >= VERBOSITY_NORMAL) if meter is None else meter
         self.conversation_path: Path | None = None
         self.technical_path: Path | None = None
-        self._conv: IO[str] | None = None
-        self._handler: logging.Handler | None = None
-        self._trace: IO[str] | None = None
-        self.failed_outputs: list[str] = []  # files that stopped being written mid-run
+        self._conv: _Sink | None = None
+        self._handler: _TechnicalHandler | None = None
+        self._trace: _Sink | None = None
+        self._writer: _Writer | None = None
+        self.failed_outputs: list[str] = []  # log folders or traces that stopped being written
         self.first_failure: OSError | None = None
-        if logs_dir is not None:
-            logs_dir.mkdir(parents=True, exist_ok=True)
-            base = f"{_stamp()}_{_safe(name)}"
-            self.conversation_path = logs_dir / f"{base}_conversation.log"
-            self.technical_path = logs_dir / f"{base}_technical.log"
-            self._conv = self.conversation_path.open("a", encoding="utf-8")
-            self._handler = _TechnicalHandler(self.technical_path, self)
+        if logs_dir is None and trace_path is None:
+            return
+        writer = _Writer(self)
+        technical: _Sink | None = None
+        try:
+            if logs_dir is not None:
+                logs_dir.mkdir(parents=True, exist_ok=True)
+                base = f"{_stamp()}_{_safe(name)}"
+                self.conversation_path = logs_dir / f"{base}_conversation.log"
+                self.technical_path = logs_dir / f"{base}_technical.log"
+                self._conv = _Sink(self.conversation_path, str(logs_dir))
+                writer.sinks.append(self._conv)
+                technical = _Sink(self.technical_path, str(logs_dir))
+                writer.sinks.append(technical)
+                _probe(self._conv, logs_dir)
+            if trace_path is not None:
+                trace_path.parent.mkdir(parents=True, exist_ok=True)
+                self._trace = _Sink(trace_path, str(trace_path))
+                writer.sinks.append(self._trace)
+                _probe(self._trace, trace_path)
+        except OSError:
+            for sink in writer.sinks:
+                with contextlib.suppress(OSError):
+                    sink.shut()  # its probe's byte may still be buffered: closing fails too
+                if sink.group != str(trace_path):  # the logs' own new files: none left empty
+                    with contextlib.suppress(OSError):
+                        if sink.path.stat().st_size == 0:
+                            sink.path.unlink()
+            raise
+        self._writer = writer
+        writer.start()
+        if technical is not None:
+            self._handler = _TechnicalHandler(writer, technical)
             self._handler.setFormatter(
                 _RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
             )
-            self._handler.setLevel(logging.DEBUG)
+            self._handler.setLevel(logging.DEBUG)  # the handler's level; loggers untouched
             self._handler.addFilter(_SessionFilter(self))
-            _configure_levels()
-            for name_ in (*(n for n, _ in LOG_LEVELS), *_ALSO_LOGGED):
+            for name_ in LOGGERS:
                 logging.getLogger(name_).addHandler(self._handler)
-        if trace_path is not None:
-            trace_path.parent.mkdir(parents=True, exist_ok=True)
-            self._trace = trace_path.open("a", encoding="utf-8")
 
     # -- console ---------------------------------------------------------------------------
 
@@ -375,37 +508,28 @@ class Transcript:
 
     def _conv_write(self, text: str) -> None:
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
-        self._append("_conv", safe(f"[{stamp}] {text}"))
+        # one line per entry: a newline in a turn or in a caller's value is shown, not obeyed
+        self._append("_conv", clean_line(redact(f"[{stamp}] {text}")))
 
     def _append(self, attr: str, line: str) -> None:
-        """One line to the conversation log (``_conv``) or the trace (``_trace``), flushed, so
-        a crash or kill loses nothing; a file that fails is closed and reported once."""
-        with self._lock:
-            stream: IO[str] | None = getattr(self, attr)
-            if stream is None:
-                return
-            try:
-                stream.write(line + "\n")
-                stream.flush()
-            except OSError as exc:
-                setattr(self, attr, None)
-                failed: OSError | None = exc
-            else:
-                failed = None
-        if failed is not None:
-            self.output_failed(getattr(stream, "name", attr), failed)
-            self._close_file(stream)
+        """One line to the conversation log (``_conv``) or the trace (``_trace``), handed to
+        the writer thread; a file that fails is reported once (by the writer)."""
+        sink: _Sink | None = getattr(self, attr)
+        writer = self._writer
+        if sink is not None and writer is not None:
+            writer.put(sink, line)
 
-    def _close_file(self, stream: IO[str]) -> None:
-        """Close a log or trace; a close that fails is a failed output like a write that did
-        (reported once per file, so a file that already failed is closed quietly)."""
-        try:
-            stream.close()
-        except OSError as exc:
-            self.output_failed(getattr(stream, "name", "a log file"), exc)
+    def writer_behind(self) -> None:
+        """The writer's queue is full: the disk is not keeping up. Said once; lines are
+        dropped (and counted in the log at the end) rather than stalling the conversation."""
+        self._write(
+            self.err,
+            f"warning: the logs are {WRITE_QUEUE_LINES} lines behind the conversation (a slow "
+            "disk); lines are dropped until they catch up\n",
+        )
 
     def output_failed(self, path: str, exc: OSError) -> None:
-        """A log or trace file stopped being writable: say so once per file and go on, because
+        """A logs folder or a trace stopped being writable: say so once and go on, because
         the conversation matters more than its record. The run still ends as a user error
         (``first_failure``, exit 3), since what was asked for was not written."""
         with self._lock:
@@ -456,21 +580,45 @@ class Transcript:
     # -- end -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush and close every file; safe to call twice."""
+        """Write out and close every file; safe to call twice. Waits for the writer thread
+        (at most :data:`CLOSE_DEADLINE_S`): once it returns, the logs and trace are complete."""
+        self._begin_close()
+        self._finish_close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` for a coroutine: the wait for the writer runs off the event loop."""
+        self._begin_close()
+        if self._writer is not None:
+            await asyncio.to_thread(self._finish_close)
+
+    def _begin_close(self) -> None:
         if self._verbose is not None:
             self._verbose.close()
         self._end_stream()
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            for name_ in LOGGERS:
+                logging.getLogger(name_).removeHandler(handler)
+            handler.close()
+
+    def _finish_close(self) -> None:
         with self._lock:
-            conv, trace, self._conv, self._trace = self._conv, self._trace, None, None
-        for stream in (conv, trace):
-            if stream is not None:
-                self._close_file(stream)
-        if self._handler is not None:
-            for name_ in (*(n for n, _ in LOG_LEVELS), *_ALSO_LOGGED):
-                logging.getLogger(name_).removeHandler(self._handler)
-            self._handler.close()
-            self._handler = None
-            _restore_levels()
+            writer, self._writer = self._writer, None
+            self._conv = self._trace = None
+        if writer is None:
+            return
+        if not writer.finish(CLOSE_DEADLINE_S):
+            where = writer.sinks[0].group if writer.sinks else "the logs"
+            timeout = OSError(errno.ETIMEDOUT, f"not written within {CLOSE_DEADLINE_S:g} s")
+            self.output_failed(where, timeout)
+
+
+def _probe(sink: _Sink, where: Path) -> None:
+    """:meth:`_Sink.probe`, its OSError naming ``where`` (the logs folder, or the trace)."""
+    try:
+        sink.probe()
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(where)) from None
 
 
 def _safe(name: str) -> str:
