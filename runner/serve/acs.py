@@ -21,8 +21,6 @@ balancer any worker can take the socket (ACS names the call in ``x-ms-call-conne
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import hashlib
 import hmac
@@ -31,12 +29,13 @@ import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from runner import speedups
 from runner.config.serve_file import AcsSettings
 from runner.errors import VlrunError
 from runner.live.audio import AudioFormat
+from runner.serve import codec_acs as codec
 from runner.serve.calls import CallEdge, CallPlayer, CallSource
 from runner.serve.calls_log import call_id_var
+from runner.serve.codec_json import JsonError
 from runner.serve.http import TooLarge, read_body
 from runner.serve.metrics import INSTALL_HINT
 from runner.serve.supervisor import Refused
@@ -50,7 +49,6 @@ METADATA_TIMEOUT_S = 10.0
 TOKEN_TTL_S = 24 * 3600.0  # the media URL is used once, soon after answering
 JWKS_TTL_S = 3600.0
 JWKS_MIN_REFRESH_S = 30.0  # an unknown key id refetches the keys, at most this often
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
 _TONES = {
     **{
         str(i): w
@@ -62,8 +60,6 @@ _TONES = {
     "#": "pound",
     **{c: c.lower() for c in "ABCD"},
 }  # the SDK's DtmfTone values
-_VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
-_INCOMING = "Microsoft.Communication.IncomingCall"
 
 
 def _sdk() -> Any:
@@ -150,19 +146,17 @@ class TokenVerifier:
 
 
 class AcsTransport:
-    """Outbound frames of one media socket, in the casing Microsoft's Python docs send."""
+    """Outbound frames of one media socket (built by the codec, in the casing Microsoft's
+    Python docs send)."""
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
 
     async def send_audio(self, frame: bytes) -> None:
-        data = base64.b64encode(frame).decode("ascii")
-        await self.ws.send_str(
-            '{"Kind":"AudioData","AudioData":{"Data":"' + data + '"},"StopAudio":null}'
-        )
+        await self.ws.send_str(codec.audio_frame(frame))
 
     async def send_clear(self) -> None:
-        await self.ws.send_str('{"Kind":"StopAudio","AudioData":null,"StopAudio":{}}')
+        await self.ws.send_str(codec.stop_audio_frame())
 
 
 def _url(base: str, path: str, query: dict[str, str] | None = None, *, ws: bool = False) -> str:
@@ -173,16 +167,6 @@ def _url(base: str, path: str, query: dict[str, str] | None = None, *, ws: bool 
     return urlunsplit(
         (scheme, parts.netloc, parts.path.rstrip("/") + path, urlencode(query or {}), "")
     )
-
-
-def _caller_id(identifier: Any) -> str:
-    if not isinstance(identifier, dict):
-        return ""
-    if identifier.get("kind") == "phoneNumber":
-        value = (identifier.get("phoneNumber") or {}).get("value")
-        if value:
-            return str(value)
-    return str(identifier.get("rawId") or "")
 
 
 class AcsEdge:
@@ -263,34 +247,24 @@ class AcsEdge:
         except TooLarge:
             return web.Response(status=413, text="too large")
         try:
-            events = speedups.loads(body)
-        except (ValueError, RecursionError):  # deep nesting is a malformed body, not a crash
-            return web.Response(status=400, text="not JSON")
-        if isinstance(events, dict):
-            events = [events]
-        if not isinstance(events, list):
-            return web.Response(status=400, text="not an event array")
+            events = codec.parse_event_grid(body, max_bytes=MAX_EVENT_BYTES)
+        except JsonError as exc:  # too deep, not JSON, not an event batch: said, never a crash
+            return web.Response(status=exc.status, text=exc.message)
         for event in events:
-            if not isinstance(event, dict):
-                continue
-            kind = event.get("eventType") or event.get("type")
-            data: dict[str, Any] = event["data"] if isinstance(event.get("data"), dict) else {}
-            if kind == _VALIDATION:
-                code = data.get("validationCode")
+            if isinstance(event, codec.SubscriptionValidation):
                 log.info("acs: Event Grid subscription validation answered")
-                return web.json_response({"validationResponse": code})
-            if kind == _INCOMING:
-                await self._incoming_call(request, data)
+                return web.json_response({"validationResponse": event.code})
+            if isinstance(event, codec.IncomingCall):
+                await self._incoming_call(request, event)
+            elif isinstance(event, codec.InvalidEvent):
+                log.warning("acs: an Event Grid event was ignored: %s", event.reason)
         return web.Response(status=200)
 
-    async def _incoming_call(self, request: Any, data: dict[str, Any]) -> None:
+    async def _incoming_call(self, request: Any, event: codec.IncomingCall) -> None:
         sdk = _sdk()
-        context = data.get("incomingCallContext")
-        if not isinstance(context, str) or not context:
-            log.warning("acs: IncomingCall without incomingCallContext; ignored")
-            return
-        called = _caller_id(data.get("to"))
-        caller = _caller_id(data.get("from"))
+        context = event.context
+        called = event.called.id
+        caller = event.caller.id
         route = self.phones.route(path=request.match_info.get("route"), called=called)
         # The call's id comes from its context: an IncomingCall delivered twice (Event Grid
         # retries) is the same call, answered once.
@@ -372,23 +346,21 @@ class AcsEdge:
         except TooLarge:
             return web.Response(status=413, text="too large")
         try:
-            events = speedups.loads(body)
-        except (ValueError, RecursionError):  # deep nesting is a malformed body, not a crash
-            return web.Response(status=400, text="not JSON")
-        for event in events if isinstance(events, list) else [events]:
-            if not isinstance(event, dict):
+            events = codec.parse_callbacks(body, max_bytes=MAX_EVENT_BYTES)
+        except JsonError as exc:
+            return web.Response(status=exc.status, text=exc.message)
+        for event in events:
+            if not isinstance(event, codec.CallEvent):
                 continue
-            kind = str(event.get("type") or "").removeprefix("Microsoft.Communication.")
-            data: dict[str, Any] = event["data"] if isinstance(event.get("data"), dict) else {}
-            connection = str(data.get("callConnectionId") or "")
-            log.info("acs callback %s (connection %s)", kind, connection)
-            if kind == "CallDisconnected":
+            connection = event.call_connection_id
+            log.info("acs callback %s (connection %s)", event.type, connection)
+            if isinstance(event, codec.CallDisconnected):
                 for active in list(self.phones.calls.values()):
                     if active.edge.provider_call_id == connection:
                         active.edge.end("caller_hung_up")
-            elif kind == "MediaStreamingFailed":
-                info = data.get("resultInformation") or {}
-                log.warning("acs media streaming failed: %s", info.get("message") or info)
+            elif isinstance(event, codec.MediaStreamingFailed):
+                detail = event.result.message if event.result else ""
+                log.warning("acs media streaming failed: %s %s", event.status_details, detail)
         return web.Response(status=200)
 
     # ------------------------------------------------------------------ media socket
@@ -506,52 +478,33 @@ class AcsEdge:
 
     async def _metadata(self, ws: Any) -> int:
         async for msg in ws:
-            data = _json(msg.data) if isinstance(msg.data, str) else None
-            if data is None:
-                raise ValueError("a frame that is not a JSON object")
-            kind = data.get("kind") or data.get("Kind")
-            if kind == "AudioMetadata":
-                meta = data.get("audioMetadata") or data.get("AudioMetadata") or {}
-                rate = int(meta.get("sampleRate") or 0)
-                if rate not in (16000, 24000) or int(meta.get("channels") or 1) != 1:
-                    raise ValueError(f"unsupported audio {meta}")
-                return rate
-            raise ValueError(f"{kind!r} before AudioMetadata")
+            event = codec.parse_media(msg.data) if isinstance(msg.data, str) else None
+            if isinstance(event, codec.AudioMetadata):
+                problem = event.unsupported()
+                if problem:
+                    raise ValueError(problem)
+                return event.sample_rate
+            if isinstance(event, codec.Malformed):
+                raise ValueError(event.reason)
+            raise ValueError(f"{type(event).__name__ if event else 'a binary frame'} first")
         raise ValueError("closed before AudioMetadata")
 
     async def _read(
         self, ws: Any, edge: CallEdge, conversation: asyncio.Task[str], msg_types: Any
     ) -> None:
+        feed, parse, text = edge.source.feed, codec.parse_media, msg_types.TEXT
         async for msg in ws:
-            if msg.type != msg_types.TEXT:
+            if msg.type != text:
                 if self._bad(edge, "not a text frame", msg.type):
                     return
                 continue
-            data = _json(msg.data)
-            kind = data.get("kind") or data.get("Kind") if data is not None else None
-            if kind == "AudioData":
-                audio_data = data.get("audioData") if data is not None else None
-                payload = audio_data.get("data") if isinstance(audio_data, dict) else None
-                try:
-                    audio = base64.b64decode(payload, validate=True) if payload else b""
-                except (binascii.Error, TypeError, ValueError):
-                    audio = b""
-                if not audio or len(audio) % 2:
-                    if self._bad(edge, "AudioData without PCM16 data", msg.data):
-                        return
-                    continue
+            event = parse(msg.data)
+            if type(event) is codec.AudioData:
                 # Silent frames are forwarded too: the service's VAD keeps a continuous clock.
-                edge.source.feed(audio)
-            elif kind == "DtmfData":
-                dtmf = data.get("dtmfData") if data is not None else None
-                digit = dtmf.get("data") if isinstance(dtmf, dict) else None
-                if isinstance(digit, str) and digit in DTMF_DIGITS:
-                    edge.on_dtmf(digit)
-                elif self._bad(edge, "DtmfData without a digit", msg.data):
-                    return
-            elif kind == "AudioMetadata":
-                continue
-            elif self._bad(edge, f"unknown frame kind {kind!r}", msg.data):
+                feed(event.pcm)
+            elif isinstance(event, codec.DtmfData):
+                edge.on_dtmf(event.digit)
+            elif isinstance(event, codec.Malformed) and self._bad(edge, event.reason, event.sample):
                 return
         if not edge.ended.is_set() and not conversation.done():
             if ws.close_code == 1000:
@@ -573,11 +526,3 @@ async def _close_when_done(ws: Any, conversation: asyncio.Task[str]) -> None:
     await asyncio.wait({conversation})
     if not ws.closed:
         await ws.close()
-
-
-def _json(text: Any) -> dict[str, Any] | None:
-    try:
-        data = speedups.loads(text)
-    except (TypeError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

@@ -34,6 +34,7 @@ from runner.errors import AuthError
 from runner.live.audio import AudioFormat
 from runner.redact import register_secret
 from runner.serve.calls import CallEdge, CallSource
+from runner.serve.codec_json import JsonError, loads_any
 from runner.serve.http import TooLarge, read_body
 from runner.serve.supervisor import Refused
 from runner.serve.telephony import Phones
@@ -196,9 +197,9 @@ class SipEdge:
             self.metrics.refused("sip", "forbidden")
             return web.Response(status=403, text="forbidden")
         try:
-            event = speedups.loads(body)
-        except (ValueError, RecursionError):
-            return web.Response(status=400, text="not JSON")
+            event = loads_any(body, max_bytes=MAX_WEBHOOK_BYTES)
+        except JsonError as exc:  # too deep or not JSON: said, never a crash
+            return web.Response(status=exc.status, text=exc.message)
         call_id = incoming_call(event)
         if call_id is None:
             return web.json_response({"ignored": True})  # another event type: nothing to do
