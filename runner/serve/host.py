@@ -528,6 +528,11 @@ class Host:
         except VlrunError as exc:
             conv.code = exc.exit_code
             raise
+        except asyncio.CancelledError:
+            # the edge stopped it before it was up (a page's stop while connecting): on purpose
+            if conv.code is None:
+                conv.code = 0
+            raise
         finally:
             if conv.code is None:
                 conv.code = 70
