@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,7 +96,7 @@ def test_a_huge_value_is_cut_to_a_bounded_line() -> None:
 
 
 @pytest.fixture
-def json_log() -> Iterator[tuple[io.StringIO, logging.Handler]]:
+def json_log() -> Iterator[tuple[io.StringIO, calls_log.JsonLogHandler]]:
     """install_json_logging on a buffer, undone afterwards (the process's loggers restored)."""
     names = ("vlrun", *calls_log.LIBRARY_LOGGERS)
     before = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers)) for n in names}
@@ -113,10 +114,11 @@ def json_log() -> Iterator[tuple[io.StringIO, logging.Handler]]:
             lg = logging.getLogger(n)
             lg.setLevel(level)
             lg.handlers[:] = handlers
+        handler.close()  # its writer thread ends with the test
 
 
 def test_install_is_idempotent_and_sets_its_level_on_the_handler(
-    json_log: tuple[io.StringIO, logging.Handler],
+    json_log: tuple[io.StringIO, calls_log.JsonLogHandler],
 ) -> None:
     stream, handler = json_log
     assert calls_log.install_json_logging(io.StringIO()) is handler
@@ -124,12 +126,13 @@ def test_install_is_idempotent_and_sets_its_level_on_the_handler(
     assert sum(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger("vlrun").handlers)
     logging.getLogger("vlrun.serve.test").info("info line")
     logging.getLogger("vlrun.serve.test").debug("debug line")
+    assert handler.drain(10)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [e["msg"] for e in lines] == ["info line"]
 
 
 async def test_a_malformed_http_request_logs_one_json_line_and_no_traceback(
-    json_log: tuple[io.StringIO, logging.Handler], capfd: pytest.CaptureFixture[str]
+    json_log: tuple[io.StringIO, calls_log.JsonLogHandler], capfd: pytest.CaptureFixture[str]
 ) -> None:
     from aiohttp import web
 
@@ -153,7 +156,8 @@ async def test_a_malformed_http_request_logs_one_json_line_and_no_traceback(
     finally:
         await runner.cleanup()
     assert b" 400 " in status, status
-    stream, _ = json_log
+    stream, handler = json_log
+    assert handler.drain(10)
     lines = stream.getvalue().splitlines()
     entries = [json.loads(line) for line in lines]
     errors = [e for e in entries if e["logger"].startswith("aiohttp")]
@@ -191,3 +195,46 @@ def test_the_worker_log_is_one_object_a_line_in_a_real_serve_process(tmp_path: A
     assert len(lines) == 1, lines
     entry = json.loads(lines[0])
     assert "+*******1234" in entry["msg"] and "4155551234" not in entry["msg"]
+
+
+def test_a_log_reader_that_stops_reading_never_stalls_the_logging_caller() -> None:
+    """stderr piped to a reader that stopped (a stuck log shipper): lines queue, then are
+    dropped and counted; the code that logs (the event loop) never waits."""
+    reading = threading.Event()
+
+    class Stalled(io.StringIO):
+        def write(self, text: str) -> int:
+            assert reading.wait(60)
+            return super().write(text)
+
+    stream = Stalled()
+    handler = calls_log.JsonLogHandler(stream, logging.INFO)
+    logger = logging.getLogger("vlrun.serve.test-stalled")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    total = calls_log.LOG_QUEUE_LINES + 200
+    returned = threading.Event()
+
+    def produce() -> None:
+        for i in range(total):
+            logger.info("line %d", i)
+        returned.set()
+
+    try:
+        threading.Thread(target=produce, daemon=True).start()
+        waited = not returned.wait(60)
+        reading.set()
+        assert not waited, "logging waited for the log's reader"
+        assert handler.drain(30)
+    finally:
+        reading.set()
+        logger.removeHandler(handler)
+        handler.close()
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    kept = [e for e in entries if e["msg"].startswith("line ")]
+    notes = [e for e in entries if e["logger"] == "vlrun.serve.log"]
+    assert 1 <= handler.dropped <= 200 + 1  # what the bound could not hold (one in the writer)
+    assert len(kept) + handler.dropped == total
+    assert [e["msg"] for e in notes] == [
+        f"{handler.dropped} log lines were dropped: the log was not read"
+    ]

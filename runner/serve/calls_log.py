@@ -7,10 +7,14 @@ Every message goes through :func:`runner.redact.redact` before it is written.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import contextvars
 import io
 import json
 import logging
+import logging.handlers
+import queue
 import re
 import threading
 import time
@@ -118,12 +122,102 @@ def json_handler(stream: IO[str], level: int = logging.INFO) -> logging.Handler:
     return handler
 
 
+#: Lines of the worker's JSON log waiting for its writer thread. Past this bound (a stderr pipe
+#: that stopped draining) lines are dropped and counted, and the count is logged when the
+#: writer catches up: a slow log reader must not stall every call on the event loop.
+LOG_QUEUE_LINES = 10_000
+#: How long the process's exit waits for queued lines to be written.
+EXIT_DEADLINE_S = 2.0
+
+
+class JsonLogHandler(logging.handlers.QueueHandler):
+    """The worker's log handler: a record is formatted where it is logged (its call id is a
+    context variable of the caller's task) and its line is written by a thread."""
+
+    def __init__(self, stream: IO[str], level: int) -> None:
+        self.lines: queue.Queue[Any] = queue.Queue(maxsize=LOG_QUEUE_LINES)
+        super().__init__(self.lines)
+        self.setFormatter(JsonFormatter())
+        self.setLevel(level)
+        self.dropped = 0
+        self._writer = _LineWriter(self, stream)
+        self._writer.start()
+
+    def prepare(self, record: logging.LogRecord) -> Any:
+        return self.format(record)
+
+    def enqueue(self, record: Any) -> None:
+        try:
+            self.lines.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every line queued so far is written; False after ``timeout``."""
+        done = threading.Event()
+        try:
+            self.lines.put(done, timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        """Write what is queued (for at most EXIT_DEADLINE_S) and end the writer thread."""
+        self._writer.finish(EXIT_DEADLINE_S)
+        super().close()
+
+
+class _LineWriter(logging.handlers.QueueListener):
+    def __init__(self, source: JsonLogHandler, stream: IO[str]) -> None:
+        super().__init__(source.lines)
+        self.source = source
+        self.stream = stream
+        self.reported = 0
+
+    def handle(self, record: Any) -> None:  # on the writer thread
+        if isinstance(record, threading.Event):
+            self._flush()
+            record.set()
+            return
+        lines = [record]
+        if self.source.dropped > self.reported:
+            missed, self.reported = self.source.dropped - self.reported, self.source.dropped
+            lines.append(self._note(f"{missed} log lines were dropped: the log was not read"))
+        try:
+            self.stream.write("".join(line + "\n" for line in lines))
+            if self.source.lines.empty():
+                self.stream.flush()
+        except (OSError, ValueError):
+            pass  # the log's reader is gone: there is nobody left to tell
+
+    def _flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.flush()
+
+    @staticmethod
+    def _note(text: str) -> str:
+        record = logging.LogRecord("vlrun.serve.log", logging.WARNING, __file__, 0, text, (), None)
+        return JsonFormatter().format(record)
+
+    def finish(self, deadline_s: float) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        with contextlib.suppress(queue.Full):
+            self.source.lines.put(None, timeout=deadline_s)  # QueueListener's sentinel
+            thread.join(deadline_s)
+        if not thread.is_alive():
+            self._thread = None
+        self._flush()
+
+
 _install_lock = threading.Lock()
 
 
-def install_json_logging(stream: IO[str], level: int = logging.INFO) -> logging.Handler:
+def install_json_logging(stream: IO[str], level: int = logging.INFO) -> JsonLogHandler:
     """Set up a serve worker's log, once per process: JSON lines on ``stream`` for vlrun's
-    records at ``level`` and up, and for the libraries' warnings and errors (one line each).
+    records at ``level`` and up and for the libraries' warnings and errors (one line each),
+    written by a thread from a bounded queue (:data:`LOG_QUEUE_LINES`).
 
     The level is the handler's. The ``vlrun`` logger is opened down to ``level`` only if it
     would drop those records (this is the worker's own start-up, the one place that may):
@@ -131,15 +225,16 @@ def install_json_logging(stream: IO[str], level: int = logging.INFO) -> logging.
     already installed."""
     with _install_lock:
         root = logging.getLogger("vlrun")
-        for handler in root.handlers:
-            if isinstance(handler.formatter, JsonFormatter):
-                return handler
-        handler = json_handler(stream, level)
+        for existing in root.handlers:
+            if isinstance(existing, JsonLogHandler):
+                return existing
+        handler = JsonLogHandler(stream, level)
         root.addHandler(handler)
         for name in LIBRARY_LOGGERS:
             logging.getLogger(name).addHandler(handler)  # their own levels (WARNING) hold
         if root.getEffectiveLevel() > level:
             root.setLevel(level)
+        atexit.register(handler.close)  # the last lines are written before the process ends
         return handler
 
 
