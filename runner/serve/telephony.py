@@ -44,6 +44,7 @@ _HANG_UP_S = 10.0  # the provider's hang-up request; past it the socket is close
 DEFAULT_MEDIA_TIMEOUT_S = 5.0  # providers stream media (silence too) all call long
 #: How a session that could not keep Voice Live ends (see LiveSession.end_reason).
 _SERVICE_LOST = ("reconnect_budget", "reconnect_failed", "dropped")
+CALL_CONNECT_TIMEOUT_S = 3.0  # a Voice Live handshake takes well under a second when up
 DEFAULT_HEARTBEAT_S = 5.0  # WebSocket pings on the phone sockets: a dead peer in about 7.5 s
 
 
@@ -222,6 +223,9 @@ class Phones:
                 target = self._target_of(route)
                 async with endpoint_for(target) as (_, target):
                     pass  # a local `vlrun emulate` needs no key (what `vlrun PROFILE` does too)
+                # A caller hears silence while a connection is attempted: a short handshake
+                # deadline, so a dead service costs seconds per attempt, not tens.
+                target = dataclasses.replace(target, connect_timeout_s=CALL_CONNECT_TIMEOUT_S)
                 self._prepare(route, None, target)
             for version in api_versions:
                 self._prepare(route, version)
