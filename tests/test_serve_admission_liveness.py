@@ -227,3 +227,28 @@ async def test_losing_voice_live_mid_call_ends_the_call_within_its_budget(
         assert active.session.end_reason in ("reconnect_failed", "reconnect_budget")
         assert 1 <= active.session.metrics.reconnects <= 8
         assert metric(phones, "vlrun_calls_total", edge="twilio", outcome="service_lost") == 1
+
+
+async def test_a_call_past_max_call_s_hears_the_goodbye_and_is_hung_up(
+    tmp_path: Path, emulator: Any
+) -> None:
+    serve = write_serve(tmp_path, "max_call_s: 30\nmedia_timeout_s: 7\n")
+    async with phone_server(serve, emulator.endpoint, sweep_s=0.1) as (base, phones):
+        assert (phones.supervisor.max_call_s, phones.media_timeout_s) == (30, 7)
+        caller = await call(base)
+        try:
+            active = await answered(phones)
+            phones.supervisor.max_call_s = 0.2  # the serve file's floor is 10 s; a test's is not
+            await emulator.wait_for(
+                lambda e: (
+                    e["type"] == "response.create"
+                    and "Goodbye from the phone desk." in json.dumps(e.get("response", {}))
+                ),
+                timeout=10,
+            )
+            await asyncio.wait_for(caller.closed.wait(), 20)
+        finally:
+            await caller.close()
+        await asyncio.wait_for(phones.idle(), 10)
+        assert active.edge.outcome == "max_length"
+        assert metric(phones, "vlrun_calls_total", edge="twilio", outcome="max_length") == 1

@@ -91,6 +91,8 @@ class ServeFile:
     sip: SipSettings | None = None
     # Callers' phone numbers in logs: whole when true, else masked to their last four digits.
     log_phone_numbers: bool = False
+    max_call_s: float | None = None  # past it: goodbye and hang-up (None: no limit)
+    media_timeout_s: float | None = None  # no caller media this long: dropped (None: 5 s)
 
     def edges(self) -> tuple[str, ...]:
         """The phone edges this file turns on, by section name (see :data:`EDGES`)."""
@@ -217,6 +219,8 @@ def _analysed(
         acs=acs,
         sip=sip,
         log_phone_numbers=bool(data.get("log_phone_numbers", False)),
+        max_call_s=_seconds(data.get("max_call_s")),
+        media_timeout_s=_seconds(data.get("media_timeout_s")),
     )
     return serve, problems, loc
 
@@ -449,3 +453,7 @@ def _secret(
         return ""
     register_secret(value)
     return value
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if value is not None else None

@@ -169,7 +169,7 @@ class Phones:
         self.media_timeout_s = (
             media_timeout_s
             if media_timeout_s is not None
-            else getattr(serve, "media_timeout_s", None) or DEFAULT_MEDIA_TIMEOUT_S
+            else serve.media_timeout_s or DEFAULT_MEDIA_TIMEOUT_S
         )
         self.heartbeat_s = heartbeat_s
         #: Whether this Phones runs its supervisor's sweep itself (no host shares it).
@@ -182,9 +182,8 @@ class Phones:
             supervisor.metrics = metrics or ServeMetrics()
         self.supervisor = supervisor
         self.metrics: ServeMetrics = supervisor.metrics
-        max_call_s = getattr(serve, "max_call_s", None)
-        if max_call_s:
-            supervisor.max_call_s = max_call_s
+        if serve.max_call_s:
+            supervisor.max_call_s = serve.max_call_s
         self.router = Router(serve.routes)
         self.calls: dict[str, ActiveCall] = {}
         # The host's embedded emulator (no endpoint configured): its target, with its key.
