@@ -215,6 +215,23 @@ class Registry:
             )
         except asyncio.CancelledError:
             raise
+        except (SystemExit, KeyboardInterrupt) as exc:
+            # A tool's sys.exit() or KeyboardInterrupt is its own failure, not the user's
+            # wish to stop: left alone it would end the whole run (exit 3 or 130). Caught here,
+            # at the tool-call boundary only; a sync tool's one arrives from its thread.
+            ctx.logger.error(
+                "tool %s (call %s) %s; it counts as a failed call",
+                name,
+                call_id,
+                _exit_what(exc),
+            )
+            return failure(
+                call_id,
+                name,
+                start,
+                "tool_error",
+                f"The tool '{name}' {_exit_what(exc)}, so it returned no result.",
+            )
         except Exception as exc:
             ctx.logger.error(
                 "tool %s (call %s) failed:\n%s",
@@ -287,6 +304,12 @@ class Registry:
         else:
             result = await work
         return [result] if len(calls) == 1 else list(result)
+
+
+def _exit_what(exc: SystemExit | KeyboardInterrupt) -> str:
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return "raised KeyboardInterrupt"
 
 
 _status_tasks: set[asyncio.Task[None]] = set()

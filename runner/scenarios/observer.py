@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from runner.live.transcript import Transcript
+from runner.plugins import DEFAULT_TIMEOUT_S as DEFAULT_TOOL_TIMEOUT_S
+
+#: How long after a tool's timeout its (timeout) result may take to arrive and still count as
+#: tool time: the dispatch returns it at once, this covers a loaded machine.
+TOOL_GRACE_S = 1.0
 
 
 class Observer(Transcript):
@@ -26,17 +31,27 @@ class Observer(Transcript):
         self.turn = -1
         self.tool_outputs: dict[str, tuple[bool, str]] = {}
         self._changed = asyncio.Event()
+        # Tool time: a turn's timeout_s does not count the time its tools run, each up to its
+        # own timeout_s (the session's tool_timeouts), so a hung tool times out as its binding
+        # says and the turn goes on, whichever of the two timeouts is longer.
+        self.tool_limits: Mapping[str, float] | float = DEFAULT_TOOL_TIMEOUT_S
+        self._tools_running: dict[str, float] = {}  # call_id -> when its timeout has passed
+        self._tools_since: float | None = None  # start of the current stretch of tool time
+        self._tool_time = 0.0  # the stretches that have ended
 
     def _poke(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
     async def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait (event driven) until ``predicate`` holds; False on timeout."""
+        """Wait (event driven) until ``predicate`` holds; False on timeout.
+
+        Time while a tool call runs (up to that tool's own timeout) is not counted."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        credit = self.tool_time()
         while not predicate():
-            left = deadline - loop.time()
+            left = deadline + (self.tool_time() - credit) - loop.time()
             if left <= 0:
                 return False
             changed = self._changed
@@ -73,9 +88,31 @@ class Observer(Transcript):
 
     def tool_call(self, call_id: str, name: str, arguments: str) -> None:
         self._line(f"[tool] {name}({arguments})")
+        limits = self.tool_limits
+        limit = (
+            float(limits.get(name, DEFAULT_TOOL_TIMEOUT_S))
+            if isinstance(limits, Mapping)
+            else float(limits)
+        )
+        now = time.monotonic()
+        if not self._tools_running:
+            self._tools_since = now
+        self._tools_running[call_id] = now + limit + TOOL_GRACE_S
         super().tool_call(call_id, name, arguments)
 
+    def tool_time(self) -> float:
+        """Seconds some tool call has been running, each counted up to its own timeout."""
+        if self._tools_since is None or not self._tools_running:
+            return self._tool_time
+        until = min(time.monotonic(), max(self._tools_running.values()))
+        return self._tool_time + max(0.0, until - self._tools_since)
+
     def tool_result(self, call_id: str, name: str, ok: bool, text: str, duration_s: float) -> None:
+        if call_id in self._tools_running:
+            # bank the stretch so far, then go on counting for the calls still running
+            self._tool_time = self.tool_time()
+            del self._tools_running[call_id]
+            self._tools_since = time.monotonic() if self._tools_running else None
         self.tool_outputs[call_id] = (ok, text)
         self._line(f"[tool] {name} {'->' if ok else 'failed:'} {text}")
         super().tool_result(call_id, name, ok, text, duration_s)

@@ -178,6 +178,7 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
                 max_reconnects=0,
                 flow=walk,
             )
+            observer.tool_limits = live.tool_timeouts  # tool time is not the turn's time
             task = asyncio.create_task(live.run(), name="vlrun-scenario-session")
             try:
                 driver = _Driver(scenario, live, observer, player, source, registry, speed, tail_ms)
