@@ -211,3 +211,20 @@ async def test_random_schedules_never_exceed_capacity_nor_leak_slots(seed: int) 
         sup.release(slot, "completed")  # type: ignore[arg-type]
     clock.now += 10
     assert len(sup) == 0
+
+
+def test_a_socket_whose_webhook_went_to_another_worker_is_admitted_once() -> None:
+    """Behind a load balancer the webhook and the media socket may reach different workers:
+    a signed socket is admitted without a local reservation, once, and only with room."""
+    sup = Supervisor(1)
+    slot = sup.claim("twilio", "CA1", unreserved_ok=True)
+    assert slot.claimed and sup.active() == 1
+    with pytest.raises(Refused) as refused:
+        sup.claim("twilio", "CA1", unreserved_ok=True)
+    assert refused.value.reason == "duplicate"
+    with pytest.raises(Refused) as refused:
+        sup.claim("twilio", "CA2", unreserved_ok=True)
+    assert refused.value.reason == "capacity"
+    sup.release(slot, "completed")
+    with pytest.raises(Refused):
+        sup.claim("twilio", "CA1", unreserved_ok=True)  # ended: never again on this worker

@@ -384,7 +384,9 @@ class AcsEdge:
         if route is None:
             return web.Response(status=404, text="no route")
         try:
-            slot = self.phones.claim("acs", call_id)  # one media socket, one session, per call
+            # one media socket, one session, per call id on this worker; the signed media URL
+            # says a worker answered the call (behind a load balancer, maybe another one)
+            slot = self.phones.claim("acs", call_id, unreserved_ok=True)
         except Refused as exc:
             log.warning("acs media socket for %s refused: %s", call_id, exc.message)
             return web.Response(status=409, text="this call has its media socket already")

@@ -175,11 +175,18 @@ class Supervisor:
         self.changes.notify()
         return slot
 
-    def claim(self, kind: str, call_id: str) -> Slot:
-        """The call's media socket takes its reserved slot (once). Raises :class:`Refused`."""
+    def claim(self, kind: str, call_id: str, *, unreserved_ok: bool = False) -> Slot:
+        """The call's media socket takes its reserved slot (once). Raises :class:`Refused`.
+
+        ``unreserved_ok``: the socket proved (a signed token) that *a* worker answered the
+        call's first request, maybe another one behind the load balancer; it is admitted
+        here if there is room and this worker never saw the call id (the other worker's
+        reservation expires unclaimed)."""
         self._sweep_reservations()
         key = f"{kind}:{call_id}"
         slot = self._slots.get(key)
+        if slot is None and unreserved_ok and key not in self._gone:
+            slot = self.reserve(kind, call_id)
         if slot is None:
             why = "ended already" if key in self._gone else "no reservation (or it expired)"
             self._refused(kind, "duplicate")

@@ -333,9 +333,9 @@ class Phones:
         """A call's first request holds a slot (Refused: busy, draining or a duplicate)."""
         return self.supervisor.reserve(provider, call_id)
 
-    def claim(self, provider: str, call_id: str) -> Slot:
+    def claim(self, provider: str, call_id: str, *, unreserved_ok: bool = False) -> Slot:
         """The call's media socket takes its slot, once (Refused otherwise)."""
-        return self.supervisor.claim(provider, call_id)
+        return self.supervisor.claim(provider, call_id, unreserved_ok=unreserved_ok)
 
     def release(self, slot: Slot) -> None:
         """Give up a reservation that will not become a call (the provider refused it)."""

@@ -231,7 +231,9 @@ class TwilioEdge:
             await ws.close(code=1008, message=b"no route")
             return ws
         try:
-            slot = self.phones.claim("twilio", call_sid)  # one session per call, ever
+            # one session per call id on this worker, ever; the stream token says a worker
+            # answered the webhook (behind a load balancer, maybe another one)
+            slot = self.phones.claim("twilio", call_sid, unreserved_ok=True)
         except Refused as exc:
             log.warning("twilio media socket for %s refused: %s", call_sid, exc.message)
             await ws.close(code=1008, message=b"duplicate")
