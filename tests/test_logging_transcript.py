@@ -181,8 +181,8 @@ def test_the_caller_never_waits_for_a_disk_that_stopped_and_the_queue_is_bounded
     threading.Thread(target=reader, daemon=True).start()  # the disk answers again
     try:
         assert not waited, "a trace write waited for the disk"
-        assert err.getvalue().count("lines behind the conversation") == 1
         transcript.close()
+        assert err.getvalue().count("lines behind the conversation") == 1
     finally:
         assert read_all.wait(60)
         os.close(fd)
@@ -192,6 +192,55 @@ def test_the_caller_never_waits_for_a_disk_that_stopped_and_the_queue_is_bounded
     assert 1 <= dropped <= 500  # only what the bound could not hold
     assert kept == sorted(kept) and kept[0] == 0
     assert written[-1] == f"({dropped} lines were not written: the disk fell behind)"
+
+
+def test_a_serve_call_whose_console_logs_into_a_full_queue_does_not_deadlock(
+    tmp_path: Path,
+) -> None:
+    """A call's console lines are logged (CallConsole), and land in its own technical log
+    while the transcript holds its lock: a full queue must not call back into the transcript."""
+    from runner.serve.calls_log import CallConsole
+
+    path = tmp_path / "trace.fifo"
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    console = CallConsole("CA1")
+    done = threading.Event()
+    with _logger_state():
+        logging.getLogger("vlrun").setLevel(logging.INFO)
+        transcript = Transcript(
+            logs_dir=tmp_path / "logs", trace_path=path, out=console, err=console, meter=False
+        )
+
+        def call() -> None:
+            writer = transcript._writer
+            assert writer is not None
+            i = 0
+            while not writer.lines.full():  # the writer is stuck on the FIFO: the queue fills
+                transcript.trace_note({"i": i, "pad": "x" * 200})
+                i += 1
+            for i in range(20):  # the first line that does not fit comes from the console
+                transcript.banner(f"status line {i}")  # console -> log -> a full queue
+            done.set()
+
+        threading.Thread(target=call, daemon=True).start()
+        finished = done.wait(30)
+        drained = threading.Event()
+
+        def reader() -> None:
+            os.set_blocking(fd, True)
+            while os.read(fd, 65536):
+                pass
+            drained.set()
+
+        threading.Thread(target=reader, daemon=True).start()
+        try:
+            assert finished, "the call's transcript deadlocked on its own log"
+        finally:
+            if finished:
+                transcript.close()
+            assert not finished or drained.wait(30)
+            os.close(fd)
 
 
 # --------------------------------------------------------------------- a full disk, for real

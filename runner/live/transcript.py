@@ -159,21 +159,30 @@ class _Writer(logging.handlers.QueueListener):
         self.owner = owner
         self.sinks: list[_Sink] = []
         self.dropped = 0
+        self._said_behind = False
         self._failed_groups: set[str] = set()
 
     def put(self, sink: _Sink, line: str) -> None:
-        """Queue ``line`` for ``sink``; when the queue is full, drop it and count it."""
+        """Queue ``line`` for ``sink``; when the queue is full, drop it and count it. Nothing
+        here waits or takes the transcript's lock: the caller may hold it (a serve call's
+        console line is logged, and lands here, while the transcript writes it)."""
         if sink.group in self._failed_groups or sink.stream is None:
             return
         try:
             self.lines.put_nowait((sink, line))
         except queue.Full:
             self.dropped += 1
-            if self.dropped == 1:
+
+    def say_behind(self) -> None:
+        """Tell the owner, once, that lines were dropped (from the writer thread or at close)."""
+        if self.dropped and not self._said_behind:
+            self._said_behind = True
+            with contextlib.suppress(OSError, ValueError):
                 self.owner.writer_behind()
 
     def handle(self, record: Any) -> None:  # on the writer thread
         sink, line = record
+        self.say_behind()
         if sink.group in self._failed_groups or sink.stream is None:
             return
         try:
@@ -520,12 +529,12 @@ class Transcript:
             writer.put(sink, line)
 
     def writer_behind(self) -> None:
-        """The writer's queue is full: the disk is not keeping up. Said once; lines are
-        dropped (and counted in the log at the end) rather than stalling the conversation."""
+        """The writer's queue was full: the disk did not keep up. Said once; lines were
+        dropped (and counted in the files at the end) rather than stalling the conversation."""
         self._write(
             self.err,
-            f"warning: the logs are {WRITE_QUEUE_LINES} lines behind the conversation (a slow "
-            "disk); lines are dropped until they catch up\n",
+            f"warning: the logs fell {WRITE_QUEUE_LINES} lines behind the conversation (a "
+            "slow disk); lines were dropped, their count is at the end of each file\n",
         )
 
     def output_failed(self, path: str, exc: OSError) -> None:
@@ -607,7 +616,9 @@ class Transcript:
             self._conv = self._trace = None
         if writer is None:
             return
-        if not writer.finish(CLOSE_DEADLINE_S):
+        finished = writer.finish(CLOSE_DEADLINE_S)
+        writer.say_behind()
+        if not finished:
             where = writer.sinks[0].group if writer.sinks else "the logs"
             timeout = OSError(errno.ETIMEDOUT, f"not written within {CLOSE_DEADLINE_S:g} s")
             self.output_failed(where, timeout)
