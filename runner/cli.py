@@ -7,7 +7,10 @@ the SDK's connection code or an audio library. `vlrun PROFILE.yaml` is short for
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
+import io
 import os
 import platform
 import sys
@@ -19,7 +22,7 @@ from pathlib import Path
 import click
 
 from runner import __version__
-from runner.errors import EXIT_BUG, VlrunError, exit_code_for
+from runner.errors import EXIT_BUG, OutputError, VlrunError, exit_code_for
 from runner.redact import redact, register_environment
 
 # name -> (module, attribute, one-line help). The table is the registry of subcommands.
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Commands return their exit code; click hands it back in non-standalone mode.
         rv = cli.main(args=argv, prog_name="vlrun", standalone_mode=False)
+        sys.stdout.flush()  # here, not at interpreter exit, so a full disk is reported
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
@@ -104,15 +108,89 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt as exc:
         return exit_code_for(exc)
+    except OSError as exc:
+        if exc.errno not in OUTPUT_ERRNOS:
+            return _crashed(argv)
+        return _output_failed(exc)
     except Exception:  # a bug in vlrun: one line for the user, the traceback in a file
-        crash = write_crash_log(traceback.format_exc(), argv)
-        kind = sys.exc_info()[0]
-        name = kind.__name__ if kind else "error"
-        click.echo(
-            f"vlrun failed unexpectedly ({name}); details in {crash}. Please report it.", err=True
-        )
-        return EXIT_BUG
+        return _crashed(argv)
     return rv if isinstance(rv, int) else 0
+
+
+#: A write failed because of where the output goes, not because of vlrun: a full device
+#: (`> /dev/full`), a quota, a file too large, an I/O error, a reader that went away.
+OUTPUT_ERRNOS = frozenset(
+    e
+    for e in (
+        errno.ENOSPC,
+        getattr(errno, "EDQUOT", None),
+        errno.EFBIG,
+        errno.EIO,
+        errno.EPIPE,
+    )
+    if e is not None
+)
+
+
+def _output_failed(exc: OSError) -> int:
+    """One line on stderr (if it can still be written) and exit 3; no traceback, no crash log."""
+    where = exc.filename or _stream_written(exc)
+    for name, stream in (("standard output", sys.stdout), ("standard error", sys.stderr)):
+        try:
+            stream.flush()
+        except OSError:
+            where = where or name
+            _discard(stream)  # else the interpreter's last flush fails again, with a traceback
+        else:
+            if where == name:
+                _discard(stream)  # what is still to come (click's own last flush) goes nowhere
+    reason = exc.strerror or type(exc).__name__
+    error = OutputError(f"cannot write to {where or 'the output'}: {reason}")
+    with contextlib.suppress(OSError):
+        click.echo(redact(error.render()), err=True)
+    return error.exit_code
+
+
+def _stream_written(exc: BaseException) -> str | None:
+    """Which file the failed write went to: a file object in the innermost frame that had one
+    (click.echo's ``file``, a logging handler's ``stream``)."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if isinstance(value, io.IOBase):
+                try:
+                    fd = value.fileno()
+                except (OSError, ValueError):
+                    continue
+                names = {1: "standard output", 2: "standard error"}
+                found = names.get(fd) or str(getattr(value, "name", "") or "") or found
+        tb = tb.tb_next
+    return found
+
+
+def _discard(stream: object) -> None:
+    """Point a broken standard stream at the null device, so what it still holds goes nowhere."""
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, AttributeError, ValueError):
+        return
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def _crashed(argv: list[str] | None) -> int:
+    """A bug in vlrun: one line for the user, the traceback in a file (called in ``except``)."""
+    crash = write_crash_log(traceback.format_exc(), argv)
+    kind = sys.exc_info()[0]
+    name = kind.__name__ if kind else "error"
+    click.echo(
+        f"vlrun failed unexpectedly ({name}); details in {crash}. Please report it.", err=True
+    )
+    return EXIT_BUG
 
 
 def state_dir() -> Path:

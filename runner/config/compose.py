@@ -266,8 +266,9 @@ def _merge(
     return merged, {k: v for k, v in out_pos.items() if v is not None}
 
 
-def apply_set(doc: dict[str, Any], positions: dict[PathKey, Pos], expr: str) -> None:
-    """``a.b=value``: set one value, creating mappings on the way; list items by index."""
+def apply_set(doc: dict[str, Any], positions: dict[PathKey, Pos], expr: str) -> PathKey:
+    """``a.b=value``: set one value, creating mappings on the way; list items by index.
+    Returns the path it set."""
     key, sep, raw = expr.partition("=")
     parts = [p for p in key.strip().split(".")]
     if not sep or not all(parts):
@@ -275,10 +276,21 @@ def apply_set(doc: dict[str, Any], positions: dict[PathKey, Pos], expr: str) -> 
             f"--set {expr!r} must look like path.to.key=value",
             hint="e.g. --set voice.name=alloy or --set tools.0.timeout_s=5",
         )
+    if parts[0] == "extends":
+        # extends is followed while the files are read, before any --set: setting it would
+        # silently change nothing
+        raise UsageError(
+            f"--set {expr!r}: extends cannot be set from the command line",
+            hint="write `extends:` in a profile file, or run the profile you meant directly",
+        )
     try:
         value = yamlsrc.load(raw, f"--set {expr}").data if raw.strip() else ""
     except ProfileError as exc:
-        raise UsageError(f"--set {expr!r}: the value is not valid YAML ({exc.message})") from None
+        quoted = raw.replace("'", "''")
+        raise UsageError(
+            f"--set {expr!r}: the value is not valid YAML ({exc.message})",
+            hint=f"to pass it as text, quote it for YAML: --set \"{key.strip()}='{quoted}'\"",
+        ) from None
     node: Any = doc
     path: list[str | int] = []
     for i, part in enumerate(parts):
@@ -311,6 +323,7 @@ def apply_set(doc: dict[str, Any], positions: dict[PathKey, Pos], expr: str) -> 
     positions[prefix] = here
     for sub in _walk_paths(value, prefix):
         positions[sub] = here
+    return prefix
 
 
 def _walk_paths(value: Any, at: PathKey) -> list[PathKey]:

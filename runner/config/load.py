@@ -17,6 +17,7 @@ The Profile record is in ``profile_types.py`` and the composition steps in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -36,7 +37,7 @@ from runner.config.compose import (
     unprotect,
 )
 from runner.config.flow import Flow, flow_problems, read_flow
-from runner.config.source import PathKey, Pos
+from runner.config.source import PathKey, Pos, json_path
 from runner.config.template import TemplateProblem, Where, render
 from runner.config.types import (
     AgentBinding,
@@ -84,6 +85,44 @@ def analyse(
     env: Mapping[str, str] | None = None,
 ) -> tuple[Profile | None, list[Problem]]:
     """Like :func:`load_profile` but returns the profile (if any) and all problems found."""
+    set_paths: list[tuple[str, PathKey]] = []
+    written: set[str] = set()
+    profile, problems = _analyse(path, vars, sets, env, set_paths, written)
+    if set_paths:
+        problems = [_blame_set(p, set_paths, written) for p in problems]
+    return profile, problems
+
+
+def _blame_set(
+    problem: Problem, set_paths: Sequence[tuple[str, PathKey]], written: set[str]
+) -> Problem:
+    """A problem about a setting that a ``--set`` changed inside (``--set voice.type=...``
+    leaving the voice without a name) names that ``--set`` argument and the fix, not the
+    profile line of the enclosing setting. ``written``: the JSON paths the files wrote."""
+    at = problem.json_path
+    if problem.file.startswith("--set ") or not at or at == "$":
+        return problem
+    for expr, key in set_paths:
+        changed = json_path(key)
+        if changed == at or changed.startswith((at + ".", at + "[")):
+            fix = f"change or drop --set {expr}"
+            if problem.line is not None and at in written:
+                fix += f" (the profile's setting is at {problem.location})"
+            hint = f"{problem.hint}; or {fix}" if problem.hint else fix
+            return dataclasses.replace(
+                problem, file=f"--set {expr}", line=None, col=None, hint=hint
+            )
+    return problem
+
+
+def _analyse(
+    path: Path,
+    vars: Mapping[str, str],
+    sets: Sequence[str],
+    env: Mapping[str, str] | None,
+    set_paths: list[tuple[str, PathKey]],
+    written: set[str],
+) -> tuple[Profile | None, list[Problem]]:
     env = os.environ if env is None else env
     display = str(path)
     load_warnings: list[Problem] = []
@@ -91,8 +130,10 @@ def analyse(
         doc, positions, ref_paths = load_chain(Path(path), display, load_warnings)
     except ProfileError as exc:
         return None, list(exc.all_problems)
+    if sets:
+        written.update(json_path(k) for k in positions)
     for expr in sets:
-        apply_set(doc, positions, expr)
+        set_paths.append((expr, apply_set(doc, positions, expr)))
     problems: list[Problem] = list(load_warnings)
     env_refs: dict[PathKey, tuple[str, ...]] = {}
     loc = Locator(positions, display)

@@ -156,6 +156,7 @@ def _environment() -> Any:
 
 def _make_environment() -> Any:
     from jinja2 import StrictUndefined, nodes
+    from jinja2.exceptions import SecurityError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
     from jinja2.visitor import NodeTransformer
 
@@ -185,6 +186,22 @@ def _make_environment() -> Any:
         def _parse(self, source: str, name: str | None, filename: str | None) -> Any:
             return _Rewrite().visit(super()._parse(source, name, filename))
 
+        def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+            # Jinja hands back an Undefined here, which `|default`, `is defined`, `|pprint`
+            # or a list's repr turn into text ("[Undefined]") with no error: refuse at once.
+            raise SecurityError(
+                f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe."
+            )
+
+    class _Strict(StrictUndefined):
+        """StrictUndefined that also fails when shown inside a list or dict (via repr)."""
+
+        __slots__ = ()
+
+        def __repr__(self) -> str:
+            self._fail_with_undefined_error()
+            return "Undefined"  # pragma: no cover - the line above raises
+
     class _Rewrite(NodeTransformer):
         """Every loop iterates through the budget; every ``~`` joins through it."""
 
@@ -200,7 +217,7 @@ def _make_environment() -> Any:
             )
 
     # Immutable: a template cannot even mutate the lists and dicts it is given.
-    env = Budgeted(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = Budgeted(undefined=_Strict, autoescape=False, keep_trailing_newline=True)
     env.globals["__vlrun_iter"] = _bounded_iter
     env.globals["__vlrun_concat"] = _bounded_concat
     lipsum: Any = env.globals["lipsum"]
@@ -280,11 +297,14 @@ def render(text: str, variables: Mapping[str, Any], where: Where) -> str:
     except jinja2.TemplateSyntaxError as exc:
         raise _problem(where, exc.lineno, f"template syntax error: {exc.message}") from None
     except jinja2.UndefinedError as exc:
+        missing_name = "has no attribute" not in str(exc.message)
         raise _problem(
             where,
             _template_line(exc.__traceback__),
             f"template: {exc.message}",
-            hint="declare it under `vars:` or pass --var NAME=VALUE",
+            hint="declare it under `vars:` or pass --var NAME=VALUE"
+            if missing_name
+            else "check the attribute's name; a variable's value has only its own fields",
         ) from None
     except SecurityError as exc:
         raise _problem(
@@ -360,7 +380,11 @@ def _template_line(tb: TracebackType | None) -> int | None:
 def _problem(
     where: Where, tline: int | None, message: str, hint: str | None = None
 ) -> TemplateProblem:
-    if tline is None or where.one_line:
+    line: int | None
+    col: int | None
+    if where.line <= 0:  # a value from the command line (--set) has no line
+        line, col = None, None
+    elif tline is None or where.one_line:
         line, col = where.line, where.col
     else:
         line, col = where.line + tline - 1, None

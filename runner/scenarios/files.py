@@ -21,7 +21,7 @@ from typing import Any
 from runner.config import source as yamlsrc
 from runner.config.patterns import NEVER
 from runner.config.source import PathKey, Pos
-from runner.errors import Problem, ProfileError
+from runner.errors import Problem, ProfileError, UsageError
 
 SCHEMA_HINT = "see docs/testing.md, 'Scenario format'"
 DEFAULT_SPEED = 10.0
@@ -373,12 +373,34 @@ def _profile_tools(scenario: Scenario, out: list[Problem]) -> set[str] | None:
     from runner.config.load import analyse
 
     vars_ = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in _vars(scenario)}
-    profile, problems = analyse(
-        scenario.profile_path, vars=vars_, sets=tuple(scenario.data.get("set") or ())
-    )
+    sets = [str(s) for s in scenario.data.get("set") or ()]
+    try:
+        profile, problems = analyse(scenario.profile_path, vars=vars_, sets=tuple(sets))
+    except UsageError as exc:  # a `set:` item that is not PATH=VALUE, or cannot apply
+        bad = next((i for i, s in enumerate(sets) if repr(s) in exc.message), None)
+        out.append(
+            scenario.problem(
+                ("set",) if bad is None else ("set", bad),
+                exc.message.replace("--set ", "set item ", 1),
+                hint=exc.hint,
+            )
+        )
+        return None
     errors = [p for p in problems if p.severity == "error"]
+    first = errors[0] if errors else None
+    if first is not None and first.file.startswith("--set ") and first.file[6:] in sets:
+        # the value came from this scenario's `set:` list, not from a command line
+        out.append(
+            scenario.problem(
+                ("set", sets.index(first.file[6:])),
+                f"set item {first.file[6:]!r} does not apply"
+                + (f" to {first.json_path}" if first.json_path else "")
+                + f": {first.message}",
+                hint=first.hint.replace("--set ", "the set item ") if first.hint else None,
+            )
+        )
+        return None
     if profile is None or errors:
-        first = errors[0] if errors else None
         out.append(
             scenario.problem(
                 ("profile",),
