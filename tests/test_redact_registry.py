@@ -137,6 +137,7 @@ def test_a_hostile_run_of_near_shapes_is_masked_in_one_linear_pass() -> None:
         ("+14155551234", "+*******1234"),
         ("14155551234", "*******1234"),
         ("+44 20 7946 0958", "+** ** **** 0958"),
+        ("+33 1 23 45 67 89", "+** * ** ** 67 89"),
         ("1234", "1234"),
         ("anonymous", "anonymous"),
     ],
@@ -147,7 +148,11 @@ def test_a_phone_number_keeps_its_last_four_digits(value: str, masked: str) -> N
 
 
 def test_phone_numbers_in_free_text_are_masked_and_dates_and_ids_are_not() -> None:
-    text = "call from +14155551234 to sip:+442079460958@x; 2026-12-07 10:00:05 CA12345678901a"
+    text = (
+        "call from +14155551234 to sip:+442079460958@x, +33 1 23 45 67 89; "
+        "2026-12-07 10:00:05 CA12345678901a"
+    )
     out = r.mask_phone_numbers(text)
     assert "4155551234" not in out and "+*******1234" in out and "+********0958@x" in out
+    assert "+** * ** ** 67 89" in out
     assert "2026-12-07 10:00:05 CA12345678901a" in out
