@@ -90,7 +90,9 @@ def _rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _serve_yaml(tmp: Path, jwks_url: str, max_calls: int) -> Path:
+def _serve_yaml(
+    tmp: Path, jwks_url: str, max_calls: int, *, media_timeout_s: float | None = None
+) -> Path:
     (tmp / "profiles").mkdir(exist_ok=True)
     (tmp / "profiles" / "phone.yaml").write_text(PROFILE, encoding="utf-8")
     path = tmp / "serve.yaml"
@@ -99,6 +101,7 @@ def _serve_yaml(tmp: Path, jwks_url: str, max_calls: int) -> Path:
 serve: 1
 max_calls: {max_calls}
 drain_timeout_s: 5
+{f"media_timeout_s: {media_timeout_s}" if media_timeout_s else ""}
 routes:
   - default: true
     profile: profiles/phone.yaml
@@ -179,11 +182,71 @@ async def worker(tmp: Path, emulator: Any, fake: Any, max_calls: int) -> AsyncIt
         await asyncio.wait_for(task, 60)
 
 
+@contextlib.asynccontextmanager
+async def worker_process(
+    tmp: Path, emulator: Any, fake: Any, max_calls: int
+) -> AsyncIterator[tuple[str, int]]:
+    """The worker as production runs it: `vlrun serve --serve-file` in its own process, so its
+    RSS and its event loop are its own. Yields (base URL, pid)."""
+    import os
+    import signal
+    import sys
+
+    serve_path = _serve_yaml(tmp, fake.jwks_url, max_calls, media_timeout_s=1)
+    env = {
+        **os.environ,
+        "SOAK_TWILIO": TWILIO_TOKEN,
+        "SOAK_ACS": fake.connection_string,
+        "SOAK_EG": EG_SECRET,
+        "SSL_CERT_FILE": str(fake.ca),  # the fake ACS's TLS, trusted by the worker's SDK
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "runner",
+        "serve",
+        str(tmp / "profiles"),
+        "--serve-file",
+        str(serve_path),
+        "--endpoint",
+        emulator.endpoint,
+        "--port",
+        "0",
+        "--max-conversations",
+        str(max_calls),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        url = line.decode().strip().removeprefix("open ")
+        assert url.startswith("http"), line
+        yield url.split("?")[0].rstrip("/"), proc.pid
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 60)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def _rss_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 class Calls:
     """One soak's callers against one worker."""
 
-    def __init__(self, base: str, fake: Any, phones: Any, rng: random.Random) -> None:
-        self.base, self.fake, self.phones, self.rng = base, fake, phones, rng
+    def __init__(self, base: str, fake: Any, rng: random.Random) -> None:
+        self.base, self.fake, self.rng = base, fake, rng
         self.http: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------ Twilio
@@ -348,9 +411,17 @@ def _lag_p99(text: str) -> float:
 
 
 async def soak(
-    tmp: Path, *, calls: int = 200, concurrency: int = 10, max_calls: int = 8, seed: int = 1
+    tmp: Path,
+    *,
+    calls: int = 200,
+    concurrency: int = 10,
+    max_calls: int = 8,
+    seed: int = 1,
+    process: bool = False,
 ) -> SoakReport:
-    """Run the soak; the report says what happened (the caller judges it)."""
+    """Run the soak; the report says what happened (the caller judges it). ``process``: the
+    worker runs as its own `vlrun serve` process (the benchmark's RSS and loop lag are then
+    the worker's alone); otherwise in this loop, where its slots and tasks can be inspected."""
     from runner.emulator import Faults, running_emulator
     from runner.redact import register_secret
 
@@ -359,14 +430,23 @@ async def soak(
     # Voice Live drops one connection in 23, mid-call: the call reconnects and goes on.
     faults = Faults(drop_at_s=0.4, connections=tuple(range(11, 50 * calls, 23)))
     started = time.monotonic()
-    async with (
-        running_emulator(speed=0, use_espeak=False, faults=faults) as emulator,
-        fake_acs(tmp) as fake,
-        worker(tmp, emulator, fake, max_calls) as (base, host, phones),
-        aiohttp.ClientSession() as http,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        emulator = await stack.enter_async_context(
+            running_emulator(speed=0, use_espeak=False, faults=faults)
+        )
+        fake = await stack.enter_async_context(fake_acs(tmp))
+        host = None
+        if process:
+            base, pid = await stack.enter_async_context(
+                worker_process(tmp, emulator, fake, max_calls)
+            )
+            rss: Any = lambda: _rss_of(pid)  # noqa: E731 - the worker's own
+        else:
+            base, host, _ = await stack.enter_async_context(worker(tmp, emulator, fake, max_calls))
+            rss = _rss_kb
+        http = await stack.enter_async_context(aiohttp.ClientSession())
         baseline_tasks = set(asyncio.all_tasks())
-        runner = Calls(base, fake, phones, rng)
+        runner = Calls(base, fake, rng)
         runner.http = http
         kinds = list(KINDS)
         weights = [KINDS[k] for k in kinds]
@@ -389,7 +469,7 @@ async def soak(
                     result = "error"
                 report.calls[f"{kind}:{result}"] += 1
                 if i == calls // 5:
-                    report.rss_settled_kb = _rss_kb()
+                    report.rss_settled_kb = rss()
 
         rotation = asyncio.create_task(rotate(), name="soak-rotation")
         try:
@@ -397,29 +477,55 @@ async def soak(
         finally:
             rotating.set()
             await rotation
-        await host.supervisor.changes.until(lambda: len(host.supervisor) == 0, 20)
-        report.held_at_end = len(host.supervisor)
+        if host is not None:
+            await host.supervisor.changes.until(lambda: len(host.supervisor) == 0, 20)
+            report.held_at_end = len(host.supervisor)
+            report.claimed_total = host.supervisor.claimed_total
+        else:
+            report.held_at_end = await _held_after(http, base, 40.0)
         async with http.get(base + "/metrics") as r:
             text = await r.text()
-        report.lag_p99_s = _lag_p99(text)
-        report.lag_worst_s = host.supervisor.lag.worst_s if host.supervisor.lag else 0.0
-        registry = phones.metrics.registry
-        for family in registry.collect():
-            for s in family.samples:
-                if s.name == "vlrun_calls_total":
-                    report.outcomes[(s.labels["edge"], s.labels["outcome"])] = s.value
-                if s.name == "vlrun_slots_total":
-                    report.slots[(s.labels["edge"], s.labels["what"])] = s.value
-                if s.name == "vlrun_reconnects_total":
-                    report.reconnects += int(s.value)
-        report.claimed_total = host.supervisor.claimed_total
-        report.rss_end_kb = _rss_kb()
-        # vlrun's own tasks (aiohttp's keep-alive connection handlers are aiohttp's, closed
-        # by its keep-alive timeout; the emulator's are the service's)
-        report.tasks_left = sorted(
-            f"{t.get_name()} ({getattr(t.get_coro(), '__qualname__', '?')})"
-            for t in asyncio.all_tasks() - baseline_tasks
-            if not t.done() and _vlrun_task(t)
-        )
+        _read_metrics(report, text)
+        if host is None:
+            report.claimed_total = int(
+                sum(v for (_, w), v in report.slots.items() if w == "claimed")
+            )
+        report.rss_end_kb = rss()
+        if host is not None:
+            report.lag_worst_s = host.supervisor.lag.worst_s if host.supervisor.lag else 0.0
+            # vlrun's own tasks (aiohttp's keep-alive connection handlers are aiohttp's,
+            # closed by its keep-alive timeout; the emulator's are the service's)
+            report.tasks_left = sorted(
+                f"{t.get_name()} ({getattr(t.get_coro(), '__qualname__', '?')})"
+                for t in asyncio.all_tasks() - baseline_tasks
+                if not t.done() and _vlrun_task(t)
+            )
     report.seconds = time.monotonic() - started
     return report
+
+
+async def _held_after(http: aiohttp.ClientSession, base: str, limit_s: float) -> int:
+    """Slots a worker process still holds, once its reservations have had time to expire
+    (a bench's poll of its probe, once a second, up to ``limit_s``)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        async with http.get(base + "/readyz") as r:
+            body = await r.json()
+        held = int(body.get("calls", 0)) + int(body.get("reserved", 0))
+        if held == 0 or time.monotonic() > deadline:
+            return held
+        await asyncio.sleep(1.0)  # a probe's interval, not a synchronisation
+
+
+def _read_metrics(report: SoakReport, text: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "vlrun_calls_total":
+                report.outcomes[(s.labels["edge"], s.labels["outcome"])] = s.value
+            elif s.name == "vlrun_slots_total":
+                report.slots[(s.labels["edge"], s.labels["what"])] = s.value
+            elif s.name == "vlrun_reconnects_total":
+                report.reconnects += int(s.value)
+    report.lag_p99_s = _lag_p99(text)

@@ -116,7 +116,14 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     host = request.app[HOST_KEY]
-    body = {"ready": host.ready(), "active": host.active, "draining": host.draining}
+    slots = host.supervisor.status()
+    body = {
+        "ready": host.ready(),
+        "active": host.active,  # browser conversations (kept for existing probes)
+        "draining": host.draining,
+        "calls": slots["active"],  # every conversation holding a slot, phone and browser
+        "reserved": slots["reserved"],  # first requests whose media socket has not come yet
+    }
     return web.json_response(body, status=200 if host.ready() else 503)
 
 
