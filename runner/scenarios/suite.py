@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from runner.errors import Problem, UsageError
+from runner.errors import OutputError, Problem, UsageError
 from runner.redact import redact, xml_text
 
 DEFAULT_PATHS = ("tests/scenarios",)
@@ -73,25 +73,67 @@ async def _run_all(
     from runner.scenarios.run import RunSettings, ScenarioResult, run_scenario_async
 
     limit = asyncio.Semaphore(max(1, jobs))
+    loaded = [(path, *analyse_scenario(path)) for path in paths]
+    taken: set[str] = set()  # recording names, given in file order so reruns agree
+    traces = [
+        _trace_path(record_dir, scenario.name, path.stem, taken)
+        if record_dir is not None and scenario is not None
+        else None
+        for path, scenario, _ in loaded
+    ]
 
-    async def one(path: Path) -> ScenarioResult:
-        scenario, problems = analyse_scenario(path)
+    async def one(path: Path, scenario: Any, problems: list[Problem], trace: Path | None) -> Any:
         if scenario is None:
             result = ScenarioResult(path, path.stem)
             result.failures = [_problem_failure(p) for p in problems if p.severity == "error"]
             return result
-        trace = _trace_path(record_dir, path) if record_dir is not None else None
         settings = RunSettings(endpoint, api_version, trace, speed)
         async with limit:
             return await run_scenario_async(scenario, settings)
 
-    return list(await asyncio.gather(*(one(p) for p in paths)))
+    return list(
+        await asyncio.gather(
+            *(one(p, s, found, t) for (p, s, found), t in zip(loaded, traces, strict=True))
+        )
+    )
 
 
-def _trace_path(record_dir: Path, scenario: Path) -> Path:
-    record_dir.mkdir(parents=True, exist_ok=True)
-    trace = record_dir / f"{scenario.stem}.jsonl"
-    trace.unlink(missing_ok=True)  # the transcript appends; a rerun starts a fresh recording
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10))})
+_RESERVED |= {f"lpt{i}" for i in range(10)}
+
+
+def record_name(name: str, fallback: str = "scenario") -> str:
+    """A file name for a scenario's recording, derived from its name: letters, digits, '.',
+    '_' and '-' only, no leading dot, at most 100 characters. A name such as ``../../x``
+    becomes ``x``: a name is a label, never a path."""
+    slug = _UNSAFE.sub("-", name).strip(".-_")[:100].rstrip(".-_")
+    if not slug:
+        slug = _UNSAFE.sub("-", fallback).strip(".-_")[:100] or "scenario"
+    if slug.split(".")[0].lower() in _RESERVED:  # names Windows will not create
+        slug = f"{slug}-scenario"
+    return slug
+
+
+def _trace_path(record_dir: Path, name: str, stem: str, taken: set[str]) -> Path:
+    """``DIR/NAME.jsonl``, always inside ``record_dir``; two scenarios never share a file."""
+    base = record_name(name, stem)
+    slug, n = base, 1
+    while slug.lower() in taken:
+        n += 1
+        slug = f"{base}-{n}"
+    taken.add(slug.lower())
+    trace = record_dir / f"{slug}.jsonl"
+    try:
+        record_dir.mkdir(parents=True, exist_ok=True)
+        # The transcript appends; a rerun starts a fresh recording. A link left in its place
+        # is removed, not followed, so the recording is written in the folder.
+        trace.unlink(missing_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot record scenario {name!r} as {trace}: {exc.strerror or exc}",
+            hint="pass --record a folder you can write to",
+        ) from None
     return trace
 
 
