@@ -123,7 +123,7 @@ class ProfileEntry:
 
 
 @dataclass
-class Prepared:
+class PreparedProfile:
     """One profile loaded, checked and compiled for one conversation."""
 
     entry: ProfileEntry
@@ -334,7 +334,7 @@ class Host:
             [Problem(name, None, None, "error", f"no profile called {name!r}", hint=None)],
         )
 
-    def prepare(self, name: str) -> Prepared:
+    def prepare(self, name: str) -> PreparedProfile:
         """Load, check and compile ``name`` (reused while its files are unchanged; tools
         re-imported if edited), opened for one conversation. Blocking: call it off the loop."""
         from runner import flows
@@ -350,7 +350,7 @@ class Host:
             greeting_event(profile),
             registry.schemas() if registry is not None else None,
         )
-        return Prepared(
+        return PreparedProfile(
             entry=entry,
             profile=profile,
             payload=payload,
@@ -550,7 +550,7 @@ class Host:
                 conv._edge.closing("the server is shutting down")
         conv.hang_up()
 
-    async def _run(self, conv: Conversation, prepared: Prepared, edge: Edge) -> int:
+    async def _run(self, conv: Conversation, prepared: PreparedProfile, edge: Edge) -> int:
         import dataclasses
 
         from runner.live.connect import endpoint_for
@@ -572,7 +572,7 @@ class Host:
             return await self._run_on(conv, prepared, edge, live_target, endpoint)
 
     async def _run_on(
-        self, conv: Conversation, prepared: Prepared, edge: Edge, target: Any, endpoint: str
+        self, conv: Conversation, prepared: PreparedProfile, edge: Edge, target: Any, endpoint: str
     ) -> int:
         from runner.live.session import profile_settings
 

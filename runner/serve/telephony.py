@@ -49,7 +49,7 @@ DEFAULT_HEARTBEAT_S = 5.0  # WebSocket pings on the phone sockets: a dead peer i
 
 
 @dataclass
-class Prepared:
+class PreparedRoute:
     """One route, ready to answer: everything a call needs that does not change per call."""
 
     route: Route
@@ -125,7 +125,7 @@ class CallTranscript(Transcript):
 @dataclass(eq=False)
 class ActiveCall:
     edge: CallEdge
-    prepared: Prepared
+    prepared: PreparedRoute
     slot: Slot
     session: Any = None
     started: float = dataclasses.field(default_factory=time.monotonic)
@@ -188,7 +188,7 @@ class Phones:
         self.calls: dict[str, ActiveCall] = {}
         # The host's embedded emulator (no endpoint configured): its target, with its key.
         self.embedded_target = embedded_target
-        self._prepared: dict[tuple[Path, tuple[str, ...], str | None], Prepared] = {}
+        self._prepared: dict[tuple[Path, tuple[str, ...], str | None], PreparedRoute] = {}
 
     @property
     def draining(self) -> bool:
@@ -249,7 +249,7 @@ class Phones:
             )
         return target
 
-    def _prepare(self, route: Route, api_version: str | None, target: Any = None) -> Prepared:
+    def _prepare(self, route: Route, api_version: str | None, target: Any = None) -> PreparedRoute:
         """The route compiled for ``api_version`` (None: the profile's own), on the base
         preparation's profile, tools, target and credential (prepared at start-up)."""
         from runner.config.compile import compile_session, greeting_event
@@ -281,7 +281,7 @@ class Phones:
         for name in call_control_of(getattr(profile, "flow", None)):
             if name not in registry:  # a node's own: in that node's session only
                 registry.add(calls_tools.TOOLS[name], source="vlrun serve (call control)")
-        prepared = Prepared(
+        prepared = PreparedRoute(
             route=route,
             profile=profile,
             payload=payload,
@@ -312,7 +312,7 @@ class Phones:
         route's)."""
         return next(iter(self._prepared.values())).credential if self._prepared else None
 
-    def prepared(self, route: Route, api_version: str | None = None) -> Prepared:
+    def prepared(self, route: Route, api_version: str | None = None) -> PreparedRoute:
         """The route compiled for ``api_version`` (None: the profile's own)."""
         found = self._prepared.get((route.profile, route.call_control, api_version))
         if found is None:
