@@ -72,7 +72,7 @@ def _sdk() -> Any:
     return sdk
 
 
-class AuthError(Exception):
+class AcsTokenRejected(Exception):
     """A callback or media socket whose token is missing, forged or for someone else."""
 
 
@@ -117,19 +117,19 @@ class TokenVerifier:
         import jwt
 
         if not authorization or not authorization.startswith("Bearer "):
-            raise AuthError("no bearer token")
+            raise AcsTokenRejected("no bearer token")
         token = authorization[len("Bearer ") :].strip()
         try:
             kid = str(jwt.get_unverified_header(token).get("kid", ""))
         except jwt.PyJWTError as exc:
-            raise AuthError(f"not a JWT ({exc})") from None
+            raise AcsTokenRejected(f"not a JWT ({exc})") from None
         try:
             await self._refresh(force=kid not in self._keys)
         except Exception as exc:  # the key service is unreachable: nothing can be trusted
-            raise AuthError(f"ACS signing keys unavailable ({exc})") from None
+            raise AcsTokenRejected(f"ACS signing keys unavailable ({exc})") from None
         key = self._keys.get(kid)
         if key is None:
-            raise AuthError(f"signed by an unknown key {kid!r}")
+            raise AcsTokenRejected(f"signed by an unknown key {kid!r}")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -141,7 +141,7 @@ class TokenVerifier:
                 leeway=30,
             )
         except jwt.PyJWTError as exc:
-            raise AuthError(str(exc)) from None
+            raise AcsTokenRejected(str(exc)) from None
         return claims
 
 
@@ -338,7 +338,7 @@ class AcsEdge:
 
         try:
             await self.verifier.verify(request.headers.get("Authorization"))
-        except AuthError as exc:
+        except AcsTokenRejected as exc:
             log.warning("acs callback refused: %s (from %s)", exc, request.remote)
             return web.Response(status=401, text="unauthorized")
         try:
@@ -370,7 +370,7 @@ class AcsEdge:
 
         try:
             await self.verifier.verify(request.headers.get("Authorization"))
-        except AuthError as exc:
+        except AcsTokenRejected as exc:
             log.warning("acs media socket refused: %s", exc)
             self.metrics.refused("acs", "forbidden")
             return web.Response(status=401, text="unauthorized")
