@@ -67,6 +67,12 @@ class Observer(Transcript):
     def trace(self, direction: str, event: dict[str, Any]) -> None:
         super().trace(direction, event)
         self.events.append((time.perf_counter(), direction, event))
+        if direction == "in" and event.get("type") == "response.done":
+            response = event.get("response") or {}
+            if response.get("status") in ("cancelled", "failed"):  # its calls never run
+                for item in response.get("output") or []:
+                    if isinstance(item, Mapping) and item.get("type") == "function_call":
+                        self._tool_ended(str(item.get("call_id")))
         self._poke()
 
     def _line(self, text: str) -> None:
@@ -107,12 +113,15 @@ class Observer(Transcript):
         until = min(time.monotonic(), max(self._tools_running.values()))
         return self._tool_time + max(0.0, until - self._tools_since)
 
-    def tool_result(self, call_id: str, name: str, ok: bool, text: str, duration_s: float) -> None:
+    def _tool_ended(self, call_id: str) -> None:
         if call_id in self._tools_running:
             # bank the stretch so far, then go on counting for the calls still running
             self._tool_time = self.tool_time()
             del self._tools_running[call_id]
             self._tools_since = time.monotonic() if self._tools_running else None
+
+    def tool_result(self, call_id: str, name: str, ok: bool, text: str, duration_s: float) -> None:
+        self._tool_ended(call_id)
         self.tool_outputs[call_id] = (ok, text)
         self._line(f"[tool] {name} {'->' if ok else 'failed:'} {text}")
         super().tool_result(call_id, name, ok, text, duration_s)
