@@ -183,3 +183,25 @@ def test_defaults_and_defined_tests_still_work(project: Path) -> None:
     result = cli("compile", "t.yaml", cwd=project)
     assert result.returncode == 0, result.stderr
     assert '"instructions": "news False"' in result.stdout
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_junit_report_on_a_full_device_names_the_report(project: Path, tmp_path: Path) -> None:
+    # Before: exit 70 and a crash log.
+    result = cli("test", "s.yaml", "--junit", "/dev/full", cwd=project)
+    assert result.returncode == 3, result.stderr
+    assert "error: cannot write the JUnit report /dev/full: No space left on device" in (
+        result.stderr
+    )
+    assert "hint: choose another --junit" in result.stderr
+    assert not list((tmp_path / "state").glob("**/crash-*.log"))
+
+
+def test_a_record_folder_that_is_a_device_is_named_before_anything_runs(project: Path) -> None:
+    # A plain file is refused by the option itself; a device got through. Before: exit 70.
+    result = cli("test", "s.yaml", "--record", os.devnull, cwd=project)
+    assert result.returncode == 3, result.stderr
+    assert f"error: cannot record scenario 's' in {os.devnull}: it is not a folder" in (
+        result.stderr
+    )
+    assert "PASS" not in result.stdout and "Traceback" not in result.stderr

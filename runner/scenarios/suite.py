@@ -130,8 +130,9 @@ def _trace_path(record_dir: Path, name: str, stem: str, taken: set[str]) -> Path
         # is removed, not followed, so the recording is written in the folder.
         trace.unlink(missing_ok=True)
     except OSError as exc:
+        why = "it is not a folder" if record_dir.exists() and not record_dir.is_dir() else None
         raise OutputError(
-            f"cannot record scenario {name!r} as {trace}: {exc.strerror or exc}",
+            f"cannot record scenario {name!r} in {record_dir}: {why or exc.strerror or exc}",
             hint="pass --record a folder you can write to",
         ) from None
     return trace
@@ -219,8 +220,14 @@ def write_junit(results: Sequence[Any], path: Path) -> None:
             ET.SubElement(case, "system-out").text = _xml(transcript)
     root = ET.Element("testsuites")
     root.append(suite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    except OSError as exc:  # a full disk, a read-only folder: the user's to fix, not a crash
+        raise OutputError(
+            f"cannot write the JUnit report {path}: {exc.strerror or exc}",
+            hint="choose another --junit",
+        ) from None
 
 
 # --- the command ------------------------------------------------------------------------------
