@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from runner.config.flow_model import Flow
+from runner.config.greeting import Greeting as Greeting  # its old home: re-exported
 from runner.config.locator import Locator
 from runner.config.source import PathKey, Pos
 from runner.errors import Problem
-
-if TYPE_CHECKING:
-    from runner.config.flow import Flow
 
 
 @dataclass(frozen=True)
@@ -78,14 +77,6 @@ class Connection:
         if self.credential_scopes:
             out["credential_scopes"] = list(self.credential_scopes)
         return out
-
-
-@dataclass(frozen=True)
-class Greeting:
-    """Present when the assistant speaks first: told ``instructions``, or saying ``text``."""
-
-    instructions: str | None
-    text: str | None = None  # fixed words, spoken verbatim
 
 
 @dataclass(frozen=True)

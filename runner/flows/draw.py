@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from runner.config.flow import Flow, Node
+from runner.config.flow_model import Flow, Node
 
 FORMATS = ("mermaid", "dot", "text")
 

@@ -19,14 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.config.compile import response_for
-from runner.config.flow import (
-    Flow,
-    Node,
-    node_session,
-    plugin_tool,
-    summary_text,
-    template_values,
-)
+from runner.config.flow_model import Flow, Node
+from runner.config.flow_session import node_session, plugin_tool, summary_text, template_values
 
 MASK = "***"
 MAX_ARGUMENT_CHARS = 16_000  # a record call carries a few short values
