@@ -7,9 +7,9 @@ Tests and the runner's offline default start it in-process::
             ...
 """
 
-from runner.emulator.connection import SessionRecord
 from runner.emulator.faults import Faults
 from runner.emulator.model import Script, ScriptError, load_script
+from runner.emulator.record import SessionRecord
 from runner.emulator.server import Emulator, emulator_thread, running_emulator
 
 __all__ = [

@@ -12,26 +12,53 @@ from typing import Any
 import numpy as np
 
 from runner.emulator import protocol as P
+from runner.emulator.conversation import Conversation
 from runner.emulator.fillers import heard
-from runner.emulator.host import Host
+from runner.emulator.model import ScriptedModel
+from runner.emulator.outbox import Outbox, Tasks
+from runner.emulator.responses import Responses
 from runner.emulator.speech import g711_decode
 from runner.emulator.vad import EnergyVad
 
 MIN_COMMIT_MS = 100  # OpenAI-beta: commits with less audio are input_audio_buffer_commit_empty
 
 
-class InputAudio(Host):
-    """The ``input_audio_buffer.*`` handlers; a part of :class:`Connection`."""
+class InputAudio:
+    """The ``input_audio_buffer.*`` handlers: server VAD, commits and input transcription.
 
-    # A turn semantic end-of-utterance detection holds open at a pause: (item, start, stop ms)
-    _held: tuple[str, int, int] | None = None
-    _eou_pauses = 0  # pauses held in the current turn
+    A part of :class:`~runner.emulator.connection.Connection`. A committed turn becomes a user
+    item and a pending input of the conversation; speech that starts interrupts the active
+    response, and a turn that ends starts the next one (through :class:`Responses`).
+    """
 
-    def _configure_vad(self) -> None:
-        td = self.session.get("turn_detection")
-        rate = self._input_rate()
+    def __init__(
+        self,
+        outbox: Outbox,
+        conversation: Conversation,
+        model: ScriptedModel,
+        responses: Responses,
+        tasks: Tasks,
+        stats: dict[str, float],
+    ) -> None:
+        self._outbox, self._conv, self._model = outbox, conversation, model
+        self._responses, self._tasks = responses, tasks
+        self._stats = stats  # the record's counters: server-side lag, for benchmarks
+        self._vad: EnergyVad | None = None
+        self._vad_key: tuple[Any, ...] | None = None
+        self._manual_ms = 0.0  # uncommitted audio in manual mode
+        self._speech_item: str | None = None
+        self._speech_start_ms = 0
+        self._first_audio_at: float | None = None
+        self._audio_ms_in = 0.0
+        # A turn semantic end-of-utterance detection holds open at a pause: (item, start, stop ms)
+        self._held: tuple[str, int, int] | None = None
+        self._eou_pauses = 0  # pauses held in the current turn
+
+    def configure_vad(self) -> None:
+        td = self._conv.session.get("turn_detection")
+        rate = self._conv.input_rate()
         if td is None:
-            self.vad, self._vad_key = None, None
+            self._vad, self._vad_key = None, None
             return
         key = (
             rate,
@@ -40,28 +67,23 @@ class InputAudio(Host):
             td.get("silence_duration_ms", 500),
             td.get("speech_duration_ms", 80),
         )
-        if key == self._vad_key and self.vad is not None:
+        if key == self._vad_key and self._vad is not None:
             return
-        position = self.vad.position_ms if self.vad else int(self._audio_ms_in)
-        self.vad = EnergyVad(
+        position = self._vad.position_ms if self._vad else int(self._audio_ms_in)
+        self._vad = EnergyVad(
             rate,
             threshold=key[1],
             prefix_padding_ms=key[2],
             silence_duration_ms=key[3],
             speech_duration_ms=key[4],
         )
-        self.vad.windows_seen = position // 10  # keep the session audio clock running
+        self._vad.windows_seen = position // 10  # keep the session audio clock running
         self._vad_key = key
 
-    def _input_rate(self) -> int:
-        if str(self.session.get("input_audio_format", "pcm16")).startswith("g711"):
-            return 8000
-        return int(self.session.get("input_audio_sampling_rate") or 24000)
-
-    async def _append(self, event: dict[str, Any]) -> None:
+    async def on_append(self, event: dict[str, Any]) -> None:
         audio = event.get("audio")
         if not isinstance(audio, str):
-            await self.error(
+            await self._outbox.error(
                 "missing_required_parameter",
                 "Missing required parameter: 'audio'.",
                 param="audio",
@@ -71,35 +93,35 @@ class InputAudio(Host):
         try:
             data = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
-            await self.error(
+            await self._outbox.error(
                 "invalid_value",
                 "Invalid 'audio': the value is not valid base64.",
                 param="audio",
                 client_event=event,
             )
             return
-        fmt = self.session.get("input_audio_format", "pcm16")
+        fmt = self._conv.session.get("input_audio_format", "pcm16")
         if fmt == "g711_ulaw":
             samples = g711_decode(data, "ulaw")
         elif fmt == "g711_alaw":
             samples = g711_decode(data, "alaw")
         else:
             samples = np.frombuffer(data[: len(data) // 2 * 2], dtype=np.int16)
-            ec = self.session.get("input_audio_echo_cancellation") or {}
+            ec = self._conv.session.get("input_audio_echo_cancellation") or {}
             if ec.get("channels") == 2:
                 samples = samples[::2]  # channel 0 is the microphone, 1 the speaker reference
-        ms = samples.size * 1000 / self._input_rate()
+        ms = samples.size * 1000 / self._conv.input_rate()
         self._track_lag(ms, event.get("event_id"))
-        if self.vad is None:
-            self.manual_ms += ms
+        if self._vad is None:
+            self._manual_ms += ms
             return
-        for vad_event in self.vad.feed(samples):
+        for vad_event in self._vad.feed(samples):
             if vad_event.kind == "started":
                 await self._speech_started(vad_event.ms)
             else:
                 await self._speech_stopped(vad_event.ms)
         held = self._held
-        if held is not None and self.vad.position_ms - held[2] >= self._eou_timeout_ms():
+        if held is not None and self._vad.position_ms - held[2] >= self._eou_timeout_ms():
             self._held = None  # the user did not go on: the turn ends where the speech did
             await self._end_turn(*held)
 
@@ -111,7 +133,7 @@ class InputAudio(Host):
         clock is machine-wide on Linux); the time from sending to processing it is recorded.
         """
         now = time.monotonic()
-        stats = self.record.stats
+        stats = self._stats
         if isinstance(event_id, str) and event_id.startswith("lagprobe-"):
             with contextlib.suppress(ValueError):
                 probe = (time.monotonic_ns() - int(event_id[9:])) / 1e6
@@ -128,7 +150,9 @@ class InputAudio(Host):
             stats["max_lag_ms"] = lag
 
     def _eou_timeout_ms(self) -> int:
-        eou = (self.session.get("turn_detection") or {}).get("end_of_utterance_detection") or {}
+        eou = (self._conv.session.get("turn_detection") or {}).get(
+            "end_of_utterance_detection"
+        ) or {}
         if "timeout_ms" in eou:
             return int(eou["timeout_ms"])
         return int(float(eou.get("timeout", 1.0)) * 1000)  # 2025-05-01-preview: seconds
@@ -140,42 +164,45 @@ class InputAudio(Host):
         (for at most the detector's ``timeout_ms`` of silence). docs/emulator.md, "Emulated
         features".
         """
-        td = self.session.get("turn_detection") or {}
+        td = self._conv.session.get("turn_detection") or {}
         if not isinstance(td.get("end_of_utterance_detection"), dict):
             return False
-        said = self.model.audio_transcript(self.user_turns + 1) or ""
+        said = self._model.audio_transcript(self._conv.user_turns + 1) or ""
         return said.count("...") > self._eou_pauses
 
     async def _speech_started(self, start_ms: int) -> None:
         if self._held is not None:
             # the same utterance goes on after a held pause: no new item, no new event
-            self.speech_item, self.speech_start_ms, _ = self._held
+            self._speech_item, self._speech_start_ms, _ = self._held
             self._held = None
             return
-        self.speech_item, self.speech_start_ms = P.new_id("item"), start_ms
-        await self.send(
+        self._speech_item, self._speech_start_ms = P.new_id("item"), start_ms
+        await self._outbox.send(
             {
                 "type": "input_audio_buffer.speech_started",
                 "audio_start_ms": start_ms,
-                "item_id": self.speech_item,
+                "item_id": self._speech_item,
             }
         )
-        td = self.session.get("turn_detection") or {}
-        if self.active is not None and td.get("interrupt_response", True):
-            await self._cancel(self.active, "turn_detected", truncate=bool(td.get("auto_truncate")))
+        td = self._conv.session.get("turn_detection") or {}
+        active = self._responses.active
+        if active is not None and td.get("interrupt_response", True):
+            await self._responses.cancel(
+                active, "turn_detected", truncate=bool(td.get("auto_truncate"))
+            )
 
     async def _speech_stopped(self, end_ms: int) -> None:
-        item_id = self.speech_item or P.new_id("item")
-        self.speech_item = None
+        item_id = self._speech_item or P.new_id("item")
+        self._speech_item = None
         if self._holds_at_pause():
             self._eou_pauses += 1
-            self._held = (item_id, self.speech_start_ms, end_ms)
+            self._held = (item_id, self._speech_start_ms, end_ms)
             return
-        await self._end_turn(item_id, self.speech_start_ms, end_ms)
+        await self._end_turn(item_id, self._speech_start_ms, end_ms)
 
     async def _end_turn(self, item_id: str, start_ms: int, end_ms: int) -> None:
         self._eou_pauses = 0
-        await self.send(
+        await self._outbox.send(
             {
                 "type": "input_audio_buffer.speech_stopped",
                 "audio_end_ms": end_ms,
@@ -183,40 +210,39 @@ class InputAudio(Host):
             }
         )
         await self._commit_audio(item_id, end_ms - start_ms)
-        td = self.session.get("turn_detection") or {}
+        td = self._conv.session.get("turn_detection") or {}
         # with interrupt_response false a reply may still be running: it is not doubled up
-        if td.get("create_response", True) and self.active is None:
-            await self._start_response({}, None)
+        if td.get("create_response", True) and self._responses.active is None:
+            await self._responses.start({})
 
-    async def _commit(self, event: dict[str, Any]) -> None:
-        if self.vad is not None and self.vad.in_speech:
-            ms = self.vad.position_ms - self.speech_start_ms
-            self.vad.reset_speech()
-            item_id = self.speech_item or P.new_id("item")
-            self.speech_item = None
+    async def on_commit(self, event: dict[str, Any]) -> None:
+        if self._vad is not None and self._vad.in_speech:
+            ms = self._vad.position_ms - self._speech_start_ms
+            self._vad.reset_speech()
+            item_id = self._speech_item or P.new_id("item")
+            self._speech_item = None
         else:
-            ms, item_id = int(self.manual_ms), P.new_id("item")
+            ms, item_id = int(self._manual_ms), P.new_id("item")
         if ms < MIN_COMMIT_MS:
-            await self.error(
+            await self._outbox.error(
                 "input_audio_buffer_commit_empty",
                 f"Error committing input audio buffer: buffer too small. Expected at "
                 f"least {MIN_COMMIT_MS}ms of audio, but buffer only has {ms:.2f}ms of audio.",
                 client_event=event,
             )
             return
-        self.manual_ms = 0.0
+        self._manual_ms = 0.0
         await self._commit_audio(item_id, int(ms))
 
     async def _commit_audio(self, item_id: str, ms: float) -> None:
-        self.user_turns += 1
-        turn = self.user_turns
-        transcript = self.model.audio_transcript(turn)
+        turn = self._conv.new_user_turn()
+        transcript = self._model.audio_transcript(turn)
         if transcript is not None:
-            transcript = heard(transcript, self.session.get("turn_detection"))
-        await self.send(
+            transcript = heard(transcript, self._conv.session.get("turn_detection"))
+        await self._outbox.send(
             {
                 "type": "input_audio_buffer.committed",
-                "previous_item_id": self.last_item_id,
+                "previous_item_id": self._conv.last_item_id,
                 "item_id": item_id,
             }
         )
@@ -228,21 +254,21 @@ class InputAudio(Host):
             "status": "completed",
             "content": [{"type": "input_audio", "transcript": None}],
         }
-        await self._add_item(item)
-        self.pending_input.append({"turn": turn, "text": transcript, "audio_ms": int(ms)})
-        failure = self.model.transcription_failure(turn)
-        if self.session.get("input_audio_transcription") and failure is not None:
+        await self._conv.add_item(item)
+        self._conv.pending_input.append({"turn": turn, "text": transcript, "audio_ms": int(ms)})
+        failure = self._model.transcription_failure(turn)
+        if self._conv.session.get("input_audio_transcription") and failure is not None:
             # a scripted transcription failure (docs/emulator.md#script-transcription-failed)
-            self._spawn(self._transcription_failed(item_id, failure))
-        elif self.session.get("input_audio_transcription"):
+            self._tasks.spawn(self._transcription_failed(item_id, failure))
+        elif self._conv.session.get("input_audio_transcription"):
             text = (
                 transcript if transcript is not None else f"[emulator: {ms / 1000:.1f} s of speech]"
             )
             item["content"][0]["transcript"] = text
-            self._spawn(self._transcribe(item_id, text))
+            self._tasks.spawn(self._transcribe(item_id, text))
 
     async def _transcription_failed(self, item_id: str, failure: Mapping[str, Any]) -> None:
-        await self.send(
+        await self._outbox.send(
             {
                 "type": "conversation.item.input_audio_transcription.failed",
                 "item_id": item_id,
@@ -259,7 +285,7 @@ class InputAudio(Host):
     async def _transcribe(self, item_id: str, text: str) -> None:
         words = text.split(" ")
         for i, word in enumerate(words):
-            await self.send(
+            await self._outbox.send(
                 {
                     "type": "conversation.item.input_audio_transcription.delta",
                     "item_id": item_id,
@@ -267,7 +293,7 @@ class InputAudio(Host):
                     "delta": word if i == 0 else " " + word,
                 }
             )
-        await self.send(
+        await self._outbox.send(
             {
                 "type": "conversation.item.input_audio_transcription.completed",
                 "item_id": item_id,
@@ -276,10 +302,10 @@ class InputAudio(Host):
             }
         )
 
-    async def _clear(self, event: dict[str, Any]) -> None:
-        self.manual_ms = 0.0
+    async def on_clear(self, event: dict[str, Any]) -> None:
+        self._manual_ms = 0.0
         self._held = None
-        if self.vad is not None:
-            self.vad.reset_speech()
-        self.speech_item = None
-        await self.send({"type": "input_audio_buffer.cleared"})
+        if self._vad is not None:
+            self._vad.reset_speech()
+        self._speech_item = None
+        await self._outbox.send({"type": "input_audio_buffer.cleared"})

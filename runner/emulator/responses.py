@@ -8,14 +8,15 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from runner.emulator import protocol as P
-from runner.emulator.host import Host
+from runner.emulator.conversation import Conversation, Response
 from runner.emulator.marks import SpeechMarks
-from runner.emulator.model import Plan
+from runner.emulator.model import Plan, ScriptedModel
+from runner.emulator.outbox import Outbox, Tasks
 from runner.emulator.speech import g711_encode, speak
+from runner.emulator.tool_calls import ToolCalls
 
 log = logging.getLogger(__name__)
 
@@ -28,105 +29,120 @@ CHARS_PER_TOKEN = 4
 INTERIM_LLM_TEXT = "[emulator interim] One moment, please."
 
 
-@dataclass
-class _Response:
-    id: str
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    cancel_reason: str | None = None
-    task: asyncio.Task[None] | None = None
-    output: list[dict[str, Any]] = field(default_factory=list)
-    audio_item: str | None = None
-    audio_started: float | None = None
-    audio_sent_ms: float = 0.0
-    input_audio_ms: int = 0  # the user audio this response answers (for usage)
-    input_chars: int = 0
-    auto: bool = False  # started by the emulator (an approved MCP call), not by the client
-    joined: bool = False  # a client response.create was queued behind this one
+class Responses:
+    """The ``response.*`` handlers and the response task.
 
+    A part of :class:`~runner.emulator.connection.Connection`. Responses run one after
+    another (chained in :class:`~runner.emulator.outbox.Tasks`); :attr:`active` is the one the
+    client may still cancel.
+    """
 
-class Responses(Host):
-    """The ``response.*`` handlers and the response task; a part of :class:`Connection`."""
+    def __init__(
+        self,
+        outbox: Outbox,
+        conversation: Conversation,
+        model: ScriptedModel,
+        tools: ToolCalls,
+        tasks: Tasks,
+        *,
+        speed: float,
+        use_espeak: bool,
+    ) -> None:
+        self._outbox, self._conv, self._model = outbox, conversation, model
+        self._tools, self._tasks = tools, tasks
+        self._speed, self._use_espeak = speed, use_espeak
+        self._active: Response | None = None
+        self._voice_locked = False
+        self._interims = 0  # interim responses said on this connection (static texts take turns)
 
-    _interims = 0  # interim responses said on this connection (static texts take turns)
+    @property
+    def active(self) -> Response | None:
+        """The response the client may still cancel (None between responses)."""
+        return self._active
 
-    async def _response_create(self, event: dict[str, Any]) -> None:
-        if self.active is not None and self.active.auto and not self.active.joined:
+    @property
+    def voice_locked(self) -> bool:
+        """Audio has been spoken: the voice can no longer change."""
+        return self._voice_locked
+
+    async def on_create(self, event: dict[str, Any]) -> None:
+        if self._active is not None and self._active.auto and not self._active.joined:
             # source: docs/emulator.md#mcp-approved: a client that asks for the answer after
             # approving (as vlrun does) gets it after the continuation, not an error
-            self.active.joined = True
-            self._fidelity("mcp-continue")
-        elif self.active is not None:
-            await self.error(
+            self._active.joined = True
+            self._outbox.note("mcp-continue")
+        elif self._active is not None:
+            await self._outbox.error(
                 "conversation_already_has_active_response",
                 f"Conversation already has an active response in progress: "
-                f"{self.active.id}. Wait until the response is finished before "
+                f"{self._active.id}. Wait until the response is finished before "
                 "creating a new one.",
                 client_event=event,
             )
             return
         params = event.get("response") or {}
         if not isinstance(params, dict):
-            await self.error(
+            await self._outbox.error(
                 "invalid_type",
                 "Invalid type for 'response': expected an object.",
                 param="response",
                 client_event=event,
             )
             return
-        await self._start_response(params, event)
+        await self.start(params)
 
-    async def _response_cancel(self, event: dict[str, Any]) -> None:
-        active = self.active
+    async def on_cancel(self, event: dict[str, Any]) -> None:
+        active = self._active
         wanted = event.get("response_id")
         if active is None or (wanted and wanted != active.id):
-            await self.error(
+            await self._outbox.error(
                 "response_cancel_not_active",
                 "Cancellation failed: no active response found.",
                 client_event=event,
             )
             return
-        await self._cancel(active, "client_cancelled", truncate=False)
+        await self.cancel(active, "client_cancelled", truncate=False)
 
-    async def _cancel(self, response: _Response, reason: str, *, truncate: bool) -> None:
+    async def cancel(self, response: Response, reason: str, *, truncate: bool) -> None:
         response.cancel_reason = reason
         response.wake.set()
-        self.active = None  # a new response may start; it waits for this one's done events
+        self._active = None  # a new response may start; it waits for this one's done events
         if truncate and response.audio_item and response.audio_started is not None:
-            item = self.items.get(response.audio_item)
+            item = self._conv.items.get(response.audio_item)
             if item is not None:
                 played = (time.monotonic() - response.audio_started) * 1000 * self._pace()
-                await self._truncate(item, int(min(played, response.audio_sent_ms)))
+                await self._conv.truncate(item, int(min(played, response.audio_sent_ms)))
 
     def _pace(self) -> float:
-        return self.speed if self.speed > 0 else math.inf
+        return self._speed if self._speed > 0 else math.inf
 
-    async def _start_response(
-        self, params: dict[str, Any], event: dict[str, Any] | None, *, auto: bool = False
-    ) -> None:
-        last = self.pending_input[-1] if self.pending_input else {}  # before _plan takes it
+    async def start(self, params: dict[str, Any], *, auto: bool = False) -> None:
+        conv = self._conv
+        last = conv.pending_input[-1] if conv.pending_input else {}  # before _plan takes it
         # while an MCP call is out, what to say is decided once its result is in
-        mcp_busy = self.mcp_pending or (self.active is not None and self.active.auto)
+        mcp_busy = self._tools.mcp_pending or (self._active is not None and self._active.auto)
         plan = None if mcp_busy else self._plan(params)
-        asked_at_turn = self.user_turns  # a deferred plan ignores user turns that came later
-        response = _Response(P.new_id("resp"), auto=auto)
+        asked_at_turn = conv.user_turns  # a deferred plan ignores user turns that came later
+        response = Response(P.new_id("resp"), auto=auto)
         response.input_audio_ms = int(last.get("audio_ms") or 0)  # for usage
         response.input_chars = len(last.get("text") or "")
-        previous, self.active = self.last_task, response
-        response.task = self.last_task = self._spawn(
-            self._respond(response, plan, params, previous, asked_at_turn)
+        self._active = response
+        response.task = self._tasks.chain(
+            lambda previous: self._respond(response, plan, params, previous, asked_at_turn)
         )
 
     def _plan(self, params: dict[str, Any], asked_at_turn: int | None = None) -> Plan:
+        conv, model = self._conv, self._model
         pre = params.get("pre_generated_assistant_message")
         if isinstance(pre, dict):
             texts = [c.get("text", "") for c in pre.get("content") or [] if isinstance(c, dict)]
             return Plan(say=" ".join(texts))
-        if self.mcp_approved:
-            call = self.mcp_approved.pop(0)
-            return Plan(mcp={**call, "approved": True})
-        done, self.mcp_results = self.mcp_results, []
-        upto = self.user_turns if asked_at_turn is None else asked_at_turn
-        if done and not any(e["turn"] <= upto for e in self.pending_input):
+        approved = self._tools.next_approved()
+        if approved is not None:
+            return Plan(mcp={**approved, "approved": True})
+        done = self._tools.take_results()
+        upto = conv.user_turns if asked_at_turn is None else asked_at_turn
+        if done and not any(e["turn"] <= upto for e in conv.pending_input):
             # source: docs/emulator.md#mcp-result-once: a result answers the response asked
             # for after it and before any new user turn, never a later turn (it is dropped)
             said = "; ".join(
@@ -139,18 +155,18 @@ class Responses(Host):
                 for r in done
             )
             return Plan(say=f"[emulator] {said}")
-        if self.model.waiting_for_tools and self.tool_outputs:
-            outputs, self.tool_outputs = self.tool_outputs, []
-            self.pending_input.clear()
-            return self.model.plan_followup(outputs)
-        self.tool_outputs = []
-        if self.pending_input:
-            last = self.pending_input[-1]
-            self.pending_input.clear()
-            return self.model.plan_turn(last["turn"], last["text"], last["audio_ms"], self.session)
-        return self.model.plan_turn(0, None, None, self.session)
+        if model.waiting_for_tools and self._tools.has_outputs:
+            outputs = self._tools.take_outputs()
+            conv.pending_input.clear()
+            return model.plan_followup(outputs)
+        self._tools.take_outputs()  # outputs nobody waits for are not answered later
+        if conv.pending_input:
+            last = conv.pending_input[-1]
+            conv.pending_input.clear()
+            return model.plan_turn(last["turn"], last["text"], last["audio_ms"], conv.session)
+        return model.plan_turn(0, None, None, conv.session)
 
-    async def _wait(self, response: _Response, seconds: float) -> bool:
+    async def _wait(self, response: Response, seconds: float) -> bool:
         """Pace output; returns False as soon as the response is cancelled."""
         if response.cancel_reason:
             return False
@@ -163,7 +179,7 @@ class Responses(Host):
 
     def _shape(self, params: dict[str, Any]) -> dict[str, Any]:
         """Response-level overrides of session settings."""
-        s = self.session
+        s = self._conv.session
         return {
             "modalities": params.get("modalities") or s.get("modalities") or ["text", "audio"],
             "voice": params.get("voice") or s.get("voice"),
@@ -181,7 +197,7 @@ class Responses(Host):
 
     async def _respond(
         self,
-        response: _Response,
+        response: Response,
         plan: Plan | None,
         params: dict[str, Any],
         previous: asyncio.Task[None] | None,
@@ -191,10 +207,10 @@ class Responses(Host):
             await self._respond_inner(response, plan, params, previous, asked_at_turn)
         except Exception as exc:  # noqa: BLE001 - keep the session usable after an emulator bug
             log.exception("emulator response failed")
-            if self.active is response:
-                self.active = None
+            if self._active is response:
+                self._active = None
             err = P.response_error("server_error", f"[emulator] {exc!r}", "server_error")
-            await self.send(
+            await self._outbox.send(
                 {
                     "type": "response.done",
                     "response": {
@@ -207,11 +223,11 @@ class Responses(Host):
                     },
                 }
             )
-            await self._close_after_failure()
+            await self._outbox.close_after_failure()
 
     async def _respond_inner(
         self,
-        response: _Response,
+        response: Response,
         plan: Plan | None,
         params: dict[str, Any],
         previous: asyncio.Task[None] | None,
@@ -232,8 +248,8 @@ class Responses(Host):
             "conversation_id": None,
             **shape,
         }
-        await self.send({"type": "response.created", "response": dict(body)})
-        await self.send(
+        await self._outbox.send({"type": "response.created", "response": dict(body)})
+        await self._outbox.send(
             {
                 "type": "rate_limits.updated",
                 "rate_limits": [
@@ -246,7 +262,7 @@ class Responses(Host):
         if plan.warning is not None:  # docs/emulator.md#script-warning
             w = plan.warning
             detail = {"message": w["message"], "code": w.get("code"), "param": w.get("param")}
-            await self.send({"type": "warning", "warning": detail})
+            await self._outbox.send({"type": "warning", "warning": detail})
         if plan.error is not None:
             err = P.response_error(
                 plan.error.get("code", "server_error"),
@@ -256,7 +272,7 @@ class Responses(Host):
             if plan.say is None and not plan.calls and plan.mcp is None:
                 failed = err  # source: docs/emulator.md#failed-response (no separate error)
             else:  # a non-fatal error beside a reply: the error event of a live socket
-                await self.send({"type": "error", "error": {**err, "event_id": None}})
+                await self._outbox.send({"type": "error", "error": {**err, "event_id": None}})
         interim = self._interim_config(params)
         said: list[tuple[int, int]] = []
         if plan.delay_ms and failed is None:
@@ -268,7 +284,7 @@ class Responses(Host):
         for call in plan.calls if failed is None else ():
             if response.cancel_reason is not None:
                 break
-            await self._function_call(response, call)
+            await self._tools.function_call(response, call)
         busy = bool(plan.calls) or plan.mcp is not None
         # fidelity: where the service puts a tool-triggered interim is undocumented; here it
         # follows the calls in the same response, so it is heard while the tools run
@@ -277,7 +293,7 @@ class Responses(Host):
             said.append(await self._say(response, self._interim_text(interim), shape))
         mcp_tail = None
         if failed is None and plan.mcp is not None and response.cancel_reason is None:
-            mcp_tail = await self._mcp(response, dict(plan.mcp))
+            mcp_tail = await self._tools.mcp(response, dict(plan.mcp))
         out_text = sum(chars for chars, _ in said)
         out_audio_ms = sum(ms for _, ms in said)
         if response.cancel_reason is not None:
@@ -289,23 +305,23 @@ class Responses(Host):
             status, details = "incomplete", {"type": "incomplete", "reason": "max_output_tokens"}
         else:
             status, details = "completed", None
-        if self.active is response:
-            self.active = None
+        if self._active is response:
+            self._active = None
         body.update(
             status=status,
             status_details=details,
             output=response.output,
             usage=self._usage(response, out_text, out_audio_ms),
         )
-        await self.send({"type": "response.done", "response": body})
+        await self._outbox.send({"type": "response.done", "response": body})
         if failed is not None:
-            await self._close_after_failure()
+            await self._outbox.close_after_failure()
         if mcp_tail is not None:
             await mcp_tail()
 
     async def _think(
         self,
-        response: _Response,
+        response: Response,
         delay_ms: int,
         interim: dict[str, Any] | None,
         shape: dict[str, Any],
@@ -323,9 +339,9 @@ class Responses(Host):
         if delay_ms > 0:
             await self._wait(response, delay_ms / 1000 / self._pace())
 
-    def _usage(self, response: _Response, out_chars: int, out_audio_ms: int) -> dict[str, Any]:
+    def _usage(self, response: Response, out_chars: int, out_audio_ms: int) -> dict[str, Any]:
         """Token counts from sizes; the rates are the assumed ones named at the top."""
-        instructions = self.session.get("instructions") or ""
+        instructions = self._conv.session.get("instructions") or ""
         in_text = max(1, (len(instructions) + response.input_chars) // CHARS_PER_TOKEN)
         in_audio = math.ceil(response.input_audio_ms / INPUT_AUDIO_MS_PER_TOKEN)
         out_text = math.ceil(out_chars / CHARS_PER_TOKEN)
@@ -334,7 +350,7 @@ class Responses(Host):
 
     def _interim_config(self, params: dict[str, Any]) -> dict[str, Any] | None:
         """The interim-response setting in force, with its defaults filled in (or None)."""
-        cfg = params.get("interim_response") or self.session.get("interim_response")
+        cfg = params.get("interim_response") or self._conv.session.get("interim_response")
         if not isinstance(cfg, dict):
             return None
         return {
@@ -351,7 +367,7 @@ class Responses(Host):
             return texts[(self._interims - 1) % len(texts)]
         return INTERIM_LLM_TEXT
 
-    async def _say(self, response: _Response, text: str, shape: dict[str, Any]) -> tuple[int, int]:
+    async def _say(self, response: Response, text: str, shape: dict[str, Any]) -> tuple[int, int]:
         audio = "audio" in shape["modalities"]
         index = len(response.output)
         item: dict[str, Any] = {
@@ -363,10 +379,10 @@ class Responses(Host):
             "content": [],
         }
         base = {"response_id": response.id, "item_id": item["id"], "output_index": index}
-        await self._output_item("added", response, index, dict(item, content=[]))
-        await self._add_item(item)
+        await self._conv.output_item("added", response, index, dict(item, content=[]))
+        await self._conv.add_item(item)
         empty = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
-        await self.send(
+        await self._outbox.send(
             {"type": "response.content_part.added", **base, "content_index": 0, "part": empty}
         )
         words = text.split(" ")
@@ -375,21 +391,21 @@ class Responses(Host):
         if audio:
             fmt = shape["output_audio_format"]
             rate = P.OUTPUT_RATES.get(fmt, 24000)
-            speech = await speak(text, rate, use_espeak=self.use_espeak)
+            speech = await speak(text, rate, use_espeak=self._use_espeak)
             pcm = speech.pcm
-            marks = SpeechMarks(self.session, base, text, speech, rate)
+            marks = SpeechMarks(self._conv.session, base, text, speech, rate)
             chunk = rate * 2 * AUDIO_CHUNK_MS // 1000
             chunks = [pcm[i : i + chunk] for i in range(0, len(pcm), chunk)] or [b""]
             response.audio_item, item["_audio_ms"] = item["id"], 0
             start = time.monotonic()
             response.audio_started = start
-            self.voice_locked = True
+            self._voice_locked = True
             for k, piece in enumerate(chunks):
                 due = math.ceil((k + 1) * len(words) / len(chunks))
                 while len(said) < due:
                     delta = words[len(said)] if not said else " " + words[len(said)]
                     said.append(words[len(said)])
-                    await self.send(
+                    await self._outbox.send(
                         {
                             "type": "response.audio_transcript.delta",
                             **base,
@@ -398,7 +414,7 @@ class Responses(Host):
                         }
                     )
                 wire = g711_encode(piece, fmt[5:]) if fmt.startswith("g711") else piece
-                await self.send(
+                await self._outbox.send(
                     {
                         "type": "response.audio.delta",
                         **base,
@@ -410,14 +426,14 @@ class Responses(Host):
                 audio_ms += piece_ms
                 response.audio_sent_ms = item["_audio_ms"] = audio_ms
                 for mark in marks.upto(audio_ms) if marks.active else ():
-                    await self.send(mark)
+                    await self._outbox.send(mark)
                 ahead = start + audio_ms / 1000 / self._pace() - time.monotonic()
                 if not await self._wait(response, ahead):
                     break
         else:
             for word in words:
                 said.append(word)
-                await self.send(
+                await self._outbox.send(
                     {
                         "type": "response.text.delta",
                         **base,
@@ -431,9 +447,9 @@ class Responses(Host):
         if audio:
             if marks.active and response.cancel_reason is None:
                 for mark in marks.upto(marks.end_ms + 1):  # the closing silence viseme
-                    await self.send(mark)
-            await self.send({"type": "response.audio.done", **base, "content_index": 0})
-            await self.send(
+                    await self._outbox.send(mark)
+            await self._outbox.send({"type": "response.audio.done", **base, "content_index": 0})
+            await self._outbox.send(
                 {
                     "type": "response.audio_transcript.done",
                     **base,
@@ -442,35 +458,22 @@ class Responses(Host):
                 }
             )
             for mark in marks.done():
-                await self.send(mark)
+                await self._outbox.send(mark)
             part = {"type": "audio", "transcript": spoken}
         else:
-            await self.send(
+            await self._outbox.send(
                 {"type": "response.text.done", **base, "content_index": 0, "text": spoken}
             )
             part = {"type": "text", "text": spoken}
-        await self.send(
+        await self._outbox.send(
             {"type": "response.content_part.done", **base, "content_index": 0, "part": part}
         )
         item["content"] = [part]
         item["status"] = "incomplete" if response.cancel_reason else "completed"
         public = {k: v for k, v in item.items() if not k.startswith("_")}
         response.output.append(public)
-        await self._output_item("done", response, index, public)
+        await self._conv.output_item("done", response, index, public)
         return len(spoken), audio_ms
-
-    async def _output_item(
-        self, stage: str, response: _Response, index: int, item: dict[str, Any]
-    ) -> None:
-        """``response.output_item.added`` or ``.done`` for the output at ``index``."""
-        await self.send(
-            {
-                "type": f"response.output_item.{stage}",
-                "response_id": response.id,
-                "output_index": index,
-                "item": item,
-            }
-        )
 
 
 def _capped(text: str, max_tokens: Any) -> tuple[str, bool]:

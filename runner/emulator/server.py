@@ -17,10 +17,11 @@ from typing import Any
 from aiohttp import web
 
 from runner.emulator import protocol as P
-from runner.emulator.connection import Connection, SessionRecord
+from runner.emulator.connection import Connection
 from runner.emulator.faults import Faults
 from runner.emulator.fidelity import Fidelity
 from runner.emulator.model import Script, load_script
+from runner.emulator.record import SessionRecord
 from runner.emulator.sip import DECISION_TIMEOUT_S, SipDesk
 
 PATH_SUFFIX = "/voice-live/realtime"
@@ -30,6 +31,9 @@ AUTH_FAILED = (
     "valid key for an active subscription and use a correct regional API endpoint for your "
     "resource."
 )
+# How long stop() lets a connection's handler finish after its socket is closed, before it is
+# cancelled (aiohttp waits 60 s by default; a delay fault holds a handler that long and more).
+SHUTDOWN_TIMEOUT_S = 1.0
 
 ScenarioArg = str | Path | Mapping[str, Any] | Script | None
 
@@ -66,8 +70,9 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self._changed: asyncio.Event | None = None
         self._consumed: set[int] = set()
-        self._live: set[web.WebSocketResponse] = set()
-        self.sip = SipDesk(self, decision_timeout_s=sip_decision_timeout_s)
+        # the open sockets, each with the request it upgraded (its transport can be cut)
+        self._live: dict[web.WebSocketResponse, web.Request] = {}
+        self.sip = SipDesk(self.converse, self.fidelity, decision_timeout_s=sip_decision_timeout_s)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -76,14 +81,14 @@ class Emulator:
         app.router.add_get("/_emulator/stats", self._stats)
         self.sip.add_routes(app)  # Voice Live SIP (preview): before the catch-all
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
-        sockets = getattr(server, "sockets", None)
-        sock = sockets[0] if sockets else None
-        bound = sock.getsockname()[1] if sock is not None else port
+        addresses = self._runner.addresses
+        bound = addresses[0][1] if addresses else port
         shown = f"[{host}]" if ":" in host else host
         self.endpoint = f"http://{shown}:{bound}"
         self._changed = asyncio.Event()
@@ -91,11 +96,22 @@ class Emulator:
 
     async def stop(self) -> None:
         await self.sip.close()
-        for ws in list(self._live):
-            await ws.close(code=1001, message=b"emulator stopping")
+        await self.cut_all(1001, b"emulator stopping")
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def cut_all(self, code: int | None, message: bytes = b"") -> int:
+        """The service side ends every open connection: a close frame with ``code``, or with
+        ``None`` a cut TCP link (no close frame, as the dropped-link fault does). Returns how
+        many connections it ended."""
+        live = list(self._live.items())
+        for ws, request in live:
+            if code is None:
+                _abort(request)
+            else:
+                await ws.close(code=code, message=message)
+        return len(live)
 
     async def wait_for(
         self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
@@ -202,7 +218,7 @@ class Emulator:
             headers=_safe_headers(request.headers),
         )
         self.sessions.append(record)
-        self._live.add(ws)
+        self._live[ws] = request
         conn = Connection(
             ws,
             record,
@@ -216,6 +232,7 @@ class Emulator:
             use_espeak=self.use_espeak,
             record_audio=self.record_audio,
             on_client_event=self._notify,
+            abort=lambda: _abort(request),
             fidelity=self.fidelity,
             mcp_latency_ms=self.mcp_latency_ms,
         )
@@ -224,7 +241,7 @@ class Emulator:
                 await opened(conn)
             await conn.run()
         finally:
-            self._live.discard(ws)
+            self._live.pop(ws, None)
             self._notify()
 
     def _authorised(self, request: web.Request) -> bool:
@@ -235,6 +252,13 @@ class Emulator:
         if bearer.lower().startswith("bearer "):
             given = given or bearer[7:].strip()
         return given == self.api_key
+
+
+def _abort(request: web.Request) -> None:
+    """Cut the TCP link under a request's socket, without a close frame."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
 
 
 def _error(status: int, code: str, message: str) -> web.Response:

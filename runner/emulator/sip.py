@@ -24,9 +24,9 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -36,7 +36,22 @@ from runner.emulator import protocol as P
 
 if TYPE_CHECKING:
     from runner.emulator.connection import Connection
-    from runner.emulator.server import Emulator
+    from runner.emulator.fidelity import Fidelity
+
+    class Converse(Protocol):
+        """``Emulator.converse``: one Voice Live session on a prepared socket."""
+
+        def __call__(
+            self,
+            ws: web.WebSocketResponse,
+            request: web.Request,
+            *,
+            model: str | None,
+            agent: dict[str, Any] | None,
+            api_version: str,
+            opened: Callable[[Connection], Awaitable[None]] | None = None,
+        ) -> Awaitable[None]: ...
+
 
 API_VERSION = "2026-07-31-preview"
 PREFIX = "/voice-agent/realtime/sip"
@@ -118,8 +133,15 @@ def sign(secret: str, msg_id: str, stamp: int, body: bytes) -> str:
 class SipDesk:
     """The SIP surface of one emulator: webhooks, calls and their attached sockets."""
 
-    def __init__(self, emulator: Emulator, *, decision_timeout_s: float = DECISION_TIMEOUT_S):
-        self.emulator = emulator
+    def __init__(
+        self,
+        converse: Converse,
+        fidelity: Fidelity,
+        *,
+        decision_timeout_s: float = DECISION_TIMEOUT_S,
+    ) -> None:
+        self._converse = converse  # the emulator's: runs a session on an attached socket
+        self._fidelity = fidelity
         self.decision_timeout_s = decision_timeout_s
         self.webhooks: dict[str, Webhook] = {}
         self.calls: dict[str, SipCall] = {}
@@ -309,7 +331,7 @@ class SipDesk:
         import aiohttp
 
         # source: docs/emulator.md#sip-webhook-signature (inferred from OAI)
-        self.emulator.fidelity.note("sip-webhook-signature")
+        self._fidelity.note("sip-webhook-signature")
         body = speedups.dumps(event).encode()
         statuses: list[int] = []
         for hook in list(self.webhooks.values()):
@@ -450,7 +472,7 @@ class SipDesk:
             await self._send(call, self._event(call, "realtime.call.connected"))
 
         try:
-            await self.emulator.converse(
+            await self._converse(
                 ws, request, model=model, agent=None, api_version=API_VERSION, opened=opened
             )
         finally:
@@ -479,7 +501,7 @@ class SipDesk:
     async def _decision_timer(self, call: SipCall) -> None:
         await asyncio.sleep(self.decision_timeout_s)
         if call.state == "WaitingForCustomer":
-            self.emulator.fidelity.note("sip-decision-timeout")
+            self._fidelity.note("sip-decision-timeout")
             # source: docs/emulator.md#sip-decision-timeout (VLS models.tsp)
             call.state, call.terminal_reason = "Expired", "DecisionTimeout"
             self.moved()
@@ -498,7 +520,7 @@ class SipDesk:
             return problem(request, 400, "invalid_request", "say needs a non-empty text.")
         if call.conn is None or call.state != "Connected":
             return _state_problem(request, call, "say")
-        self.emulator.fidelity.note("sip-media")  # source: docs/emulator.md#sip-caller
+        self._fidelity.note("sip-media")  # source: docs/emulator.md#sip-caller
         item = {
             "type": "message",
             "role": "user",

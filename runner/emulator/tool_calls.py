@@ -9,15 +9,93 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runner.emulator import protocol as P
-from runner.emulator.host import Host
-from runner.emulator.model import ToolCall
-from runner.emulator.responses import _Response
+from runner.emulator.conversation import Conversation, Response
+from runner.emulator.model import ScriptedModel, ToolCall
+from runner.emulator.outbox import Outbox, Tasks
 
 MCP_FLOOR_S = 0.002  # the least an MCP step waits, even at speed 0
 
 
-class ToolCalls(Host):
-    """Function-call and MCP output items; a part of :class:`Connection`."""
+class ToolCalls:
+    """Function-call and MCP output items, and the calls, results and approvals they leave.
+
+    A part of :class:`~runner.emulator.connection.Connection`: the connection hands in the
+    client's answers (:meth:`add_output`, :meth:`answer_approval`); the next response takes
+    them (:meth:`take_outputs`, :meth:`next_approved`, :meth:`take_results`).
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        conversation: Conversation,
+        model: ScriptedModel,
+        tasks: Tasks,
+        *,
+        speed: float,
+        mcp_latency_ms: float,
+    ) -> None:
+        self._outbox, self._conv, self._model, self._tasks = outbox, conversation, model, tasks
+        self._speed, self._mcp_latency_ms = speed, mcp_latency_ms
+        self._open_calls: dict[str, str] = {}  # call_id -> tool name
+        self._outputs: list[dict[str, Any]] = []  # function outputs the next response answers
+        self._mcp_listed: set[str] = set()
+        self._mcp_approvals: dict[str, dict[str, Any]] = {}  # asked, not answered yet
+        self._mcp_approved: list[dict[str, Any]] = []  # approved, not called yet
+        self._mcp_results: list[dict[str, Any]] = []  # results the next response reports
+        self._mcp_pending = 0  # MCP calls whose result has not arrived yet
+
+    # --- what the connection and the responses see ------------------------------------------------
+
+    @property
+    def mcp_pending(self) -> int:
+        """MCP calls whose result has not arrived yet."""
+        return self._mcp_pending
+
+    @property
+    def has_outputs(self) -> bool:
+        return bool(self._outputs)
+
+    def add_output(self, call_id: str, output: str) -> bool:
+        """A client's ``function_call_output``; False if no call with ``call_id`` was issued.
+
+        source: docs/emulator.md#call-id-issued (issue 12/15), stricter reading: an output
+        answers a call of this connection's conversation; one for a call_id never issued here
+        (a late result from an earlier connection, a typo) is refused.
+        """
+        issued = call_id in self._open_calls or any(
+            i.get("type") == "function_call" and i.get("call_id") == call_id
+            for i in self._conv.items.values()
+        )
+        if not issued:
+            return False
+        name = self._open_calls.pop(call_id, "")
+        self._outputs.append({"name": name, "call_id": call_id, "output": output})
+        return True
+
+    def take_outputs(self) -> list[dict[str, Any]]:
+        outputs, self._outputs = self._outputs, []
+        return outputs
+
+    def answer_approval(self, approval_request_id: str, approve: bool) -> bool:
+        """A client's ``mcp_approval_response``; False if no such request is open."""
+        request = self._mcp_approvals.pop(approval_request_id, None)
+        if request is None:
+            return False
+        if approve:
+            self._mcp_approved.append({**request, "approval_request_id": approval_request_id})
+        else:
+            self._mcp_results.append({**request, "output": None, "error": "not approved"})
+        return True
+
+    def next_approved(self) -> dict[str, Any] | None:
+        """The oldest approved MCP call not made yet (taken)."""
+        return self._mcp_approved.pop(0) if self._mcp_approved else None
+
+    def take_results(self) -> list[dict[str, Any]]:
+        results, self._mcp_results = self._mcp_results, []
+        return results
+
+    # --- inside a response ----------------------------------------------------------------------
 
     async def _mcp_step(self, share: float = 1.0) -> None:
         """Part of one MCP network round trip: ``share`` of the latency, scaled by speed.
@@ -26,24 +104,23 @@ class ToolCalls(Host):
         events of a call never leave in the same millisecond (the SDK's MCP sample reads them
         with nested waits and must see them one after another).
         """
-        pace = self.speed if self.speed > 0 else math.inf
-        await asyncio.sleep(max(self.mcp_latency_ms * share / 1000 / pace, MCP_FLOOR_S))
+        pace = self._speed if self._speed > 0 else math.inf
+        await asyncio.sleep(max(self._mcp_latency_ms * share / 1000 / pace, MCP_FLOOR_S))
 
-    def _list_mcp_tools(self) -> None:
+    def list_mcp_tools(self) -> None:
         """List each newly declared MCP server, in the background like a network call.
 
         The listing is chained like a response, so a response asked for meanwhile waits for it.
         """
         new = [
             t
-            for t in self.session.get("tools") or []
-            if t.get("type") == "mcp" and t.get("server_label") not in self.mcp_listed
+            for t in self._conv.session.get("tools") or []
+            if t.get("type") == "mcp" and t.get("server_label") not in self._mcp_listed
         ]
         if not new:
             return
-        self.mcp_listed.update(t["server_label"] for t in new)
-        previous = self.last_task
-        self.last_task = self._spawn(self._list_servers(new, previous))
+        self._mcp_listed.update(t["server_label"] for t in new)
+        self._tasks.chain(lambda previous: self._list_servers(new, previous))
 
     async def _list_servers(
         self, tools: list[dict[str, Any]], previous: asyncio.Task[None] | None
@@ -57,14 +134,14 @@ class ToolCalls(Host):
                 "object": "realtime.item",
                 "type": "mcp_list_tools",
                 "server_label": tool["server_label"],
-                "tools": self.model.mcp_tool_list(tool),
+                "tools": self._model.mcp_tool_list(tool),
             }
-            await self._add_item(item)
-            await self.send({"type": "mcp_list_tools.in_progress", "item_id": item["id"]})
+            await self._conv.add_item(item)
+            await self._outbox.send({"type": "mcp_list_tools.in_progress", "item_id": item["id"]})
             await self._mcp_step()
-            await self.send({"type": "mcp_list_tools.completed", "item_id": item["id"]})
+            await self._outbox.send({"type": "mcp_list_tools.completed", "item_id": item["id"]})
 
-    async def _function_call(self, response: _Response, call: ToolCall) -> None:
+    async def function_call(self, response: Response, call: ToolCall) -> None:
         index = len(response.output)
         call_id = P.new_id("call")
         item: dict[str, Any] = {
@@ -76,8 +153,8 @@ class ToolCalls(Host):
             "arguments": "",
             "status": "in_progress",
         }
-        await self._output_item("added", response, index, dict(item))
-        await self._add_item(item)
+        await self._conv.output_item("added", response, index, dict(item))
+        await self._conv.add_item(item)
         base = {
             "response_id": response.id,
             "item_id": item["id"],
@@ -87,14 +164,14 @@ class ToolCalls(Host):
         args = call.arguments
         step = max(1, math.ceil(len(args) / 3))
         for i in range(0, len(args), step):
-            await self.send(
+            await self._outbox.send(
                 {
                     "type": "response.function_call_arguments.delta",
                     **base,
                     "delta": args[i : i + step],
                 }
             )
-        await self.send(
+        await self._outbox.send(
             {
                 "type": "response.function_call_arguments.done",
                 **base,
@@ -103,15 +180,15 @@ class ToolCalls(Host):
             }
         )
         item.update(arguments=args, status="completed")
-        self.open_calls[call_id] = call.name
+        self._open_calls[call_id] = call.name
         response.output.append(dict(item))
-        await self._output_item("done", response, index, dict(item))
+        await self._conv.output_item("done", response, index, dict(item))
 
     def _approval_needed(self, label: str, name: str) -> bool:
         tool = next(
             (
                 t
-                for t in self.session.get("tools") or []
+                for t in self._conv.session.get("tools") or []
                 if t.get("type") == "mcp" and t.get("server_label") == label
             ),
             None,
@@ -121,8 +198,8 @@ class ToolCalls(Host):
             return name not in (policy.get("never") or [])
         return policy != "never"
 
-    async def _mcp(
-        self, response: _Response, call: dict[str, Any]
+    async def mcp(
+        self, response: Response, call: dict[str, Any]
     ) -> Callable[[], Awaitable[None]] | None:
         """The MCP part of a response; returns what runs after its ``response.done``.
 
@@ -143,13 +220,13 @@ class ToolCalls(Host):
                 "name": name,
                 "arguments": args,
             }
-            await self._output_item("added", response, index, item)
-            await self._add_item(item)
-            self.mcp_approvals[item["id"]] = {k: v for k, v in call.items() if k != "approved"}
+            await self._conv.output_item("added", response, index, item)
+            await self._conv.add_item(item)
+            self._mcp_approvals[item["id"]] = {k: v for k, v in call.items() if k != "approved"}
             response.output.append(item)
-            await self._output_item("done", response, index, item)
+            await self._conv.output_item("done", response, index, item)
             return None
-        self._fidelity("mcp-order")
+        self._outbox.note("mcp-order")
         item = {
             "id": P.new_id("item"),
             "object": "realtime.item",
@@ -159,17 +236,19 @@ class ToolCalls(Host):
             "arguments": "",
             "approval_request_id": call.get("approval_request_id"),
         }
-        self.mcp_pending += 1
-        await self._output_item("added", response, index, dict(item))
-        await self._add_item(item)
+        self._mcp_pending += 1
+        await self._conv.output_item("added", response, index, dict(item))
+        await self._conv.add_item(item)
         base = {"response_id": response.id, "item_id": item["id"], "output_index": index}
         step = max(1, math.ceil(len(args) / 2))
         for i in range(0, len(args), step):
             await self._mcp_step(0.25)
-            await self.send(
+            await self._outbox.send(
                 {"type": "response.mcp_call_arguments.delta", **base, "delta": args[i : i + step]}
             )
-        await self.send({"type": "response.mcp_call_arguments.done", **base, "arguments": args})
+        await self._outbox.send(
+            {"type": "response.mcp_call_arguments.done", **base, "arguments": args}
+        )
         item["arguments"] = args
         response.output.append(dict(item))
         item["_response_id"] = response.id
@@ -178,14 +257,14 @@ class ToolCalls(Host):
             try:
                 await self._mcp_finish(item, index, call)
             finally:
-                self.mcp_pending -= 1
+                self._mcp_pending -= 1
 
         return finish
 
     async def _mcp_finish(self, item: dict[str, Any], index: int, call: dict[str, Any]) -> None:
         label, name = item["server_label"], item["name"]
         await self._mcp_step(0.25)
-        await self.send(
+        await self._outbox.send(
             {"type": "response.mcp_call.in_progress", "item_id": item["id"], "output_index": index}
         )
         await self._mcp_step()
@@ -204,16 +283,16 @@ class ToolCalls(Host):
             )
         )
         kind = "failed" if error else "completed"
-        await self.send(
+        await self._outbox.send(
             {"type": f"response.mcp_call.{kind}", "item_id": item["id"], "output_index": index}
         )
         item.update(output=output, error=error)
-        self.items[item["id"]] = item
-        self.mcp_results.append(
+        self._conv.items[item["id"]] = item
+        self._mcp_results.append(
             {"server_label": label, "name": name, "output": output, "error": error}
         )
         await self._mcp_step(0.1)
-        await self.send(
+        await self._outbox.send(
             {
                 "type": "response.output_item.done",
                 "response_id": item.get("_response_id"),

@@ -1,0 +1,170 @@
+"""The way out of one emulated connection, and the tasks it owns.
+
+:class:`Outbox` is the only writer to the socket: every server event goes through
+:meth:`Outbox.send`, where faults apply and the event is recorded for tests. :class:`Tasks`
+owns what a connection runs in the background (responses, transcripts, timers) and reaps it
+when the connection ends. Both are handed to each part of the connection
+(``runner/emulator/connection.py``) through its constructor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from runner import speedups
+from runner.emulator import protocol as P
+from runner.emulator.faults import Faults
+from runner.emulator.fidelity import Fidelity
+from runner.emulator.record import SessionRecord
+
+
+class Outbox:
+    """Sends server events on one socket, in order, with the connection's faults applied."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        record: SessionRecord,
+        *,
+        faults: Faults | None,
+        record_audio: bool,
+        fidelity: Fidelity,
+        abort: Callable[[], None],
+    ) -> None:
+        self.ws, self.record = ws, record
+        # the faults for this connection (None when they do not apply to its number)
+        self.faults = faults if faults is not None and faults.applies_to(record.number) else None
+        self._record_audio = record_audio
+        self._fidelity = fidelity
+        self._abort = abort  # cuts the TCP link without a close frame
+        self._lock = asyncio.Lock()
+        self._sent_count = 0
+        self._dropped = False
+
+    @property
+    def dropped(self) -> bool:
+        """The 'connection lost' fault has fired: nothing more goes out."""
+        return self._dropped
+
+    def note(self, key: str) -> None:
+        """Note an assumption (runner/emulator/fidelity.py): once per session, once per run."""
+        if key not in self.record.fidelity:
+            self.record.fidelity.append(key)
+            self._fidelity.note(key)
+
+    async def send(self, event: dict[str, Any]) -> None:
+        if self._dropped or self.ws.closed:
+            return
+        event.setdefault("event_id", P.new_id("event"))
+        faults = self.faults
+        async with self._lock:
+            if (
+                faults
+                and faults.delay_ms
+                and (not faults.delay_types or event["type"] in faults.delay_types)
+            ):
+                await asyncio.sleep(faults.delay_ms / 1000)
+            if self._dropped or self.ws.closed:
+                return
+            text = speedups.dumps(event)
+            try:
+                await self.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                return
+            # a snapshot: items are mutated later (status, transcript) and tests read history
+            if self._record_audio:
+                self.record.sent.append(json.loads(text))
+            elif event["type"] != "response.audio.delta":
+                self.record.sent.append(event)
+            self._sent_count += 1
+            if faults is None:
+                return
+            if (
+                faults.error_after_events is not None
+                and self._sent_count == faults.error_after_events
+            ):
+                err = P.error_event(faults.error_code, faults.error_message, kind="server_error")
+                await self.ws.send_str(json.dumps(err))
+                self.record.sent.append(err)
+            if (
+                faults.drop_after_events is not None
+                and self._sent_count >= faults.drop_after_events
+            ):
+                await self.drop()
+
+    async def error(
+        self,
+        code: str,
+        message: str,
+        *,
+        param: str | None = None,
+        client_event: dict[str, Any] | None = None,
+        kind: str = "invalid_request_error",
+    ) -> None:
+        # an error event leaves the socket open: source: docs/emulator.md#errors-keep-open
+        event_id = client_event.get("event_id") if isinstance(client_event, dict) else None
+        await self.send(
+            P.error_event(code, message, param=param, client_event_id=event_id, kind=kind)
+        )
+
+    async def drop(self) -> None:
+        """The fault 'connection lost': a close frame with the given code, or a cut socket."""
+        if self._dropped:
+            return
+        self._dropped = True
+        code = self.faults.close_code if self.faults else None
+        if code is not None:
+            await self.ws.close(code=code, message=b"emulator fault")
+        else:
+            self._abort()
+
+    async def close_after_failure(self) -> None:
+        """A failed response ends the connection. source: docs/emulator.md#failed-close
+
+        Reported (a real agent session closed after its failed response.done); the close code
+        is not documented, so 1011 (server error) is an assumption and says so.
+        """
+        self.note("failed-close")
+        if not self.ws.closed:
+            self.record.close_code = 1011
+            await self.ws.close(code=1011, message=b"response failed")
+
+
+class Tasks:
+    """The background tasks of one connection; :meth:`close` cancels and awaits them all.
+
+    Responses (and MCP listings, which a response asked for meanwhile waits for) run one after
+    another: :meth:`chain` starts the next one with the task it must wait for.
+    """
+
+    def __init__(self) -> None:
+        self._running: set[asyncio.Task[Any]] = set()
+        self._last: asyncio.Task[None] | None = None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return task
+
+    def chain(
+        self, make: Callable[[asyncio.Task[None] | None], Coroutine[Any, Any, None]]
+    ) -> asyncio.Task[None]:
+        """Start ``make(previous)``, where ``previous`` is the chained task started last."""
+        previous = self._last
+        task: asyncio.Task[None] = self.spawn(make(previous))
+        self._last = task
+        return task
+
+    async def close(self) -> None:
+        tasks = list(self._running)
+        for task in tasks:
+            task.cancel()
+        # Owned, so awaited: a reply cancelled mid-speech reaps its espeak-ng run before
+        # the connection is gone (otherwise its pipes outlive the event loop).
+        await asyncio.gather(*tasks, return_exceptions=True)
