@@ -60,14 +60,14 @@ async def burst(tmp: Path, n: int = 50) -> tuple[float, int]:
 
 
 async def service_lost(tmp: Path) -> float:
+    from tests.relay import relay
     from tests.telephony_helpers import phone_server, quiet_emulator, write_serve
-    from tests.test_serve_admission_liveness import cutting_relay
     from tests.test_telephony_twilio import answered, call
 
     serve = write_serve(tmp)
     async with (
         quiet_emulator() as emu,
-        cutting_relay(emu.endpoint, lambda frame: '"[DTMF] 9"' in frame) as endpoint,
+        relay(emu.endpoint, cut_when=lambda frame: '"[DTMF] 9"' in frame) as endpoint,
         phone_server(serve, endpoint) as (base, phones),
     ):
         caller = await call(base)

@@ -21,10 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import numpy as np
 import pytest
-from aiohttp import web
 from azure.core.credentials import AzureKeyCredential
 
 from runner.emulator import Faults, running_emulator
@@ -33,6 +31,7 @@ from runner.live.connect import Target
 from runner.live.session import LiveSession
 from runner.live.transcript import Transcript
 from runner.plugins import Registry, tool
+from tests.relay import relay
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -302,67 +301,8 @@ async def _maybe_relay(endpoint: str, inject: Callable[[str], Any] | None) -> As
     if inject is None:
         yield endpoint
         return
-    async with relay(endpoint, inject) as url:
+    async with relay(endpoint, inject=inject) as url:
         yield url
-
-
-@contextlib.asynccontextmanager
-async def relay(upstream: str, inject: Callable[[str], Any]) -> AsyncIterator[str]:
-    """A WebSocket relay on loopback; ``inject(server_frame)`` returns raw frames to add."""
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        down = web.WebSocketResponse(max_msg_size=0)
-        await down.prepare(request)
-        headers = {
-            k: v for k, v in request.headers.items() if k.lower() in ("api-key", "authorization")
-        }
-        async with (
-            aiohttp.ClientSession() as http,
-            http.ws_connect(
-                upstream.replace("http://", "ws://") + request.path_qs,
-                headers=headers,
-                max_msg_size=0,
-            ) as up,
-        ):
-
-            async def client_to_server() -> None:
-                async for msg in down:
-                    if msg.type == aiohttp.WSMsgType.TEXT:
-                        await up.send_str(msg.data)
-                await up.close()
-
-            async def server_to_client() -> None:
-                async for msg in up:
-                    if msg.type != aiohttp.WSMsgType.TEXT:
-                        break
-                    await down.send_str(msg.data)
-                    for extra in inject(msg.data) or ():
-                        await down.send_str(extra)
-                await down.close()
-
-            tasks = [
-                asyncio.create_task(client_to_server()),
-                asyncio.create_task(server_to_client()),
-            ]
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
-        return down
-
-    app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 # ---------------------------------------------------------------------------------- tests

@@ -10,17 +10,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
 
 from tests.phone_callers import TwilioCaller, parse_twiml
+from tests.relay import relay
 from tests.telephony_helpers import metric, phone_server, quiet_emulator, write_serve
 from tests.test_telephony_twilio import SIG, answered, call, twilio_signature, webhook
 
@@ -97,88 +95,6 @@ async def test_a_caller_that_vanishes_without_closing_is_ended_as_dropped(
     assert all(record.closed for record in emulator.sessions)
 
 
-@contextlib.asynccontextmanager
-async def cutting_relay(upstream: str, cut_when: Callable[[str], bool]) -> AsyncIterator[str]:
-    """A WebSocket relay to Voice Live that drops the link, and refuses any new one, once a
-    client event matches ``cut_when``: the service going away at that moment."""
-    state = {"cut": False}
-    closers: list[Callable[[], Any]] = []
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        if state["cut"]:
-            return web.Response(status=503, text="gone")
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            # plain requests (the emulator's identity probe) pass through
-            async with (
-                aiohttp.ClientSession() as http,
-                http.get(upstream + request.path_qs) as r,
-            ):
-                return web.Response(
-                    status=r.status, body=await r.read(), content_type=r.content_type
-                )
-        down = web.WebSocketResponse(max_msg_size=0)
-        await down.prepare(request)
-        headers = {
-            k: v for k, v in request.headers.items() if k.lower() in ("api-key", "authorization")
-        }
-        async with (
-            aiohttp.ClientSession() as http,
-            http.ws_connect(
-                upstream.replace("http://", "ws://") + request.path_qs,
-                headers=headers,
-                max_msg_size=0,
-            ) as up,
-        ):
-            cut = asyncio.Event()
-
-            async def drop() -> None:
-                cut.set()
-
-            closers.append(drop)
-
-            async def client_to_server() -> None:
-                async for msg in down:
-                    if msg.type != aiohttp.WSMsgType.TEXT:
-                        break
-                    if cut_when(msg.data):
-                        state["cut"] = True
-                        for close in closers:
-                            await close()
-                        return
-                    await up.send_str(msg.data)
-
-            async def server_to_client() -> None:
-                async for msg in up:
-                    if msg.type != aiohttp.WSMsgType.TEXT:
-                        break
-                    await down.send_str(msg.data)
-
-            tasks = [
-                asyncio.create_task(client_to_server()),
-                asyncio.create_task(server_to_client()),
-                asyncio.create_task(cut.wait()),
-            ]
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if request.transport is not None:
-                request.transport.abort()  # no close frame: the link is simply gone
-        return down
-
-    app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
 def _goodbye(frame: str) -> bool:
     event = json.loads(frame)
     message = (event.get("response") or {}).get("pre_generated_assistant_message")
@@ -190,7 +106,7 @@ async def test_a_voice_live_drop_during_the_goodbye_still_hangs_up(
 ) -> None:
     serve = write_serve(tmp_path)
     async with (
-        cutting_relay(emulator.endpoint, _goodbye) as endpoint,
+        relay(emulator.endpoint, cut_when=_goodbye) as endpoint,
         phone_server(serve, endpoint) as (base, phones),
     ):
         caller = await call(base)
@@ -212,7 +128,7 @@ async def test_losing_voice_live_mid_call_ends_the_call_within_its_budget(
     caller left in silence while a session retries for minutes)."""
     serve = write_serve(tmp_path)
     async with (
-        cutting_relay(emulator.endpoint, lambda frame: '"[DTMF] 9"' in frame) as endpoint,
+        relay(emulator.endpoint, cut_when=lambda frame: '"[DTMF] 9"' in frame) as endpoint,
         phone_server(serve, endpoint) as (base, phones),
     ):
         caller = await call(base)
