@@ -526,18 +526,27 @@ async def test_tool_logs_reach_the_technical_log_and_levels_are_restored(tmp_pat
         context.logger.warning("noisy says hello from its context")
         return "ok"
 
-    before = {n: logging.getLogger(n).level for n in ("vlrun", "azure", "runner")}
-    async with running_emulator(speed=0) as emu:
-        h = build(emu.endpoint, tmp_path, registry=Registry.of(noisy))
-        h.start()
-        await h.session.send_text("noisy lookup of Oslo")
-        await h.turn(is_assistant("noisy"), timeout=10)
-        assert await h.stop() == 0
-    technical = h.technical()
-    assert "noisy says hello from the module logger" in technical
-    assert "noisy says hello from its context" in technical
-    assert re.search(r" vlrun\.live\.\w+: ", technical), "the session logs outside vlrun.*"
-    assert {n: logging.getLogger(n).level for n in before} == before
+    from runner.live.transcript import process_log_levels
+
+    saved = {n: logging.getLogger(n).level for n in ("vlrun", "azure", "runner")}
+    try:
+        process_log_levels()  # what the vlrun command does once at its start
+        before = {n: logging.getLogger(n).level for n in saved}
+        async with running_emulator(speed=0) as emu:
+            h = build(emu.endpoint, tmp_path, registry=Registry.of(noisy))
+            h.start()
+            await h.session.send_text("noisy lookup of Oslo")
+            await h.turn(is_assistant("noisy"), timeout=10)
+            assert await h.stop() == 0
+        technical = h.technical()
+        assert "noisy says hello from the module logger" in technical
+        assert "noisy says hello from its context" in technical
+        assert re.search(r" vlrun\.live\.\w+: ", technical), "the session logs outside vlrun.*"
+        # a session changes no logger's level (levels are the handlers')
+        assert {n: logging.getLogger(n).level for n in saved} == before
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 # ------------------------------------------------------------------------- 7. wrong types

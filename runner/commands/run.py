@@ -149,6 +149,9 @@ def run(
     otel: bool,
 ) -> int:
     """Start a profile and talk to it."""
+    from runner.live.transcript import process_log_levels
+
+    process_log_levels()  # the technical log keeps the session's DEBUG lines (this program's)
     if verbose and quiet:
         raise UsageError("--verbose and --quiet exclude each other")
     if fast and input_wav is None:

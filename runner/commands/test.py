@@ -80,6 +80,9 @@ def test(
     verbose: bool,
 ) -> int:
     """Run conversation scenarios against the emulator (default) or Azure; exit 0, 1 or 2."""
+    from runner.live.transcript import process_log_levels
+
+    process_log_levels()  # the technical log keeps the session's DEBUG lines (this program's)
     if replay and promote:
         raise UsageError("--replay and --promote exclude each other")
     if output is not None and promote is None:
