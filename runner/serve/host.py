@@ -635,7 +635,7 @@ class Host:
             return 70
         finally:
             with contextlib.suppress(OSError):
-                transcript.close()
+                await transcript.aclose()  # the writer thread's last lines, off the loop
 
     def _credential(self, target: Any) -> Any:
         """One credential per endpoint and auth kind for the server's life: Entra tokens are

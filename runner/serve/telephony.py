@@ -27,6 +27,7 @@ from runner.config.flow import call_control_of
 from runner.config.serve_file import Route, ServeFile
 from runner.errors import ConfigError, VlrunError
 from runner.live.transcript import Transcript
+from runner.redact import mask_phone
 from runner.serve import calls_tools
 from runner.serve.calls import CallEdge
 from runner.serve.calls_log import CallConsole, call_id_var
@@ -186,6 +187,7 @@ class Phones:
             supervisor.max_call_s = serve.max_call_s
         self.router = Router(serve.routes)
         self.calls: dict[str, ActiveCall] = {}
+        self._logs_failed = False  # said once: the logs folder refuses writes
         # The host's embedded emulator (no endpoint configured): its target, with its key.
         self.embedded_target = embedded_target
         self._prepared: dict[tuple[Path, tuple[str, ...], str | None], PreparedRoute] = {}
@@ -386,14 +388,7 @@ class Phones:
             )
             console = CallConsole(edge.call_id)
             reveal = self.serve.log_phone_numbers
-            transcript = CallTranscript(
-                edge.provider,
-                self.metrics,
-                logs_dir=self.logs_dir,
-                name=f"{edge.provider}-{edge.call_id}",
-                out=console,
-                err=console,
-            )
+            transcript = self._transcript(edge, console)
             transcript.conv_note(
                 f"{edge.provider} call {edge.call_id} from {_number(edge.caller, reveal)} "
                 f"to {_number(edge.called, reveal)}; profile {prepared.profile.name}"
@@ -449,12 +444,28 @@ class Phones:
             if transcript is not None:
                 transcript.conv_note(f"call {edge.call_id} ended: {outcome}")
                 with contextlib.suppress(Exception):  # the call is over whatever the disk says
-                    transcript.close()
+                    await transcript.aclose()  # the writer thread's last lines, off the loop
             calls_tools.unregister(edge.call_id)
             self.calls.pop(edge.call_id, None)
             self.supervisor.release(slot, outcome)
             log.info("call %s ended: %s", edge.call_id, outcome)
         return outcome
+
+    def _transcript(self, edge: CallEdge, console: CallConsole) -> CallTranscript:
+        """The call's transcript, with its log files when the logs folder takes them; a call
+        goes on without files (said once in the worker's log) when it does not."""
+        options: dict[str, Any] = {
+            "name": f"{edge.provider}-{edge.call_id}",
+            "out": console,
+            "err": console,
+        }
+        try:
+            return CallTranscript(edge.provider, self.metrics, logs_dir=self.logs_dir, **options)
+        except OSError as exc:  # a full or read-only logs folder must not refuse the call
+            if not self._logs_failed:
+                log.error("call logs cannot be written (%s); calls go on without them", exc)
+                self._logs_failed = True
+            return CallTranscript(edge.provider, self.metrics, logs_dir=None, **options)
 
     def _probe(self, edge: CallEdge) -> Callable[[float], str | None]:
         """The sweep's question about this call: has media stopped coming?"""
@@ -563,11 +574,7 @@ def route_name(route: Route) -> str:
 def _number(value: str, reveal: bool = False) -> str:
     """A caller's or callee's number as logs show it: its last four digits, unless the serve
     file asks for whole numbers (caller data stays out of logs by default)."""
-    if not value:
-        return "?"
-    if reveal or len(value) <= 4:
-        return value
-    return "*" * (len(value) - 4) + value[-4:]
+    return mask_phone(value, reveal=reveal) if value else "?"
 
 
 def _with_call_control(

@@ -62,7 +62,7 @@ def installer_for(serve_path: Path, options: Any) -> Callable[[Any, Any, Any], N
     from runner.config.serve_file import load_serve_file
 
     serve = load_serve_file(serve_path)
-    _json_logs()
+    _json_logs(serve.log_phone_numbers)
     if serve.drain_timeout_s is not None:
         options.drain_timeout_s = serve.drain_timeout_s
 
@@ -96,15 +96,12 @@ def installer_for(serve_path: Path, options: Any) -> Callable[[Any, Any, Any], N
     return install
 
 
-def _json_logs() -> None:
-    """A phone worker logs JSON lines on stderr, the call id on each (once per process)."""
-    import logging
+def _json_logs(reveal_numbers: bool = False) -> None:
+    """A phone worker logs JSON lines on stderr, the call id on each, written by a thread
+    (once per process); phone numbers masked unless the serve file asks for them."""
     import sys
 
-    from runner.serve.calls_log import JsonFormatter, json_handler
+    from runner.serve.calls_log import install_json_logging, reveal_phone_numbers
 
-    root = logging.getLogger("vlrun")
-    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
-        root.addHandler(json_handler(sys.stderr))
-        if root.level == logging.NOTSET or root.level > logging.INFO:
-            root.setLevel(logging.INFO)
+    install_json_logging(sys.stderr)
+    reveal_phone_numbers(reveal_numbers)
