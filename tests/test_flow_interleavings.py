@@ -137,10 +137,7 @@ async def run_schedule(emu: Any, schedule: Schedule, tmp: Path) -> None:
                 mic.say(tone(arg) + bytes(FMT.bytes_for_ms(600)))  # then silence: VAD ends it
             elif kind == "cut":
                 cut = True
-                for ws in list(emu._live):  # noqa: SLF001 - cut the TCP link, as a fault does
-                    transport = ws._req.transport if ws._req is not None else None  # noqa: SLF001
-                    if transport is not None:
-                        transport.abort()
+                await emu.cut_all(None)  # cut the TCP link, as a fault does
             else:
                 await asyncio.sleep(arg)  # a schedule step, not a wait for a condition
         # settle: every typed turn sent, nothing running, between turns (or the flow ended)

@@ -120,8 +120,7 @@ async def test_say_when_the_connection_drops_before_the_message_was_said_raises_
         await _ready(h)
         say = asyncio.create_task(h.session.say(GOODBYE, timeout=WAIT_S))
         await emu.wait_for(lambda e: e["type"] == "response.create", WAIT_S)
-        for ws in list(emu._live):  # noqa: SLF001 - the service side cuts the connection
-            await ws.close(code=1011)
+        await emu.cut_all(1011)  # the service side closes the connection
         with pytest.raises(Drop):
             await asyncio.wait_for(say, WAIT_S)
         with pytest.raises(ConnectError, match="does not reconnect"):

@@ -283,10 +283,7 @@ async def run_schedule(emu: Any, schedule: Schedule) -> Result:
             elif kind == "speak":
                 mic.say(tone(arg) + bytes(FMT.bytes_for_ms(200)))
             elif kind == "cut":
-                for ws in list(emu._live):  # noqa: SLF001 - cut the TCP link, as a fault does
-                    transport = ws._req.transport if ws._req is not None else None  # noqa: SLF001
-                    if transport is not None:
-                        transport.abort()
+                await emu.cut_all(None)  # cut the TCP link, as a fault does
             elif kind in ("wait", "pause"):
                 await asyncio.sleep(arg)
         if schedule.end == "settle":  # a schedule step: q after a pause, whatever state it is in

@@ -39,8 +39,7 @@ async def _lose_the_service_together(emu: Any, harnesses: list[Harness]) -> None
     for h in harnesses:
         turn = h.session.turn
         assert await turn.until(lambda turn=turn: turn.connected, WAIT_S)
-    for ws in list(emu._live):  # noqa: SLF001 - the service side cuts every connection
-        await ws.close(code=1011)
+    await emu.cut_all(1011)  # the service side closes every connection
     for h in harnesses:
         await _reconnected(h, 1)
 

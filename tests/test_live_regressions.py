@@ -450,10 +450,7 @@ async def test_a_late_tool_output_is_not_sent_on_the_new_connection(tmp_path: Pa
 
 async def _drop(emu: Any, index: int) -> None:
     """Cut one emulated connection's TCP link (as the drop fault does)."""
-    for ws in list(emu._live):  # noqa: SLF001 - the test reaches into the emulator
-        transport = ws._req.transport if ws._req is not None else None  # noqa: SLF001
-        if transport is not None:
-            transport.abort()
+    await emu.cut_all(None)
 
 
 @pytest.mark.parametrize("cancellable", [True, False])

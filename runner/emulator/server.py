@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from runner.aio import cancel_and_wait
 from runner.emulator import protocol as P
 from runner.emulator.connection import Connection
 from runner.emulator.faults import Faults
@@ -72,6 +73,7 @@ class Emulator:
         self._consumed: set[int] = set()
         # the open sockets, each with the request it upgraded (its transport can be cut)
         self._live: dict[web.WebSocketResponse, web.Request] = {}
+        self._running: set[asyncio.Task[None]] = set()  # each connection's conversation
         self.sip = SipDesk(self.converse, self.fidelity, decision_timeout_s=sip_decision_timeout_s)
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -95,8 +97,14 @@ class Emulator:
         return self.endpoint
 
     async def stop(self) -> None:
+        """Close every connection (1001), then end the conversations: one that does not end by
+        itself within ``SHUTDOWN_TIMEOUT_S`` (a delay fault holds its handler) is cancelled."""
         await self.sip.close()
         await self.cut_all(1001, b"emulator stopping")
+        running = set(self._running)
+        if running:
+            _, late = await asyncio.wait(running, timeout=SHUTDOWN_TIMEOUT_S)
+            await cancel_and_wait(late, SHUTDOWN_TIMEOUT_S)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -239,7 +247,11 @@ class Emulator:
         try:
             if opened is not None:
                 await opened(conn)
-            await conn.run()
+            # its own task, so stop() can end it; awaited here, so it ends with the handler
+            running = asyncio.get_running_loop().create_task(conn.run())
+            self._running.add(running)
+            running.add_done_callback(self._running.discard)
+            await running
         finally:
             self._live.pop(ws, None)
             self._notify()
