@@ -115,7 +115,9 @@ def test_a_program_that_opens_the_tree_to_debug_gets_debug_in_the_technical_log_
 
 
 def test_every_line_written_before_close_is_in_the_files_after_it(tmp_path: Path) -> None:
-    n = 3000  # below the queue's bound: nothing may be dropped
+    # 3 n lines in all, below the bound technical lines may fill: nothing may be dropped,
+    # however far the writer thread falls behind
+    n = tx.WRITE_QUEUE_LINES // 2 // 3
     transcript, err = _transcript(
         tmp_path, logs_dir=tmp_path / "logs", trace_path=tmp_path / "t.jsonl"
     )
@@ -338,3 +340,33 @@ def test_a_disk_that_fills_mid_conversation_is_reported_once_for_the_folder(
         assert failure.filename == str(logs)
         assert transcript.conversation_path is not None
         assert "turn 0 " in transcript.conversation_path.read_text()  # what fitted is kept
+
+
+def test_a_flood_of_technical_lines_never_costs_a_conversation_line(tmp_path: Path) -> None:
+    """DEBUG records can outrun the writer thread; the conversation log's lines keep headroom
+    of their own, so a flood while the disk is slow drops technical lines, never a turn."""
+    path = tmp_path / "trace.fifo"  # the slow disk: a FIFO nobody reads yet (see above)
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    transcript, _ = _transcript(tmp_path, logs_dir=tmp_path / "logs", trace_path=path)
+    log = logging.getLogger("vlrun.live.session")
+    with _logger_state():
+        logging.getLogger("vlrun").setLevel(logging.DEBUG)
+        transcript.trace_note({"pad": "x" * 200_000})  # the writer blocks on this line
+        for i in range(2 * tx.WRITE_QUEUE_LINES):
+            log.debug("flood %d", i)
+        transcript.conv_note("the turn that matters")
+    chunks: list[bytes] = []
+
+    def reader() -> None:  # the disk answers again
+        os.set_blocking(fd, True)
+        while data := os.read(fd, 65536):
+            chunks.append(data)
+
+    drain = threading.Thread(target=reader, daemon=True)
+    drain.start()
+    transcript.close()
+    drain.join(60)
+    os.close(fd)
+    assert transcript.conversation_path is not None
+    assert "the turn that matters" in transcript.conversation_path.read_text()

@@ -45,6 +45,7 @@ LOG_LEVELS = (("vlrun", logging.DEBUG), ("azure", logging.INFO))  # process_log_
 #: its writer thread. When the disk falls this far behind, further lines are dropped and
 #: counted, and the count is said once and written at the end: the event loop never waits.
 WRITE_QUEUE_LINES = 4096
+_DROPPABLE_LINES = WRITE_QUEUE_LINES // 2  # past this, technical lines wait their turn no more
 #: How long :meth:`Transcript.close` waits for the writer to finish what is queued: a disk
 #: that stopped answering must not hang the end of a conversation.
 CLOSE_DEADLINE_S = 10.0
@@ -121,9 +122,12 @@ class _RedactingFormatter(logging.Formatter):
 class _Sink:
     """One file a transcript's writer thread appends lines to."""
 
-    def __init__(self, path: Path, group: str) -> None:
+    def __init__(self, path: Path, group: str, *, droppable: bool = False) -> None:
         self.path = path
         self.group = group  # files that fail together (the logs folder), reported once
+        # The technical log's DEBUG lines give way first: they may not take the headroom the
+        # conversation log and the trace need (a flood of them must never cost a turn's line).
+        self.droppable = droppable
         self.stream: IO[str] | None = path.open("a", encoding="utf-8")
         self.dirty = False
 
@@ -167,6 +171,9 @@ class _Writer(logging.handlers.QueueListener):
         here waits or takes the transcript's lock: the caller may hold it (a serve call's
         console line is logged, and lands here, while the transcript writes it)."""
         if sink.group in self._failed_groups or sink.stream is None:
+            return
+        if sink.droppable and self.lines.qsize() >= _DROPPABLE_LINES:
+            self.dropped += 1
             return
         try:
             self.lines.put_nowait((sink, line))
@@ -320,7 +327,7 @@ class Transcript:
                 self.technical_path = logs_dir / f"{base}_technical.log"
                 self._conv = _Sink(self.conversation_path, str(logs_dir))
                 writer.sinks.append(self._conv)
-                technical = _Sink(self.technical_path, str(logs_dir))
+                technical = _Sink(self.technical_path, str(logs_dir), droppable=True)
                 writer.sinks.append(technical)
                 _probe(self._conv, logs_dir)
             if trace_path is not None:
