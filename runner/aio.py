@@ -46,6 +46,18 @@ class Changes:
         if event is not None:
             event.set()
 
+    async def next(self, timeout: float | None = None) -> bool:
+        """Wait for the next notify; False if ``timeout`` seconds passed first. (A waiter with
+        a condition of its own that also moves with time, such as a deadline that tool time
+        extends, re-checks it after each.)"""
+        if self._event is None:
+            self._event = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
     async def until(self, predicate: Callable[[], object], timeout: float | None = None) -> bool:
         """Wait until ``predicate()`` is true; False if ``timeout`` seconds passed first."""
         deadline = Deadline(timeout)

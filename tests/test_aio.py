@@ -158,3 +158,12 @@ async def test_lag_monitor_sees_a_blocked_loop() -> None:
     assert await changes.until(lambda: len(seen) >= 2, timeout=5)
     await cancel_and_wait(task)
     assert monitor.worst_s >= 0.05
+
+
+async def test_changes_next_wakes_on_the_next_notify_or_times_out() -> None:
+    changes = Changes()
+    waiter = asyncio.create_task(changes.next(5))
+    await asyncio.sleep(0)  # the waiter is waiting
+    changes.notify()
+    assert await waiter is True
+    assert await changes.next(0.01) is False

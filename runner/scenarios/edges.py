@@ -4,13 +4,13 @@ fast clock, tool mocks in front of the real plugins, and the speech the user say
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from runner.aio import Changes, Channel
 from runner.live.audio import FRAME_MS, AudioFormat
 from runner.plugins import MockRegistry as MockRegistry  # re-exported for scenario runs
 
@@ -33,7 +33,7 @@ class ScenarioPlayer:
         self.items: list[str] = []  # every item that wrote audio, in order
         self.received_ms: dict[str, float] = {}
         self.interrupts: list[tuple[str, int]] = []  # (item, ms played) per interrupt()
-        self._changed = asyncio.Event()
+        self._changes = Changes()
 
     def write(self, item_id: str, pcm: bytes) -> None:
         now = time.monotonic()
@@ -48,8 +48,7 @@ class ScenarioPlayer:
         self._poke()
 
     def _poke(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._changes.notify()
 
     def played_ms(self) -> int:
         if self._item is None:
@@ -94,9 +93,10 @@ class ScenarioPlayer:
                 return f"the reply had only {got:.0f} ms of audio"
             if not fresh and done():
                 return "the reply had no audio"
-            changed = self._changed
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(changed.wait(), 0.5)
+            await self._changes.next(0.5)  # a change, or the reply's clock moving on
+
+
+SOURCE_FRAMES = 60_000 // FRAME_MS  # a minute of the microphone's frames
 
 
 class ScenarioSource:
@@ -107,13 +107,12 @@ class ScenarioSource:
     def __init__(self, fmt: AudioFormat, speed: float = 1.0) -> None:
         self.fmt = fmt
         self.speed = speed
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # A minute of frames: the session holds scripted audio while it reconnects; a scenario
+        # whose service is away longer has failed anyway, and the oldest frames give way.
+        self._queue: Channel[bytes] = Channel(SOURCE_FRAMES, "drop_oldest")
 
     async def frames(self) -> Any:
-        while True:
-            frame = await self._queue.get()
-            if frame is None:
-                return
+        async for frame in self._queue:
             yield frame
 
     async def speak(self, pcm: bytes, tail_ms: int) -> None:
@@ -124,13 +123,15 @@ class ScenarioSource:
         start = loop.time()
         for n, offset in enumerate(range(0, len(pcm), step)):
             frame = pcm[offset : offset + step]
-            self._queue.put_nowait(frame + bytes(step - len(frame)))
+            if self._queue.closed:
+                return  # the run ended while this turn was being said
+            self._queue.put(frame + bytes(step - len(frame)))
             due = start + (n + 1) * FRAME_MS / 1000 / self.speed - loop.time()
             if due > 0:
                 await asyncio.sleep(due)  # pacing the microphone, as the wall clock would
 
     def close(self) -> None:
-        self._queue.put_nowait(None)
+        self._queue.close()
 
 
 def squeeze_pauses(pcm: bytes, rate: int, *, keep_ms: int = 60) -> bytes:

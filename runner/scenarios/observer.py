@@ -4,13 +4,13 @@ a reply has settled."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from runner.aio import Changes
 from runner.live.transcript import Transcript
 from runner.plugins import DEFAULT_TIMEOUT_S as DEFAULT_TOOL_TIMEOUT_S
 
@@ -30,7 +30,7 @@ class Observer(Transcript):
         self.lines: list[tuple[int, str]] = []
         self.turn = -1
         self.tool_outputs: dict[str, tuple[bool, str]] = {}
-        self._changed = asyncio.Event()
+        self._changes = Changes()
         # Tool time: a turn's timeout_s does not count the time its tools run, each up to its
         # own timeout_s (the session's tool_timeouts), so a hung tool times out as its binding
         # says and the turn goes on, whichever of the two timeouts is longer.
@@ -40,8 +40,7 @@ class Observer(Transcript):
         self._tool_time = 0.0  # the stretches that have ended
 
     def _poke(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._changes.notify()
 
     async def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait (event driven) until ``predicate`` holds; False on timeout.
@@ -54,9 +53,7 @@ class Observer(Transcript):
             left = deadline + (self.tool_time() - credit) - loop.time()
             if left <= 0:
                 return False
-            changed = self._changed
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(changed.wait(), left)
+            await self._changes.next(left)
         return True
 
     @property
