@@ -128,6 +128,6 @@ def test_no_part_reaches_into_another_objects_private_attributes() -> None:
     assert reaches == []
 
 
-def test_the_emulator_has_one_host_class_no_more() -> None:
+def test_the_emulator_defines_no_host_class() -> None:
     """The emulator's old ``Host`` shared a name with runner/serve/host.py's."""
     assert "Host" not in _classes()
