@@ -32,24 +32,39 @@ def node_session(
     """The whole ``session.update`` of ``node``: the profile's session with the node's
     instructions added and its tools (plugins, then the generated one) beside the profile's.
 
-    Whole, never partial: the service replaces what an update names, so every node's update
-    carries everything (the emulator refuses partial ones, as the service may).
+    Whole, never partial: the service replaces what an update names and keeps what it does
+    not, so every node's update carries everything, ``tools: []`` included: a node without
+    tools (an end node) must take away the tools earlier nodes declared, and any instructions
+    an earlier node added (the emulator notes partial updates, as the service may merge them).
     """
     session = dict(base.get("session", {}))
     shared = session.get("instructions")
     if rendered_instructions:
         mine = rendered_instructions.strip()
         session["instructions"] = f"{shared.rstrip()}\n\n{mine}" if shared else mine
+    elif shared is None and any(n.instructions for n in flow.nodes.values()):
+        session["instructions"] = ""  # another node's own instructions must not linger
     tools = [dict(t) for t in session.get("tools") or []]
-    shared = {t.get("name") for t in tools}
-    tools += [dict(t) for t in node_tools if t.get("name") not in shared]  # never twice
+    names = {t.get("name") for t in tools}
+    tools += [dict(t) for t in node_tools if t.get("name") not in names]  # never twice
     if node.record_tool is not None:
         tools.append(node.record_schema())
-    if tools:
-        session["tools"] = tools
-    else:
-        session.pop("tools", None)
+    session["tools"] = tools
+    choice = session.get("tool_choice")
+    if choice is not None:
+        session["tool_choice"] = _tool_choice(choice, tools)
     return {"type": "session.update", "session": session}
+
+
+def _tool_choice(choice: Any, tools: Sequence[Mapping[str, Any]]) -> Any:
+    """The profile's tool_choice as this node can honour it: ``none`` without tools (the
+    service refuses ``required`` with nothing to call), ``auto`` when it names a tool this
+    node does not declare."""
+    if not tools:
+        return "none"
+    if isinstance(choice, Mapping) and choice.get("name") not in {t.get("name") for t in tools}:
+        return "auto"
+    return choice
 
 
 def summary_text(flow: Flow, path: Sequence[str], collected: Mapping[str, Any]) -> str:
