@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "doctor": ("runner.commands.run", "doctor", "Check sound stack, endpoint, keys, a profile."),
     "test": ("runner.commands.test", "test", "Run conversation scenarios (emulator or Azure)."),
     "serve": ("runner.commands.serve", "serve", "Serve a browser console for profiles."),
+    "ring": ("runner.commands.ring", "ring", "Ring a running `vlrun serve` as a carrier would."),
 }
 
 

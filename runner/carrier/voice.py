@@ -1,0 +1,104 @@
+"""The caller's turns: what they say (a WAV file, espeak-ng text, DTMF keys) as PCM16."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from runner.errors import AudioUnavailable, UsageError, VlrunError
+
+DTMF_KEYS = frozenset("0123456789*#ABCD")
+ESPEAK_TIMEOUT_S = 30.0
+
+Kind = Literal["wav", "say", "dtmf"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One thing the caller does, in the order given on the command line."""
+
+    kind: Kind
+    value: str
+
+    def describe(self) -> str:
+        if self.kind == "wav":
+            return f"wav {Path(self.value).name}"
+        if self.kind == "dtmf":
+            return f"dtmf {self.value}"
+        words = self.value if len(self.value) <= 32 else self.value[:31] + "…"
+        return f'say "{words}"'
+
+
+def check_turn(turn: Turn) -> Turn:
+    """A turn that can be spoken, or a usage error naming the option and the fix."""
+    if turn.kind == "dtmf":
+        bad = sorted(set(turn.value) - DTMF_KEYS)
+        if not turn.value or bad:
+            raise UsageError(
+                f"--dtmf {turn.value!r}: not DTMF keys" + (f" ({''.join(bad)!r})" if bad else ""),
+                hint="use the keys 0-9, *, # and A-D, e.g. --dtmf 123#",
+            )
+    elif turn.kind == "say" and not turn.value.strip():
+        raise UsageError("--say needs some text", hint='e.g. --say "what time do you open?"')
+    elif turn.kind == "wav" and not Path(turn.value).is_file():
+        raise UsageError(f"--say-wav {turn.value}: no such file", hint="give a WAV file")
+    return turn
+
+
+async def speech(turn: Turn, rate: int) -> bytes:
+    """PCM16 mono at ``rate`` for a ``wav`` or ``say`` turn."""
+    from runner.live.audio import AudioFormat, read_wav
+
+    if turn.kind == "wav":
+        return read_wav(Path(turn.value), AudioFormat(rate))
+    if turn.kind == "say":
+        return await espeak(turn.value, rate)
+    raise ValueError(f"a {turn.kind} turn has no speech")
+
+
+async def espeak(text: str, rate: int) -> bytes:
+    """``text`` spoken by espeak-ng (a subprocess, off the loop), as PCM16 at ``rate``."""
+    from runner.live.audio import AudioFormat, read_wav
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise AudioUnavailable(
+            "--say needs espeak-ng, which is not installed",
+            hint="install the espeak-ng package (apt install espeak-ng, brew install espeak-ng), "
+            "or give a recording with --say-wav FILE",
+        )
+    with tempfile.TemporaryDirectory(prefix="vlrun-ring-") as folder:
+        out = Path(folder) / "say.wav"
+        proc = await asyncio.create_subprocess_exec(
+            exe, "-w", str(out), "--", text,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), ESPEAK_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise VlrunError(f"espeak-ng took over {ESPEAK_TIMEOUT_S:.0f} s") from None
+        if proc.returncode != 0 or not out.exists():
+            reason = err.decode(errors="replace").strip()[:200]
+            raise VlrunError(f"espeak-ng failed ({reason or proc.returncode})")
+        return read_wav(out, AudioFormat(rate))
+
+
+def write_wav(path: Path, pcm: bytes, rate: int) -> None:
+    """The recording: PCM16 mono at ``rate``."""
+    try:
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes(pcm)
+    except OSError as exc:
+        from runner.errors import OutputError
+
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
