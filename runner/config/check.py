@@ -143,17 +143,32 @@ def check_profile(path: Path, options: CheckOptions) -> list[Problem]:
     from runner.config.compile import compile_with_problems
     from runner.config.load import analyse
 
-    profile, problems = analyse(path, vars=options.vars, sets=options.sets, env=options.env)
-    if profile is None:
+    profile, problems = analyse(
+        path, vars=options.vars, sets=options.sets, env=options.env, partial=True
+    )
+    if profile is None:  # the document as a whole is wrong: nothing more can be checked
         return problems
     schemas = options.bindings(profile, problems) if options.bindings else None
     payload, found, _ = compile_with_problems(
         profile, api_version=options.api_version, tool_schemas=schemas
     )
-    problems += [p for p in found if p not in problems]
+    # a setting that already has an error is not compiled twice over: what compiling it says
+    # (`threshold` not sent, beside "threshold or threshold_level, not both") is noise
+    wrong = [
+        p.json_path for p in problems if p.severity == "error" and p.json_path not in ("", "$")
+    ]
+    problems += [p for p in found if p not in problems and not _overlaps(p.json_path, wrong)]
     if options.devices is not None and not is_invalid(problems):
         problems += options.devices(str(path), dict((payload or {}).get("session") or {}))
     return problems
+
+
+def _overlaps(at: str, paths: Sequence[str]) -> bool:
+    """Whether JSON path ``at`` is one of ``paths``, inside one, or holds one."""
+    return any(
+        at == p or at.startswith((p + ".", p + "[")) or p.startswith((at + ".", at + "["))
+        for p in paths
+    )
 
 
 def check_paths(paths: Sequence[str], options: CheckOptions) -> list[tuple[Path, list[Problem]]]:

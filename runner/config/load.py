@@ -17,7 +17,6 @@ The Profile record is in ``profile_types.py`` and the composition steps in
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
@@ -83,46 +82,13 @@ def analyse(
     vars: Mapping[str, str] = MappingProxyType({}),
     sets: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    partial: bool = False,
 ) -> tuple[Profile | None, list[Problem]]:
-    """Like :func:`load_profile` but returns the profile (if any) and all problems found."""
-    set_paths: list[tuple[str, PathKey]] = []
-    written: set[str] = set()
-    profile, problems = _analyse(path, vars, sets, env, set_paths, written)
-    if set_paths:
-        problems = [_blame_set(p, set_paths, written) for p in problems]
-    return profile, problems
+    """Like :func:`load_profile` but returns the profile (if any) and all problems found.
 
-
-def _blame_set(
-    problem: Problem, set_paths: Sequence[tuple[str, PathKey]], written: set[str]
-) -> Problem:
-    """A problem about a setting that a ``--set`` changed inside (``--set voice.type=...``
-    leaving the voice without a name) names that ``--set`` argument and the fix, not the
-    profile line of the enclosing setting. ``written``: the JSON paths the files wrote."""
-    at = problem.json_path
-    if problem.file.startswith("--set ") or not at or at == "$":
-        return problem
-    for expr, key in set_paths:
-        changed = json_path(key)
-        if changed == at or changed.startswith((at + ".", at + "[")):
-            fix = f"change or drop --set {expr}"
-            if problem.line is not None and at in written:
-                fix += f" (the profile's setting is at {problem.location})"
-            hint = f"{problem.hint}; or {fix}" if problem.hint else fix
-            return dataclasses.replace(
-                problem, file=f"--set {expr}", line=None, col=None, hint=hint
-            )
-    return problem
-
-
-def _analyse(
-    path: Path,
-    vars: Mapping[str, str],
-    sets: Sequence[str],
-    env: Mapping[str, str] | None,
-    set_paths: list[tuple[str, PathKey]],
-    written: set[str],
-) -> tuple[Profile | None, list[Problem]]:
+    ``partial``: with errors, still return the profile built from the settings that have
+    none (for `vlrun check` to check its tool bindings too); never run such a profile.
+    A problem a ``--set`` causes inside a setting names that ``--set`` (Locator.problem)."""
     env = os.environ if env is None else env
     display = str(path)
     load_warnings: list[Problem] = []
@@ -130,10 +96,8 @@ def _analyse(
         doc, positions, ref_paths = load_chain(Path(path), display, load_warnings)
     except ProfileError as exc:
         return None, list(exc.all_problems)
-    if sets:
-        written.update(json_path(k) for k in positions)
     for expr in sets:
-        set_paths.append((expr, apply_set(doc, positions, expr)))
+        apply_set(doc, positions, expr)
     problems: list[Problem] = list(load_warnings)
     env_refs: dict[PathKey, tuple[str, ...]] = {}
     loc = Locator(positions, display)
@@ -149,13 +113,29 @@ def _analyse(
                 parent[ref[-1]], ref, env, loc, problems, env_refs, protected
             )
     problems += _header_problems(doc, positions, env_refs, loc)
-    if any(p.severity == "error" for p in problems):
+    # Every independent problem in one run: a setting with a schema (or env) error is set
+    # aside, and the rest of the profile is checked without it; checks that read a set-aside
+    # setting (templates read `vars`) are skipped rather than misled.
+    broken = _broken_keys(doc, [p for p in problems if p.severity == "error"])
+    if broken is None:
         return None, problems
-    found = schema_problems(doc, loc)
+    found = schema_problems(_without(doc, broken), loc)
     if found:
-        return None, [*load_warnings, *found]
-    problems += semantic_problems(doc, loc)
-    values, var_origins = _vars(doc, vars, loc, problems)
+        more = _broken_keys(doc, found)
+        if more is None or schema_problems(_without(doc, broken | more), loc):
+            return None, [*problems, *found]  # the root itself is wrong: nothing to go on
+        problems += found
+        broken |= more
+    doc = _without(doc, broken)
+    problems += [
+        p
+        for p in semantic_problems(doc, loc)
+        if not _NEEDS.get(_top_key(doc, p) or "", set()) & broken
+    ]
+    values: dict[str, Any] | None = None
+    var_origins: dict[str, str] = {}
+    if "vars" not in broken:
+        values, var_origins = _vars(doc, vars, loc, problems)
     instructions = greeting = None
     if values is not None:
         instructions = _instructions(doc, values, Path(path), positions, loc, problems)
@@ -179,7 +159,7 @@ def _analyse(
                 unprotect(greeting.text, protected) if greeting.text else None,
             )
         _unprotect_doc(doc, protected)
-    if any(p.severity == "error" for p in problems):
+    if not partial and any(p.severity == "error" for p in problems):
         return None, problems
     profile = _build(
         Path(path),
@@ -194,6 +174,46 @@ def _analyse(
         flow,
     )
     return profile, problems
+
+
+#: Top-level settings whose checks read other settings: when one of those is set aside with
+#: an error, the dependent setting's problems would be guesses, so they are not reported.
+_NEEDS: dict[str, set[str]] = {
+    "tool_choice": {"tools"},  # a tool's name
+    "instructions": {"connection"},  # an agent binding has its own instructions
+    "turn_detection": {"connection", "transcription"},  # the model, azure-speech
+    "audio": {"modalities"},  # echo cancellation needs audio output
+}
+
+
+def _top_key(doc: Mapping[str, Any], problem: Problem) -> str | None:
+    """The top-level setting a problem is about ("" for the document itself)."""
+    at = problem.json_path or "$"
+    if at == "$":
+        return ""
+    for key in doc:
+        head = json_path((key,))
+        if at == head or at.startswith((head + ".", head + "[")):
+            return key
+    return None
+
+
+def _broken_keys(doc: Any, problems: Sequence[Problem]) -> set[str] | None:
+    """The top-level settings ``problems`` are about; None when one is about the whole
+    document (or the document is not a mapping), so nothing can be set aside."""
+    if not isinstance(doc, dict):
+        return None if problems else set()
+    keys: set[str] = set()
+    for problem in problems:
+        key = _top_key(doc, problem)
+        if not key:
+            return None
+        keys.add(key)
+    return keys
+
+
+def _without(doc: Any, keys: set[str]) -> Any:
+    return {k: v for k, v in doc.items() if k not in keys} if keys else doc
 
 
 def _tool_names(doc: Mapping[str, Any]) -> list[tuple[str, PathKey]]:
