@@ -7,6 +7,9 @@ reach the terminal. The runner itself calls :func:`runner.config.compile.compile
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,15 +83,23 @@ def explain(
     tools_dirs: tuple[Path, ...],
 ) -> int:
     """Show each compiled field of PROFILE and where its value came from."""
-    from runner.config.explain import explain_rows, flow_rows
+    from runner.config.explain import explain_rows, flow_rows, format_rows
 
     loaded, payload, _, trace, schemas = _compiled(profile, vars_, sets, api_version, tools_dirs)
     rows = explain_rows(loaded, payload, trace, api_version) + flow_rows(loaded, payload, schemas)
-    width = max(len(r[0]) for r in rows)
-    vwidth = min(60, max(len(r[1]) for r in rows))
-    for name, value, origin in rows:
-        click.echo(redact(f"{name.ljust(width)}  {value.ljust(vwidth)}  <- {origin}"))
+    # Masked before the rows are cut and wrapped, so that no secret is split past the mask.
+    masked = [(redact(name), redact(value), redact(origin)) for name, value, origin in rows]
+    for line in format_rows(masked, _terminal_columns()):
+        click.echo(redact(line))
     return EXIT_OK
+
+
+def _terminal_columns() -> int | None:
+    """The terminal's width (COLUMNS first), or None when output goes to a pipe or file: there
+    a row is never cut, for grep and diff."""
+    if os.environ.get("COLUMNS") or sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
 
 
 def _node_payload(

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from runner.commands._options import parse_pairs
-from runner.errors import EXIT_OK, UsageError
+from runner.errors import EXIT_OK, Problem, ProfileError, UsageError
 
 
 @click.command("flow")
@@ -31,9 +31,18 @@ def flow(profile: str, fmt: str, vars_: tuple[str, ...]) -> int:
         raise UsageError(f"{profile}: no such profile file")
     loaded = load_profile(path, vars=parse_pairs(vars_, "--var"))
     if loaded.flow is None:
-        raise UsageError(
-            f"{profile} has no flow",
-            hint="add `flow:` with `start:` and `nodes:` (see docs/flows.md)",
+        # The command line is fine; the profile lacks what it asks for: bad input (exit 1).
+        raise ProfileError(
+            [
+                Problem(
+                    profile,
+                    None,
+                    None,
+                    "error",
+                    "this profile has no flow to draw",
+                    hint="add `flow:` with `start:` and `nodes:` (see docs/flows.md)",
+                )
+            ]
         )
     click.echo(draw(loaded.flow, fmt, title=loaded.name), nl=False)
     return EXIT_OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,48 @@ def flow_rows(
                 (f"flow.{node.name} -> {t.to}", json.dumps(rule), loaded.origin(t.path) or where)
             )
     return rows
+
+
+def format_rows(rows: Sequence[tuple[str, str, str]], columns: int | None = None) -> list[str]:
+    """``field  value  <- origin`` lines, each at most ``columns`` wide when given (a terminal):
+    long values are cut ("..."), origins wrap under their column (or go on a line of their own
+    when the terminal is too narrow for a column). ``None``: one line per row, nothing cut."""
+    if not rows:
+        return []
+    nw = max(len(r[0]) for r in rows)
+    vw = min(60, max(len(r[1]) for r in rows))
+    if columns is None:
+        return [f"{n.ljust(nw)}  {v.ljust(vw)}  <- {o}" for n, v, o in rows]
+    longest_origin = max(len(r[2]) for r in rows)
+    # The origin is what explain is for: the value column gives way first, down to 16.
+    vw = max(16, min(vw, columns - nw - 7 - min(longest_origin, 30)))
+    ow = columns - nw - 7 - vw
+    lines: list[str] = []
+    for name, value, origin in rows:
+        if ow < 20:  # too narrow for an origin column: value and origin under the name
+            room = columns - nw - 2
+            if len(value) <= room:
+                lines.append(f"{name.ljust(nw)}  {value}")
+            else:
+                lines.append(name[:columns])
+                lines.append("    " + _cut(value, columns - 4))
+            lines.extend(
+                textwrap.wrap(
+                    origin, columns, initial_indent="    <- ", subsequent_indent="       "
+                )
+                or ["    <- "]
+            )
+            continue
+        parts = textwrap.wrap(origin, ow, break_on_hyphens=False) or [""]
+        lines.append(f"{name.ljust(nw)}  {_cut(value, vw).ljust(vw)}  <- {parts[0]}")
+        lines.extend(" " * (nw + 7 + vw) + part for part in parts[1:])
+    return lines
+
+
+def _cut(value: str, width: int) -> str:
+    """``value`` in at most ``width`` characters; a cut JSON string keeps its closing quote."""
+    if len(value) <= width:
+        return value
+    if value.startswith('"') and width > 4:
+        return value[: width - 4] + '..."'
+    return value[: max(width - 3, 0)] + "..."

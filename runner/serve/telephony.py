@@ -113,7 +113,14 @@ class CallTranscript(Transcript):
             self.metrics.tool_errors.labels(name).inc()
 
     def latency(self, ms: float, what: str = "end of speech -> first audio") -> None:
-        super().latency(ms, what)
+        from runner.live.transcript import log as transcript_log
+
+        # A call has no Enter key: its typed turns are the keys the caller pressed.
+        if what.startswith("Enter"):
+            what = "key press" + what[len("Enter") :]
+        # Once: the base class would also print it on the call's console, whose lines join
+        # the same worker log as this one.
+        transcript_log.info("turn latency %.0f ms (%s)", ms, what)
         if what.startswith("end of speech"):
             self.metrics.turn_latency.labels(self.edge).observe(ms / 1000)
 
