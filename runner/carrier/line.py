@@ -30,9 +30,12 @@ class Heard:
     heard_ms: float  # reply audio played to the caller
     first_ms: float | None  # from the end of the caller's turn to the reply's first audio
     ended: bool = False  # the call ended during the turn
+    said: str = ""  # a text turn on a call without media: what became of it
 
     def line(self, number: int, what: str) -> str:
         head = f"turn {number} ({what})" if number else what
+        if self.said:
+            return f"{head}: {self.said}"
         if self.first_ms is None:
             return f"{head}: heard nothing ({'the call ended' if self.ended else 'no reply'})"
         ended = " (the call ended)" if self.ended else ""

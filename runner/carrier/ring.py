@@ -47,7 +47,7 @@ class Call(Protocol):
     line: Line | None
 
     async def dtmf(self, digits: str) -> None: ...
-    async def say_text(self, text: str) -> None: ...
+    async def say_text(self, text: str) -> str: ...
     async def hang_up(self) -> None: ...
 
 
@@ -97,8 +97,8 @@ async def converse(call: Call, options: RingOptions) -> int:
 async def _turn(call: Call, line: Line | None, turn: Turn, options: RingOptions) -> Heard:
     deadline = Deadline(options.turn_s)
     if line is None:  # no media (Voice Live SIP through the emulator): a text turn
-        await call.say_text(turn.value)
-        return Heard(0.0, None)
+        said = await call.say_text(turn.value)
+        return Heard(0.0, None, said=said)
     if turn.kind == "dtmf":
         line.expect_reply()
         for key in turn.value:

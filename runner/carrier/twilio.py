@@ -120,7 +120,7 @@ class TwilioCall:
                 self._frame("dtmf", dtmf={"track": "inbound_track", "digit": digit})
             )
 
-    async def say_text(self, text: str) -> None:
+    async def say_text(self, text: str) -> str:
         raise VlrunError("a Twilio call carries audio: say text with --say (espeak-ng)")
 
     async def hang_up(self) -> None:

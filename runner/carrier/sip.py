@@ -1,0 +1,162 @@
+"""Voice Live SIP (preview) through `vlrun emulate`: the emulator plays Voice Live, and its
+caller API stands in for the phone (docs/telephony.md "Voice Live SIP (preview)").
+
+``POST /_emulator/sip/calls`` rings: the emulator posts a signed ``realtime.call.incoming`` to
+every registered webhook (the server's ``/sip/webhook``), which accepts and attaches. Then
+``…/ID/say {text}`` speaks a text turn and ``…/ID/hangup`` hangs up. No SIP media reaches the
+emulator, so a SIP caller says text and hears nothing; the replies are in the server's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from runner.aio import Deadline
+from runner.carrier.ring import Refused, RingOptions, converse, unreachable
+from runner.errors import EXIT_OK, UsageError, VlrunError
+
+API_VERSION = "2026-07-31-preview"
+PREFIX = "/voice-agent/realtime/sip"
+CALLER = "/_emulator/sip/calls"
+BEARER = {"Authorization": "Bearer local-emulator"}  # a local emulator checks no token
+POLL_S = 0.05  # the emulator's caller API has no push: its call state is polled
+# The emulator's caller API does not say when a reply has finished: the caller pauses this
+# long after each text turn (as a person would), unless the status says ``responding``.
+TURN_PAUSE_S = 4.0
+FINAL = ("Disconnected", "Expired", "Failed")
+
+
+class SipCall:
+    """One call rung through the emulator's caller API."""
+
+    line = None  # no media: text turns
+
+    def __init__(self, http: Any, base: str, call_id: str, turn_s: float = 60.0) -> None:
+        self.http, self.base, self.call_id = http, base, call_id
+        self.hung_up = False
+        self.turn_s = turn_s
+        self.pause_s = TURN_PAUSE_S
+
+    async def status(self) -> dict[str, Any]:
+        async with self.http.get(f"{self.base}{CALLER}/{self.call_id}") as r:
+            body: dict[str, Any] = await r.json(content_type=None)
+            return body
+
+    async def until(self, states: tuple[str, ...], deadline: Deadline) -> dict[str, Any]:
+        """Poll the call's state until it is one of ``states`` (or final), within the deadline."""
+        while True:
+            status = await self.status()
+            if status.get("state") in states or status.get("state") in FINAL:
+                return status
+            if deadline.expired():
+                raise VlrunError(
+                    f"the SIP call stayed {status.get('state')} past the deadline",
+                    hint="is `vlrun serve --serve-file` running with voicelive_sip, and its "
+                    "webhook registered (vlrun ring sip URL --create-webhook ...)?",
+                )
+            await asyncio.sleep(POLL_S)
+
+    async def say_text(self, text: str) -> str:
+        async with self.http.post(
+            f"{self.base}{CALLER}/{self.call_id}/say", json={"text": text}
+        ) as r:
+            if r.status != 200:
+                body = await r.json(content_type=None)
+                why = body.get("detail", r.status)
+                raise VlrunError(f"the emulator did not take the turn: {why}")
+        status = await self.status()
+        if "responding" not in status:  # an emulator that cannot say when the reply is done
+            await asyncio.sleep(self.pause_s)  # the caller's pause, as a person's
+            return "said (no SIP media reaches the emulator: the reply is in the server's log)"
+        deadline = Deadline(self.turn_s)
+        while status.get("responding") and status.get("state") not in FINAL:
+            if deadline.expired():
+                return "said (no reply finished before the deadline)"
+            await asyncio.sleep(POLL_S)
+            status = await self.status()
+        return "said, and the reply has finished (no SIP media: it is in the server's log)"
+
+    async def dtmf(self, digits: str) -> None:
+        raise UsageError("a Voice Live SIP call through the emulator takes text turns only")
+
+    async def hang_up(self) -> None:
+        if self.hung_up:
+            return
+        self.hung_up = True
+        async with self.http.post(f"{self.base}{CALLER}/{self.call_id}/hangup") as r:
+            await r.read()
+
+
+async def call(emulator: str, options: RingOptions) -> int:
+    """Ring through the emulator, say the text turns, hang up."""
+    import aiohttp
+
+    for turn in options.turns:
+        if turn.kind != "say":
+            raise UsageError(
+                f"vlrun ring sip: {turn.describe()} cannot be said on an emulated SIP call",
+                hint="the emulator carries no SIP media: use --say TEXT turns",
+            )
+    base = emulator.rstrip("/")
+    timeout = aiohttp.ClientTimeout(total=options.connect_timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        try:
+            async with http.post(base + CALLER, json={}) as r:
+                if r.status == 404:
+                    raise VlrunError(
+                        f"{base} has no SIP caller API",
+                        hint="the URL is a `vlrun emulate` endpoint (SIP needs no serve URL)",
+                    )
+                rung = await r.json(content_type=None)
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            raise unreachable(base, exc) from None
+        statuses = list(rung.get("webhook_statuses") or [])
+        if not statuses:
+            raise Refused(
+                "nobody answered: the emulator has no SIP webhook registered",
+                hint="vlrun ring sip URL --create-webhook http://HOST:PORT/sip/webhook",
+            )
+        if 0 in statuses:
+            raise unreachable("the webhook", ConnectionRefusedError("no answer from the server"))
+        if 200 not in statuses:
+            raise Refused(f"the call was refused: the webhook answered {statuses}")
+        sip = SipCall(http, base, str(rung["call_id"]), options.turn_s)
+        try:
+            state = await sip.until(("Connected",), Deadline(options.turn_s))
+            if state.get("state") != "Connected":
+                reason = state.get("terminal_reason") or state.get("state")
+                raise Refused(f"the call was refused: {reason} (busy, or no route answers)")
+            options.out(f"connected: SIP call {sip.call_id}")
+            await converse(sip, options)
+        finally:
+            if not sip.hung_up:
+                await asyncio.shield(sip.hang_up())
+    return EXIT_OK
+
+
+async def create_webhook(emulator: str, url: str, env_file: Path, options: RingOptions) -> None:
+    """Register ``url`` with the emulator's SIP API and write its signing secret to a file."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=options.connect_timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        try:
+            async with http.post(
+                emulator.rstrip("/") + PREFIX + "/webhooks",
+                json={"url": url, "name": "vlrun ring"},
+                params={"api-version": API_VERSION},
+                headers=BEARER,
+            ) as r:
+                hook = await r.json(content_type=None)
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            raise unreachable(emulator, exc) from None
+    secret = hook.get("signing_secret") if isinstance(hook, dict) else None
+    if not secret:
+        raise VlrunError(f"the emulator did not create the webhook: {hook}")
+    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(f"export VOICELIVE_SIP_WEBHOOK_SECRET={secret}\n")
+    options.out(f"webhook {hook.get('id')} -> {url}; its signing secret is in {env_file}")
