@@ -14,8 +14,9 @@ import contextlib
 import json
 import logging
 import math
+import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,14 @@ MAX_HELD_TALKS = 8
 HELD_TAKEN_S = 2.0
 #: Messages waiting for a slow page before the conversation gives up on it.
 OUT_QUEUE = 4000
-_CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+_CONTENT_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+}
+#: "flow: now in NODE", the live session's notice when a flow enters a node.
+_FLOW_NODE = re.compile(r"^flow: now in (\S+)$")
 _TIMELINE_IN = {
     "input_audio_buffer.speech_started": "speech_started",
     "input_audio_buffer.speech_stopped": "speech_stopped",
@@ -60,6 +68,7 @@ def install(app: web.Application, host: Host, options: ServeOptions) -> None:
     """The page, its static files, the WebSocket, the profile list and the downloads."""
     app.router.add_get("/", _index)
     app.router.add_get("/static/{name}", _static)
+    app.router.add_get("/favicon.ico", _favicon)
     app.router.add_get("/api/profiles", _profiles)
     app.router.add_get("/api/conversations/{id}/transcript.txt", _download_transcript)
     app.router.add_get("/api/conversations/{id}/trace.jsonl", _download_trace)
@@ -92,6 +101,13 @@ async def _static(request: web.Request) -> web.StreamResponse:
     return _file(STATIC / name)
 
 
+@console_route(token=False)
+async def _favicon(request: web.Request) -> web.StreamResponse:
+    # Browsers ask for /favicon.ico whatever the page links; the page's own icon answers
+    # (an SVG: every browser the console supports shows one) instead of a logged 404.
+    return _file(STATIC / "favicon.svg")
+
+
 #: The shipped files (read once: no stat per request, and nothing else is ever served).
 _STATIC_NAMES = frozenset(p.name for p in STATIC.iterdir() if p.is_file())
 
@@ -110,9 +126,12 @@ async def _profiles(request: web.Request) -> web.Response:
 
 def profile_list(host: Host) -> dict[str, Any]:
     """What the picker shows: names and where they live (relative), and the target."""
+    mocks = host.options.mock_tools
     return {
         "profiles": [{"name": e.name, "file": e.path.name} for e in host.profiles()],
         **host.status(),
+        # The mocks file's name (not its folder): the page says tool calls are answered by it.
+        "mock_tools": mocks.name if mocks is not None else None,
     }
 
 
@@ -212,6 +231,7 @@ class PagePlayer:
     def __init__(self, fmt: AudioFormat, page: PageLink) -> None:
         self.fmt = fmt
         self.page = page
+        self.clock = _clock()  # replaced by the transcript's, so both say the same t_ms
         self._item: str | None = None
         self._sent_ms = 0.0
         self._first_write: float | None = None
@@ -222,7 +242,7 @@ class PagePlayer:
         if item_id != self._item:
             self._item, self._sent_ms, self._report = item_id, 0.0, None
             self._first_write = time.monotonic()
-            self.page.send({"type": "audio_item", "item": item_id})
+            self.page.send({"type": "audio_item", "item": item_id, "t_ms": self.clock()})
         self._sent_ms += self.fmt.ms_for_bytes(len(pcm))
         self.page.send_bytes(pcm)
 
@@ -329,9 +349,14 @@ class PageTranscript(Transcript):
         self.page = page
         self._players = player_ref
         self._t0 = time.monotonic()
+        self._mocked: frozenset[str] = frozenset()  # tools answered from a mocks file
 
     def _ms(self) -> int:
         return int((time.monotonic() - self._t0) * 1000)
+
+    def mocked(self, names: frozenset[str]) -> None:
+        """The tools this conversation answers from mocks (their results say so)."""
+        self._mocked = names
 
     @property
     def tracing(self) -> bool:
@@ -353,12 +378,14 @@ class PageTranscript(Transcript):
 
     def user(self, item_id: str, text: str) -> None:
         if item_id not in self._seen:
-            self.page.send({"type": "user", "item": item_id, "text": text})
+            self.page.send({"type": "user", "item": item_id, "text": text, "t_ms": self._ms()})
         super().user(item_id, text)
 
     def assistant_delta(self, item_id: str, delta: str) -> None:
         if item_id not in self._seen:
-            self.page.send({"type": "assistant_delta", "item": item_id, "delta": delta})
+            self.page.send(
+                {"type": "assistant_delta", "item": item_id, "delta": delta, "t_ms": self._ms()}
+            )
         super().assistant_delta(item_id, delta)
 
     def assistant_done(self, item_id: str, text: str, *, interrupted: bool = False) -> None:
@@ -372,12 +399,19 @@ class PageTranscript(Transcript):
                     "item": item_id,
                     "text": turn.text,
                     "interrupted": turn.interrupted,
+                    "t_ms": self._ms(),
                 }
             )
 
     def tool_call(self, call_id: str, name: str, arguments: str) -> None:
         self.page.send(
-            {"type": "tool_call", "call_id": call_id, "name": name, "arguments": arguments}
+            {
+                "type": "tool_call",
+                "call_id": call_id,
+                "name": name,
+                "arguments": arguments,
+                "t_ms": self._ms(),
+            }
         )
         super().tool_call(call_id, name, arguments)
 
@@ -390,6 +424,8 @@ class PageTranscript(Transcript):
                 "ok": ok,
                 "text": text[:2000],
                 "duration_ms": round(duration_s * 1000, 1),
+                "mocked": name in self._mocked,
+                "t_ms": self._ms(),
             }
         )
         super().tool_result(call_id, name, ok, text, duration_s)
@@ -414,6 +450,11 @@ class PageTranscript(Transcript):
         super().event(kind, summary, payload)
 
     def notice(self, text: str) -> None:
+        node = _FLOW_NODE.match(text)
+        if node is not None:
+            self.page.send(
+                {"type": "timeline", "event": "node", "t_ms": self._ms(), "node": node[1]}
+            )
         self.page.send({"type": "notice", "text": clean_line(text)})
         super().notice(text)
 
@@ -461,17 +502,24 @@ class BrowserEdge(Edge):
         self.attached_event = asyncio.Event()
         self.stopped = False  # the page stopped it before it was up (it was cancelled)
         self.ended_sent = False
+        self._clock: Callable[[], int] | None = None  # the transcript's t_ms (the player's too)
 
     def open_audio(self, session: Mapping[str, Any]) -> tuple[Any, Any]:
         in_fmt, out_fmt, _, _ = wire_formats(dict(session))
         self.in_fmt = in_fmt
         self.page_source = PageSource(in_fmt)
         self.page_player = PagePlayer(out_fmt, self.page)
+        if self._clock is not None:
+            self.page_player.clock = self._clock
         self._players.append(self.page_player)
         return self.page_source, self.page_player
 
     def transcript(self, **options: Any) -> Transcript:
-        return PageTranscript(self.page, self._players, **options)
+        transcript = PageTranscript(self.page, self._players, **options)
+        self._clock = transcript._ms
+        for player in self._players:
+            player.clock = transcript._ms
+        return transcript
 
     def attached(self, conversation: Conversation) -> None:
         self.conversation = conversation
@@ -479,6 +527,11 @@ class BrowserEdge(Edge):
         if live is not None:
             live.talk_notices = False  # the page shows the talk state (no console key)
         assert self.in_fmt is not None and self.page_player is not None
+        mocks = _mocks(conversation, self.host)
+        if mocks is not None and isinstance(conversation.transcript, PageTranscript):
+            conversation.transcript.mocked(frozenset(mocks["tools"]))
+        flow = getattr(live, "flow", None)
+        node = getattr(getattr(flow, "node", None), "name", None)
         self.page.send(
             {
                 "type": "session",
@@ -490,6 +543,8 @@ class BrowserEdge(Edge):
                 "explain": [list(row) for row in redact_obj(conversation.explain)],
                 "emulator": self.host.embedded,
                 "target": self.host.target_line,
+                "mocks": mocks,
+                "node": node if isinstance(node, str) else None,
             }
         )
         self.attached_event.set()
@@ -504,6 +559,21 @@ class BrowserEdge(Edge):
         self.page.send({"type": "ended", "conversation": conversation.id, "code": code})
         if self.page_source is not None:
             self.page_source.close()
+
+
+def _mocks(conversation: Conversation, host: Host) -> dict[str, Any] | None:
+    """Which tools this conversation answers from the mocks file (None: no mocks)."""
+    path = host.options.mock_tools
+    registry = getattr(conversation.live, "registry", None)
+    mocks = getattr(registry, "mocks", None)
+    if path is None or not isinstance(mocks, Mapping):
+        return None
+    return {"file": path.name, "tools": sorted(str(name) for name in mocks)}
+
+
+def _clock() -> Callable[[], int]:
+    t0 = time.monotonic()
+    return lambda: int((time.monotonic() - t0) * 1000)
 
 
 # ------------------------------------------------------------------------ the socket

@@ -38,6 +38,23 @@ def get_weather(city: str) -> dict:
     return {{"city": city, "temperature": {temperature}}}
 '''
 
+OFFLINE_TOOL = '''\
+from runner.plugins import tool
+
+
+class WeatherError(RuntimeError):
+    """As tools/get_weather.py raises it with no network."""
+
+
+@tool
+def get_weather(city: str) -> dict:
+    """Current weather for a city."""
+    raise WeatherError("the weather service could not be reached (ClientConnectorDNSError)")
+'''
+
+#: The shipped mocks file for the weather demo (what `vlrun serve --mock-tools` is given).
+WEATHER_MOCKS = Path(__file__).resolve().parents[2] / "tools" / "weather.mocks.yaml"
+
 BROKEN_PROFILE = """\
 name: broken
 voice: en-US-AvaNeural
@@ -82,6 +99,11 @@ def write_profiles(root: Path, temperature: int = 21) -> Path:
     return profiles
 
 
+def write_offline_tool(profiles: Path) -> None:
+    """get_weather as it behaves with no network: it fails (WeatherError)."""
+    (profiles / "tools" / "get_weather.py").write_text(OFFLINE_TOOL)
+
+
 def write_tool(profiles: Path, temperature: int) -> None:
     (profiles / "tools" / "get_weather.py").write_text(
         textwrap.dedent(WEATHER_TOOL.format(temperature=temperature))
@@ -106,6 +128,7 @@ async def serving(
     speed: float = 0.0,
     heartbeat_s: float = 1.0,
     endpoint: str | None = None,
+    mock_tools: Path | None = None,
 ) -> AsyncIterator[Served]:
     """`vlrun serve` on loopback in this loop (embedded emulator running SCRIPT)."""
     profiles = root / "profiles"
@@ -116,6 +139,7 @@ async def serving(
             logs=logs,
             max_conversations=max_conversations,
             endpoint=endpoint,
+            mock_tools=mock_tools,
             emulator_options={"scenario": root / "script.yaml", "speed": speed},
         )
     )

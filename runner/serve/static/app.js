@@ -1,17 +1,33 @@
 // The vlrun console page: one WebSocket per page, binary audio both ways, JSON events.
-import { PageAudio } from "./audio.js";
+// Everything shown comes from the server's messages and is set with textContent (never as
+// markup); nothing secret is ever sent here.
+import { PageAudio, FRAME_MS } from "./audio.js";
+import { Picture } from "./picture.js";
+import { Wave, pcmPeaks } from "./wave.js";
 
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.search).get("token");
 const withToken = (path) => (token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path);
+const RAW_ROWS = 2000;          // the raw event table keeps the latest rows
 
 const state = {
   ws: null, audio: null, conversation: null, pushToTalk: false, talking: false,
   audioItem: null, streaming: new Map(), tools: new Map(), t0: performance.now(),
-  lastSpeechStop: null,
+  lastSpeechStop: null, embedded: false, mocks: null, outputRate: 24000,
+  replyPeaks: { peak: 0, n: 0 }, replyBars: 0,
+};
+const picture = new Picture($("picture"), $("picture-scroll"), $("picture-empty"));
+const waves = {
+  you: new Wave($("wave-you"), $("wave-you-note"), { on: "#0f766e", off: "#ccece8", cut: "#c2410c" }),
+  assistant: new Wave($("wave-assistant"), $("wave-assistant-note"), { on: "#1d4ed8", off: "#c9d6f5", cut: "#c2410c" }),
 };
 // For tests and curious people: what the page did, measured in the page.
-window.vlrun = { state, stats: () => state.audio?.stats ?? null, events: [] };
+window.vlrun = {
+  state, stats: () => state.audio?.stats ?? null, events: [],
+  picture: () => picture.summary(),
+  waves: () => ({ you: waves.you.peaks.length, assistant: waves.assistant.peaks.length,
+                  played: waves.assistant.playedBars, cut: waves.assistant.cutBar }),
+};
 
 function say(text) { $("state").textContent = text; }
 
@@ -21,6 +37,8 @@ function message(kind, text) {
   li.dataset.kind = kind;
   $("messages").append(li);
   while ($("messages").children.length > 200) $("messages").firstChild.remove();
+  $("messages-count").textContent = `(${$("messages").children.length})`;
+  li.scrollIntoView({ block: "nearest" });
 }
 
 function connect() {
@@ -42,7 +60,16 @@ function send(obj) {
 }
 
 function onAudio(buf) {
-  if (state.audio && state.audioItem) state.audio.play(state.audioItem, buf);
+  if (!state.audio || !state.audioItem) return;
+  // Before the buffer goes to the worklet (it is transferred): the reply's waveform and length.
+  const perBar = Math.round(state.outputRate * FRAME_MS / 1000);
+  for (const p of pcmPeaks(buf, perBar, state.replyPeaks)) waves.assistant.push(p);
+  picture.replyAudio(state.audioItem, (buf.byteLength / 2 / state.outputRate) * 1000);
+  state.audio.play(state.audioItem, buf);
+}
+
+function mockText(file, tools) {
+  return `Tool calls answered from mocks (${file}${tools?.length ? `: ${tools.join(", ")}` : ""}), not the plugins`;
 }
 
 const handlers = {
@@ -52,9 +79,14 @@ const handlers = {
     if (m.profiles.some((p) => p.name === "casual-chat")) sel.value = "casual-chat";
     sel.disabled = m.profiles.length === 0;
     $("start").disabled = m.profiles.length === 0;
+    state.embedded = Boolean(m.embedded);
     $("target").textContent = m.embedded
       ? "Offline: the embedded Voice Live emulator (scripted replies, not a model)"
       : `Service: ${m.target}`;
+    if (m.mock_tools) {
+      $("mocks").textContent = mockText(m.mock_tools);
+      $("mocks").hidden = false;
+    }
     say(m.profiles.length ? "Pick a profile and press Start." : "No profiles found.");
   },
   problems(m) {
@@ -75,7 +107,15 @@ const handlers = {
   async session(m) {
     state.conversation = m.conversation;
     state.pushToTalk = m.push_to_talk;
+    state.outputRate = m.output_rate;
     state.t0 = performance.now();
+    state.mocks = m.mocks ?? null;
+    picture.running = true;
+    if (m.node) picture.node(0, m.node);
+    if (state.mocks) {
+      $("mocks").textContent = mockText(state.mocks.file, state.mocks.tools);
+      $("mocks").hidden = false;
+    }
     $("explain").replaceChildren(...m.explain.map((row) => tr(row)));
     $("dl-transcript").href = withToken(`api/conversations/${m.conversation}/transcript.txt`);
     $("dl-trace").href = withToken(`api/conversations/${m.conversation}/trace.jsonl`);
@@ -83,13 +123,18 @@ const handlers = {
     try {
       state.audio = new PageAudio({
         frame: (pcm) => state.ws?.readyState === WebSocket.OPEN && state.ws.send(pcm),
-        level: meter,
+        level: (db, peak) => { meter(db); waves.you.push(peak); },
         played: (item, ms) => {
           send({ type: "played", item, ms });
+          picture.played(item, ms);
+          if (item === state.audioItem) waves.assistant.played(Math.floor(ms / FRAME_MS));
           window.dispatchEvent(new CustomEvent("vlrun-played", { detail: { item, ms } }));
         },
         flushed: (item, ms) => {
           send({ type: "flushed", item, ms });
+          if (item) picture.cut(item, ms);
+          waves.assistant.cut(Math.floor(ms / FRAME_MS));
+          $("wave-assistant-note").textContent = `cut at ${Math.round(ms)} ms`;
           window.dispatchEvent(new CustomEvent("vlrun-flushed", { detail: { item, ms } }));
         },
       });
@@ -111,12 +156,20 @@ const handlers = {
     document.body.dataset.ready = "true";
     message("notice", "session configured");
   },
-  audio_item(m) { state.audioItem = m.item; },
+  audio_item(m) {
+    state.audioItem = m.item;
+    state.replyPeaks = { peak: 0, n: 0 };
+    picture.replyStarted(m.t_ms ?? picture.now(), m.item);
+    waves.assistant.reset("playing…");
+  },
   flush() {
     state.audio?.flush();
     state.audioItem = null;
   },
-  user(m) { line("you", m.text, m.item); },
+  user(m) {
+    line("you", m.text, m.item);
+    picture.userText(m.t_ms ?? picture.now(), m.item, m.text);
+  },
   assistant_delta(m) {
     let li = state.streaming.get(m.item);
     if (!li) { li = line("assistant", "", m.item); li.classList.add("streaming"); state.streaming.set(m.item, li); }
@@ -129,30 +182,45 @@ const handlers = {
     state.streaming.delete(m.item);
     li.querySelector(".text").textContent = m.text + (m.interrupted ? " [interrupted]" : "");
     if (m.interrupted) li.dataset.interrupted = "true";
+    picture.replyText(m.item, m.text, m.interrupted);
   },
   tool_call(m) {
     const row = document.createElement("tr");
     row.dataset.callId = m.call_id;
-    for (const v of [m.name, m.arguments, "running…", ""]) { const td = document.createElement("td"); td.textContent = v; row.append(td); }
+    for (const v of [m.name, prettyJson(m.arguments), "running…", ""]) { const td = document.createElement("td"); td.textContent = v; row.append(td); }
     state.tools.set(m.call_id, row);
     $("tool-rows").append(row);
+    $("tools-empty").hidden = true;
+    picture.toolCall(m.t_ms ?? picture.now(), m.call_id, m.name);
   },
   tool_result(m) {
     const row = state.tools.get(m.call_id);
+    picture.toolResult(m.t_ms, m.call_id, m.ok, m.duration_ms, Boolean(m.mocked));
     if (!row) return;
-    row.children[2].textContent = (m.ok ? "" : "failed: ") + m.text;
+    const cell = row.children[2];
+    cell.textContent = (m.ok ? "" : "failed: ") + prettyJson(m.text);
+    if (m.mocked) cell.append(tag("mocked"));
+    if (!m.ok && !m.mocked && state.embedded) {
+      // Offline, a tool that calls a web service fails; a mocks file answers instead.
+      const hint = document.createElement("span");
+      hint.className = "hint";
+      hint.textContent = "No network? `vlrun serve --mock-tools FILE` answers tool calls from a "
+        + "mocks file (tools/weather.mocks.yaml for the weather profile).";
+      cell.append(hint);
+    }
     row.children[3].textContent = m.duration_ms.toFixed(0);
     row.dataset.ok = String(m.ok);
+    if (m.mocked) row.dataset.mocked = "true";
   },
   timeline(m) {
-    const detail = [];
-    if (m.latency_ms !== undefined) detail.push(`${m.what}: ${m.latency_ms.toFixed(0)} ms`);
-    if (m.audio_end_ms !== undefined) detail.push(`at ${m.audio_end_ms} ms`);
-    if (m.detail) detail.push(m.detail);
-    if (m.item_id) detail.push(m.item_id);
-    const row = tr([String(m.t_ms), m.event.replace("_", " "), detail.join("; ")]);
-    row.dataset.event = m.event;
-    $("timeline").append(row);
+    switch (m.event) {
+      case "speech_started": picture.speechStarted(m.t_ms, m.item_id); waves.you.reset("speaking…"); break;
+      case "speech_stopped": picture.speechStopped(m.t_ms, m.item_id); $("wave-you-note").textContent = ""; break;
+      case "first_audio": picture.latency(m.t_ms, m.latency_ms); break;
+      case "barge_in": picture.bargeIn(m.t_ms); break;
+      case "node": picture.node(m.t_ms, m.node); break;
+      default: break;
+    }
   },
   notice(m) { message("notice", m.text); },
   warning(m) { message("warning", m.text); },
@@ -160,6 +228,8 @@ const handlers = {
   refused(m) { message("error", m.text); say(m.text); setRunning(false); },
   async ended(m) {
     say(`Conversation ended (exit ${m.code}). Press Start for a new one.`);
+    picture.running = false;
+    picture.changed();
     await state.audio?.stop();
     state.audio = null;
     setRunning(false);
@@ -168,15 +238,68 @@ const handlers = {
 
 async function onEvent(m) {
   window.vlrun.events.push(m.type);
+  picture.stamp(m.t_ms);
+  raw(m);
   const h = handlers[m.type];
   if (h) await h(m);
   window.dispatchEvent(new CustomEvent("vlrun-event", { detail: m }));
+}
+
+// The raw event table: every message but the streaming deltas (the transcript has them).
+function raw(m) {
+  if (m.type === "assistant_delta") return;
+  const t = typeof m.t_ms === "number" ? m.t_ms : Math.round(picture.now());
+  let kind = m.type;
+  let detail = "";
+  if (m.type === "timeline") {
+    kind = m.event.replaceAll("_", " ");
+    const parts = [];
+    if (m.latency_ms !== undefined) parts.push(`${m.what}: ${m.latency_ms.toFixed(0)} ms`);
+    if (m.audio_end_ms !== undefined) parts.push(`at ${m.audio_end_ms} ms`);
+    if (m.node) parts.push(`now in ${m.node}`);
+    if (m.detail) parts.push(m.detail);
+    if (m.item_id) parts.push(m.item_id);
+    detail = parts.join("; ");
+  } else if (m.type === "hello") {
+    detail = `${m.profiles.length} profiles; ${m.embedded ? "embedded emulator" : m.target}`;
+  } else if (m.type === "session") {
+    detail = `${m.conversation} ${m.profile ?? ""}; in ${m.input_rate} Hz, out ${m.output_rate} Hz`;
+  } else if (m.type === "problems") {
+    detail = `${m.profile}: ${m.problems.length} problem(s)`;
+  } else {
+    const shown = { ...m };
+    delete shown.type; delete shown.t_ms;
+    detail = JSON.stringify(shown);
+  }
+  const row = tr([String(t), kind, detail.length > 400 ? `${detail.slice(0, 399)}…` : detail]);
+  row.dataset.type = m.type;
+  if (m.type === "timeline") row.dataset.event = m.event;
+  const body = $("timeline");
+  body.append(row);
+  while (body.children.length > RAW_ROWS) body.firstChild.remove();
+  $("raw-count").textContent = `(${body.children.length})`;
 }
 
 function tr(cells) {
   const row = document.createElement("tr");
   for (const c of cells) { const td = document.createElement("td"); td.textContent = c; row.append(td); }
   return row;
+}
+
+function tag(text) {
+  const span = document.createElement("span");
+  span.className = "tag";
+  span.textContent = text;
+  return span;
+}
+
+// JSON shown indented (arguments, results); anything else as it came.
+function prettyJson(text) {
+  if (typeof text !== "string" || text.length > 4000) return String(text);
+  try {
+    const v = JSON.parse(text);
+    return typeof v === "object" && v !== null ? JSON.stringify(v, null, 1) : text;
+  } catch { return text; }
 }
 
 function line(who, text, item) {
@@ -232,11 +355,22 @@ function toggleTalk() {
 $("start").onclick = () => {
   $("problems").hidden = true;
   for (const id of ["transcript", "tool-rows", "timeline", "explain"]) $(id).replaceChildren();
+  $("tools-empty").hidden = false;
+  $("raw-count").textContent = "(0)";
   state.streaming.clear();
   state.tools.clear();
+  picture.reset();
+  waves.you.reset();
+  waves.assistant.reset();
   send({ type: "start", profile: $("profile").value });
   setRunning(true);
   say("Starting…");
+};
+// The raw event table, one click away (hidden, not collapsed: its rows stay readable text).
+$("raw-toggle").onclick = () => {
+  const open = $("raw-panel").hidden;
+  $("raw-panel").hidden = !open;
+  $("raw-toggle").setAttribute("aria-expanded", String(open));
 };
 $("stop").onclick = () => send({ type: "stop", graceful: true });
 $("talk").onclick = toggleTalk;

@@ -5,7 +5,7 @@ export const BUFFER_MS = 60;     // playback starts once this much reply audio i
 
 export class PageAudio {
   constructor(handlers) {
-    this.handlers = handlers;    // {frame(ArrayBuffer), level(db), played(item, ms), flushed(item, ms)}
+    this.handlers = handlers;    // {frame(ArrayBuffer), level(db, peak), played(item, ms), flushed(item, ms)}
     this.ctx = null;
     this.stream = null;
     this.capture = null;
@@ -47,7 +47,7 @@ export class PageAudio {
       processorOptions: { rate: inputRate, frameMs: FRAME_MS },
     });
     this.capture.port.onmessage = (e) => {
-      this.handlers.level(e.data.db);
+      this.handlers.level(e.data.db, e.data.peak ?? 0);
       if (e.data.pcm && this.sending) {
         this.stats.framesSent++;
         this.handlers.frame(e.data.pcm);

@@ -11,6 +11,7 @@ class Capture extends AudioWorkletProcessor {
     this.pos = 0;                                // fractional read position in the input
     this.last = 0;
     this.sumSq = 0;
+    this.peak = 0;
     this.enabled = true;
     this.port.onmessage = (e) => { if ("enabled" in e.data) this.enabled = e.data.enabled; };
   }
@@ -27,14 +28,16 @@ class Capture extends AudioWorkletProcessor {
       const s = Math.max(-1, Math.min(1, x));
       this.out[this.n++] = s < 0 ? s * 0x8000 : s * 0x7fff;
       this.sumSq += s * s;
+      if (Math.abs(s) > this.peak) this.peak = Math.abs(s);
       if (this.n === this.frame) {
         const rms = Math.sqrt(this.sumSq / this.frame);
         const db = rms > 0 ? 20 * Math.log10(rms) : -100;
         const pcm = this.out.slice(0);
-        this.port.postMessage({ pcm: this.enabled ? pcm.buffer : null, db },
+        this.port.postMessage({ pcm: this.enabled ? pcm.buffer : null, db, peak: this.peak },
                               this.enabled ? [pcm.buffer] : []);
         this.n = 0;
         this.sumSq = 0;
+        this.peak = 0;
       }
       this.pos += this.ratio;
     }
