@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.aio import Deadline
+from runner.carrier.line import Line
 from runner.carrier.ring import Refused, RingOptions, converse, unreachable
 from runner.errors import EXIT_OK, UsageError, VlrunError
 
@@ -32,7 +33,7 @@ FINAL = ("Disconnected", "Expired", "Failed")
 class SipCall:
     """One call rung through the emulator's caller API."""
 
-    line = None  # no media: text turns
+    line: Line | None = None  # no media: text turns
 
     def __init__(self, http: Any, base: str, call_id: str, turn_s: float = 60.0) -> None:
         self.http, self.base, self.call_id = http, base, call_id

@@ -141,14 +141,14 @@ def ring(
         out=lambda text: click.echo(text),
     )  # fmt: skip
     if provider == "acs":
-        from runner.carrier import acs
+        import runner.carrier.acs as acs
 
         if setup:
             acs.setup(acs_dir, acs_port, out=options.out)
             return 0
         return asyncio.run(acs.call(_url(url, provider), acs_dir, options))
     if provider == "sip":
-        from runner.carrier import sip
+        import runner.carrier.sip as sip
 
         if create_webhook:
             asyncio.run(sip.create_webhook(_url(url, provider), create_webhook, env_file, options))
