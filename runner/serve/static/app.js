@@ -214,7 +214,7 @@ const handlers = {
   },
   timeline(m) {
     switch (m.event) {
-      case "speech_started": picture.speechStarted(m.t_ms, m.item_id); waves.you.reset("speaking…"); break;
+      case "speech_started": picture.speechStarted(m.t_ms, m.item_id); waves.you.reset("speaking…", 8); break;
       case "speech_stopped": picture.speechStopped(m.t_ms, m.item_id); $("wave-you-note").textContent = ""; break;
       case "first_audio": picture.latency(m.t_ms, m.latency_ms); break;
       case "barge_in": picture.bargeIn(m.t_ms); break;

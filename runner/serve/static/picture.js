@@ -4,7 +4,7 @@
 // built with createElementNS and textContent: server text is never parsed as markup.
 const NS = "http://www.w3.org/2000/svg";
 const LANES = [["caller", "Caller"], ["assistant", "Assistant"], ["tools", "Tools"], ["flow", "Flow"]];
-const LEFT = 78, TOP = 22, LANE = 40, BAR = 18;
+const LEFT = 78, RIGHT = 96, TOP = 22, LANE = 40, BAR = 18;  // RIGHT: room for labels
 const MAX_ITEMS = 400;       // per kind: a long conversation keeps its latest part
 
 export class Picture {
@@ -121,10 +121,10 @@ export class Picture {
     const end = Math.max(this.lastT, this.running ? this.now() : 0, 1000);
     const start = this.firstT();
     const span = Math.max(end - start, 1000) + 500;
-    const avail = Math.max(this.scroller.clientWidth - LEFT - 12, 200);
+    const avail = Math.max(this.scroller.clientWidth - LEFT - RIGHT, 200);
     // Fit the whole conversation while a second is at least 24 px; past that it scrolls.
     const pxPerMs = Math.max(avail / span, 0.024);
-    const width = LEFT + span * pxPerMs + 12;
+    const width = LEFT + span * pxPerMs + RIGHT;
     const height = TOP + LANES.length * LANE + 6;
     const x = (t) => LEFT + (t - start) * pxPerMs;
     const lane = (name) => TOP + LANES.findIndex(([n]) => n === name) * LANE + (LANE - BAR) / 2;

@@ -12,7 +12,12 @@ export class Wave {
     this.cutBar = null;
     this.pending = false;
   }
-  reset(label = "") { this.peaks = []; this.playedBars = null; this.cutBar = null; this.note.textContent = label; this.changed(); }
+  // A new turn; `keep` bars of what came before stay (speech starts a little before it is
+  // detected: the service reaches back by its prefix padding).
+  reset(label = "", keep = 0) {
+    this.peaks = keep > 0 ? this.peaks.slice(-keep) : [];
+    this.playedBars = null; this.cutBar = null; this.note.textContent = label; this.changed();
+  }
   push(peak) {
     this.peaks.push(Math.min(1, Math.max(0, peak)));
     if (this.peaks.length > MAX_BARS) this.peaks.splice(0, this.peaks.length - MAX_BARS);
