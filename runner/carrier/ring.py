@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from runner.aio import Deadline, cancel_and_wait
 from runner.carrier.line import Heard, Line
-from runner.carrier.voice import Turn, speech, write_wav
+from runner.carrier.voice import Turn, speech, split_tail, write_wav
 from runner.errors import EXIT_INVALID, EXIT_OK, ConnectError, VlrunError
 
 SPEAK_PAUSE_MS = 600  # silence after a caller's words: the server's VAD ends the turn on it
@@ -104,13 +104,12 @@ async def _turn(call: Call, line: Line | None, turn: Turn, options: RingOptions)
         for key in turn.value:
             await call.dtmf(key)
     else:
-        pcm = await speech(turn, line.rate)
-        pause = bytes(line.rate * 2 * SPEAK_PAUSE_MS // 1000)
-        if not await line.say(pcm, deadline):
+        words, quiet = split_tail(await speech(turn, line.rate))
+        if not await line.say(words, deadline):
             return Heard(0.0, None, ended=True)
         line.expect_reply()
-        # the caller's trailing silence belongs to the wait for the reply, not to the speech
-        line.mouth += pause
+        # the caller's trailing silence belongs to the wait for the reply, not to the words
+        line.mouth += quiet + bytes(line.rate * 2 * SPEAK_PAUSE_MS // 1000)
     since = time.monotonic()
     return await line.reply(
         since, options.first_audio_s, options.quiet_ms, deadline.left() or options.turn_s

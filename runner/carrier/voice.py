@@ -90,6 +90,17 @@ async def espeak(text: str, rate: int) -> bytes:
         return read_wav(out, AudioFormat(rate))
 
 
+def split_tail(pcm: bytes, floor: int = 300) -> tuple[bytes, bytes]:
+    """(the words, the quiet after them): "first audio after" counts from the last sound the
+    caller made, not from the end of a file that ends in silence."""
+    import numpy as np
+
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > floor)
+    end = 2 * (int(loud[-1]) + 1) if loud.size else 0
+    return pcm[:end], pcm[end:]
+
+
 def write_wav(path: Path, pcm: bytes, rate: int) -> None:
     """The recording: PCM16 mono at ``rate``."""
     try:
