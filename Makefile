@@ -1,4 +1,4 @@
-# Two jobs, each installing what it needs first (see scripts/bootstrap.sh).
+# Three jobs, each installing what it needs first, once (see scripts/bootstrap.sh).
 .PHONY: run serve test check bench
 
 run:    ## talk to profiles/casual-chat.yaml (local emulator when no endpoint is configured)
