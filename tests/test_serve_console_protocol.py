@@ -94,3 +94,54 @@ def test_the_page_never_turns_server_text_into_markup() -> None:
     for script in scripts:
         found = _MARKUP_SINKS.findall(script.read_text())
         assert not found, f"{script.name} uses {found}"
+
+
+RESERVE = """\
+name: reserve
+instructions: You take table reservations.
+voice: en-US-AvaNeural
+flow:
+  start: ask
+  nodes:
+    ask:
+      instructions: Ask for the guest's name and party size.
+      collect:
+        guest: {type: string}
+        size: {type: integer, enum: [2, 4, 6]}
+      transitions:
+        - {to: confirm}
+    confirm:
+      instructions: Confirm a table for {{ size }} under {{ guest }}.
+      collect:
+        confirmed: {type: boolean}
+      transitions:
+        - {to: done, when: confirmed}
+        - {to: ask}
+    done:
+      end: true
+      goodbye: {text: "Booked for {{ guest }}."}
+"""
+
+RESERVE_SCRIPT = """\
+description: A guest gives a name and party size.
+turns:
+  - match: "(?i)ann"
+    tools:
+      - name: record_ask
+        arguments: {guest: Ann, size: 2}
+    then: A table for two under Ann?
+"""
+
+
+async def test_flow_nodes_reach_the_picture(tmp_path: Path) -> None:
+    """The flow lane: the node a conversation starts in, then each node it enters."""
+    profiles = write_profiles(tmp_path)
+    (profiles / "reserve.yaml").write_text(RESERVE)
+    (tmp_path / "script.yaml").write_text(RESERVE_SCRIPT)
+    async with serving(tmp_path) as served, page(served) as p:
+        await p.send({"type": "start", "profile": "reserve"})
+        session = (await p.wait(lambda: p.of("session")))[0]
+        assert session["node"] == "ask"
+        await p.send({"type": "text", "text": "Ann, two people"})
+        nodes = await p.wait(lambda: [e for e in p.of("timeline") if e["event"] == "node"])
+        assert nodes[0]["node"] == "confirm" and isinstance(nodes[0]["t_ms"], int)
