@@ -210,6 +210,7 @@ def test_context_reset_and_summary(
 HANDOFF = """\
 name: handoff
 instructions: Triage the call.
+tool_choice: required
 flow:
   start: triage
   nodes:
@@ -243,6 +244,7 @@ def test_an_agent_node_hands_the_conversation_to_the_agent(
     # the agent brings its own instructions and tools: the profile's stay behind
     assert update["type"] == "session.update"
     assert "instructions" not in update["session"] and "tools" not in update["session"]
+    assert "tool_choice" not in update["session"]  # required, with no tools, is refused
     text = summary["item"]["content"][0]["text"]
     assert summary["item"]["role"] == "system"
     assert "steps: triage" in text and "topic=vpn" in text and "pin=(secret)" in text

@@ -128,11 +128,11 @@ class FlowWalk:
 
     def handoff_payload(self, node: Node) -> dict[str, Any]:
         """The session.update of an agent's session: the profile's settings without the
-        instructions and tools (the agent brings its own)."""
+        instructions, tools and tool choice (the agent brings its own)."""
         session = {
             k: v
             for k, v in self.base.get("session", {}).items()
-            if k not in ("instructions", "tools")
+            if k not in ("instructions", "tools", "tool_choice")
         }
         return {"type": "session.update", "session": session}
 
