@@ -131,7 +131,7 @@ def profile_list(host: Host) -> dict[str, Any]:
         "profiles": [{"name": e.name, "file": e.path.name} for e in host.profiles()],
         **host.status(),
         # The mocks file's name (not its folder): the page says tool calls are answered by it.
-        "mock_tools": mocks.name if mocks is not None else None,
+        "mock_tools": None if mocks is None else mocks.name + _folder_mark(mocks),
     }
 
 
@@ -561,14 +561,23 @@ class BrowserEdge(Edge):
             self.page_source.close()
 
 
+_MOCK_SUFFIXES = (".yaml", ".yml")
+
+
+def _folder_mark(path: Path) -> str:
+    return "" if path.suffix in _MOCK_SUFFIXES else "/"
+
+
 def _mocks(conversation: Conversation, host: Host) -> dict[str, Any] | None:
     """Which tools this conversation answers from the mocks file (None: no mocks)."""
     path = host.options.mock_tools
     registry = getattr(conversation.live, "registry", None)
     mocks = getattr(registry, "mocks", None)
-    if path is None or not isinstance(mocks, Mapping):
-        return None
-    return {"file": path.name, "tools": sorted(str(name) for name in mocks)}
+    if path is None or not isinstance(mocks, Mapping) or not mocks:
+        return None  # nothing is answered from mocks
+    # A folder of NAME.mocks.yaml files (if the host takes one) names this profile's file.
+    name = path.name if path.suffix in _MOCK_SUFFIXES else f"{conversation.profile}.mocks.yaml"
+    return {"file": name, "tools": sorted(str(tool) for tool in mocks)}
 
 
 def _clock() -> Callable[[], int]:
