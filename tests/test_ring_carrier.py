@@ -247,3 +247,17 @@ def test_ctrl_c_hangs_up_cleanly(tmp_path: Path) -> None:
         _, log = server.communicate(timeout=30)
     assert "ended: caller_hung_up" in log  # a `stop` frame, not a dropped socket
     assert "ended: dropped" not in log
+
+
+def test_acs_setup_keeps_a_folder_a_server_may_trust(tmp_path: Path) -> None:
+    from runner.errors import UsageError
+
+    folder = tmp_path / "acs"
+    carrier_acs.setup(folder, 18443, out=lambda _: None)
+    ca, key = (folder / "ca.pem").read_bytes(), (folder / "token-key.pem").read_bytes()
+    carrier_acs.setup(folder, 18443, out=lambda _: None)
+    assert (folder / "ca.pem").read_bytes() == ca  # not replaced under a running server
+    assert (folder / "token-key.pem").read_bytes() == key
+    assert (folder / "token-key.pem").stat().st_mode & 0o077 == 0  # private
+    with pytest.raises(UsageError, match="set up for port 18443, not 9443"):
+        carrier_acs.setup(folder, 9443, out=lambda _: None)

@@ -82,6 +82,15 @@ def setup(folder: Path, port: int, out: Callable[[str], None] = print) -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
 
+    if (folder / "acs.json").exists():  # a server may trust this folder already: keep it
+        config = Folder(folder).config
+        if int(config["port"]) != port:
+            raise UsageError(
+                f"{folder} is set up for port {config['port']}, not {port}",
+                hint="keep that port, or give another --acs-dir",
+            )
+        _settings(folder, f"https://127.0.0.1:{port}", out, "already set up")
+        return
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     pem = serialization.Encoding.PEM
     plain = serialization.NoEncryption()
@@ -121,7 +130,11 @@ def setup(folder: Path, port: int, out: Callable[[str], None] = print) -> None:
         f"export SSL_CERT_FILE='{(folder / 'ca.pem').resolve()}'\n"
     )
     _private(folder / "env.sh", env.encode())
-    out(f"simulated ACS set up in {folder}: Call Automation at {endpoint}/")
+    _settings(folder, endpoint, out, "set up")
+
+
+def _settings(folder: Path, endpoint: str, out: Callable[[str], None], done: str) -> None:
+    out(f"simulated ACS {done} in {folder}: Call Automation at {endpoint}/")
     out("  serve file: acs.connection_string: ${env:ACS_CONNECTION_STRING}")
     out(f"              acs.resource_id: {RESOURCE_ID}")
     out(f"              acs.jwks_url: {endpoint}/calling/keys")
