@@ -127,7 +127,10 @@ const handlers = {
         played: (item, ms) => {
           send({ type: "played", item, ms });
           picture.played(item, ms);
-          if (item === state.audioItem) waves.assistant.played(Math.floor(ms / FRAME_MS));
+          if (item === state.audioItem) {
+            waves.assistant.played(Math.floor(ms / FRAME_MS));
+            $("wave-assistant-note").textContent = `played ${(ms / 1000).toFixed(1)} s`;
+          }
           window.dispatchEvent(new CustomEvent("vlrun-played", { detail: { item, ms } }));
         },
         flushed: (item, ms) => {
@@ -204,8 +207,10 @@ const handlers = {
       // Offline, a tool that calls a web service fails; a mocks file answers instead.
       const hint = document.createElement("span");
       hint.className = "hint";
-      hint.textContent = "No network? `vlrun serve --mock-tools FILE` answers tool calls from a "
-        + "mocks file (tools/weather.mocks.yaml for the weather profile).";
+      const cmd = document.createElement("code");
+      cmd.textContent = "vlrun serve --mock-tools FILE";
+      hint.append("No network? ", cmd, " answers tool calls from a mocks file "
+        + "(tools/weather.mocks.yaml for the weather demo).");
       cell.append(hint);
     }
     row.children[3].textContent = m.duration_ms.toFixed(0);

@@ -130,6 +130,13 @@ export class Picture {
     const lane = (name) => TOP + LANES.findIndex(([n]) => n === name) * LANE + (LANE - BAR) / 2;
     const atEnd = this.scroller.scrollLeft + this.scroller.clientWidth >= this.scroller.scrollWidth - 4;
     const g = [];
+    // Labels in a lane never overlap: one that would starts after the one before it.
+    const labelEnd = new Map();
+    const place = (laneName, want, content) => {
+      const at = Math.max(want, (labelEnd.get(laneName) ?? -Infinity) + 6);
+      labelEnd.set(laneName, at + content.length * 6);
+      return at;
+    };
 
     // axis and lanes
     const axis = el("g", { class: "axis" });
@@ -198,7 +205,8 @@ export class Picture {
       rect.dataset.kind = "tool";
       const state = c.ok === null ? "running…" : `${c.ok ? "" : "failed, "}${dur.toFixed(0)} ms${c.mocked ? ", mocked" : ""}`;
       titled(rect, `${c.name}: ${state}`);
-      g.push(rect, text(`${c.name} ${state}`, { x: x(c.start) + w + 3, y: lane("tools") + BAR - 5, class: "tool-label" }));
+      const label = `${c.name} ${state}`;
+      g.push(rect, text(label, { x: place("tools", x(c.start) + w + 3, label), y: lane("tools") + BAR - 5, class: "tool-label" }));
     }
     // flow nodes
     for (const n of this.nodes) {
@@ -206,7 +214,7 @@ export class Picture {
       const line = el("line", { x1: x(n.t), x2: x(n.t), y1: y, y2: y + BAR, class: "node" });
       line.dataset.kind = "node";
       titled(line, `flow: now in ${n.name}`);
-      g.push(line, text(n.name, { x: x(n.t) + 3, y: y + BAR - 5, class: "node-label" }));
+      g.push(line, text(n.name, { x: place("flow", x(n.t) + 3, n.name), y: y + BAR - 5, class: "node-label" }));
     }
     for (const t of this.barges) {
       const line = el("line", { x1: x(t), x2: x(t), y1: TOP, y2: height - 4, class: "barge" });
@@ -261,7 +269,7 @@ function clipText(content, x, y, maxW, cls) {
 }
 function fmtMs(ms) { return ms >= 10000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`; }
 function tickStep(span, px) {
-  for (const s of [250, 500, 1000, 2000, 5000, 10000, 30000, 60000, 300000]) if (span / s <= px / 70) return s;
+  for (const s of [100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000, 300000]) if (span / s <= px / 70) return s;
   return 600000;
 }
 function trim(list) { if (list.length > MAX_ITEMS) list.splice(0, list.length - MAX_ITEMS); }
