@@ -4,6 +4,7 @@ token off loopback, and SIGTERM draining the conversations in progress before ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -120,3 +121,50 @@ def test_off_loopback_a_token_is_generated_and_put_in_the_url() -> None:
     assert settle_token(ServeOptions(host="::1")).token is None
     with pytest.raises(UsageError):
         settle_token(ServeOptions(token="short"))
+
+
+async def test_a_serve_file_alone_serves_its_routes_and_says_where_they_are(
+    cli_env: Any, tmp_path: Path
+) -> None:
+    """`vlrun serve --serve-file` with no profile paths serves the routes' profiles, and its
+    log says which URLs the providers must be pointed at and which profile answers what."""
+    (tmp_path / "phone.yaml").write_text(
+        "name: phone\ninstructions: You answer the phone.\nvoice: alloy\n", encoding="utf-8"
+    )
+    serve_file = tmp_path / "serve.yaml"
+    serve_file.write_text(
+        "serve: 1\nroutes:\n  - {default: true, profile: phone.yaml}\n"
+        "twilio:\n  auth_token: ${env:T_TOKEN}\n",
+        encoding="utf-8",
+    )
+    env = cli_env({"T_TOKEN": "twilio-auth-token-for-tests-0123456789"})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "runner",
+        "serve",
+        "--serve-file",
+        str(serve_file),
+        "--port",
+        "0",
+        cwd=tmp_path,  # no profiles/ folder here
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        assert line.startswith("open http://127.0.0.1:"), line
+        said: list[str] = []
+        while not any(m.startswith("routes: ") for m in said):
+            raw = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert raw, "the worker's log ended before its routes were said"
+            with contextlib.suppress(ValueError):
+                said.append(json.loads(raw)["msg"])
+        assert "routes: default -> phone.yaml" in said
+        assert any(m.startswith("twilio: POST ") and "/twilio/voice" in m for m in said)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0

@@ -106,4 +106,9 @@ def serve(
         from runner.serve.telephony_routes import installer_for
 
         installers.append(installer_for(serve_file, options))
+        if not paths:  # the routes' profiles are the console's too
+            from runner.config.serve_file import load_serve_file
+
+            routed = load_serve_file(serve_file).routes
+            host_options.paths = list(dict.fromkeys(route.profile for route in routed))
     return execute_serve(host_options, options, installers)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from runner.serve.metrics import add_route as add_metrics_route
 from runner.serve.telephony import Phones
+
+log = logging.getLogger("vlrun.serve")
 
 
 def add_phone_routes(
@@ -85,6 +88,8 @@ def installer_for(serve_path: Path, options: Any) -> Callable[[Any, Any, Any], N
             from runner.serve.sip import API_VERSION
 
             await phones.prepare(api_versions=(API_VERSION,) if serve.sip is not None else ())
+            for line in routes_summary(serve):
+                log.info("%s", line)
 
         async def close(_app: Any) -> None:
             await phones.close()
@@ -94,6 +99,32 @@ def installer_for(serve_path: Path, options: Any) -> Callable[[Any, Any, Any], N
         add_phone_routes(app, phones)
 
     return install
+
+
+def routes_summary(serve: Any) -> list[str]:
+    """What a provider must be pointed at, and which profile answers which call: said once
+    at start-up (the base URL is public_url, or this server's own as the provider reaches it)."""
+    base = serve.public_url or "<this server's URL>"
+    lines = [f"phone edges from {serve.source.name} (base {base})"]
+    if serve.twilio is not None:
+        lines.append(
+            f"twilio: POST {base}/twilio/voice[/NAME] (voice webhook, X-Twilio-Signature); "
+            f"media {base}/twilio/media"
+        )
+    if serve.acs is not None:
+        lines.append(
+            f"acs: POST {base}/acs/incoming[/NAME]?secret=... (Event Grid IncomingCall); "
+            f"POST {base}/acs/callbacks; media {base}/acs/media (ACS JWT)"
+        )
+    if serve.sip is not None:
+        lines.append(f"voicelive_sip (preview): POST {base}/sip/webhook[/NAME]")
+    routes = []
+    for route in serve.routes:
+        what = f"path {route.path}" if route.path else route.number or "default"
+        routes.append(f"{what} -> {route.profile.name}")
+    lines.append("routes: " + "; ".join(routes))
+    lines.append("try a call locally: vlrun ring (docs/telephony.md, 'Ringing your server')")
+    return lines
 
 
 def _json_logs(reveal_numbers: bool = False) -> None:
