@@ -89,3 +89,29 @@ def test_a_changed_pyproject_reinstalls_what_was_there(venv: Path) -> None:
     assert _pip_runs(venv) == ["-e .[audio,serve] --group test"] * 2
     assert _job(venv, *TEST).returncode == 0
     assert len(_pip_runs(venv)) == 2
+
+
+def _make(venv: Path, job: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`scripts/bootstrap.sh JOB ARGS` whole, with the venv's vlrun printing its arguments."""
+    vlrun = venv / "bin" / "vlrun"
+    vlrun.write_text('#!/usr/bin/env bash\necho "vlrun $*"\n')
+    vlrun.chmod(0o755)
+    env = {**os.environ, "VLRUN_VENV": str(venv), "VLRUN_SETUP_LOG": str(venv / "setup.log")}
+    return subprocess.run(
+        ["bash", str(BOOTSTRAP), job, *args], env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_make_serve_and_make_run_install_once_between_them(venv: Path) -> None:
+    if subprocess.run(["dpkg", "-s", "portaudio19-dev"], capture_output=True).returncode != 0:
+        pytest.skip("the run job would install portaudio19-dev first")
+    serve = _make(venv, "serve", "--port", "0")
+    assert serve.returncode == 0, serve.stderr
+    assert serve.stdout.strip().endswith("vlrun serve --port 0")
+    assert _pip_runs(venv) == ["-e .[serve]"]  # --serve-file and /metrics need it
+    run = _make(venv, "run", "--text")
+    assert run.returncode == 0 and run.stdout.strip().endswith("vlrun --text")
+    assert _pip_runs(venv) == ["-e .[serve]", "-e .[audio,serve]"]
+    for job in ("serve", "run", "serve"):
+        assert _make(venv, job).returncode == 0
+    assert len(_pip_runs(venv)) == 2
