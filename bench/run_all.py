@@ -24,6 +24,7 @@ Prints one Markdown table and writes bench/results/all.json (compare it across c
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import datetime as dt
 import json
@@ -85,14 +86,15 @@ def audio_ready() -> str | None:
     """None when PortAudio has a microphone and speaker we can feed; otherwise why not."""
     if shutil.which("paplay") is None:
         return "paplay not installed (apt-get install pulseaudio-utils)"
-    status = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "pulse-env.sh"), "start"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    # A private sound server (its own runtime folder): the user's is never touched, and
+    # this run's (and the benchmarks it starts) stops at exit.
+    os.environ["PULSE_RUNTIME_PATH"] = tempfile.mkdtemp(prefix="vlrun-bench-pulse-")
+    os.environ.pop("PULSE_SERVER", None)
+    script = str(ROOT / "scripts" / "pulse-env.sh")
+    status = subprocess.run(["bash", script, "start"], capture_output=True, text=True, check=False)
     if status.returncode != 0:
         return f"no PulseAudio null sinks ({status.stderr.strip() or status.stdout.strip()})"
+    atexit.register(subprocess.run, ["bash", script, "stop"], capture_output=True, check=False)
     return None
 
 

@@ -49,7 +49,7 @@ def test_mermaid_names_every_node_and_condition_even_reserved_words(tmp_path: Pa
 
 def test_flow_of_a_profile_without_one_says_how_to_add_it() -> None:
     proc = run_cli("flow", "profiles/weather.yaml")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "has no flow" in proc.stderr and "docs/flows.md" in proc.stderr
 
 
