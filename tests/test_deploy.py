@@ -129,3 +129,29 @@ def test_dockerfile_is_slim_non_root_and_leaves_audio_out() -> None:
     for copied in re.findall(r"^COPY (?:--from=\S+ )?(\S+)", text, re.MULTILINE):
         if not copied.startswith("/"):
             assert (ROOT / copied).exists(), copied  # everything the build copies is there
+
+
+def test_every_file_the_package_reads_is_in_its_wheel() -> None:
+    """Non-Python files under runner/ (the console's page, the schemas) ship only if the
+    package data names them: the Docker image installs the wheel, not the tree."""
+    import fnmatch
+    import tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = data["tool"]["setuptools"]["package-data"]
+    missing = []
+    for path in (ROOT / "runner").rglob("*"):
+        if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+            continue
+        rel = path.relative_to(ROOT)
+        package = ".".join(rel.parent.parts)
+        shipped = any(
+            (package == pkg or package.startswith(pkg + "."))
+            and any(
+                fnmatch.fnmatch(str(rel.relative_to(Path(*pkg.split(".")))), g) for g in pats
+            )
+            for pkg, pats in globs.items()
+        )
+        if not shipped:
+            missing.append(str(rel))
+    assert missing == []
