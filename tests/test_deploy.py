@@ -135,8 +135,8 @@ def test_every_file_the_package_reads_is_in_its_wheel() -> None:
     """Non-Python files under runner/ (the console's page, the schemas) ship only if the
     package data names them: the Docker image installs the wheel, not the tree."""
     import fnmatch
-    import tomllib
 
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     globs = data["tool"]["setuptools"]["package-data"]
     missing = []
@@ -147,9 +147,7 @@ def test_every_file_the_package_reads_is_in_its_wheel() -> None:
         package = ".".join(rel.parent.parts)
         shipped = any(
             (package == pkg or package.startswith(pkg + "."))
-            and any(
-                fnmatch.fnmatch(str(rel.relative_to(Path(*pkg.split(".")))), g) for g in pats
-            )
+            and any(fnmatch.fnmatch(str(rel.relative_to(Path(*pkg.split(".")))), g) for g in pats)
             for pkg, pats in globs.items()
         )
         if not shipped:
