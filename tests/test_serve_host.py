@@ -256,3 +256,24 @@ async def test_an_endpoint_instead_of_the_embedded_emulator(tmp_path: Path, emul
         await p.send({"type": "text", "text": "hello from the page"})
         reply = await p.wait(lambda: p.of("assistant"))
         assert "hello from the page" in reply[0]["text"]  # the emulator's built-in echo
+
+
+async def test_a_profile_is_compiled_off_the_loop_and_once_while_unchanged(tmp_path: Path) -> None:
+    """Loading, checking and compiling a profile and importing its tools is blocking work: it
+    runs in a worker thread, and a second conversation on unchanged files reuses it."""
+    profiles = write_profiles(tmp_path)
+    marks = tmp_path / "imports.txt"
+    tool = profiles / "tools" / "get_weather.py"
+    tool.write_text(
+        "import threading\n"
+        f"with open({str(marks)!r}, 'a') as f:\n"
+        "    f.write(threading.current_thread().name + '\\n')\n" + tool.read_text()
+    )
+    async with serving(tmp_path) as served:
+        for _ in range(2):
+            async with page(served) as p:
+                await p.send({"type": "start", "profile": "weather"})
+                await p.wait(lambda: p.of("session"))
+    imported_in = marks.read_text().split()
+    assert len(imported_in) == 1  # imported once: the second conversation reused it
+    assert imported_in[0] != "MainThread"  # never on the event loop's thread
