@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from runner.errors import VlrunError
@@ -208,35 +209,51 @@ class InputSide(SessionCore):
     # ---------------------------------------------------------------- typed lines
 
     def feed_line(self, line: str | None) -> None:
-        """Hand the session one console line (None: end of input), as the stdin reader does."""
-        self._line_queue.put_nowait(line)
+        """Hand the session one console line (None: end of input), as the stdin reader does.
 
-    async def _line_pump(self) -> None:
-        """Each line is classified at once and never waits for the turn: an answer to the
-        open question, ``q``, or a turn queued for :meth:`_turn_sender`."""
-        while True:
-            line = await self._line_queue.get()
-            if line is None:  # end of stdin
-                self._typed.append(None)
-                self._wake_sender()
-                return
-            text = line.strip()
-            if self.turn.closing:
-                continue  # nothing after a q is sent
-            if text.lower() in _QUIT_WORDS:
-                self.turn.close()  # now: the lines after it are not turns
-                while self.turn.answer("n"):  # q declines the questions still open
-                    pass
-                self.tasks.spawn(self._quit(), "vlrun-quit")
-                continue
-            if self.turn.answer(text):
-                continue
-            if not text and self.push_to_talk and self.talk_key == "enter":
-                self.talk()
-                continue
-            if text:
-                self._typed.append(text)
-                self._wake_sender()
+        Each line is classified at once and never waits for the turn: an answer to the open
+        question, ``q``, the talk key, or a turn queued for :meth:`_turn_sender` (at most
+        :data:`~runner.live.lines.MAX_QUEUED_TURNS`; past that the oldest gives way).
+        """
+        if self._typed.ended:
+            return  # nothing is read after the end of input
+        if line is None:
+            self._typed.end()
+            self._wake_sender()
+            return
+        text = line.strip()
+        if self.turn.closing:
+            return  # nothing after a q is sent
+        if text.lower() in _QUIT_WORDS:
+            self.turn.close()  # now: the lines after it are not turns
+            while self.turn.answer("n"):  # q declines the questions still open
+                pass
+            self.tasks.spawn(self._quit(), "vlrun-quit")
+            return
+        if self.turn.answer(text):
+            return
+        if not text and self.push_to_talk and self.talk_key == "enter":
+            self.talk()
+            return
+        if text:
+            self._typed.put(text)
+            self._wake_sender()
+
+    def _turns_dropped(self, bound: int) -> None:
+        self.transcript.warning(
+            f"more than {bound} typed turns are waiting for replies; "
+            "the oldest waiting ones are dropped"
+        )
+
+    def waiting_turns(self) -> tuple[str, ...]:
+        """Typed turns not sent yet, oldest first."""
+        return self._typed.waiting()
+
+    async def _offer_line(self, line: str | None) -> None:
+        """The stdin reader's way in: it waits for room, so a long script loses no line."""
+        if line is not None:
+            await self._typed.room(self._stop.is_set)
+        self.feed_line(line)
 
     def _wake_sender(self) -> None:
         self.turn._moved("line typed")  # noqa: SLF001 - a console action is a transition too
@@ -245,7 +262,7 @@ class InputSide(SessionCore):
         """Typed turns in order, each once the previous reply has ended."""
         while True:
             await self.turn.until(lambda: bool(self._typed) and self._sender_may_go())
-            text = self._typed.popleft()
+            text = self._typed.pop()
             if text is None:  # end of input: after the turns typed before it
                 if self.source is None:
                     self._input_done = True
@@ -255,7 +272,7 @@ class InputSide(SessionCore):
             await self._send_turn(text)
 
     def _sender_may_go(self) -> bool:
-        return self._typed[0] is None or self.turn.between_turns()
+        return self._typed.next_is_end() or self.turn.between_turns()
 
     async def _quit(self) -> None:
         """q: the turns typed before it and the reply owed are part of the conversation, so
@@ -282,7 +299,7 @@ class InputSide(SessionCore):
                     tools_since = None
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.turn.until(lambda: False), 0.05)
-            left = sum(1 for t in self._typed if t is not None)
+            left = len(self._typed)
             if left:
                 self.transcript.warning(f"{left} typed turn(s) after a stalled reply were not sent")
             if not self.turn.calls:
@@ -354,20 +371,31 @@ def _raw_socket(conn: Any) -> Any:
     return ws if isinstance(ws, ClientWebSocketResponse) else None
 
 
-def start_line_reader(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
-    """Read stdin on a daemon thread (a blocking read cannot be cancelled) and hand lines over."""
+def start_line_reader(
+    loop: asyncio.AbstractEventLoop, offer: Callable[[str | None], Coroutine[Any, Any, None]]
+) -> None:
+    """Read stdin (the caller has checked there is one) on a daemon thread (a blocking read
+    cannot be cancelled) and hand the lines over.
+
+    Each line is offered on the loop and the thread waits until it is taken, so stdin is
+    read as the conversation goes (a long script waits in the pipe, not in memory).
+    """
+
+    def hand_over(line: str | None) -> bool:
+        try:
+            asyncio.run_coroutine_threadsafe(offer(line), loop).result()
+        except (RuntimeError, concurrent.futures.CancelledError):
+            return False  # the loop is gone or the session ended: nothing more is taken
+        return True
 
     def reader() -> None:
         stream = sys.stdin
         try:
             for line in stream:
-                loop.call_soon_threadsafe(queue.put_nowait, line)
+                if not hand_over(line):
+                    return
         except (OSError, ValueError):
             pass
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(queue.put_nowait, None)
+        hand_over(None)
 
-    if sys.stdin is None:
-        queue.put_nowait(None)
-        return
     threading.Thread(target=reader, name="vlrun-stdin", daemon=True).start()

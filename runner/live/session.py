@@ -44,6 +44,7 @@ from runner.live.audio import CHUNK_MS, Player, Source
 from runner.live.connect import Target, open_connection
 from runner.live.drift import session_differences
 from runner.live.inputs import InputSide, start_line_reader
+from runner.live.lines import TypedTurns
 from runner.live.state import (
     Drop,
     Handoff,
@@ -182,8 +183,7 @@ class LiveSession(InputSide, ToolSide):
         self.turn = TurnState(on_question=self.transcript.banner)
         self.tasks = TaskGroup(self.report)
         self._runs: set[ToolRun] = set()
-        self._typed: collections.deque[str | None] = collections.deque()
-        self._line_queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._typed = TypedTurns(on_first_drop=self._turns_dropped)
         self._exit_code = EXIT_OK
         self._ready = asyncio.Event()  # set while a configured connection is usable
         self._stop = asyncio.Event()
@@ -249,13 +249,17 @@ class LiveSession(InputSide, ToolSide):
         try:
             with session_logging(self.transcript):
                 if self.read_lines:
-                    start_line_reader(loop, self._line_queue)
-                self.tasks.spawn(self._line_pump(), "vlrun-lines")
+                    if sys.stdin is None:
+                        self.feed_line(None)
+                    else:
+                        start_line_reader(loop, self._offer_line)
                 self.tasks.spawn(self._turn_sender(), "vlrun-turns")
                 if self.source is not None:
                     self.tasks.spawn(self._input_pump(), "vlrun-input")
                 try:
                     await self._connections()
+                    if self._failure is not None:
+                        raise self._failure
                     self.end_reason = self.end_reason or "stopped"
                 except Exception:
                     self.end_reason = self.end_reason or "error"
@@ -423,6 +427,7 @@ class LiveSession(InputSide, ToolSide):
         """The end: nothing more is sent; tools still running are abandoned, and said so."""
         self._stop.set()
         self.turn.stop()
+        self._typed.release()  # the stdin reader waiting for room gives up
         for name in self.still_running():
             self.transcript.notice(f"{name} still running; not waiting")
         stuck = await self.tasks.close(timeout=0.5)

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.aio import Changes
+from runner.errors import VlrunError
 from runner.live.audio import Player, Source
-from runner.live.transcript import Transcript
+from runner.live.lines import TypedTurns
+from runner.live.transcript import ConsoleFailed, Transcript
 
 log = logging.getLogger("vlrun.live.session")
 
@@ -423,16 +425,24 @@ class SessionCore:
     _input_done: bool
     _eos_at: float | None  # end of the user's last turn (perf_counter)
     _eos_label: str  # "end of speech -> first audio" or, for typed turns, "Enter -> ..."
-    _line_queue: asyncio.Queue[str | None]
-    _typed: collections.deque[str | None]  # typed turns not sent yet (None: end of input)
+    _typed: TypedTurns  # typed turns not sent yet, and the end of input
     _exit_code: int
+    _failure: VlrunError | None = None  # what ends the session once it has stopped
 
     def stop(self) -> None:
         """End the conversation (Ctrl+C, ``q``, end of input)."""
         self._stop.set()
 
     def report(self, what: str, exc: BaseException) -> None:
-        """An internal failure: one line on the console, the traceback in the technical log."""
+        """An internal failure: one line on the console, the traceback in the technical log.
+
+        A console that cannot be written is not one: the session ends with that error.
+        """
+        if isinstance(exc, ConsoleFailed):
+            log.warning("%s: %s; the session ends", what, exc.message)
+            self._failure = self._failure or exc
+            self.stop()
+            return
         log.error("%s failed", what, exc_info=exc)
         self.transcript.error(f"internal error in {what}: {type(exc).__name__}: {exc}")
 

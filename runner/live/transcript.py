@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from runner.errors import OutputError
 from runner.live.verbose import VerboseEvents
 from runner.redact import clean_line, redact, redact_obj, safe
 
@@ -314,6 +315,7 @@ class Transcript:
         self._trace: _Sink | None = None
         self._writer: _Writer | None = None
         self.failed_outputs: list[str] = []  # log folders or traces that stopped being written
+        self.console_failure: OSError | None = None  # the console's stream could not be written
         self.first_failure: OSError | None = None
         if logs_dir is None and trace_path is None:
             return
@@ -360,11 +362,22 @@ class Transcript:
 
     def _write(self, stream: IO[str], text: str) -> None:
         with self._lock:
-            if self._meter_shown:
-                stream.write("\r\x1b[K")
-                self._meter_shown = False
-            stream.write(safe(text))
-            stream.flush()
+            try:
+                if self._meter_shown:
+                    stream.write("\r\x1b[K")
+                    self._meter_shown = False
+                stream.write(safe(text))
+                stream.flush()
+            except OSError as exc:
+                if exc.errno not in CONSOLE_ERRNOS:
+                    raise
+                # Where the console goes is full or failing: the session ends with an
+                # OutputError (exit 3), and what the stream still holds goes nowhere, so the
+                # interpreter's last flush does not fail again with a traceback.
+                where = _silence(stream)
+                if self.console_failure is None:
+                    self.console_failure = OSError(exc.errno, exc.strerror or str(exc), where)
+                raise ConsoleFailed(self.console_failure) from None
 
     def _end_stream(self) -> None:
         if self._streaming is not None:
@@ -645,3 +658,44 @@ def _safe(name: str) -> str:
 
 def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+#: A console write failed because of where the output goes (a full device, a quota, an I/O
+#: error, a reader that went away): the same errnos as ``runner.cli.OUTPUT_ERRNOS``, which a
+#: live session may not import (the CLI sits above it).
+CONSOLE_ERRNOS = frozenset(
+    e
+    for e in (
+        errno.ENOSPC,
+        getattr(errno, "EDQUOT", None),
+        errno.EFBIG,
+        errno.EIO,
+        errno.EPIPE,
+    )
+    if e is not None
+)
+
+
+class ConsoleFailed(OutputError):
+    """The console's stream cannot be written: the session ends (exit 3)."""
+
+    def __init__(self, failure: OSError) -> None:
+        super().__init__(f"cannot write to {failure.filename}: {failure.strerror}")
+        self.failure = failure
+
+
+def _silence(stream: IO[str]) -> str:
+    """Point a failed standard stream at the null device; returns what the stream was."""
+    names = {1: "standard output", 2: "standard error"}
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return str(getattr(stream, "name", "") or "the console")
+    where = names.get(fd) or str(getattr(stream, "name", "") or "the console")
+    if stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    return where

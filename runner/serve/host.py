@@ -42,7 +42,7 @@ from typing import Any
 from runner.errors import Problem, ProfileError, UsageError, VlrunError
 from runner.live.audio import Player, Source
 from runner.live.session import LiveSession
-from runner.live.transcript import Transcript, session_logging
+from runner.live.transcript import Transcript
 from runner.serve.supervisor import Refused, Slot, Supervisor
 
 __all__ = ["Conversation", "Edge", "Host", "HostOptions", "ProfileInvalid", "Refused"]
@@ -176,22 +176,6 @@ class Conversation:
     @property
     def running(self) -> bool:
         return self.code is None
-
-
-class _HostedSession(LiveSession):
-    """A LiveSession that leaves the process's signals to the host (many run at once)."""
-
-    async def run(self) -> int:
-        with session_logging(self.transcript):
-            self.tasks.spawn(self._line_pump(), "vlrun-lines")
-            self.tasks.spawn(self._turn_sender(), "vlrun-turns")
-            if self.source is not None:
-                self.tasks.spawn(self._input_pump(), "vlrun-input")
-            try:
-                await self._connections()
-            finally:
-                await self._close()
-        return self._exit_code
 
 
 @dataclass
@@ -596,7 +580,7 @@ class Host:
             )
             source, player = _wire_edges(edge, prepared.payload.get("session", {}))
             credential = self._credential(target)
-            live = _HostedSession(
+            live = LiveSession(
                 target=target,
                 endpoint=endpoint,
                 credential=credential,
@@ -611,6 +595,7 @@ class Host:
                 **profile_settings(prepared.profile),
                 api_version=self.options.api_version or target.api_version,
                 flow=prepared.flow,
+                handle_signals=False,  # many run at once: the process's signals are the host's
             )
             conv.live = live
             conv._edge = edge
