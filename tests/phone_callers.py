@@ -52,6 +52,8 @@ class Ear:
     play_end: float = 0.0
     deadline: float | None = None  # when the next frame must arrive to play without a gap
     gaps: int = 0
+    gap_at: list[float] = field(default_factory=list)  # when each gap was heard
+    gap_ms: float = 0.0  # silence heard inside replies, in total
     cleared_at: list[float] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -71,8 +73,12 @@ class Ear:
         self.arrived.set()
         now = time.monotonic()
         self.arrivals.append(now)
+        # A frame was due (the last one had played) and nothing was there: a gap the caller
+        # heard, inside a reply (a longer silence is the pause before the next reply).
         if self.deadline is not None and now > self.deadline and now < self.play_end + 0.5:
             self.gaps += 1
+            self.gap_at.append(now)
+            self.gap_ms += (now - self.deadline) * 1000
         if now >= self.play_end:  # idle: a new talk spurt starts after the jitter buffer
             self.play_end = now + self.jitter_s
         self.play_end += len(audio) / self.bytes_per_ms / 1000
