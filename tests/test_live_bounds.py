@@ -21,7 +21,7 @@ from runner.live.audio import AudioFormat, ClockPlayer
 from runner.live.connect import resolve_target
 from runner.live.inputs import start_line_reader
 from runner.live.lines import MAX_QUEUED_TURNS, TypedTurns
-from runner.live.session import LiveSession
+from runner.live.session import LiveSession, SessionSettings
 from runner.live.transcript import Transcript
 from tests.helpers import ROOT
 
@@ -31,10 +31,8 @@ def _session(err: io.StringIO) -> LiveSession:
         None, endpoint="http://127.0.0.1:9", env={"AZURE_VOICELIVE_API_KEY": "k"}
     )
     return LiveSession(
+        SessionSettings(endpoint="http://127.0.0.1:9", session_update={}, lines=False),
         target=target,
-        endpoint="http://127.0.0.1:9",
-        session_update={},
-        lines=False,
         credential=None,
         transcript=Transcript(out=io.StringIO(), err=err),
         player=ClockPlayer(AudioFormat(24000), realtime=False),

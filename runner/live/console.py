@@ -143,7 +143,7 @@ async def _converse(
 ) -> int:
     from runner.live.audio import release_pyaudio
     from runner.live.connect import endpoint_for, make_credential
-    from runner.live.session import LiveSession, profile_settings
+    from runner.live.session import LiveSession, SessionSettings, profile_settings
     from runner.live.transcript import Transcript
 
     try:
@@ -178,22 +178,25 @@ async def _converse(
             )
             credential = make_credential(live_target)
             drawn = _drawn_console(options)
-            live = LiveSession(
-                target=live_target,
+            settings = SessionSettings(
                 endpoint=endpoint,
-                credential=credential,
                 session_update=payload,
-                transcript=transcript,
-                player=player,
-                source=source,
                 lines=not drawn,  # the drawn console reads the lines itself
                 interactive=True if drawn else None,
                 greeting=greeting,
-                registry=registry,
                 **profile_settings(profile),
                 api_version=options.api_version or live_target.api_version,
                 end_when_input_ends=mode in ("wav", "text"),
                 send_ms=_chunk_ms(options),
+            )
+            live = LiveSession(
+                settings,
+                target=live_target,
+                credential=credential,
+                transcript=transcript,
+                player=player,
+                source=source,
+                registry=registry,
                 flow=walk,
             )
             if not drawn:

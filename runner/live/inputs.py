@@ -290,7 +290,7 @@ class InputSide(SessionCore):
                 if len(self.transcript.turns) != heard:  # progress: each reply gets the wait
                     heard = len(self.transcript.turns)
                     deadline = loop.time() + self.finish_timeout_s
-                if self.turn.calls and self.turn.active is None and not self.turn.requested:
+                if self._only_tools_left():
                     # only tools are left: they get a moment, not a wait
                     tools_since = loop.time() if tools_since is None else tools_since
                     if loop.time() - tools_since >= TOOL_GRACE_S:
@@ -306,6 +306,14 @@ class InputSide(SessionCore):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.player.drain(), self.finish_timeout_s)
         self.stop()
+
+    def _only_tools_left(self) -> bool:
+        """What is owed waits on tools still running, nothing else: their results are done
+        being computed once their tasks end (then the outputs go out, a flow enters its next
+        node, and that is part of the reply, waited for like one)."""
+        turn = self.turn
+        running = any(r.task is not None and not r.task.done() for r in turn.calls.values())
+        return running and turn.active is None and not turn.requested
 
     async def send_text(self, text: str) -> None:
         """A typed user turn: a message item, then a response (after the previous reply ends)."""

@@ -40,11 +40,12 @@ from typing import Any
 from runner import speedups
 from runner.aio import Deadline, ReconnectBudget, ReconnectPolicy
 from runner.errors import EXIT_OK, ConfigError, ConnectError, VlrunError
-from runner.live.audio import CHUNK_MS, Player, Source
+from runner.live.audio import Player, Source
 from runner.live.connect import Target, open_connection
 from runner.live.drift import session_differences
 from runner.live.inputs import InputSide, start_line_reader
 from runner.live.lines import TypedTurns
+from runner.live.settings import CONFIGURE_TIMEOUT_S, SessionSettings, profile_settings
 from runner.live.state import (
     Drop,
     Handoff,
@@ -65,9 +66,15 @@ Handler = Callable[..., Awaitable[None] | None]
 _TIMED = frozenset({"response.audio.delta", "input_audio_buffer.speech_started"})
 # Counted, not traced one by one: a reply has dozens of each (one summary per response instead)
 _COUNTED = frozenset({"response.animation_viseme.delta", "response.animation_blendshapes.delta"})
-#: How long a new connection may take to confirm its session (``session.updated``); the
-#: service answers in well under a second, so a longer silence is a connection to give up.
-CONFIGURE_TIMEOUT_S = 10.0
+__all__ = [
+    "CALL_RECONNECTS",
+    "CONFIGURE_TIMEOUT_S",
+    "END_REASONS",
+    "LiveSession",
+    "SessionSettings",
+    "profile_settings",
+]
+Opener = Callable[..., contextlib.AbstractAsyncContextManager[Any]]
 #: Assistant items whose received audio is remembered (barge-in truncation needs the one
 #: playing, which is among the last few): a long call must not keep one entry per reply.
 _ITEMS_KEPT = 32
@@ -94,89 +101,79 @@ class LiveSession(InputSide, ToolSide):
 
     def __init__(
         self,
+        settings: SessionSettings | None = None,
         *,
         target: Target,
-        endpoint: str,
         credential: Any,
-        session_update: Mapping[str, Any],
         transcript: Transcript,
         player: Player,
         source: Source | None = None,
-        lines: bool = True,
-        greeting: Mapping[str, Any] | None = None,
         registry: Any = None,
-        tool_timeouts: Mapping[str, float] | float = 10.0,
-        mcp_policies: Mapping[str, Any] | None = None,
-        profile_name: str = "",
-        profile_vars: Mapping[str, Any] | None = None,
-        api_version: str | None = None,
-        end_when_input_ends: bool = False,
-        max_reconnects: int = 6,
-        backoff_s: float = 0.25,
-        reconnect_policy: ReconnectPolicy | None = None,
-        rng: random.Random | None = None,
-        configure_timeout_s: float = CONFIGURE_TIMEOUT_S,
-        rollover_margin_s: float = 120.0,
-        finish_timeout_s: float = 60.0,
-        replay_history: bool = True,
-        send_ms: int = CHUNK_MS,
-        interactive: bool | None = None,
-        cancel_on_barge_in: Mapping[str, bool] | bool = True,
         flow: Any = None,
-        handle_signals: bool = True,
-        opener: Any = None,
+        opener: Opener | None = None,
+        rng: random.Random | None = None,
+        **legacy: Any,
     ) -> None:
+        """One settings object and the collaborators.
+
+        ``legacy`` is the older spelling, every setting a keyword argument
+        (:meth:`SessionSettings.of`); callers outside runner/live still use it.
+        """
+        if settings is None:
+            settings = SessionSettings.of(**legacy)
+        elif legacy:
+            raise TypeError(f"settings given twice: {', '.join(sorted(legacy))}")
+        self.settings = settings
         # how a connection is opened: the SDK's connect() unless an edge brings its own (a
         # SIP call's attached socket), called as open_connection is
         self.opener = opener or open_connection
         self.target = target
-        self.endpoint = endpoint
+        self.endpoint = settings.endpoint
         self.credential = credential
-        self.session_update = dict(session_update)
+        # the session.update a new connection is configured with: a flow node's or an
+        # agent's replaces the profile's as the conversation goes on
+        self.session_update = dict(settings.session_update)
         self.transcript = transcript
         self.player = player
         self.source = source
-        self.read_lines = lines
-        self.greeting = greeting
+        self.read_lines = settings.lines
+        self.greeting = dict(settings.greeting) if settings.greeting is not None else None
         self.registry = registry
-        self.tool_timeouts = tool_timeouts
-        self.mcp_policies = dict(mcp_policies or {})
-        self.profile_name = profile_name
-        self.profile_vars = dict(profile_vars or {})
-        self.api_version = api_version
-        self.end_when_input_ends = end_when_input_ends
-        # max_reconnects and backoff_s are the older way to say it: attempts and base delay
-        self.reconnect_policy = reconnect_policy or ReconnectPolicy(
-            base_s=backoff_s,
-            attempts=max_reconnects,
-            budget=max(ReconnectPolicy.budget, 2 * max_reconnects),
-        )
+        self.tool_timeouts = settings.tool_timeouts
+        self.mcp_policies = dict(settings.mcp_policies)
+        self.profile_name = settings.profile_name
+        self.profile_vars = dict(settings.profile_vars)
+        self.api_version = settings.api_version
+        self.end_when_input_ends = settings.end_when_input_ends
+        self.reconnect_policy = settings.reconnect_policy
         self.rng = rng  # None: the process's own (seeded by tests)
         self.reconnect_budget: ReconnectBudget = self.reconnect_policy.budget_for()
-        self.configure_timeout_s = configure_timeout_s
+        self.configure_timeout_s = settings.configure_timeout_s
         self.end_reason: str | None = None  # one of END_REASONS once run() has returned
         self._one_connection = False  # forbid_reconnect(): a drop ends the conversation
-        self.rollover_margin_s = rollover_margin_s
-        self.finish_timeout_s = finish_timeout_s
-        self.replay_history = replay_history and not target.agent_kwargs and not target.agent_query
-        self.send_ms = send_ms
+        self.rollover_margin_s = settings.rollover_margin_s
+        self.finish_timeout_s = settings.finish_timeout_s
+        self.replay_history = (
+            settings.replay_history and not target.agent_kwargs and not target.agent_query
+        )
+        self.send_ms = settings.send_ms
         self.metrics = Metrics()
         self.session_id = ""
         self.conn: Any = None
         # approval questions need a person at a terminal (tests and embedders say so)
         self.interactive = (
-            bool(lines and sys.stdin is not None and sys.stdin.isatty())
-            if interactive is None
-            else interactive
+            bool(settings.lines and sys.stdin is not None and sys.stdin.isatty())
+            if settings.interactive is None
+            else settings.interactive
         )
-        self.cancel_on_barge_in = cancel_on_barge_in
+        self.cancel_on_barge_in = settings.cancel_on_barge_in
         self.flow = flow  # a runner.flows.FlowWalk: the profile's conversation flow, if any
         self._items: list[str] = []  # conversation item ids, for a flow node's context reset
         self.handoff_target: Target | None = None
         self.handoff_events: list[dict[str, Any]] = []
         self._switch = asyncio.Event()  # a flow hands the conversation to an agent
         # A server runs many sessions in one loop: the process's signals are the server's.
-        self.handle_signals = handle_signals
+        self.handle_signals = settings.handle_signals
         from runner.plugins import ToolThreads
 
         self.tool_threads = ToolThreads(prefix="vlrun-tool")
@@ -896,26 +893,6 @@ class LiveSession(InputSide, ToolSide):
 
 
 # -------------------------------------------------------------------- helpers
-
-
-def profile_settings(profile: Any) -> dict[str, Any]:
-    """The LiveSession keyword arguments that come from a profile (tool timeouts, MCP policy)."""
-    default = float(getattr(profile, "tool_timeout_s", 10.0) or 10.0)
-    timeouts = {b.name: float(b.timeout_s or default) for b in getattr(profile, "tools", ())}
-    flow = getattr(profile, "flow", None)
-    for node in flow.nodes.values() if flow is not None else ():
-        for name in node.tools:  # a node's tools are plugins by name: the profile's default
-            timeouts.setdefault(name, default)
-    return {
-        "tool_timeouts": timeouts or default,
-        "cancel_on_barge_in": {
-            b.name: bool(getattr(b, "cancel_on_barge_in", True))
-            for b in getattr(profile, "tools", ())
-        },
-        "mcp_policies": {s.label: s.approval for s in getattr(profile, "mcp_servers", ())},
-        "profile_name": str(profile.name),
-        "profile_vars": dict(getattr(profile, "vars", {}) or {}),
-    }
 
 
 async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:

@@ -118,7 +118,7 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
     from runner.config.compile import compile_session, greeting_event
     from runner.config.load import load_profile
     from runner.live.connect import endpoint_for, make_credential, resolve_target
-    from runner.live.session import LiveSession, profile_settings
+    from runner.live.session import LiveSession, SessionSettings, profile_settings
     from runner.plugins import Registry
 
     vars_ = {
@@ -163,22 +163,25 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
         async with endpoint_for(target, **options) as (endpoint, live_target):
             credential = make_credential(live_target)
             live = LiveSession(
+                SessionSettings.of(
+                    endpoint=endpoint,
+                    session_update=payload,
+                    lines=False,
+                    greeting=greeting,
+                    **profile_settings(profile),
+                    api_version=settings.api_version or live_target.api_version,
+                    max_reconnects=0,
+                ),
                 target=live_target,
-                endpoint=endpoint,
                 credential=credential,
-                session_update=payload,
                 transcript=observer,
                 player=player,
                 source=source,
-                lines=False,
-                greeting=greeting,
                 registry=registry,
-                **profile_settings(profile),
-                api_version=settings.api_version or live_target.api_version,
-                max_reconnects=0,
                 flow=walk,
             )
-            observer.tool_limits = live.tool_timeouts  # tool time is not the turn's time
+            # tool time is not the turn's time
+            observer.tool_limits = live.settings.tool_timeouts
             task = asyncio.create_task(live.run(), name="vlrun-scenario-session")
             try:
                 driver = _Driver(scenario, live, observer, player, source, registry, speed, tail_ms)

@@ -558,7 +558,7 @@ class Host:
     async def _run_on(
         self, conv: Conversation, prepared: PreparedProfile, edge: Edge, target: Any, endpoint: str
     ) -> int:
-        from runner.live.session import profile_settings
+        from runner.live.session import SessionSettings, profile_settings
 
         assert self._records is not None
         conv.trace_path = self._records / f"{conv.id}.trace.jsonl"
@@ -580,22 +580,25 @@ class Host:
             )
             source, player = _wire_edges(edge, prepared.payload.get("session", {}))
             credential = self._credential(target)
-            live = LiveSession(
-                target=target,
+            settings = SessionSettings(
                 endpoint=endpoint,
-                credential=credential,
                 session_update=prepared.payload,
-                transcript=transcript,
-                player=player,
-                source=source,
                 lines=False,
                 interactive=False,
                 greeting=prepared.greeting,
-                registry=prepared.registry,
                 **profile_settings(prepared.profile),
                 api_version=self.options.api_version or target.api_version,
-                flow=prepared.flow,
                 handle_signals=False,  # many run at once: the process's signals are the host's
+            )
+            live = LiveSession(
+                settings,
+                target=target,
+                credential=credential,
+                transcript=transcript,
+                player=player,
+                source=source,
+                registry=prepared.registry,
+                flow=prepared.flow,
             )
             conv.live = live
             conv._edge = edge

@@ -373,7 +373,7 @@ class Phones:
     ) -> str:
         """Run the call's conversation on its claimed ``slot`` until either side ends it;
         returns the outcome. The slot is released when it returns, whatever happened."""
-        from runner.live.session import CALL_RECONNECTS, LiveSession
+        from runner.live.session import CALL_RECONNECTS, LiveSession, SessionSettings
 
         call_id_var.set(edge.call_id)
         outcome = "failed"
@@ -410,26 +410,29 @@ class Phones:
                 prepared.greeting,
                 prepared.registry.schemas(),
             )
-            session = LiveSession(
-                target=target,
+            settings = SessionSettings(
                 endpoint=str(target.endpoint),
-                credential=prepared.credential,
                 session_update=payload,
-                transcript=transcript,
-                player=edge.player,
-                source=edge.source,
                 lines=False,
                 interactive=False,
                 greeting=greeting,
-                flow=walk,
-                registry=prepared.registry,
                 **prepared.settings,
                 api_version=target.api_version,
                 handle_signals=False,  # SIGTERM is the worker's: it drains every call
-                opener=edge.opener,
                 # A caller hears silence while Voice Live is away: a few quick, jittered tries
                 # (so a worker's calls do not come back in lockstep), then the call ends.
                 reconnect_policy=CALL_RECONNECTS,
+            )
+            session = LiveSession(
+                settings,
+                target=target,
+                credential=prepared.credential,
+                transcript=transcript,
+                player=edge.player,
+                source=edge.source,
+                flow=walk,
+                registry=prepared.registry,
+                opener=edge.opener,
             )
             if edge.opener is not None:
                 session.forbid_reconnect()  # one attached socket: when it drops, the call ends
