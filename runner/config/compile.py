@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from runner.config.load import voice_type
+from runner.config.service import CREDENTIAL_QUERY, V1, features_header, to_v1
 from runner.config.source import PathKey
 from runner.config.types import Greeting, Profile
 from runner.config.validate import KNOWN_API_VERSIONS, suggest
@@ -55,7 +56,9 @@ SDK_SESSION_KEYS = frozenset(
 
 #: First api-version that supports a feature (evidence: docs/profiles.md "API versions").
 MIN_VERSION = {
-    "azure-realtime-native": "2026-01-01-preview",
+    # source: REF 2026-06-01-preview "What's new" lists the voice type as added on top of
+    # 2026-04-10; the SDKs first model it in the releases defaulting to that version.
+    "azure-realtime-native": "2026-06-01-preview",
     "mcp": "2026-04-10",
     "client_echo_reference": "2026-06-01-preview",
     "parallel_tool_calls": "2026-06-01-preview",
@@ -98,7 +101,9 @@ def _date(version: str) -> str:
 
 
 def supports(api_version: str, feature: str) -> bool:
-    return _date(api_version) >= _date(MIN_VERSION[feature])
+    # v1 is the rolling GA label: it has every feature a dated version gained (versioning.md
+    # section 6: "v1 has no removals vs 2026-04-10"); what its shape cannot say is to_v1's job.
+    return api_version == V1 or _date(api_version) >= _date(MIN_VERSION[feature])
 
 
 def thaw(value: Any) -> Any:
@@ -257,9 +262,90 @@ def compile_with_problems(
     if "metadata" in s:
         out.set("metadata", thaw(s["metadata"]), ("metadata",))
     _agent_version(out, profile, version)
+    _preview(out, profile, version)
+    if version == V1:
+        _as_v1(out, profile)
     if "session" in s:
         _escape_hatch(out, s["session"])
     return {"type": "session.update", "session": out.session}, out.problems, out.trace
+
+
+def _preview(out: _Out, profile: Profile, version: str) -> None:
+    """Preview features ride on v1 as a header; dated versions carry them in the version."""
+    conn = profile.connection
+    if conn.preview and version != V1:
+        out.problem(
+            ("connection", "preview"),
+            f"preview features are switched on with the {features_header(conn.preview)!r} "
+            f"header, which only api_version v1 takes (target: {version})",
+            hint="set connection.api_version: v1, or drop connection.preview and pick a "
+            "dated -preview api_version",
+        )
+    if version == V1:
+        for name in conn.query:
+            if name.lower() in CREDENTIAL_QUERY:
+                # source: VoiceLive/v1/readme.md: "Credential-bearing query parameters are
+                # not supported"; the key or token goes in a header.
+                out.problem(
+                    ("connection", "query", name),
+                    f"api_version v1 takes credentials in headers only, not the {name!r} "
+                    "query parameter",
+                    hint="remove it: the runner sends the key or token as a header",
+                    at_key=True,
+                )
+
+
+def _as_v1(out: _Out, profile: Profile) -> None:
+    """Reshape the dated session into v1's GA shape; name each field v1 cannot say."""
+    session, unsaid = to_v1(out.session)
+    old_trace, out.trace = out.trace, {}
+    for path, why, severity in unsaid:
+        source = _profile_path(old_trace, path, profile)
+        out.problem(
+            source,
+            f"{'.'.join(str(p) for p in source)} cannot be expressed on api_version v1: {why}",
+            hint="drop it, or target a dated api_version (e.g. 2026-07-15)",
+            severity=severity,
+        )
+    out.session = session
+    # Trace v1 fields to the profile fields they came from (for `vlrun explain`).
+    moved = {
+        "modalities": ("output_modalities",),
+        "max_response_output_tokens": ("max_output_tokens",),
+        "voice": ("audio", "output"),
+        "input_audio_format": ("audio", "input", "format"),
+        "input_audio_sampling_rate": ("audio", "input", "format"),
+        "output_audio_format": ("audio", "output", "format"),
+        "turn_detection": ("audio", "input", "turn_detection"),
+        "input_audio_noise_reduction": ("audio", "input", "noise_reduction"),
+        "input_audio_echo_cancellation": ("audio", "input", "echo_cancellation"),
+        "input_audio_transcription": ("audio", "input", "transcription"),
+        "output_audio_timestamp_types": ("audio", "output", "output_audio_timestamp_types"),
+    }
+    for path, source in old_trace.items():
+        new = moved.get(str(path[0]), (path[0],)) + tuple(path[1:])
+        if new[0] in session:
+            out.trace.setdefault(new, source)
+
+
+def _profile_path(trace: Mapping[PathKey, PathKey], path: PathKey, profile: Profile) -> PathKey:
+    """The profile field behind a dated-session path: its traced source, deepened by the
+    sub-keys the profile itself spells the same way (so the error points at that line)."""
+    for cut in range(len(path), 0, -1):
+        if path[:cut] in trace:
+            source, rest = trace[path[:cut]], path[cut:]
+            break
+    else:
+        return (str(path[0]),)
+    node: Any = profile.settings
+    for part in source:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    for part in rest:
+        if not isinstance(node, Mapping) or part not in node:
+            break
+        node = node[part]
+        source = (*source, part)
+    return source
 
 
 def _voice(out: _Out, voice: Any, version: str) -> None:

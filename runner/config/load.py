@@ -546,6 +546,7 @@ def _build(
         query=MappingProxyType(dict(conn.get("query") or {})),
         headers=MappingProxyType(dict(conn.get("headers") or {})),
         credential_scopes=tuple(conn.get("credential_scopes") or ()),
+        preview=tuple(conn.get("preview") or ()),
     )
     tools = []
     for i, item in enumerate(doc.get("tools") or []):

@@ -22,6 +22,8 @@ KNOWN_API_VERSIONS = (
     "2026-06-01-preview",
     "2026-07-15",
     "2026-07-31-preview",
+    # source: azure-rest-api-specs VoiceLive/docs/versioning.md: the evergreen GA label
+    "v1",
 )
 TOOL_CHOICE_WORDS = ("auto", "none", "required")
 

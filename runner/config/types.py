@@ -10,6 +10,7 @@ from typing import Any
 from runner.config.flow_model import Flow
 from runner.config.greeting import Greeting as Greeting  # its old home: re-exported
 from runner.config.locator import Locator
+from runner.config.service import FEATURES_HEADER, features_header
 from runner.config.source import PathKey, Pos
 from runner.errors import Problem
 
@@ -66,14 +67,18 @@ class Connection:
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)  # resolved from env; secrets
     credential_scopes: tuple[str, ...] = ()
+    preview: tuple[str, ...] = ()  # v1 preview features, sent as the VoiceLive-Features header
 
     def connect_options(self) -> dict[str, Any]:
         """The ``connect()`` keyword arguments beyond endpoint, model and agent."""
         out: dict[str, Any] = {}
         if self.query:
             out["query"] = dict(self.query)
-        if self.headers:
-            out["headers"] = dict(self.headers)
+        headers = dict(self.headers)
+        if self.preview:
+            headers[FEATURES_HEADER] = features_header(self.preview)
+        if headers:
+            out["headers"] = headers
         if self.credential_scopes:
             out["credential_scopes"] = list(self.credential_scopes)
         return out

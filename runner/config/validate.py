@@ -233,6 +233,8 @@ _PATTERN_RULES = {
     "^https?://": "a URL starting with https:// or http://",
     "^(stun|stuns|turn|turns):": "a STUN or TURN URL (stun:, stuns:, turn: or turns:)",
     "^#[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?$": "a colour as #RRGGBB or #RRGGBBAA",
+    "^[A-Za-z][A-Za-z0-9]*$": "a preview feature name of letters and digits, e.g. BargeIn "
+    "(sent as BargeIn=V1Preview)",
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from runner.aio import cancel_and_wait
+from runner.config.service import FEATURES_HEADER, V1, V1_PREVIEW_VALUE
 from runner.emulator import protocol as P
 from runner.emulator.connection import Connection
 from runner.emulator.faults import Faults
@@ -180,9 +181,15 @@ class Emulator:
             return _error(404, "404", "Resource not found")
         number = len(self.sessions) + 1
         faults = self.faults if self.faults and self.faults.applies_to(number) else None
-        if not self._authorised(request) or (faults is not None and faults.refuse_auth):
-            return _error(401, "401", AUTH_FAILED)
         q = request.query
+        api_version = q.get("api-version") or P.DEFAULT_API_VERSION
+        if not self._authorised(request, api_version) or (
+            faults is not None and faults.refuse_auth
+        ):
+            return _error(401, "401", AUTH_FAILED)
+        bad_features = _features_problem(request.headers, api_version)
+        if bad_features:
+            return _error(400, "BadRequest", bad_features)
         agent = _agent(q)
         model = q.get("model")
         if not model and agent is None:
@@ -205,7 +212,7 @@ class Emulator:
             request,
             model=model,
             agent=agent,
-            api_version=q.get("api-version") or P.DEFAULT_API_VERSION,
+            api_version=api_version,
         )
         return ws
 
@@ -256,14 +263,34 @@ class Emulator:
             self._live.pop(ws, None)
             self._notify()
 
-    def _authorised(self, request: web.Request) -> bool:
+    def _authorised(self, request: web.Request, api_version: str) -> bool:
         if self.api_key is None:
             return True
-        given = request.headers.get("api-key") or request.query.get("api-key")
-        bearer = request.headers.get("Authorization") or request.query.get("Authorization") or ""
+        # source: docs/emulator.md#v1-auth-headers (VoiceLive/v1/readme.md: "Authentication is
+        # header-only"; credential query parameters are not supported)
+        query: Mapping[str, str] = {} if api_version == V1 else request.query
+        given = request.headers.get("api-key") or query.get("api-key")
+        bearer = request.headers.get("Authorization") or query.get("Authorization") or ""
         if bearer.lower().startswith("bearer "):
             given = given or bearer[7:].strip()
         return given == self.api_key
+
+
+def _features_problem(headers: Mapping[str, str], api_version: str) -> str | None:
+    """What is wrong with a ``VoiceLive-Features`` header on v1 (None: nothing)."""
+    # source: docs/emulator.md#v1-features-header (versioning.md section 4: comma-separated
+    # `<Key>=V1Preview` on api-version v1; order is irrelevant). Dated versions ignore it.
+    value = headers.get(FEATURES_HEADER)
+    if value is None or api_version != V1:
+        return None
+    for part in value.split(","):
+        key, eq, level = part.strip().partition("=")
+        if not (key.isalnum() and key[:1].isalpha() and eq and level == V1_PREVIEW_VALUE):
+            return (
+                f"Invalid {FEATURES_HEADER} entry {part.strip()!r}: expected "
+                f"<Feature>={V1_PREVIEW_VALUE}, comma-separated."
+            )
+    return None
 
 
 def _abort(request: web.Request) -> None:

@@ -11,7 +11,13 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from runner.config.service import AZURE_SEMANTIC_VADS, realtime_model
+from runner.config.service import (
+    AZURE_SEMANTIC_VADS,
+    V1,
+    V1_G711,
+    V1_VOICE_KEYS,
+    realtime_model,
+)
 from runner.config.voices import NATIVE_VOICES, OPENAI_VOICES
 from runner.emulator.protocol import (
     EOU_MODELS,
@@ -172,6 +178,12 @@ def apply_session_update(
     if not isinstance(update, dict):
         check.fail("session", "Invalid type for 'session': expected an object.", "invalid_type")
         return current, check.errors
+    if api_version == V1:
+        # The v1 shape is checked strictly, then read as the dated fields it stands for, so
+        # every value check below applies to both shapes alike.
+        update = dated_update(update, check)
+        if check.errors:
+            return current, check.errors
     new = copy.deepcopy(current)
     check.unknown(update, SESSION_FIELDS, "session")
     for key, value in update.items():
@@ -660,3 +672,146 @@ def _check_combinations(c: _Check, new: dict[str, Any], update: dict[str, Any]) 
                 "session.tool_choice.name",
                 f"Tool {new['tool_choice'].get('name')!r} is not declared in session.tools.",
             )
+
+
+# --- api-version v1 ----------------------------------------------------------------------------
+# source: azure-rest-api-specs VoiceLive/v1/examples/v1/SessionUpdate.json and v1/models.tsp
+# (the GA shape), with the Azure extensions where openapi3/v1/VoiceLive.json puts them; the
+# same tables as runner.config.service.to_v1, read the other way (docs/emulator.md#v1-shape).
+_V1_SESSION = (
+    "type",
+    "model",
+    "output_modalities",
+    "instructions",
+    "audio",
+    "include",
+    "tools",
+    "tool_choice",
+    "max_output_tokens",
+    "temperature",
+    "interim_response",
+    "avatar",
+    "animation",
+    "metadata",
+)
+_V1_INPUT = (
+    "format",
+    "noise_reduction",
+    "echo_cancellation",
+    "transcription",
+    "turn_detection",
+    "channels",
+    "multichannel_audio_context_template",
+)
+_V1_OUTPUT = ("format", "speed", "output_audio_timestamp_types", *V1_VOICE_KEYS.values())
+_V1_AUDIO_TYPES = ("audio/pcm", *V1_G711.values())
+
+
+def dated_update(update: dict[str, Any], check: _Check) -> dict[str, Any]:
+    """A v1 ``session`` -> the dated fields it stands for; v1 shape errors go to ``check``."""
+    check.unknown(update, _V1_SESSION, "session")
+    # source: docs/emulator.md#v1-session-type (OpenAI GA: session.type is required)
+    if update.get("type") != "realtime":
+        check.fail(
+            "session.type",
+            f"Invalid value: {update.get('type')!r}. Supported values are: 'realtime'."
+            if "type" in update
+            else "Missing required parameter: 'session.type'.",
+            "invalid_value" if "type" in update else "missing_required_parameter",
+        )
+    out: dict[str, Any] = {}
+    for key in ("model", "instructions", "include", "tools", "tool_choice", "temperature"):
+        if key in update:
+            out[key] = update[key]
+    for key in ("interim_response", "avatar", "animation", "metadata"):
+        if key in update:
+            out[key] = update[key]
+    if "max_output_tokens" in update:
+        out["max_response_output_tokens"] = update["max_output_tokens"]
+    if "output_modalities" in update:
+        mods = update["output_modalities"]
+        # source: docs/emulator.md#v1-output-modalities (OpenAI GA: ["text"] or ["audio"])
+        if mods == ["audio"]:
+            out["modalities"] = ["text", "audio"]
+        elif mods == ["text"]:
+            out["modalities"] = ["text"]
+        else:
+            check.fail(
+                "session.output_modalities",
+                f"Invalid value: {mods!r}. Supported values are: ['text'], ['audio'].",
+            )
+    audio = update.get("audio", {})
+    if not check.type_(audio, dict, "session.audio", "an object"):
+        return out
+    check.unknown(audio, ("input", "output"), "session.audio")
+    audio_in, audio_out = audio.get("input", {}), audio.get("output", {})
+    if check.type_(audio_in, dict, "session.audio.input", "an object"):
+        _v1_input(check, audio_in, out)
+    if check.type_(audio_out, dict, "session.audio.output", "an object"):
+        _v1_output(check, audio_out, out)
+    return out
+
+
+def _v1_format(check: _Check, fmt: Any, param: str) -> tuple[str, int | None] | None:
+    """A v1 format object -> (dated format word, rate or None)."""
+    if not check.type_(fmt, dict, param, "an object"):
+        return None
+    check.unknown(fmt, ("type", "rate"), param)
+    if not check.enum(fmt.get("type"), _V1_AUDIO_TYPES, f"{param}.type"):
+        return None
+    if fmt["type"] != "audio/pcm":
+        if "rate" in fmt:  # source: docs/emulator.md#v1-format (G.711 is 8 kHz, no rate)
+            check.fail(f"{param}.rate", f"Unknown parameter: '{param}.rate'.", "unknown_parameter")
+        return {v: k for k, v in V1_G711.items()}[fmt["type"]], None
+    rate = fmt.get("rate", 24000)
+    if not check.enum(rate, INPUT_RATES, f"{param}.rate"):  # type: ignore[arg-type]
+        return None
+    return "pcm16", rate
+
+
+def _v1_input(check: _Check, audio_in: dict[str, Any], out: dict[str, Any]) -> None:
+    p = "session.audio.input"
+    check.unknown(audio_in, _V1_INPUT, p)
+    if "format" in audio_in:
+        fmt = _v1_format(check, audio_in["format"], f"{p}.format")
+        if fmt is not None:
+            out["input_audio_format"] = fmt[0]
+            if fmt[1] is not None:
+                out["input_audio_sampling_rate"] = fmt[1]
+    for key, dated in (
+        ("noise_reduction", "input_audio_noise_reduction"),
+        ("transcription", "input_audio_transcription"),
+        ("turn_detection", "turn_detection"),
+    ):
+        if key in audio_in:
+            out[dated] = audio_in[key]
+    if "echo_cancellation" in audio_in:
+        ec = audio_in["echo_cancellation"]
+        if check.type_(ec, dict, f"{p}.echo_cancellation", "an object"):
+            # v1/models.tsp names no `type`; openapi3/v1 requires server_echo_cancellation
+            out["input_audio_echo_cancellation"] = {"type": "server_echo_cancellation", **ec}
+
+
+def _v1_output(check: _Check, audio_out: dict[str, Any], out: dict[str, Any]) -> None:
+    p = "session.audio.output"
+    check.unknown(audio_out, _V1_OUTPUT, p)
+    if "format" in audio_out:
+        fmt = _v1_format(check, audio_out["format"], f"{p}.format")
+        if fmt is not None:
+            word, rate = fmt
+            out["output_audio_format"] = word if rate in (None, 24000) else f"pcm16_{rate}hz"
+    if "speed" in audio_out:  # OpenAI GA; the emulator checks it and speaks at one speed
+        check.number(audio_out["speed"], f"{p}.speed", 0.25, 1.5)
+    if "output_audio_timestamp_types" in audio_out:
+        out["output_audio_timestamp_types"] = audio_out["output_audio_timestamp_types"]
+    dated_of = {v1: dated for dated, v1 in V1_VOICE_KEYS.items()}
+    voice = {dated_of[k]: v for k, v in audio_out.items() if k in dated_of}
+    if voice:
+        voice.setdefault("type", "openai")  # source: v1/models.tsp voice_type default openai
+        if "name" not in voice and voice["type"] != "avatar-voice-sync":
+            check.fail(
+                f"{p}.voice",
+                f"Missing required parameter: '{p}.voice'.",
+                "missing_required_parameter",
+            )
+        out["voice"] = voice
