@@ -283,7 +283,7 @@ async def test_wav_input_ends_after_the_reply(
 ) -> None:
     from azure.ai.voicelive.aio import VoiceLiveConnection
 
-    from runner.live import inputs as session_input
+    from runner.live import outbox
     from runner.live.audio import WavSource
 
     # Appends skip conn.send when the SDK connection exposes its aiohttp socket; either way
@@ -297,7 +297,7 @@ async def test_wav_input_ends_after_the_reply(
 
     monkeypatch.setattr(VoiceLiveConnection, "send", spy)
     if not socket_fast_path:
-        monkeypatch.setattr(session_input, "_raw_socket", lambda conn: None)
+        monkeypatch.setattr(outbox, "raw_socket", lambda conn: None)
     source = WavSource(speech_wav, FMT, fast=True)
     async with running_emulator(speed=0) as emu:
         h = build(

@@ -71,7 +71,7 @@ class FlowSide(SessionCore):
         try:
             await self._update_session(self.session_update, generation)
             for event in walk.context_events(node, list(self._items)):
-                await self._send(event, generation)
+                await self.outbox.send(event, generation)
             if node.context != "keep":
                 self._items.clear()
             if interrupted:
@@ -108,7 +108,7 @@ class FlowSide(SessionCore):
         """
         loop = asyncio.get_running_loop()
         self._updated = updated = loop.create_future()
-        await self._send(payload, generation)
+        await self.outbox.send(payload, generation)
         gone: asyncio.Future[Any] = asyncio.ensure_future(
             self.turn.until(lambda: self.turn.generation != generation or not self.turn.connected)
         )
@@ -128,7 +128,7 @@ class FlowSide(SessionCore):
 
     async def _continue_with(self, event: dict[str, Any], generation: int) -> None:
         await self.turn.until(lambda: self.turn.active is None and not self.turn.requested)
-        await self._send(event, generation)
+        await self.outbox.send(event, generation)
 
     async def _end_of_flow(self) -> None:
         self.transcript.conv_note(f"flow ended: {self.flow.describe()}")

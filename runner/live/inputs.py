@@ -9,7 +9,6 @@ sends queued turns when the turn state says the previous reply has ended.
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
 import sys
@@ -26,8 +25,6 @@ from runner.live.state import Drop, RawEvent, SessionCore, log
 #: mistake would cost the service (and the emulator) far more than it is worth.
 MAX_TYPED_CHARS = 32 * 1024
 
-_APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
-_SOCKET_ERRORS = (ConnectionError, RuntimeError)  # a closing socket (aiohttp raises either)
 _QUIT_WORDS = frozenset({"q", "quit", "exit", "/q", "/quit"})
 TOOL_GRACE_S = 0.3  # after q, how long tools that are all that is left may still finish
 #: A push-to-talk turn shorter than this is a slip of the key, not a turn (the service refuses
@@ -80,7 +77,7 @@ class InputSide(SessionCore):
                 self.transcript.notice(f"talking… ({key_label(self.talk_key)} to send)")
         elif self.talk_state in ("starting", "on"):
             self.talk_state = "ending"  # the pump sends the last chunk, then commits
-            self.turn._moved("talk key")  # noqa: SLF001 - a console action is a transition too
+            self.turn.moved("talk key")
 
     async def _start_talking(self) -> None:
         # The same path as the service's speech_started: playback flushed, the reply
@@ -98,9 +95,9 @@ class InputSide(SessionCore):
         if self.push_to_talk and talk_ms < MIN_TALK_MS:
             self.transcript.notice(f"under {MIN_TALK_MS / 1000:g} s of audio; nothing sent")
             self.turn.speaking = False
-            self.turn._moved("talk too short")  # noqa: SLF001 - no turn after all
+            self.turn.moved("talk too short")
             with contextlib.suppress(Drop):
-                await self._send({"type": "input_audio_buffer.clear"}, generation)
+                await self.outbox.send({"type": "input_audio_buffer.clear"}, generation)
             return
         self._heard_speech = True
         if not (self.session_update.get("session") or {}).get("input_audio_transcription"):
@@ -110,8 +107,8 @@ class InputSide(SessionCore):
         self._eos_at = time.perf_counter()
         self._eos_label = "end of speech -> first audio"
         try:
-            await self._send({"type": "input_audio_buffer.commit"}, generation)
-            await self._send({"type": "response.create"}, generation)
+            await self.outbox.send({"type": "input_audio_buffer.commit"}, generation)
+            await self.outbox.send({"type": "response.create"}, generation)
         except Drop:
             log.info("the connection dropped before the turn was committed")
 
@@ -124,19 +121,19 @@ class InputSide(SessionCore):
         if state == "starting":
             # nothing said before the key press belongs to this turn
             with contextlib.suppress(Drop):
-                await self._send({"type": "input_audio_buffer.clear"}, generation)
+                await self.outbox.send({"type": "input_audio_buffer.clear"}, generation)
             if self.talk_state == "starting":
                 self.talk_state = "on"
         pending += chunk
         fmt = getattr(self.source, "fmt", self.player.fmt)
         if len(pending) >= fmt.bytes_for_ms(self.send_ms) or self.talk_state == "ending":
             self._talk_ms += fmt.ms_for_bytes(len(pending))
-            await self._append(bytes(pending))
+            await self.outbox.append(bytes(pending))
             pending.clear()
         if self.talk_state == "ending":
             self.talk_state = "off"
             await self._commit_turn(generation)
-            self.turn._moved("turn committed")  # noqa: SLF001
+            self.turn.moved("turn committed")
 
     async def _input_pump(self) -> None:
         assert self.source is not None
@@ -164,14 +161,14 @@ class InputSide(SessionCore):
                     await self._push_to_talk_chunk(chunk, pending)
                     continue
                 if not pending and len(chunk) >= batch:
-                    await self._append(chunk)  # the usual case: one device chunk, one append
+                    await self.outbox.append(chunk)  # the usual case: one device chunk, one append
                     continue
                 pending += chunk
                 if len(pending) >= batch:
-                    await self._append(bytes(pending))
+                    await self.outbox.append(bytes(pending))
                     pending.clear()
             if pending and self._ready.is_set() and not talk:
-                await self._append(bytes(pending))  # the end of a file is audio too
+                await self.outbox.append(bytes(pending))  # the end of a file is audio too
             if self.manual_turns and not talk and self._ready.is_set():
                 await self._commit_turn(self.turn.generation)  # --input: the file is the turn
         except VlrunError as exc:
@@ -182,29 +179,6 @@ class InputSide(SessionCore):
         self._input_done = True
         if self.end_when_input_ends:
             await self._finish_after_reply()
-
-    async def _append(self, pcm: bytes) -> None:
-        """Microphone audio, ten times a second: the lean path (no tracing, no debug log).
-
-        The JSON is built by hand (base64 needs no escaping) and written to the SDK
-        connection's own WebSocket: ``conn.send`` would re-scan the 6 KB string with
-        ``json.dumps``, which is most of the client's CPU per append. Any other connection
-        object goes through ``conn.send``.
-        """
-        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
-
-        conn = self.conn
-        if conn is None:
-            return
-        sent = self.metrics.sent_events
-        sent["input_audio_buffer.append"] = sent.get("input_audio_buffer.append", 0) + 1
-        audio = base64.b64encode(pcm).decode("ascii")
-        ws = _raw_socket(conn)
-        with contextlib.suppress(SdkConnectionError, *_SOCKET_ERRORS):  # receive sees the drop
-            if ws is not None:
-                await ws.send_str(_APPEND_HEAD + audio + '"}')
-            else:
-                await conn.send({"type": "input_audio_buffer.append", "audio": audio})
 
     # ---------------------------------------------------------------- typed lines
 
@@ -256,7 +230,7 @@ class InputSide(SessionCore):
         self.feed_line(line)
 
     def _wake_sender(self) -> None:
-        self.turn._moved("line typed")  # noqa: SLF001 - a console action is a transition too
+        self.turn.moved("line typed")
 
     async def _turn_sender(self) -> None:
         """Typed turns in order, each once the previous reply has ended."""
@@ -338,10 +312,10 @@ class InputSide(SessionCore):
         self._eos_label = "Enter -> first audio"  # a typed turn has no end of speech
         try:
             item = UserMessageItem(content=[InputTextContentPart(text=text)])
-            await self._send(
+            await self.outbox.send(
                 {"type": "conversation.item.create", "item": item.as_dict()}, generation
             )
-            await self._send({"type": "response.create"}, generation)
+            await self.outbox.send({"type": "response.create"}, generation)
         except Drop:
             log.info("the connection dropped before the typed turn was sent")
 
@@ -369,14 +343,6 @@ def key_label(key: str) -> str:
     if key.startswith("s-") and len(key) > 2:
         return "Shift+" + key_label(key[2:])
     return key.upper() if len(key) <= 3 and key[:1] == "f" else key.title()
-
-
-def _raw_socket(conn: Any) -> Any:
-    """The aiohttp WebSocket inside an SDK connection, or None if this SDK keeps it elsewhere."""
-    from aiohttp import ClientWebSocketResponse
-
-    ws = getattr(conn, "_connection", None)
-    return ws if isinstance(ws, ClientWebSocketResponse) else None
 
 
 def start_line_reader(

@@ -45,6 +45,7 @@ from runner.live.connect import Target, open_connection
 from runner.live.drift import session_differences
 from runner.live.inputs import InputSide, start_line_reader
 from runner.live.lines import TypedTurns
+from runner.live.outbox import Outbox
 from runner.live.settings import CONFIGURE_TIMEOUT_S, SessionSettings, profile_settings
 from runner.live.state import (
     Drop,
@@ -159,7 +160,6 @@ class LiveSession(InputSide, ToolSide):
         self.send_ms = settings.send_ms
         self.metrics = Metrics()
         self.session_id = ""
-        self.conn: Any = None
         # approval questions need a person at a terminal (tests and embedders say so)
         self.interactive = (
             bool(settings.lines and sys.stdin is not None and sys.stdin.isatty())
@@ -178,6 +178,7 @@ class LiveSession(InputSide, ToolSide):
 
         self.tool_threads = ToolThreads(prefix="vlrun-tool")
         self.turn = TurnState(on_question=self.transcript.banner)
+        self.outbox = Outbox(self.turn, self.transcript, self.metrics)
         self.tasks = TaskGroup(self.report)
         self._runs: set[ToolRun] = set()
         self._typed = TypedTurns(on_first_drop=self._turns_dropped)
@@ -321,7 +322,7 @@ class LiveSession(InputSide, ToolSide):
         generation, ended = turn.generation, turn.responses_ended
         # No await between the check above and _send's response_requested(): nothing else
         # can start a reply in between.
-        await self._send(
+        await self.outbox.send(
             {
                 "type": "response.create",
                 "response": {
@@ -452,7 +453,7 @@ class LiveSession(InputSide, ToolSide):
         async with self.opener(
             self.target, self.endpoint, self.credential, api_version=self.api_version
         ) as conn:
-            self.conn = conn
+            self.outbox.conn = conn
             recv = asyncio.create_task(self._receive(conn), name="vlrun-recv")
             try:
                 await self._configure(recv)
@@ -460,18 +461,18 @@ class LiveSession(InputSide, ToolSide):
                 if self.handoff_events:  # the agent's first events: summary, first turn
                     events, self.handoff_events = self.handoff_events, []
                     for event in events:
-                        await self._send(event)
+                        await self.outbox.send(event)
                 elif not first:
                     await self._replay(conn)
                     self.transcript.notice("reconnected; the conversation continues")
                 elif self.greeting:
-                    await self._send(self.greeting)
+                    await self.outbox.send(self.greeting)
                 self.turn.ready()
                 self._ready.set()
                 await self._receive_until_done(recv)
             finally:
                 self._ready.clear()
-                self.conn = None
+                self.outbox.conn = None
                 if not self._stop.is_set():
                     self.turn.disconnected()
                 await _cancel_and_wait(recv)
@@ -480,7 +481,7 @@ class LiveSession(InputSide, ToolSide):
     async def _configure(self, recv: asyncio.Task[None]) -> None:
         loop = asyncio.get_running_loop()
         self._updated = updated = loop.create_future()
-        await self._send(self.session_update)
+        await self.outbox.send(self.session_update)
         await asyncio.wait(
             {recv, updated}, timeout=self.configure_timeout_s, return_when=asyncio.FIRST_COMPLETED
         )
@@ -600,7 +601,7 @@ class LiveSession(InputSide, ToolSide):
                 if turn.role == "user"
                 else AssistantMessageItem(content=[OutputTextContentPart(text=turn.text)])
             )
-            await self._send({"type": "conversation.item.create", "item": item.as_dict()})
+            await self.outbox.send({"type": "conversation.item.create", "item": item.as_dict()})
 
     # ---------------------------------------------------------------- handlers: session
 
@@ -675,14 +676,14 @@ class LiveSession(InputSide, ToolSide):
             active.muted = True
             interrupted = True
             self._cancel_sent_at = time.monotonic()
-            await self._send({"type": "response.cancel"})
+            await self.outbox.send({"type": "response.cancel"})
         still_generating = active is not None and item_id in active.items
         if item_id is not None and (
             still_generating or played_ms + 1 < self._received_ms.get(item_id, 0.0)
         ):
             # Tell the service what the user actually heard, so the model's memory matches.
             interrupted = True
-            await self._send(
+            await self.outbox.send(
                 {
                     "type": "conversation.item.truncate",
                     "item_id": item_id,
@@ -887,7 +888,7 @@ class LiveSession(InputSide, ToolSide):
 
     def _finish_interrupted_text(self) -> None:
         """Record what the user saw of a reply that was cut off (barge-in or a drop)."""
-        streaming = self.transcript._streaming
+        streaming = self.transcript.streaming
         if streaming is not None:
             self.transcript.assistant_done(streaming, "", interrupted=True)
 

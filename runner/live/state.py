@@ -203,7 +203,8 @@ class TurnState:
             return Phase.AWAITING_RESPONSE
         return Phase.LISTENING
 
-    def _moved(self, transition: str) -> None:
+    def moved(self, transition: str) -> None:
+        """Recompute the phase and wake the waiters (a console action is a transition too)."""
         before, self.phase = self.phase, self._derive()
         self.history.append((transition, self.phase))
         if len(self.history) > 500:
@@ -231,58 +232,58 @@ class TurnState:
         self.speaking = self.owed = False
         self.calls.clear()  # their tasks may still finish: their outputs are dropped
         self.approvals.clear()
-        self._moved("connecting")
+        self.moved("connecting")
         return self.generation
 
     def ready(self) -> None:
         self.connected = True
-        self._moved("session.updated")
+        self.moved("session.updated")
 
     def disconnected(self) -> None:
         self.connected = False
-        self._moved("connection lost")
+        self.moved("connection lost")
 
     def close(self) -> None:
         """q: stop taking turns; the session ends once the reply owed is done."""
         self.closing = True
-        self._moved("q")
+        self.moved("q")
 
     def stop(self) -> None:
         self.stopped = True
-        self._moved("stop")
+        self.moved("stop")
 
     # ------------------------------------------------------------------ the user
 
     def speech_started(self) -> None:
         self.speaking = True
-        self._moved("input_audio_buffer.speech_started")
+        self.moved("input_audio_buffer.speech_started")
 
     def speech_stopped(self) -> None:
         self.speaking = False
         self.owed = True
-        self._moved("input_audio_buffer.speech_stopped")
+        self.moved("input_audio_buffer.speech_stopped")
 
     def typed(self) -> None:
         self.owed = True
-        self._moved("typed turn")
+        self.moved("typed turn")
 
     # ------------------------------------------------------------------ responses
 
     def response_requested(self) -> None:
         self.requested += 1
-        self._moved("response.create")
+        self.moved("response.create")
 
     def response_refused(self) -> None:
         if self.requested:
             self.requested -= 1
         self.responses_ended += 1
-        self._moved("error (response)")
+        self.moved("error (response)")
 
     def response_created(self, response: Response) -> None:
         self.requested = max(0, self.requested - 1)
         self.responses[response.id] = response
         self.active = response
-        self._moved("response.created")
+        self.moved("response.created")
 
     def response_done(self, rid: str, status: str) -> Response | None:
         """The response ended; returns it (its calls are for the caller to start)."""
@@ -295,7 +296,7 @@ class TurnState:
         ):
             self.owed = False
         self.responses_ended += 1
-        self._moved("response.done")
+        self.moved("response.done")
         return resp
 
     # ------------------------------------------------------------------ tools, approvals
@@ -304,21 +305,21 @@ class TurnState:
         for run in runs:
             if run.generation == self.generation:
                 self.calls[run.call_id] = run
-        self._moved("tools started")
+        self.moved("tools started")
 
     def tools_finished(self, runs: list[ToolRun]) -> None:
         for run in runs:
             if self.calls.get(run.call_id) is run:
                 del self.calls[run.call_id]
-        self._moved("tools finished")
+        self.moved("tools finished")
 
     def approval_pending(self, request_id: str) -> None:
         self.approvals.add(request_id)
-        self._moved("mcp_approval_request")
+        self.moved("mcp_approval_request")
 
     def approval_decided(self, request_id: str) -> None:
         self.approvals.discard(request_id)
-        self._moved("approval answered")
+        self.moved("approval answered")
 
     def ask(self, text: str) -> asyncio.Future[str]:
         """Put a question to the person; shown when every earlier one has been answered."""
@@ -326,7 +327,7 @@ class TurnState:
         self.questions.append(question)
         if len(self.questions) == 1 and self._on_question is not None:
             self._on_question(text)
-        self._moved("question asked")
+        self.moved("question asked")
         return question.answer
 
     def answer(self, text: str) -> bool:
@@ -340,7 +341,7 @@ class TurnState:
             self.questions.popleft()
         if self.questions and self._on_question is not None:
             self._on_question(self.questions[0].text)
-        self._moved("question answered")
+        self.moved("question answered")
         return True
 
 
@@ -404,7 +405,7 @@ class SessionCore:
     transcript: Transcript
     player: Player
     source: Source | None
-    conn: Any
+    outbox: Any  # runner.live.outbox.Outbox: every event sent goes through it
     metrics: Metrics
     session_id: str
     registry: Any
@@ -445,29 +446,3 @@ class SessionCore:
             return
         log.error("%s failed", what, exc_info=exc)
         self.transcript.error(f"internal error in {what}: {type(exc).__name__}: {exc}")
-
-    async def _send(self, event: Mapping[str, Any] | Any, generation: int | None = None) -> None:
-        """Send a dict or SDK model; a failed send means the connection dropped.
-
-        With ``generation``, the event belongs to that connection: if the session has
-        reconnected since, it is dropped (:class:`Fenced`), never sent on the new one.
-        """
-        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
-
-        data = event if isinstance(event, Mapping) else event.as_dict()
-        kind = str(data.get("type", "?"))
-        if generation is not None and generation != self.turn.generation:
-            raise Fenced(f"{kind} of connection {generation} (now {self.turn.generation})")
-        conn = self.conn
-        if conn is None:
-            raise Drop("not connected")
-        self.metrics.sent_events[kind] = self.metrics.sent_events.get(kind, 0) + 1
-        if kind == "response.create":
-            self.turn.response_requested()  # in flight until response.created (or an error)
-        if self.transcript.tracing:
-            self.transcript.trace("out", dict(data))
-        log.debug("send %s", kind)
-        try:
-            await conn.send(event)
-        except SdkConnectionError as exc:
-            raise Drop(f"send failed: {exc}") from None

@@ -150,7 +150,7 @@ class ToolSide(FlowSide):
             try:
                 for result in results:
                     item = FunctionCallOutputItem(call_id=result.call_id, output=result.output)
-                    await self._send(
+                    await self.outbox.send(
                         {"type": "conversation.item.create", "item": item.as_dict()}, generation
                     )
                 if await self._enter_pending_node(generation, interrupted):
@@ -187,7 +187,7 @@ class ToolSide(FlowSide):
     async def _continue_turn(self, generation: int) -> None:
         """Ask the service to go on with the answers sent, once the asking response has ended."""
         await self.turn.until(lambda: self.turn.active is None and not self.turn.requested)
-        await self._send({"type": "response.create"}, generation)
+        await self.outbox.send({"type": "response.create"}, generation)
 
     async def _tool_says(self, context: Any, text: str) -> None:
         self.transcript.notice(f"{context.tool_name}: {text}")
@@ -237,7 +237,7 @@ class ToolSide(FlowSide):
                 approval_request_id=request_id, approve=decision == "approve"
             )
             try:
-                await self._send(
+                await self.outbox.send(
                     {"type": "conversation.item.create", "item": reply.as_dict()}, generation
                 )
                 # As with function-call outputs: the call runs if approved, the model explains.

@@ -379,6 +379,11 @@ class Transcript:
                     self.console_failure = OSError(exc.errno, exc.strerror or str(exc), where)
                 raise ConsoleFailed(self.console_failure) from None
 
+    @property
+    def streaming(self) -> str | None:
+        """The assistant item whose text is being shown as it streams (None: none)."""
+        return self._streaming
+
     def _end_stream(self) -> None:
         if self._streaming is not None:
             self._write(self.out, "\n")
