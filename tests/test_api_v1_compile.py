@@ -209,3 +209,44 @@ def test_compile_command_takes_api_version_v1() -> None:
     session = json.loads(done.stdout)["session"]
     assert session["type"] == "realtime"
     assert session["audio"]["input"]["turn_detection"]["type"].startswith("azure_semantic_vad")
+
+
+def test_dated_audio_reads_both_shapes_alike(tmp_path: Path) -> None:
+    from runner.config.service import dated_audio
+
+    profile = _load(tmp_path, SIDE_BY_SIDE)
+    dated = compile_session(profile, api_version="2026-07-15")["session"]
+    v1 = compile_session(profile, api_version="v1")["session"]
+    assert dated_audio(v1) == dated_audio(dated)
+    assert dated_audio(v1)["output_audio_format"] == "pcm16_16000hz"
+    assert dated_audio(v1)["voice"]["name"] == "en-US-Ava:DragonHDLatestNeural"
+
+
+@pytest.mark.parametrize("version", ["2026-07-15", "v1"])
+def test_set_audio_formats_writes_the_sessions_own_shape(tmp_path: Path, version: str) -> None:
+    from runner.config.service import dated_audio, set_audio_formats
+
+    profile = _load(tmp_path, SIDE_BY_SIDE)
+    session = compile_session(profile, api_version=version)["session"]
+    set_audio_formats(session, "pcm16", 16000, "pcm16_16000hz")
+    assert dated_audio(session) | {"voice": None} == {
+        "input_audio_format": "pcm16",
+        "input_audio_sampling_rate": 16000,
+        "output_audio_format": "pcm16_16000hz",
+        "voice": None,
+    }
+    if version == "v1":
+        assert [k for k in DATED_ONLY if k in session] == []
+        assert session["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 16000}
+
+
+def test_emulator_echo_on_v1_is_in_the_v1_shape() -> None:
+    from runner.emulator.protocol import default_session
+    from runner.emulator.session_update import v1_echo
+
+    echo = v1_echo(default_session("gpt-realtime", "v1", "sess_1", 1_900_000_000))
+    assert echo["id"] == "sess_1" and echo["type"] == "realtime"
+    assert echo["audio"]["output"]["voice"] == "alloy"
+    assert echo["audio"]["output"]["voice_type"] == "openai"
+    assert echo["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+    assert [k for k in DATED_ONLY if k in echo] == []

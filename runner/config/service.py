@@ -286,3 +286,60 @@ _V1_ORDER = (
     "animation",
     "metadata",
 )
+
+
+def is_v1_session(session: dict[str, Any]) -> bool:
+    """Whether a compiled session is in the v1 (GA) shape."""
+    return session.get("type") == "realtime"
+
+
+def dated_audio(session: dict[str, Any]) -> dict[str, Any]:
+    """The dated audio fields (``input_audio_format``, ``input_audio_sampling_rate``,
+    ``output_audio_format``, ``voice``) of a compiled session in either shape, for code that
+    opens the audio edges or names the voice; only the fields the session sets."""
+    if not is_v1_session(session):
+        keys = ("input_audio_format", "input_audio_sampling_rate", "output_audio_format", "voice")
+        return {k: session[k] for k in keys if k in session}
+    audio = session.get("audio") or {}
+    audio_in, audio_out = audio.get("input") or {}, audio.get("output") or {}
+    laws = {v: k for k, v in V1_G711.items()}
+    out: dict[str, Any] = {}
+    fin = audio_in.get("format")
+    if isinstance(fin, dict):
+        out["input_audio_format"] = laws.get(str(fin.get("type")), "pcm16")
+        if "rate" in fin:
+            out["input_audio_sampling_rate"] = fin["rate"]
+    fout = audio_out.get("format")
+    if isinstance(fout, dict):
+        rate = fout.get("rate", 24000)
+        law = laws.get(str(fout.get("type")))
+        out["output_audio_format"] = law or ("pcm16" if rate == 24000 else f"pcm16_{rate}hz")
+    dated_of = {v1: dated for dated, v1 in V1_VOICE_KEYS.items()}
+    voice = {dated_of[k]: v for k, v in audio_out.items() if k in dated_of}
+    if voice:
+        out["voice"] = voice
+    return out
+
+
+def set_audio_formats(
+    session: dict[str, Any], in_format: str, in_rate: int | None, out_format: str
+) -> None:
+    """Write wire formats (dated words: pcm16, pcm16_16000hz, g711_ulaw, …) into a compiled
+    session, in the session's own shape (the phone edges pin the formats this way)."""
+    if not is_v1_session(session):
+        session.pop("input_audio_sampling_rate", None)
+        session["input_audio_format"] = in_format
+        if in_rate is not None:
+            session["input_audio_sampling_rate"] = in_rate
+        session["output_audio_format"] = out_format
+        return
+    v1, _ = to_v1(
+        {
+            "input_audio_format": in_format,
+            **({"input_audio_sampling_rate": in_rate} if in_rate is not None else {}),
+            "output_audio_format": out_format,
+        }
+    )
+    audio = session.setdefault("audio", {})
+    audio.setdefault("input", {})["format"] = v1["audio"]["input"]["format"]
+    audio.setdefault("output", {})["format"] = v1["audio"]["output"]["format"]

@@ -17,6 +17,7 @@ from runner.config.service import (
     V1_G711,
     V1_VOICE_KEYS,
     realtime_model,
+    to_v1,
 )
 from runner.config.voices import NATIVE_VOICES, OPENAI_VOICES
 from runner.emulator.protocol import (
@@ -815,3 +816,15 @@ def _v1_output(check: _Check, audio_out: dict[str, Any], out: dict[str, Any]) ->
                 "missing_required_parameter",
             )
         out["voice"] = voice
+
+
+def v1_echo(session: dict[str, Any]) -> dict[str, Any]:
+    """The emulator's (dated-shape) effective session as ``session.created``/``updated``
+    should echo it on v1: the GA shape, plus the server-set fields (docs/emulator.md#v1-shape).
+    Fields v1 has no place for (``parallel_tool_calls``) are left out."""
+    shaped, _ = to_v1(session)
+    server: dict[str, Any] = {}
+    for key in ("object", "id", "model", "expires_at", "agent"):
+        if key in session:
+            server[key] = session[key]
+    return {**server, **shaped}
