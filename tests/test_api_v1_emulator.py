@@ -170,3 +170,19 @@ async def test_v1_features_header_is_checked() -> None:
         # dated versions carry preview in the version; the header is not theirs to check
         async with connect(url(emu.endpoint, "2026-07-15"), additional_headers=bad) as ws:
             await next_of(ws, "session.created")
+
+
+async def test_v1_updates_keep_the_history_rules() -> None:
+    # source: docs/emulator.md#v1-shape (read as the dated fields) and #td-type-locked
+    def td(kind: str) -> dict[str, Any]:
+        return {"type": "realtime", "audio": {"input": {"turn_detection": {"type": kind}}}}
+
+    async with running_emulator(speed=0) as emu, connect(url(emu.endpoint, "v1")) as ws:
+        await next_of(ws, "session.created")
+        await ws.send(json.dumps({"type": "session.update", "session": td("azure_semantic_vad")}))
+        assert (await next_of(ws, "session.updated", "error"))["type"] == "session.updated"
+        await ws.send(json.dumps({"type": "session.update", "session": td("server_vad")}))
+        refused = await next_of(ws, "session.updated", "error")
+        assert refused["type"] == "error"
+        assert refused["error"]["param"] == "session.turn_detection.type"
+        assert emu.sessions[0].fidelity == []

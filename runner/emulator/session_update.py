@@ -584,6 +584,9 @@ def check_history(
     """Checks that depend on what this connection set before: errors and fidelity-note keys."""
     check = _Check()
     notes: list[str] = []
+    if update.get("type") == "realtime":
+        # a v1 update (docs/emulator.md#v1-shape): its history rules are the dated fields'
+        update = dated_update(update, _Check())
     if "turn_detection" not in update and azure_speech_vad_conflict(new):
         if "turn_detection" in client_fields:  # the client chose that VAD earlier
             check.fail(
