@@ -23,7 +23,7 @@ from runner.carrier import acs as carrier_acs
 from runner.carrier import sip as carrier_sip
 from runner.carrier import twilio as carrier_twilio
 from runner.carrier.line import Line
-from runner.carrier.ring import Refused, RingOptions
+from runner.carrier.ring import CallRefused, RingOptions
 from runner.carrier.voice import Turn
 from tests.telephony_helpers import (
     PROFILE,
@@ -127,7 +127,7 @@ async def test_a_busy_twilio_server_is_refused_with_its_reason(
         url = base + "/twilio/voice"
         async with carrier_twilio.ring(url, TWILIO_TOKEN, quiet()):
             await asyncio.wait_for(phones.until(lambda: len(phones.calls) == 1), 10)
-            with pytest.raises(Refused, match="the call was refused: busy") as busy:
+            with pytest.raises(CallRefused, match="the call was refused: busy") as busy:
                 async with carrier_twilio.ring(url, TWILIO_TOKEN, quiet()):
                     pass
     assert busy.value.exit_code == 1
@@ -137,7 +137,7 @@ async def test_a_wrong_auth_token_is_refused_as_a_bad_signature(
     tmp_path: Path, emulator: Any
 ) -> None:
     async with phone_server(write_serve(tmp_path), emulator.endpoint) as (base, phones):
-        with pytest.raises(Refused, match="403 .the signature did not match"):
+        with pytest.raises(CallRefused, match="403 .the signature did not match"):
             async with carrier_twilio.ring(base + "/twilio/voice", "not-the-token", quiet()):
                 pass
         assert not phones.calls
@@ -200,15 +200,15 @@ async def test_an_acs_call_no_route_answers_is_rejected_with_the_reason(
     tmp_path: Path, emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with acs_server(tmp_path, emulator.endpoint, monkeypatch) as (url, folder):
-        with pytest.raises(Refused, match="the call was refused: forbidden"):
+        with pytest.raises(CallRefused, match="the call was refused: forbidden"):
             await carrier_acs.call(url, folder, quiet(called="+15559998888"))
         monkeypatch.setenv("ACS_EVENT_GRID_SECRET", "not-the-secret")
-        with pytest.raises(Refused, match="403 .the Event Grid secret did not match"):
+        with pytest.raises(CallRefused, match="403 .the Event Grid secret did not match"):
             await carrier_acs.call(url, folder, quiet(called="+15550001111"))
 
 
 async def test_sip_without_a_webhook_is_refused_and_says_how_to_register(emulator: Any) -> None:
-    with pytest.raises(Refused, match="no SIP webhook registered") as refused:
+    with pytest.raises(CallRefused, match="no SIP webhook registered") as refused:
         await carrier_sip.call(emulator.endpoint, quiet())
     assert "--create-webhook" in (refused.value.hint or "")
 

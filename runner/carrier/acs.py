@@ -36,7 +36,7 @@ from typing import Any
 
 from runner.aio import Deadline, cancel_and_wait
 from runner.carrier.line import Line
-from runner.carrier.ring import Refused, RingOptions, converse, unreachable
+from runner.carrier.ring import CallRefused, RingOptions, converse, unreachable
 from runner.errors import EXIT_OK, UsageError, VlrunError
 from runner.serve import codec_acs as codec
 
@@ -375,21 +375,21 @@ async def call(url: str, folder_path: Path, options: RingOptions) -> int:
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                 raise unreachable(url.split("?")[0], exc) from None
             if status == 403:
-                raise Refused(
+                raise CallRefused(
                     "the call was refused: 403 (the Event Grid secret did not match)",
                     hint="the ring takes ?secret= from $ACS_EVENT_GRID_SECRET: source the "
                     "same env.sh as the server",
                 )
             if status == 404:
-                raise Refused(
+                raise CallRefused(
                     "the call was refused: 404 (no ACS webhook there)",
                     hint="the URL is http://HOST:PORT/acs/incoming[/ROUTE], and the serve "
                     "file needs an acs: section",
                 )
             if status != 200:
-                raise Refused(f"the call was refused: HTTP {status} {text[:120]!r}")
+                raise CallRefused(f"the call was refused: HTTP {status} {text[:120]!r}")
             if context in fake.rejects:
-                raise Refused(f"the call was refused: {fake.rejects[context]}")
+                raise CallRefused(f"the call was refused: {fake.rejects[context]}")
             answer = fake.answers.get(context)
             if answer is None:
                 hint = (
@@ -398,7 +398,7 @@ async def call(url: str, folder_path: Path, options: RingOptions) -> int:
                     if fake.bad_auth
                     else "see the server's log (is its SSL_CERT_FILE this folder's ca.pem?)"
                 )
-                raise Refused("the server did not answer the call", hint=hint)
+                raise CallRefused("the server did not answer the call", hint=hint)
             media = answer.get("mediaStreamingOptions") or {}
             rate = 24000 if "24" in str(media.get("audioFormat", "")) else 16000
             transport = str(media.get("transportUrl", ""))
@@ -409,7 +409,7 @@ async def call(url: str, folder_path: Path, options: RingOptions) -> int:
             try:
                 ws = await http.ws_connect(transport, headers=headers, max_msg_size=2**20)
             except aiohttp.WSServerHandshakeError as exc:
-                raise Refused(f"the media socket was refused: HTTP {exc.status}") from None
+                raise CallRefused(f"the media socket was refused: HTTP {exc.status}") from None
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                 raise unreachable(transport.split("?")[0], exc) from None
             acs = AcsCall(ws, rate, f"4:{options.caller}")

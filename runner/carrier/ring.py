@@ -17,7 +17,7 @@ from runner.errors import EXIT_INVALID, EXIT_OK, ConnectError, VlrunError
 SPEAK_PAUSE_MS = 600  # silence after a caller's words: the server's VAD ends the turn on it
 
 
-class Refused(VlrunError):
+class CallRefused(VlrunError):
     """The call was refused or busy (exit 1), with the reason the server gave."""
 
     exit_code = EXIT_INVALID

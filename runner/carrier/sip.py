@@ -16,7 +16,7 @@ from typing import Any
 
 from runner.aio import Deadline
 from runner.carrier.line import Line
-from runner.carrier.ring import Refused, RingOptions, converse, unreachable
+from runner.carrier.ring import CallRefused, RingOptions, converse, unreachable
 from runner.errors import EXIT_OK, UsageError, VlrunError
 
 API_VERSION = "2026-07-31-preview"
@@ -116,20 +116,20 @@ async def call(emulator: str, options: RingOptions) -> int:
             raise unreachable(base, exc) from None
         statuses = list(rung.get("webhook_statuses") or [])
         if not statuses:
-            raise Refused(
+            raise CallRefused(
                 "nobody answered: the emulator has no SIP webhook registered",
                 hint="vlrun ring sip URL --create-webhook http://HOST:PORT/sip/webhook",
             )
         if 0 in statuses:
             raise unreachable("the webhook", ConnectionRefusedError("no answer from the server"))
         if 200 not in statuses:
-            raise Refused(f"the call was refused: the webhook answered {statuses}")
+            raise CallRefused(f"the call was refused: the webhook answered {statuses}")
         sip = SipCall(http, base, str(rung["call_id"]), options.turn_s)
         try:
             state = await sip.until(("Connected",), Deadline(options.turn_s))
             if state.get("state") != "Connected":
                 reason = state.get("terminal_reason") or state.get("state")
-                raise Refused(f"the call was refused: {reason} (busy, or no route answers)")
+                raise CallRefused(f"the call was refused: {reason} (busy, or no route answers)")
             options.out(f"connected: SIP call {sip.call_id}")
             await converse(sip, options)
         finally:

@@ -23,7 +23,7 @@ from typing import Any
 
 from runner import g711
 from runner.carrier.line import Line
-from runner.carrier.ring import Refused, RingOptions, unreachable
+from runner.carrier.ring import CallRefused, RingOptions, unreachable
 from runner.errors import VlrunError
 from runner.serve import codec_twilio as codec
 from runner.serve.codec_json import JsonError, loads_object
@@ -46,14 +46,14 @@ def signature(auth_token: str, url: str, params: dict[str, str]) -> str:
 
 def parse_twiml(xml: str) -> tuple[str, dict[str, str]]:
     """(stream URL, parameters) of a ``<Connect><Stream>`` answer; a ``<Reject>`` is
-    :class:`Refused` with its reason."""
+    :class:`CallRefused` with its reason."""
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
         raise VlrunError(f"the voice webhook's answer is not TwiML ({exc})") from None
     reject = root.find("./Reject")
     if reject is not None:
-        raise Refused(f"the call was refused: {reject.get('reason', 'rejected')}")
+        raise CallRefused(f"the call was refused: {reject.get('reason', 'rejected')}")
     stream = root.find("./Connect/Stream")
     if stream is None or not stream.get("url"):
         raise VlrunError("the voice webhook's TwiML has no <Connect><Stream url>")
@@ -192,25 +192,25 @@ async def ring(url: str, auth_token: str, options: RingOptions) -> AsyncIterator
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             raise unreachable(url, exc) from None
         if status == 403:
-            raise Refused(
+            raise CallRefused(
                 "the call was refused: 403 (the signature did not match)",
                 hint="give the serve file's twilio.auth_token with --auth-token or "
                 "TWILIO_AUTH_TOKEN, and the URL exactly as the server's public_url names it",
             )
         if status == 404:
-            raise Refused(
+            raise CallRefused(
                 f"the call was refused: 404 (no Twilio voice webhook at {url})",
                 hint="the URL is http://HOST:PORT/twilio/voice[/ROUTE], and the serve file "
                 "needs a twilio: section",
             )
         if status != 200:
-            raise Refused(f"the call was refused: HTTP {status} {text[:120]!r}")
+            raise CallRefused(f"the call was refused: HTTP {status} {text[:120]!r}")
         stream_url, parameters = parse_twiml(text)
         headers = {SIGNATURE: signature(auth_token, stream_url, {})}
         try:
             ws = await http.ws_connect(stream_url, headers=headers, max_msg_size=2**20)
         except aiohttp.WSServerHandshakeError as exc:
-            raise Refused(f"the media socket was refused: HTTP {exc.status}") from None
+            raise CallRefused(f"the media socket was refused: HTTP {exc.status}") from None
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             raise unreachable(stream_url, exc) from None
         call = TwilioCall(ws, call_sid)
@@ -224,4 +224,4 @@ async def ring(url: str, auth_token: str, options: RingOptions) -> AsyncIterator
 
             await cancel_and_wait(reader, timeout=2)
         if call.close_code == 1008 and call.line is not None and not call.line.received:
-            raise Refused("the media stream was refused (closed with 1008: token or signature)")
+            raise CallRefused("the media stream was refused (closed with 1008: token or signature)")
