@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import logging
 import time
@@ -64,21 +65,20 @@ class PreparedRoute:
 
 
 def _session_for(payload: dict[str, Any], provider: str, rate: int) -> dict[str, Any]:
-    """The compiled session with the audio formats the provider's media stream carries."""
-    update = dict(payload)
-    session = dict(update.get("session", {}))
-    session.pop("input_audio_sampling_rate", None)
+    """The compiled session with the audio formats the provider's media stream carries, in
+    the session's own shape (dated fields, or v1's ``audio``)."""
+    from runner.config.service import set_audio_formats
+
     if provider == "sip":
-        return update  # Voice Live carries the call's media itself: the profile's formats
+        return payload  # Voice Live carries the call's media itself: the profile's formats
+    session = dict(payload.get("session", {}))
+    if "audio" in session:  # v1: the formats live in a nested object shared by every call
+        session["audio"] = copy.deepcopy(session["audio"])
     if provider == "twilio":
-        session["input_audio_format"] = "g711_ulaw"
-        session["output_audio_format"] = "g711_ulaw"
+        set_audio_formats(session, "g711_ulaw", None, "g711_ulaw")
     else:
-        session["input_audio_format"] = "pcm16"
-        session["input_audio_sampling_rate"] = rate
-        session["output_audio_format"] = "pcm16" if rate == 24000 else f"pcm16_{rate}hz"
-    update["session"] = session
-    return update
+        set_audio_formats(session, "pcm16", rate, "pcm16" if rate == 24000 else f"pcm16_{rate}hz")
+    return {**payload, "session": session}
 
 
 class CallTranscript(Transcript):
