@@ -2,9 +2,11 @@
 
 A phone edge is the pair the live session already knows (:mod:`runner.live.audio`): a *source*
 fed by the provider's media frames, and a *player* that sends assistant audio back as real-time
-20 ms frames, never more than ``lead_ms`` ahead of what the caller hears. Keeping the provider's
-buffer short is what makes barge-in work on a phone: a ``clear`` / ``StopAudio`` has little to
-throw away, and the played position (what the truncate tells the model) is close to the truth.
+20 ms frames, never more than ``lead_ms`` ahead of what the caller hears. The lead is a few
+hundred milliseconds: a stall anywhere on the machine shorter than that is not heard, and it
+costs nothing at barge-in, since the provider throws what it holds away on ``clear`` /
+``StopAudio`` and the played position (what the truncate tells the model) is what the caller
+heard (marks) or the clock of what was sent, never what was merely sent.
 
 Each provider says what was played in its own way: Twilio echoes marks once the audio before
 them has played (:class:`MarkedPlayer`), ACS says nothing, so the clock of what was sent stands
@@ -30,9 +32,12 @@ from runner.live.audio import AudioFormat
 log = logging.getLogger("vlrun.serve.calls")
 
 FRAME_MS = 20
-LEAD_MS = 100  # how far assistant audio may run ahead of the caller's ear (provider buffer)
+# How far assistant audio may run ahead of the caller's ear (the provider's buffer). At 100 ms a
+# short stall of the worker, the service or the machine was an audible gap; the provider
+# flushes this buffer on a barge-in, so a bigger one costs nothing there.
+LEAD_MS = 300
 # The pump refills the provider's buffer this much at a time (three 20 ms frames per wake-up):
-# on a busy worker a wake-up costs more than the frames it sends, and 40 ms always stay queued.
+# on a busy worker a wake-up costs more than the frames it sends, and LEAD_MS - 60 stay queued.
 REFILL_MS = 60
 HANDOFF_MS = 100  # caller audio is handed to the session this much at a time (its send size)
 MAX_INBOUND_MS = 2000  # caller audio queued while the session (re)connects; older audio drops
