@@ -144,7 +144,7 @@ async def run_schedule(emu: Any, schedule: Schedule, tmp: Path) -> None:
         settled = asyncio.create_task(
             session.turn.until(
                 lambda: (
-                    not session._typed  # noqa: SLF001
+                    not session.waiting_turns()
                     and session.turn.idle()
                     and not session.tools_running
                     and session.ready.is_set()

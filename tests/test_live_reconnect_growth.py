@@ -49,8 +49,9 @@ async def test_per_call_timings_and_item_maps_stay_bounded_over_many_turns(
     metrics = session.metrics
     answered = sum(1 for t in h.transcript.turns if t.role == "assistant")
     assert answered >= TURNS
-    assert len(session._received_ms) <= 4  # noqa: SLF001
-    assert len(session._speech_ms) == 0  # noqa: SLF001
+    kept = session.kept()
+    assert kept["received_items"] <= 4
+    assert kept["speech_starts"] == 0
     assert 0 < len(metrics.write_latency) <= 2 * 8
     assert 0 < len(metrics.turn_latency) <= 2 * 8
     assert len(turn.responses) == 0 and len(turn.history) <= 500

@@ -160,7 +160,7 @@ class SpokenTurns:
         assert self.live is not None
         step = FMT.frame_bytes
         for speech_ms in self.turns:
-            await asyncio.wait_for(self.live._ready.wait(), WAIT_S)
+            await asyncio.wait_for(self.live.ready.wait(), WAIT_S)
             answered = self.transcript.assistant_count()
             reconnects = self.transcript.reconnects
             failed = self.transcript.failed_replies()
@@ -611,7 +611,7 @@ async def test_turn_typed_right_after_the_greeting_is_answered(tmp_path: Path) -
         )
         task = asyncio.create_task(live.run())
         try:
-            await asyncio.wait_for(live._ready.wait(), WAIT_S)
+            await asyncio.wait_for(live.ready.wait(), WAIT_S)
             await live.send_text("Please say something about Paris")
             await transcript.wait_moved(lambda: transcript.assistant_count() >= 2, timeout=3)
         finally:

@@ -268,7 +268,7 @@ async def test_barge_in_silences_cancels_and_truncates(
     assert cancel
     assert player.silenced_at is not None and pending_after == 0
     item = truncate["item_id"]
-    received = h.session._received_ms[item]
+    received = h.session.received_ms(item)
     assert truncate["content_index"] == 0
     # Cut where playback really was: some audio played, never more than arrived.
     assert 0 < truncate["audio_end_ms"] <= received

@@ -14,12 +14,16 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from runner.errors import VlrunError
-from runner.live.audio import level_dbfs
-from runner.live.state import Drop, RawEvent, SessionCore, log
+from runner.live.audio import Player, Source, level_dbfs
+from runner.live.lines import TypedTurns
+from runner.live.outbox import Outbox
+from runner.live.settings import SessionSettings
+from runner.live.state import Drop, Life, RawEvent, TaskGroup, TurnState, log
+from runner.live.transcript import Transcript
 
 #: One typed turn at most: a page of text is a few thousand characters; a megabyte pasted by
 #: mistake would cost the service (and the emulator) far more than it is worth.
@@ -32,24 +36,57 @@ TOOL_GRACE_S = 0.3  # after q, how long tools that are all that is left may stil
 MIN_TALK_MS = 200
 
 
-class InputSide(SessionCore):
-    """Streams the source and reads typed lines (mixed into LiveSession)."""
+class Inputs:
+    """The user's side of one conversation: streams the source and takes typed lines.
 
-    session_update: dict[str, Any]
-    _on_speech_started: Callable[..., Awaitable[None]]  # the barge-in path (session.py)
+    It reads and changes the turn state, sends through the outbox, and calls back into the
+    session only for the barge-in (``barge_in``: the same path as the service's
+    ``speech_started``); ``current_session`` is the session.update now in force (a flow
+    node's replaces the profile's).
+    """
+
     #: Push-to-talk: the console key that toggles talking ("enter": an empty line toggles).
     talk_key: str = "enter"
     #: Push-to-talk: say each toggle on the console (the terminal console has a status line).
     talk_notices: bool = True
-    #: Push-to-talk state: "off", "on" (mic audio is sent), "ending" (commit at the next chunk).
-    talk_state: str = "off"
-    _talk_ms: float = 0.0  # audio appended in this push-to-talk turn
-    _talks: int = 0
+
+    def __init__(
+        self,
+        settings: SessionSettings,
+        *,
+        life: Life,
+        turn: TurnState,
+        outbox: Outbox,
+        tasks: TaskGroup,
+        transcript: Transcript,
+        player: Player,
+        source: Source | None,
+        current_session: Callable[[], Mapping[str, Any]],
+        barge_in: Callable[[RawEvent], Awaitable[None]],
+    ) -> None:
+        self.settings = settings
+        self.life = life
+        self.turn = turn
+        self.outbox = outbox
+        self.tasks = tasks
+        self.transcript = transcript
+        self.player = player
+        self.source = source
+        self.current_session = current_session
+        self.barge_in = barge_in
+        self.typed = TypedTurns(on_first_drop=self._turns_dropped)
+        #: Push-to-talk state: "off", "on" (mic audio is sent), "ending" (commit next chunk).
+        self.talk_state = "off"
+        self._talk_ms = 0.0  # audio appended in this push-to-talk turn
+        self._talks = 0
+
+    def stop(self) -> None:
+        self.life.end()
 
     @property
     def manual_turns(self) -> bool:
         """Turn detection is off (``turn_detection: manual``): vlrun commits each turn."""
-        session = self.session_update.get("session") or {}
+        session = self.current_session().get("session") or {}
         return "turn_detection" in session and session["turn_detection"] is None
 
     @property
@@ -66,7 +103,7 @@ class InputSide(SessionCore):
         if not self.push_to_talk or self.turn.closing:
             return
         if self.talk_state == "off":
-            if not self._ready.is_set():
+            if not self.life.ready.is_set():
                 self.transcript.notice("not connected yet; press again in a moment")
                 return
             self.talk_state, self._talk_ms = "starting", 0.0
@@ -82,7 +119,7 @@ class InputSide(SessionCore):
     async def _start_talking(self) -> None:
         # The same path as the service's speech_started: playback flushed, the reply
         # cancelled and its item truncated at what was heard, cancellable tools cancelled.
-        await self._on_speech_started(RawEvent(item_id=f"talk_{self._talks}", audio_start_ms=0))
+        await self.barge_in(RawEvent(item_id=f"talk_{self._talks}", audio_start_ms=0))
 
     async def commit_turn(self) -> None:
         """Manual turns from a non-live source (scenarios): the audio sent so far is a turn."""
@@ -99,13 +136,12 @@ class InputSide(SessionCore):
             with contextlib.suppress(Drop):
                 await self.outbox.send({"type": "input_audio_buffer.clear"}, generation)
             return
-        self._heard_speech = True
-        if not (self.session_update.get("session") or {}).get("input_audio_transcription"):
+        self.life.heard_speech = True
+        if not (self.current_session().get("session") or {}).get("input_audio_transcription"):
             # no transcript will come: keep the user's turn in the transcript all the same
             self.transcript.user(f"talk_{self._talks}", f"[speech {talk_ms / 1000:.1f} s]")
         self.turn.speech_stopped()  # the user's turn is over: a reply is owed
-        self._eos_at = time.perf_counter()
-        self._eos_label = "end of speech -> first audio"
+        self.life.user_turn_ended()
         try:
             await self.outbox.send({"type": "input_audio_buffer.commit"}, generation)
             await self.outbox.send({"type": "response.create"}, generation)
@@ -126,7 +162,7 @@ class InputSide(SessionCore):
                 self.talk_state = "on"
         pending += chunk
         fmt = getattr(self.source, "fmt", self.player.fmt)
-        if len(pending) >= fmt.bytes_for_ms(self.send_ms) or self.talk_state == "ending":
+        if len(pending) >= fmt.bytes_for_ms(self.settings.send_ms) or self.talk_state == "ending":
             self._talk_ms += fmt.ms_for_bytes(len(pending))
             await self.outbox.append(bytes(pending))
             pending.clear()
@@ -135,7 +171,7 @@ class InputSide(SessionCore):
             await self._commit_turn(generation)
             self.turn.moved("turn committed")
 
-    async def _input_pump(self) -> None:
+    async def input_pump(self) -> None:
         assert self.source is not None
         meter = self.transcript.meter_enabled or self.transcript.on_meter is not None
         live = getattr(self.source, "live", True)
@@ -143,20 +179,20 @@ class InputSide(SessionCore):
         # One append per chunk of at least send_ms: every event costs a JSON encode, a WebSocket
         # frame and a wake-up, and the service needs the audio, not the capture cadence.
         fmt = getattr(self.source, "fmt", self.player.fmt)
-        batch = fmt.bytes_for_ms(self.send_ms)
+        batch = fmt.bytes_for_ms(self.settings.send_ms)
         pending = bytearray()
         if not live:
-            await self._ready.wait()  # a file loses nothing: start once the session is ready
+            await self.life.ready.wait()  # a file loses nothing: start once the session is ready
         try:
             async for chunk in self.source.frames():
-                if self._stop.is_set():
+                if self.life.stopping.is_set():
                     return
                 if meter:
                     self.transcript.meter(level_dbfs(chunk))
-                if not self._ready.is_set():
+                if not self.life.ready.is_set():
                     if live:
                         continue  # (re)connecting: live audio from now cannot be delivered
-                    await self._ready.wait()
+                    await self.life.ready.wait()
                 if talk:
                     await self._push_to_talk_chunk(chunk, pending)
                     continue
@@ -167,17 +203,17 @@ class InputSide(SessionCore):
                 if len(pending) >= batch:
                     await self.outbox.append(bytes(pending))
                     pending.clear()
-            if pending and self._ready.is_set() and not talk:
+            if pending and self.life.ready.is_set() and not talk:
                 await self.outbox.append(bytes(pending))  # the end of a file is audio too
-            if self.manual_turns and not talk and self._ready.is_set():
+            if self.manual_turns and not talk and self.life.ready.is_set():
                 await self._commit_turn(self.turn.generation)  # --input: the file is the turn
         except VlrunError as exc:
             self.transcript.error(exc.message)
-            self._exit_code = exc.exit_code
+            self.life.exit_code = exc.exit_code
             self.stop()
             return
-        self._input_done = True
-        if self.end_when_input_ends:
+        self.life.input_done = True
+        if self.settings.end_when_input_ends:
             await self._finish_after_reply()
 
     # ---------------------------------------------------------------- typed lines
@@ -189,10 +225,10 @@ class InputSide(SessionCore):
         question, ``q``, the talk key, or a turn queued for :meth:`_turn_sender` (at most
         :data:`~runner.live.lines.MAX_QUEUED_TURNS`; past that the oldest gives way).
         """
-        if self._typed.ended:
+        if self.typed.ended:
             return  # nothing is read after the end of input
         if line is None:
-            self._typed.end()
+            self.typed.end()
             self._wake_sender()
             return
         text = line.strip()
@@ -202,7 +238,7 @@ class InputSide(SessionCore):
             self.turn.close()  # now: the lines after it are not turns
             while self.turn.answer("n"):  # q declines the questions still open
                 pass
-            self.tasks.spawn(self._quit(), "vlrun-quit")
+            self.tasks.spawn(self.quit(), "vlrun-quit")
             return
         if self.turn.answer(text):
             return
@@ -210,7 +246,7 @@ class InputSide(SessionCore):
             self.talk()
             return
         if text:
-            self._typed.put(text)
+            self.typed.put(text)
             self._wake_sender()
 
     def _turns_dropped(self, bound: int) -> None:
@@ -221,49 +257,49 @@ class InputSide(SessionCore):
 
     def waiting_turns(self) -> tuple[str, ...]:
         """Typed turns not sent yet, oldest first."""
-        return self._typed.waiting()
+        return self.typed.waiting()
 
-    async def _offer_line(self, line: str | None) -> None:
+    async def offer_line(self, line: str | None) -> None:
         """The stdin reader's way in: it waits for room, so a long script loses no line."""
         if line is not None:
-            await self._typed.room(self._stop.is_set)
+            await self.typed.room(self.life.stopping.is_set)
         self.feed_line(line)
 
     def _wake_sender(self) -> None:
         self.turn.moved("line typed")
 
-    async def _turn_sender(self) -> None:
+    async def turn_sender(self) -> None:
         """Typed turns in order, each once the previous reply has ended."""
         while True:
-            await self.turn.until(lambda: bool(self._typed) and self._sender_may_go())
-            text = self._typed.pop()
+            await self.turn.until(lambda: bool(self.typed) and self._sender_may_go())
+            text = self.typed.pop()
             if text is None:  # end of input: after the turns typed before it
                 if self.source is None:
-                    self._input_done = True
-                    if self.end_when_input_ends:
+                    self.life.input_done = True
+                    if self.settings.end_when_input_ends:
                         await self._finish_after_reply()
                 return
             await self._send_turn(text)
 
     def _sender_may_go(self) -> bool:
-        return self._typed.next_is_end() or self.turn.between_turns()
+        return self.typed.next_is_end() or self.turn.between_turns()
 
-    async def _quit(self) -> None:
+    async def quit(self) -> None:
         """q: the turns typed before it and the reply owed are part of the conversation, so
         they are heard (and logged) first; tools still running are not waited for."""
-        if self._typed or self.turn.reply_owed():
+        if self.typed or self.turn.reply_owed():
             # Lines are turns in order: a reply already asked for is heard before the end.
             self.transcript.notice("ending after this reply (Ctrl+C ends now)")
             if self.source is not None:
                 self.source.close()  # no new turns from the microphone meanwhile
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.finish_timeout_s
+            deadline = loop.time() + self.settings.finish_timeout_s
             tools_since: float | None = None
             heard = len(self.transcript.turns)
-            while (self._typed or self.turn.reply_owed()) and loop.time() < deadline:
+            while (self.typed or self.turn.reply_owed()) and loop.time() < deadline:
                 if len(self.transcript.turns) != heard:  # progress: each reply gets the wait
                     heard = len(self.transcript.turns)
-                    deadline = loop.time() + self.finish_timeout_s
+                    deadline = loop.time() + self.settings.finish_timeout_s
                 if self._only_tools_left():
                     # only tools are left: they get a moment, not a wait
                     tools_since = loop.time() if tools_since is None else tools_since
@@ -273,12 +309,12 @@ class InputSide(SessionCore):
                     tools_since = None
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.turn.until(lambda: False), 0.05)
-            left = len(self._typed)
+            left = len(self.typed)
             if left:
                 self.transcript.warning(f"{left} typed turn(s) after a stalled reply were not sent")
             if not self.turn.calls:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.player.drain(), self.finish_timeout_s)
+                    await asyncio.wait_for(self.player.drain(), self.settings.finish_timeout_s)
         self.stop()
 
     def _only_tools_left(self) -> bool:
@@ -308,8 +344,7 @@ class InputSide(SessionCore):
         self.turn.typed()  # before any await: no other turn can start meanwhile
         item_id = f"typed_{len(self.transcript.turns)}_{int(time.time() * 1000)}"
         self.transcript.user(item_id, text)
-        self._eos_at = time.perf_counter()
-        self._eos_label = "Enter -> first audio"  # a typed turn has no end of speech
+        self.life.user_turn_ended("Enter -> first audio")  # a typed turn has no end of speech
         try:
             item = UserMessageItem(content=[InputTextContentPart(text=text)])
             await self.outbox.send(
@@ -326,13 +361,16 @@ class InputSide(SessionCore):
                 # A file sent with --fast can end before the service has even heard the
                 # speech in it: the turn starts when it says so, not when sending stops.
                 await asyncio.wait_for(
-                    self.turn.until(lambda: self._heard_speech), timeout=self.finish_timeout_s
+                    self.turn.until(lambda: self.life.heard_speech),
+                    timeout=self.settings.finish_timeout_s,
                 )
-            await asyncio.wait_for(self.turn.until(self.turn.idle), timeout=self.finish_timeout_s)
+            await asyncio.wait_for(
+                self.turn.until(self.turn.idle), timeout=self.settings.finish_timeout_s
+            )
         except asyncio.TimeoutError:
             self.transcript.notice("input ended; no reply came, stopping")
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.player.drain(), timeout=self.finish_timeout_s)
+            await asyncio.wait_for(self.player.drain(), timeout=self.settings.finish_timeout_s)
         self.stop()
 
 

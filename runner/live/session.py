@@ -39,17 +39,17 @@ from typing import Any
 
 from runner import speedups
 from runner.aio import Deadline, ReconnectBudget, ReconnectPolicy
-from runner.errors import EXIT_OK, ConfigError, ConnectError, VlrunError
+from runner.errors import ConfigError, ConnectError, VlrunError
 from runner.live.audio import Player, Source
 from runner.live.connect import Target, open_connection
 from runner.live.drift import session_differences
-from runner.live.inputs import InputSide, start_line_reader
-from runner.live.lines import TypedTurns
+from runner.live.inputs import Inputs, start_line_reader
 from runner.live.outbox import Outbox
 from runner.live.settings import CONFIGURE_TIMEOUT_S, SessionSettings, profile_settings
 from runner.live.state import (
     Drop,
     Handoff,
+    Life,
     Metrics,
     RawEvent,
     Response,
@@ -93,7 +93,7 @@ END_REASONS = (
 )
 
 
-class LiveSession(InputSide, ToolSide):
+class LiveSession(ToolSide):
     """Runs one conversation; :meth:`run` returns the exit code.
 
     This module holds the connection's life and the server events about speech and replies;
@@ -181,23 +181,28 @@ class LiveSession(InputSide, ToolSide):
         self.outbox = Outbox(self.turn, self.transcript, self.metrics)
         self.tasks = TaskGroup(self.report)
         self._runs: set[ToolRun] = set()
-        self._typed = TypedTurns(on_first_drop=self._turns_dropped)
-        self._exit_code = EXIT_OK
-        self._ready = asyncio.Event()  # set while a configured connection is usable
-        self._stop = asyncio.Event()
+        self.life = Life()
+        self.inputs = Inputs(
+            settings,
+            life=self.life,
+            turn=self.turn,
+            outbox=self.outbox,
+            tasks=self.tasks,
+            transcript=self.transcript,
+            player=self.player,
+            source=self.source,
+            current_session=lambda: self.session_update,
+            barge_in=self._on_speech_started,
+        )
         self._updated: asyncio.Future[Any] | None = None
         self._recv_task: asyncio.Task[None] | None = None
         self._speech_ms: dict[str, float] = {}  # user audio item -> speech start (audio ms)
         # assistant item -> ms of audio received, for the last _ITEMS_KEPT items
         self._received_ms: collections.OrderedDict[str, float] = collections.OrderedDict()
-        self._eos_at: float | None = None  # end of the user's last turn (perf_counter)
-        self._eos_label = "end of speech -> first audio"  # what _eos_at measures from
         self._terminating = False  # a SIGTERM came: the session is ending like `q`
-        self._input_done = False
         self._cancel_sent_at = 0.0
         self._expires_at: float | None = None
         self._configured_once = False
-        self._heard_speech = False  # the service has detected speech at least once
         self._connection_worked = False  # the current connection got as far as session.updated
         self._words: dict[str, list[dict[str, Any]]] = {}  # item -> word timestamps so far
         self._animation: dict[str, dict[str, Any]] = {}  # response -> viseme/blendshape counts
@@ -248,16 +253,16 @@ class LiveSession(InputSide, ToolSide):
             with session_logging(self.transcript):
                 if self.read_lines:
                     if sys.stdin is None:
-                        self.feed_line(None)
+                        self.inputs.feed_line(None)
                     else:
-                        start_line_reader(loop, self._offer_line)
-                self.tasks.spawn(self._turn_sender(), "vlrun-turns")
+                        start_line_reader(loop, self.inputs.offer_line)
+                self.tasks.spawn(self.inputs.turn_sender(), "vlrun-turns")
                 if self.source is not None:
-                    self.tasks.spawn(self._input_pump(), "vlrun-input")
+                    self.tasks.spawn(self.inputs.input_pump(), "vlrun-input")
                 try:
                     await self._connections()
-                    if self._failure is not None:
-                        raise self._failure
+                    if self.life.failure is not None:
+                        raise self.life.failure
                     self.end_reason = self.end_reason or "stopped"
                 except Exception:
                     self.end_reason = self.end_reason or "error"
@@ -269,7 +274,7 @@ class LiveSession(InputSide, ToolSide):
                 if self.handle_signals:
                     loop.remove_signal_handler(signal.SIGINT)
                     loop.remove_signal_handler(signal.SIGTERM)
-        return self._exit_code
+        return self.life.exit_code
 
     def _terminate(self) -> None:
         """SIGTERM ends like `q` (the owed reply is heard and logged); a second one, at once."""
@@ -277,7 +282,7 @@ class LiveSession(InputSide, ToolSide):
             self.stop()
             return
         self._terminating = True
-        self.tasks.spawn(self._quit(), "vlrun-sigterm")
+        self.tasks.spawn(self.inputs.quit(), "vlrun-sigterm")
 
     # ---------------------------------------------------------------- the public surface
 
@@ -362,12 +367,79 @@ class LiveSession(InputSide, ToolSide):
             raise asyncio.TimeoutError
         await deadline.run(self.player.drain())
 
+    # ---------------------------------------------------------------- the user's side
+
+    def feed_line(self, line: str | None) -> None:
+        """Hand the session one console line (None: end of input), as the stdin reader does."""
+        self.inputs.feed_line(line)
+
+    def waiting_turns(self) -> tuple[str, ...]:
+        """Typed turns not sent yet, oldest first."""
+        return self.inputs.typed.waiting()
+
+    def talk(self) -> None:
+        """The talk key: start talking (interrupting a reply), or end the turn and send it."""
+        self.inputs.talk()
+
+    async def send_text(self, text: str) -> None:
+        """A typed user turn: a message item, then a response (after the previous reply)."""
+        await self.inputs.send_text(text)
+
+    async def commit_turn(self) -> None:
+        """Manual turns from a non-live source (scenarios): the audio sent so far is a turn."""
+        await self.inputs.commit_turn()
+
+    @property
+    def manual_turns(self) -> bool:
+        """Turn detection is off (``turn_detection: manual``): vlrun commits each turn."""
+        return self.inputs.manual_turns
+
+    @property
+    def push_to_talk(self) -> bool:
+        """Manual turns from a live microphone: the user says when a turn starts and ends."""
+        return self.inputs.push_to_talk
+
+    @property
+    def talk_key(self) -> str:
+        """Push-to-talk: the console key that toggles talking ("enter": an empty line)."""
+        return self.inputs.talk_key
+
+    @talk_key.setter
+    def talk_key(self, key: str) -> None:
+        self.inputs.talk_key = key
+
+    @property
+    def talk_notices(self) -> bool:
+        """Push-to-talk: say each toggle on the console."""
+        return self.inputs.talk_notices
+
+    @talk_notices.setter
+    def talk_notices(self, on: bool) -> None:
+        self.inputs.talk_notices = on
+
+    @property
+    def talk_state(self) -> str:
+        """Push-to-talk: "off", "starting", "on" (mic audio is sent), "ending"."""
+        return self.inputs.talk_state
+
+    def received_ms(self, item_id: str) -> float:
+        """Milliseconds of audio received for an assistant item (0: not among those kept)."""
+        return self._received_ms.get(item_id, 0.0)
+
+    def kept(self) -> dict[str, int]:
+        """How many per-item records the session holds now (a long call must not grow them)."""
+        return {"received_items": len(self._received_ms), "speech_starts": len(self._speech_ms)}
+
+    def _quit(self) -> Awaitable[None]:
+        """End after the turns typed so far and the reply owed (q, a flow's end node)."""
+        return self.inputs.quit()
+
     # ---------------------------------------------------------------- reconnecting
 
     async def _connections(self) -> None:
         attempt = 0
         budget = self.reconnect_budget = self.reconnect_policy.budget_for()
-        while not self._stop.is_set():
+        while not self.life.stopping.is_set():
             try:
                 await self._connection(first=not self._configured_once)
                 return  # ended on purpose
@@ -389,7 +461,7 @@ class LiveSession(InputSide, ToolSide):
                 if not self._configured_once and isinstance(exc, ConnectError):
                     self.end_reason = "connect_failed"
                     raise  # cannot connect at all: one clear line, non-zero exit
-                if self._stop.is_set():
+                if self.life.stopping.is_set():
                     return
                 policy = self.reconnect_policy
                 if self._one_connection or policy.attempts <= 0:
@@ -419,13 +491,13 @@ class LiveSession(InputSide, ToolSide):
                 )
                 self.metrics.reconnects += 1
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                    await asyncio.wait_for(self.life.stopping.wait(), delay)
 
     async def _close(self) -> None:
         """The end: nothing more is sent; tools still running are abandoned, and said so."""
-        self._stop.set()
+        self.life.end()
         self.turn.stop()
-        self._typed.release()  # the stdin reader waiting for room gives up
+        self.inputs.typed.release()  # the stdin reader waiting for room gives up
         for name in self.still_running():
             self.transcript.notice(f"{name} still running; not waiting")
         stuck = await self.tasks.close(timeout=0.5)
@@ -437,7 +509,7 @@ class LiveSession(InputSide, ToolSide):
     @property
     def ready(self) -> asyncio.Event:
         """Set while a configured connection accepts input (cleared during reconnects)."""
-        return self._ready
+        return self.life.ready
 
     @property
     def tools_running(self) -> bool:
@@ -468,12 +540,12 @@ class LiveSession(InputSide, ToolSide):
                 elif self.greeting:
                     await self.outbox.send(self.greeting)
                 self.turn.ready()
-                self._ready.set()
+                self.life.ready.set()
                 await self._receive_until_done(recv)
             finally:
-                self._ready.clear()
+                self.life.ready.clear()
                 self.outbox.conn = None
-                if not self._stop.is_set():
+                if not self.life.stopping.is_set():
                     self.turn.disconnected()
                 await _cancel_and_wait(recv)
                 self._finish_interrupted_text()
@@ -496,7 +568,7 @@ class LiveSession(InputSide, ToolSide):
         )
 
     async def _receive_until_done(self, recv: asyncio.Task[None]) -> None:
-        stop = asyncio.create_task(self._stop.wait(), name="vlrun-stopwait")
+        stop = asyncio.create_task(self.life.stopping.wait(), name="vlrun-stopwait")
         switch = asyncio.create_task(self._switch.wait(), name="vlrun-handoff")
         waiters: set[asyncio.Task[Any]] = {recv, stop, switch}
         roll = None
@@ -510,7 +582,7 @@ class LiveSession(InputSide, ToolSide):
             await _cancel_and_wait(switch)
             if roll is not None:
                 await _cancel_and_wait(roll)
-        if stop in done or self._stop.is_set():
+        if stop in done or self.life.stopping.is_set():
             return
         if switch in done:
             raise Handoff()
@@ -662,7 +734,7 @@ class LiveSession(InputSide, ToolSide):
 
     async def _on_speech_started(self, event: Any, arrived: float | None = None) -> None:
         t0 = arrived if arrived is not None else time.perf_counter()
-        self._heard_speech = True
+        self.life.heard_speech = True
         self.turn.speech_started()
         self._speech_ms[str(event.item_id)] = float(getattr(event, "audio_start_ms", 0) or 0)
         was_playing = self.player.pending_ms() > 0
@@ -710,8 +782,7 @@ class LiveSession(InputSide, ToolSide):
             length = f" {(end - start) / 1000:.1f} s" if start is not None and end > start else ""
             self.transcript.user(str(event.item_id), f"[speech{length}]")
         self._speech_ms.pop(str(event.item_id), None)  # only this turn's start was needed
-        self._eos_at = time.perf_counter()
-        self._eos_label = "end of speech -> first audio"
+        self.life.user_turn_ended()
         self.turn.speech_stopped()
 
     def _on_user_transcript(self, event: Any) -> None:
@@ -769,11 +840,11 @@ class LiveSession(InputSide, ToolSide):
                 received.popitem(last=False)  # long since played (or cut off)
         if resp is not None and not resp.first_audio:
             resp.first_audio = True
-            if self._eos_at is not None:
-                latency = now - self._eos_at
+            if self.life.eos_at is not None:
+                latency = now - self.life.eos_at
                 self.metrics.turn_latency.append(latency)
-                self.transcript.latency(latency * 1000, self._eos_label)
-                self._eos_at = None
+                self.transcript.latency(latency * 1000, self.life.eos_label)
+                self.life.eos_at = None
 
     def _on_text_delta(self, event: Any) -> None:
         resp = self.turn.responses.get(str(event.response_id))

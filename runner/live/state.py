@@ -17,6 +17,7 @@ import asyncio
 import collections
 import enum
 import logging
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,6 @@ from typing import Any
 from runner.aio import Changes
 from runner.errors import VlrunError
 from runner.live.audio import Player, Source
-from runner.live.lines import TypedTurns
 from runner.live.transcript import ConsoleFailed, Transcript
 
 log = logging.getLogger("vlrun.live.session")
@@ -399,6 +399,30 @@ class TaskGroup:
         return list(pending)
 
 
+class Life:
+    """Where the conversation as a whole is: usable, ending, and what the user's side has
+    done that the receive loop measures from. The session and its input side share it."""
+
+    def __init__(self) -> None:
+        self.ready = asyncio.Event()  # set while a configured connection is usable
+        self.stopping = asyncio.Event()  # set: the conversation ends now
+        self.heard_speech = False  # the service has detected speech at least once
+        self.input_done = False  # the source (or stdin) has ended
+        self.eos_at: float | None = None  # end of the user's last turn (perf_counter)
+        self.eos_label = "end of speech -> first audio"  # or, for typed turns, "Enter -> ..."
+        self.exit_code = 0  # that of an error that ended the session, else 0
+        self.failure: VlrunError | None = None  # what ends the session once it has stopped
+
+    def end(self) -> None:
+        """End the conversation (Ctrl+C, ``q``, end of input, a console that cannot be written)."""
+        self.stopping.set()
+
+    def user_turn_ended(self, label: str = "end of speech -> first audio") -> None:
+        """The user's turn is over: the reply's latency is measured from now."""
+        self.eos_at = time.perf_counter()
+        self.eos_label = label
+
+
 class SessionCore:
     """State every part of a session reads, and the few operations they all use."""
 
@@ -420,19 +444,11 @@ class SessionCore:
     finish_timeout_s: float
     turn: TurnState
     tasks: TaskGroup
-    _stop: asyncio.Event
-    _ready: asyncio.Event  # set while a configured connection is usable
-    _heard_speech: bool  # the service has detected speech at least once
-    _input_done: bool
-    _eos_at: float | None  # end of the user's last turn (perf_counter)
-    _eos_label: str  # "end of speech -> first audio" or, for typed turns, "Enter -> ..."
-    _typed: TypedTurns  # typed turns not sent yet, and the end of input
-    _exit_code: int
-    _failure: VlrunError | None = None  # what ends the session once it has stopped
+    life: Life
 
     def stop(self) -> None:
         """End the conversation (Ctrl+C, ``q``, end of input)."""
-        self._stop.set()
+        self.life.end()
 
     def report(self, what: str, exc: BaseException) -> None:
         """An internal failure: one line on the console, the traceback in the technical log.
@@ -441,7 +457,7 @@ class SessionCore:
         """
         if isinstance(exc, ConsoleFailed):
             log.warning("%s: %s; the session ends", what, exc.message)
-            self._failure = self._failure or exc
+            self.life.failure = self.life.failure or exc
             self.stop()
             return
         log.error("%s failed", what, exc_info=exc)
