@@ -24,7 +24,16 @@ Per step, over the measured window, it reports:
   worker counts them (``vlrun_edge_dropouts_total{kind="underrun"}``; must be 0), in the
   window and during the ramp (reported apart);
 - turn latency (end of speech -> first audio): p50/p99, and p99 added over the 1-call p50;
-- the worker's CPU (% of one core) and RSS, per call; the emulator's and the callers' CPU.
+- gaps heard at the callers: a frame due at a caller's play-out clock and nothing there,
+  inside a reply (whoever was late: the worker, the emulator or the machine);
+- the worker's CPU (% of one core) and RSS, per call, and its CPU per call as a multiple of
+  the floor (``bench/bench_floor.py``, measured at the start of the same run); the emulator's,
+  the callers' and the whole machine's CPU, and what limited the step (``limit``: the harness
+  when the emulator or the callers were near a full core, the machine when its cores were
+  nearly all busy, whoever's processes kept them so).
+``--variant NAME=DIR`` (repeated) starts one worker per source tree against the same emulator
+and runs each step on each in turn, so a change is measured against the code before it on the
+same machine at the same time (``git archive HEAD | tar -x -C DIR`` makes a tree).
 The largest N that meets both audio targets, with no failed call, is the result. The callers
 share the machine's 2 cores with the worker and the emulator, so the figure is a floor for
 the worker.
@@ -330,11 +339,16 @@ class Window:
         self.base, self.pids = base, pids
 
     async def read(self) -> dict[str, Any]:
-        return {
-            "at": time.monotonic(),
+        counters = {
             "underruns": await underruns(self.base),
             "audio_late": await underruns(self.base, "audio_late"),
             "delays": await frame_delay_buckets(self.base),
+        }
+        # the clock and the CPU counters read together: a slow /metrics read on a busy
+        # machine must not stretch one and not the other
+        return {
+            **counters,
+            "at": time.monotonic(),
             "cpu": [cpu_s(pid) for pid in self.pids],
             "machine": machine_busy_s(),
         }
@@ -485,7 +499,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await wait_line(worker.stdout, "open http://")
             drains.append(asyncio.create_task(drain_output(worker.stdout)))
         # The floor in the same run, on the same machine: what any relay pays per call.
-        floor = await measure_floor(min(100, max(args.steps)), args.floor_duration)
+        floor = await measure_floor(args.floor_calls, args.floor_duration)
         print(json.dumps({"floor": floor}), file=sys.stderr, flush=True)
         if args.harness_nice:
             os.nice(args.harness_nice)
@@ -593,6 +607,9 @@ def main() -> int:
         help="NAME=DIR: a worker run from this source tree (repeat to compare, alternating)",
     )
     parser.add_argument("--floor-duration", type=float, default=8.0, help="floor window, s")
+    parser.add_argument(
+        "--floor-calls", type=int, default=100, help="calls through the floor's relay"
+    )
     parser.add_argument("--logs", type=Path, help="keep the worker's per-call logs here")
     parser.add_argument("--profile-worker", type=Path, help="write the worker's cProfile here")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "calls.json")
