@@ -21,19 +21,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _vlrun(*args: str, columns: int | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI with its output to a pipe, or (``columns``) to a terminal that wide (a pty)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
     env.pop("COLUMNS", None)
     env["VLRUN_DOTENV"] = "none"
-    if columns is not None:
-        env["COLUMNS"] = str(columns)
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    command = [sys.executable, "-m", "runner", *args]
+    if columns is None:
+        return subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+    env["COLUMNS"] = str(columns)
+    leader, follower = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=follower, stderr=subprocess.PIPE, text=True
+        )
+        os.close(follower)
+        out = bytearray()
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+    text = out.decode().replace("\r\n", "\n")  # the terminal's line discipline adds \r
+    return subprocess.CompletedProcess(command, proc.returncode, text, err)
 
 
 @pytest.mark.parametrize("columns", [120, 100, 80, 60])

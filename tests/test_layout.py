@@ -57,6 +57,7 @@ def test_top_level_holds_only_the_entry_errors_redaction_and_wings() -> None:
         "testing.py",
     }
     assert packages == {
+        "carrier",
         "commands",
         "config",
         "emulator",

@@ -7,7 +7,6 @@ reach the terminal. The runner itself calls :func:`runner.config.compile.compile
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -96,8 +95,9 @@ def explain(
 
 def _terminal_columns() -> int | None:
     """The terminal's width (COLUMNS first), or None when output goes to a pipe or file: there
-    a row is never cut, for grep and diff."""
-    if os.environ.get("COLUMNS") or sys.stdout.isatty():
+    a row is never cut, for grep and diff (COLUMNS alone is no terminal: test runners and CI
+    set it for processes whose output is captured)."""
+    if sys.stdout.isatty():
         return shutil.get_terminal_size().columns
     return None
 
