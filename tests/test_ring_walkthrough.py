@@ -50,10 +50,19 @@ def walkthroughs() -> dict[str, str]:
     return {part.splitlines()[0].strip(): part for part in parts[1:]}
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port not handed out before in this run (the kernel may give the same
+    free port twice in a row, and the walkthrough binds two servers)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 class Shell:
@@ -89,10 +98,12 @@ class Shell:
         return [sys.executable, "-m", "runner", *words[1:]]
 
     def background(self, words: list[str]) -> None:
-        proc = subprocess.Popen(
-            self.command(words), cwd=self.folder, env=self.env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        errors = self.folder / f"server-{len(self.servers)}.stderr"
+        with errors.open("w") as err:
+            proc = subprocess.Popen(
+                self.command(words), cwd=self.folder, env=self.env, text=True,
+                stdout=subprocess.PIPE, stderr=err,
+            )  # fmt: skip
         self.servers.append(proc)
         lines: queue.Queue[str] = queue.Queue()
         assert proc.stdout is not None
@@ -101,8 +112,9 @@ class Shell:
         try:
             first = lines.get(timeout=START_S)  # `open URL` / the emulator's endpoint
         except queue.Empty:
-            pytest.fail(f"{' '.join(words)} printed nothing in {START_S:.0f} s")
-        assert "http://127.0.0.1:" in first, first
+            said = errors.read_text(errors="replace")[-2000:]
+            pytest.fail(f"{' '.join(words)} printed nothing in {START_S:.0f} s; stderr:\n{said}")
+        assert "http://127.0.0.1:" in first, (first, errors.read_text(errors="replace")[-2000:])
 
     def run(self, line: str) -> None:
         line = self.local(line.strip())
