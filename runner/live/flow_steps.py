@@ -23,33 +23,50 @@ from typing import Any
 
 from runner.aio import cancel_and_wait
 from runner.errors import ConfigError
-from runner.live.state import Fenced, SessionCore, ToolRun, log
+from runner.live.outbox import Outbox
+from runner.live.state import Configuration, Fenced, TaskGroup, ToolRun, TurnState, log
+from runner.live.transcript import Transcript
 
 UPDATE_TIMEOUT_S = 10.0
 
 
-class FlowSide(SessionCore):
-    """Mixed into LiveSession; ``flow`` is a :class:`runner.flows.FlowWalk` or None."""
+class FlowDriver:
+    """Runs a conversation flow in a live session; ``walk`` is a :class:`runner.flows.FlowWalk`
+    or None (no flow: every method is then a no-op the tool runner does not reach)."""
 
-    flow: Any
-    session_update: dict[str, Any]
-    _items: list[str]
-    _updated: asyncio.Future[Any] | None
-    _quit: Callable[[], Awaitable[None]]  # InputSide's: ends after the reply owed
-    target: Any
-    handoff_target: Any  # where a hand-over to an agent goes next (None: none pending)
-    handoff_events: list[dict[str, Any]]
-    _switch: asyncio.Event  # set: the connection loop reconnects to handoff_target
+    def __init__(
+        self,
+        walk: Any,
+        *,
+        config: Configuration,
+        turn: TurnState,
+        outbox: Outbox,
+        transcript: Transcript,
+        tasks: TaskGroup,
+        quit: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.walk = walk
+        self.config = config
+        self.turn = turn
+        self.outbox = outbox
+        self.transcript = transcript
+        self.tasks = tasks
+        self.quit = quit  # ends after the reply owed, like q
+        self.items: list[str] = []  # conversation item ids, for a node's context reset
 
-    def _flow_result(self, run: ToolRun) -> Any:
+    def item_created(self, item_id: str) -> None:
+        if self.walk is not None:
+            self.items.append(item_id)
+
+    def result(self, run: ToolRun) -> Any:
         """Answer a generated record call (synchronously: the transition commits here)."""
         from runner.plugins import ToolResult
 
-        recorded = self.flow.record(run.name, run.arguments)
+        recorded = self.walk.record(run.name, run.arguments)
         if recorded.entered is not None:
             # A reconnect from now on configures the node the conversation is in.
-            self.session_update = self.flow.payload()
-            self.transcript.conv_note(f"flow: {self.flow.describe()}")
+            self.config.session_update = self.walk.payload()
+            self.transcript.conv_note(f"flow: {self.walk.describe()}")
             self.transcript.notice(f"flow: now in {recorded.entered.name}")
         elif not recorded.ok:
             self.transcript.conv_note(f"flow: {run.name} refused: {recorded.error}")
@@ -58,9 +75,9 @@ class FlowSide(SessionCore):
             run.call_id, run.name, recorded.ok, recorded.output, recorded.error, 0.0, kind
         )
 
-    async def _enter_pending_node(self, generation: int, interrupted: bool) -> bool:
+    async def enter_pending_node(self, generation: int, interrupted: bool) -> bool:
         """Steps 3-5 above, when a record call moved the flow; True when it did."""
-        walk = self.flow
+        walk = self.walk
         node = walk.pending if walk is not None else None
         if node is None:
             return False
@@ -69,11 +86,11 @@ class FlowSide(SessionCore):
             self._hand_off(node)
             return True
         try:
-            await self._update_session(self.session_update, generation)
-            for event in walk.context_events(node, list(self._items)):
+            await self._update_session(self.config.session_update, generation)
+            for event in walk.context_events(node, list(self.items)):
                 await self.outbox.send(event, generation)
             if node.context != "keep":
-                self._items.clear()
+                self.items.clear()
             if interrupted:
                 return True
             greeting = walk.greeting_event(node)
@@ -90,15 +107,15 @@ class FlowSide(SessionCore):
         loop does it between turns, like a roll-over); the agent's session starts with the
         conversation so far and the node's greeting."""
         name, project = node.agent
-        self.handoff_target = dataclasses.replace(
-            self.target,
+        self.config.handoff_target = dataclasses.replace(
+            self.config.target,
             agent_kwargs={"agent_name": name, "project_name": project},
             agent_query={},
         )
-        self.session_update = self.flow.handoff_payload(node)
-        self.handoff_events = self.flow.handoff_events(node)
+        self.config.session_update = self.walk.handoff_payload(node)
+        self.config.handoff_events = self.walk.handoff_events(node)
         self.transcript.conv_note(f"flow: handing over to agent {name} (project {project})")
-        self._switch.set()
+        self.config.switch.set()
 
     async def _update_session(self, payload: dict[str, Any], generation: int) -> None:
         """Send a whole session.update mid-conversation and wait for session.updated.
@@ -106,8 +123,7 @@ class FlowSide(SessionCore):
         A drop meanwhile ends the wait at once (Fenced): the next connection is configured
         with this node's session anyway, since ``session_update`` already holds it.
         """
-        loop = asyncio.get_running_loop()
-        self._updated = updated = loop.create_future()
+        updated = self.config.expect_update()
         await self.outbox.send(payload, generation)
         gone: asyncio.Future[Any] = asyncio.ensure_future(
             self.turn.until(lambda: self.turn.generation != generation or not self.turn.connected)
@@ -131,5 +147,5 @@ class FlowSide(SessionCore):
         await self.outbox.send(event, generation)
 
     async def _end_of_flow(self) -> None:
-        self.transcript.conv_note(f"flow ended: {self.flow.describe()}")
-        await self._quit()
+        self.transcript.conv_note(f"flow ended: {self.walk.describe()}")
+        await self.quit()

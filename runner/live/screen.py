@@ -8,8 +8,8 @@ phase from :class:`~runner.live.state.TurnState`, push-to-talk's state, the ques
 for an answer, and the reply being streamed. Everything the transcript writes goes through
 ``patch_stdout`` above the input line, and only in whole lines: a reply is printed once, when
 its line is complete, and is shown growing in the status line until then. Typed lines go to
-:meth:`LiveSession.feed_line <runner.live.inputs.InputSide.feed_line>`, the talk key to
-:meth:`~runner.live.inputs.InputSide.talk`; the console touches nothing else of the session.
+:meth:`LiveSession.feed_line <runner.live.session.LiveSession.feed_line>`, the talk key to
+:meth:`~runner.live.session.LiveSession.talk`; the console touches nothing else of the session.
 """
 
 from __future__ import annotations

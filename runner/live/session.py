@@ -43,10 +43,12 @@ from runner.errors import ConfigError, ConnectError, VlrunError
 from runner.live.audio import Player, Source
 from runner.live.connect import Target, open_connection
 from runner.live.drift import session_differences
+from runner.live.flow_steps import FlowDriver
 from runner.live.inputs import Inputs, start_line_reader
 from runner.live.outbox import Outbox
 from runner.live.settings import CONFIGURE_TIMEOUT_S, SessionSettings, profile_settings
 from runner.live.state import (
+    Configuration,
     Drop,
     Handoff,
     Life,
@@ -55,12 +57,11 @@ from runner.live.state import (
     Response,
     Rollover,
     TaskGroup,
-    ToolRun,
     TurnState,
     log,
 )
-from runner.live.tool_calls import ToolSide
-from runner.live.transcript import Transcript, session_logging
+from runner.live.tool_calls import ToolRunner
+from runner.live.transcript import ConsoleFailed, Transcript, session_logging
 from runner.redact import clean_line
 
 Handler = Callable[..., Awaitable[None] | None]
@@ -93,7 +94,7 @@ END_REASONS = (
 )
 
 
-class LiveSession(ToolSide):
+class LiveSession:
     """Runs one conversation; :meth:`run` returns the exit code.
 
     This module holds the connection's life and the server events about speech and replies;
@@ -128,36 +129,23 @@ class LiveSession(ToolSide):
         # how a connection is opened: the SDK's connect() unless an edge brings its own (a
         # SIP call's attached socket), called as open_connection is
         self.opener = opener or open_connection
-        self.target = target
         self.endpoint = settings.endpoint
         self.credential = credential
-        # the session.update a new connection is configured with: a flow node's or an
-        # agent's replaces the profile's as the conversation goes on
-        self.session_update = dict(settings.session_update)
+        # the session.update a new connection is configured with (a flow node's or an
+        # agent's replaces the profile's as the conversation goes on), and its target
+        self.config = Configuration(settings.session_update, target)
         self.transcript = transcript
         self.player = player
         self.source = source
-        self.read_lines = settings.lines
         self.greeting = dict(settings.greeting) if settings.greeting is not None else None
-        self.registry = registry
-        self.tool_timeouts = settings.tool_timeouts
-        self.mcp_policies = dict(settings.mcp_policies)
-        self.profile_name = settings.profile_name
-        self.profile_vars = dict(settings.profile_vars)
-        self.api_version = settings.api_version
-        self.end_when_input_ends = settings.end_when_input_ends
         self.reconnect_policy = settings.reconnect_policy
         self.rng = rng  # None: the process's own (seeded by tests)
         self.reconnect_budget: ReconnectBudget = self.reconnect_policy.budget_for()
-        self.configure_timeout_s = settings.configure_timeout_s
         self.end_reason: str | None = None  # one of END_REASONS once run() has returned
         self._one_connection = False  # forbid_reconnect(): a drop ends the conversation
-        self.rollover_margin_s = settings.rollover_margin_s
-        self.finish_timeout_s = settings.finish_timeout_s
         self.replay_history = (
             settings.replay_history and not target.agent_kwargs and not target.agent_query
         )
-        self.send_ms = settings.send_ms
         self.metrics = Metrics()
         self.session_id = ""
         # approval questions need a person at a terminal (tests and embedders say so)
@@ -166,22 +154,11 @@ class LiveSession(ToolSide):
             if settings.interactive is None
             else settings.interactive
         )
-        self.cancel_on_barge_in = settings.cancel_on_barge_in
-        self.flow = flow  # a runner.flows.FlowWalk: the profile's conversation flow, if any
-        self._items: list[str] = []  # conversation item ids, for a flow node's context reset
-        self.handoff_target: Target | None = None
-        self.handoff_events: list[dict[str, Any]] = []
-        self._switch = asyncio.Event()  # a flow hands the conversation to an agent
-        # A server runs many sessions in one loop: the process's signals are the server's.
-        self.handle_signals = settings.handle_signals
-        from runner.plugins import ToolThreads
-
-        self.tool_threads = ToolThreads(prefix="vlrun-tool")
+        # the parts, each given what it uses (docs/live-session.md draws them)
+        self.life = Life()
         self.turn = TurnState(on_question=self.transcript.banner)
         self.outbox = Outbox(self.turn, self.transcript, self.metrics)
         self.tasks = TaskGroup(self.report)
-        self._runs: set[ToolRun] = set()
-        self.life = Life()
         self.inputs = Inputs(
             settings,
             life=self.life,
@@ -191,10 +168,31 @@ class LiveSession(ToolSide):
             transcript=self.transcript,
             player=self.player,
             source=self.source,
-            current_session=lambda: self.session_update,
+            current_session=lambda: self.config.session_update,
             barge_in=self._on_speech_started,
         )
-        self._updated: asyncio.Future[Any] | None = None
+        self.flow = flow  # a runner.flows.FlowWalk: the profile's conversation flow, if any
+        self.flow_driver = FlowDriver(
+            flow,
+            config=self.config,
+            turn=self.turn,
+            outbox=self.outbox,
+            transcript=self.transcript,
+            tasks=self.tasks,
+            quit=self.inputs.quit,
+        )
+        self.tools = ToolRunner(
+            settings,
+            turn=self.turn,
+            outbox=self.outbox,
+            transcript=self.transcript,
+            tasks=self.tasks,
+            report=self.report,
+            registry=registry,
+            flow=self.flow_driver,
+            interactive=self.interactive,
+            session_id=lambda: self.session_id,
+        )
         self._recv_task: asyncio.Task[None] | None = None
         self._speech_ms: dict[str, float] = {}  # user audio item -> speech start (audio ms)
         # assistant item -> ms of audio received, for the last _ITEMS_KEPT items
@@ -206,7 +204,7 @@ class LiveSession(ToolSide):
         self._connection_worked = False  # the current connection got as far as session.updated
         self._words: dict[str, list[dict[str, Any]]] = {}  # item -> word timestamps so far
         self._animation: dict[str, dict[str, Any]] = {}  # response -> viseme/blendshape counts
-        interim = self.session_update.get("session", {}).get("interim_response")
+        interim = self.config.session_update.get("session", {}).get("interim_response")
         self._interim = interim if isinstance(interim, Mapping) else None
         self._handlers: dict[str, Handler] = {
             "session.created": self._on_session_created,
@@ -230,9 +228,9 @@ class LiveSession(ToolSide):
             "response.audio_timestamp.done": self._on_word_timestamps_done,
             "response.animation_viseme.delta": self._on_viseme,
             "response.animation_blendshapes.delta": self._on_blendshapes,
-            "response.function_call_arguments.done": self._on_call_arguments_done,
-            "response.mcp_call.completed": self._on_mcp_call,
-            "response.mcp_call.failed": self._on_mcp_call,
+            "response.function_call_arguments.done": self.tools.on_call_arguments_done,
+            "response.mcp_call.completed": self.tools.on_mcp_call,
+            "response.mcp_call.failed": self.tools.on_mcp_call,
             "response.done": self._on_response_done,
         }
 
@@ -246,12 +244,12 @@ class LiveSession(ToolSide):
         """
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            if self.handle_signals:
+            if self.settings.handle_signals:
                 loop.add_signal_handler(signal.SIGINT, self.stop)
                 loop.add_signal_handler(signal.SIGTERM, self._terminate)
         try:
             with session_logging(self.transcript):
-                if self.read_lines:
+                if self.settings.lines:
                     if sys.stdin is None:
                         self.inputs.feed_line(None)
                     else:
@@ -271,10 +269,50 @@ class LiveSession(ToolSide):
                     await self._close()
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                if self.handle_signals:
+                if self.settings.handle_signals:
                     loop.remove_signal_handler(signal.SIGINT)
                     loop.remove_signal_handler(signal.SIGTERM)
         return self.life.exit_code
+
+    def stop(self) -> None:
+        """End the conversation now (Ctrl+C, an edge hanging up)."""
+        self.life.end()
+
+    def report(self, what: str, exc: BaseException) -> None:
+        """An internal failure: one line on the console, the traceback in the technical log.
+
+        A console that cannot be written is not one: the session ends with that error.
+        """
+        if isinstance(exc, ConsoleFailed):
+            log.warning("%s: %s; the session ends", what, exc.message)
+            self.life.failure = self.life.failure or exc
+            self.stop()
+            return
+        log.error("%s failed", what, exc_info=exc)
+        self.transcript.error(f"internal error in {what}: {type(exc).__name__}: {exc}")
+
+    @property
+    def session_update(self) -> dict[str, Any]:
+        """The session.update a new connection is configured with now."""
+        return self.config.session_update
+
+    @property
+    def target(self) -> Target:
+        """Where the next connection goes (a flow's hand-over changes it)."""
+        return self.config.target
+
+    @target.setter
+    def target(self, target: Target) -> None:
+        self.config.target = target
+
+    @property
+    def tool_threads(self) -> Any:
+        """The daemon threads sync tools run on (runner.plugins.ToolThreads)."""
+        return self.tools.threads
+
+    def still_running(self) -> list[str]:
+        """Names of the tools still running (their calls, or their threads)."""
+        return self.tools.still_running()
 
     def _terminate(self) -> None:
         """SIGTERM ends like `q` (the owed reply is heard and logged); a second one, at once."""
@@ -444,11 +482,12 @@ class LiveSession(ToolSide):
                 await self._connection(first=not self._configured_once)
                 return  # ended on purpose
             except Handoff:
-                assert self.handoff_target is not None
-                self.target, self.handoff_target = self.handoff_target, None
+                config = self.config
+                assert config.handoff_target is not None
+                config.target, config.handoff_target = config.handoff_target, None
                 self.replay_history = False  # the agent gets a summary, not the turns
-                self._switch.clear()
-                agent = self.target.agent_kwargs.get("agent_name", "?")
+                self.config.switch.clear()
+                agent = self.config.target.agent_kwargs.get("agent_name", "?")
                 self.transcript.notice(f"flow: handing the conversation to agent {agent}")
                 attempt = 0
             except Rollover:
@@ -498,7 +537,7 @@ class LiveSession(ToolSide):
         self.life.end()
         self.turn.stop()
         self.inputs.typed.release()  # the stdin reader waiting for room gives up
-        for name in self.still_running():
+        for name in self.tools.still_running():
             self.transcript.notice(f"{name} still running; not waiting")
         stuck = await self.tasks.close(timeout=0.5)
         for task in stuck:
@@ -514,7 +553,7 @@ class LiveSession(ToolSide):
     @property
     def tools_running(self) -> bool:
         """Whether tool calls of this session are still being run."""
-        return bool(self._runs or self.turn.approvals)
+        return self.tools.running
 
     async def _connection(self, *, first: bool) -> None:
         """One connection from connect to close; raises Drop / Rollover to go round again."""
@@ -523,15 +562,18 @@ class LiveSession(ToolSide):
         self.turn.connecting()
         self._speech_ms.clear()
         async with self.opener(
-            self.target, self.endpoint, self.credential, api_version=self.api_version
+            self.config.target,
+            self.endpoint,
+            self.credential,
+            api_version=self.settings.api_version,
         ) as conn:
             self.outbox.conn = conn
             recv = asyncio.create_task(self._receive(conn), name="vlrun-recv")
             try:
                 await self._configure(recv)
                 self._configured_once = self._connection_worked = True
-                if self.handoff_events:  # the agent's first events: summary, first turn
-                    events, self.handoff_events = self.handoff_events, []
+                if self.config.handoff_events:  # the agent's first events: summary, first turn
+                    events, self.config.handoff_events = self.config.handoff_events, []
                     for event in events:
                         await self.outbox.send(event)
                 elif not first:
@@ -551,11 +593,12 @@ class LiveSession(ToolSide):
                 self._finish_interrupted_text()
 
     async def _configure(self, recv: asyncio.Task[None]) -> None:
-        loop = asyncio.get_running_loop()
-        self._updated = updated = loop.create_future()
-        await self.outbox.send(self.session_update)
+        updated = self.config.expect_update()
+        await self.outbox.send(self.config.session_update)
         await asyncio.wait(
-            {recv, updated}, timeout=self.configure_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            {recv, updated},
+            timeout=self.settings.configure_timeout_s,
+            return_when=asyncio.FIRST_COMPLETED,
         )
         if updated.done():
             updated.result()  # a refused session raises its ConfigError here
@@ -564,12 +607,12 @@ class LiveSession(ToolSide):
             raise recv.exception()  # type: ignore[misc]
         raise Drop(
             "the service did not confirm the session "
-            f"(no session.updated within {self.configure_timeout_s:g} s)"
+            f"(no session.updated within {self.settings.configure_timeout_s:g} s)"
         )
 
     async def _receive_until_done(self, recv: asyncio.Task[None]) -> None:
         stop = asyncio.create_task(self.life.stopping.wait(), name="vlrun-stopwait")
-        switch = asyncio.create_task(self._switch.wait(), name="vlrun-handoff")
+        switch = asyncio.create_task(self.config.switch.wait(), name="vlrun-handoff")
         waiters: set[asyncio.Task[Any]] = {recv, stop, switch}
         roll = None
         if self._expires_at is not None:
@@ -624,7 +667,8 @@ class LiveSession(ToolSide):
                 continue
             arrived = time.perf_counter()
             if self.transcript.tracing and kind not in _COUNTED:
-                shown = payload if self.flow is None else self.flow.mask_event(payload)
+                walk = self.flow
+                shown = payload if walk is None else walk.mask_event(payload)
                 self.transcript.trace("in", shown)
             handler = self._handlers.get(kind)
             self.transcript.event(kind, payload=payload)
@@ -643,7 +687,7 @@ class LiveSession(ToolSide):
     async def _rollover_due(self) -> None:
         assert self._expires_at is not None
         remaining = self._expires_at - time.time()
-        margin = min(self.rollover_margin_s, max(0.0, remaining) * 0.1)
+        margin = min(self.settings.rollover_margin_s, max(0.0, remaining) * 0.1)
         await asyncio.sleep(max(0.0, remaining - margin))
         # Wait for a pause between turns (bounded by the margin itself).
         with contextlib.suppress(asyncio.TimeoutError):
@@ -685,7 +729,7 @@ class LiveSession(ToolSide):
         session = event.session
         self.session_id = getattr(session, "id", "") or self.session_id
         received = _as_dict(session)
-        for line in session_differences(self.session_update.get("session", {}), received):
+        for line in session_differences(self.config.session_update.get("session", {}), received):
             self.transcript.warning(line)
         expires = getattr(session, "expires_at", None)
         if isinstance(expires, datetime):
@@ -693,22 +737,24 @@ class LiveSession(ToolSide):
         elif isinstance(expires, (int, float)) and expires > 0:
             self._expires_at = float(expires)
         self.transcript.conv_note(f"session {self.session_id} configured")
-        if self._updated is not None and not self._updated.done():
-            self._updated.set_result(session)
+        updated = self.config.updated
+        if updated is not None and not updated.done():
+            updated.set_result(session)
 
     def _on_error(self, event: Any) -> None:
         err = getattr(event, "error", None)
         code = getattr(err, "code", None) or getattr(err, "type", None) or "error"
         message = getattr(err, "message", "") or ""
+        updated = self.config.updated
         if (
-            self._updated is not None
-            and not self._updated.done()
+            updated is not None
+            and not updated.done()
             and getattr(err, "type", None) == "invalid_request_error"
         ):
             # The session itself was refused: reconnecting would send the same settings again
             # and wait for ever, so the run ends here, naming the setting.
             where = getattr(err, "param", None)
-            self._updated.set_exception(
+            updated.set_exception(
                 ConfigError(
                     f"the service refused the session: {clean_line(message)}"
                     + (f" ({where})" if where else ""),
@@ -772,10 +818,10 @@ class LiveSession(ToolSide):
         if interrupted:
             self._finish_interrupted_text()
             self.transcript.event("barge-in", f"played {played_ms} ms")
-        self._interrupt_tools()
+        self.tools.interrupt()
 
     def _on_speech_stopped(self, event: Any) -> None:
-        if not self.session_update.get("session", {}).get("input_audio_transcription"):
+        if not self.config.session_update.get("session", {}).get("input_audio_transcription"):
             # No transcription configured: still keep the user's turn in the transcript.
             start = self._speech_ms.pop(str(event.item_id), None)
             end = float(getattr(event, "audio_end_ms", 0) or 0)
@@ -797,12 +843,12 @@ class LiveSession(ToolSide):
 
     async def _on_item_created(self, event: Any) -> None:
         item = event.item
-        if self.flow is not None and getattr(item, "id", None):
-            self._items.append(str(item.id))
+        if getattr(item, "id", None):
+            self.flow_driver.item_created(str(item.id))
         if getattr(item, "type", None) == "mcp_approval_request":
             # A task, like tool calls: a person may take a while to answer, and meanwhile the
             # receive loop must go on (it has to see the asking response end).
-            self._start_approval(item)
+            self.tools.start_approval(item)
 
     # ---------------------------------------------------------------- handlers: responses
 
@@ -955,7 +1001,7 @@ class LiveSession(ToolSide):
                 f"the response failed: {getattr(err, 'message', None) or err or 'no details'}"
             )
         if resp is not None and resp.calls and status != "cancelled":
-            self._start_tools(resp.calls)
+            self.tools.start(resp.calls)
 
     def _finish_interrupted_text(self) -> None:
         """Record what the user saw of a reply that was cut off (barge-in or a drop)."""

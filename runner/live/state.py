@@ -1,11 +1,12 @@
-"""What the parts of a live session share: the turn state, the session's tasks, the send path.
+"""What the parts of a live session share: the turn state, the session's tasks, its life.
 
-:class:`~runner.live.session.LiveSession` is assembled from :class:`SessionCore` and two parts
-that each own one side of the conversation (:mod:`runner.live.inputs`: microphone, files and
-typed lines; :mod:`runner.live.tool_calls`: function calls and MCP approvals). None of them
-keeps turn facts of its own: they all read and change one :class:`TurnState`, whose phase is
-one of :class:`Phase` (the table of transitions is in docs/live-session.md). Console input,
-tool tasks and approvals talk to the state, never to each other, so none can block another.
+:class:`~runner.live.session.LiveSession` composes its parts (docs/live-session.md draws
+them), each given in its constructor what it uses. None of them keeps turn facts of its own:
+they all read and change one :class:`TurnState`, whose phase is one of :class:`Phase` (the
+table of transitions is in docs/live-session.md). Console input, tool tasks and approvals
+talk to the state, never to each other, so none can block another. :class:`Life` says
+whether the conversation is usable or ending; :class:`Configuration` what a new connection
+is configured with.
 
 Every task the session starts belongs to its :class:`TaskGroup`: an exception is reported on
 the console and in the technical log, and cancellation always propagates.
@@ -24,8 +25,6 @@ from typing import Any
 
 from runner.aio import Changes
 from runner.errors import VlrunError
-from runner.live.audio import Player, Source
-from runner.live.transcript import ConsoleFailed, Transcript
 
 log = logging.getLogger("vlrun.live.session")
 
@@ -423,42 +422,23 @@ class Life:
         self.eos_label = label
 
 
-class SessionCore:
-    """State every part of a session reads, and the few operations they all use."""
+class Configuration:
+    """What a new connection is configured with, and the wait for the service to confirm it.
 
-    transcript: Transcript
-    player: Player
-    source: Source | None
-    outbox: Any  # runner.live.outbox.Outbox: every event sent goes through it
-    metrics: Metrics
-    session_id: str
-    registry: Any
-    tool_timeouts: Mapping[str, float] | float
-    mcp_policies: dict[str, Any]
-    profile_name: str
-    profile_vars: dict[str, Any]
-    read_lines: bool
-    interactive: bool
-    send_ms: int
-    end_when_input_ends: bool
-    finish_timeout_s: float
-    turn: TurnState
-    tasks: TaskGroup
-    life: Life
+    A flow's next node or a hand-over to an agent replaces the ``session.update`` (and the
+    target) as the conversation goes on; the receive loop resolves :attr:`updated`.
+    """
 
-    def stop(self) -> None:
-        """End the conversation (Ctrl+C, ``q``, end of input)."""
-        self.life.end()
+    def __init__(self, session_update: Mapping[str, Any], target: Any) -> None:
+        self.session_update: dict[str, Any] = dict(session_update)
+        self.target = target
+        self.handoff_target: Any = None  # where a hand-over goes next (None: none pending)
+        self.handoff_events: list[dict[str, Any]] = []  # the agent's first events
+        self.switch = asyncio.Event()  # set: the connection loop reconnects to handoff_target
+        self.updated: asyncio.Future[Any] | None = None  # waits for session.updated
 
-    def report(self, what: str, exc: BaseException) -> None:
-        """An internal failure: one line on the console, the traceback in the technical log.
-
-        A console that cannot be written is not one: the session ends with that error.
-        """
-        if isinstance(exc, ConsoleFailed):
-            log.warning("%s: %s; the session ends", what, exc.message)
-            self.life.failure = self.life.failure or exc
-            self.stop()
-            return
-        log.error("%s failed", what, exc_info=exc)
-        self.transcript.error(f"internal error in {what}: {type(exc).__name__}: {exc}")
+    def expect_update(self) -> asyncio.Future[Any]:
+        """A session.update is about to go out: the next session.updated (or refusal) ends
+        the returned future."""
+        self.updated = asyncio.get_running_loop().create_future()
+        return self.updated

@@ -19,54 +19,93 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from runner.live.flow_steps import FlowSide
-from runner.live.state import Drop, Fenced, ToolRun, log
+from runner.live.flow_steps import FlowDriver
+from runner.live.outbox import Outbox
+from runner.live.settings import SessionSettings
+from runner.live.state import Drop, Fenced, TaskGroup, ToolRun, TurnState, log
+from runner.live.transcript import Transcript
 
 INTERRUPTED = "The call was interrupted: the user started speaking, so it was cancelled."
 
 
-class ToolSide(FlowSide):
-    """Runs the calls a response asked for (mixed into LiveSession)."""
+class ToolRunner:
+    """Runs the calls a response asked for, and answers MCP approval requests."""
 
-    cancel_on_barge_in: Mapping[str, bool] | bool
-    tool_threads: Any
-    _runs: set[ToolRun]  # every call not finished yet, whatever its connection
+    def __init__(
+        self,
+        settings: SessionSettings,
+        *,
+        turn: TurnState,
+        outbox: Outbox,
+        transcript: Transcript,
+        tasks: TaskGroup,
+        report: Callable[[str, BaseException], None],
+        registry: Any,
+        flow: FlowDriver,
+        interactive: bool,
+        session_id: Callable[[], str],
+    ) -> None:
+        from runner.plugins import ToolThreads
 
-    def _on_call_arguments_done(self, event: Any) -> None:
+        self.settings = settings
+        self.turn = turn
+        self.outbox = outbox
+        self.transcript = transcript
+        self.tasks = tasks
+        self.report = report
+        self.registry = registry
+        self.flow = flow
+        self.interactive = interactive  # approval questions need a person at a terminal
+        self.session_id = session_id
+        self.profile_vars = dict(settings.profile_vars)
+        # sync tools run on the session's own daemon threads: a hung one never holds the exit
+        self.threads = ToolThreads(prefix="vlrun-tool")
+        self.runs: set[ToolRun] = set()  # every call not finished yet, whatever its connection
+
+    @property
+    def running(self) -> bool:
+        """Tool calls or approvals of this session are still being run."""
+        return bool(self.runs or self.turn.approvals)
+
+    def on_call_arguments_done(self, event: Any) -> None:
         resp = self.turn.responses.get(str(event.response_id))
         call = (str(event.name or ""), str(event.call_id), str(event.arguments or "{}"))
-        shown = self.flow.mask_arguments(call[0], call[2]) if self.flow is not None else call[2]
+        shown = (
+            self.flow.walk.mask_arguments(call[0], call[2])
+            if self.flow.walk is not None
+            else call[2]
+        )
         self.transcript.tool_call(call[1], call[0], shown)
         if resp is not None:
             resp.calls.append(call)
 
-    def _on_mcp_call(self, event: Any) -> None:
+    def on_mcp_call(self, event: Any) -> None:
         kind = getattr(event.type, "value", event.type)
         self.transcript.notice(f"MCP call {event.item_id}: {kind.rsplit('.', 1)[-1]}")
 
     def _cancellable(self, name: str) -> bool:
-        policy = self.cancel_on_barge_in
+        policy = self.settings.cancel_on_barge_in
         if isinstance(policy, Mapping):
             return bool(policy.get(name, True))
         return bool(policy)
 
     # ---------------------------------------------------------------- function calls
 
-    def _start_tools(self, calls: list[tuple[str, str, str]]) -> None:
+    def start(self, calls: list[tuple[str, str, str]]) -> None:
         """The response that asked for ``calls`` has ended: run them, beside everything else."""
         generation = self.turn.generation
         runs = [ToolRun(n, c, a, generation, self._cancellable(n)) for n, c, a in calls]
         self.turn.tools_started(runs)
-        self._runs.update(runs)
+        self.runs.update(runs)
         for run in runs:
             run.task = self.tasks.spawn(self._call(run), f"vlrun-tool-{run.name}")
 
         def recover(exc: BaseException) -> None:
-            self._runs.difference_update(runs)
+            self.runs.difference_update(runs)
             self.turn.tools_finished(runs)
 
         self.tasks.spawn(self._answer_calls(runs), "vlrun-tools", on_error=recover)
@@ -75,23 +114,27 @@ class ToolSide(FlowSide):
         """One call through the registry; a failure of the registry itself becomes an error
         result the model can act on (and is reported: it is a bug)."""
         try:
-            if self.flow is not None and self.flow.owns(run.name):
-                return self._flow_result(run)
+            if self.flow.walk is not None and self.flow.walk.owns(run.name):
+                return self.flow.result(run)
             if self.registry is None:
                 return _error_result(run, "unknown_tool", "no tools are loaded")
             from runner.plugins import Registry, ToolContext
 
             context = ToolContext(
-                session_id=self.session_id,
-                profile_name=self.profile_name,
+                session_id=self.session_id(),
+                profile_name=self.settings.profile_name,
                 vars=self.profile_vars,
                 logger=logging.getLogger("vlrun.tools"),
                 say_handler=self._tool_says,
-                values=MappingProxyType(dict(self.flow.values)) if self.flow is not None else {},
+                values=(
+                    MappingProxyType(dict(self.flow.walk.values))
+                    if self.flow.walk is not None
+                    else {}
+                ),
             )
             from runner.plugins import DEFAULT_TIMEOUT_S
 
-            timeout = self.tool_timeouts
+            timeout = self.settings.tool_timeouts
             limit = (
                 float(timeout.get(run.name, DEFAULT_TIMEOUT_S))
                 if isinstance(timeout, Mapping)
@@ -104,7 +147,7 @@ class ToolSide(FlowSide):
                     run.arguments,
                     context=context,
                     timeout_s=limit,
-                    threads=self.tool_threads,
+                    threads=self.threads,
                 )
             # anything else that looks like a registry (scenario mocks) runs one call at a time
             (result,) = await self.registry.dispatch_many(
@@ -153,7 +196,7 @@ class ToolSide(FlowSide):
                     await self.outbox.send(
                         {"type": "conversation.item.create", "item": item.as_dict()}, generation
                     )
-                if await self._enter_pending_node(generation, interrupted):
+                if await self.flow.enter_pending_node(generation, interrupted):
                     pass  # the next node's session is in place and its turn has gone on
                 elif not interrupted:  # after a barge-in the user's new turn asks for the reply
                     await self._continue_turn(generation)
@@ -162,7 +205,7 @@ class ToolSide(FlowSide):
             except Drop:
                 self.transcript.warning("the connection dropped before the tool results were sent")
         finally:
-            self._runs.difference_update(runs)
+            self.runs.difference_update(runs)
             self.turn.tools_finished(runs)
 
     def _fenced(self, runs: list[ToolRun]) -> None:
@@ -176,7 +219,7 @@ class ToolSide(FlowSide):
                 self.turn.generation,
             )
 
-    def _interrupt_tools(self) -> None:
+    def interrupt(self) -> None:
         """Barge-in: cancel the running calls that may be cancelled."""
         for run in list(self.turn.calls.values()):
             if run.cancellable and run.task is not None and not run.task.done():
@@ -194,14 +237,13 @@ class ToolSide(FlowSide):
 
     def still_running(self) -> list[str]:
         """Names of the tools still running (their calls, or their threads)."""
-        names = {r.name for r in self._runs if r.task is not None and not r.task.done()}
-        if self.tool_threads is not None:
-            names.update(self.tool_threads.running())
+        names = {r.name for r in self.runs if r.task is not None and not r.task.done()}
+        names.update(self.threads.running())
         return sorted(names)
 
     # ---------------------------------------------------------------- MCP approvals
 
-    def _start_approval(self, item: Any) -> None:
+    def start_approval(self, item: Any) -> None:
         request_id = str(getattr(item, "id", "") or "")
         generation = self.turn.generation
         self.turn.approval_pending(request_id)
@@ -219,7 +261,7 @@ class ToolSide(FlowSide):
         try:
             label, name = str(item.server_label), str(item.name)
             try:
-                decision = mcp.decide(self.mcp_policies.get(label), label, name)
+                decision = mcp.decide(self.settings.mcp_policies.get(label), label, name)
             except Exception as exc:  # a failure never approves
                 self.report(f"the MCP approval policy for {label}.{name}", exc)
                 decision = "deny"
