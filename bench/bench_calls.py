@@ -472,8 +472,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     # to itself in production; without it, all three compete as equals.
     nice = ["nice", "-n", str(args.harness_nice)] if args.harness_nice else []
     emulator = await asyncio.create_subprocess_exec(
-        *nice, sys.executable, "-m", "runner", "emulate", "--port", "0", "--speed", "1",
-        "--no-espeak", "--scenario", str(tmp / "script.yaml"),
+        *nice, sys.executable, "-m", "runner", "emulate", "--port", "0",
+        "--speed", str(args.emulator_speed), "--no-espeak", "--scenario", str(tmp / "script.yaml"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env,
     )  # fmt: skip
     assert emulator.stdout is not None
@@ -605,6 +605,13 @@ def main() -> int:
         type=variant,
         action="append",
         help="NAME=DIR: a worker run from this source tree (repeat to compare, alternating)",
+    )
+    parser.add_argument(
+        "--emulator-speed",
+        type=float,
+        default=1.0,
+        help="the emulator's pace (2: its audio comes twice as fast as it plays, as a real "
+        "service sends ahead)",
     )
     parser.add_argument("--floor-duration", type=float, default=8.0, help="floor window, s")
     parser.add_argument(
