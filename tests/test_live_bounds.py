@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from runner.aio import Changes
 from runner.live.audio import AudioFormat, ClockPlayer
 from runner.live.connect import resolve_target
 from runner.live.inputs import start_line_reader
@@ -88,32 +87,25 @@ class _Lines:
 async def test_stdin_is_read_as_turns_are_sent_so_a_long_script_loses_no_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The bound is on turns waiting to be sent; the stdin reader waits for room instead of
-    # letting the oldest give way, so `vlrun run < long_script` sends every line.
-    stdin = _Lines(3 * 8)
+    # The bound is on turns waiting to be sent; the stdin reader holds its line while the
+    # queue is full and reads no further, so `vlrun run < long_script` sends every line.
+    lines = 3 * MAX_QUEUED_TURNS
+    stdin = _Lines(lines)
     monkeypatch.setattr(sys, "stdin", stdin)
-    turns = TypedTurns(bound=8)
-    taken = Changes()
-    ended = asyncio.Event()
-
-    async def offer(line: str | None) -> None:
-        if line is None:
-            ended.set()
-            return
-        await turns.room(lambda: False)
-        turns.put(line.strip())
-        taken.notify()
-
-    start_line_reader(asyncio.get_running_loop(), offer)
-    assert await taken.until(lambda: len(turns) == 8, timeout=10)
+    err = io.StringIO()
+    session = _session(err)
+    start_line_reader(asyncio.get_running_loop(), session.inputs.take_line)
+    turn = session.turn
+    assert await turn.until(lambda: len(session.waiting_turns()) == MAX_QUEUED_TURNS, 10)
     with stdin.lock:
-        assert stdin.read <= 8 + 1  # one line in hand, waiting for room; the rest in the pipe
+        assert stdin.read <= MAX_QUEUED_TURNS + 1  # one line held; the rest still in the pipe
     sent = []
-    while len(sent) < 3 * 8:
-        assert await taken.until(lambda: len(turns) > 0, timeout=10)
-        sent.append(turns.pop())
-    await asyncio.wait_for(ended.wait(), 10)
-    assert sent == [f"line {i}" for i in range(3 * 8)] and turns.dropped == 0
+    while len(sent) < lines:
+        assert await turn.until(lambda: bool(session.waiting_turns()), 10)
+        sent.append(session.inputs.next_turn())
+    assert await turn.until(lambda: session.inputs.typed.ended, 10)
+    assert sent == [f"line {i}" for i in range(lines)]
+    assert "typed turns are waiting" not in err.getvalue()  # nothing was dropped
 
 
 def _cli(*args: str, cwd: Path, stdin: str, stdout: Any) -> subprocess.CompletedProcess[str]:

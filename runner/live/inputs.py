@@ -9,12 +9,11 @@ sends queued turns when the turn state says the previous reply has ended.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from runner.errors import VlrunError
@@ -79,6 +78,7 @@ class Inputs:
         self.talk_state = "off"
         self._talk_ms = 0.0  # audio appended in this push-to-talk turn
         self._talks = 0
+        self._held: tuple[str, threading.Event] | None = None  # the stdin reader's, if full
 
     def stop(self) -> None:
         self.life.end()
@@ -259,11 +259,30 @@ class Inputs:
         """Typed turns not sent yet, oldest first."""
         return self.typed.waiting()
 
-    async def offer_line(self, line: str | None) -> None:
-        """The stdin reader's way in: it waits for room, so a long script loses no line."""
-        if line is not None:
-            await self.typed.room(self.life.stopping.is_set)
+    def take_line(self, line: str | None, taken: threading.Event) -> None:
+        """The stdin reader's way in (on the loop): a line is taken at once, or held while
+        the queue is full and taken when a turn goes out; the reader waits on ``taken`` and
+        reads no further meanwhile, so a long script loses no line to the bound."""
+        if line is not None and self.typed.full() and not self.life.stopping.is_set():
+            self._held = (line, taken)
+            return
         self.feed_line(line)
+        taken.set()
+
+    def next_turn(self) -> str | None:
+        """The oldest typed turn (None: the end of input); a line the reader holds moves in."""
+        text = self.typed.pop()
+        if self._held is not None and not self.typed.full():
+            (line, taken), self._held = self._held, None
+            self.feed_line(line)
+            taken.set()
+        return text
+
+    def release_reader(self) -> None:
+        """The session ends: the stdin reader stops waiting (its held line is not a turn)."""
+        if self._held is not None:
+            (_, taken), self._held = self._held, None
+            taken.set()
 
     def _wake_sender(self) -> None:
         self.turn.moved("line typed")
@@ -272,7 +291,7 @@ class Inputs:
         """Typed turns in order, each once the previous reply has ended."""
         while True:
             await self.turn.until(lambda: bool(self.typed) and self._sender_may_go())
-            text = self.typed.pop()
+            text = self.next_turn()
             if text is None:  # end of input: after the turns typed before it
                 if self.source is None:
                     self.life.input_done = True
@@ -384,20 +403,22 @@ def key_label(key: str) -> str:
 
 
 def start_line_reader(
-    loop: asyncio.AbstractEventLoop, offer: Callable[[str | None], Coroutine[Any, Any, None]]
+    loop: asyncio.AbstractEventLoop, take: Callable[[str | None, threading.Event], None]
 ) -> None:
     """Read stdin (the caller has checked there is one) on a daemon thread (a blocking read
     cannot be cancelled) and hand the lines over.
 
-    Each line is offered on the loop and the thread waits until it is taken, so stdin is
-    read as the conversation goes (a long script waits in the pipe, not in memory).
+    Each line is handed to ``take`` on the loop, and the thread waits until it is taken, so
+    stdin is read as the conversation goes (a long script waits in the pipe, not in memory).
     """
 
     def hand_over(line: str | None) -> bool:
+        taken = threading.Event()
         try:
-            asyncio.run_coroutine_threadsafe(offer(line), loop).result()
-        except (RuntimeError, concurrent.futures.CancelledError):
-            return False  # the loop is gone or the session ended: nothing more is taken
+            loop.call_soon_threadsafe(take, line, taken)
+        except RuntimeError:
+            return False  # the loop is gone: nothing more is taken
+        taken.wait()
         return True
 
     def reader() -> None:

@@ -4,16 +4,15 @@ Lines come from stdin, the drawn console or an edge (a phone call's DTMF keys). 
 sent once the reply before it has ended, so a flood (a key held down, a paste) would queue one
 turn per line for as long as the call lasts. The queue holds :data:`MAX_QUEUED_TURNS`; past
 it the oldest waiting turn gives way, and the console says so once. The stdin reader does not
-lose lines to the bound: it waits for room (:meth:`TypedTurns.room`) before it reads on, so a
-long script piped into ``vlrun run`` is read as the conversation goes.
+lose lines to the bound: while the queue is full it holds its line and reads no further
+(:meth:`runner.live.inputs.Inputs.take_line`), so a long script piped into ``vlrun run`` is
+read as the conversation goes.
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Callable
-
-from runner.aio import Changes
 
 #: Typed turns that may wait to be sent; a person types far fewer, a script is read as it goes.
 MAX_QUEUED_TURNS = 256
@@ -33,7 +32,10 @@ class TypedTurns:
         self._end_pending = False  # ... and the sender has not reached it yet
         self._turns: collections.deque[str] = collections.deque()
         self._on_first_drop = on_first_drop
-        self._room = Changes()
+
+    def full(self) -> bool:
+        """Another turn would push out the oldest."""
+        return len(self._turns) >= self.bound
 
     def __len__(self) -> int:
         return len(self._turns)
@@ -70,14 +72,4 @@ class TypedTurns:
         if not self._turns:
             self._end_pending = False
             return None
-        text = self._turns.popleft()
-        self._room.notify()
-        return text
-
-    async def room(self, give_up: Callable[[], bool], timeout: float | None = None) -> bool:
-        """Wait until a turn fits without dropping one (or ``give_up()`` holds)."""
-        return await self._room.until(lambda: len(self._turns) < self.bound or give_up(), timeout)
-
-    def release(self) -> None:
-        """Wake whoever waits for room (the session is ending: ``give_up`` now holds)."""
-        self._room.notify()
+        return self._turns.popleft()

@@ -37,15 +37,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from runner import speedups
 from runner.aio import Deadline, ReconnectBudget, ReconnectPolicy
-from runner.errors import ConfigError, ConnectError, VlrunError
+from runner.errors import ConfigError, ConnectError
 from runner.live.audio import Player, Source
 from runner.live.connect import Target, open_connection
 from runner.live.drift import session_differences
 from runner.live.flow_steps import FlowDriver
 from runner.live.inputs import Inputs, start_line_reader
 from runner.live.outbox import Outbox
+from runner.live.router import EventRouter, Handler
 from runner.live.settings import CONFIGURE_TIMEOUT_S, SessionSettings, profile_settings
 from runner.live.state import (
     Configuration,
@@ -53,7 +53,6 @@ from runner.live.state import (
     Handoff,
     Life,
     Metrics,
-    RawEvent,
     Response,
     Rollover,
     TaskGroup,
@@ -64,10 +63,6 @@ from runner.live.tool_calls import ToolRunner
 from runner.live.transcript import ConsoleFailed, Transcript, session_logging
 from runner.redact import clean_line
 
-Handler = Callable[..., Awaitable[None] | None]
-_TIMED = frozenset({"response.audio.delta", "input_audio_buffer.speech_started"})
-# Counted, not traced one by one: a reply has dozens of each (one summary per response instead)
-_COUNTED = frozenset({"response.animation_viseme.delta", "response.animation_blendshapes.delta"})
 __all__ = [
     "CALL_RECONNECTS",
     "CONFIGURE_TIMEOUT_S",
@@ -206,7 +201,7 @@ class LiveSession:
         self._animation: dict[str, dict[str, Any]] = {}  # response -> viseme/blendshape counts
         interim = self.config.session_update.get("session", {}).get("interim_response")
         self._interim = interim if isinstance(interim, Mapping) else None
-        self._handlers: dict[str, Handler] = {
+        handlers: dict[str, Handler] = {
             "session.created": self._on_session_created,
             "session.updated": self._on_session_updated,
             "error": self._on_error,
@@ -233,6 +228,9 @@ class LiveSession:
             "response.mcp_call.failed": self.tools.on_mcp_call,
             "response.done": self._on_response_done,
         }
+        self.router = EventRouter(
+            handlers, transcript=self.transcript, report=self.report, mask=self._mask_event
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -253,7 +251,7 @@ class LiveSession:
                     if sys.stdin is None:
                         self.inputs.feed_line(None)
                     else:
-                        start_line_reader(loop, self.inputs.offer_line)
+                        start_line_reader(loop, self.inputs.take_line)
                 self.tasks.spawn(self.inputs.turn_sender(), "vlrun-turns")
                 if self.source is not None:
                     self.tasks.spawn(self.inputs.input_pump(), "vlrun-input")
@@ -313,6 +311,10 @@ class LiveSession:
     def still_running(self) -> list[str]:
         """Names of the tools still running (their calls, or their threads)."""
         return self.tools.still_running()
+
+    def _mask_event(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """What of a server event the trace may show (a flow's secret values are masked)."""
+        return payload if self.flow is None else self.flow.mask_event(payload)
 
     def _terminate(self) -> None:
         """SIGTERM ends like `q` (the owed reply is heard and logged); a second one, at once."""
@@ -536,7 +538,7 @@ class LiveSession:
         """The end: nothing more is sent; tools still running are abandoned, and said so."""
         self.life.end()
         self.turn.stop()
-        self.inputs.typed.release()  # the stdin reader waiting for room gives up
+        self.inputs.release_reader()  # the stdin reader waiting for room gives up
         for name in self.tools.still_running():
             self.transcript.notice(f"{name} still running; not waiting")
         stuck = await self.tasks.close(timeout=0.5)
@@ -568,7 +570,7 @@ class LiveSession:
             api_version=self.settings.api_version,
         ) as conn:
             self.outbox.conn = conn
-            recv = asyncio.create_task(self._receive(conn), name="vlrun-recv")
+            recv = asyncio.create_task(self.router.receive(conn), name="vlrun-recv")
             try:
                 await self._configure(recv)
                 self._configured_once = self._connection_worked = True
@@ -635,54 +637,6 @@ class LiveSession:
         if exc is not None:
             raise exc
         raise Drop("the service closed the connection")
-
-    async def _receive(self, conn: Any) -> None:
-        from azure.ai.voicelive.aio import ConnectionClosed
-
-        while True:
-            try:
-                # Raw frames, parsed here the way the SDK's recv() does, so that one frame it
-                # cannot read is logged (with its text) and skipped instead of ending the turn.
-                raw = await conn.recv_bytes()
-            except ConnectionClosed as exc:
-                # a missed heartbeat says so in its reason ("No PONG received ...")
-                why = f": {clean_line(exc.reason)[:120]}" if exc.reason else ""
-                raise Drop(f"closed with code {exc.code}{why}") from None
-            if not raw:
-                raise Drop("empty frame (connection closed)")
-            try:
-                payload = speedups.loads(raw)
-                if not isinstance(payload, dict):
-                    raise ValueError(f"a JSON {type(payload).__name__}, not an event object")
-                kind = payload.get("type")
-                if not isinstance(kind, str):
-                    raise ValueError("an event without a type")
-                # Handlers read the JSON object as the SDK's models read (same attribute
-                # names, nested objects too): building the models costs more than the work
-                # itself, a fifth of a phone worker's CPU.
-                event: Any = RawEvent(payload)
-            except Exception as exc:  # a malformed frame is the service's bug, not a reason to stop
-                text = raw[:300].decode("utf-8", "replace")
-                log.warning("skipped a server frame vlrun could not read (%s): %s", exc, text)
-                continue
-            arrived = time.perf_counter()
-            if self.transcript.tracing and kind not in _COUNTED:
-                walk = self.flow
-                shown = payload if walk is None else walk.mask_event(payload)
-                self.transcript.trace("in", shown)
-            handler = self._handlers.get(kind)
-            self.transcript.event(kind, payload=payload)
-            if handler is None:
-                continue
-            try:
-                # The two timed paths get the arrival time (benchmarks measure from it).
-                result = handler(event, arrived) if kind in _TIMED else handler(event)
-                if result is not None:
-                    await result
-            except (VlrunError, Drop):
-                raise
-            except Exception as exc:  # one bad event must not end the conversation
-                self.report(f"the handler for {kind}", exc)
 
     async def _rollover_due(self) -> None:
         assert self._expires_at is not None
