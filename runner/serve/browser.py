@@ -571,7 +571,7 @@ def _folder_mark(path: Path) -> str:
 def _mocks(conversation: Conversation, host: Host) -> dict[str, Any] | None:
     """Which tools this conversation answers from the mocks file (None: no mocks)."""
     path = host.options.mock_tools
-    registry = getattr(conversation.live, "registry", None)
+    registry = conversation.registry
     mocks = getattr(registry, "mocks", None)
     if path is None or not isinstance(mocks, Mapping) or not mocks:
         return None  # nothing is answered from mocks

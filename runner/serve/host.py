@@ -150,6 +150,7 @@ class Conversation:
     trace_path: Path | None = None
     conversation_path: Path | None = None
     explain: list[tuple[str, str, str]] = field(default_factory=list)
+    registry: Any = None  # the tools this conversation calls (a MockRegistry under --mock-tools)
     code: int | None = None
     _edge: Edge | None = field(default=None, repr=False)
 
@@ -601,6 +602,7 @@ class Host:
                 flow=prepared.flow,
             )
             conv.live = live
+            conv.registry = prepared.registry
             conv._edge = edge
             edge.attached(conv)
             log.info("conversation %s started: %s on %s", conv.id, prepared.entry.name, conv.kind)
