@@ -8,7 +8,6 @@ the SDK's connection code or an audio library. `vlrun PROFILE.yaml` is short for
 from __future__ import annotations
 
 import contextlib
-import errno
 import importlib
 import io
 import os
@@ -22,7 +21,7 @@ from pathlib import Path
 import click
 
 from runner import __version__
-from runner.errors import EXIT_BUG, OutputError, VlrunError, exit_code_for
+from runner.errors import EXIT_BUG, OUTPUT_ERRNOS, OutputError, VlrunError, exit_code_for
 from runner.redact import redact, register_environment
 
 # name -> (module, attribute, one-line help). The table is the registry of subcommands.
@@ -116,21 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # a bug in vlrun: one line for the user, the traceback in a file
         return _crashed(argv)
     return rv if isinstance(rv, int) else 0
-
-
-#: A write failed because of where the output goes, not because of vlrun: a full device
-#: (`> /dev/full`), a quota, a file too large, an I/O error, a reader that went away.
-OUTPUT_ERRNOS = frozenset(
-    e
-    for e in (
-        errno.ENOSPC,
-        getattr(errno, "EDQUOT", None),
-        errno.EFBIG,
-        errno.EIO,
-        errno.EPIPE,
-    )
-    if e is not None
-)
 
 
 def _output_failed(exc: OSError) -> int:

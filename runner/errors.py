@@ -7,6 +7,7 @@ and where the full traceback was written.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -143,3 +144,18 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     return EXIT_BUG
+
+
+#: A write failed because of where the output goes, not because of vlrun: a full device
+#: (`> /dev/full`), a quota, a file too large, an I/O error, a reader that went away.
+OUTPUT_ERRNOS = frozenset(
+    e
+    for e in (
+        errno.ENOSPC,
+        getattr(errno, "EDQUOT", None),
+        errno.EFBIG,
+        errno.EIO,
+        errno.EPIPE,
+    )
+    if e is not None
+)

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from runner.errors import OutputError
+from runner.errors import OUTPUT_ERRNOS, OutputError
 from runner.live.verbose import VerboseEvents
 from runner.redact import clean_line, redact, redact_obj, safe
 
@@ -665,20 +665,8 @@ def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-#: A console write failed because of where the output goes (a full device, a quota, an I/O
-#: error, a reader that went away): the same errnos as ``runner.cli.OUTPUT_ERRNOS``, which a
-#: live session may not import (the CLI sits above it).
-CONSOLE_ERRNOS = frozenset(
-    e
-    for e in (
-        errno.ENOSPC,
-        getattr(errno, "EDQUOT", None),
-        errno.EFBIG,
-        errno.EIO,
-        errno.EPIPE,
-    )
-    if e is not None
-)
+#: A console write failed because of where the output goes (the errnos of runner.errors).
+CONSOLE_ERRNOS = OUTPUT_ERRNOS
 
 
 class ConsoleFailed(OutputError):

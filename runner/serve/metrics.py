@@ -152,7 +152,8 @@ class ServeMetrics:
         return prom.generate_latest(self.registry), prom.CONTENT_TYPE_LATEST
 
     def total_active(self) -> int:
-        return int(sum(self.active_calls.labels(e)._value.get() for e in EDGES))  # noqa: SLF001
+        get = self.registry.get_sample_value
+        return int(sum(get("vlrun_active_calls", {"edge": e}) or 0 for e in EDGES))
 
 
 class EdgeSink:
