@@ -267,11 +267,11 @@ def to_v1(dated: dict[str, Any]) -> tuple[dict[str, Any], list[Unsaid]]:
     for key, (why, severity) in V1_NOT_EXPRESSIBLE.items():
         if key in dated:
             unsaid.append(((key,), why, severity))
-    return {k: s[k] for k in sorted(s, key=_V1_ORDER.index)}, unsaid
+    return {k: s[k] for k in sorted(s, key=V1_SESSION_ORDER.index)}, unsaid
 
 
 #: one fixed key order, so compiled v1 payloads can be golden files
-_V1_ORDER = (
+V1_SESSION_ORDER = (
     "type",
     "output_modalities",
     "instructions",

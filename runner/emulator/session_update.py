@@ -15,6 +15,7 @@ from runner.config.service import (
     AZURE_SEMANTIC_VADS,
     V1,
     V1_G711,
+    V1_SESSION_ORDER,
     V1_VOICE_KEYS,
     realtime_model,
     to_v1,
@@ -682,22 +683,7 @@ def _check_combinations(c: _Check, new: dict[str, Any], update: dict[str, Any]) 
 # source: azure-rest-api-specs VoiceLive/v1/examples/v1/SessionUpdate.json and v1/models.tsp
 # (the GA shape), with the Azure extensions where openapi3/v1/VoiceLive.json puts them; the
 # same tables as runner.config.service.to_v1, read the other way (docs/emulator.md#v1-shape).
-_V1_SESSION = (
-    "type",
-    "model",
-    "output_modalities",
-    "instructions",
-    "audio",
-    "include",
-    "tools",
-    "tool_choice",
-    "max_output_tokens",
-    "temperature",
-    "interim_response",
-    "avatar",
-    "animation",
-    "metadata",
-)
+_V1_SESSION = ("type", "model", *V1_SESSION_ORDER[1:])  # what the client compiles, and model
 _V1_INPUT = (
     "format",
     "noise_reduction",
