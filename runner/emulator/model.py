@@ -555,7 +555,7 @@ class ScriptedModel:
         }
         if pending.rule is not None and pending.rule.then is not None:
             return Plan(say=render(pending.rule.then, context))
-        said = "; ".join(f"{o['name']} returned {o['output']}" for o in outs)
+        said = "; ".join(f"{o['name']} returned {spoken(o['output'])}" for o in outs)
         return Plan(say=f"[emulator] {said}")
 
     def _match_mcp(self, text: str, tools: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -592,6 +592,36 @@ class ScriptedModel:
             }
             for n in names
         ]
+
+
+def spoken(output: Any) -> str:
+    """A tool result as a voice would say it: plain words, never braces or JSON escapes.
+
+    A result is usually a JSON text (``{"unit": "\\u00b0C"}``); an object becomes
+    ``key value, key value`` (``wind_kmh`` -> ``wind kmh``), a list its items, anything that is
+    not JSON stays as it is.
+    """
+    value = output
+    if isinstance(output, str):
+        try:
+            value = json.loads(output)
+        except ValueError:
+            return output
+    return _words_of(value)
+
+
+def _words_of(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(
+            f"{str(k).replace('_', ' ')} {_words_of(v)}".strip() for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return ", ".join(_words_of(v) for v in value)
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def _event_detail(value: Any, **defaults: str) -> Mapping[str, Any] | None:

@@ -13,7 +13,7 @@ from typing import Any
 from runner.emulator import protocol as P
 from runner.emulator.conversation import Conversation, Response
 from runner.emulator.marks import SpeechMarks
-from runner.emulator.model import Plan, ScriptedModel
+from runner.emulator.model import Plan, ScriptedModel, spoken
 from runner.emulator.outbox import Outbox, Tasks
 from runner.emulator.speech import g711_encode, speak
 from runner.emulator.tool_calls import ToolCalls
@@ -148,7 +148,7 @@ class Responses:
             said = "; ".join(
                 f"{r['name']} on {r['server_label']} "
                 + (
-                    f"returned {r['output']}"
+                    f"returned {spoken(r['output'])}"
                     if r.get("output") is not None
                     else f"failed: {r['error']}"
                 )

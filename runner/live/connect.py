@@ -34,6 +34,11 @@ AGENT_SCOPE = "https://ai.azure.com/.default"
 HUB_AGENT_SCOPE = "https://ml.azure.com/.default"  # hub projects (agent-connection-string)
 DEFAULT_MODEL = "gpt-realtime"
 EMULATOR_BANNER = "offline: local Voice Live emulator, scripted replies"
+#: How many times faster than real time the embedded emulator sends a reply when nobody
+#: listens (text mode): Voice Live itself streams a reply's audio ahead of playback, so a text
+#: user never waits for speech that nobody plays. Tests and `vlrun emulate --speed` choose
+#: their own speed (docs/runner.md#modes).
+SERVICE_PACE = 4.0
 
 
 EMULATOR_AGENT_TOKEN = "vlrun-emulator-agent-token"  # noqa: S105 (a placeholder, not a secret)

@@ -164,7 +164,7 @@ async def _converse(
         if (note := _tools_note(profile, options)) is not None:
             transcript.notice(note)
         session = payload.get("session", {})
-        async with endpoint_for(target) as (endpoint, live_target):
+        async with endpoint_for(target, **_emulator_options(options)) as (endpoint, live_target):
             if live_target.embedded:
                 transcript.banner(_banner(live_target))
             else:
@@ -239,6 +239,13 @@ async def _converse(
             print(f"-- assistant audio saved to {options.output_wav}", file=sys.stderr)
         if unwritten is not None:
             raise unwritten
+
+
+def _emulator_options(options: RunOptions) -> dict[str, Any]:
+    """The embedded emulator's pace: the service's in text mode (no speaker to wait for)."""
+    from runner.live.connect import SERVICE_PACE
+
+    return {"speed": SERVICE_PACE} if options.text and options.input_wav is None else {}
 
 
 def _drawn_console(options: RunOptions) -> bool:
