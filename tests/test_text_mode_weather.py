@@ -59,3 +59,14 @@ def test_text_mode_reply_arrives_ahead_of_real_time(run_cli: Any, tmp_path: Path
         assert audio_ms > 2000  # long enough for the ratio to mean something
         span_ms = (deltas[-1][0] - deltas[0][0]) * 1000 + deltas[-1][1]
         assert audio_ms / span_ms > 2.5, (audio_ms, span_ms)
+
+
+def test_a_mocked_tool_result_keeps_its_characters(run_cli: Any, tmp_path: Path) -> None:
+    """The mock's output goes to the model (and the tool line) as written: Île-de-France and
+    °C, not \\u00ce and \\u00b0."""
+    _, trace = _run(run_cli, tmp_path)
+    lines = trace.read_text(encoding="utf-8").splitlines()
+    outputs = [line for line in lines if "function_call_output" in line]
+    assert outputs, "the tool's output was sent"
+    sent = json.loads(outputs[0])["event"]["item"]["output"]
+    assert "Île-de-France" in sent and "°C" in sent

@@ -54,5 +54,5 @@ class MockRegistry:
             out = json.dumps({"error": {"type": "tool_error", "message": message}})
             return ToolResult(call_id, name, False, out, message, delay, "tool_error")
         value = mock.get("output")
-        out = value if isinstance(value, str) else json.dumps(value)
+        out = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         return ToolResult(call_id, name, True, out, None, delay)
