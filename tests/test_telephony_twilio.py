@@ -246,7 +246,7 @@ async def test_drain_timeout_says_the_goodbye_then_hangs_up(
         caller = await call(base)
         try:
             await answered(phones)
-            assert phones.accepting()
+            assert phones.has_room()
             drain = asyncio.create_task(phones.drain(timeout=0.2))
             await emulator.wait_for(
                 lambda e: (
@@ -256,7 +256,7 @@ async def test_drain_timeout_says_the_goodbye_then_hangs_up(
                 ),
                 timeout=5,
             )
-            assert not phones.accepting()  # /readyz is false from the first moment of the drain
+            assert not phones.has_room()  # /readyz is false from the first moment of the drain
             status, xml, _ = await webhook(base)
             assert status == 200 and '<Reject reason="busy"' in xml
             await asyncio.wait_for(drain, 20)

@@ -334,10 +334,6 @@ class Phones:
         """Not draining and a slot free (the host's readiness asks the same supervisor)."""
         return self.supervisor.has_room()
 
-    def accepting(self) -> bool:
-        """Whether a new call would be answered now."""
-        return self.supervisor.has_room()
-
     def reserve(self, provider: str, call_id: str) -> Slot:
         """A call's first request holds a slot (Refused: busy, draining or a duplicate)."""
         return self.supervisor.reserve(provider, call_id)
