@@ -1,0 +1,1 @@
+"""Simulated callers and judges for `vlrun test` (docs/evals.md)."""
