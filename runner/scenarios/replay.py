@@ -345,7 +345,11 @@ async def replay(
     started = time.perf_counter()
     update = next(e.event for e in entries if e.dir == "out" and e.type == "session.update")
     session = update.get("session") or {}
-    rate = re.search(r"(\d+)hz$", str(session.get("output_audio_format") or ""))
+    from runner.config.service import dated_audio
+
+    # a v1 session keeps its formats under `audio`, not in the dated fields
+    out_format = dated_audio(dict(session)).get("output_audio_format")
+    rate = re.search(r"(\d+)hz$", str(out_format or ""))
     truncations = {
         str(e.event.get("item_id")): int(e.event.get("audio_end_ms") or 0)
         for e in entries

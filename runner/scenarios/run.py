@@ -106,12 +106,27 @@ def _tool_dirs(scenario: Scenario, profile_path: Path) -> list[Path]:
 
 
 def _formats(session: Mapping[str, Any]) -> tuple[AudioFormat, AudioFormat]:
-    out_format = str(session.get("output_audio_format") or "pcm16")
+    """The microphone's and the speaker's formats, from a compiled session in either shape
+    (a v1 session keeps them under ``audio``, not in the dated fields)."""
+    from runner.config.service import dated_audio
+
+    audio = dated_audio(dict(session))
+    out_format = str(audio.get("output_audio_format") or "pcm16")
     match = re.search(r"(\d+)hz$", out_format)
     return (
-        AudioFormat(int(session.get("input_audio_sampling_rate") or 24000)),
+        AudioFormat(int(audio.get("input_audio_sampling_rate") or 24000)),
         AudioFormat(int(match.group(1)) if match else 24000),
     )
+
+
+def _turn_detection(session: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The session's turn detection in either shape (v1: ``audio.input.turn_detection``)."""
+    from runner.config.service import is_v1_session
+
+    if is_v1_session(dict(session)):
+        audio_in = (session.get("audio") or {}).get("input") or {}
+        return audio_in.get("turn_detection") or {}
+    return session.get("turn_detection") or {}
 
 
 async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult) -> None:
@@ -149,7 +164,7 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
     )
     session = payload.get("session", {})
     in_fmt, out_fmt = _formats(session)
-    td = session.get("turn_detection") or {}
+    td = _turn_detection(session)
     tail_ms = int(td.get("silence_duration_ms") or 500) + 500
     observer = Observer(trace_path=settings.trace_path)
     player = ScenarioPlayer(out_fmt, speed * PLAYBACK_MARGIN if emulated else speed)
