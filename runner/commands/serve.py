@@ -26,6 +26,15 @@ from runner.commands._options import parse_pairs
 @click.option("--endpoint", default=None, help="Voice Live endpoint (default: as `vlrun run`).")
 @click.option("--emulator", is_flag=True, help="Use the embedded emulator even if configured.")
 @click.option("--api-version", default=None, help="Voice Live api-version.")
+@click.option(
+    "--emulator-speed",
+    type=click.FloatRange(0, 100),
+    default=None,
+    metavar="X",
+    help="How many times faster than real time the embedded emulator sends a reply "
+    "(default: the service's pace, 4; 1: real time; 0: at once). Pages and phone lines "
+    "play it at real time all the same.",
+)
 @click.option("--var", "vars_", multiple=True, metavar="NAME=VALUE", help="Template variable.")
 @click.option("--set", "sets", multiple=True, metavar="PATH=VALUE", help="Override a setting.")
 @click.option(
@@ -72,6 +81,7 @@ def serve(
     endpoint: str | None,
     emulator: bool,
     api_version: str | None,
+    emulator_speed: float | None,
     vars_: tuple[str, ...],
     sets: tuple[str, ...],
     tools: tuple[Path, ...],
@@ -83,6 +93,7 @@ def serve(
     serve_file: Path | None,
 ) -> int:
     """Serve a browser console for profiles (files or folders; default profiles/)."""
+    from runner.live.connect import SERVICE_PACE
     from runner.serve.app import ServeOptions, execute_serve
     from runner.serve.host import HostOptions
 
@@ -97,6 +108,8 @@ def serve(
         mock_tools=mock_tools,
         logs=logs,
         max_conversations=max_conversations,
+        # Voice Live streams a reply ahead of playback; the edges play it at real time.
+        emulator_options={"speed": SERVICE_PACE if emulator_speed is None else emulator_speed},
     )
     options = ServeOptions(
         host=bind, port=port, token=token, origins=origins, drain_timeout_s=drain_timeout_s

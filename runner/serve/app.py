@@ -186,7 +186,7 @@ async def serve(
                 if started is not None:
                     started(url)
                 else:
-                    print(f"vlrun serve: {host.target_line}", file=sys.stderr)
+                    print(f"vlrun serve: {_target_line(host)}", file=sys.stderr)
                     print(f"open {url}", flush=True)
                 await stop.wait()
                 log.info("stopping: draining %d conversation(s)", host.active)
@@ -199,6 +199,15 @@ async def serve(
             loop.remove_signal_handler(signal.SIGTERM)
             loop.remove_signal_handler(signal.SIGINT)
     return EXIT_OK
+
+
+def _target_line(host: Host) -> str:
+    """What serves the conversations; the embedded emulator's pace too (--emulator-speed)."""
+    speed = host.status().get("emulator_speed")
+    if speed is None:
+        return host.target_line
+    pace = "at real time" if speed == 1 else "at once" if speed == 0 else f"at {speed:g}x real time"
+    return f"{host.target_line}; replies sent {pace} (--emulator-speed)"
 
 
 def _bound_port(runner: web.AppRunner, asked: int) -> int:

@@ -211,6 +211,8 @@ class Host:
         self._ids = itertools.count(1)
         self._emulator_endpoint: str | None = None
         self._emulator_target: Any = None
+        #: The embedded emulator while it runs (its ``speed`` is the pace replies are sent at).
+        self.emulator: Any = None
         self._records: Path | None = None
         self._tool_mtimes: dict[str, float] = {}
         self.embedded = False
@@ -256,9 +258,10 @@ class Host:
                 finally:
                     await self._close_credentials()
                 return
-            async with endpoint_for(target, **self.options.emulator_options) as (endpoint, live):
+            async with _embedded_emulator(target, self.options.emulator_options) as (emu, live):
                 self.embedded = True
-                self._emulator_endpoint, self._emulator_target = endpoint, live
+                self.emulator = emu
+                self._emulator_endpoint, self._emulator_target = emu.endpoint, live
                 self.target_line = live.describe()
                 try:
                     async with self.supervisor.running():
@@ -672,7 +675,26 @@ class Host:
             "draining": self.draining,
             "embedded": self.embedded,
             "target": self.target_line,
+            # how many times faster than real time the embedded emulator sends a reply
+            "emulator_speed": self.emulator.speed if self.emulator is not None else None,
         }
+
+
+@contextlib.asynccontextmanager
+async def _embedded_emulator(
+    target: Any, options: Mapping[str, Any]
+) -> AsyncIterator[tuple[Any, Any]]:
+    """The embedded emulator on loopback with a random key (as ``endpoint_for`` starts it),
+    kept as an object: the server reports its pace and the phone edges share it."""
+    import dataclasses
+
+    from runner.emulator import running_emulator
+    from runner.redact import register_secret
+
+    key = secrets.token_urlsafe(24)
+    register_secret(key)
+    async with running_emulator(host="127.0.0.1", port=0, api_key=key, **options) as emu:
+        yield emu, dataclasses.replace(target, api_key=key, key_source="embedded emulator")
 
 
 def _wire_edges(edge: Edge, session: Mapping[str, Any]) -> tuple[Any, Any]:

@@ -200,7 +200,9 @@ class Page:
         while not (value := predicate()):
             left = deadline - loop.time()
             if left <= 0:
-                raise AssertionError(f"timed out; events so far: {self.events[-30:]}")
+                raise AssertionError(
+                    f"timed out; {self.audio_bytes} audio bytes; events so far: {self.events[-30:]}"
+                )
             changed = self._changed
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(changed.wait(), left)

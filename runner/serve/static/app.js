@@ -80,8 +80,10 @@ const handlers = {
     sel.disabled = m.profiles.length === 0;
     $("start").disabled = m.profiles.length === 0;
     state.embedded = Boolean(m.embedded);
+    const pace = m.emulator_speed === 1 ? "" : m.emulator_speed === 0 ? "; replies sent at once"
+      : `; replies sent at ${m.emulator_speed}x real time, as the service sends ahead`;
     $("target").textContent = m.embedded
-      ? "Offline: the embedded Voice Live emulator (scripted replies, not a model)"
+      ? `Offline: the embedded Voice Live emulator (scripted replies, not a model${pace})`
       : `Service: ${m.target}`;
     if (m.mock_tools) {
       $("mocks").textContent = mockText(m.mock_tools);
