@@ -9,9 +9,12 @@ import json
 from typing import Any
 
 import pytest
+from azure.ai.voicelive.aio import connect as sdk_connect
+from azure.core.credentials import AzureKeyCredential
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from runner.config.service import V1_SESSION_ORDER
 from runner.emulator import running_emulator
 
 # source: azure-rest-api-specs VoiceLive/v1/examples/v1/SessionUpdate.json (its session, as is)
@@ -78,9 +81,14 @@ async def test_v1_takes_the_spec_example_session() -> None:
         assert [e["session"] for e in session.received if e["type"] == "session.update"] == [
             V1_EXAMPLE
         ]
-        assert done["session"]["voice"] == {"type": "openai", "name": "alloy"}
-        assert done["session"]["modalities"] == ["text", "audio"]
-        assert done["session"]["turn_detection"]["type"] == "server_vad"
+        # source: docs/emulator.md#v1-echo: echoed in the v1 shape, with the values it set
+        echoed = done["session"]
+        assert echoed["type"] == "realtime"
+        assert echoed["output_modalities"] == ["audio"]
+        assert echoed["audio"]["output"]["voice"] == "alloy"
+        assert echoed["audio"]["output"]["voice_type"] == "openai"
+        assert echoed["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+        assert echoed["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
 
 
 async def test_v1_refuses_the_dated_shape_and_dated_versions_refuse_v1() -> None:
@@ -186,3 +194,160 @@ async def test_v1_updates_keep_the_history_rules() -> None:
         assert refused["type"] == "error"
         assert refused["error"]["param"] == "session.turn_detection.type"
         assert emu.sessions[0].fidelity == []
+
+
+# the dated top-level fields a v1 session echo must never carry (docs/emulator.md#v1-echo)
+DATED_ONLY = {
+    "modalities",
+    "voice",
+    "input_audio_format",
+    "input_audio_sampling_rate",
+    "output_audio_format",
+    "turn_detection",
+    "input_audio_transcription",
+    "input_audio_noise_reduction",
+    "input_audio_echo_cancellation",
+    "max_response_output_tokens",
+}
+
+
+async def test_v1_echoes_session_created_and_updated_in_the_v1_shape() -> None:
+    # source: docs/emulator.md#v1-echo (v1/events.tsp: session.created/updated carry the v1
+    # Session). Before the fix both echoed the dated field names on v1.
+    async with running_emulator(speed=0) as emu, connect(url(emu.endpoint, "v1")) as ws:
+        created = (await next_of(ws, "session.created"))["session"]
+        assert created["type"] == "realtime"
+        assert not DATED_ONLY & set(created), sorted(DATED_ONLY & set(created))
+        shaped = [k for k in created if k in V1_SESSION_ORDER]
+        assert shaped == sorted(shaped, key=V1_SESSION_ORDER.index)  # the compiler's key order
+        assert created["id"].startswith("sess_") and created["model"] == "gpt-realtime"
+        update = {"type": "realtime", "max_output_tokens": 300, "output_modalities": ["text"]}
+        await ws.send(json.dumps({"type": "session.update", "session": update}))
+        updated = (await next_of(ws, "session.updated"))["session"]
+        assert updated["max_output_tokens"] == 300 and updated["output_modalities"] == ["text"]
+        assert not DATED_ONLY & set(updated)
+    # a dated version still echoes the dated shape
+    async with running_emulator(speed=0) as emu, connect(url(emu.endpoint, "2026-07-15")) as ws:
+        created = (await next_of(ws, "session.created"))["session"]
+        assert created["voice"] == {"type": "openai", "name": "alloy"} and "type" not in created
+
+
+async def test_the_sdk_on_v1_reads_the_v1_echo() -> None:
+    # source: docs/emulator.md#v1-echo, through the official SDK (1.3.1 takes api_version and
+    # sends a dict as is; its key goes in the api-key header, as v1 requires)
+    async with running_emulator(speed=0, api_key="test-key") as emu:
+        async with sdk_connect(
+            endpoint=emu.endpoint,
+            credential=AzureKeyCredential("test-key"),
+            model="gpt-realtime",
+            api_version="v1",
+        ) as conn:
+            await conn.send({"type": "session.update", "session": V1_EXAMPLE})
+            async for event in conn:
+                if event.type == "session.updated":
+                    break
+                assert event.type != "error", event
+            session = dict(event.session)
+        assert emu.sessions[0].query["api-version"] == "v1"
+        assert session["type"] == "realtime"
+        assert session["audio"]["output"]["voice"] == "alloy"
+        assert not DATED_ONLY & set(session)
+
+
+async def test_v1_history_rules_read_the_dated_fields_a_v1_update_chose() -> None:
+    # source: docs/emulator.md#v1-echo (client fields from the dated form), #azure-speech-vad
+    # and #partial-update. Before the fix the connection remembered the v1 keys ("audio"), so
+    # a v1 client that chose server_vad got only a fidelity note for azure-speech, and
+    # re-sending the same whole v1 session was noted as a partial update.
+    chose_vad = {
+        "type": "realtime",
+        "audio": {"input": {"turn_detection": {"type": "server_vad"}}},
+    }
+    async with running_emulator(speed=0) as emu, connect(url(emu.endpoint, "v1")) as ws:
+        await next_of(ws, "session.created")
+        for _ in range(2):  # the whole session twice: no partial-update note
+            await ws.send(json.dumps({"type": "session.update", "session": chose_vad}))
+            assert (await next_of(ws, "session.updated", "error"))["type"] == "session.updated"
+        assert emu.sessions[0].fidelity == []
+        speech = {
+            "type": "realtime",
+            "audio": {"input": {"transcription": {"model": "azure-speech"}}},
+        }
+        await ws.send(json.dumps({"type": "session.update", "session": speech}))
+        refused = await next_of(ws, "session.updated", "error")
+        assert refused["type"] == "error", refused
+        assert refused["error"]["param"] == "session.turn_detection.type"
+
+
+async def _response_errors(response: dict[str, Any], version: str = "v1") -> list[dict[str, Any]]:
+    async with running_emulator(speed=0) as emu, connect(url(emu.endpoint, version)) as ws:
+        await next_of(ws, "session.created")
+        session = {"type": "realtime"} if version == "v1" else {"voice": "alloy"}
+        session["audio" if version == "v1" else "turn_detection"] = (
+            {"input": {"turn_detection": None}} if version == "v1" else None
+        )
+        await ws.send(json.dumps({"type": "session.update", "session": session}))
+        assert (await next_of(ws, "session.updated", "error"))["type"] == "session.updated"
+        await ws.send(json.dumps({"type": "response.create", "response": response}))
+        first = await next_of(ws, "response.created", "error")
+        if first["type"] == "response.created":
+            await next_of(ws, "response.done")
+            return []
+        return [first["error"]]
+
+
+async def test_v1_response_create_takes_the_ga_shape_and_refuses_the_dated_one() -> None:
+    # source: docs/emulator.md#v1-response-create (v1/models.tsp ResponseCreateParams)
+    ga = {
+        "output_modalities": ["text"],
+        "instructions": "Answer briefly.",
+        "audio": {"output": {"voice": "alloy", "format": {"type": "audio/pcm", "rate": 24000}}},
+        "max_output_tokens": 50,
+    }
+    assert await _response_errors(ga) == []
+    dated = await _response_errors({"modalities": ["text"], "voice": "alloy"})
+    assert [e["param"] for e in dated] == ["response.modalities"]
+    assert dated[0]["code"] == "unknown_parameter"
+    bad = await _response_errors({"output_modalities": ["text", "audio"]})
+    assert [e["param"] for e in bad] == ["response.output_modalities"]
+    voice = await _response_errors({"audio": {"output": {"voice": "nobody"}}})
+    assert [e["param"] for e in voice] == ["response.voice.name"]
+
+
+async def test_v1_response_create_output_modalities_take_effect() -> None:
+    # source: docs/emulator.md#v1-response-create: ["text"] gives a text-only reply
+    async with running_emulator(speed=0) as emu, connect(url(emu.endpoint, "v1")) as ws:
+        await next_of(ws, "session.created")
+        session = {"type": "realtime", "audio": {"input": {"turn_detection": None}}}
+        await ws.send(json.dumps({"type": "session.update", "session": session}))
+        await next_of(ws, "session.updated")
+        await ws.send(
+            json.dumps({"type": "response.create", "response": {"output_modalities": ["text"]}})
+        )
+        seen: list[str] = []
+        while (event := await next_of(ws, *_REPLY_TYPES))["type"] != "response.done":
+            seen.append(event["type"])
+        assert "response.text.delta" in seen and "response.audio.delta" not in seen
+
+
+_REPLY_TYPES = ("response.text.delta", "response.audio.delta", "response.done")
+
+
+async def test_v1_response_create_keeps_voice_live_extensions_with_a_fidelity_note() -> None:
+    # source: docs/emulator.md#v1-response-create: pre_generated_assistant_message is spoken
+    greeting = {
+        "pre_generated_assistant_message": {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Hello from the greeting."}],
+        }
+    }
+    async with running_emulator(speed=0) as emu, connect(url(emu.endpoint, "v1")) as ws:
+        await next_of(ws, "session.created")
+        session = {"type": "realtime", "audio": {"input": {"turn_detection": None}}}
+        await ws.send(json.dumps({"type": "session.update", "session": session}))
+        await next_of(ws, "session.updated")
+        await ws.send(json.dumps({"type": "response.create", "response": greeting}))
+        said = await next_of(ws, "response.audio_transcript.done")
+        assert said["transcript"] == "Hello from the greeting."
+        assert emu.sessions[0].fidelity == ["v1-response-extension"]

@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from runner import speedups
+from runner.config.service import V1
 from runner.emulator import protocol as P
 from runner.emulator.conversation import Conversation
 from runner.emulator.faults import Faults
@@ -40,7 +41,13 @@ from runner.emulator.model import Script, ScriptedModel
 from runner.emulator.outbox import Outbox, Tasks
 from runner.emulator.record import SessionRecord
 from runner.emulator.responses import Responses
-from runner.emulator.session_update import apply_session_update, check_history
+from runner.emulator.session_update import (
+    apply_session_update,
+    check_history,
+    dated_keys,
+    v1_echo,
+    v1_response,
+)
 from runner.emulator.tool_calls import ToolCalls
 
 __all__ = ["CLIENT_EVENTS", "MCP_LATENCY_MS", "Connection", "SessionRecord"]
@@ -146,7 +153,7 @@ class Connection:
             "conversation.item.retrieve": self._item_retrieve,
             "conversation.item.truncate": self._item_truncate,
             "conversation.item.delete": self._item_delete,
-            "response.create": self.responses.on_create,
+            "response.create": self._response_create,
             "response.cancel": self.responses.on_cancel,
             "output_audio_buffer.clear": self._output_clear,
             "session.avatar.connect": self._avatar_connect,
@@ -159,7 +166,7 @@ class Connection:
         await self.outbox.send(event)
 
     async def run(self) -> None:
-        await self.outbox.send({"type": "session.created", "session": self.conversation.session})
+        await self.outbox.send({"type": "session.created", "session": self._echo()})
         self.audio.configure_vad()
         faults = self.outbox.faults
         self._tasks.spawn(self._expire())
@@ -304,10 +311,33 @@ class Connection:
         # always sends the whole session (docs/emulator.md#whole-session)
         self.conversation.session = new
         self._configured = True
-        self._client_fields |= set(update)
+        # the dated fields a v1 update stands for, so history rules read alike on every version
+        self._client_fields |= dated_keys(update, self._api_version)
         self.audio.configure_vad()
-        await self.outbox.send({"type": "session.updated", "session": new})
+        await self.outbox.send({"type": "session.updated", "session": self._echo()})
         self.tools.list_mcp_tools()
+
+    def _echo(self) -> dict[str, Any]:
+        """The effective session as ``session.created``/``updated`` carry it: the v1 (GA) shape
+        on api-version v1, the dated shape on dated versions. The session is kept dated inside."""
+        # source: docs/emulator.md#v1-echo (VoiceLive/v1/events.tsp: ServerEventSessionCreated
+        # and ServerEventSessionUpdated carry the v1 Session)
+        session = self.conversation.session
+        return v1_echo(session) if self._api_version == V1 else session
+
+    async def _response_create(self, event: dict[str, Any]) -> None:
+        params = event.get("response")
+        if self._api_version == V1 and isinstance(params, dict):
+            # source: docs/emulator.md#v1-response-create (v1/models.tsp ResponseCreateParams)
+            dated, errors, extended = v1_response(params)
+            for err in errors:
+                await self.outbox.error(err.code, err.message, param=err.param, client_event=event)
+            if errors:
+                return
+            if extended:
+                self.outbox.note("v1-response-extension")
+            event = {**event, "response": dated}
+        await self.responses.on_create(event)
 
     # --- conversation -----------------------------------------------------------------------------
 

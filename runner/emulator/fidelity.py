@@ -65,6 +65,12 @@ NOTES = {
         "a SIP call's caller was emulated by text turns (/_emulator/sip/calls/ID/say); the "
         "emulator carries no SIP media"
     ),
+    "v1-response-extension": (
+        "a v1 response.create used a Voice Live field that v1/models.tsp does not list "
+        "(pre_generated_assistant_message, interim_response or invoke_input); the emulator "
+        "takes it as on 2026-04-10 (v1 is documented as a superset), its v1 place is not "
+        "specified"
+    ),
     "input-text": (
         "input_text.delta/done were accepted; the service's events in reply are not "
         "documented, the emulator sends none and answers the finished text as a user turn"

@@ -817,3 +817,79 @@ def v1_echo(session: dict[str, Any]) -> dict[str, Any]:
         if key in session:
             server[key] = session[key]
     return {**server, **shaped}
+
+
+def dated_keys(update: dict[str, Any], api_version: str) -> set[str]:
+    """The dated top-level session fields an update sets: on v1, the fields its GA shape stands
+    for (``audio.input.turn_detection`` is ``turn_detection``), so the history rules that ask
+    what the client chose before (docs/emulator.md#azure-speech-vad, #partial-update) read
+    the same on every api-version."""
+    if api_version == V1:
+        return set(dated_update(update, _Check()))
+    return set(update)
+
+
+# source: docs/emulator.md#v1-response-create: VoiceLive/v1/events.tsp ClientEventResponseCreate
+# and v1/models.tsp ResponseCreateParams (OpenAI GA RealtimeResponseCreateParams, with Voice
+# Live's additional_instructions, tools and tool_choice).
+_V1_RESPONSE = (
+    "output_modalities",
+    "instructions",
+    "additional_instructions",
+    "audio",
+    "conversation",
+    "input",
+    "metadata",
+    "max_output_tokens",
+    "prompt",
+    "tools",
+    "tool_choice",
+)
+#: Voice Live's own dated response fields that models.tsp does not list; versioning.md section
+#: 6 makes v1 a superset of 2026-04-10, so they are taken as they are, with a fidelity note.
+V1_RESPONSE_EXTENSIONS = ("pre_generated_assistant_message", "interim_response", "invoke_input")
+_V1_RESPONSE_OUTPUT = ("format", "voice", *tuple(V1_VOICE_KEYS.values())[1:])
+
+
+def v1_response(params: dict[str, Any]) -> tuple[dict[str, Any], list[FieldError], bool]:
+    """A v1 ``response.create`` ``response`` -> the dated per-response fields the emulator reads,
+    the errors (``param`` under ``response``), and whether a Voice Live extension was used."""
+    check = _Check()
+    check.unknown(params, (*_V1_RESPONSE, *V1_RESPONSE_EXTENSIONS), "response")
+    out: dict[str, Any] = {k: v for k, v in params.items() if k in _V1_RESPONSE}
+    out.pop("output_modalities", None)
+    out.pop("audio", None)
+    if "output_modalities" in params:
+        mods = params["output_modalities"]
+        # source: docs/emulator.md#v1-output-modalities (OpenAI GA: ["text"] or ["audio"])
+        if mods == ["audio"]:
+            out["modalities"] = ["text", "audio"]
+        elif mods == ["text"]:
+            out["modalities"] = ["text"]
+        else:
+            check.fail(
+                "response.output_modalities",
+                f"Invalid value: {mods!r}. Supported values are: ['text'], ['audio'].",
+            )
+    audio = params.get("audio", {})
+    if check.type_(audio, dict, "response.audio", "an object"):
+        check.unknown(audio, ("output",), "response.audio")
+        audio_out = audio.get("output", {})
+        if check.type_(audio_out, dict, "response.audio.output", "an object"):
+            check.unknown(audio_out, _V1_RESPONSE_OUTPUT, "response.audio.output")
+            shaped: dict[str, Any] = {}
+            inner = _Check()
+            known = {k: audio_out[k] for k in _V1_RESPONSE_OUTPUT if k in audio_out}
+            _v1_output(inner, known, shaped)
+            for err in inner.errors:  # the same checks as the session's, named under response
+                param = (err.param or "").replace("session.", "response.", 1)
+                check.fail(param, err.message.replace("session.", "response."), err.code)
+            if "voice" in shaped:  # its value checked as the session's voice is
+                _voice(check, shaped["voice"], "response.voice", V1, {})
+            out.update(shaped)
+    extended = False
+    for key in V1_RESPONSE_EXTENSIONS:
+        if key in params:
+            out[key] = params[key]
+            extended = True
+    return out, check.errors, extended
