@@ -19,6 +19,7 @@ from aiohttp import web
 from runner.aio import cancel_and_wait
 from runner.config.service import FEATURES_HEADER, V1, V1_PREVIEW_VALUE
 from runner.emulator import protocol as P
+from runner.emulator.chat import ChatDesk
 from runner.emulator.connection import Connection
 from runner.emulator.faults import Faults
 from runner.emulator.fidelity import Fidelity
@@ -76,6 +77,8 @@ class Emulator:
         self._live: dict[web.WebSocketResponse, web.Request] = {}
         self._running: set[asyncio.Task[None]] = set()  # each connection's conversation
         self.sip = SipDesk(self.converse, self.fidelity, decision_timeout_s=sip_decision_timeout_s)
+        # OpenAI-compatible chat completions for simulated callers and judges (docs/evals.md)
+        self.chat = ChatDesk(self.fidelity, api_key)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -83,6 +86,7 @@ class Emulator:
         app = web.Application()
         app.router.add_get("/_emulator/stats", self._stats)
         self.sip.add_routes(app)  # Voice Live SIP (preview): before the catch-all
+        self.chat.add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
