@@ -176,6 +176,11 @@ MATRIX: tuple[Setting, ...] = (
     S("connection.model", "connection:\n  model: gpt-4o-mini-realtime-preview\n",
       query("model", "gpt-4o-mini-realtime-preview"), seen("model gpt-4o-mini-realtime-preview"),
       effect="the model deployment, in the WebSocket URL and the banner", emulator="checks"),
+    S("connection.byom",
+      "connection:\n  model: my-gpt-41\n  byom: byom-azure-openai-chat-completion\n",
+      query("profile", "byom-azure-openai-chat-completion"), query("model", "my-gpt-41"),
+      effect="your own deployment in the Foundry resource (BYOM), as the `profile` query",
+      emulator="records"),
     S("connection.api_version", "connection:\n  api_version: 2025-05-01-preview\n",
       query("api-version", "2025-05-01-preview"),
       effect="the API version; compile adapts field names to it", emulator="acts"),
@@ -203,6 +208,12 @@ MATRIX: tuple[Setting, ...] = (
       "connection:\n  agent: {name: helper, project: p, identity_client_id: 0000-1111}\n",
       query("agent-authentication-identity-client-id", "0000-1111"),
       effect="the managed identity the agent uses", emulator="records"),
+    S("connection.agent.invoke_input",
+      "connection:\n  api_version: 2026-06-01-preview\n"
+      "  agent: {name: hosted, project: p, invoke_input: {locale: en-US}}\ngreeting: true\n",
+      client("response.create", '"invoke_input": {"locale": "en-US"}'),
+      effect="a hosted agent's invocation input, on each response.create the runner sends",
+      emulator="records"),
     S("connection.agent.foundry_resource",
       "connection:\n  agent: {name: helper, project: p, foundry_resource: my-foundry}\n",
       query("foundry-resource-override", "my-foundry"),
@@ -550,6 +561,15 @@ MATRIX: tuple[Setting, ...] = (
     S("mcp_servers[].authorization", _MCP + ", authorization: '${env:MATRIX_TOKEN}'}]\n",
       wire("tools.0.authorization", SECRET), unseen(SECRET),
       effect="the MCP server's authorization; masked", emulator="records"),
+    S("web_search", "web_search: true\n", wire("tools", [{"type": "web_search"}]),
+      effect="the service's built-in web search tool", emulator="records"),
+    S("file_search.vector_store_ids", "file_search: {vector_store_ids: [vs_docs]}\n",
+      wire("tools", [{"type": "file_search", "vector_store_ids": ["vs_docs"]}]),
+      effect="the service's built-in file search over these vector stores", emulator="records"),
+    S("file_search.max_num_results",
+      "file_search: {vector_store_ids: [vs_docs], max_num_results: 4}\n",
+      wire("tools.0.max_num_results", 4), effect="at most this many file search results",
+      emulator="records"),
     S("greeting", "greeting: true\n", client("response.create"),
       seen("assistant: [emulator] Hello from the local Voice Live emulator"),
       effect="the assistant speaks first", emulator="acts"),
@@ -661,6 +681,22 @@ MATRIX: tuple[Setting, ...] = (
 )
 # fmt: on
 
+_SMART = "end_of_utterance_detection: {model: smart_end_of_turn_detection"
+#: Values of a setting that switch on a feature of their own while the leaf's row shows
+#: another value; each runs live like a leaf's row and has its own line in the docs table.
+# fmt: off
+VALUES: tuple[Setting, ...] = (
+    S("turn_detection.end_of_utterance_detection.model: smart_end_of_turn_detection",
+      "connection: {api_version: 2026-06-01-preview}\n"
+      + _TD + _SMART + ", threshold_level: low, timeout_ms: 900}}\n",
+      wire("turn_detection.end_of_utterance_detection",
+           {"model": "smart_end_of_turn_detection", "threshold_level": "low", "timeout_ms": 900}),
+      effect="audio-based end-of-turn detection (preview: -preview api_versions from "
+      "2026-06-01-preview)", emulator="checks"),
+)
+# fmt: on
+ALL: tuple[Setting, ...] = (*MATRIX, *VALUES)
+
 
 def schema_leaves(schema: Mapping[str, Any] | None = None) -> set[str]:
     """Every settable leaf of the profile schema; a field with a scalar form and an object
@@ -707,7 +743,7 @@ def by_leaf() -> dict[str, Setting]:
 def markdown() -> Iterator[str]:
     yield "| setting | compiled to | at run time | emulator |"
     yield "|---|---|---|---|"
-    for s in MATRIX:
+    for s in ALL:
         yield f"| `{s.leaf}` | {s.compiled()} | {s.effect} | {s.emulator} |"
 
 

@@ -50,7 +50,7 @@ def test_docs_table_is_generated_from_the_matrix() -> None:
 
 
 def test_deeper_tests_named_by_the_matrix_exist() -> None:
-    for s in m.MATRIX:
+    for s in m.ALL:
         if not s.covered_by:
             continue
         file, _, name = s.covered_by.partition("::")
@@ -71,7 +71,14 @@ def _get(data: Any, dotted: str) -> Any:
     return data
 
 
-@pytest.mark.parametrize("setting", m.MATRIX, ids=lambda s: s.leaf)
+def test_every_value_row_names_a_leaf_and_one_of_its_values() -> None:
+    for s in m.VALUES:
+        leaf, _, value = s.leaf.partition(": ")
+        assert leaf in m.by_leaf(), f"{s.leaf}: no such leaf"
+        assert value and value in s.yaml, f"{s.leaf}: the profile does not set {value!r}"
+
+
+@pytest.mark.parametrize("setting", m.ALL, ids=lambda s: s.leaf)
 def test_setting_works_live(
     setting: m.Setting,
     emulator_in_thread: Any,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from runner.config.capabilities import capability_problems
 from runner.config.load import voice_type
 from runner.config.service import CREDENTIAL_QUERY, V1, features_header, to_v1
 from runner.config.source import PathKey
@@ -62,6 +63,12 @@ MIN_VERSION = {
     "mcp": "2026-04-10",
     "client_echo_reference": "2026-06-01-preview",
     "parallel_tool_calls": "2026-06-01-preview",
+    # source: azure-ai-voicelive 1.2.0 ("Web Search & File Search"), the release for GA
+    # 2026-04-10, whose reference first lists the web/file search call items and events.
+    "builtin_search": "2026-04-10",
+    # source: REF 2026-06-01-preview "What's new" ("Hosted agent invocation events"); the SDK's
+    # invoke_input came with 1.3.0b1, whose default version that is.
+    "invoke_input": "2026-06-01-preview",
 }
 
 _VOICE_KEYS = (
@@ -263,6 +270,7 @@ def compile_with_problems(
         out.set("metadata", thaw(s["metadata"]), ("metadata",))
     _agent_version(out, profile, version)
     _preview(out, profile, version)
+    out.problems += capability_problems(s, out.loc, version)
     if version == V1:
         _as_v1(out, profile)
     if "session" in s:
@@ -492,14 +500,53 @@ def _tools(
             )
         out.trace[("tools", len(tools))] = ("mcp_servers", i)
         tools.append(entry)
+    _builtin_search(out, profile, version, tools)
     if tools:
         out.session["tools"] = tools
+
+
+def _builtin_search(out: _Out, profile: Profile, version: str, tools: list[dict[str, Any]]) -> None:
+    """The service's own web and file search tools. The Voice Live reference documents their
+    call items and events (web_search_call, file_search_call) but not the tool definition, so
+    vlrun sends the OpenAI Responses definition the item names come from."""
+    s = profile.settings
+    wanted: list[tuple[str, dict[str, Any]]] = []
+    if s.get("web_search"):
+        wanted.append(("web_search", {"type": "web_search"}))
+    fs = s.get("file_search")
+    if isinstance(fs, Mapping):
+        entry: dict[str, Any] = {"type": "file_search", **thaw(fs)}
+        wanted.append(("file_search", entry))
+    for key, entry in wanted:
+        if not supports(version, "builtin_search"):
+            out.problem(
+                (key,),
+                f"built-in {key} needs api_version {MIN_VERSION['builtin_search']} or later "
+                f"(target: {version})",
+            )
+        if version == V1:
+            out.problem(
+                (key,),
+                f"the v1 contract (VoiceLive tools.tsp) lists function and mcp tools only; "
+                f"{key} is sent in the dated shape, which the service may refuse",
+                hint="target a dated api_version (e.g. 2026-07-15) to be sure",
+                severity="warning",
+            )
+        out.trace[("tools", len(tools))] = (key,)
+        tools.append(entry)
 
 
 def _agent_version(out: _Out, profile: Profile, version: str) -> None:
     agent = profile.agent
     if agent is None:
         return
+    if agent.invoke_input is not None and not supports(version, "invoke_input"):
+        out.problem(
+            ("connection", "agent", "invoke_input"),
+            f"invoke_input needs api_version {MIN_VERSION['invoke_input']} or later "
+            f"(target: {version})",
+            at_key=True,
+        )
     legacy = version == LEGACY_API_VERSION
     if agent.legacy and not legacy:
         out.problem(
@@ -553,7 +600,21 @@ def greeting_event(profile: Profile) -> dict[str, Any] | None:
     """The ``response.create`` event that makes the assistant speak first, or None."""
     if profile.greeting is None:
         return None
-    return response_for(profile.greeting)
+    event = response_for(profile.greeting)
+    extras = response_extras(profile)
+    if extras:
+        event.setdefault("response", {}).update(extras)
+    return event
+
+
+def response_extras(profile: Profile) -> dict[str, Any]:
+    """Fields every ``response.create`` the runner sends carries for this profile: a hosted
+    agent's ``invoke_input`` (how-to-voice-live-hosted-agent-integration.md, Invocations
+    protocol; azure-ai-voicelive 1.3.0 ResponseCreateParams.invoke_input)."""
+    agent = profile.agent
+    if agent is None or agent.invoke_input is None:
+        return {}
+    return {"invoke_input": thaw(agent.invoke_input)}
 
 
 def response_for(greeting: Greeting) -> dict[str, Any]:

@@ -537,6 +537,7 @@ def _build(
             connection_string=agent_doc.get("connection_string"),
             identity_client_id=agent_doc.get("identity_client_id"),
             foundry_resource=agent_doc.get("foundry_resource"),
+            invoke_input=_freeze(agent_doc.get("invoke_input")),
         )
     connection = Connection(
         endpoint=conn.get("endpoint") or None,
@@ -547,6 +548,7 @@ def _build(
         headers=MappingProxyType(dict(conn.get("headers") or {})),
         credential_scopes=tuple(conn.get("credential_scopes") or ()),
         preview=tuple(conn.get("preview") or ()),
+        byom=conn.get("byom") or None,
     )
     tools = []
     for i, item in enumerate(doc.get("tools") or []):

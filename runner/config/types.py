@@ -10,7 +10,7 @@ from typing import Any
 from runner.config.flow_model import Flow
 from runner.config.greeting import Greeting as Greeting  # its old home: re-exported
 from runner.config.locator import Locator
-from runner.config.service import FEATURES_HEADER, features_header
+from runner.config.service import BYOM_QUERY, FEATURES_HEADER, features_header
 from runner.config.source import PathKey, Pos
 from runner.errors import Problem
 
@@ -27,6 +27,8 @@ class AgentBinding:
     connection_string: str | None = None
     identity_client_id: str | None = None
     foundry_resource: str | None = None
+    #: hosted agents (Invocations protocol): sent with each response.create as invoke_input
+    invoke_input: Mapping[str, Any] | None = None
 
     @property
     def legacy(self) -> bool:
@@ -68,12 +70,17 @@ class Connection:
     headers: Mapping[str, str] = field(default_factory=dict)  # resolved from env; secrets
     credential_scopes: tuple[str, ...] = ()
     preview: tuple[str, ...] = ()  # v1 preview features, sent as the VoiceLive-Features header
+    byom: str | None = None  # a BYOM mode (byom-azure-openai-realtime|-chat-completion)
 
     def connect_options(self) -> dict[str, Any]:
         """The ``connect()`` keyword arguments beyond endpoint, model and agent."""
         out: dict[str, Any] = {}
-        if self.query:
-            out["query"] = dict(self.query)
+        query = dict(self.query)
+        if self.byom:
+            # source: how-to-bring-your-own-model.md: `?profile=<your-byom-mode>&model=...`
+            query[BYOM_QUERY] = self.byom
+        if query:
+            out["query"] = query
         headers = dict(self.headers)
         if self.preview:
             headers[FEATURES_HEADER] = features_header(self.preview)
