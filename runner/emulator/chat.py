@@ -173,7 +173,13 @@ class ChatDesk:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.content.read(MAX_BODY + 1)
+    # read(n) returns what has arrived, up to n: read until the end or past the bound
+    raw = bytearray()
+    while len(raw) <= MAX_BODY:
+        chunk = await request.content.read(MAX_BODY + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
     if len(raw) > MAX_BODY:
         raise ChatError(
             f"The request body is larger than the emulator's {MAX_BODY // 1024} KiB.",
