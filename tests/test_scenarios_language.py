@@ -5,10 +5,15 @@ failure line it must produce."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from runner.scenarios.files import load_scenario
+import pytest
+
+from runner.scenarios.files import ScenarioError, check_file, load_scenario, load_scenarios
+from runner.scenarios.results import ScenarioResult
 from runner.scenarios.run import run_scenario
+from runner.scenarios.suite import run_all, summary_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "scenarios"
@@ -87,3 +92,133 @@ def test_formats_and_turn_detection_are_read_in_either_session_shape() -> None:
         mic, speaker = _formats(session)
         assert (mic.rate, speaker.rate) == (16000, 16000)
         assert _turn_detection(session)["silence_duration_ms"] == 900
+
+
+def line_of(path: Path, marker: str) -> int:
+    """The 1-based line holding ``marker`` (exactly one)."""
+    hits = [n for n, text in enumerate(path.read_text().splitlines(), 1) if marker in text]
+    assert len(hits) == 1, (marker, hits)
+    return hits[0]
+
+
+@pytest.fixture(scope="module")
+def language_results() -> dict[str, ScenarioResult]:
+    files = [DATA / "keys_and_silence.yaml", DATA / "tool_cancelled.yaml"]
+    return {r.name: r for r in run_all(files, jobs=4)}
+
+
+def test_several_scenarios_in_one_file_run_and_report_each(
+    language_results: dict[str, ScenarioResult],
+) -> None:
+    assert set(language_results) == {"dtmf menu", "cut-off", "patient", "slow weather", "kept tool"}
+    assert all(r.error is None for r in language_results.values())
+    lines = summary_lines(list(language_results.values()))
+    assert lines[-1] == "5 scenario(s): 2 passed, 3 failed"
+    assert f"PASS  {DATA / 'keys_and_silence.yaml'}  patient (1 turn(s)," in "\n".join(lines)
+
+
+def test_dtmf_keys_reach_the_model_as_the_phone_edge_sends_them(
+    language_results: dict[str, ScenarioResult],
+) -> None:
+    result = language_results["dtmf menu"]
+    path = DATA / "keys_and_silence.yaml"
+    said = [text for _, text in result.lines if text.startswith("you: ")]
+    assert said == ["you: [DTMF] 1", "you: [DTMF] 2", "you: [DTMF] #"]
+    # the first turn passed; the second (two keys, two replies) is one turn and fails here
+    line = line_of(path, 'reply_contains: "nine to five"')
+    assert [f.render() for f in result.failures] == [
+        f"{path}:{line}: the reply does not "
+        "contain 'nine to five': 'Connecting you to billing. Back to the main menu.'"
+    ]
+
+
+def test_silent_for_ms_fails_on_a_prompt_reply_and_passes_on_a_late_one(
+    language_results: dict[str, ScenarioResult],
+) -> None:
+    path = DATA / "keys_and_silence.yaml"
+    (failure,) = language_results["cut-off"].failures
+    assert failure.location == f"{path}:{line_of(path, ' silent_for_ms: 1500')}"
+    assert re.fullmatch(
+        r"the assistant answered \d+ ms after the turn; it had to stay silent for 1500 ms: "
+        r"'Go on\.'",
+        failure.message,
+    ), failure.message
+    patient = language_results["patient"]
+    assert patient.passed, [f.render() for f in patient.failures]
+    # the late reply (3000 ms of scripted delay) was still waited for and checked
+    assert patient.turns[0].answered_after_ms is None
+    assert patient.turns[0].reply == "Thank you for waiting."
+
+
+def test_tool_cancelled_sees_a_barge_in_cancel_a_running_tool(
+    language_results: dict[str, ScenarioResult],
+) -> None:
+    path = DATA / "tool_cancelled.yaml"
+    slow = language_results["slow weather"]
+    assert slow.passed, [f.render() for f in slow.failures]
+    assert slow.turns[0].tools_cancelled == ["get_weather"]
+    kept = language_results["kept tool"]
+    assert [f.render() for f in kept.failures] == [
+        f"{path}:{line_of(path, '  tool_cancelled: false')}: the barge-in cancelled get_weather"
+    ]
+
+
+def test_problems_in_a_list_of_scenarios_name_their_own_lines(tmp_path: Path) -> None:
+    here = project(
+        tmp_path,
+        {
+            "p.yaml": "name: p\n",
+            "m.yaml": """\
+profile: p.yaml
+scenarios:
+  - scenario: one
+    turns:
+      - user: hi
+  - scenario: two
+    turns:
+      - image: nothere.png
+      - user: x
+        text: y
+      - dtmf: "12x"
+""",
+        },
+    )
+    problems = [(p.line, p.message, p.json_path) for p in check_file(here / "m.yaml")]
+    assert problems == [
+        (11, "'12x' has a key no keypad has", "$.scenarios[1].turns[2].dtmf"),
+    ]
+    (here / "m.yaml").write_text((here / "m.yaml").read_text().replace('"12x"', '"12#"'))
+    problems = [(p.line, p.message, p.json_path) for p in check_file(here / "m.yaml")]
+    assert problems == [
+        (8, f"no image at {here / 'nothere.png'}", "$.scenarios[1].turns[0].image"),
+        (10, "`text` goes with an `image` turn", "$.scenarios[1].turns[1].text"),
+    ]
+    text = (here / "m.yaml").read_text()
+    (here / "m.yaml").write_text(text.replace("nothere.png", "x.png").replace("user: x", "user: z"))
+    (here / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (here / "m.yaml").write_text((here / "m.yaml").read_text().replace("        text: y\n", ""))
+    assert [s.name for s in load_scenarios(here / "m.yaml")] == ["one", "two"]
+    with pytest.raises(ScenarioError, match="holds 2 scenarios"):
+        load_scenario(here / "m.yaml")
+
+
+def test_a_file_is_one_scenario_or_a_list_not_both(tmp_path: Path) -> None:
+    here = project(
+        tmp_path,
+        {
+            "p.yaml": "name: p\n",
+            "b.yaml": "profile: p.yaml\nscenarios:\n  - scenario: one\n    turns: [{user: hi}]\n"
+            "turns: [{user: hi}]\n",
+            "n.yaml": "scenarios:\n  - scenario: one\n    turns: [{user: hi}]\n",
+        },
+    )
+    (problem,) = check_file(here / "b.yaml")
+    assert (problem.line, problem.message) == (
+        5,
+        "`turns` beside `scenarios:`: a file holds one scenario or a list",
+    )
+    (problem,) = check_file(here / "n.yaml")
+    assert (problem.line, problem.message) == (
+        2,
+        "scenario 'one' has no `profile` (here or at the top level)",
+    )

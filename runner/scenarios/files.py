@@ -24,6 +24,21 @@ from runner.config.source import PathKey, Pos
 from runner.errors import Problem, ProfileError, UsageError
 
 SCHEMA_HINT = "see docs/testing.md, 'Scenario format'"
+TURN_INPUTS = ("user", "say", "wav", "dtmf", "image")
+# keys a file with `scenarios:` gives every scenario in it, unless the scenario sets its own
+SHARED_KEYS = (
+    "description",
+    "profile",
+    "vars",
+    "set",
+    "tools",
+    "speed",
+    "timeout_s",
+    "mocks",
+    "model",
+    "caller",
+    "judge",
+)
 DEFAULT_SPEED = 10.0
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -40,6 +55,8 @@ class Scenario:
     name: str
     data: Mapping[str, Any]
     positions: Mapping[PathKey, Pos] = field(repr=False)
+    prefix: PathKey = ()  # where it sits in its file: ("scenarios", 2) in a list of them
+    inherited: frozenset[str] = frozenset()  # keys it takes from the file's top level
 
     @property
     def turns(self) -> list[dict[str, Any]]:
@@ -67,13 +84,15 @@ class Scenario:
         return project_root(self.path)
 
     def paths(self) -> list[tuple[PathKey, str]]:
-        """Every path the scenario names: ``profile``, each turn's ``wav``, ``tools`` folders."""
+        """Every path the scenario names: ``profile``, each turn's ``wav`` or ``image``,
+        ``tools`` folders."""
         out: list[tuple[PathKey, str]] = []
         if isinstance(self.data.get("profile"), str):
             out.append((("profile",), self.data["profile"]))
         for i, turn in enumerate(self.turns):
-            if isinstance(turn, Mapping) and isinstance(turn.get("wav"), str):
-                out.append((("turns", i, "wav"), turn["wav"]))
+            for key in ("wav", "image"):
+                if isinstance(turn, Mapping) and isinstance(turn.get(key), str):
+                    out.append((("turns", i, key), turn[key]))
         for i, folder in enumerate(self.data.get("tools") or []):
             if isinstance(folder, str):
                 out.append((("tools", i), folder))
@@ -106,7 +125,9 @@ class Scenario:
             pos.col if pos else None,
             severity,  # type: ignore[arg-type]
             message,
-            yamlsrc.json_path(path),
+            yamlsrc.json_path(
+                path if path[:1] and path[0] in self.inherited else self.prefix + path
+            ),
             hint,
         )
 
@@ -153,14 +174,35 @@ def _schema_problems(scenario: Scenario) -> list[Problem]:
                         )
                     )
             continue
-        if err.validator == "oneOf" and path and path[0] == "turns" and len(path) == 2:
-            keys = [k for k in ("user", "say", "wav") if k in err.instance]
+        if err.validator == "oneOf" and len(path) >= 2 and path[-2] == "turns":
+            keys = [k for k in TURN_INPUTS if k in err.instance]
             message = (
-                "a turn needs one of `user` (text), `say` (spoken text) or `wav` (a file)"
+                "a turn needs one of `user` (text), `say` (spoken text), `wav` (a file), "
+                "`dtmf` (keys) or `image` (a picture)"
                 if not keys
                 else f"a turn has one input, not {' and '.join(keys)}"
             )
             out.append(scenario.problem(path, message, hint=SCHEMA_HINT))
+            continue
+        if err.validator == "pattern" and path and path[-1] == "dtmf":
+            out.append(
+                scenario.problem(
+                    path,
+                    f"{err.instance!r} has a key no keypad has",
+                    hint="DTMF keys are 0-9, *, # and A-D",
+                )
+            )
+            continue
+        if err.validator == "not" and not path:  # `scenarios:` beside one scenario's keys
+            both = [k for k in ("scenario", "turns") if k in err.instance]
+            out.append(
+                _at_key(
+                    scenario,
+                    (both[0],),
+                    f"`{both[0]}` beside `scenarios:`: a file holds one scenario or a list",
+                    hint="move it into an item of `scenarios:`",
+                )
+            )
             continue
         if err.validator == "required":
             missing = re.findall(r"'([^']+)' is a required property", err.message)
@@ -211,27 +253,89 @@ def _read(path: Path) -> Scenario:
     return Scenario(path, name, src.data, src.positions)
 
 
-def analyse_scenario(path: Path) -> tuple[Scenario | None, list[Problem]]:
-    """Load and check a scenario; returns it (when it can run) and every problem found."""
+def _entries(whole: Scenario) -> list[Scenario]:
+    """The scenarios of a schema-valid file: itself, or each item of ``scenarios:`` with the
+    file's shared keys as defaults. Positions are re-rooted, so every path a scenario names
+    (``turns[0].expect``) still finds its own line in the file."""
+    if "scenarios" not in whole.data:
+        return [whole]
+    out = []
+    for i, item in enumerate(whole.data["scenarios"]):
+        data = {k: v for k, v in whole.data.items() if k in SHARED_KEYS}
+        data.update(item)
+        prefix = ("scenarios", i)
+        positions = {
+            key: pos
+            for key, pos in whole.positions.items()
+            if key and key[0] in SHARED_KEYS and key[0] not in item
+        }
+        positions.update(
+            {key[2:]: pos for key, pos in whole.positions.items() if key[:2] == prefix}
+        )
+        inherited = frozenset(k for k in data if k not in item)
+        out.append(Scenario(whole.path, str(item["scenario"]), data, positions, prefix, inherited))
+    return out
+
+
+def analyse_file(path: Path) -> tuple[list[Scenario], list[Problem]]:
+    """Load and check a scenario file; returns the scenarios that can run (every one, or
+    none when any has an error) and every problem found."""
     try:
-        scenario = _read(path)
+        whole = _read(path)
     except ProfileError as exc:
-        return None, list(exc.all_problems)
-    problems = _schema_problems(scenario)
+        return [], list(exc.all_problems)
+    problems = _schema_problems(whole)
     if problems:
-        return None, problems
-    problems += semantic_problems(scenario)
+        return [], problems
+    scenarios = _entries(whole)
+    for n, scenario in enumerate(scenarios):
+        if "profile" not in scenario.data:
+            problems.append(
+                whole.problem(
+                    ("scenarios", n),
+                    f"scenario {scenario.name!r} has no `profile` (here or at the top level)",
+                    hint=SCHEMA_HINT,
+                )
+            )
+            continue
+        problems += semantic_problems(scenario)
     if any(p.severity == "error" for p in problems):
-        return None, problems
-    return scenario, problems
+        return [], problems
+    return scenarios, problems
+
+
+def analyse_scenario(path: Path) -> tuple[Scenario | None, list[Problem]]:
+    """Load and check a file holding one scenario; returns it (when it can run) and every
+    problem found. A file with ``scenarios:`` gives its first here: use :func:`analyse_file`."""
+    scenarios, problems = analyse_file(path)
+    return (scenarios[0] if scenarios else None), problems
+
+
+def load_scenarios(path: Path) -> list[Scenario]:
+    """Every scenario of a file, or :class:`ScenarioError` listing every problem."""
+    scenarios, problems = analyse_file(path)
+    if not scenarios:
+        raise ScenarioError(problems)
+    return scenarios
 
 
 def load_scenario(path: Path) -> Scenario:
-    """A runnable scenario, or :class:`ScenarioError` listing every problem."""
-    scenario, problems = analyse_scenario(path)
-    if scenario is None:
-        raise ScenarioError(problems)
-    return scenario
+    """The one runnable scenario of a file, or :class:`ScenarioError` listing every problem
+    (also when the file holds several: :func:`load_scenarios` loads those)."""
+    scenarios = load_scenarios(path)
+    if len(scenarios) > 1:
+        raise ScenarioError(
+            [
+                yamlsrc.problem(
+                    str(path),
+                    1,
+                    1,
+                    f"the file holds {len(scenarios)} scenarios, not one",
+                    hint="load them with load_scenarios()",
+                )
+            ]
+        )
+    return scenarios[0]
 
 
 PROJECT_MARKERS = ("pyproject.toml", ".git", ".vlrun")
@@ -302,15 +406,49 @@ def semantic_problems(scenario: Scenario, *, profile_problems: bool = True) -> l
     elif profile_problems:
         declared = _profile_tools(scenario, out)
     for i, turn in enumerate(scenario.turns):
-        if "wav" in turn and not scenario.relative(turn["wav"]).is_file():
+        for key, what in (("wav", "WAV file"), ("image", "image")):
+            if key in turn and not scenario.relative(turn[key]).is_file():
+                out.append(
+                    scenario.problem(
+                        ("turns", i, key),
+                        f"no {what} at {scenario.relative(turn[key])}",
+                        hint="the path is relative to the scenario file",
+                    )
+                )
+        if "image" in turn and image_mime(turn["image"]) is None:
             out.append(
                 scenario.problem(
-                    ("turns", i, "wav"),
-                    f"no WAV file at {scenario.relative(turn['wav'])}",
-                    hint="the path is relative to the scenario file",
+                    ("turns", i, "image"),
+                    f"{turn['image']!r} is not a PNG, JPEG, GIF or WebP file name",
+                    hint="name the file .png, .jpg, .jpeg, .gif or .webp",
+                )
+            )
+        if "text" in turn and "image" not in turn:
+            out.append(
+                scenario.problem(
+                    ("turns", i, "text"),
+                    "`text` goes with an `image` turn",
+                    hint="a typed turn is `user: TEXT`",
                 )
             )
         expect = turn.get("expect") or {}
+        cancelled = expect.get("tool_cancelled")
+        if isinstance(cancelled, str) and declared is not None and cancelled not in declared:
+            out.append(
+                scenario.problem(
+                    ("turns", i, "expect", "tool_cancelled"),
+                    f"expects {cancelled!r} to be cancelled, which the profile does not offer",
+                    hint=f"the profile's tools: {', '.join(sorted(declared)) or 'none'}",
+                )
+            )
+        if cancelled and "barge_in" not in turn:
+            out.append(
+                scenario.problem(
+                    ("turns", i, "expect", "tool_cancelled"),
+                    "expects a tool to be cancelled but the turn has no `barge_in`",
+                    hint="a barge-in cancels running tools: add barge_in: {at_ms: 200}",
+                )
+            )
         _regex(scenario, ("turns", i, "expect", "reply_matches"), expect.get("reply_matches"), out)
         for j, call in enumerate(expect.get("tools") or []):
             base: PathKey = ("turns", i, "expect", "tools", j)
@@ -465,9 +603,12 @@ def model_script(scenario: Scenario) -> dict[str, Any]:
     rules = list(script.get("turns") or [])
     number = 0
     for turn in scenario.turns:
-        number += 1
+        if "dtmf" in turn:
+            number += len(str(turn["dtmf"]))  # each key is a user turn of its own
+        else:
+            number += 1
         heard = turn.get("transcript") or turn.get("say")
-        if "user" not in turn and heard:
+        if ("say" in turn or "wav" in turn) and heard:
             rules.append({"turn": number, "transcript": heard, "match": NEVER})
         if "barge_in" in turn:
             number += 1
@@ -479,6 +620,23 @@ def model_script(scenario: Scenario) -> dict[str, Any]:
 
 
 DEFAULT_BARGE_IN = "wait a moment"
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
+
+
+def image_mime(name: str) -> str | None:
+    """The MIME type an ``image:`` turn sends, from the file name; None if not an image."""
+    return IMAGE_TYPES.get(Path(name).suffix.lower())
+
+
+def dtmf_line(key: str) -> str:
+    """A pressed key as the user turn a phone edge gives the session (runner.serve.telephony)."""
+    return f"[DTMF] {key.upper()}"
 
 
 # --- vlrun check ------------------------------------------------------------------------------
@@ -491,9 +649,9 @@ def check_file(path: Path, options: Any = None) -> list[Problem]:
     except ProfileError as exc:
         return list(exc.all_problems)
     data = src.data
-    if isinstance(data, dict) and "scenario" not in data and "profile" not in data:
+    if isinstance(data, dict) and not {"scenario", "scenarios", "profile"} & set(data):
         return _check_model_script(path)
-    _, problems = analyse_scenario(path)
+    _, problems = analyse_file(path)
     return problems
 
 

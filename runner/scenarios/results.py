@@ -59,6 +59,8 @@ class TurnOutcome:
     tool_silence_ms: float | None = None
     settled: bool = True
     speech_heard: bool = True  # for audio turns: the service reported speech_started
+    answered_after_ms: float | None = None  # silent_for_ms turns: when the assistant spoke
+    tools_cancelled: list[str] = field(default_factory=list)  # by a barge-in, in this turn
 
 
 @dataclass

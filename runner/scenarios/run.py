@@ -35,7 +35,13 @@ from runner.scenarios.edges import (
     spoken,
     squeeze_pauses,
 )
-from runner.scenarios.files import DEFAULT_BARGE_IN, Scenario, model_script
+from runner.scenarios.files import (
+    DEFAULT_BARGE_IN,
+    Scenario,
+    dtmf_line,
+    image_mime,
+    model_script,
+)
 from runner.scenarios.observer import Observer, settled
 from runner.scenarios.results import Failure, ScenarioResult, ToolCallSeen, TurnOutcome
 
@@ -273,12 +279,19 @@ class _Driver:
         self.obs.turn = i
         self.registry.mocks = {**(self.s.data.get("mocks") or {}), **(turn.get("mocks") or {})}
         outcome = TurnOutcome(i)
+        outcome.settled = False
         mark = len(self.obs.events)
         items_before = len(self.player.items)
         interrupts_before = len(self.player.interrupts)
         fmt = self.source.fmt
+        typed = _typed(turn)
         if "user" in turn:
             await self.live.send_text(str(turn["user"]))
+        elif "dtmf" in turn:
+            for key in str(turn["dtmf"]):
+                self.live.feed_line(dtmf_line(key))  # as a phone edge hands a key over
+        elif "image" in turn:
+            await self._send_image(i, turn)
         else:
             if "wav" in turn:
                 from runner.live.audio import read_wav
@@ -317,11 +330,25 @@ class _Driver:
                     ),
                     reply_mark,
                 )
-        outcome.settled = await self.obs.wait(
-            lambda: settled(self.obs.since(reply_mark)), self.timeout
-        )
+        keys = len(str(turn["dtmf"])) if "dtmf" in turn else 0
+        if keys > 1:
+            # the keys go one turn at a time: the reply owed is the one to the last key
+            await self.obs.wait(lambda: len(_typed_items(self.obs, mark)) >= keys, self.timeout)
+            sent = _typed_items(self.obs, mark)
+            reply_mark = sent[keys - 1] if len(sent) >= keys else reply_mark
+        silent = (turn.get("expect") or {}).get("silent_for_ms")
+        if silent is not None:
+            outcome.answered_after_ms, quiet = await self._silence(
+                mark, typed, float(silent), reply_mark
+            )
+            if quiet:
+                outcome.settled = True  # no reply at all: the silence was the answer
+        if silent is None or not outcome.settled:
+            outcome.settled = await self.obs.wait(
+                lambda: settled(self.obs.since(reply_mark)), self.timeout
+            )
         await self.player.drain()
-        if "user" not in turn:
+        if not typed:
             outcome.speech_heard = any(
                 d == "in" and e.get("type") == "input_audio_buffer.speech_started"
                 for _, d, e in self.obs.since(mark)
@@ -335,6 +362,63 @@ class _Driver:
         outcome.stopped_at_ms = stops[0] if stops else None
         self._evaluate(i, turn, outcome, result)
         return outcome
+
+    async def _send_image(self, i: int, turn: Mapping[str, Any]) -> None:
+        path = self.s.relative(str(turn["image"]))
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise VlrunError(
+                f"{self.s.where(('turns', i, 'image'))}: cannot read {path}: {exc.strerror or exc}"
+            ) from None
+        mime = image_mime(path.name) or "application/octet-stream"
+        send_image = getattr(self.live, "send_image", None)
+        if send_image is None:
+            raise VlrunError(
+                f"{self.s.where(('turns', i, 'image'))}: this vlrun's live session cannot send "
+                "images (LiveSession.send_image)"
+            )
+        await send_image(data, mime, turn.get("text"))
+
+    async def _silence(
+        self, mark: int, typed: bool, window_ms: float, reply_mark: int
+    ) -> tuple[float | None, bool]:
+        """``silent_for_ms``: wait, event driven, until the assistant answers or the window
+        (emulator clock, from the end of the turn) has passed. Returns when it answered (ms
+        after the end of the turn, on the emulator's clock) or None, and whether the turn
+        ended without any reply (no response was even started)."""
+        start_kind, start_dir = (
+            ("conversation.item.create", "out")
+            if typed
+            else ("input_audio_buffer.speech_stopped", "in")
+        )
+
+        def start() -> float | None:
+            for t, d, e in self.obs.since(mark):
+                if d == start_dir and e.get("type") == start_kind:
+                    return t
+            return None
+
+        if not await self.obs.wait(lambda: start() is not None, self.timeout):
+            return None, False
+        began = start()
+        assert began is not None
+
+        def answer() -> float | None:
+            for t, d, e in self.obs.since(reply_mark):
+                if d == "in" and e.get("type") in ANSWER_EVENTS and t >= began:
+                    return t
+            return None
+
+        # the window is measured from the end of the turn's event, not from now
+        left = began + window_ms / 1000 / self.speed - time.perf_counter()
+        if left > 0:
+            await self.obs.wait(lambda: answer() is not None, left)
+        answered = answer()
+        if answered is not None:
+            return (answered - began) * 1000 * self.speed, False
+        started = _has(self.obs.since(reply_mark), "in", "response.created")
+        return None, not started
 
     def _collect(self, outcome: TurnOutcome, mark: int, turn: Mapping[str, Any]) -> None:
         events = self.obs.since(mark)
@@ -361,6 +445,11 @@ class _Driver:
                     details = response.get("status_details") or {}
                     err = details.get("error") or {}
                     outcome.errors.append(f"the response failed: {err.get('message') or details}")
+            elif direction == "out" and kind == "conversation.item.create":
+                item = ev.get("item") or {}
+                if item.get("type") == "function_call_output" and _interrupted(item):
+                    call_id = str(item.get("call_id"))
+                    outcome.tools_cancelled.append(_call_names(self.obs).get(call_id, call_id))
             elif direction == "out" and kind == "response.cancel":
                 outcome.cancelled = True
                 cancel_at = t
@@ -372,7 +461,7 @@ class _Driver:
             for n, text in self.obs.lines
             if n == outcome.index and text.startswith("assistant: ")
         ).strip()
-        outcome.first_audio_ms = self._first_audio(events, "user" in turn)
+        outcome.first_audio_ms = self._first_audio(events, _typed(turn))
         outcome.tool_silence_ms = self._tool_silence(events)
 
     def _first_audio(
@@ -455,6 +544,18 @@ class _Driver:
             path = (*at, "no_errors") if "no_errors" in expect else base
             self.fail(result, path, f"unexpected error: {o.errors[0]}", i)
         self._expect_barge_in(i, turn, o, result)
+        window = expect.get("silent_for_ms")
+        answered = o.answered_after_ms
+        if window is not None and answered is not None and answered < float(window):
+            self.fail(
+                result,
+                (*at, "silent_for_ms"),
+                f"the assistant answered {answered:.0f} ms after the turn; "
+                f"it had to stay silent for {float(window):g} ms: {_quote(o.reply)}",
+                i,
+            )
+        if "tool_cancelled" in expect:
+            self._expect_cancelled(i, expect["tool_cancelled"], o, result)
         if "flow" in expect:
             self._expect_flow(i, expect["flow"], result)
         latency = expect.get("latency") or {}
@@ -476,6 +577,26 @@ class _Driver:
                     f"{what} took {value:.0f} ms, over the budget of {float(budget):g} ms",
                     i,
                 )
+
+    def _expect_cancelled(
+        self, i: int, wanted: bool | str, o: TurnOutcome, result: ScenarioResult
+    ) -> None:
+        at: PathKey = ("turns", i, "expect", "tool_cancelled")
+        running = ", ".join(c.name for c in o.tool_calls) or "no tool was called"
+        if wanted is False:
+            if o.tools_cancelled:
+                self.fail(result, at, f"the barge-in cancelled {', '.join(o.tools_cancelled)}", i)
+        elif wanted is True:
+            if not o.tools_cancelled:
+                self.fail(result, at, f"no running tool was cancelled ({running})", i)
+        elif wanted not in o.tools_cancelled:
+            what = ", ".join(o.tools_cancelled) or "none"
+            self.fail(
+                result,
+                at,
+                f"{wanted} was not cancelled (cancelled: {what}; called: {running})",
+                i,
+            )
 
     def _expect_flow(self, i: int, wanted: Mapping[str, Any], result: ScenarioResult) -> None:
         at: PathKey = ("turns", i, "expect", "flow")
@@ -545,7 +666,9 @@ class _Driver:
     ) -> None:
         barge = turn.get("barge_in")
         expect = turn.get("expect") or {}
-        wanted = expect.get("interrupted", barge is not None)
+        # a barge-in meant to cancel a tool may come after the reply has played out: then
+        # there is nothing to cancel or truncate unless `interrupted: true` says so
+        wanted = expect.get("interrupted", barge is not None and "tool_cancelled" not in expect)
         path: PathKey = (
             ("turns", i, "expect", "interrupted")
             if "interrupted" in expect
@@ -589,6 +712,46 @@ class _Driver:
                 f"barge-in at {at_ms} ms: playback was stopped early, at {o.stopped_at_ms} ms",
                 i,
             )
+
+
+#: What counts as the assistant answering (``silent_for_ms``): its reply, heard or read.
+ANSWER_EVENTS = frozenset(
+    {"response.audio.delta", "response.text.delta", "response.audio_transcript.delta"}
+)
+
+
+def _typed(turn: Mapping[str, Any]) -> bool:
+    """The turn is a message item (typed text, keys, a picture), not microphone audio."""
+    return any(k in turn for k in ("user", "dtmf", "image"))
+
+
+def _typed_items(observer: Observer, mark: int) -> list[int]:
+    """Indexes (into the observer's events) of the user message items sent since ``mark``."""
+    return [
+        mark + k
+        for k, (_, d, e) in enumerate(observer.since(mark))
+        if d == "out"
+        and e.get("type") == "conversation.item.create"
+        and (e.get("item") or {}).get("role") == "user"
+    ]
+
+
+def _call_names(observer: Observer) -> dict[str, str]:
+    return {
+        str(e.get("call_id")): str(e.get("name"))
+        for _, d, e in observer.events
+        if d == "in" and e.get("type") == "response.function_call_arguments.done"
+    }
+
+
+def _interrupted(item: Mapping[str, Any]) -> bool:
+    """A tool output saying a barge-in cancelled the call (runner.live.tool_calls)."""
+    try:
+        output = json.loads(str(item.get("output") or ""))
+    except ValueError:
+        return False
+    error = output.get("error") if isinstance(output, dict) else None
+    return isinstance(error, dict) and error.get("type") == "interrupted"
 
 
 def _has(events: list[tuple[float, str, dict[str, Any]]], direction: str, kind: str) -> bool:

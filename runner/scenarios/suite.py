@@ -19,11 +19,12 @@ from runner.errors import OutputError, Problem, UsageError
 from runner.redact import redact, xml_text
 
 DEFAULT_PATHS = ("tests/scenarios",)
-_SCENARIO_KEY = re.compile(r"^scenario\s*:", re.MULTILINE)
+_SCENARIO_KEY = re.compile(r"^scenarios?\s*:", re.MULTILINE)
 
 
 def discover(paths: Sequence[str]) -> list[Path]:
-    """Scenario files among files, folders and globs; folders keep only files with `scenario:`."""
+    """Scenario files among files, folders and globs; folders keep only files with
+    `scenario:` or `scenarios:`."""
     from runner.config.check import expand, file_head
 
     wanted = list(paths) or [p for p in DEFAULT_PATHS if os.path.isdir(p)]
@@ -69,11 +70,15 @@ async def _run_all(
     speed: float | None,
     record_dir: Path | None,
 ) -> list[Any]:
-    from runner.scenarios.files import analyse_scenario
+    from runner.scenarios.files import analyse_file
     from runner.scenarios.run import RunSettings, ScenarioResult, run_scenario_async
 
     limit = asyncio.Semaphore(max(1, jobs))
-    loaded = [(path, *analyse_scenario(path)) for path in paths]
+    loaded: list[tuple[Path, Any, list[Problem]]] = []
+    for path in paths:
+        scenarios, problems = analyse_file(path)
+        # an invalid file is one failed entry; a valid one gives each of its scenarios
+        loaded += [(path, s, problems) for s in scenarios] or [(path, None, problems)]
     taken: set[str] = set()  # recording names, given in file order so reruns agree
     traces = [
         _trace_path(record_dir, scenario.name, path.stem, taken)
