@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.config.capabilities import SMART_EOT
 from runner.emulator import protocol as P
 from runner.emulator.conversation import Conversation
 from runner.emulator.fillers import heard
@@ -21,6 +22,9 @@ from runner.emulator.speech import g711_decode
 from runner.emulator.vad import EnergyVad
 
 MIN_COMMIT_MS = 100  # OpenAI-beta: commits with less audio are input_audio_buffer_commit_empty
+#: smart end-of-turn: how far (dB) the last 100 ms of speech must fall below the utterance's
+#: level for a pause to end the turn, by threshold_level (a higher level wants more evidence)
+SMART_EOT_DROP_DB = {"low": 3.0, "medium": 6.0, "default": 6.0, "high": 9.0}
 
 
 class InputAudio:
@@ -165,8 +169,16 @@ class InputAudio:
         features".
         """
         td = self._conv.session.get("turn_detection") or {}
-        if not isinstance(td.get("end_of_utterance_detection"), dict):
+        eou = td.get("end_of_utterance_detection")
+        if not isinstance(eou, dict):
             return False
+        if eou.get("model") == SMART_EOT:
+            # source: docs/emulator.md#smart-eot: audio-based, so the rule reads the audio: a
+            # pause ends the turn only after speech whose last 100 ms fell by the level's dB
+            # (a statement trails off; a speaker who stops mid-thought does not)
+            drop = self._vad.tail_drop_db if self._vad is not None else None
+            need = SMART_EOT_DROP_DB.get(str(eou.get("threshold_level", "default")), 6.0)
+            return drop is None or drop < need
         said = self._model.audio_transcript(self._conv.user_turns + 1) or ""
         return said.count("...") > self._eou_pauses
 

@@ -11,6 +11,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from runner.config.capabilities import SMART_EOT, SMART_EOT_SINCE
 from runner.config.service import (
     AZURE_SEMANTIC_VADS,
     V1,
@@ -360,7 +361,19 @@ def _eou(c: _Check, v: Any, p: str, api: str) -> None:
     """
     if not c.type_(v, dict, p, "an object"):
         return
-    c.enum(v.get("model"), EOU_MODELS, f"{p}.model")
+    if v.get("model") == SMART_EOT:
+        # source: docs/emulator.md#smart-eot (REF 2026-06-01-preview: new there; REF
+        # 2026-07-15: "Smart turn detection ... remain in preview"; no VoiceLive-Features key
+        # for it on v1 is documented): previews from 2026-06-01-preview take it, nothing else
+        if not (api.endswith("-preview") and api[:10] >= SMART_EOT_SINCE[:10]):
+            c.fail(
+                f"{p}.model",
+                f"Invalid value: '{SMART_EOT}' is a preview feature that api-version {api} "
+                f"does not take; use {SMART_EOT_SINCE} or a later preview version.",
+            )
+            return
+    else:
+        c.enum(v.get("model"), (*EOU_MODELS, SMART_EOT), f"{p}.model")
     if api == PREVIEW_2025_05:
         c.unknown(v, ("model", "threshold", "timeout"), p)
         if "threshold" in v:

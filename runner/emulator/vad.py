@@ -9,12 +9,15 @@ speech and higher values need louder speech, as with the service.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 WINDOW_MS = 10
 MAX_ONSET_GAP = 10  # windows of quiet tolerated while confirming an onset
+TAIL_WINDOWS = 10  # the last 100 ms of voiced audio, whose level smart end-of-turn reads
 
 
 def threshold_dbfs(threshold: float) -> float:
@@ -54,6 +57,13 @@ class EnergyVad:
         self._quiet_run = 0
         self._onset = 0
         self._gap = 0
+        # the utterance's voiced level and its last voiced windows, for tail_drop_db
+        self._utt_power = 0.0
+        self._utt_windows = 0
+        self._tail: deque[float] = deque(maxlen=TAIL_WINDOWS)
+        #: at the last "stopped": how far (dB) the last 100 ms of voiced audio sat below the
+        #: utterance's mean voiced level (None: nothing voiced was measured)
+        self.tail_drop_db: float | None = None
 
     @property
     def position_ms(self) -> int:
@@ -67,7 +77,8 @@ class EnergyVad:
         if whole == 0:
             return []
         frames = samples[:whole].astype(np.float32).reshape(-1, self.window)
-        voiced = np.einsum("ij,ij->i", frames, frames) > self._power_limit
+        powers = np.einsum("ij,ij->i", frames, frames)
+        voiced = powers > self._power_limit
         if not self.in_speech and not voiced.any():
             self.windows_seen += voiced.size
             self._gap += voiced.size
@@ -75,14 +86,19 @@ class EnergyVad:
                 self._voiced_run = self._gap = 0
             return []
         events: list[VadEvent] = []
-        for is_voiced in voiced.tolist():
+        for is_voiced, power in zip(voiced.tolist(), powers.tolist(), strict=True):
             self.windows_seen += 1
             if not self.in_speech:
                 if is_voiced:
                     if self._voiced_run == 0:
                         self._onset = self.windows_seen - 1
+                        self._utt_power, self._utt_windows = 0.0, 0
+                        self._tail.clear()
                     self._voiced_run += 1
                     self._gap = 0
+                    self._utt_power += power
+                    self._utt_windows += 1
+                    self._tail.append(power)
                     if self._voiced_run >= self.speech_windows:
                         self.in_speech, self._quiet_run = True, 0
                         start = max(0, self._onset * WINDOW_MS - self.prefix_padding_ms)
@@ -94,10 +110,22 @@ class EnergyVad:
                         self._voiced_run = self._gap = 0
             else:
                 self._quiet_run = 0 if is_voiced else self._quiet_run + 1
+                if is_voiced:
+                    self._utt_power += power
+                    self._utt_windows += 1
+                    self._tail.append(power)
                 if self._quiet_run >= self.silence_windows:
                     self.in_speech, self._voiced_run = False, 0
+                    self.tail_drop_db = self._tail_drop()
                     events.append(VadEvent("stopped", self.position_ms))
         return events
+
+    def _tail_drop(self) -> float | None:
+        if not self._tail or not self._utt_windows:
+            return None
+        mean = self._utt_power / self._utt_windows
+        tail = sum(self._tail) / len(self._tail)
+        return 10 * math.log10(mean / tail) if tail > 0 else math.inf
 
     def reset_speech(self) -> None:
         """Forget a half-detected utterance (input_audio_buffer.clear)."""
