@@ -42,8 +42,16 @@ from runner.commands._options import parse_pairs
 )
 @click.option(
     "--mock-tools",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Answer tool calls from this `mocks:` file instead of running the plugins.",
+    type=click.Path(exists=True, path_type=Path),
+    help="Answer tool calls from this `mocks:` file instead of running the plugins; a "
+    "folder: each profile from its PROFILE.mocks.yaml there. Offline (the embedded "
+    "emulator) a profile's own PROFILE.mocks.yaml, beside it or in its tools folder, "
+    "answers without this.",
+)
+@click.option(
+    "--no-mocks",
+    is_flag=True,
+    help="Offline, run the tool plugins even for a profile with its own PROFILE.mocks.yaml.",
 )
 @click.option(
     "--logs",
@@ -86,6 +94,7 @@ def serve(
     sets: tuple[str, ...],
     tools: tuple[Path, ...],
     mock_tools: Path | None,
+    no_mocks: bool,
     logs: Path | None,
     max_conversations: int,
     drain_timeout_s: float,
@@ -106,6 +115,7 @@ def serve(
         sets=sets,
         tools=tools,
         mock_tools=mock_tools,
+        offline_mocks=not no_mocks,
         logs=logs,
         max_conversations=max_conversations,
         # Voice Live streams a reply ahead of playback; the edges play it at real time.

@@ -125,12 +125,19 @@ async def _profiles(request: web.Request) -> web.Response:
 
 
 def profile_list(host: Host) -> dict[str, Any]:
-    """What the picker shows: names and where they live (relative), and the target."""
+    """What the picker shows: names and where they live (relative), each profile's mocks
+    file (its name, never its folder: the page says tool calls are answered by it), and the
+    target."""
     mocks = host.options.mock_tools
+    profiles = []
+    for entry in host.profiles():
+        own = host.mocks_for(entry)
+        profiles.append(
+            {"name": entry.name, "file": entry.path.name, "mocks": own.name if own else None}
+        )
     return {
-        "profiles": [{"name": e.name, "file": e.path.name} for e in host.profiles()],
+        "profiles": profiles,
         **host.status(),
-        # The mocks file's name (not its folder): the page says tool calls are answered by it.
         "mock_tools": None if mocks is None else mocks.name + _folder_mark(mocks),
     }
 
@@ -561,23 +568,17 @@ class BrowserEdge(Edge):
             self.page_source.close()
 
 
-_MOCK_SUFFIXES = (".yaml", ".yml")
-
-
 def _folder_mark(path: Path) -> str:
-    return "" if path.suffix in _MOCK_SUFFIXES else "/"
+    return "/" if path.is_dir() else ""
 
 
 def _mocks(conversation: Conversation, host: Host) -> dict[str, Any] | None:
-    """Which tools this conversation answers from the mocks file (None: no mocks)."""
-    path = host.options.mock_tools
-    registry = conversation.registry
-    mocks = getattr(registry, "mocks", None)
+    """Which tools this conversation answers from its mocks file (None: no mocks)."""
+    path = conversation.mocks
+    mocks = getattr(conversation.registry, "mocks", None)
     if path is None or not isinstance(mocks, Mapping) or not mocks:
         return None  # nothing is answered from mocks
-    # A folder of NAME.mocks.yaml files (if the host takes one) names this profile's file.
-    name = path.name if path.suffix in _MOCK_SUFFIXES else f"{conversation.profile}.mocks.yaml"
-    return {"file": name, "tools": sorted(str(tool) for tool in mocks)}
+    return {"file": path.name, "tools": sorted(str(tool) for tool in mocks)}
 
 
 def _clock() -> Callable[[], int]:

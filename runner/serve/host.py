@@ -122,6 +122,10 @@ class ProfileEntry:
     path: Path
 
 
+#: A profile's own mocks file, found beside it or in its tool folders: ``NAME.mocks.yaml``.
+MOCKS_SUFFIX = ".mocks.yaml"
+
+
 @dataclass
 class PreparedProfile:
     """One profile loaded, checked and compiled for one conversation."""
@@ -135,6 +139,7 @@ class PreparedProfile:
     warnings: list[Problem]
     explain: list[tuple[str, str, str]]  # (field, JSON value, origin), secrets masked
     target: Any
+    mocks: Path | None = None  # the `mocks:` file answering its tool calls, if any
 
 
 @dataclass
@@ -151,6 +156,7 @@ class Conversation:
     conversation_path: Path | None = None
     explain: list[tuple[str, str, str]] = field(default_factory=list)
     registry: Any = None  # the tools this conversation calls (a MockRegistry under --mock-tools)
+    mocks: Path | None = None  # the `mocks:` file answering its tool calls (None: the plugins)
     code: int | None = None
     _edge: Edge | None = field(default=None, repr=False)
 
@@ -190,7 +196,11 @@ class HostOptions:
     vars: Mapping[str, str] = field(default_factory=dict)
     sets: Sequence[str] = ()
     tools: Sequence[Path] = ()
+    #: A `mocks:` file for every profile, or a folder of ``PROFILE.mocks.yaml`` files.
     mock_tools: Path | None = None
+    #: Offline (the embedded emulator), a profile's own ``NAME.mocks.yaml`` (beside it or in
+    #: its tool folders) answers its tool calls, as `--mock-tools` would.
+    offline_mocks: bool = True
     logs: Path | None = None  # None: a private temporary folder, removed at exit
     max_conversations: int = 16
     verbosity: int = 0  # conversations print nothing on the server's console by default
@@ -322,6 +332,26 @@ class Host:
             [Problem(name, None, None, "error", f"no profile called {name!r}", hint=None)],
         )
 
+    def mocks_for(self, entry: ProfileEntry) -> Path | None:
+        """The `mocks:` file answering ``entry``'s tool calls: ``--mock-tools FILE``; in a
+        ``--mock-tools`` folder, ``NAME.mocks.yaml``; offline, the profile's own
+        ``NAME.mocks.yaml`` beside it or in its tool folders. None: the plugins answer."""
+        given = self.options.mock_tools
+        own = entry.name + MOCKS_SUFFIX
+        if given is not None:
+            if not given.is_dir():
+                return given  # a file for every profile (a missing one is said when loaded)
+            found = given / own
+            return found if found.is_file() else None
+        if not (self.embedded and self.options.offline_mocks):
+            return None
+        from runner.plugins import tool_dirs
+
+        for folder in (entry.path.parent, *tool_dirs(entry.path, self.options.tools)):
+            if (folder / own).is_file():
+                return folder / own
+        return None
+
     def prepare(self, name: str) -> PreparedProfile:
         """Load, check and compile ``name`` (reused while its files are unchanged; tools
         re-imported if edited), opened for one conversation. Blocking: call it off the loop."""
@@ -329,7 +359,7 @@ class Host:
         from runner.config.compile import greeting_event
 
         entry = self.find(name)
-        profile, payload, warnings, registry, explain, target = self._compile(entry)
+        profile, payload, warnings, registry, explain, target, mocks = self._compile(entry)
         # A profile with a flow opens on its start node (its own session and greeting); each
         # conversation walks its own.
         payload, greeting, walk = flows.opening(
@@ -348,6 +378,7 @@ class Host:
             warnings=list(warnings),
             explain=explain,
             target=target,
+            mocks=mocks,
         )
 
     def _compile(self, entry: ProfileEntry) -> tuple[Any, ...]:
@@ -356,14 +387,15 @@ class Host:
         from runner.live.connect import resolve_target
 
         with self._compile_lock:  # two Starts at once compile once, and tools import once
-            key = self._files_key(entry.path)
+            mocks = self.mocks_for(entry)
+            key = self._files_key(entry.path, mocks)
             cached = self._compiled.get(entry.name)
             if key is not None and cached is not None and cached[0] == key:
                 return tuple(cached[1])
             registries: list[Any] = []
 
             def bindings(profile: Any, problems: list[Problem]) -> dict[str, Any] | None:
-                registry = self._registry(profile, problems)
+                registry = self._registry(profile, problems, mocks)
                 registries.append(registry)
                 return registry.schemas() if registry is not None and profile.tools else None
 
@@ -375,10 +407,10 @@ class Host:
                     api_version=self.options.api_version,
                     bindings=bindings,
                 )
+                if not registries:  # a profile without tools: the compile did not ask
+                    registries.append(self._registry(profile, [], mocks))
             except ProfileError as exc:
                 raise ProfileInvalid(entry.name, exc.all_problems) from None
-            if not registries:  # a profile without tools: the compile did not ask
-                registries.append(self._registry(profile, []))
             target = resolve_target(
                 profile,
                 endpoint=self.options.endpoint,
@@ -386,12 +418,12 @@ class Host:
                 api_version=self.options.api_version,
             )
             explain = explain_rows(profile, payload, trace, self.options.api_version)
-            parts = (profile, payload, warnings, registries[-1], explain, target)
+            parts = (profile, payload, warnings, registries[-1], explain, target, mocks)
             if key is not None:
                 self._compiled[entry.name] = (key, parts)
             return parts
 
-    def _files_key(self, path: Path) -> tuple[Any, ...] | None:
+    def _files_key(self, path: Path, mocks: Path | None) -> tuple[Any, ...] | None:
         """What the profile may read (its folder's profiles and templates, its tools' code)
         with their sizes and mtimes; None when too many files to say (no caching then)."""
         from runner.plugins import tool_dirs
@@ -411,13 +443,14 @@ class Host:
                 except OSError:
                     continue
                 seen.append((str(file), st.st_mtime_ns, st.st_size))
-        if self.options.mock_tools is not None:
+        seen.append((f"mocks: {mocks}", 0, 0))  # which file answers (one may appear later)
+        if mocks is not None:
             with contextlib.suppress(OSError):
-                st = self.options.mock_tools.stat()
-                seen.append((str(self.options.mock_tools), st.st_mtime_ns, st.st_size))
+                st = mocks.stat()
+                seen.append((str(mocks), st.st_mtime_ns, st.st_size))
         return tuple(sorted(seen))
 
-    def _registry(self, profile: Any, problems: list[Problem]) -> Any:
+    def _registry(self, profile: Any, problems: list[Problem], mocks: Path | None) -> Any:
         """A fresh registry of the profile's tool folders (edited files imported again)."""
         from runner.plugins import MockRegistry, Registry, schema_drift, tool_dirs
 
@@ -449,11 +482,11 @@ class Host:
                         f"{message}",
                     )
                 )
-        if self.options.mock_tools is not None:
+        if mocks is not None:
             from runner.config.mocks import load_mocks
 
             mocked = MockRegistry(registry)
-            mocked.mocks = dict(load_mocks(self.options.mock_tools))
+            mocked.mocks = dict(load_mocks(mocks))  # a mistake: ProfileError, file:line
             return mocked
         return registry
 
@@ -606,6 +639,7 @@ class Host:
             )
             conv.live = live
             conv.registry = prepared.registry
+            conv.mocks = prepared.mocks
             conv._edge = edge
             edge.attached(conv)
             log.info("conversation %s started: %s on %s", conv.id, prepared.entry.name, conv.kind)

@@ -129,18 +129,22 @@ async def serving(
     heartbeat_s: float = 1.0,
     endpoint: str | None = None,
     mock_tools: Path | None = None,
+    paths: list[Path] | None = None,
+    offline_mocks: bool = True,
 ) -> AsyncIterator[Served]:
-    """`vlrun serve` on loopback in this loop (embedded emulator running SCRIPT)."""
-    profiles = root / "profiles"
+    """`vlrun serve` on loopback in this loop (embedded emulator running root/script.yaml, or
+    its built-in model when there is none), serving root/profiles unless ``paths``."""
     logs = root / "logs"
+    script = root / "script.yaml"
     host = Host(
         HostOptions(
-            paths=[profiles],
+            paths=paths or [root / "profiles"],
             logs=logs,
             max_conversations=max_conversations,
             endpoint=endpoint,
             mock_tools=mock_tools,
-            emulator_options={"scenario": root / "script.yaml", "speed": speed},
+            offline_mocks=offline_mocks,
+            emulator_options={"speed": speed, **({"scenario": script} if script.is_file() else {})},
         )
     )
     options = ServeOptions(port=0, token=token, heartbeat_s=heartbeat_s, drain_timeout_s=2.0)

@@ -14,7 +14,7 @@ const state = {
   ws: null, audio: null, conversation: null, pushToTalk: false, talking: false,
   audioItem: null, streaming: new Map(), tools: new Map(), t0: performance.now(),
   lastSpeechStop: null, embedded: false, mocks: null, outputRate: 24000,
-  replyPeaks: { peak: 0, n: 0 }, replyBars: 0,
+  replyPeaks: { peak: 0, n: 0 }, replyBars: 0, profiles: [], profile: null,
 };
 const picture = new Picture($("picture"), $("picture-scroll"), $("picture-empty"));
 const waves = {
@@ -72,10 +72,21 @@ function mockText(file, tools) {
   return `Tool calls answered from mocks (${file}${tools?.length ? `: ${tools.join(", ")}` : ""}), not the plugins`;
 }
 
+// Which mocks file answers the picked profile's tool calls (each profile may have its own).
+function showProfileMocks() {
+  const picked = state.profiles.find((p) => p.name === $("profile").value);
+  const file = picked?.mocks ?? null;
+  $("mocks").textContent = file ? mockText(file) : "";
+  $("mocks").hidden = !file;
+  $("mocks").dataset.profile = picked?.name ?? "";
+}
+
 const handlers = {
   hello(m) {
     const sel = $("profile");
-    sel.replaceChildren(...m.profiles.map((p) => new Option(`${p.name} (${p.file})`, p.name)));
+    state.profiles = m.profiles;
+    sel.replaceChildren(...m.profiles.map((p) =>
+      new Option(`${p.name} (${p.file}${p.mocks ? `; tools mocked by ${p.mocks}` : ""})`, p.name)));
     if (m.profiles.some((p) => p.name === "casual-chat")) sel.value = "casual-chat";
     sel.disabled = m.profiles.length === 0;
     $("start").disabled = m.profiles.length === 0;
@@ -85,10 +96,7 @@ const handlers = {
     $("target").textContent = m.embedded
       ? `Offline: the embedded Voice Live emulator (scripted replies, not a model${pace})`
       : `Service: ${m.target}`;
-    if (m.mock_tools) {
-      $("mocks").textContent = mockText(m.mock_tools);
-      $("mocks").hidden = false;
-    }
+    showProfileMocks();
     say(m.profiles.length ? "Pick a profile and press Start." : "No profiles found.");
   },
   problems(m) {
@@ -112,12 +120,12 @@ const handlers = {
     state.outputRate = m.output_rate;
     state.t0 = performance.now();
     state.mocks = m.mocks ?? null;
+    state.profile = m.profile;
     picture.running = true;
     if (m.node) picture.node(0, m.node);
-    if (state.mocks) {
-      $("mocks").textContent = mockText(state.mocks.file, state.mocks.tools);
-      $("mocks").hidden = false;
-    }
+    // what this conversation's tools really answer from (nothing mocked: the badge goes)
+    $("mocks").textContent = state.mocks ? mockText(state.mocks.file, state.mocks.tools) : "";
+    $("mocks").hidden = !state.mocks;
     $("explain").replaceChildren(...m.explain.map((row) => tr(row)));
     $("dl-transcript").href = withToken(`api/conversations/${m.conversation}/transcript.txt`);
     $("dl-trace").href = withToken(`api/conversations/${m.conversation}/trace.jsonl`);
@@ -210,9 +218,9 @@ const handlers = {
       const hint = document.createElement("span");
       hint.className = "hint";
       const cmd = document.createElement("code");
-      cmd.textContent = "vlrun serve --mock-tools FILE";
-      hint.append("No network? ", cmd, " answers tool calls from a mocks file "
-        + "(tools/weather.mocks.yaml for the weather demo).");
+      cmd.textContent = `${state.profile ?? "PROFILE"}.mocks.yaml`;
+      hint.append("No network? A ", cmd, " file beside the profile or in its tools folder "
+        + "answers its tool calls offline (vlrun serve --mock-tools FILE for any file).");
       cell.append(hint);
     }
     row.children[3].textContent = m.duration_ms.toFixed(0);
@@ -382,6 +390,7 @@ $("raw-toggle").onclick = () => {
 $("stop").onclick = () => send({ type: "stop", graceful: true });
 $("talk").onclick = toggleTalk;
 $("ptt").onchange = updateSending;
+$("profile").onchange = showProfileMocks;
 $("typed").onsubmit = (e) => {
   e.preventDefault();
   const text = $("text").value.trim();
