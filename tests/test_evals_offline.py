@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from runner.emulator import running_emulator
+from runner.errors import UsageError
 from runner.evals import (
     CallerTurn,
     ChatEndpoint,
@@ -231,6 +232,29 @@ async def test_missing_openai_package_names_the_extra(monkeypatch: pytest.Monkey
     with pytest.raises(EvalsError, match="need the openai package") as caught:
         await judge_for(endpoint).judge("r", [], offline={"passed": True})
     assert caught.value.hint is not None and "vlrun[evals]" in caught.value.hint
+
+
+def test_endpoint_from_one_command_line_value() -> None:
+    ollama = ChatEndpoint.parse("gemma3:12b@http://127.0.0.1:11434/v1/")
+    assert ollama == ChatEndpoint(base_url="http://127.0.0.1:11434/v1", model="gemma3:12b")
+    azure = ChatEndpoint.parse(
+        "judge@https://res.openai.azure.com?api-version=2024-10-21&key-env=AOAI_KEY"
+    )
+    assert (azure.base_url, azure.model, azure.azure_api_version, azure.api_key_env) == (
+        "https://res.openai.azure.com",
+        "judge",
+        "2024-10-21",
+        "AOAI_KEY",
+    )
+    assert not azure.offline_rules  # a model is never sent the offline rules
+    with pytest.raises(UsageError, match="expected MODEL@URL"):
+        ChatEndpoint.parse("http://127.0.0.1:11434/v1")
+    with pytest.raises(UsageError, match="unknown setting 'key'") as caught:
+        ChatEndpoint.parse("m@https://h/v1?key=sk-secret")
+    assert "sk-secret" not in caught.value.render()
+    with pytest.raises(UsageError) as caught:
+        ChatEndpoint.parse("m@https://h/v1?key-env=sk-proj-secret-value")
+    assert "sk-proj-secret-value" not in caught.value.render()
 
 
 def test_emulator_endpoint_from_ws_or_http_urls() -> None:

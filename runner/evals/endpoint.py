@@ -60,6 +60,50 @@ class ChatEndpoint:
             url += "/v1"
         return cls(base_url=url, model=EMULATOR_MODEL, offline_rules=True)
 
+    @classmethod
+    def parse(cls, text: str, *, option: str = "--judge") -> ChatEndpoint:
+        """An endpoint from one command-line value, ``MODEL@URL[?api-version=V][&key-env=VAR]``:
+
+        - ``gemma3:12b@http://127.0.0.1:11434/v1`` (Ollama; no key);
+        - ``gpt-4o-mini@https://api.openai.com/v1?key-env=OPENAI_API_KEY``;
+        - ``DEPLOYMENT@https://NAME.openai.azure.com?api-version=2024-10-21`` (Azure OpenAI,
+          Entra sign-in; add ``&key-env=AZURE_OPENAI_API_KEY`` for a key).
+        """
+        from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+        from runner.errors import UsageError
+
+        shown = text.partition("?")[0]  # a query might hold a key by mistake: never shown
+        model, at, url = text.rpartition("@")
+        parts = urlsplit(url)
+        if not at or not model or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise UsageError(
+                f"{option} {shown!r}: expected MODEL@URL",
+                hint=f"e.g. {option} gemma3:12b@http://127.0.0.1:11434/v1, or "
+                f"{option} DEPLOYMENT@https://NAME.openai.azure.com?api-version=2024-10-21",
+            )
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = sorted(set(query) - {"api-version", "key-env"})
+        if unknown:
+            raise UsageError(
+                f"{option} {shown!r}: unknown setting {unknown[0]!r}",
+                hint="the URL takes api-version=... (Azure OpenAI) and key-env=VARIABLE",
+            )
+        key_env = query.get("key-env", [None])[-1] or None
+        if key_env is not None and not key_env.replace("_", "").isalnum():
+            raise UsageError(
+                f"{option}: key-env is not an environment variable's name (not shown: it "
+                "may be the key itself)",
+                hint="name the variable that holds the key, never the key itself",
+            )
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+        return cls(
+            base_url=base,
+            model=model,
+            api_key_env=key_env,
+            azure_api_version=query.get("api-version", [None])[-1] or None,
+        )
+
     def describe(self) -> str:
         """Where requests go, for messages (never the key)."""
         kind = f"Azure OpenAI {self.azure_api_version}" if self.azure_api_version else "chat"
