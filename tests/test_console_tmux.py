@@ -104,6 +104,48 @@ def test_typing_mid_reply_keeps_the_input_line(
     assert "-- logs: " in history
 
 
+def test_a_line_typed_mid_reply_interrupts_it_as_speech_does(
+    story_emulator: Any, pane_factory: Any, profiles_dir: Path
+) -> None:
+    """Issue 28 item 2: Enter on a typed line during a reply cuts the reply (response.cancel,
+    the item truncated at what was heard) and the line is the next turn, answered at once."""
+    pane = pane_factory(
+        [
+            "run",
+            str(profiles_dir / "casual-chat.yaml"),
+            "--endpoint",
+            story_emulator.endpoint,
+            "--text",
+            "--logs",
+            "-",
+        ]
+    )
+    pane.wait("the status line", lambda: "type a message" in pane.status())
+    pane.type("tell me a story")
+    pane.key("Enter")
+    pane.wait("the reply to stream", lambda: _streamed(pane).startswith("assistant: Once upon"))
+    pane.type("never mind, hello")
+    pane.key("Enter")
+    pane.wait_text("you: never mind, hello")
+    pane.wait_text("assistant: [emulator]")  # the typed line's own reply
+    history = pane.history()
+    assert re.search(r"^assistant: Once upon .*\[interrupted\]$", history, re.M), history
+    assert history.index("[interrupted]") < history.index("you: never mind, hello")
+    assert "seemed lonely" not in history  # the story was not said to its end
+    pane.wait("the reply's end", lambda: "type a message" in pane.status())
+    pane.type("q")
+    pane.key("Enter")
+    assert pane.exit_code() == 0
+    record = story_emulator.sessions[-1]
+    sent = [e["type"] for e in record.received]
+    assert "response.cancel" in sent
+    truncate = next(e for e in record.received if e["type"] == "conversation.item.truncate")
+    creates = [i for i, kind in enumerate(sent) if kind == "conversation.item.create"]
+    assert len(creates) == 2 and sent.index("response.cancel") < creates[1]
+    assert truncate["audio_end_ms"] > 0
+    assert "-- session: 2 user turn(s), 2 repl(ies)" in pane.history()
+
+
 def test_ctrl_c_ends_at_once_and_cleanly(
     story_emulator: Any, pane_factory: Any, profiles_dir: Path
 ) -> None:
@@ -147,10 +189,12 @@ def test_an_approval_is_answered_at_the_input_line(
     pane.type("y")
     pane.key("Enter")
     pane.wait("the question to close", lambda: "answer the question" not in pane.status())
+    pane.wait_text("assistant: [emulator] search_docs on docs returned")
+    # after the reply (a line typed during it would interrupt it)
+    pane.wait("the reply's end", lambda: "type a message" in pane.status())
     pane.type("thanks")  # the next line is a turn again
     pane.key("Enter")
     pane.wait_text("you: thanks")
-    pane.wait_text("assistant: [emulator] search_docs on docs returned")
     assert re.search(r"^-- MCP call \S+: completed$", pane.history(), re.M)
     pane.type("q")
     pane.key("Enter")

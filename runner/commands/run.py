@@ -91,6 +91,14 @@ _connect_timeout = click.option(
 )
 @_connect_timeout
 @click.option(
+    "--emulator-speed",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="X",
+    help="The embedded emulator's pace: X times real time, 0 as fast as it can (default: "
+    "the service's pace, 4, in text mode; real time with audio).",
+)
+@click.option(
     "--mock-tools",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Answer tool calls from this file (a scenario-style `mocks:` mapping) instead of "
@@ -142,6 +150,7 @@ def run(
     tools: tuple[Path, ...],
     mock_tools: Path | None,
     connect_timeout_s: float | None,
+    emulator_speed: float | None,
     verbose: bool,
     quiet: bool,
     talk_key: str,
@@ -179,6 +188,7 @@ def run(
         tools=tuple(tools),
         mock_tools=mock_tools,
         connect_timeout_s=connect_timeout_s,
+        emulator_speed=emulator_speed,
         verbosity=0 if quiet else 2 if verbose else 1,
         otel=otel,
         talk_key=talk_key.lower(),

@@ -40,6 +40,7 @@ class RunOptions:
     tools: tuple[Path, ...] = ()
     mock_tools: Path | None = None  # a `mocks:` file: these tools answer from it
     connect_timeout_s: float | None = None  # None: DEFAULT_CONNECT_TIMEOUT_S
+    emulator_speed: float | None = None  # None: SERVICE_PACE in text mode, real time with audio
     verbosity: int = 1
     otel: bool = False
     talk_key: str = "enter"  # push-to-talk (turn_detection: manual): the key that toggles talking
@@ -164,11 +165,17 @@ async def _converse(
         if (note := _tools_note(profile, options)) is not None:
             transcript.notice(note)
         session = payload.get("session", {})
-        async with endpoint_for(target, **_emulator_options(options)) as (endpoint, live_target):
+        async with endpoint_for(target, speed=emulator_speed(options)) as (endpoint, live_target):
             if live_target.embedded:
                 transcript.banner(_banner(live_target))
+                transcript.notice(_pace_note(emulator_speed(options), options))
             else:
                 transcript.notice(f"connecting to {live_target.describe()}")
+                if options.emulator_speed is not None:
+                    transcript.warning(
+                        "--emulator-speed sets the pace of the embedded emulator only; "
+                        f"{live_target.endpoint} sends at its own pace"
+                    )
                 if (warning := _plain_http_warning(live_target)) is not None:
                     transcript.warning(warning)
             source, player, mode = _open_audio(options, session, transcript)
@@ -183,6 +190,7 @@ async def _converse(
                 session_update=payload,
                 lines=not drawn,  # the drawn console reads the lines itself
                 interactive=True if drawn else None,
+                typed_barge_in=drawn or _stdin_is_terminal(),
                 greeting=greeting,
                 **profile_settings(profile),
                 api_version=options.api_version or live_target.api_version,
@@ -241,11 +249,38 @@ async def _converse(
             raise unwritten
 
 
-def _emulator_options(options: RunOptions) -> dict[str, Any]:
-    """The embedded emulator's pace: the service's in text mode (no speaker to wait for)."""
+def emulator_speed(options: RunOptions) -> float:
+    """The embedded emulator's pace: ``--emulator-speed``, else the service's in text mode
+    (no speaker to wait for) and real time with audio (what is played is heard as it comes)."""
     from runner.live.connect import SERVICE_PACE
 
-    return {"speed": SERVICE_PACE} if options.text and options.input_wav is None else {}
+    if options.emulator_speed is not None:
+        return options.emulator_speed
+    return SERVICE_PACE if options.text and options.input_wav is None else 1.0
+
+
+def _pace_note(speed: float, options: RunOptions) -> str:
+    pace = (
+        "as fast as it can"
+        if speed == 0
+        else "in real time"
+        if speed == 1
+        else f"at {speed:g}x real time"
+    )
+    why = (
+        "--emulator-speed"
+        if options.emulator_speed is not None
+        else "the default; --emulator-speed X"
+    )
+    return f"the emulator sends replies {pace} ({why})"
+
+
+def _stdin_is_terminal() -> bool:
+    """A person types the lines (a pipe or a file is a script: its turns queue)."""
+    try:
+        return bool(sys.stdin is not None and sys.stdin.isatty())
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
 
 
 def _drawn_console(options: RunOptions) -> bool:

@@ -13,7 +13,7 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from runner.errors import VlrunError
@@ -62,6 +62,7 @@ class Inputs:
         source: Source | None,
         current_session: Callable[[], Mapping[str, Any]],
         barge_in: Callable[[RawEvent], Awaitable[None]],
+        interrupt: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.settings = settings
         self.life = life
@@ -73,6 +74,8 @@ class Inputs:
         self.source = source
         self.current_session = current_session
         self.barge_in = barge_in
+        # a person at a terminal: a typed turn interrupts the reply in progress (None: queued)
+        self.interrupt = interrupt
         self.typed = TypedTurns(on_first_drop=self._turns_dropped)
         #: Push-to-talk state: "off", "on" (mic audio is sent), "ending" (commit next chunk).
         self.talk_state = "off"
@@ -246,8 +249,21 @@ class Inputs:
             self.talk()
             return
         if text:
+            if self.interrupt is not None and self.reply_in_progress():
+                self.tasks.spawn(self.interrupt(), "vlrun-typed-barge-in")
             self.typed.put(text)
             self._wake_sender()
+
+    def reply_in_progress(self) -> bool:
+        """Something of a reply is under way: asked for, being said, played or its tools run."""
+        turn = self.turn
+        active = turn.active
+        return (
+            (active is not None and not active.muted)
+            or bool(turn.requested)
+            or bool(turn.calls)
+            or self.player.pending_ms() > 0
+        )
 
     def _turns_dropped(self, bound: int) -> None:
         self.transcript.warning(

@@ -165,6 +165,7 @@ class LiveSession:
             source=self.source,
             current_session=lambda: self.config.session_update,
             barge_in=self._on_speech_started,
+            interrupt=self._typed_over_reply if settings.typed_barge_in else None,
         )
         self.flow = flow  # a runner.flows.FlowWalk: the profile's conversation flow, if any
         self.flow_driver = FlowDriver(
@@ -194,6 +195,7 @@ class LiveSession:
         self._received_ms: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._terminating = False  # a SIGTERM came: the session is ending like `q`
         self._cancel_sent_at = 0.0
+        self._cut_next_reply = False  # a typed line came before the reply it interrupts began
         self._expires_at: float | None = None
         self._configured_once = False
         self._connection_worked = False  # the current connection got as far as session.updated
@@ -737,6 +739,19 @@ class LiveSession:
         self.life.heard_speech = True
         self.turn.speech_started()
         self._speech_ms[str(event.item_id)] = float(getattr(event, "audio_start_ms", 0) or 0)
+        await self._interrupt_reply(t0)
+
+    async def _typed_over_reply(self) -> None:
+        """A line typed at the terminal during a reply: the same cut as speech (playback
+        stopped where it is, the response cancelled and its item truncated at what was heard,
+        cancellable tools cancelled); a reply asked for and not begun yet is cut as it starts.
+        The line itself is queued, and goes out once the cut reply has ended."""
+        if self.turn.requested and self.turn.active is None:
+            self._cut_next_reply = True
+        await self._interrupt_reply(time.perf_counter(), why="typed line")
+
+    async def _interrupt_reply(self, t0: float, why: str = "barge-in") -> None:
+        """Cut the reply in progress: silence first, then tell the service what was heard."""
         was_playing = self.player.pending_ms() > 0
         item_id, played_ms = self.player.interrupt()  # silence first, talk to the service after
         if was_playing:
@@ -772,6 +787,8 @@ class LiveSession:
         if interrupted:
             self._finish_interrupted_text()
             self.transcript.event("barge-in", f"played {played_ms} ms")
+            if why != "barge-in":
+                log.info("%s: the reply was cut at %d ms played", why, played_ms)
         self.tools.interrupt()
 
     def _on_speech_stopped(self, event: Any) -> None:
@@ -806,8 +823,15 @@ class LiveSession:
 
     # ---------------------------------------------------------------- handlers: responses
 
-    def _on_response_created(self, event: Any) -> None:
-        self.turn.response_created(Response(str(event.response.id)))
+    async def _on_response_created(self, event: Any) -> None:
+        response = Response(str(event.response.id))
+        self.turn.response_created(response)
+        if self._cut_next_reply:
+            # a line was typed while this reply was asked for: it is cut before it is heard
+            self._cut_next_reply = False
+            response.muted = True
+            self._cancel_sent_at = time.monotonic()
+            await self.outbox.send({"type": "response.cancel"})
 
     def _on_output_item_added(self, event: Any) -> None:
         resp = self.turn.responses.get(str(event.response_id))

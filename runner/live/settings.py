@@ -50,6 +50,9 @@ class SessionSettings:
     replay_history: bool = True  # a new connection gets the conversation so far
     send_ms: int = CHUNK_MS  # microphone audio per input_audio_buffer.append
     interactive: bool | None = None  # approval questions need a person (None: stdin is a tty)
+    # a person types at a terminal: a line typed during a reply interrupts it, as speech does
+    # (piped lines, a phone's keys and scripts queue their turns behind the reply instead)
+    typed_barge_in: bool = False
     cancel_on_barge_in: Mapping[str, bool] | bool = True
     handle_signals: bool = True  # a server runs many sessions: the signals are its own
 
