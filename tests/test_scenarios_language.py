@@ -6,6 +6,7 @@ failure line it must produce."""
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from runner.scenarios.files import ScenarioError, check_file, load_scenario, loa
 from runner.scenarios.results import ScenarioResult
 from runner.scenarios.run import run_scenario
 from runner.scenarios.suite import run_all, summary_lines
+from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "scenarios"
@@ -222,3 +224,88 @@ def test_a_file_is_one_scenario_or_a_list_not_both(tmp_path: Path) -> None:
         2,
         "scenario 'one' has no `profile` (here or at the top level)",
     )
+
+
+# --- repeats and the gate -----------------------------------------------------------------------
+
+COIN = '''\
+"""A coin that lands heads, tails, heads, ... across runs: a scenario that is flaky by design."""
+
+from pathlib import Path
+
+from runner.plugins import tool
+
+COUNT = Path(__file__).with_name("tosses.txt")
+
+
+@tool
+def coin() -> str:
+    """Toss a coin."""
+    n = int(COUNT.read_text()) if COUNT.exists() else 0
+    COUNT.write_text(str(n + 1))
+    return "heads" if n % 2 == 0 else "tails"
+'''
+
+
+def coin_project(tmp_path: Path) -> Path:
+    here = project(
+        tmp_path,
+        {
+            "coin.yaml": "name: coin\ninstructions: Toss coins.\ntools:\n  - name: coin\n",
+            "toss.yaml": """\
+scenario: toss
+profile: coin.yaml
+model:
+  turns:
+    - match: toss
+      tools: [{name: coin, arguments: {}}]
+      then: "It landed {output}."
+turns:
+  - user: toss a coin
+    expect:
+      reply_contains: heads
+""",
+        },
+    )
+    (here / "tools").mkdir()
+    (here / "tools" / "coin.py").write_text(COIN)
+    return here
+
+
+def test_repeats_give_pass_rates_and_the_gate_sets_the_exit_code(tmp_path: Path) -> None:
+    here = coin_project(tmp_path)
+    junit = here / "junit.xml"
+    scenario = str(here / "toss.yaml")
+    # runs one at a time so the coin's tosses come in order: heads, tails, heads, tails
+    args = ("test", scenario, "--repeat", "4", "--jobs", "1", "--junit", str(junit))
+    proc = run_cli(*args, "--min-pass-rate", "0.5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"FLAKY {scenario}  toss (2/4 runs passed, 50% >= 50%)"
+    assert lines[1] == "      run 2:"
+    assert lines[2] == (
+        f"      {scenario}:11: the reply does not contain 'heads': 'It landed \"tails\".'"
+    )
+    assert lines[-1] == (
+        "1 scenario(s) x 4 runs: 1 passed the gate (min pass rate 50%), 0 failed, 1 flaky"
+    )
+    case = ET.parse(junit).getroot().find("testsuite/testcase")
+    assert case is not None and case.find("failure") is None
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["flaky"] == "true" and props["pass_rate"] == "0.500"
+    assert props["runs"] == "4" and props["passed_runs"] == "2"
+    flaky = case.findall("flakyFailure")
+    assert [f.text.splitlines()[0] for f in flaky] == ["run 2:", "run 4:"]  # type: ignore[union-attr]
+
+    (here / "tools" / "tosses.txt").unlink()
+    proc = run_cli(*args, "--min-pass-rate", "0.75")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[0] == (
+        f"FAIL  {scenario}  toss (2/4 runs passed, 50% < 75%; flaky)"
+    )
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "1"
+    failure = suite.find("testcase/failure")
+    assert failure is not None
+    assert failure.get("message", "").startswith("2/4 runs passed (50%), ")
+    assert "run 2: " in (failure.text or "") and "run 4: " in (failure.text or "")

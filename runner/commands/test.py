@@ -15,7 +15,7 @@ import click
 
 from runner.errors import EXIT_INVALID, EXIT_OK, UsageError
 from runner.redact import redact
-from runner.scenarios.suite import discover, run_all, summary_lines, write_junit
+from runner.scenarios.suite import discover, gate_passed, run_all, summary_lines, write_junit
 
 
 @click.command("test")
@@ -64,6 +64,20 @@ from runner.scenarios.suite import discover, run_all, summary_lines, write_junit
     type=click.Path(dir_okay=False, path_type=Path),
     help="With --replay/--promote: the profile the session ran.",
 )
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 1000),
+    default=1,
+    show_default=True,
+    help="Run every scenario N times; each gets a pass rate (flaky: some runs failed).",
+)
+@click.option(
+    "--min-pass-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=1.0,
+    show_default=True,
+    help="The gate: each scenario must pass in at least this share of its runs (0.8 = 80 %).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show every failure and full transcripts.")
 def test(
     paths: tuple[str, ...],
@@ -77,6 +91,8 @@ def test(
     promote: Path | None,
     output: Path | None,
     profile: Path | None,
+    repeat: int,
+    min_pass_rate: float,
     verbose: bool,
 ) -> int:
     """Run conversation scenarios against the emulator (default) or Azure; exit 0, 1 or 2."""
@@ -118,11 +134,12 @@ def test(
         jobs=jobs,
         speed=speed,
         record_dir=record_dir,
+        repeat=repeat,
     )
-    for line in summary_lines(results, verbose=verbose):
+    for line in summary_lines(results, verbose=verbose, min_pass_rate=min_pass_rate):
         click.echo(line)
     if junit is not None:
-        write_junit(results, junit)
+        write_junit(results, junit, min_pass_rate=min_pass_rate)
         click.echo(f"JUnit report: {junit}", err=True)
     sys.stdout.flush()
-    return EXIT_OK if all(r.passed for r in results) else EXIT_INVALID
+    return EXIT_OK if gate_passed(results, min_pass_rate) else EXIT_INVALID

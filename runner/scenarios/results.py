@@ -72,7 +72,53 @@ class ScenarioResult:
     lines: list[tuple[int, str]] = field(default_factory=list)  # (turn index, transcript line)
     error: str | None = None  # could not run at all (profile, connection): not an expectation
     duration_s: float = 0.0
+    repeat: int = 0  # which run of the scenario this is (0-based), with `vlrun test --repeat`
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # the judge's, per rubric
+    timeline: dict[str, Any] | None = None  # the run drawn on a time axis (HTML report)
 
     @property
     def passed(self) -> bool:
         return not self.failures and self.error is None
+
+
+@dataclass
+class ScenarioRuns:
+    """Every run of one scenario (``--repeat N``) and what the gate makes of them."""
+
+    path: Path
+    name: str
+    runs: list[ScenarioResult]
+
+    @property
+    def passed_runs(self) -> int:
+        return sum(1 for r in self.runs if r.passed)
+
+    @property
+    def pass_rate(self) -> float:
+        return self.passed_runs / len(self.runs) if self.runs else 0.0
+
+    @property
+    def flaky(self) -> bool:
+        """Some runs passed and some failed: the same scenario, a different outcome."""
+        return 0 < self.passed_runs < len(self.runs)
+
+    def meets(self, min_pass_rate: float) -> bool:
+        # a small tolerance: 2 of 3 runs is 0.666..., which a gate of 0.66 or 2/3 accepts
+        return self.pass_rate + 1e-9 >= min_pass_rate
+
+    @property
+    def first_failed(self) -> ScenarioResult | None:
+        return next((r for r in self.runs if not r.passed), None)
+
+
+def group_runs(results: list[ScenarioResult]) -> list[ScenarioRuns]:
+    """Results of repeated runs, one group per scenario (file and name), in first-seen order."""
+    groups: dict[tuple[str, str], ScenarioRuns] = {}
+    for r in results:
+        key = (str(r.path), r.name)
+        if key not in groups:
+            groups[key] = ScenarioRuns(r.path, r.name, [])
+        groups[key].runs.append(r)
+    for g in groups.values():
+        g.runs.sort(key=lambda r: r.repeat)
+    return list(groups.values())

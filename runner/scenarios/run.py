@@ -75,6 +75,7 @@ class RunSettings:
     api_version: str | None = None
     trace_path: Path | None = None  # keep the event stream (JSONL, like `vlrun run --trace`)
     speed: float | None = None  # override the scenario's
+    repeat: int = 0  # which run this is (``vlrun test --repeat``), 0-based
 
 
 def run_scenario(scenario: Scenario, settings: RunSettings | None = None) -> ScenarioResult:
@@ -86,7 +87,7 @@ async def run_scenario_async(
     scenario: Scenario, settings: RunSettings | None = None
 ) -> ScenarioResult:
     settings = settings or RunSettings()
-    result = ScenarioResult(scenario.path, scenario.name)
+    result = ScenarioResult(scenario.path, scenario.name, repeat=settings.repeat)
     from runner.emulator import fidelity
 
     started = time.perf_counter()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -57,9 +57,17 @@ def run_all(
     jobs: int = 4,
     speed: float | None = None,
     record_dir: Path | None = None,
+    repeat: int = 1,
+    options: Mapping[str, Any] | None = None,
 ) -> list[Any]:
-    """Load and run every scenario; returns ScenarioResult per file (invalid ones as failures)."""
-    return asyncio.run(_run_all(paths, endpoint, api_version, jobs, speed, record_dir))
+    """Load and run every scenario ``repeat`` times; returns a ScenarioResult per run (an
+    invalid file as one failed result), runs of one scenario together, in file order.
+
+    ``options`` are further :class:`~runner.scenarios.run.RunSettings` fields (the caller
+    and judge tiers, a phone edge)."""
+    return asyncio.run(
+        _run_all(paths, endpoint, api_version, jobs, speed, record_dir, repeat, options or {})
+    )
 
 
 async def _run_all(
@@ -69,6 +77,8 @@ async def _run_all(
     jobs: int,
     speed: float | None,
     record_dir: Path | None,
+    repeat: int,
+    options: Mapping[str, Any],
 ) -> list[Any]:
     from runner.scenarios.files import analyse_file
     from runner.scenarios.run import RunSettings, ScenarioResult, run_scenario_async
@@ -80,27 +90,38 @@ async def _run_all(
         # an invalid file is one failed entry; a valid one gives each of its scenarios
         loaded += [(path, s, problems) for s in scenarios] or [(path, None, problems)]
     taken: set[str] = set()  # recording names, given in file order so reruns agree
-    traces = [
-        _trace_path(record_dir, scenario.name, path.stem, taken)
-        if record_dir is not None and scenario is not None
-        else None
-        for path, scenario, _ in loaded
+    runs = max(1, repeat)
+    plan = [
+        (
+            path,
+            scenario,
+            problems,
+            n,
+            _trace_path(record_dir, _run_name(scenario.name, n, runs), path.stem, taken)
+            if record_dir is not None and scenario is not None
+            else None,
+        )
+        for path, scenario, problems in loaded
+        for n in range(runs if scenario is not None else 1)
     ]
 
-    async def one(path: Path, scenario: Any, problems: list[Problem], trace: Path | None) -> Any:
+    async def one(
+        path: Path, scenario: Any, problems: list[Problem], n: int, trace: Path | None
+    ) -> Any:
         if scenario is None:
             result = ScenarioResult(path, path.stem)
             result.failures = [_problem_failure(p) for p in problems if p.severity == "error"]
             return result
-        settings = RunSettings(endpoint, api_version, trace, speed)
+        settings = RunSettings(endpoint, api_version, trace, speed, repeat=n, **options)
         async with limit:
             return await run_scenario_async(scenario, settings)
 
-    return list(
-        await asyncio.gather(
-            *(one(p, s, found, t) for (p, s, found), t in zip(loaded, traces, strict=True))
-        )
-    )
+    return list(await asyncio.gather(*(one(*step) for step in plan)))
+
+
+def _run_name(name: str, n: int, runs: int) -> str:
+    """A run's recording name: the scenario's, with ``-run2`` and on when it repeats."""
+    return name if runs == 1 else f"{name}-run{n + 1}"
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -152,33 +173,81 @@ def _problem_failure(p: Problem) -> Any:
 # --- output -----------------------------------------------------------------------------------
 
 
-def summary_lines(results: Sequence[Any], *, verbose: bool = False) -> list[str]:
+def summary_lines(
+    results: Sequence[Any], *, verbose: bool = False, min_pass_rate: float = 1.0
+) -> list[str]:
     """The readable report: one line per scenario, and for a failure the first failing
-    expectation with the transcript of its turn (and the turn before)."""
+    expectation with the transcript of its turn (and the turn before).
+
+    Repeated runs (``--repeat``) are one line per scenario with its pass rate; a scenario
+    whose runs disagree is FLAKY when the gate (``min_pass_rate``) still holds, else FAIL."""
+    from runner.scenarios.results import group_runs
+
+    groups = group_runs(list(results))
+    repeated = any(len(g.runs) > 1 for g in groups)
     lines: list[str] = []
-    for r in results:
-        status = "PASS" if r.passed else ("ERROR" if r.error else "FAIL")
-        turns = f"{len(r.turns)} turn(s), " if r.turns else ""
-        lines.append(f"{status:<5} {r.path}  {r.name} ({turns}{r.duration_s:.1f} s)")
-        if r.error:
-            lines.append(f"      could not run: {r.error}")
-        if r.failures:
-            first = r.failures[0]
-            lines.append(f"      {first.render()}")
-            more = len(r.failures) - 1
-            if more:
-                lines.append(f"      (and {more} more failure(s); -v lists them)")
-                if verbose:
-                    lines += [f"      {f.render()}" for f in r.failures[1:]]
-            shown = _around(r.lines, first.turn) if not verbose else r.lines
-            if shown:
-                lines.append("      transcript:")
-                lines += [f"        {text}" for _, text in shown]
-        elif verbose and r.lines:
-            lines += [f"        {text}" for _, text in r.lines]
-    passed = sum(1 for r in results if r.passed)
-    lines.append(f"{len(results)} scenario(s): {passed} passed, {len(results) - passed} failed")
+    for g in groups:
+        r = g.first_failed or g.runs[0]
+        if not repeated:
+            status = "PASS" if r.passed else ("ERROR" if r.error else "FAIL")
+            turns = f"{len(r.turns)} turn(s), " if r.turns else ""
+            lines.append(f"{status:<5} {r.path}  {r.name} ({turns}{r.duration_s:.1f} s)")
+        else:
+            ok = g.meets(min_pass_rate)
+            status = "PASS" if g.passed_runs == len(g.runs) else ("FLAKY" if ok else "FAIL")
+            if not ok and all(x.error for x in g.runs):
+                status = "ERROR"
+            gate = "" if status == "PASS" else f" {'>=' if ok else '<'} {min_pass_rate:.0%}"
+            mark = "; flaky" if g.flaky and status == "FAIL" else ""
+            lines.append(
+                f"{status:<5} {r.path}  {r.name} ({g.passed_runs}/{len(g.runs)} runs passed, "
+                f"{g.pass_rate:.0%}{gate}{mark})"
+            )
+        if r.passed:
+            if verbose and r.lines:
+                lines += [f"        {text}" for _, text in r.lines]
+            continue
+        if repeated:
+            lines.append(f"      run {r.repeat + 1}:")
+        lines += _failure_lines(r, verbose)
+    if not repeated:
+        passed = sum(1 for g in groups if g.runs[0].passed)
+        lines.append(f"{len(groups)} scenario(s): {passed} passed, {len(groups) - passed} failed")
+    else:
+        runs = max(len(g.runs) for g in groups)
+        passed = sum(1 for g in groups if g.meets(min_pass_rate))
+        flaky = sum(1 for g in groups if g.flaky)
+        lines.append(
+            f"{len(groups)} scenario(s) x {runs} runs: {passed} passed the gate "
+            f"(min pass rate {min_pass_rate:.0%}), {len(groups) - passed} failed, {flaky} flaky"
+        )
     return [redact(line) for line in lines]
+
+
+def gate_passed(results: Sequence[Any], min_pass_rate: float = 1.0) -> bool:
+    """Every scenario passed in at least ``min_pass_rate`` of its runs (exit code 0)."""
+    from runner.scenarios.results import group_runs
+
+    return all(g.meets(min_pass_rate) for g in group_runs(list(results)))
+
+
+def _failure_lines(r: Any, verbose: bool) -> list[str]:
+    lines: list[str] = []
+    if r.error:
+        lines.append(f"      could not run: {r.error}")
+    if r.failures:
+        first = r.failures[0]
+        lines.append(f"      {first.render()}")
+        more = len(r.failures) - 1
+        if more:
+            lines.append(f"      (and {more} more failure(s); -v lists them)")
+            if verbose:
+                lines += [f"      {f.render()}" for f in r.failures[1:]]
+        shown = _around(r.lines, first.turn) if not verbose else r.lines
+        if shown:
+            lines.append("      transcript:")
+            lines += [f"        {text}" for _, text in shown]
+    return lines
 
 
 def _around(lines: Sequence[tuple[int, str]], turn: int | None) -> list[tuple[int, str]]:
@@ -187,40 +256,75 @@ def _around(lines: Sequence[tuple[int, str]], turn: int | None) -> list[tuple[in
     return [(n, text) for n, text in lines if turn - 1 <= n <= turn]
 
 
-def write_junit(results: Sequence[Any], path: Path) -> None:
+def write_junit(results: Sequence[Any], path: Path, *, min_pass_rate: float = 1.0) -> None:
     """JUnit XML, one testcase per scenario: what CI systems show as test results.
+
+    With repeated runs a testcase carries its pass rate as properties; it fails when the
+    gate fails, and a scenario whose runs disagree is marked ``flaky`` (a property, and each
+    failed run as a ``flakyFailure`` element, as Maven Surefire writes reruns, when the gate
+    still holds).
 
     Every text goes through :func:`_xml`: masked, and only characters XML 1.0 can hold, so a
     control character in a transcript never makes the report unreadable."""
+    from runner.scenarios.results import group_runs
+
+    groups = group_runs(list(results))
+    repeated = any(len(g.runs) > 1 for g in groups)
+    failing = [g for g in groups if not g.meets(min_pass_rate)]
+    errors = [g for g in failing if all(r.error for r in g.runs)]
     suite = ET.Element(
         "testsuite",
         name="vlrun scenarios",
-        tests=str(len(results)),
-        failures=str(sum(1 for r in results if r.failures and not r.error)),
-        errors=str(sum(1 for r in results if r.error)),
+        tests=str(len(groups)),
+        failures=str(len(failing) - len(errors)),
+        errors=str(len(errors)),
         skipped="0",
         time=f"{sum(r.duration_s for r in results):.3f}",
     )
-    for r in results:
+    for g in groups:
+        r = g.first_failed or g.runs[0]
         case = ET.SubElement(
             suite,
             "testcase",
-            classname=str(r.path.with_suffix("")).replace(os.sep, "."),
-            name=_xml(r.name),
-            file=str(r.path),
-            time=f"{r.duration_s:.3f}",
+            classname=str(g.path.with_suffix("")).replace(os.sep, "."),
+            name=_xml(g.name),
+            file=str(g.path),
+            time=f"{sum(x.duration_s for x in g.runs):.3f}",
         )
+        if repeated:
+            props = ET.SubElement(case, "properties")
+            for key, value in (
+                ("runs", str(len(g.runs))),
+                ("passed_runs", str(g.passed_runs)),
+                ("pass_rate", f"{g.pass_rate:.3f}"),
+                ("min_pass_rate", f"{min_pass_rate:.3f}"),
+                ("flaky", "true" if g.flaky else "false"),
+            ):
+                ET.SubElement(props, "property", name=key, value=value)
         transcript = "\n".join(text for _, text in r.lines)
-        if r.error:
-            node = ET.SubElement(case, "error", message=_xml(r.error), type="ScenarioError")
-            node.text = _xml(r.error + ("\n\n" + transcript if transcript else ""))
-        elif r.failures:
-            first = r.failures[0]
+        rate = (
+            f"{g.passed_runs}/{len(g.runs)} runs passed ({g.pass_rate:.0%}), " if repeated else ""
+        )
+        if g in errors:
             node = ET.SubElement(
-                case, "failure", message=_xml(first.render()), type="ExpectationFailed"
+                case, "error", message=_xml(rate + str(r.error)), type="ScenarioError"
             )
-            body = "\n".join(f.render() for f in r.failures)
-            node.text = _xml(body + ("\n\ntranscript:\n" + transcript if transcript else ""))
+            node.text = _xml(str(r.error) + ("\n\n" + transcript if transcript else ""))
+        elif g in failing:
+            first = r.failures[0].render() if r.failures else f"could not run: {r.error}"
+            node = ET.SubElement(
+                case, "failure", message=_xml(rate + first), type="ExpectationFailed"
+            )
+            node.text = _xml(
+                _runs_text(g) + ("\n\ntranscript:\n" + transcript if transcript else "")
+            )
+        elif g.flaky:
+            for bad in (x for x in g.runs if not x.passed):
+                first = bad.failures[0].render() if bad.failures else f"could not run: {bad.error}"
+                node = ET.SubElement(
+                    case, "flakyFailure", message=_xml(first), type="ExpectationFailed"
+                )
+                node.text = _xml(f"run {bad.repeat + 1}:\n" + _run_text(bad))
         if transcript:
             ET.SubElement(case, "system-out").text = _xml(transcript)
     root = ET.Element("testsuites")
@@ -233,6 +337,18 @@ def write_junit(results: Sequence[Any], path: Path) -> None:
             f"cannot write the JUnit report {path}: {exc.strerror or exc}",
             hint="choose another --junit",
         ) from None
+
+
+def _run_text(r: Any) -> str:
+    if r.error:
+        return f"could not run: {r.error}"
+    return "\n".join(f.render() for f in r.failures)
+
+
+def _runs_text(g: Any) -> str:
+    if len(g.runs) == 1:
+        return _run_text(g.runs[0])
+    return "\n".join(f"run {r.repeat + 1}: {_run_text(r)}" for r in g.runs if not r.passed)
 
 
 # --- the command ------------------------------------------------------------------------------
