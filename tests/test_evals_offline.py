@@ -4,7 +4,9 @@ against the emulator's chat endpoint on loopback (issue 30; docs/evals.md)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -426,3 +428,28 @@ async def test_every_answer_says_it_is_the_emulator_and_bodies_are_bounded() -> 
         huge = {**plain, "messages": [{"role": "user", "content": "x" * (1024 * 1024)}]}
         status, answer = await post(url, huge)
         assert status == 413 and answer["error"]["code"] == "request_too_large"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_conformance_row_names_existing_tests_and_is_cited_in_the_code() -> None:
+    text = (ROOT / "docs" / "evals.md").read_text(encoding="utf-8")
+    section = text.split("## Conformance", 1)[1].split("\n## ", 1)[0]
+    code = (ROOT / "runner" / "emulator" / "chat.py").read_text(encoding="utf-8")
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and re.fullmatch(r"`chat-[a-z0-9-]+`", cells[0]):
+            rows.append(cells)
+    assert len(rows) >= 12
+    for rid, behaviour, source, kind, tests in rows:
+        rid = rid.strip("`")
+        assert kind in ("strict", "permissive", "documented") and source, rid
+        assert f'<a id="{rid}"></a>' in behaviour, f"row {rid} has no anchor"
+        assert f"docs/evals.md#{rid}" in code, f"no `# source:` comment cites {rid}"
+        named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", tests)
+        assert named, f"row {rid} names no test"
+        for path, name in named:
+            body = (ROOT / path).read_text(encoding="utf-8")
+            assert re.search(rf"^(async )?def {name}\(", body, re.M), f"{path}::{name} missing"

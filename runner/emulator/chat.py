@@ -147,6 +147,7 @@ class ChatDesk:
         )
 
     def _authorise(self, request: web.Request) -> None:
+        # source: docs/evals.md#chat-auth (api-key for Azure, a bearer token for OpenAI)
         if self.api_key is None:
             return
         given = request.headers.get("api-key")
@@ -173,7 +174,8 @@ class ChatDesk:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    # read(n) returns what has arrived, up to n: read until the end or past the bound
+    # source: docs/evals.md#chat-body-bound. read(n) returns what has arrived, up to n: read
+    # until the end or past the bound
     raw = bytearray()
     while len(raw) <= MAX_BODY:
         chunk = await request.content.read(MAX_BODY + 1 - len(raw))
