@@ -14,10 +14,19 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Any
 
 from runner.errors import VlrunError
 from runner.live.audio import Player, Source, level_dbfs
+from runner.live.images import (
+    ImageError,
+    check_image,
+    image_message,
+    parse_image_command,
+    read_image,
+)
+from runner.live.images import describe as describe_image
 from runner.live.lines import TypedTurns
 from runner.live.outbox import Outbox
 from runner.live.settings import SessionSettings
@@ -248,6 +257,8 @@ class Inputs:
         if not text and self.push_to_talk and self.talk_key == "enter":
             self.talk()
             return
+        if text and is_image_command(text) and not self._image_ok(text):
+            return  # said on the console; nothing is queued
         if text:
             if self.interrupt is not None and self.reply_in_progress():
                 self.tasks.spawn(self.interrupt(), "vlrun-typed-barge-in")
@@ -264,6 +275,20 @@ class Inputs:
             or bool(turn.calls)
             or self.player.pending_ms() > 0
         )
+
+    def _image_ok(self, line: str) -> bool:
+        """``/image PATH [question]``: whether the image may be sent (else the error is shown).
+        The file is read again when the turn goes out, so a queued turn holds no image."""
+        parsed = parse_image_command(line)
+        if parsed is None or not parsed[0]:
+            self.transcript.error("/image needs a file: /image PATH [question]")
+            return False
+        try:
+            read_image(Path(parsed[0]))
+        except ImageError as exc:
+            self.transcript.error(exc.message + (f" ({exc.hint})" if exc.hint else ""))
+            return False
+        return True
 
     def _turns_dropped(self, bound: int) -> None:
         self.transcript.warning(
@@ -365,8 +390,49 @@ class Inputs:
         await self.turn.until(self.turn.between_turns)
         await self._send_turn(text)
 
+    async def send_image(self, data: bytes, mime: str, text: str | None = None) -> None:
+        """An image turn (and a question about it): checked now, sent after the reply before."""
+        kind = check_image(data, mime)
+        if text is not None and len(text) > MAX_TYPED_CHARS:
+            raise ImageError(
+                f"the text with the image is {len(text)} characters, over the "
+                f"{MAX_TYPED_CHARS}-character limit of a typed turn"
+            )
+        await self.turn.until(self.turn.between_turns)
+        await self._send_image_turn(data, kind, text)
+
+    async def _send_image_turn(self, data: bytes, mime: str, text: str | None) -> None:
+        generation = self.turn.generation
+        self.turn.typed()  # before any await: no other turn can start meanwhile
+        item_id = f"image_{len(self.transcript.turns)}_{int(time.time() * 1000)}"
+        self.transcript.user(item_id, describe_image(data, mime, text))
+        self.life.user_turn_ended("Enter -> first audio")
+        try:
+            await self.outbox.send(
+                {"type": "conversation.item.create", "item": image_message(data, mime, text)},
+                generation,
+            )
+            await self.outbox.send({"type": "response.create"}, generation)
+        except Drop:
+            log.info("the connection dropped before the image turn was sent")
+
+    async def _send_command_image(self, line: str) -> None:
+        """A queued ``/image`` line: the file is read now (it may have changed meanwhile)."""
+        parsed = parse_image_command(line)
+        try:
+            if parsed is None or not parsed[0]:
+                raise ImageError("/image needs a file: /image PATH [question]")
+            data, mime = read_image(Path(parsed[0]))
+        except ImageError as exc:
+            self.transcript.error(exc.message + (f" ({exc.hint})" if exc.hint else ""))
+            return
+        await self._send_image_turn(data, mime, parsed[1])
+
     async def _send_turn(self, text: str) -> None:
         """Send one typed turn now (the caller has waited for a pause between turns)."""
+        if is_image_command(text):
+            await self._send_command_image(text)
+            return
         if len(text) > MAX_TYPED_CHARS:
             self.transcript.warning(
                 f"a typed turn of {len(text)} characters is over the {MAX_TYPED_CHARS}-character "
@@ -407,6 +473,12 @@ class Inputs:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.player.drain(), timeout=self.settings.finish_timeout_s)
         self.stop()
+
+
+def is_image_command(text: str) -> bool:
+    """A typed ``/image PATH [question]`` line (the console's way to send an image)."""
+    low = text[:7].lower()
+    return low == "/image" or low == "/image "
 
 
 def key_label(key: str) -> str:

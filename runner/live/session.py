@@ -427,6 +427,15 @@ class LiveSession:
         """A typed user turn: a message item, then a response (after the previous reply)."""
         await self.inputs.send_text(text)
 
+    async def send_image(self, data: bytes, mime: str, text: str | None = None) -> None:
+        """An image turn: ``data`` (PNG, JPEG, GIF or WebP, at most
+        :data:`~runner.live.images.MAX_IMAGE_BYTES`) as an ``input_image`` content part, with
+        ``text`` (a question about it) in the same user message, then a reply is asked for,
+        after the reply in progress. Raises :class:`~runner.live.images.ImageError` (a
+        VlrunError) at once for an unsupported type, a type the bytes contradict, or an
+        oversized image."""
+        await self.inputs.send_image(data, mime, text)
+
     async def commit_turn(self) -> None:
         """Manual turns from a non-live source (scenarios): the audio sent so far is a turn."""
         await self.inputs.commit_turn()
