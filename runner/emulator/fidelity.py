@@ -71,6 +71,12 @@ NOTES = {
         "takes it as on 2026-04-10 (v1 is documented as a superset), its v1 place is not "
         "specified"
     ),
+    "builtin-search": (
+        "a built-in web_search or file_search ran; the emulator searched nothing and said so, "
+        "took the tool definition in the OpenAI Responses shape (Voice Live's reference "
+        "documents the call items and events, not the definition), and spaced the events "
+        "like one MCP step"
+    ),
     "input-text": (
         "input_text.delta/done were accepted; the service's events in reply are not "
         "documented, the emulator sends none and answers the finished text as a user turn"

@@ -250,6 +250,8 @@ class Plan:
     delay_ms: int = 0
     mcp: Mapping[str, Any] | None = None
     warning: Mapping[str, Any] | None = None
+    #: a built-in search the service runs itself: {"type": web_search|file_search, "query"}
+    search: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -369,6 +371,25 @@ def match_tool(text: str, tools: list[dict[str, Any]]) -> dict[str, Any] | None:
         if score > best_score:
             best, best_score = tool, score
     return best
+
+
+#: the words that make a turn call a declared built-in search (docs/emulator.md#builtin-search)
+SEARCH_WORDS = {
+    "file_search": {"file", "document", "doc", "pdf", "manual", "policy"},
+    "web_search": {"web", "online", "internet", "news", "search", "latest"},
+}
+SEARCH_TOOLS = tuple(SEARCH_WORDS)
+
+
+def match_search(text: str, tools: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A declared built-in search the turn asks for: file_search when it names a file or a
+    document, else web_search when it says web, online, internet, news, search or latest."""
+    said = _words(text)
+    declared = {t.get("type") for t in tools}
+    for kind in SEARCH_TOOLS:  # file words first: "search the manual" is a file search
+        if kind in declared and said & SEARCH_WORDS[kind]:
+            return {"type": kind, "query": text.strip()}
+    return None
 
 
 def guess_arguments(text: str, tool: Mapping[str, Any]) -> dict[str, Any]:
@@ -498,8 +519,17 @@ class ScriptedModel:
                 error=rule.error, delay_ms=rule.delay_ms, mcp=rule.mcp, warning=rule.warning
             )
             plan.say = render(rule.say, context) if rule.say is not None else None
-            if rule.tools:
-                plan.calls = self._start_calls(rule, list(rule.tools), said, session)
+            declared = {t.get("type") for t in session.get("tools") or [] if isinstance(t, dict)}
+            calls = []
+            for call in rule.tools:
+                if call.name in SEARCH_TOOLS and call.name in declared:
+                    # a scripted built-in search: the service runs it, not the client
+                    query = _query(call.arguments) or said
+                    plan.search = {"type": call.name, "query": query}
+                else:
+                    calls.append(call)
+            if calls:
+                plan.calls = self._start_calls(rule, calls, said, session)
             return plan
         if turn == 0 and text is None:
             greeting = self.script.greeting if self.script else None
@@ -527,6 +557,9 @@ class ScriptedModel:
         mcp = self._match_mcp(said, tools)
         if mcp is not None:
             return Plan(mcp=mcp)
+        search = match_search(said, tools) if choice != "none" else None
+        if search is not None:
+            return Plan(search=search)
         fallback = self.script.fallback if self.script else None
         return Plan(say=render(fallback, context) if fallback else f"[emulator] You said: {said}")
 
@@ -592,6 +625,16 @@ class ScriptedModel:
             }
             for n in names
         ]
+
+
+def _query(arguments: str) -> str | None:
+    """The ``query`` a scripted search names in its arguments (a JSON text), if any."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return None
+    query = value.get("query") if isinstance(value, Mapping) else None
+    return str(query) if query else None
 
 
 def spoken(output: Any) -> str:

@@ -285,6 +285,12 @@ class Responses:
             if response.cancel_reason is not None:
                 break
             await self._tools.function_call(response, call)
+        if failed is None and plan.search is not None and response.cancel_reason is None:
+            # source: docs/emulator.md#builtin-search: the service runs it and answers in
+            # the same response; the emulator says that nothing was searched
+            answer = await self._tools.builtin_search(response, dict(plan.search))
+            if response.cancel_reason is None:
+                said.append(await self._say(response, answer, shape))
         busy = bool(plan.calls) or plan.mcp is not None
         # fidelity: where the service puts a tool-triggered interim is undocumented; here it
         # follows the calls in the same response, so it is heard while the tools run

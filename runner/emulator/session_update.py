@@ -454,10 +454,15 @@ def _tools(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
     for i, tool in enumerate(v):
         q = f"{p}[{i}]"
         if not c.type_(tool, dict, q, "an object") or not c.enum(
-            tool.get("type"), ("function", "mcp"), f"{q}.type"
+            tool.get("type"), _tool_types(api), f"{q}.type"
         ):
             continue
-        if tool["type"] == "function":
+        if tool["type"] in BUILTIN_SEARCH:
+            if tool["type"] in names:
+                c.fail(f"{q}.type", f"Duplicate tool: {tool['type']!r} is declared twice.")
+            names.add(tool["type"])
+            _builtin_search(c, tool, q)
+        elif tool["type"] == "function":
             c.unknown(tool, ("type", "name", "description", "parameters"), q)
             if c.require(tool, "name", q):
                 if tool["name"] in names:
@@ -490,6 +495,53 @@ def _tools(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:
             else:
                 c.type_(approval, (str, dict), f"{q}.require_approval", "a string or an object")
     return v
+
+
+#: the service's own search tools, from 2026-04-10 (docs/emulator.md#builtin-search)
+BUILTIN_SEARCH = ("web_search", "file_search")
+BUILTIN_SEARCH_SINCE = "2026-04-10"
+
+
+def _tool_types(api: str) -> tuple[str, ...]:
+    # source: docs/emulator.md#builtin-search: from 2026-04-10 (SDK 1.2.0, REF 2026-04-10's
+    # web_search_call and file_search_call items); v1/models.tsp lists function and mcp only
+    if api != V1 and api[:10] >= BUILTIN_SEARCH_SINCE and not api.startswith("2025"):
+        return ("function", "mcp", *BUILTIN_SEARCH)
+    return ("function", "mcp")
+
+
+def _builtin_search(c: _Check, tool: dict[str, Any], q: str) -> None:
+    """A built-in search tool's definition, in the OpenAI Responses shape its items come from."""
+    if tool["type"] == "web_search":
+        c.unknown(tool, ("type", "search_context_size", "user_location", "filters"), q)
+        if "search_context_size" in tool:
+            c.enum(
+                tool["search_context_size"], ("low", "medium", "high"), f"{q}.search_context_size"
+            )
+        for key in ("user_location", "filters"):
+            if key in tool:
+                c.type_(tool[key], dict, f"{q}.{key}", "an object")
+        return
+    keys = ("type", "vector_store_ids", "max_num_results", "filters", "ranking_options")
+    c.unknown(tool, keys, q)
+    stores = tool.get("vector_store_ids")
+    if stores is None:
+        c.fail(
+            f"{q}.vector_store_ids",
+            f"Missing required parameter: '{q}.vector_store_ids'.",
+            "missing_required_parameter",
+        )
+    elif c.type_(stores, list, f"{q}.vector_store_ids", "an array"):
+        if not stores:
+            c.fail(f"{q}.vector_store_ids", "At least one vector store id is required.")
+        for i, store in enumerate(stores):
+            if c.type_(store, str, f"{q}.vector_store_ids[{i}]", "a string") and not store:
+                c.fail(f"{q}.vector_store_ids[{i}]", "A vector store id cannot be empty.")
+    if "max_num_results" in tool:
+        c.number(tool["max_num_results"], f"{q}.max_num_results", 1, 50, integer=True)
+    for key in ("filters", "ranking_options"):
+        if key in tool:
+            c.type_(tool[key], dict, f"{q}.{key}", "an object")
 
 
 def _tool_choice(c: _Check, v: Any, p: str, api: str, s: dict[str, Any]) -> Any:

@@ -184,6 +184,61 @@ class ToolCalls:
         response.output.append(dict(item))
         await self._conv.output_item("done", response, index, dict(item))
 
+    async def builtin_search(self, response: Response, search: dict[str, Any]) -> str:
+        """A built-in web or file search, run by the service inside the response; returns the
+        sentence the reply says about it. Nothing is searched.
+
+        source: docs/emulator.md#builtin-search (SDK 1.2.0: ResponseWebSearchCallItem,
+        ResponseFileSearchCallItem and the response.{web,file}_search_call.in_progress,
+        .searching, .completed events, each with response_id, item_id, output_index and
+        sequence_number)
+        """
+        kind, query = search["type"], str(search.get("query") or "")
+        self._outbox.note("builtin-search")
+        tool = next((t for t in self._conv.session.get("tools") or [] if t.get("type") == kind), {})
+        index = len(response.output)
+        item: dict[str, Any] = {
+            "id": P.new_id("ws" if kind == "web_search" else "fs"),
+            "object": "realtime.item",
+            "type": f"{kind}_call",
+            "status": "in_progress",
+        }
+        if kind == "file_search":
+            item["queries"] = [query]
+        await self._conv.output_item("added", response, index, dict(item))
+        await self._conv.add_item(item)
+        base = {"response_id": response.id, "item_id": item["id"], "output_index": index}
+        for seq, step in enumerate(("in_progress", "searching", "completed")):
+            if step != "in_progress":
+                await self._mcp_step(0.5)  # a hosted search takes a network round trip
+            await self._outbox.send(
+                {"type": f"response.{kind}_call.{step}", **base, "sequence_number": seq}
+            )
+        item["status"] = "completed"
+        stores = ", ".join(tool.get("vector_store_ids") or [])
+        if kind == "web_search":
+            item["action"] = {"type": "search", "query": query}
+            said = f'[emulator] web search is emulated: no search was run for "{query}".'
+        else:
+            if "file_search_call.results" in (self._conv.session.get("include") or []):
+                item["results"] = [
+                    {
+                        "file_id": "file_emulator",
+                        "filename": "emulator.txt",
+                        "score": 0.0,
+                        "text": "[emulator] no file was searched",
+                        "attributes": {},
+                    }
+                ]
+            said = (
+                f"[emulator] file search is emulated: no file in {stores or 'no store'} was "
+                f'read for "{query}".'
+            )
+        self._conv.items[item["id"]] = item
+        response.output.append(dict(item))
+        await self._conv.output_item("done", response, index, dict(item))
+        return said
+
     def _approval_needed(self, label: str, name: str) -> bool:
         tool = next(
             (
