@@ -195,7 +195,9 @@ class ToolCalls:
         """
         kind, query = search["type"], str(search.get("query") or "")
         self._outbox.note("builtin-search")
-        tool = next((t for t in self._conv.session.get("tools") or [] if t.get("type") == kind), {})
+        tool: dict[str, Any] = next(
+            (t for t in self._conv.session.get("tools") or [] if t.get("type") == kind), {}
+        )
         index = len(response.output)
         item: dict[str, Any] = {
             "id": P.new_id("ws" if kind == "web_search" else "fs"),
