@@ -46,6 +46,9 @@ log = logging.getLogger("vlrun.serve.acs")
 MAX_EVENT_BYTES = 256 * 1024  # an IncomingCall is a few KB; Event Grid batches are bounded too
 MAX_FRAME_BYTES = 64 * 1024  # 20 ms at 24 kHz is 960 bytes, ~1.4 KB of JSON
 METADATA_TIMEOUT_S = 10.0
+# A media socket holding this much unsent output (its peer stopped reading) is skipped by the
+# clock until it drains: about a second of 16 kHz frames.
+BACKLOG_BYTES = 64 * 1024
 TOKEN_TTL_S = 24 * 3600.0  # the media URL is used once, soon after answering
 JWKS_TTL_S = 3600.0
 JWKS_MIN_REFRESH_S = 30.0  # an unknown key id refetches the keys, at most this often
@@ -147,12 +150,18 @@ class TokenVerifier:
 
 class AcsTransport:
     """Outbound frames of one media socket (built by the codec, in the casing Microsoft's
-    Python docs send)."""
+    Python docs send); only the media clock writes."""
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Any, transport: Any = None) -> None:
         self.ws = ws
+        self._transport = transport  # the request's asyncio transport: its write backlog
 
-    async def send_audio(self, frame: bytes) -> None:
+    def writable(self) -> bool:
+        """The socket takes a frame without waiting (the clock never waits on one call)."""
+        transport = self._transport
+        return transport is None or transport.get_write_buffer_size() < BACKLOG_BYTES
+
+    async def send_audio(self, frame: bytes | memoryview) -> None:
         await self.ws.send_str(codec.audio_frame(frame))
 
     async def send_clear(self) -> None:
@@ -405,7 +414,7 @@ class AcsEdge:
             return ws
         fmt = AudioFormat(rate)
         player = CallPlayer(fmt)
-        player.transport = AcsTransport(ws)
+        player.transport = AcsTransport(ws, request.transport)
         edge = CallEdge(
             "acs",
             CallSource(fmt),
@@ -432,7 +441,7 @@ class AcsEdge:
             self.phones.converse(edge, route, slot=slot, rate=rate),
             name=f"vlrun-acs-{edge.call_id}",
         )
-        pump = asyncio.create_task(player.pump(), name=f"vlrun-acs-out-{edge.call_id}")
+        self.phones.clock.add(player)  # the worker's one media clock sends its frames
         closer = asyncio.create_task(_close_when_done(ws, conversation), name="vlrun-acs-closer")
         try:
             await self._read(ws, edge, conversation, WSMsgType)
@@ -443,10 +452,9 @@ class AcsEdge:
                 await conversation  # its own failures are logged and counted by converse
             if edge.outcome == "malformed":
                 await hang_up()  # a clean end of the call, not only of the socket
-            player.close()
-            for task in (pump, closer):
-                task.cancel()
-            await asyncio.wait({pump, closer})
+            player.close()  # off the clock
+            closer.cancel()
+            await asyncio.wait({closer})
             if not ws.closed:
                 await ws.close()
         return ws

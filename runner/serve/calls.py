@@ -10,8 +10,9 @@ heard (marks) or the clock of what was sent, never what was merely sent.
 
 Each provider says what was played in its own way: Twilio echoes marks once the audio before
 them has played (:class:`MarkedPlayer`), ACS says nothing, so the clock of what was sent stands
-in for it (:class:`CallPlayer`). One task per call owns the socket's writes, so media, marks and
-clears never interleave mid-frame.
+in for it (:class:`CallPlayer`). The worker's one media clock (:mod:`runner.serve.media_clock`)
+does every call's writes, so media, marks and clears never interleave mid-frame, and no call
+keeps a timer of its own.
 """
 
 from __future__ import annotations
@@ -25,20 +26,24 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.live.audio import AudioFormat
+
+if TYPE_CHECKING:
+    from runner.serve.media_clock import MediaClock
 
 log = logging.getLogger("vlrun.serve.calls")
 
 FRAME_MS = 20
+FRAME_S = FRAME_MS / 1000
 # How far assistant audio may run ahead of the caller's ear (the provider's buffer). At 100 ms a
 # short stall of the worker, the service or the machine was an audible gap; the provider
 # flushes this buffer on a barge-in, so a bigger one costs nothing there.
 LEAD_MS = 300
-# The pump refills the provider's buffer this much at a time (three 20 ms frames per wake-up):
-# on a busy worker a wake-up costs more than the frames it sends, and LEAD_MS - 60 stay queued.
-REFILL_MS = 60
+# Below this much audio ahead of the caller, new audio leaves at once rather than at the clock's
+# next tick: the first frame of a reply is not held back by up to a tick.
+URGENT_MS = 40
 HANDOFF_MS = 100  # caller audio is handed to the session this much at a time (its send size)
 MAX_INBOUND_MS = 2000  # caller audio queued while the session (re)connects; older audio drops
 MAX_OUTBOUND_MS = 60_000  # assistant audio queued ahead of the pacing; past it, audio drops
@@ -59,7 +64,7 @@ class PlayerSink(Protocol):
 class Transport(Protocol):
     """The provider's side of one call's media socket, as the player writes to it."""
 
-    async def send_audio(self, frame: bytes) -> None: ...
+    async def send_audio(self, frame: bytes | memoryview) -> None: ...
 
     async def send_clear(self) -> None: ...
 
@@ -121,28 +126,36 @@ class CallSource:
 class CallPlayer:
     """Assistant audio to the caller: 20 ms frames paced at real time, at most ``lead_ms`` ahead.
 
-    ``write`` only queues (the session calls it from its receive loop); the pump task sends.
-    The played position of the current item is what was sent minus what the provider still
-    holds by the clock: the provider plays at real time from the moment a frame arrives.
+    ``write`` only queues (the session calls it from its receive loop); the worker's
+    :class:`~runner.serve.media_clock.MediaClock` sends, calling :meth:`service` at each tick
+    (or at once when the caller is about to run dry). The played position of the current item
+    is what was sent minus what the provider still holds by the clock: the provider plays at
+    real time from the moment a frame arrives.
     """
 
-    def __init__(
-        self, fmt: AudioFormat, *, lead_ms: int = LEAD_MS, refill_ms: int = REFILL_MS
-    ) -> None:
+    def __init__(self, fmt: AudioFormat, *, lead_ms: int = LEAD_MS) -> None:
         self.fmt = fmt
         self.lead_s = lead_ms / 1000
-        self.low_s = max(0, lead_ms - refill_ms) / 1000  # refill when the buffer is down to this
+        # Below this much audio ahead of the caller, new audio is sent at once, not at the
+        # next tick: the first frame of a reply, or a caller about to run dry.
+        self.urgent_s = min(self.lead_s, URGENT_MS / 1000)
         self.transport: Transport | None = None
         self.sink: PlayerSink | None = None
+        self.clock: MediaClock | None = None  # set by MediaClock.add
         self._frame = fmt.bytes_for_ms(FRAME_MS)
         self._limit = fmt.bytes_for_ms(MAX_OUTBOUND_MS)
         # (item, audio, when it arrived): the arrival time tells a late worker from late audio
-        self._queue: collections.deque[tuple[str, bytes, float]] = collections.deque()
+        self._queue: collections.deque[tuple[str, memoryview, float]] = collections.deque()
         self._offset = 0  # bytes of the head of the queue already sent
         self._queued = 0
-        self._wake = asyncio.Event()
+        # A frame being assembled across writes (the end of one write, the start of the next)
+        self._carry: bytes = b""
+        self._carry_item: str | None = None
+        self._carry_at = 0.0
+        self._short_since: float | None = None  # a short tail waiting for more of its item
         self._idle = asyncio.Event()
         self._idle.set()
+        self._closed_event = asyncio.Event()
         self._end = 0.0  # monotonic time when the provider will have played all that was sent
         self._item: str | None = None  # the item being played (last written)
         self._sent_ms: dict[str, float] = {}  # item -> ms of it sent to the provider
@@ -160,6 +173,7 @@ class CallPlayer:
         self._delays: list[float] = []
         self.clears = 0
         self.interrupts = 0
+        self.error: Exception | None = None  # why the outbound audio stopped (a failed send)
 
     # ------------------------------------------------------------------ the session's side
 
@@ -173,10 +187,12 @@ class CallPlayer:
             return
         if item_id != self._item:
             self._item = item_id
-        self._queue.append((item_id, pcm, time.monotonic()))
+        now = time.monotonic()
+        self._queue.append((item_id, memoryview(pcm), now))
         self._queued += len(pcm)
         self._idle.clear()
-        self._wake.set()
+        if self.clock is not None:
+            self.clock.due(self, urgent=self._end - now < self.urgent_s)
 
     def played_ms(self) -> int:
         item = self._item
@@ -194,22 +210,24 @@ class CallPlayer:
         return max(0.0, self._end - time.monotonic())
 
     def pending_ms(self) -> float:
-        return self.fmt.ms_for_bytes(self._queued) + self._remaining_s() * 1000
+        return self.fmt.ms_for_bytes(self._queued + len(self._carry)) + self._remaining_s() * 1000
 
     def interrupt(self) -> tuple[str | None, int]:
         item = self._item
         played = int(self._played_of(item)) if item is not None else 0
-        if self._queue or self._remaining_s() > 0:
+        if self._queue or self._carry or self._remaining_s() > 0:
             self._clear = True  # the provider still holds audio: have it thrown away
-            self._wake.set()
+            if self.clock is not None:
+                self.clock.due(self, urgent=True)
         self._queue.clear()
         self._offset = 0
         self._queued = 0
+        self._drop_carry()
         self._end = time.monotonic()
         self._item = None
         self.generation += 1
         self.interrupts += 1
-        self._idle.set()
+        self._idle.set()  # nothing left to play; the clear goes out at once
         return item, played
 
     async def drain(self) -> None:
@@ -234,74 +252,75 @@ class CallPlayer:
         self._queue.clear()
         self._offset = 0
         self._queued = 0
+        self._drop_carry()
+        self._clear = False
         self._idle.set()
-        self._wake.set()
+        self._closed_event.set()
+        if self.clock is not None:
+            self.clock.remove(self)
 
-    # ------------------------------------------------------------------ the pump (one per call)
+    def failed(self, exc: Exception) -> None:
+        """A send failed (the socket closed under it): this call's outbound audio is over."""
+        self.error = exc
+        self._queue.clear()
+        self._queued = 0
+        self._drop_carry()
+        self._clear = False
+        self._idle.set()
+        self._closed_event.set()
+
+    def _drop_carry(self) -> None:
+        self._carry, self._carry_item, self._short_since = b"", None, None
+
+    # ------------------------------------------------------------------ the clock's side
+
+    def has_work(self) -> bool:
+        """Something to send: audio queued or assembled, or a clear owed."""
+        return bool(self._clear or self._queue or self._carry) and not self._closed
 
     async def pump(self) -> None:
-        """Send queued audio as paced frames until closed; owned and awaited by the call."""
-        assert self.transport is not None
-        carry = b""
-        carry_item: str | None = None
-        carry_at = 0.0
+        """Play on a clock of this player's own until closed (a player outside a worker)."""
+        from runner.serve.media_clock import MediaClock
+
+        clock = MediaClock()
+        clock.add(self)
+        try:
+            await self._closed_event.wait()
+        finally:
+            await clock.close()
+
+    async def service(self, now: float, due_at: float) -> None:
+        """Send what is due: an owed clear first, then frames until the caller's buffer holds
+        ``lead_ms``. ``due_at`` is when the clock should have served this player (its tick, or
+        when it became urgent): a frame's added delay is counted from then."""
+        transport = self.transport
+        assert transport is not None
+        writable = getattr(transport, "writable", None)
         while not self._closed:
             if self._clear:
                 self._clear = False
-                carry, carry_item = b"", None
+                self._drop_carry()
                 self.clears += 1
-                await self.transport.send_clear()
+                await transport.send_clear()
                 self.on_cleared()
                 continue
-            if not self._queue and not carry:
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            # one whole frame (the end of an item may be shorter)
+            if self._end - now >= self.lead_s:
+                return  # the caller's buffer holds the lead: the next tick tops it up
+            if writable is not None and not writable():
+                return  # the socket has a backlog (its peer is slow): never wait on it here
+            frame = self._take_frame(now)
+            if frame is None:
+                return
             generation = self.generation
-            while len(carry) < self._frame and self._queue:
-                item, data, at = self._queue[0]
-                if carry and item != carry_item:
-                    break
-                # an offset into the head, not a re-slice of its rest (quadratic in its length)
-                start = self._offset
-                take = data[start : start + self._frame - len(carry)]
-                if not carry:
-                    carry_at = at
-                carry += take
-                carry_item = item
-                self._queued -= len(take)
-                if start + len(take) >= len(data):
-                    self._queue.popleft()
-                    self._offset = 0
-                else:
-                    self._offset = start + len(take)
-            if len(carry) < self._frame and not self._queue:
-                # a short tail: wait a frame for more of the same item before sending it short
-                self._wake.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), FRAME_MS / 1000)
-                if self._queue and not self._clear and generation == self.generation:
-                    continue
-            if self._clear or generation != self.generation:
-                continue  # interrupted while waiting: the clear comes first
-            now = time.monotonic()
-            ahead = self._end - now
-            if ahead > self.lead_s:
-                await asyncio.sleep(ahead - self.low_s)  # pacing to a deadline, not a poll
-                if self._clear or generation != self.generation:
-                    continue
-                now = time.monotonic()
-            frame, item = carry, carry_item or ""
-            carry, carry_item = b"", None
-            # What the worker added: from when this frame could have left (its audio here, the
-            # provider's buffer down to the refill mark) to when it did.
-            ready_at = max(carry_at, self._end - self.low_s)
-            self._delays.append(max(0.0, now - ready_at))
+            item = self._carry_item or ""
+            carry_at = self._carry_at
+            self._drop_carry()
+            # What the worker added: from when this frame was due to leave (its audio here,
+            # the clock's tick or urgent wake-up) to when it did.
+            self._delays.append(max(0.0, now - max(carry_at, due_at)))
             if len(self._delays) >= _DELAYS_PER_FLUSH:
                 self.flush()
-            if item == self._last_sent_item and self._end > 0 and now > self._end + FRAME_MS / 1000:
+            if item == self._last_sent_item and self._end > 0 and now > self._end + FRAME_S:
                 # the caller heard a gap inside one reply
                 if carry_at <= self._end:
                     self.underruns += 1  # the audio was here before the buffer ran dry
@@ -309,15 +328,71 @@ class CallPlayer:
                 else:
                     self.starved += 1
                     self._dropout("audio_late")
-            frame_ms = self.fmt.ms_for_bytes(len(frame))
+            frame_ms = len(frame) / self._bytes_per_ms
             if item != self._last_sent_item and len(self._sent_ms) >= _ITEMS_KEPT:
                 _forget_oldest(self._sent_ms)  # a call of a thousand replies stays small
             self._end = max(now, self._end) + frame_ms / 1000
             self._sent_ms[item] = self._sent_ms.get(item, 0.0) + frame_ms
             self._last_sent_item = item
             self.frames_sent += 1
-            await self.transport.send_audio(frame)
-            await self.after_frame(item, self._sent_ms[item])
+            await transport.send_audio(frame)
+            if generation == self.generation:  # not interrupted while the frame left
+                await self.after_frame(item, self._sent_ms[item])
+            if not self._queue and not self._carry and not self._clear:
+                self._idle.set()
+
+    @property
+    def _bytes_per_ms(self) -> float:
+        return self._frame / FRAME_MS
+
+    def _take_frame(self, now: float) -> bytes | memoryview | None:
+        """The next frame to send (whole, or a short end of an item), assembled into the
+        carry; None when it must wait (a short tail waits a tick for more of its item)."""
+        size = self._frame
+        carry = self._carry
+        queue = self._queue
+        if not carry and queue:
+            item, data, at = queue[0]
+            start = self._offset
+            if len(data) - start >= size:
+                # the usual case: a whole frame inside one write, an offset into it (no copy,
+                # no re-slice of its rest)
+                frame = data[start : start + size]
+                if start + size == len(data):
+                    queue.popleft()
+                    self._offset = 0
+                else:
+                    self._offset = start + size
+                self._queued -= size
+                self._carry_item, self._carry_at = item, at
+                return frame
+        while len(carry) < size and queue:
+            item, data, at = queue[0]
+            if carry and item != self._carry_item:
+                break
+            start = self._offset
+            take = data[start : start + size - len(carry)]
+            if not carry:
+                self._carry_at = at
+            carry += take
+            self._carry_item = item
+            self._queued -= len(take)
+            if start + len(take) >= len(data):
+                queue.popleft()
+                self._offset = 0
+            else:
+                self._offset = start + len(take)
+        self._carry = carry
+        if not carry:
+            return None
+        if len(carry) < size and not queue:
+            # a short tail: wait a tick for more of the same item before sending it short
+            if self._short_since is None:
+                self._short_since = now
+                return None
+            if now - self._short_since < FRAME_S:
+                return None
+        return carry
 
     async def after_frame(self, item: str, sent_ms: float) -> None:
         """Called after each frame left (the marked player sends its mark here)."""

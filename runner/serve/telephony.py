@@ -32,6 +32,7 @@ from runner.redact import mask_phone
 from runner.serve import calls_tools
 from runner.serve.calls import CallEdge
 from runner.serve.calls_log import CallConsole, call_id_var
+from runner.serve.media_clock import MediaClock
 from runner.serve.metrics import ServeMetrics
 from runner.serve.routing import Router
 from runner.serve.supervisor import Slot, Supervisor
@@ -194,6 +195,8 @@ class Phones:
             supervisor.max_call_s = serve.max_call_s
         self.router = Router(serve.routes)
         self.calls: dict[str, ActiveCall] = {}
+        # Every call's outbound frames on one timer (its task runs while a call plays)
+        self.clock = MediaClock()
         self._logs_failed = False  # said once: the logs folder refuses writes
         # The host's embedded emulator (no endpoint configured): its target, with its key.
         self.embedded_target = embedded_target
@@ -305,7 +308,8 @@ class Phones:
         return prepared
 
     async def close(self) -> None:
-        """Close the Entra credentials (an API key needs nothing)."""
+        """Stop the media clock; close the Entra credentials (an API key needs nothing)."""
+        await self.clock.close()
         seen: set[int] = set()
         for prepared in self._prepared.values():
             if id(prepared.credential) in seen:

@@ -44,7 +44,10 @@ MULAW = AudioFormat(8000, 1, 1)
 MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's voice webhook form is a few KB
 MAX_FRAME_BYTES = codec.MAX_FRAME_BYTES
 START_TIMEOUT_S = 10.0  # connected + start come at once; a socket that says nothing is closed
-TOKEN_TTL_S = 300.0  # webhook -> media socket; Twilio connects within a second or two
+TOKEN_TTL_S = 300.0
+# A media socket holding this much unsent output (its peer stopped reading) is skipped by the
+# clock until it drains: about two seconds of frames.
+BACKLOG_BYTES = 32 * 1024  # webhook -> media socket; Twilio connects within a second or two
 _CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")  # Twilio's Call SID: CA + 32 hex digits
 SIGNATURE = "X-Twilio-Signature"
 SIGNATURE_SETTINGS = "X-Twilio-Webhooks-Signature-Settings"
@@ -108,13 +111,19 @@ class Signatures:
 
 
 class TwilioTransport:
-    """Outbound frames of one stream (built by the codec); only the player's pump writes."""
+    """Outbound frames of one stream (built by the codec); only the media clock writes."""
 
-    def __init__(self, ws: Any, stream_sid: str) -> None:
+    def __init__(self, ws: Any, stream_sid: str, transport: Any = None) -> None:
         self.ws = ws
         self.frames = codec.StreamEncoder(stream_sid)
+        self._transport = transport  # the request's asyncio transport: its write backlog
 
-    async def send_audio(self, frame: bytes) -> None:
+    def writable(self) -> bool:
+        """The socket takes a frame without waiting (the clock never waits on one call)."""
+        transport = self._transport
+        return transport is None or transport.get_write_buffer_size() < BACKLOG_BYTES
+
+    async def send_audio(self, frame: bytes | memoryview) -> None:
         await self.ws.send_str(self.frames.media(frame))
 
     async def send_mark(self, name: str) -> None:
@@ -240,7 +249,7 @@ class TwilioEdge:
             return ws
         stream_sid = start.stream_sid
         player = MarkedPlayer(MULAW)
-        player.transport = TwilioTransport(ws, stream_sid)
+        player.transport = TwilioTransport(ws, stream_sid, request.transport)
         edge = CallEdge(
             "twilio",
             CallSource(MULAW),
@@ -261,7 +270,7 @@ class TwilioEdge:
             self.phones.converse(edge, route, slot=slot, rate=8000),
             name=f"vlrun-twilio-{edge.call_id}",
         )
-        pump = asyncio.create_task(player.pump(), name=f"vlrun-twilio-out-{edge.call_id}")
+        self.phones.clock.add(player)  # the worker's one media clock sends its frames
         try:
             await self._read(ws, edge, player, conversation, WSMsgType)
         finally:
@@ -269,11 +278,9 @@ class TwilioEdge:
                 edge.end("dropped")
             with contextlib.suppress(Exception):
                 await conversation  # its own failures are logged and counted by converse
-            player.close()
-            pump.cancel()
-            await asyncio.wait({pump})
-            if not pump.cancelled() and pump.exception() is not None:
-                log.info("call %s: outbound stopped: %s", edge.call_id, pump.exception())
+            player.close()  # off the clock
+            if player.error is not None:
+                log.info("call %s: outbound stopped: %s", edge.call_id, player.error)
             self.metrics.dropout("twilio", "stale_mark", player.stale_marks)
             if not ws.closed:
                 await ws.close()

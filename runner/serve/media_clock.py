@@ -1,0 +1,168 @@
+"""One media clock per worker: every call's due outbound frames on one timer.
+
+A player per call used to own a task that slept until its caller's buffer was down to the
+refill mark: one timer and one task wake-up per call every 60 ms, about 3,300 wake-ups a
+second at 200 calls, each costing more than the frames it sent. The clock ticks every 20 ms
+for the whole worker (50 wake-ups a second, whatever the number of calls) and, at each tick,
+asks every player with something to send to send what is due (:meth:`CallPlayer.service`).
+
+Two things do not wait for the tick:
+- a player whose caller is about to run dry (the first frame of a reply, whose caller has
+  nothing buffered) asks for an *urgent* service: the clock wakes at once for that player
+  alone, so the first audio of a reply is not held back by the tick;
+- a barge-in's ``clear`` / ``StopAudio`` is urgent too.
+
+The clock never waits on one call's socket: a player whose socket has a backlog (its peer
+stopped reading) is skipped until it drains (:meth:`CallPlayer.service` checks), and a send
+that fails ends that player's outbound audio only. Players are served in an order rotated at
+each tick, so no call is always the last one served. The clock's task runs while at least
+one player is registered; it is owned here and awaited by :meth:`MediaClock.close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runner.serve.calls import CallPlayer
+
+log = logging.getLogger("vlrun.serve.clock")
+
+TICK_MS = 20  # one frame: each active player tops its caller's buffer up to its lead
+CLOSE_TIMEOUT_S = 5.0  # close() waits this long for the clock's last pass
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class MediaClock:
+    """Paces every registered player's outbound audio on one timer (one per worker)."""
+
+    def __init__(self, tick_ms: int = TICK_MS) -> None:
+        self.tick_s = tick_ms / 1000
+        self._players: dict[CallPlayer, None] = {}  # registered (an ordered set)
+        self._active: dict[CallPlayer, None] = {}  # with something to send or a clear owed
+        self._urgent: dict[CallPlayer, float] = {}  # -> when it became urgent
+        self._task: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.ticks = 0  # timer wake-ups that served every active player
+        self.urgent_wakeups = 0  # wake-ups for a player about to run dry, or a clear
+        self.failed = 0  # players whose socket failed a send (their outbound audio ended)
+
+    # ------------------------------------------------------------------ players
+
+    def add(self, player: CallPlayer) -> None:
+        """Register a call's player; the clock runs while any is registered."""
+        player.clock = self
+        self._players[player] = None
+        if player.has_work():
+            self._active[player] = None
+        if self._task is None or self._task.done():
+            if self._task is not None and not self._task.cancelled() and self._task.exception():
+                log.error("the media clock stopped: %s", self._task.exception())
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="vlrun-media-clock"
+            )
+
+    def remove(self, player: CallPlayer) -> None:
+        """Unregister a player (its call ended); safe mid-tick and more than once."""
+        self._players.pop(player, None)
+        self._active.pop(player, None)
+        self._urgent.pop(player, None)
+        if player.clock is self:
+            player.clock = None
+        if not self._players:
+            self._wake()  # so the task sees it has nothing left and ends
+
+    def due(self, player: CallPlayer, *, urgent: bool) -> None:
+        """``player`` has something to send; ``urgent``: now, not at the next tick."""
+        if player not in self._players:
+            return
+        self._active[player] = None
+        if urgent and player not in self._urgent:
+            self._urgent[player] = time.monotonic()
+            self._wake()
+
+    def __len__(self) -> int:
+        return len(self._players)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stopped(self, timeout: float) -> bool:
+        """Wait (bounded) until the clock's task has ended; False if it still runs."""
+        task = self._task
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=timeout)
+        return not self.running
+
+    async def close(self) -> None:
+        """Unregister every player and wait (bounded) for the clock's task to end."""
+        for player in list(self._players):
+            self.remove(player)
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._wake()
+        done, _ = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+
+    # ------------------------------------------------------------------ the timer
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _release(self._waiter)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = time.monotonic() + self.tick_s
+        while self._players:
+            now = time.monotonic()
+            if self._urgent:
+                urgent, self._urgent = self._urgent, {}
+                self.urgent_wakeups += 1
+                for player, since in urgent.items():
+                    await self._serve(player, now, since)
+                continue
+            if now < next_tick:
+                # a deadline on the wait: the next tick, or earlier if a player is urgent
+                waiter = self._waiter = loop.create_future()
+                handle = loop.call_later(next_tick - now, _release, waiter)
+                try:
+                    await waiter
+                finally:
+                    handle.cancel()
+                    self._waiter = None
+                continue
+            due_at = next_tick
+            next_tick += self.tick_s
+            if next_tick <= now:  # the loop ran late: no burst of missed ticks, the lead covers
+                next_tick = now + self.tick_s
+            self.ticks += 1
+            if not self._active:
+                continue
+            order = list(self._active)
+            k = self.ticks % len(order)  # rotated: no call is always served last
+            for player in order[k:] + order[:k]:
+                await self._serve(player, time.monotonic(), due_at)
+
+    async def _serve(self, player: CallPlayer, now: float, due_at: float) -> None:
+        if player not in self._players:
+            return  # its call ended mid-tick
+        try:
+            await player.service(now, due_at)
+        except Exception as exc:  # that call's socket failed: its outbound audio ends, not ours
+            self.failed += 1
+            player.failed(exc)
+            self.remove(player)
+            return
+        if not player.has_work():
+            self._active.pop(player, None)

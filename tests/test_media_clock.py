@@ -1,0 +1,210 @@
+"""The worker's one media clock: every call's outbound frames on one timer (issue 27).
+
+Real players (runner.serve.calls.CallPlayer) on a real MediaClock; the transports record what
+the clock sent and when. Nothing here sleeps to synchronise: each wait is on a condition that
+every send re-checks (runner.aio.Changes), with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from runner.aio import Changes
+from runner.live.audio import AudioFormat
+from runner.serve.calls import CallPlayer, MarkedPlayer
+from runner.serve.media_clock import MediaClock
+
+MULAW = AudioFormat(8000, 1, 1)
+SECOND = MULAW.bytes_for_ms(1000)
+
+
+class Wire:
+    """A media socket as the clock writes to it."""
+
+    def __init__(
+        self, name: str, log: list[tuple[int, str]], clock: MediaClock, changes: Changes
+    ) -> None:
+        self.name, self.log, self.clock, self.changes = name, log, clock, changes
+        self.frames: list[bytes] = []
+        self.clears = 0
+        self.marks: list[str] = []
+        self.sent = asyncio.Event()
+        self.fail: Exception | None = None
+        self.backlog = False
+        self.on_send: Callable[[], None] | None = None
+
+    def writable(self) -> bool:
+        return not self.backlog
+
+    async def send_audio(self, frame: bytes) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.frames.append(bytes(frame))
+        self.log.append((self.clock.ticks, self.name))
+        self.sent.set()
+        self.changes.notify()
+        if self.on_send is not None:
+            self.on_send()
+
+    async def send_clear(self) -> None:
+        self.clears += 1
+        self.sent.set()
+
+    async def send_mark(self, name: str) -> None:
+        self.marks.append(name)
+
+
+CHANGES = Changes()  # every send notifies: the tests' conditions are re-checked on each
+
+
+async def until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    assert await CHANGES.until(predicate, timeout), "not within the deadline"
+
+
+def players(
+    clock: MediaClock, n: int, log: list[tuple[int, str]], cls: type[CallPlayer] = CallPlayer
+) -> list[tuple[CallPlayer, Wire]]:
+    out = []
+    for i in range(n):
+        player = cls(MULAW)
+        player.transport = wire = Wire(f"call{i}", log, clock, CHANGES)
+        clock.add(player)
+        out.append((player, wire))
+    return out
+
+
+async def test_one_clock_serves_every_call_fairly_in_a_rotating_order() -> None:
+    """Every call gets its frames at the same pace, and no call is always served last: the
+    order of service rotates from tick to tick."""
+    clock = MediaClock()
+    log: list[tuple[int, str]] = []
+    calls = players(clock, 8, log)
+    try:
+        for player, _ in calls:
+            player.write("reply", bytes(10 * SECOND))
+        await until(lambda: all(len(w.frames) >= 40 for _, w in calls))
+        counts = [len(wire.frames) for _, wire in calls]
+        assert max(counts) - min(counts) <= 1, counts  # the same pace for every call
+        firsts: dict[int, str] = {}
+        for tick, name in log:
+            firsts.setdefault(tick, name)
+        # steady state: one frame per call per tick; who goes first changes
+        assert len(set(firsts.values())) >= 4, firsts
+    finally:
+        await clock.close()
+
+
+async def test_a_call_leaving_mid_tick_is_not_served_again_and_nothing_is_left_running() -> None:
+    clock = MediaClock()
+    log: list[tuple[int, str]] = []
+    (a, wire_a), (b, wire_b) = players(clock, 2, log)
+    left = []
+
+    def a_ends_b() -> None:  # while the clock serves A, B's call ends (its socket closed)
+        if not left:
+            left.append(len(wire_b.frames))
+            b.close()
+
+    wire_a.on_send = a_ends_b
+    a.write("reply", bytes(SECOND))
+    b.write("reply", bytes(SECOND))
+    await until(lambda: len(wire_a.frames) >= 20)  # five ticks on
+    assert len(wire_b.frames) == left[0]  # nothing after it left
+    assert b.clock is None and len(clock) == 1
+    a.close()
+    assert await clock.stopped(2)  # the last call gone: the clock's task ended by itself
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "vlrun-media-clock"]
+    await clock.close()
+
+
+async def test_the_clock_is_one_task_whatever_the_number_of_calls() -> None:
+    clock = MediaClock()
+    before = len(asyncio.all_tasks())
+    log: list[tuple[int, str]] = []
+    calls = players(clock, 100, log)
+    try:
+        assert len(asyncio.all_tasks()) == before + 1
+        for player, _ in calls:
+            player.write("reply", bytes(SECOND))
+        await until(lambda: all(w.frames for _, w in calls))
+    finally:
+        await clock.close()
+    assert not clock.running
+
+
+async def test_audio_is_sent_at_the_tick_without_anything_waking_the_clock() -> None:
+    """The clock's wait has a deadline (its tick): audio queued while the caller's buffer is
+    full is sent when the buffer needs it, with no event from the player."""
+    clock = MediaClock()
+    log: list[tuple[int, str]] = []
+    [(player, wire)] = players(clock, 1, log)
+    try:
+        player.write("reply", bytes(SECOND))  # 300 ms leave at once (the lead)
+        await until(lambda: len(wire.frames) >= 15)
+        wakeups = clock.urgent_wakeups
+        await until(lambda: len(wire.frames) >= 25)  # the rest, tick by tick
+        assert clock.urgent_wakeups == wakeups
+        assert clock.ticks >= 8  # a frame a tick (20 ms each)
+    finally:
+        await clock.close()
+
+
+async def test_the_first_frame_of_a_reply_and_a_clear_do_not_wait_for_the_tick() -> None:
+    """A caller with nothing buffered gets the reply's first audio at once, and a barge-in's
+    clear leaves at once: the clock's next tick is ten seconds away here."""
+    clock = MediaClock(tick_ms=10_000)
+    log: list[tuple[int, str]] = []
+    [(player, wire)] = players(clock, 1, log)
+    try:
+        player.write("reply", bytes(SECOND))
+        await asyncio.wait_for(wire.sent.wait(), 2)
+        assert len(wire.frames) == 15  # up to the lead, at once
+        wire.sent.clear()
+        player.interrupt()
+        await asyncio.wait_for(wire.sent.wait(), 2)
+        assert wire.clears == 1
+        assert clock.ticks == 0
+    finally:
+        await clock.close()
+
+
+async def test_a_failed_socket_ends_that_call_only_and_a_slow_one_never_stalls_the_clock() -> None:
+    clock = MediaClock()
+    log: list[tuple[int, str]] = []
+    (broken, wire_broken), (slow, wire_slow), (fine, wire_fine) = players(clock, 3, log)
+    try:
+        wire_broken.fail = ConnectionResetError("closed under the frame")
+        wire_slow.backlog = True  # its peer stopped reading
+        for player, _ in ((broken, 0), (slow, 0), (fine, 0)):
+            player.write("reply", bytes(SECOND))
+        await until(lambda: len(wire_fine.frames) >= 25)
+        assert isinstance(broken.error, ConnectionResetError) and clock.failed == 1
+        assert broken.clock is None
+        assert wire_slow.frames == []  # skipped while its backlog lasts, never waited on
+        wire_slow.backlog = False
+        await until(lambda: len(wire_slow.frames) >= 15)
+    finally:
+        await clock.close()
+
+
+@pytest.mark.parametrize("cls", [CallPlayer, MarkedPlayer])
+async def test_a_frame_leaves_whole_in_order_across_writes_that_split_frames(
+    cls: type[CallPlayer],
+) -> None:
+    """Writes that are not whole frames (Voice Live's deltas vary) still leave as 20 ms
+    frames, in order, with only the reply's last frame short."""
+    clock = MediaClock()
+    log: list[tuple[int, str]] = []
+    [(player, wire)] = players(clock, 1, log, cls)
+    audio = bytes(range(256)) * 13  # 3328 bytes
+    try:
+        for start in range(0, len(audio), 250):
+            player.write("reply", audio[start : start + 250])
+        await until(lambda: sum(map(len, wire.frames)) == len(audio))
+        assert [len(f) for f in wire.frames] == [160] * 20 + [128]
+        assert b"".join(wire.frames) == audio
+    finally:
+        await clock.close()
