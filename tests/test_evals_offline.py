@@ -453,3 +453,56 @@ def test_every_conformance_row_names_existing_tests_and_is_cited_in_the_code() -
         for path, name in named:
             body = (ROOT / path).read_text(encoding="utf-8")
             assert re.search(rf"^(async )?def {name}\(", body, re.M), f"{path}::{name} missing"
+
+
+async def test_a_model_that_refuses_temperature_zero_is_asked_again_without_it() -> None:
+    """Reasoning models answer temperature 0 with 400 param "temperature" (as OpenAI words it);
+    the judge asks once more without it instead of failing the scenario."""
+    from aiohttp import web
+
+    seen: list[dict[str, Any]] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append(body)
+        if "temperature" in body:
+            error = {
+                "message": "Unsupported value: 'temperature' does not support 0 with this "
+                "model. Only the default (1) value is supported.",
+                "type": "invalid_request_error",
+                "param": "temperature",
+                "code": "unsupported_value",
+            }
+            return web.json_response({"error": error}, status=400)
+        verdict = json.dumps({"passed": True, "reason": "it confirmed 7 pm"})
+        return web.json_response(
+            {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "reasoner",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": verdict},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        endpoint = ChatEndpoint(base_url=f"http://127.0.0.1:{port}/v1", model="reasoner")
+        verdict = await judge_for(endpoint).judge("confirms", [Exchange("assistant", "7 pm")])
+    finally:
+        await runner.cleanup()
+    assert verdict.passed and verdict.model == "reasoner"
+    assert [("temperature" in body) for body in seen] == [True, False]
+    assert "vlrun" not in seen[0]  # a model's endpoint is never sent the offline rules

@@ -188,21 +188,28 @@ async def complete(
     the vendor field :data:`EXTENSION`; ``purpose`` names the asker in errors ("the judge").
     """
     openai = _openai()
-    extra: dict[str, Any] = {}
+    request: dict[str, Any] = {
+        "model": endpoint.model,
+        "messages": messages,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": schema_name, "strict": True, "schema": dict(schema)},
+        },
+        "temperature": 0,  # as repeatable as the model allows
+    }
     if endpoint.offline_rules and extension is not None:
-        extra["extra_body"] = {EXTENSION: dict(extension)}
+        request["extra_body"] = {EXTENSION: dict(extension)}
     try:
         async with _client(endpoint) as client:
-            response = await client.chat.completions.create(
-                model=endpoint.model,
-                messages=messages,
-                response_format={
-                    "type": "json_schema",
-                    "json_schema": {"name": schema_name, "strict": True, "schema": dict(schema)},
-                },
-                temperature=0,
-                **extra,
-            )
+            try:
+                response = await client.chat.completions.create(**request)
+            except openai.BadRequestError as exc:
+                # Reasoning models (o-series, gpt-5) take only the default temperature and
+                # refuse 0 with param "temperature": ask once more without it.
+                if _param(exc) != "temperature":
+                    raise
+                del request["temperature"]
+                response = await client.chat.completions.create(**request)
     except openai.APIStatusError as exc:
         raise EvalsError(
             f"{purpose}'s chat endpoint answered HTTP {exc.status_code}: {_said(exc)} "
@@ -243,6 +250,13 @@ def _redacted(text: str) -> str:
     from runner.redact import redact
 
     return redact(text)[:300]
+
+
+def _param(exc: Any) -> str | None:
+    body = getattr(exc, "body", None)
+    inner = body.get("error", body) if isinstance(body, Mapping) else None
+    param = inner.get("param") if isinstance(inner, Mapping) else None
+    return param if isinstance(param, str) else None
 
 
 def _said(exc: Any) -> str:
