@@ -125,6 +125,7 @@ class Setting:
     say: str = "hello"
     covered_by: str = ""  # a deeper live test of the runtime effect (pytest node id)
     connections: int = 1  # a flow's hand-over to an agent opens a second one
+    audio: bool = False  # speak WAV (tests/scenarios/audio) instead of typing: `--input`
 
     def profile(self) -> str:
         text = self.yaml
@@ -157,6 +158,8 @@ _AV = "avatar: {character: lisa, "
 _TD = "turn_detection: {type: azure_semantic_vad, "
 _EOU = "end_of_utterance_detection: {model: semantic_detection_v1"
 _MCP = "mcp_servers: [{label: docs, url: 'https://mcp.example/mcp'"
+_GL = "connection: {model: gpt-live-1}\nvoice: marin\n"
+_TRANSLATE = "Translate everything the caller says from "
 _FN = {"type": "function", "name": "echo_back", "description": "Say the text back."}
 
 # fmt: off
@@ -570,6 +573,38 @@ MATRIX: tuple[Setting, ...] = (
       "file_search: {vector_store_ids: [vs_docs], max_num_results: 4}\n",
       wire("tools.0.max_num_results", 4), effect="at most this many file search results",
       emulator="records"),
+    S("gpt_live.delegation.deployment",
+      _GL + "gpt_live: {delegation: {deployment: backend-x}}\ntools: [echo_back]\n",
+      wire("delegation", {"type": "responses", "responses": {"model": "backend-x", "tools": [
+          {**_FN, "parameters": {"type": "object", "properties": {"text": {
+              "type": "string", "default": ""}}, "additionalProperties": False}}]}}),
+      client("response.item.create", "function_call_output"), seen("[tool] echo_back"),
+      say="please echo_back this",
+      effect="GPT-Live delegates to this deployment, which calls the profile's tools (the "
+      "runner runs them)", emulator="acts"),
+    S("gpt_live.delegation.instructions",
+      _GL + "gpt_live: {delegation: {deployment: backend-x, instructions: Use the tools.}}\n",
+      wire("delegation.responses.instructions", "Use the tools."),
+      effect="the backend deployment's instructions", emulator="records"),
+    S("gpt_live.delegation.agent.name",
+      _GL + "gpt_live: {delegation: {agent: {name: desk-agent, project: proj}}}\n",
+      wire("delegation", {"type": "client"}), audio=True,
+      effect="client delegation: the runner asks this Foundry agent and speaks its answer "
+      "as commentary", emulator="client"),
+    S("gpt_live.delegation.agent.project",
+      _GL + "gpt_live: {delegation: {agent: {name: desk-agent, project: proj-y}}}\n",
+      wire("delegation.type", "client"), audio=True,
+      effect="the Foundry project of that agent", emulator="client"),
+    S("gpt_live.translation.target", _GL + "gpt_live: {translation: {target: fr-FR}}\n",
+      wire("instructions", "Be brief.\n\n" + _TRANSLATE + "any language into fr-FR, and "
+           "speak only the translation."),
+      seen("(translation into fr-FR not performed)"), audio=True,
+      effect="GPT-Live speaks only the translation into this language", emulator="acts"),
+    S("gpt_live.translation.source",
+      _GL + "gpt_live: {translation: {source: en-US, target: fr-FR}}\n",
+      wire("instructions", "Be brief.\n\n" + _TRANSLATE + "en-US into fr-FR, and speak "
+           "only the translation."), audio=True,
+      effect="the caller's language (default: any)", emulator="records"),
     S("greeting", "greeting: true\n", client("response.create"),
       seen("assistant: [emulator] Hello from the local Voice Live emulator"),
       effect="the assistant speaks first", emulator="acts"),
@@ -693,6 +728,11 @@ VALUES: tuple[Setting, ...] = (
            {"model": "smart_end_of_turn_detection", "threshold_level": "low", "timeout_ms": 900}),
       effect="audio-based end-of-turn detection (preview: -preview api_versions from "
       "2026-06-01-preview)", emulator="checks"),
+    S("connection.model: gpt-live-1", _GL + "gpt_live: {delegation: {deployment: backend-x}}\n",
+      client("session.start"), wire("model", "gpt-live-1"), wire("audio.output.voice", "marin"),
+      seen("[emulator]"),
+      effect="GPT-Live: its own endpoint (/openai/v1/live) and one session.start "
+      "(docs/gpt-live.md)", emulator="acts"),
 )
 # fmt: on
 ALL: tuple[Setting, ...] = (*MATRIX, *VALUES)

@@ -348,3 +348,18 @@ def test_a_hosted_agents_invoke_input_rides_on_the_greeting(tmp_path: Path) -> N
     assert event is not None
     assert event["response"]["invoke_input"] == {"city": "Oslo"}
     assert event["response"]["pre_generated_assistant_message"]["content"][0]["text"] == "Hello."
+
+
+def test_explain_credits_the_byom_query_to_connection_byom(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "name: p\ninstructions: Hi.\nconnection:\n  model: my-rt\n"
+        "  byom: byom-azure-openai-realtime\n  query: {feature: x}\n"
+    )
+    assert main(["explain", str(tmp_path / "p.yaml")]) == 0
+    rows = {r.split()[0]: r for r in capsys.readouterr().out.splitlines() if r}
+    assert '"byom-azure-openai-realtime"' in rows["connection.query.profile"]
+    assert rows["connection.query.profile"].endswith("p.yaml:5")
+    assert rows["connection.query"].split()[1:3] == ['{"feature":', '"x"}']
+    assert rows["connection.query"].endswith("p.yaml:6")

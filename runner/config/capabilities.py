@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runner.config import gpt_live
 from runner.config.locator import Locator
 from runner.config.service import BYOM_QUERY, V1
 from runner.config.suggest import suggest
@@ -312,6 +313,18 @@ def _invoke_input(doc: Mapping[str, Any], t: Target, loc: Locator) -> Iterator[P
         )
 
 
+def _gpt_live(doc: Mapping[str, Any], t: Target, loc: Locator) -> Iterator[Problem]:
+    if t.family == "gpt-live":
+        yield from gpt_live.refusals(doc, loc)
+    elif doc.get("gpt_live") is not None:
+        yield loc.problem(
+            ("gpt_live",),
+            f"gpt_live settings need a GPT-Live model, not {_on(t)}",
+            hint="set connection.model: gpt-live-1 (or gpt-live-1-mini), or drop gpt_live",
+            at_key=True,
+        )
+
+
 # --- the matrix ------------------------------------------------------------------------------
 
 RULES: tuple[Rule, ...] = (
@@ -382,13 +395,30 @@ RULES: tuple[Rule, ...] = (
         "(`invoke_input` on response.create)",
         _invoke_input,
     ),
+    Rule(
+        "gpt-live",
+        "connection.model: gpt-live-1 / gpt-live-1-mini",
+        "its own instructions, voice (a GPT-Live name), one audio format, delegation, "
+        "translation, a fixed greeting; tools and web_search only through a delegation "
+        "deployment. Refused: turn_detection, noise_reduction, echo_cancellation, "
+        "transcription, modalities, temperature, max_response_tokens, avatar, animation, "
+        "interim_response, mcp_servers, file_search, metadata, flow, api_version, query, "
+        "preview, byom, agent",
+        "error",
+        "gpt-live.md ('Output: Voice only', no noise-reduction stage); docs/gpt-live.md "
+        "('Refused')",
+        _gpt_live,
+    ),
 )
+#: the rules that apply to a GPT-Live profile (the others are about Voice Live sessions)
+GPT_LIVE_RULES = frozenset({"model-catalog", "gpt-live"})
 
 
 def capability_problems(doc: Mapping[str, Any], loc: Locator, version: str) -> list[Problem]:
     """Every capability-matrix problem of a resolved profile document for ``version``."""
     target = target_of(doc, version)
-    return [p for rule in RULES for p in rule.check(doc, target, loc)]
+    rules = [r for r in RULES if target.family != "gpt-live" or r.name in GPT_LIVE_RULES]
+    return [p for rule in rules for p in rule.check(doc, target, loc)]
 
 
 def markdown() -> Iterator[str]:

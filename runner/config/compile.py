@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from runner.config import gpt_live
 from runner.config.capabilities import capability_problems
 from runner.config.load import voice_type
 from runner.config.service import CREDENTIAL_QUERY, V1, features_header, to_v1
@@ -178,6 +179,14 @@ def compile_with_problems(
     """Compile and return (payload, problems, trace: session path -> profile path)."""
     version = effective_api_version(profile, api_version)
     out = _Out(profile)
+    if gpt_live.is_gpt_live(profile.connection.model):
+        if api_version:
+            out.problem(
+                ("connection", "model"),
+                f"GPT-Live takes no api-version: --api-version {api_version} is not used",
+                severity="warning",
+            )
+        return _gpt_live(out, profile, tool_schemas)
     if version not in KNOWN_API_VERSIONS:
         out.problem(
             ("connection", "api_version"),
@@ -276,6 +285,36 @@ def compile_with_problems(
     if "session" in s:
         _escape_hatch(out, s["session"])
     return {"type": "session.update", "session": out.session}, out.problems, out.trace
+
+
+def _gpt_live(
+    out: _Out, profile: Profile, tool_schemas: Mapping[str, Mapping[str, Any]] | None
+) -> tuple[dict[str, Any], list[Problem], dict[PathKey, PathKey]]:
+    """A GPT-Live profile -> its one ``session.start`` (docs/gpt-live.md); the settings it
+    refuses are the capability matrix's (runner/config/gpt_live.py)."""
+    s = profile.settings
+    _tools(out, profile, DEFAULT_API_VERSION, tool_schemas)
+    tools = [t for t in out.session.pop("tools", []) if t["type"] in ("function", "web_search")]
+    tool_trace = {k: v for k, v in out.trace.items() if k[0] == "tools"}
+    session = gpt_live.start_session(s, profile.instructions, tools)
+    out.trace = {("model",): ("connection", "model")}
+    if "instructions" in session:
+        out.trace[("instructions",)] = ("instructions",)
+        if "translation" in (s.get("gpt_live") or {}):
+            out.trace.setdefault(("instructions",), ("gpt_live", "translation"))
+    if "audio" in session:
+        if "format" in session["audio"]:
+            out.trace[("audio", "format")] = ("audio",)
+        if "output" in session["audio"]:
+            out.trace[("audio", "output", "voice")] = ("voice",)
+    out.trace[("delegation",)] = ("gpt_live", "delegation")
+    for path, source in tool_trace.items():
+        out.trace[("delegation", "responses") + tuple(path)] = source
+    out.session = session
+    out.problems += capability_problems(s, out.loc, DEFAULT_API_VERSION)
+    if "session" in s:
+        _escape_hatch(out, s["session"])
+    return {"type": "session.start", "session": out.session}, out.problems, out.trace
 
 
 def _preview(out: _Out, profile: Profile, version: str) -> None:

@@ -8,9 +8,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runner.config import gpt_live
 from runner.config.check import BindingCheck
 from runner.config.compile import PLUGIN_ORIGIN, compile_with_problems, effective_api_version
 from runner.config.load import load_profile
+from runner.config.service import BYOM_QUERY, FEATURES_HEADER
 from runner.config.types import Profile
 from runner.errors import Problem, ProfileError, UsageError
 from runner.redact import redact, redact_obj
@@ -48,9 +50,12 @@ def explain_rows(
     """(field, JSON value, origin) for every compiled leaf; secrets masked."""
     masked = redact_obj(payload["session"])
     rows: list[tuple[str, str, str]] = []
-    version = effective_api_version(loaded, api_version)
-    version_from = "--api-version" if api_version else _exact_origin(loaded, "api_version")
-    rows.append(("api_version", json.dumps(version), version_from))
+    if payload.get("type") == "session.start":  # GPT-Live (docs/gpt-live.md): no api-version
+        rows.append(("api_version", "null", f"GPT-Live ({gpt_live.PATH}) takes none"))
+    else:
+        version = effective_api_version(loaded, api_version)
+        version_from = "--api-version" if api_version else _exact_origin(loaded, "api_version")
+        rows.append(("api_version", json.dumps(version), version_from))
     for key in ("endpoint", "model"):
         value = getattr(loaded.connection, key)
         rows.append(
@@ -60,14 +65,7 @@ def explain_rows(
                 _exact_origin(loaded, key),
             )
         )
-    for key, value in loaded.connection.connect_options().items():
-        rows.append(
-            (
-                f"connection.{key}",
-                json.dumps(redact_obj(value)),
-                loaded.origin(("connection", key)) or "default",
-            )
-        )
+    rows += _connect_rows(loaded)
     if loaded.agent is not None:
         for key, value in {**loaded.agent.connect_kwargs(), **loaded.agent.query_params()}.items():
             rows.append(
@@ -86,6 +84,48 @@ def explain_rows(
         rows.append(
             (f"vars.{name}", json.dumps(redact_obj(value)), loaded.var_origins.get(name, "default"))
         )
+    return rows
+
+
+#: connect() entries another setting writes: (option, entry) -> the setting to credit
+_DERIVED = {
+    ("headers", FEATURES_HEADER): ("connection", "preview"),
+    ("query", BYOM_QUERY): ("connection", "byom"),
+}
+
+
+def _connect_rows(loaded: Profile) -> list[tuple[str, str, str]]:
+    """The ``connect()`` options; an entry another setting wrote (the VoiceLive-Features
+    header from ``connection.preview``, the BYOM ``profile`` query from ``connection.byom``)
+    is a row of its own, credited to that setting."""
+    rows: list[tuple[str, str, str]] = []
+    conn = loaded.connection
+    derived = {
+        ("headers", FEATURES_HEADER): bool(conn.preview),
+        ("query", BYOM_QUERY): bool(conn.byom),
+    }
+    for key, value in conn.connect_options().items():
+        own = value
+        if isinstance(value, dict):
+            own = {k: v for k, v in value.items() if not derived.get((key, k))}
+        if own:
+            rows.append(
+                (
+                    f"connection.{key}",
+                    json.dumps(redact_obj(own)),
+                    loaded.origin(("connection", key)) or "default",
+                )
+            )
+        if isinstance(value, dict):
+            for name, entry in value.items():
+                if derived.get((key, name)):
+                    rows.append(
+                        (
+                            f"connection.{key}.{name}",
+                            json.dumps(redact_obj(entry)),
+                            loaded.origin(_DERIVED[(key, name)]) or "default",
+                        )
+                    )
     return rows
 
 
