@@ -36,6 +36,7 @@ from runner.emulator import protocol as P
 from runner.emulator.conversation import Conversation
 from runner.emulator.faults import Faults
 from runner.emulator.fidelity import Fidelity
+from runner.emulator.images import ImageProblem, read_image
 from runner.emulator.input_audio import InputAudio
 from runner.emulator.model import Script, ScriptedModel
 from runner.emulator.outbox import Outbox, Tasks
@@ -381,6 +382,28 @@ class Connection:
                 )
                 return
             stored.setdefault("status", "completed")
+            images: list[str] = []
+            for i, part in enumerate(item.get("content") or []):
+                if not isinstance(part, dict) or part.get("type") != "input_image":
+                    continue
+                # source: docs/emulator.md#input-image (SDK 1.3.0 RequestImageContentPart)
+                if item["role"] != "user":
+                    await self.outbox.error(
+                        "invalid_value",
+                        "Invalid value for 'item.role': input_image parts are user content.",
+                        param="item.role",
+                        client_event=event,
+                    )
+                    return
+                image = read_image(part, f"item.content[{i}]")
+                if isinstance(image, ImageProblem):
+                    await self.outbox.error(
+                        image.code, image.message, param=image.param, client_event=event
+                    )
+                    return
+                if image.url is not None:
+                    self.outbox.note("image-url")
+                images.append(image.describe())
             if item["role"] == "user":
                 turn = conv.new_user_turn()
                 text = " ".join(
@@ -401,6 +424,7 @@ class Connection:
                         "turn": turn,
                         "text": text or None,
                         "audio_ms": sum(self._audio_item_ms(c) for c in audio) if audio else None,
+                        "images": images,
                     }
                 )
         elif kind == "function_call_output":

@@ -77,6 +77,10 @@ NOTES = {
         "documents the call items and events, not the definition), and spaced the events "
         "like one MCP step"
     ),
+    "image-url": (
+        "an input_image gave an https URL; the emulator does not fetch it and takes it as the "
+        "service might (OpenAI's realtime image input documents data URLs)"
+    ),
     "input-text": (
         "input_text.delta/done were accepted; the service's events in reply are not "
         "documented, the emulator sends none and answers the finished text as a user turn"

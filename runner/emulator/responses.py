@@ -163,7 +163,9 @@ class Responses:
         if conv.pending_input:
             last = conv.pending_input[-1]
             conv.pending_input.clear()
-            return model.plan_turn(last["turn"], last["text"], last["audio_ms"], conv.session)
+            return model.plan_turn(
+                last["turn"], last["text"], last["audio_ms"], conv.session, last.get("images")
+            )
         return model.plan_turn(0, None, None, conv.session)
 
     async def _wait(self, response: Response, seconds: float) -> bool:
