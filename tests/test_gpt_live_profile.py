@@ -11,7 +11,7 @@ import pytest
 
 from runner.cli import main
 from runner.config import gpt_live
-from runner.config.compile import compile_with_problems
+from runner.config.compile import compile_with_problems, greeting_event
 from runner.config.load import load_profile
 from runner.redact import forget_secrets
 
@@ -188,3 +188,18 @@ def test_explain_shows_no_api_version_and_credits_the_delegation(
     text = (ROOT / "profiles" / "gpt-live.yaml").read_text().splitlines()
     line = next(i for i, ln in enumerate(text, 1) if "deployment:" in ln)
     assert backend.rstrip().endswith(f"gpt-live.yaml:{line}"), backend
+
+
+def test_the_greeting_is_a_session_wide_commentary() -> None:
+    profile = load_profile(ROOT / "profiles" / "gpt-live.yaml", env={})
+    assert greeting_event(profile) == {
+        "type": "session.commentary.append",
+        "delegation_id": None,
+        "content": "Hello! Ask me the time anywhere in the world.",
+    }
+
+
+def test_the_agent_that_answers_client_delegations(tmp_path: Path) -> None:
+    _compile(tmp_path, "gpt_live: {delegation: {agent: {name: desk, project: proj}}}\n")
+    doc = load_profile(tmp_path / "p.yaml", env={}).settings
+    assert gpt_live.delegation_agent(doc) == ("desk", "proj")

@@ -636,9 +636,13 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def greeting_event(profile: Profile) -> dict[str, Any] | None:
-    """The ``response.create`` event that makes the assistant speak first, or None."""
+    """The ``response.create`` event that makes the assistant speak first, or None; on
+    GPT-Live, the ``session.commentary.append`` that says the fixed greeting (docs/gpt-live.md,
+    "Greeting, translation and other context")."""
     if profile.greeting is None:
         return None
+    if gpt_live.is_gpt_live(profile.connection.model):
+        return gpt_live.greeting_event(profile.greeting.text)
     event = response_for(profile.greeting)
     extras = response_extras(profile)
     if extras:

@@ -242,6 +242,22 @@ def _delegation(doc: Mapping[str, Any], loc: Locator) -> Iterator[Problem]:
             )
 
 
+def greeting_event(text: str | None) -> dict[str, Any] | None:
+    """The greeting as a session-wide commentary (docs/gpt-live.md: "information the model
+    should say aloud, which it may paraphrase"); `vlrun check` allows only fixed text."""
+    if not text:
+        return None
+    return {"type": "session.commentary.append", "delegation_id": None, "content": text}
+
+
+def delegation_agent(doc: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(name, project) of the Foundry agent that answers client delegations, if any."""
+    agent = ((doc.get("gpt_live") or {}).get("delegation") or {}).get("agent")
+    if isinstance(agent, Mapping) and agent.get("name") and agent.get("project"):
+        return str(agent["name"]), str(agent["project"])
+    return None
+
+
 def start_session(
     doc: Mapping[str, Any], instructions: str | None, tools: list[dict[str, Any]]
 ) -> dict[str, Any]:
