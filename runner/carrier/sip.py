@@ -3,8 +3,10 @@ caller API stands in for the phone (docs/telephony.md "Voice Live SIP (preview)"
 
 ``POST /_emulator/sip/calls`` rings: the emulator posts a signed ``realtime.call.incoming`` to
 every registered webhook (the server's ``/sip/webhook``), which accepts and attaches. Then
-``…/ID/say {text}`` speaks a text turn and ``…/ID/hangup`` hangs up. No SIP media reaches the
-emulator, so a SIP caller says text and hears nothing; the replies are in the server's log.
+``…/ID/say {text}`` speaks a text turn (its answer says which ``turn`` it was) and
+``…/ID/hangup`` hangs up. No SIP media reaches the emulator, so a SIP caller says text and
+hears no audio; the call's status says when the turn's reply has finished (``replied``
+reaches the turn, nothing ``responding``) and what it said (``replies``).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ PREFIX = "/voice-agent/realtime/sip"
 CALLER = "/_emulator/sip/calls"
 BEARER = {"Authorization": "Bearer local-emulator"}  # a local emulator checks no token
 POLL_S = 0.05  # the emulator's caller API has no push: its call state is polled
-# The emulator's caller API does not say when a reply has finished: the caller pauses this
-# long after each text turn (as a person would), unless the status says ``responding``.
+# An older emulator's caller API does not say when a reply has finished (no ``turn`` in the
+# answer to a say): the caller then pauses this long after each text turn, as a person would.
 TURN_PAUSE_S = 4.0
 FINAL = ("Disconnected", "Expired", "Failed")
 
@@ -40,6 +42,7 @@ class SipCall:
         self.hung_up = False
         self.turn_s = turn_s
         self.pause_s = TURN_PAUSE_S
+        self.replies: list[dict[str, Any]] = []  # each finished reply: turn, text, status
 
     async def status(self) -> dict[str, Any]:
         async with self.http.get(f"{self.base}{CALLER}/{self.call_id}") as r:
@@ -64,21 +67,33 @@ class SipCall:
         async with self.http.post(
             f"{self.base}{CALLER}/{self.call_id}/say", json={"text": text}
         ) as r:
+            body = await r.json(content_type=None)
             if r.status != 200:
-                body = await r.json(content_type=None)
-                why = body.get("detail", r.status)
+                why = body.get("detail", r.status) if isinstance(body, dict) else r.status
                 raise VlrunError(f"the emulator did not take the turn: {why}")
-        status = await self.status()
-        if "responding" not in status:  # an emulator that cannot say when the reply is done
+        turn = body.get("turn") if isinstance(body, dict) else None
+        if not isinstance(turn, int):  # an emulator that cannot say when the reply is done
             await asyncio.sleep(self.pause_s)  # the caller's pause, as a person's
             return "said (no SIP media reaches the emulator: the reply is in the server's log)"
-        deadline = Deadline(self.turn_s)
-        while status.get("responding") and status.get("state") not in FINAL:
-            if deadline.expired():
-                return "said (no reply finished before the deadline)"
-            await asyncio.sleep(POLL_S)
+        reply = await self.reply_to(turn, Deadline(self.turn_s))
+        if reply is None:
+            return "said (no reply finished before the deadline)"
+        return f'said; the reply: "{reply["text"]}" (as text: no SIP media reaches the emulator)'
+
+    async def reply_to(self, turn: int, deadline: Deadline) -> dict[str, Any] | None:
+        """Wait (polling, within ``deadline``) until the reply to caller turn ``turn`` has
+        finished: the status's ``replied`` has reached it and nothing is ``responding``.
+        The finished reply (``turn``, ``text``, ``status``); None past the deadline or when
+        the call ended first."""
+        while True:
             status = await self.status()
-        return "said, and the reply has finished (no SIP media: it is in the server's log)"
+            done = int(status.get("replied") or 0) >= turn and not status.get("responding")
+            if done:
+                self.replies = list(status.get("replies") or [])
+                return next((r for r in reversed(self.replies) if r.get("turn") == turn), None)
+            if status.get("state") in FINAL or deadline.expired():
+                return None
+            await asyncio.sleep(POLL_S)  # the caller API has no push: polled, within a deadline
 
     async def dtmf(self, digits: str) -> None:
         raise UsageError("a Voice Live SIP call through the emulator takes text turns only")

@@ -37,6 +37,7 @@ from runner.emulator import protocol as P
 if TYPE_CHECKING:
     from runner.emulator.connection import Connection
     from runner.emulator.fidelity import Fidelity
+    from runner.emulator.record import SessionRecord
 
     class Converse(Protocol):
         """``Emulator.converse``: one Voice Live session on a prepared socket."""
@@ -111,8 +112,39 @@ class SipCall:
     events: list[dict[str, Any]] = field(default_factory=list)  # realtime.call.* sent
     refer_targets: list[str] = field(default_factory=list)
     hangup_reasons: list[str] = field(default_factory=list)
+    # What the caller's side can know of the replies (the test-only caller's status): the
+    # session's record, how far it has been read, and what it said.
+    record: SessionRecord | None = None
+    said_at: list[int] = field(default_factory=list)  # len(record.sent) at each caller turn
+    replies: list[dict[str, Any]] = field(default_factory=list)  # the last MAX_REPLIES spoken
+    replied: int = 0  # the latest caller turn whose reply has finished
+    _read: int = 0
+    _open: dict[str, int] = field(default_factory=dict)  # response id -> caller turns before it
+
+    def follow(self) -> None:
+        """Read the session's new server events: which responses run, which have ended."""
+        sent = self.record.sent if self.record is not None else []
+        for event in sent[self._read :]:
+            kind = event.get("type")
+            response = event.get("response") or {}
+            if kind == "response.created":
+                self._open[str(response.get("id"))] = self._turns_before(self._read)
+            elif kind == "response.done":
+                turn = self._open.pop(str(response.get("id")), 0)
+                text = _spoken(response.get("output") or [])
+                if text is None:  # a tool call, not words: the turn's reply is still to come
+                    self._read += 1
+                    continue
+                self.replies.append({"turn": turn, "text": text, "status": response.get("status")})
+                del self.replies[:-MAX_REPLIES]
+                self.replied = max(self.replied, turn)
+            self._read += 1
+
+    def _turns_before(self, index: int) -> int:
+        return sum(1 for at in self.said_at if at <= index)
 
     def status(self) -> dict[str, Any]:
+        self.follow()
         return {
             "call_id": self.call_id,
             "state": self.state,
@@ -120,7 +152,30 @@ class SipCall:
             "refer_targets": self.refer_targets,
             "hangup_reasons": self.hangup_reasons,
             "attached": self.ws is not None and not self.ws.closed,
+            # source: docs/telephony.md#the-emulators-sip-caller (vlrun's test-only caller)
+            "turns": len(self.said_at),
+            "responding": bool(self._open),
+            "replied": self.replied,
+            "replies": self.replies,
         }
+
+
+#: Finished replies a call's status keeps (the latest).
+MAX_REPLIES = 50
+
+
+def _spoken(output: list[Any]) -> str | None:
+    """What a response said (its message parts' words), or None when it said nothing (a
+    response that only calls tools)."""
+    words = None
+    for item in output:
+        if not isinstance(item, dict) or item.get("type") != "message":
+            continue
+        for part in item.get("content") or []:
+            if isinstance(part, dict):
+                text = part.get("transcript") if "transcript" in part else part.get("text")
+                words = (words + " " if words else "") + str(text or "")
+    return None if words is None else words.strip()
 
 
 def sign(secret: str, msg_id: str, stamp: int, body: bytes) -> str:
@@ -468,6 +523,7 @@ class SipDesk:
 
         async def opened(conn: Connection) -> None:
             call.conn = conn
+            call.record = conn.outbox.record  # read by the caller's status (replies)
             call.state = "Connected"
             await self._send(call, self._event(call, "realtime.call.connected"))
 
@@ -526,9 +582,13 @@ class SipDesk:
             "role": "user",
             "content": [{"type": "input_text", "text": text}],
         }
+        call.follow()  # what was sent before this turn answers earlier ones
+        call.said_at.append(len(call.record.sent) if call.record is not None else 0)
+        turn = len(call.said_at)
         await call.conn.inject({"type": "conversation.item.create", "item": item})
         await call.conn.inject({"type": "response.create"})
-        return web.json_response({"call_id": call.call_id, "said": text})
+        # the caller waits until the status's ``replied`` reaches ``turn`` (docs/telephony.md)
+        return web.json_response({"call_id": call.call_id, "said": text, "turn": turn})
 
     async def _caller_hangup(self, request: web.Request) -> web.StreamResponse:
         call = self._call(request)
