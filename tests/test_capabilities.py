@@ -53,7 +53,7 @@ REFUSED = {
         "connection: {model: gpt-4.1}\nturn_detection: {type: semantic_vad}\n",
         "semantic_vad",
         "error",
-        "only gpt-realtime and gpt-realtime-mini",
+        "names only gpt-realtime and gpt-realtime-mini",
         "azure_semantic_vad",
     ),
     "semantic_vad on phi": (
@@ -62,6 +62,20 @@ REFUSED = {
         "error",
         "phi4-mm-realtime",
         "azure_semantic_vad",
+    ),
+    "semantic_vad on a later gpt-realtime": (
+        "connection: {model: gpt-realtime-2.1}\nturn_detection: {type: semantic_vad}\n",
+        "semantic_vad",
+        "warning",
+        "names only gpt-realtime and gpt-realtime-mini",
+        "azure_semantic_vad",
+    ),
+    "an Azure voice on azure-realtime": (
+        "connection: {model: azure-realtime}\nvoice: en-US-AvaNeural\n",
+        "voice:",
+        "error",
+        "accepts only azure-realtime-native voices",
+        "type: azure-realtime-native",
     ),
     "MCP with phi": (
         "connection: {model: phi4-mm-realtime}\nmcp_servers: [{label: d, url: 'https://m.x/'}]\n",
@@ -219,7 +233,7 @@ def test_each_capability_is_checked_at_its_line_with_the_fix(
 
 # the same settings, where they are accepted: no problem at all
 ACCEPTED = {
-    "semantic_vad on gpt-realtime-2.1": "connection: {model: gpt-realtime-2.1}\n"
+    "semantic_vad on gpt-realtime-mini": "connection: {model: gpt-realtime-mini}\n"
     "turn_detection: semantic_vad\n",
     "semantic_vad on the default model": "turn_detection: semantic_vad\n",
     "MCP with a current agent": "connection:\n  agent: {name: a, project: p}\n"

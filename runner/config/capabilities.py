@@ -172,14 +172,22 @@ def _on(t: Target) -> str:
     return f"model {t.model}" + (" (the default)" if t.assumed else "")
 
 
+#: source: REF 2026-06-01-preview "RealtimeOpenAISemanticVAD": "Only available for
+#: `gpt-realtime` and `gpt-realtime-mini` models" (their data-zone deployments are the same
+#: models); the later versions of the family (1.5, 2.1) are not named, so they get a warning.
+SEMANTIC_VAD_MODELS = ("gpt-realtime", "gpt-realtime-mini", "gpt-realtime-datazone")
+
+
 def _semantic_vad(doc: Mapping[str, Any], t: Target, loc: Locator) -> Iterator[Problem]:
-    if _td_type(doc) != "semantic_vad" or t.family in (None, "gpt-realtime"):
+    if _td_type(doc) != "semantic_vad" or t.family is None or t.model in SEMANTIC_VAD_MODELS:
         return
+    named = t.family == "gpt-realtime" and not t.byom
     yield loc.problem(
         ("turn_detection",),
-        f"semantic_vad is OpenAI's detector: only gpt-realtime and gpt-realtime-mini models "
-        f"take it, not {_on(t)}",
+        "semantic_vad is OpenAI's detector: the API reference names only gpt-realtime and "
+        f"gpt-realtime-mini, not {_on(t)}",
         hint="use azure_semantic_vad (or _multilingual), which every model takes",
+        severity="warning" if named or t.byom else "error",
     )
 
 
@@ -206,15 +214,25 @@ def _voice_type(doc: Mapping[str, Any]) -> Any:
 
 
 def _native_voice(doc: Mapping[str, Any], t: Target, loc: Locator) -> Iterator[Problem]:
-    if _voice_type(doc) != "azure-realtime-native" or t.family in (None, "azure-realtime"):
-        return
-    yield loc.problem(
-        ("voice", "type"),
-        f"azure-realtime-native voices are used only with the azure-realtime model, not {_on(t)}",
-        hint="set connection.model: azure-realtime, or pick another voice type",
-        severity="warning" if t.assumed else "error",
-        at_key=True,
-    )
+    # source: REF 2026-06-01-preview "RealtimeAzureRealtimeNativeVoice": "The azure-realtime
+    # model accepts only azure-realtime-native voices, and azure-realtime-native voices aren't
+    # accepted by other models."
+    native = _voice_type(doc) == "azure-realtime-native"
+    if native and t.family not in (None, "azure-realtime"):
+        yield loc.problem(
+            ("voice", "type"),
+            f"azure-realtime-native voices are used only with the azure-realtime model, "
+            f"not {_on(t)}",
+            hint="set connection.model: azure-realtime, or pick another voice type",
+            severity="warning" if t.assumed else "error",
+            at_key=True,
+        )
+    if t.family == "azure-realtime" and doc.get("voice") is not None and not native:
+        yield loc.problem(
+            ("voice",),
+            "the azure-realtime model accepts only azure-realtime-native voices",
+            hint="voice: {type: azure-realtime-native, name: ava} (or another native name)",
+        )
 
 
 # source: REF 2026-06-01-preview / 2026-07-15 RealtimeRequestSession `temperature`: "The
@@ -339,9 +357,11 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "semantic-vad",
         "turn_detection: semantic_vad",
-        "gpt-realtime and gpt-realtime-mini models (and their versions)",
+        "gpt-realtime and gpt-realtime-mini (a warning on the family's later versions, 1.5 and "
+        "2.1, which the reference does not name)",
         "error",
-        "REF 2026-07-15 'Turn Detection' (OpenAI semantic_vad)",
+        "REF 2026-06-01-preview 'RealtimeOpenAISemanticVAD' ('Only available for gpt-realtime "
+        "and gpt-realtime-mini models')",
         _semantic_vad,
     ),
     Rule(
@@ -356,9 +376,12 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "native-voice",
         "voice.type: azure-realtime-native",
-        "model azure-realtime only (and api_version 2026-06-01-preview or later)",
+        "model azure-realtime only (and api_version 2026-06-01-preview or later); that model "
+        "takes no other voice",
         "error (a warning when the model is the default)",
-        "REF 2026-06-01-preview 'What's new' ('used exclusively with the azure-realtime model')",
+        "REF 2026-06-01-preview 'RealtimeAzureRealtimeNativeVoice' ('The azure-realtime model "
+        "accepts only azure-realtime-native voices, and azure-realtime-native voices aren't "
+        "accepted by other models')",
         _native_voice,
     ),
     Rule(
