@@ -328,6 +328,13 @@ class Connection:
 
     async def _response_create(self, event: dict[str, Any]) -> None:
         params = event.get("response")
+        if isinstance(params, dict) and "invoke_input" in params:
+            problem = self._invoke_problem(params["invoke_input"])
+            if problem is not None:
+                await self.outbox.error(
+                    "invalid_value", problem, param="response.invoke_input", client_event=event
+                )
+                return
         if self._api_version == V1 and isinstance(params, dict):
             # source: docs/emulator.md#v1-response-create (v1/models.tsp ResponseCreateParams)
             dated, errors, extended = v1_response(params)
@@ -339,6 +346,30 @@ class Connection:
                 self.outbox.note("v1-response-extension")
             event = {**event, "response": dated}
         await self.responses.on_create(event)
+
+    def _invoke_problem(self, value: Any) -> str | None:
+        """Why a ``response.invoke_input`` is refused (None: taken).
+
+        source: docs/emulator.md#invoke-input (SDK 1.3.0 ResponseCreateParams.invoke_input,
+        "input data to invoke the hosted agent"; REF 2026-06-01-preview "What's new": hosted
+        agent invocation; how-to-voice-live-hosted-agent-integration.md: hosted agents are
+        bound by agent name and project)
+        """
+        version = self._api_version
+        if version != V1 and not P.api_at_least(version, "2026-06-01"):
+            return (
+                f"invoke_input is not supported on api-version {version}; hosted agent "
+                "invocation came with 2026-06-01-preview."
+            )
+        agent = self.conversation.session.get("agent")
+        if not isinstance(agent, dict) or agent.get("agent_id") is not None:
+            return (
+                "invoke_input is for a hosted agent bound by 'agent-name' and "
+                "'agent-project-name'; this session is not."
+            )
+        if not isinstance(value, dict):
+            return "Invalid type for 'response.invoke_input': expected an object."
+        return None
 
     # --- conversation -----------------------------------------------------------------------------
 

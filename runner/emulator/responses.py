@@ -261,6 +261,23 @@ class Responses:
             }
         )
         failed: dict[str, Any] | None = None
+        invoke = params.get("invoke_input")
+        if isinstance(invoke, dict):
+            # source: docs/emulator.md#invoke-input: a hosted agent's non-speech SSE events come
+            # through as response.invocation.delta; the stand-in says that no agent ran
+            agent = self._conv.session.get("agent") or {}
+            await self._outbox.send(
+                {
+                    "type": "response.invocation.delta",
+                    "delta": {
+                        "type": "emulator.invocation",
+                        "agent": agent.get("name"),
+                        "invoke_input_keys": sorted(str(k) for k in invoke),
+                        "message": "[emulator] no hosted agent was invoked; the emulator "
+                        "received invoke_input and answers with its own reply",
+                    },
+                }
+            )
         if plan.warning is not None:  # docs/emulator.md#script-warning
             w = plan.warning
             detail = {"message": w["message"], "code": w.get("code"), "param": w.get("param")}
