@@ -294,7 +294,11 @@ def _open_stream(
 
 
 def wire_formats(session: dict[str, Any]) -> tuple[Any, Any, str | None, str | None]:
-    """PCM16 formats the edges open, and the G.711 law (if any) each way on the wire."""
+    """PCM16 formats the edges open, and the G.711 law (if any) each way on the wire; the
+    session in either shape (dated, or v1's ``audio.input.format`` / ``audio.output.format``)."""
+    from runner.config.service import dated_audio
+
+    session = dated_audio(session)
     in_law = g711.law_of(str(session.get("input_audio_format") or "pcm16"))
     out_format = str(session.get("output_audio_format") or "pcm16")
     out_law = g711.law_of(out_format)

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from runner.aio import cancel_and_wait
+from runner.config.service import CREDENTIAL_QUERY, V1
 from runner.errors import AuthError, ConfigError, ConnectError
 from runner.redact import register_secret
 
@@ -290,14 +291,25 @@ async def open_connection(
     else:
         kwargs["model"] = target.model
     kwargs.update(target.options)  # the profile's query, headers and credential scopes
+    v1 = version == V1
     kwargs["connection_options"] = {
         "heartbeat": target.heartbeat_s,
         **dict(target.options.get("connection_options") or {}),
     }
     if target.agent_query:
+        if v1:
+            raise ConfigError(
+                "a classic agent (agent-id in the query) authenticates with an "
+                "agent-access-token query parameter, which api-version v1 does not take "
+                "(its auth is in headers only)",
+                hint="bind a Foundry agent by name and project (connection.agent.name, "
+                ".project), or use a dated api-version",
+            )
         query = {**kwargs.get("query", {}), **target.agent_query}
         query["agent-access-token"] = await agent_access_token(target, credential, endpoint)
         kwargs["query"] = query
+    if v1:
+        check_v1_query(kwargs.get("query") or {})
     manager = connect(**kwargs)
     conn = await _handshake(manager, endpoint, target)
     try:
@@ -305,6 +317,21 @@ async def open_connection(
     finally:
         with contextlib.suppress(Exception):
             await manager.__aexit__(None, None, None)
+
+
+def check_v1_query(query: Mapping[str, Any]) -> None:
+    """On api-version v1 no credential rides in the query (VoiceLive/v1/readme.md:
+    "Authentication is header-only ... Credential-bearing query parameters are not
+    supported"); the SDK puts the key or token in a header, and a profile's own query may not
+    add one."""
+    for name in query:
+        if str(name).lower() in CREDENTIAL_QUERY or "token" in str(name).lower():
+            raise ConfigError(
+                f"connection.query.{name}: api-version v1 takes no credential in the query "
+                "(its auth is in headers only)",
+                hint="remove it: the API key or Entra token goes in a header by itself; "
+                "a dated api-version still takes the query",
+            )
 
 
 async def _handshake(manager: Any, endpoint: str, target: Target) -> Any:

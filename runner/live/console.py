@@ -359,7 +359,9 @@ def _banner(target: Any) -> str:
 
 
 def _voice(session: dict[str, Any]) -> str:
-    voice = session.get("voice")
+    from runner.config.service import dated_audio
+
+    voice = dated_audio(session).get("voice")
     return str(voice.get("name") if isinstance(voice, dict) else voice or "default")
 
 

@@ -103,5 +103,7 @@ class StereoReferenceSource:
 
 
 def wants_client_reference(session: dict[str, Any]) -> bool:
-    ec = session.get("input_audio_echo_cancellation")
+    from runner.live.shape import echo_cancellation
+
+    ec = echo_cancellation(session)
     return isinstance(ec, dict) and ec.get("reference_source") == "client"

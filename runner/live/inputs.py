@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import VlrunError
+from runner.live import shape
 from runner.live.audio import Player, Source, level_dbfs
 from runner.live.images import (
     ImageError,
@@ -99,7 +100,7 @@ class Inputs:
     def manual_turns(self) -> bool:
         """Turn detection is off (``turn_detection: manual``): vlrun commits each turn."""
         session = self.current_session().get("session") or {}
-        return "turn_detection" in session and session["turn_detection"] is None
+        return shape.has(session, "turn_detection") and shape.turn_detection(session) is None
 
     @property
     def push_to_talk(self) -> bool:
@@ -149,7 +150,7 @@ class Inputs:
                 await self.outbox.send({"type": "input_audio_buffer.clear"}, generation)
             return
         self.life.heard_speech = True
-        if not (self.current_session().get("session") or {}).get("input_audio_transcription"):
+        if not shape.transcription(self.current_session().get("session") or {}):
             # no transcript will come: keep the user's turn in the transcript all the same
             self.transcript.user(f"talk_{self._talks}", f"[speech {talk_ms / 1000:.1f} s]")
         self.turn.speech_stopped()  # the user's turn is over: a reply is owed

@@ -21,7 +21,9 @@ from runner.redact import clean_line
 
 Handler = Callable[..., Awaitable[None] | None]
 #: The two timed paths get the arrival time (benchmarks measure from it).
-TIMED = frozenset({"response.audio.delta", "input_audio_buffer.speech_started"})
+TIMED = frozenset(
+    {"response.audio.delta", "response.output_audio.delta", "input_audio_buffer.speech_started"}
+)
 # Counted, not traced one by one: a reply has dozens of each (one summary per response instead)
 _COUNTED = frozenset({"response.animation_viseme.delta", "response.animation_blendshapes.delta"})
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from runner.aio import Deadline, ReconnectBudget, ReconnectPolicy
 from runner.errors import ConfigError, ConnectError
+from runner.live import shape
 from runner.live.audio import Player, Source
 from runner.live.connect import Target, open_connection
 from runner.live.drift import session_differences
@@ -220,6 +221,14 @@ class LiveSession:
             "response.text.delta": self._on_text_delta,
             "response.audio_transcript.done": self._on_text_done,
             "response.text.done": self._on_text_done,
+            # the same events by their GA names (api-version v1 composes the OpenAI GA events:
+            # VoiceLive/v1/events.tsp), handled alike whichever a service sends
+            "conversation.item.added": self._on_item_created,
+            "response.output_audio.delta": self._on_audio_delta,
+            "response.output_audio_transcript.delta": self._on_text_delta,
+            "response.output_text.delta": self._on_text_delta,
+            "response.output_audio_transcript.done": self._on_text_done,
+            "response.output_text.done": self._on_text_done,
             "response.output_item.done": self._on_output_item_done,
             "response.audio_timestamp.delta": self._on_word_timestamp,
             "response.audio_timestamp.done": self._on_word_timestamps_done,
@@ -801,7 +810,7 @@ class LiveSession:
         self.tools.interrupt()
 
     def _on_speech_stopped(self, event: Any) -> None:
-        if not self.config.session_update.get("session", {}).get("input_audio_transcription"):
+        if not shape.transcription(self.config.session_update.get("session", {})):
             # No transcription configured: still keep the user's turn in the transcript.
             start = self._speech_ms.pop(str(event.item_id), None)
             end = float(getattr(event, "audio_end_ms", 0) or 0)
