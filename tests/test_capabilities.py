@@ -192,8 +192,8 @@ REFUSED = {
     "file search on v1": (
         "connection: {api_version: v1}\nfile_search: {vector_store_ids: [vs_1]}\n",
         "file_search",
-        "warning",
-        "function and mcp tools only",
+        "error",
+        "v1 tools are function or mcp, not file_search",
         "dated api_version",
     ),
     "invoke_input on a classic agent": (
@@ -330,7 +330,7 @@ def test_smart_eot_compiles_to_the_documented_shape(tmp_path: Path) -> None:
 SEARCH = "web_search: true\nfile_search: {vector_store_ids: [vs_a, vs_b], max_num_results: 5}\n"
 
 
-@pytest.mark.parametrize("version", ["2026-04-10", "2026-07-15", "v1"])
+@pytest.mark.parametrize("version", ["2026-04-10", "2026-07-15", "2026-07-31-preview"])
 def test_built_in_search_tools_compile_beside_function_tools(tmp_path: Path, version: str) -> None:
     session, problems = _compile(
         tmp_path, "tools: [{name: t, parameters: {type: object}}]\n" + SEARCH, version
@@ -340,7 +340,13 @@ def test_built_in_search_tools_compile_beside_function_tools(tmp_path: Path, ver
         {"type": "web_search"},
         {"type": "file_search", "vector_store_ids": ["vs_a", "vs_b"], "max_num_results": 5},
     ]
-    assert [p.severity for p in problems] == (["warning", "warning"] if version == "v1" else [])
+    assert problems == []
+
+
+def test_v1_names_both_built_in_tools_it_cannot_say_at_their_lines(tmp_path: Path) -> None:
+    _, problems = _compile(tmp_path, SEARCH, "v1")
+    assert [(p.line, p.severity) for p in problems] == [(3, "error"), (4, "error")]
+    assert "not web_search" in problems[0].message and "not file_search" in problems[1].message
 
 
 def test_explain_credits_the_search_tools_to_their_settings(

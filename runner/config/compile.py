@@ -547,7 +547,8 @@ def _tools(
 def _builtin_search(out: _Out, profile: Profile, version: str, tools: list[dict[str, Any]]) -> None:
     """The service's own web and file search tools. The Voice Live reference documents their
     call items and events (web_search_call, file_search_call) but not the tool definition, so
-    vlrun sends the OpenAI Responses definition the item names come from."""
+    vlrun sends the OpenAI Responses definition the item names come from. v1's contract has
+    function and mcp tools only (v1/models.tsp SessionToolType): to_v1 names them there."""
     s = profile.settings
     wanted: list[tuple[str, dict[str, Any]]] = []
     if s.get("web_search"):
@@ -562,14 +563,6 @@ def _builtin_search(out: _Out, profile: Profile, version: str, tools: list[dict[
                 (key,),
                 f"built-in {key} needs api_version {MIN_VERSION['builtin_search']} or later "
                 f"(target: {version})",
-            )
-        if version == V1:
-            out.problem(
-                (key,),
-                f"the v1 contract (VoiceLive tools.tsp) lists function and mcp tools only; "
-                f"{key} is sent in the dated shape, which the service may refuse",
-                hint="target a dated api_version (e.g. 2026-07-15) to be sure",
-                severity="warning",
             )
         out.trace[("tools", len(tools))] = (key,)
         tools.append(entry)

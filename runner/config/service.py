@@ -102,9 +102,6 @@ V1_AVATAR_KEYS = (  # openapi3/v1 AvatarConfig
 V1_ANIMATION_KEYS = ("model_name", "outputs")  # openapi3/v1 Animation
 V1_ECHO_KEYS = ("reference_source", "channels")  # source: v1/models.tsp EchoCancellation
 V1_TOOL_TYPES = ("function", "mcp")  # source: v1/models.tsp SessionToolType
-#: The service's built-in search tools: the v1 contract lists none, so they are sent as the
-#: dated session writes them (compile warns; docs/profiles.md, "Built-in search tools").
-V1_BUILTIN_TOOLS = ("web_search", "file_search")
 V1_FUNCTION_KEYS = ("type", "name", "description", "parameters")
 V1_MCP_KEYS = (  # source: OpenAI GA MCPTool, which v1 takes whole
     "type",
@@ -249,9 +246,6 @@ def to_v1(dated: dict[str, Any]) -> tuple[dict[str, Any], list[Unsaid]]:
         tools: list[Any] = []
         for i, tool in enumerate(dated["tools"]):
             kind = tool.get("type") if isinstance(tool, dict) else None
-            if kind in V1_BUILTIN_TOOLS and isinstance(tool, dict):
-                tools.append(dict(tool))
-                continue
             if kind not in V1_TOOL_TYPES or not isinstance(tool, dict):
                 unsaid.append((("tools", i), f"v1 tools are function or mcp, not {kind}", "error"))
                 continue
