@@ -245,7 +245,7 @@ def _temperature(doc: Mapping[str, Any], t: Target, loc: Locator) -> Iterator[Pr
     low, high = TEMPERATURE_RANGE
     if not isinstance(temp, int | float) or isinstance(temp, bool) or low <= temp <= high:
         return
-    realtime = t.family in ("gpt-realtime", "azure-realtime", None)
+    realtime = t.family in ("gpt-realtime", "azure-realtime")
     yield loc.problem(
         ("temperature",),
         f"temperature {temp} is outside Voice Live's range {low} to {high}"
