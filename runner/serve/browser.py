@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from runner.config.service import dated_audio
 from runner.errors import EXIT_OK, VlrunError
 from runner.live.audio import AudioFormat, wire_formats
 from runner.live.transcript import Transcript
@@ -512,7 +513,8 @@ class BrowserEdge(Edge):
         self._clock: Callable[[], int] | None = None  # the transcript's t_ms (the player's too)
 
     def open_audio(self, session: Mapping[str, Any]) -> tuple[Any, Any]:
-        in_fmt, out_fmt, _, _ = wire_formats(dict(session))
+        # the session in either shape: v1 keeps its formats under ``audio``
+        in_fmt, out_fmt, _, _ = wire_formats(dated_audio(dict(session)))
         self.in_fmt = in_fmt
         self.page_source = PageSource(in_fmt)
         self.page_player = PagePlayer(out_fmt, self.page)

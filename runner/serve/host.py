@@ -733,10 +733,12 @@ async def _embedded_emulator(
 
 def _wire_edges(edge: Edge, session: Mapping[str, Any]) -> tuple[Any, Any]:
     """The edge speaks PCM16; a G.711 session is encoded here, as the console does."""
+    from runner.config.service import dated_audio
     from runner.live.audio import G711Player, G711Source, wire_formats
 
     source, player = edge.open_audio(session)
-    _, _, in_law, out_law = wire_formats(dict(session))
+    # the session in either shape: v1 keeps its formats under ``audio``
+    _, _, in_law, out_law = wire_formats(dated_audio(dict(session)))
     if in_law and source is not None:
         source = G711Source(source, in_law)
     if out_law:
