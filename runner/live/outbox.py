@@ -23,10 +23,19 @@ _SOCKET_ERRORS = (ConnectionError, RuntimeError)  # a closing socket (aiohttp ra
 class Outbox:
     """Sends on the current connection (``conn``, set by the session while one is open)."""
 
-    def __init__(self, turn: TurnState, transcript: Transcript, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        turn: TurnState,
+        transcript: Transcript,
+        metrics: Metrics,
+        response_extras: Mapping[str, Any] | None = None,
+    ) -> None:
         self.turn = turn
         self.transcript = transcript
         self.metrics = metrics
+        # what every response.create carries (a hosted agent's invoke_input), whoever sends
+        # it: a typed turn, a spoken turn's commit, tool results, a greeting, a flow's node
+        self.response_extras = dict(response_extras or {})
         self.conn: Any = None  # the SDK connection while one is open
 
     async def send(self, event: Mapping[str, Any] | Any, generation: int | None = None) -> None:
@@ -39,6 +48,9 @@ class Outbox:
 
         data = event if isinstance(event, Mapping) else event.as_dict()
         kind = str(data.get("type", "?"))
+        if kind == "response.create" and self.response_extras:
+            response = {**self.response_extras, **dict(data.get("response") or {})}
+            event = data = {**data, "response": response}
         if generation is not None and generation != self.turn.generation:
             raise Fenced(f"{kind} of connection {generation} (now {self.turn.generation})")
         conn = self.conn

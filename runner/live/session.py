@@ -153,7 +153,7 @@ class LiveSession:
         # the parts, each given what it uses (docs/live-session.md draws them)
         self.life = Life()
         self.turn = TurnState(on_question=self.transcript.banner)
-        self.outbox = Outbox(self.turn, self.transcript, self.metrics)
+        self.outbox = Outbox(self.turn, self.transcript, self.metrics, settings.response_extras)
         self.tasks = TaskGroup(self.report)
         self.inputs = Inputs(
             settings,
@@ -238,6 +238,7 @@ class LiveSession:
             "response.mcp_call.completed": self.tools.on_mcp_call,
             "response.mcp_call.failed": self.tools.on_mcp_call,
             "response.done": self._on_response_done,
+            "response.invocation.delta": self._on_invocation_delta,
         }
         self.router = EventRouter(
             handlers, transcript=self.transcript, report=self.report, mask=self._mask_event
@@ -999,6 +1000,16 @@ class LiveSession:
         if resp is not None and resp.calls and status != "cancelled":
             self.tools.start(resp.calls)
 
+    def _on_invocation_delta(self, event: Any) -> None:
+        """A hosted agent's non-speech event, passed through by the service as it is (SDK 1.3.0
+        ``response.invocation.delta``): one status line and a conversation-log line; the trace
+        has the whole event like any other."""
+        delta = event.delta
+        kind = str(delta.get("type") or "event") if isinstance(delta, Mapping) else "event"
+        said = _invocation_summary(delta)
+        self.transcript.notice(f"hosted agent: {kind}{f': {said}' if said else ''}")
+        self.transcript.conv_note(f"hosted agent event {kind}: {said or '(no text)'}")
+
     def _finish_interrupted_text(self) -> None:
         """Record what the user saw of a reply that was cut off (barge-in or a drop)."""
         streaming = self.transcript.streaming
@@ -1016,6 +1027,19 @@ async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
         await asyncio.wait({task})
     if not task.cancelled():
         task.exception()  # retrieved: its outcome was handled by whoever awaited it
+
+
+def _invocation_summary(delta: Any, limit: int = 160) -> str:
+    """One line of a hosted agent's event: its text, message or delta field, else its keys."""
+    if not isinstance(delta, Mapping):
+        return clean_line(str(delta))[:limit] if delta else ""
+    for key in ("text", "message", "delta", "status", "name"):
+        value = delta.get(key)
+        if isinstance(value, str) and value.strip():
+            text = clean_line(value.strip())
+            return text if len(text) <= limit else text[: limit - 1] + "…"
+    keys = sorted(str(k) for k in delta if k != "type")
+    return f"fields {', '.join(keys)}" if keys else ""
 
 
 def _message_of(detail: Any) -> str:

@@ -55,12 +55,16 @@ class SessionSettings:
     typed_barge_in: bool = False
     cancel_on_barge_in: Mapping[str, bool] | bool = True
     handle_signals: bool = True  # a server runs many sessions: the signals are its own
+    # fields every response.create carries (a hosted agent's invoke_input:
+    # runner.config.compile.response_extras)
+    response_extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # frozen all the way down: nobody changes a setting under a running session
         object.__setattr__(self, "session_update", _frozen(self.session_update))
         object.__setattr__(self, "mcp_policies", _frozen(self.mcp_policies))
         object.__setattr__(self, "profile_vars", _frozen(self.profile_vars))
+        object.__setattr__(self, "response_extras", _frozen(self.response_extras))
         if self.greeting is not None:
             object.__setattr__(self, "greeting", _frozen(self.greeting))
         if isinstance(self.tool_timeouts, Mapping):
@@ -101,7 +105,10 @@ def profile_settings(profile: Any) -> dict[str, Any]:
     for node in flow.nodes.values() if flow is not None else ():
         for name in node.tools:  # a node's tools are plugins by name: the profile's default
             timeouts.setdefault(name, default)
+    from runner.config.compile import response_extras
+
     return {
+        "response_extras": response_extras(profile) if hasattr(profile, "agent") else {},
         "tool_timeouts": timeouts or default,
         "cancel_on_barge_in": {
             b.name: bool(getattr(b, "cancel_on_barge_in", True))
