@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from runner.errors import EXIT_INVALID, EXIT_OK, UsageError
 from runner.redact import redact
-from runner.scenarios.suite import discover, gate_passed, run_all, summary_lines, write_junit
+from runner.scenarios.suite import (
+    discover,
+    flow_coverage,
+    gate_passed,
+    result_records,
+    run_all,
+    summary_lines,
+    write_junit,
+    write_results,
+)
 
 
 @click.command("test")
@@ -78,6 +88,53 @@ from runner.scenarios.suite import discover, gate_passed, run_all, summary_lines
     show_default=True,
     help="The gate: each scenario must pass in at least this share of its runs (0.8 = 80 %).",
 )
+@click.option(
+    "--caller",
+    "caller_tier",
+    type=click.Choice(["script", "text", "audio"]),
+    default="script",
+    show_default=True,
+    help="How a scenario's `caller:` plays: its script, a chat model (text turns), or "
+    "either spoken (audio).",
+)
+@click.option(
+    "--caller-endpoint",
+    metavar="MODEL@URL",
+    help="The chat model playing callers (MODEL@URL[?api-version=V][&key-env=VAR]); "
+    "offline: the emulator's.",
+)
+@click.option(
+    "--judge-endpoint",
+    metavar="MODEL@URL",
+    help="The chat model judging rubrics (same form); offline: the emulator's, by the "
+    "rubrics' offline rules.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seeds the audio caller's noise (with the run's number), for a run you can repeat.",
+)
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every run as a line of JSON (results.jsonl): failures, turns, verdicts.",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write an HTML report: pass rates, the judge's reasons, latency, each conversation "
+    "on a time axis, flow coverage.",
+)
+@click.option(
+    "--min-flow-coverage",
+    type=click.FloatRange(0.0, 1.0),
+    help="Fail unless the scenarios exercise at least this share of each flow they test "
+    "(nodes, transitions, when: branches, values); prints what is not covered.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show every failure and full transcripts.")
 def test(
     paths: tuple[str, ...],
@@ -93,6 +150,13 @@ def test(
     profile: Path | None,
     repeat: int,
     min_pass_rate: float,
+    caller_tier: str,
+    caller_endpoint: str | None,
+    judge_endpoint: str | None,
+    seed: int,
+    results_path: Path | None,
+    html_path: Path | None,
+    min_flow_coverage: float | None,
     verbose: bool,
 ) -> int:
     """Run conversation scenarios against the emulator (default) or Azure; exit 0, 1 or 2."""
@@ -125,6 +189,7 @@ def test(
             write_junit([outcome.as_result()], junit)
         return EXIT_OK if outcome.ok else EXIT_INVALID
     files = discover(paths)
+    evals = _eval_settings(caller_tier, caller_endpoint, judge_endpoint, seed)
     if endpoint is None:
         click.echo("offline: each scenario runs against its own local emulator", err=True)
     results = run_all(
@@ -135,11 +200,61 @@ def test(
         speed=speed,
         record_dir=record_dir,
         repeat=repeat,
+        options={"evals": evals, "timeline": html_path is not None or results_path is not None},
     )
     for line in summary_lines(results, verbose=verbose, min_pass_rate=min_pass_rate):
         click.echo(line)
+    ok = gate_passed(results, min_pass_rate)
+    coverage = flow_coverage(results) if html_path or min_flow_coverage is not None else {}
+    if min_flow_coverage is not None:
+        ok = _coverage_gate(coverage, min_flow_coverage) and ok
     if junit is not None:
         write_junit(results, junit, min_pass_rate=min_pass_rate)
         click.echo(f"JUnit report: {junit}", err=True)
+    if results_path is not None or html_path is not None:
+        records = result_records(results)
+        if results_path is not None:
+            write_results(records, results_path)
+            click.echo(f"results: {results_path}", err=True)
+        if html_path is not None:
+            from runner.scenarios.report_html import write_html_report
+
+            write_html_report(records, html_path, coverage=coverage or None)
+            click.echo(f"HTML report: {html_path}", err=True)
     sys.stdout.flush()
-    return EXIT_OK if gate_passed(results, min_pass_rate) else EXIT_INVALID
+    return EXIT_OK if ok else EXIT_INVALID
+
+
+def _coverage_gate(coverage: dict[str, Any], minimum: float) -> bool:
+    """Print each flow's coverage; False when one is under ``minimum``."""
+    if not coverage:
+        click.echo("flow coverage: no scenario tested a profile with a flow")
+        return True
+    ok = True
+    for report in coverage.values():
+        for line in report.render_text().rstrip("\n").splitlines():
+            click.echo(redact(line))
+        if report.ratio + 1e-9 < minimum:
+            ok = False
+            click.echo(
+                f"flow coverage {report.ratio:.0%} of {report.title} is under the minimum "
+                f"{minimum:.0%} (--min-flow-coverage)"
+            )
+    return ok
+
+
+def _eval_settings(
+    tier: str, caller_endpoint: str | None, judge_endpoint: str | None, seed: int
+) -> Any:
+    """Callers' tier and the chat endpoints; runner.evals only when an endpoint is named."""
+    from runner.scenarios.judged import EvalSettings
+
+    caller = judge = None
+    if caller_endpoint or judge_endpoint:
+        from runner.evals import ChatEndpoint
+
+        if caller_endpoint:
+            caller = ChatEndpoint.parse(caller_endpoint, option="--caller-endpoint")
+        if judge_endpoint:
+            judge = ChatEndpoint.parse(judge_endpoint, option="--judge-endpoint")
+    return EvalSettings(tier, caller, judge, seed)

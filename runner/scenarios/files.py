@@ -36,7 +36,6 @@ SHARED_KEYS = (
     "timeout_s",
     "mocks",
     "model",
-    "caller",
     "judge",
 )
 DEFAULT_SPEED = 10.0
@@ -201,6 +200,16 @@ def _schema_problems(scenario: Scenario) -> list[Problem]:
                     (both[0],),
                     f"`{both[0]}` beside `scenarios:`: a file holds one scenario or a list",
                     hint="move it into an item of `scenarios:`",
+                )
+            )
+            continue
+        if err.validator == "anyOf" and (not path or (len(path) == 2 and path[0] == "scenarios")):
+            out.append(
+                scenario.problem(
+                    path,
+                    "missing `turns` (scripted turns) or `caller` (a simulated caller)"
+                    + (f" in `{_dotted(path)}`" if path else ""),
+                    hint=SCHEMA_HINT,
                 )
             )
             continue
@@ -470,6 +479,7 @@ def semantic_problems(scenario: Scenario, *, profile_problems: bool = True) -> l
                     hint="add barge_in: {at_ms: 500} to talk over the reply",
                 )
             )
+    out += _evals_problems(scenario)
     for where, mocks in _all_mocks(scenario):
         for name in mocks:
             if declared is not None and name not in declared:
@@ -482,6 +492,57 @@ def semantic_problems(scenario: Scenario, *, profile_problems: bool = True) -> l
                 )
     if isinstance(scenario.data.get("model"), Mapping):
         out += _model_problems(scenario)
+    return out
+
+
+def _evals_problems(scenario: Scenario) -> list[Problem]:
+    """The caller's and the rubrics' own checks (runner.evals), at their lines."""
+    caller = scenario.data.get("caller")
+    rubrics: list[tuple[PathKey, Mapping[str, Any]]] = [
+        (("judge", n), r) for n, r in enumerate(scenario.data.get("judge") or [])
+    ]
+    for i, turn in enumerate(scenario.turns):
+        wanted = (turn.get("expect") or {}).get("judge")
+        if isinstance(wanted, Mapping):
+            rubrics.append((("turns", i, "expect", "judge"), wanted))
+        elif isinstance(wanted, list):
+            rubrics += [(("turns", i, "expect", "judge", n), r) for n, r in enumerate(wanted)]
+    if caller is None and not rubrics:
+        return []  # runner.evals is not even imported
+    from runner.evals import caller_problems, offline_problems
+
+    out: list[Problem] = []
+    if caller is not None:
+        if "turns" in scenario.data:
+            out.append(
+                scenario.problem(
+                    ("caller",),
+                    "a scenario has scripted `turns` or a `caller`, not both",
+                    hint="put the simulated caller in a scenario of its own",
+                )
+            )
+        # the text tier's rules (the script is optional there); offline needs the script
+        inner = {k: v for k, v in caller.items() if k not in ("offline", "expect")}
+        for message in caller_problems(inner, "text"):
+            out.append(scenario.problem(("caller",), message, hint="see docs/evals.md"))
+        if "script" not in caller:
+            out.append(
+                scenario.problem(
+                    ("caller",),
+                    "the caller has no `script`: it cannot run offline (--caller script)",
+                    hint="add script: [lines the caller says] for CI",
+                    severity="warning",
+                )
+            )
+        if "offline" in caller:
+            rubrics.append((("caller", "offline"), {"rubric": "success", **caller}))
+    for path, rubric in rubrics:
+        rules = rubric.get("offline")
+        at: PathKey = (*path, "offline") if path[-1] != "offline" else path
+        if rules is None:
+            continue
+        for message in offline_problems(rules):
+            out.append(scenario.problem(at, message, hint="see docs/evals.md#offline"))
     return out
 
 
@@ -614,6 +675,10 @@ def model_script(scenario: Scenario) -> dict[str, Any]:
             number += 1
             said = turn["barge_in"].get("say") or DEFAULT_BARGE_IN
             rules.append({"turn": number, "transcript": said, "match": NEVER})
+    caller = scenario.data.get("caller") or {}
+    for n, line in enumerate(caller.get("script") or [], start=1):
+        # a caller that speaks (tier audio) is heard by its script's lines
+        rules.append({"turn": n, "transcript": str(line), "match": NEVER})
     if rules:
         script["turns"] = rules
     return script

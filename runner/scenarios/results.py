@@ -75,6 +75,9 @@ class ScenarioResult:
     repeat: int = 0  # which run of the scenario this is (0-based), with `vlrun test --repeat`
     verdicts: list[dict[str, Any]] = field(default_factory=list)  # the judge's, per rubric
     timeline: dict[str, Any] | None = None  # the run drawn on a time axis (HTML report)
+    profile: str | None = None  # the profile's path (flow coverage, results.jsonl)
+    # the loaded profile, for flow coverage; never written out
+    loaded_profile: Any = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:

@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from runner.scenarios.files import (
     image_mime,
     model_script,
 )
+from runner.scenarios.judged import EvalSettings
 from runner.scenarios.observer import Observer, settled
 from runner.scenarios.results import Failure, ScenarioResult, ToolCallSeen, TurnOutcome
 
@@ -76,6 +77,8 @@ class RunSettings:
     trace_path: Path | None = None  # keep the event stream (JSONL, like `vlrun run --trace`)
     speed: float | None = None  # override the scenario's
     repeat: int = 0  # which run this is (``vlrun test --repeat``), 0-based
+    evals: EvalSettings = field(default_factory=EvalSettings)  # caller tier, chat endpoints
+    timeline: bool = False  # draw the run on a time axis (results.jsonl, the HTML report)
 
 
 def run_scenario(scenario: Scenario, settings: RunSettings | None = None) -> ScenarioResult:
@@ -150,6 +153,7 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
     profile = load_profile(
         scenario.profile_path, vars=vars_, sets=tuple(scenario.data.get("set") or ())
     )
+    result.profile, result.loaded_profile = str(scenario.profile_path), profile
     emulated = settings.endpoint is None
     speed = (settings.speed or scenario.speed) if emulated else 1.0
     target = resolve_target(
@@ -207,17 +211,50 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
             task = asyncio.create_task(live.run(), name="vlrun-scenario-session")
             try:
                 driver = _Driver(scenario, live, observer, player, source, registry, speed, tail_ms)
-                await _race(driver.run(result), task)
+                driver.evals, driver.run_number = settings.evals, settings.repeat
+                with _chat(scenario, settings, endpoint if emulated else None, live_target) as chat:
+                    driver.chat = chat
+                    await _race(driver.run(result), task)
             finally:
                 live.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             result.lines = list(observer.lines)
+            if settings.timeline:
+                result.timeline = _timeline(observer, speed, out_fmt.rate, walk)
     finally:
         if credential is not None and hasattr(credential, "close"):
             with contextlib.suppress(Exception):
                 await credential.close()
         observer.close()
+
+
+def _timeline(observer: Observer, speed: float, rate: int, walk: Any) -> dict[str, Any] | None:
+    """The run on a time axis (the browser console's drawing), for the HTML report."""
+    try:
+        from runner.scenarios.report_html import timeline_of
+    except ImportError:  # a partial install: the report is optional
+        return None
+    start = walk.path[0] if walk is not None and walk.path else None
+    return timeline_of(observer.events, speed=speed, rate=rate, start_node=start)
+
+
+def _chat(
+    scenario: Scenario, settings: RunSettings, emulator: str | None, target: Any
+) -> contextlib.AbstractContextManager[Any]:
+    """The caller's and the judge's chat endpoints, for a scenario that has either."""
+    if not _judged(scenario):
+        return contextlib.nullcontext(None)
+    from runner.scenarios.judged import chat_endpoints
+
+    return chat_endpoints(settings.evals, emulator, getattr(target, "api_key", None))
+
+
+def _judged(scenario: Scenario) -> bool:
+    """The scenario has a simulated caller or a rubric (so runner.evals is needed)."""
+    if "caller" in scenario.data or scenario.data.get("judge"):
+        return True
+    return any("judge" in (turn.get("expect") or {}) for turn in scenario.turns)
 
 
 async def _race(work: Awaitable[None], session: asyncio.Task[int]) -> None:
@@ -252,6 +289,15 @@ class _Driver:
         self.player, self.source, self.registry = player, source, registry
         self.speed, self.tail_ms = speed, tail_ms
         self.timeout = scenario.timeout_s
+        self.evals = EvalSettings()
+        self.run_number = 0
+        self.chat: Any = None  # judged.Chat when the scenario has a caller or rubrics
+        self.history: list[Any] = []  # runner.evals.Exchange lines, for callers and judges
+        self.caller_mode = "caller" in scenario.data
+
+    def base(self, i: int) -> PathKey:
+        """Where turn ``i`` is written: its item of ``turns``, or the ``caller`` block."""
+        return ("caller",) if self.caller_mode else ("turns", i)
 
     def fail(self, result: ScenarioResult, path: PathKey, message: str, turn: int | None) -> None:
         result.failures.append(Failure(str(self.s.path), self.s.line(path), message, turn))
@@ -270,13 +316,124 @@ class _Driver:
         if self.live.greeting:
             await self.obs.wait(lambda: settled(self.obs.events), self.timeout)
             await self.player.drain()
-        for i, turn in enumerate(self.s.turns):
-            outcome = await self.turn(i, turn, result)
-            result.turns.append(outcome)
-            if not outcome.settled:
-                break  # the conversation is out of step; later turns would only add noise
+        if self.chat is not None:
+            self._heard(-1)  # the greeting, for the caller and the judge
+        if self.caller_mode:
+            await self._converse(result)
+        else:
+            for i, turn in enumerate(self.s.turns):
+                outcome = await self.turn(i, turn, result)
+                result.turns.append(outcome)
+                if not outcome.settled:
+                    break  # the conversation is out of step; later turns would only add noise
+        if self.chat is not None:
+            await self._judge_conversation(result)
 
-    async def turn(self, i: int, turn: Mapping[str, Any], result: ScenarioResult) -> TurnOutcome:
+    def _heard(self, index: int, said: str | None = None) -> None:
+        """Add turn ``index`` to the history: what the caller said, what the assistant said."""
+        from runner.evals import Exchange
+
+        if said:
+            self.history.append(Exchange("caller", said))
+        for n, text in self.obs.lines:
+            if n == index and text.startswith("assistant: "):
+                reply = text.removeprefix("assistant: ").removesuffix(" [interrupted]")
+                self.history.append(Exchange("assistant", reply))
+
+    async def _converse(self, result: ScenarioResult) -> None:
+        """A simulated caller's conversation: its turns until it hangs up, is done, or has
+        taken ``max_turns``; each turn is checked against ``caller.expect``."""
+        from runner.evals import EvalsError, caller_for
+
+        spec = dict(self.s.data["caller"])
+        expect = spec.pop("expect", None)
+        spec.pop("offline", None)
+        if self.chat is None or (self.evals.tier != "script" and self.chat.caller is None):
+            self.fail(
+                result,
+                ("caller",),
+                f"a {self.evals.tier} caller needs a chat endpoint (--caller-endpoint)",
+                None,
+            )
+            return
+        try:
+            caller = caller_for(
+                spec,
+                tier=self.evals.tier,  # type: ignore[arg-type]
+                endpoint=self.chat.caller if self.evals.tier != "script" else None,
+                seed=self.evals.seed * 1000 + self.run_number,
+            )
+        except EvalsError as exc:
+            self.fail(result, ("caller",), exc.message, None)
+            return
+        limit = int(spec.get("max_turns") or 10)
+        for i in range(limit):
+            try:
+                step = await caller.next_turn(list(self.history))
+            except EvalsError as exc:
+                self.fail(result, ("caller",), f"the caller could not speak: {exc.message}", i)
+                return
+            if step is None:
+                return
+            turn: dict[str, Any] = {"say": step.text} if step.audio else {"user": step.text}
+            if expect:
+                turn["expect"] = expect
+            outcome = await self.turn(i, turn, result, audio=step.audio)
+            result.turns.append(outcome)
+            if step.done or not outcome.settled:
+                return
+
+    async def _judge_conversation(self, result: ScenarioResult) -> None:
+        rubrics: list[tuple[PathKey, Mapping[str, Any]]] = [
+            (("judge", n), r) for n, r in enumerate(self.s.data.get("judge") or [])
+        ]
+        caller = self.s.data.get("caller") or {}
+        if caller.get("success"):
+            success = {"rubric": caller["success"], "offline": caller.get("offline")}
+            rubrics.append((("caller", "success"), success))
+        for path, rubric in rubrics:
+            await self._judge(result, path, rubric, None, None)
+
+    async def _judge(
+        self,
+        result: ScenarioResult,
+        path: PathKey,
+        rubric: Mapping[str, Any],
+        turn: int | None,
+        reply: str | None,
+    ) -> None:
+        """Ask the judge; its verdict (prompt, answer, reason) is kept, a failed one fails
+        the scenario at the rubric's line."""
+        from runner.evals import EvalsError, judge_for
+        from runner.scenarios.judged import verdict_record
+
+        text = str(rubric["rubric"])
+        if self.chat is None or self.chat.judge is None:
+            self.fail(result, path, f"no judge for {text!r}: give --judge-endpoint", turn)
+            return
+        try:
+            verdict = await judge_for(self.chat.judge).judge(
+                text,
+                list(self.history),
+                reply=reply,
+                offline=rubric.get("offline") if self.chat.judge.offline_rules else None,
+            )
+        except EvalsError as exc:
+            self.fail(result, path, f"judge: {exc.message}", turn)
+            return
+        where = self.s.where(path)
+        result.verdicts.append(verdict_record(verdict, text, where, turn, self.run_number))
+        if not verdict.passed:
+            self.fail(result, path, f"judged: {text!r} does not hold: {verdict.reason}", turn)
+
+    async def turn(
+        self,
+        i: int,
+        turn: Mapping[str, Any],
+        result: ScenarioResult,
+        *,
+        audio: bytes | None = None,
+    ) -> TurnOutcome:
         self.obs.turn = i
         self.registry.mocks = {**(self.s.data.get("mocks") or {}), **(turn.get("mocks") or {})}
         outcome = TurnOutcome(i)
@@ -298,6 +455,10 @@ class _Driver:
                 from runner.live.audio import read_wav
 
                 pcm = read_wav(self.s.relative(turn["wav"]), fmt)
+            elif audio is not None:  # a simulated caller's speech (tier audio), 24 kHz
+                from runner.scenarios.judged import to_rate
+
+                pcm = to_rate(audio, fmt.rate)
             else:
                 pcm = await spoken(str(turn["say"]), fmt)
             await self.source.speak(pcm, self.tail_ms)
@@ -362,7 +523,19 @@ class _Driver:
         ]
         outcome.stopped_at_ms = stops[0] if stops else None
         self._evaluate(i, turn, outcome, result)
+        if self.chat is not None:
+            self._heard(i, _said(turn))
+            await self._judge_turn(i, turn, outcome, result)
         return outcome
+
+    async def _judge_turn(
+        self, i: int, turn: Mapping[str, Any], o: TurnOutcome, result: ScenarioResult
+    ) -> None:
+        from runner.scenarios.judged import rubrics_of
+
+        at: PathKey = (*self.base(i), "expect", "judge")
+        for sub, rubric in rubrics_of((turn.get("expect") or {}).get("judge")):
+            await self._judge(result, (*at, *sub), rubric, i, o.reply)
 
     async def _send_image(self, i: int, turn: Mapping[str, Any]) -> None:
         path = self.s.relative(str(turn["image"]))
@@ -508,7 +681,7 @@ class _Driver:
     def _evaluate(
         self, i: int, turn: Mapping[str, Any], o: TurnOutcome, result: ScenarioResult
     ) -> None:
-        base: PathKey = ("turns", i)
+        base: PathKey = self.base(i)
         expect = turn.get("expect") or {}
         at: PathKey = (*base, "expect")
         if not o.settled and not o.speech_heard:
@@ -582,7 +755,7 @@ class _Driver:
     def _expect_cancelled(
         self, i: int, wanted: bool | str, o: TurnOutcome, result: ScenarioResult
     ) -> None:
-        at: PathKey = ("turns", i, "expect", "tool_cancelled")
+        at: PathKey = (*self.base(i), "expect", "tool_cancelled")
         running = ", ".join(c.name for c in o.tool_calls) or "no tool was called"
         if wanted is False:
             if o.tools_cancelled:
@@ -600,7 +773,7 @@ class _Driver:
             )
 
     def _expect_flow(self, i: int, wanted: Mapping[str, Any], result: ScenarioResult) -> None:
-        at: PathKey = ("turns", i, "expect", "flow")
+        at: PathKey = (*self.base(i), "expect", "flow")
         walk = self.live.flow
         if walk is None:
             self.fail(result, at, "the profile has no flow", i)
@@ -636,7 +809,7 @@ class _Driver:
     def _expect_tools(
         self, i: int, wanted: list[Mapping[str, Any]], o: TurnOutcome, result: ScenarioResult
     ) -> None:
-        at: PathKey = ("turns", i, "expect", "tools")
+        at: PathKey = (*self.base(i), "expect", "tools")
         seen = ", ".join(f"{c.name}({c.arguments})" for c in o.tool_calls) or "no tool calls"
         if not wanted:
             if o.tool_calls:
@@ -671,9 +844,9 @@ class _Driver:
         # there is nothing to cancel or truncate unless `interrupted: true` says so
         wanted = expect.get("interrupted", barge is not None and "tool_cancelled" not in expect)
         path: PathKey = (
-            ("turns", i, "expect", "interrupted")
+            (*self.base(i), "expect", "interrupted")
             if "interrupted" in expect
-            else ("turns", i, "barge_in")
+            else (*self.base(i), "barge_in")
         )
         if barge is None or not wanted:
             if (
@@ -719,6 +892,16 @@ class _Driver:
 ANSWER_EVENTS = frozenset(
     {"response.audio.delta", "response.text.delta", "response.audio_transcript.delta"}
 )
+
+
+def _said(turn: Mapping[str, Any]) -> str:
+    """What the caller said in a turn, as the judge and a simulated caller read it."""
+    if "dtmf" in turn:
+        return " ".join(dtmf_line(k) for k in str(turn["dtmf"]))
+    for key in ("user", "say", "transcript", "text"):
+        if turn.get(key):
+            return str(turn[key])
+    return "(an image)" if "image" in turn else "(speech)"
 
 
 def _typed(turn: Mapping[str, Any]) -> bool:

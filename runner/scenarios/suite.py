@@ -351,6 +351,49 @@ def _runs_text(g: Any) -> str:
     return "\n".join(f"run {r.repeat + 1}: {_run_text(r)}" for r in g.runs if not r.passed)
 
 
+def result_records(results: Sequence[Any]) -> list[dict[str, Any]]:
+    """The lines of ``results.jsonl``: one masked record per run, with the judge's verdicts
+    (rubric, where it is written, verdict, reason, prompt, raw answer, model) and, when the
+    run was drawn, its time axis."""
+    from runner.scenarios.report_html import result_record
+
+    return [
+        result_record(
+            r,
+            profile=r.profile,
+            repeat=r.repeat,
+            timeline=r.timeline,
+            judge=r.verdicts,
+        )
+        for r in results
+    ]
+
+
+def write_results(records: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """``results.jsonl``: one JSON object a line."""
+    import json
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the results {path}: {exc.strerror or exc}",
+            hint="choose another --results",
+        ) from None
+
+
+def flow_coverage(results: Sequence[Any]) -> dict[str, Any]:
+    """Flow coverage per profile with a flow, over every run of ``results``
+    (runner.scenarios.coverage): profile path -> CoverageReport."""
+    from runner.scenarios.coverage import coverage_by_profile
+
+    runs = [(r.loaded_profile, r) for r in results if r.loaded_profile is not None]
+    return coverage_by_profile(runs)
+
+
 # --- the command ------------------------------------------------------------------------------
 
 
