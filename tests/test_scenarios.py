@@ -53,9 +53,15 @@ def test_every_shipped_profile_has_a_scenario() -> None:
 
 def test_shipped_scenarios_pass_through_the_cli(tmp_path: Path) -> None:
     junit = tmp_path / "results.xml"
-    proc = run_cli("test", "tests/scenarios", "--junit", str(junit))
+    # the shipped flows are covered whole: every node, transition, when: branch and value
+    # (issue 30); the gate fails the run when a scenario or a flow change leaves a part out
+    proc = run_cli("test", "tests/scenarios", "--junit", str(junit), "--min-flow-coverage", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+    for profile, items in (("reservation", 16), ("helpdesk", 23)):
+        assert (
+            f"flow coverage of {ROOT / 'profiles' / profile}.yaml: 100% ({items}/{items})"
+        ) in proc.stdout
     files = sorted(SHIPPED.glob("*.yaml"))
     for f in files:
         assert f"PASS  tests/scenarios/{f.name}" in proc.stdout
