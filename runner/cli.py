@@ -39,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "test": ("runner.commands.test", "test", "Run conversation scenarios (emulator or Azure)."),
     "serve": ("runner.commands.serve", "serve", "Serve a browser console for profiles."),
     "ring": ("runner.commands.ring", "ring", "Ring a running `vlrun serve` as a carrier would."),
+    "scenario": (
+        "runner.commands.scenario",
+        "scenario",
+        "Turn a conversation `vlrun serve` recorded into a test scenario.",
+    ),
 }
 
 
