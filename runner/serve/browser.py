@@ -20,15 +20,33 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 from runner.config.service import dated_audio
 from runner.errors import EXIT_OK, VlrunError
 from runner.live.audio import AudioFormat, wire_formats
+from runner.live.images import MAX_IMAGE_BYTES, ImageError
 from runner.live.transcript import Transcript
 from runner.redact import clean_line, redact_obj
-from runner.serve.host import Conversation, Edge, Host, ProfileInvalid, Refused, describe_problems
-from runner.serve.web import HOST_KEY, OPTIONS_KEY, ServeOptions, console_route
+from runner.serve.host import (
+    MAX_IMAGE_TEXT,
+    Conversation,
+    Edge,
+    Host,
+    ProfileInvalid,
+    Refused,
+    describe_problems,
+)
+from runner.serve.web import (
+    HOST_KEY,
+    IMAGE_UPLOAD,
+    OPTIONS_KEY,
+    ServeOptions,
+    body_limit,
+    console_route,
+    origin_ok,
+    refuse,
+)
 
 log = logging.getLogger("vlrun.serve")
 
@@ -73,6 +91,7 @@ def install(app: web.Application, host: Host, options: ServeOptions) -> None:
     app.router.add_get("/api/profiles", _profiles)
     app.router.add_get("/api/conversations/{id}/transcript.txt", _download_transcript)
     app.router.add_get("/api/conversations/{id}/trace.jsonl", _download_trace)
+    app.router.add_post("/api/conversations/{id}/image", _upload_image)
     app.router.add_get("/ws", _websocket)
 
 
@@ -140,6 +159,7 @@ def profile_list(host: Host) -> dict[str, Any]:
         "profiles": profiles,
         **host.status(),
         "mock_tools": None if mocks is None else mocks.name + _folder_mark(mocks),
+        "max_image_bytes": MAX_IMAGE_BYTES,  # an image turn's bound (the page checks first)
     }
 
 
@@ -178,6 +198,86 @@ def _download(request: web.Request, what: str) -> web.StreamResponse:
         return web.Response(text=text, headers=headers)
     # A file not there (yet) is a 404 from FileResponse itself.
     return web.FileResponse(path, headers=headers)
+
+
+@console_route
+async def _upload_image(request: web.Request) -> web.StreamResponse:
+    """An image turn for a running conversation: ``multipart/form-data`` with the file as
+    ``image`` (its Content-Type: PNG, JPEG, GIF or WebP) and an optional question as
+    ``text``. 202 once queued (it is sent after the reply in progress); otherwise a JSON
+    ``error`` and ``hint`` that the page shows."""
+    options: ServeOptions = request.app[OPTIONS_KEY]
+    if not origin_ok(request, options):  # a page of another site cannot post into a call
+        return refuse(request, 403, "an image upload from another origin (or none)")
+    conv = request.app[HOST_KEY].conversations.get(request.match_info["id"])
+    if conv is None:
+        return _image_refused(404, "no such conversation", "press Start first")
+    try:
+        data, mime, text = await _image_form(request, body_limit(request))
+        kind = conv.send_image(data, mime, text)
+    except ImageError as exc:
+        return _image_refused(413 if isinstance(exc, _TooBig) else 400, exc.message, exc.hint)
+    except VlrunError as exc:
+        return _image_refused(409, exc.message, exc.hint)
+    log.info("conversation %s: an image turn queued (%s, %d bytes)", conv.id, kind, len(data))
+    return web.json_response({"queued": True, "mime": kind, "bytes": len(data)}, status=202)
+
+
+setattr(_upload_image, IMAGE_UPLOAD, True)  # its body may be an image's size: read bounded here
+
+
+class _TooBig(ImageError):
+    """A part of the upload over its bound (413)."""
+
+
+def _image_refused(status: int, message: str, hint: str | None) -> web.Response:
+    return web.json_response({"error": clean_line(message), "hint": hint}, status=status)
+
+
+async def _image_form(request: web.Request, limit: int) -> tuple[bytes, str, str | None]:
+    """The form's image (bytes, declared type) and question, each read within its bound."""
+    if request.content_type != "multipart/form-data":
+        raise ImageError(
+            f"an image turn is a multipart/form-data upload, not {request.content_type}",
+            hint="send the file as the form field `image` (and a question as `text`)",
+        )
+    try:
+        reader = await request.multipart()
+        data: bytes | None = None
+        mime, text = "", None
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise ImageError("a nested form is not an image turn")
+            if part.name == "image":
+                mime = part.headers.get("Content-Type", "")
+                data = await _read_part(part, MAX_IMAGE_BYTES, "the image")
+            elif part.name == "text":
+                raw = await _read_part(part, 4 * MAX_IMAGE_TEXT, "the question")
+                text = raw.decode("utf-8", errors="replace").strip() or None
+            else:
+                await _read_part(part, limit, "the form")  # read past it, bounded
+    except (ValueError, AssertionError) as exc:  # aiohttp's word for a malformed form
+        raise ImageError(f"a malformed image upload ({clean_line(str(exc))[:200]})") from None
+    if data is None:
+        raise ImageError("the upload has no image", hint="send the file as the form field `image`")
+    return data, mime, text
+
+
+async def _read_part(part: BodyPartReader, bound: int, what: str) -> bytes:
+    chunks, size = [], 0
+    while chunk := await part.read_chunk(64 * 1024):
+        size += len(chunk)
+        if size > bound:
+            raise _TooBig(
+                f"{what} is over the {bound / 1048576:.0f} MB an image may be"
+                if what == "the image"
+                else f"{what} is over the {bound}-byte limit",
+                hint="scale it down (e.g. `convert in.png -resize 1600x1600 out.jpg`)"
+                if what == "the image"
+                else None,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # ------------------------------------------------------------------------ the edge

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.aio import Channel, cancel_and_wait
 from runner.errors import Problem, ProfileError, UsageError, VlrunError
 from runner.live.audio import Player, Source
 from runner.live.session import LiveSession
@@ -51,11 +52,14 @@ log = logging.getLogger("vlrun.serve")
 
 _SCENARIO = re.compile(r"^(scenario|turns)\s*:", re.MULTILINE)
 _SLOT_KINDS = ("browser", "twilio", "acs", "sip")
+MAX_IMAGE_TEXT = 32 * 1024  # a question with an image: as long as a typed turn may be
 _SOURCE_SUFFIXES = frozenset((".yaml", ".yml", ".j2", ".jinja", ".md", ".txt", ".json", ".py"))
 _CACHE_MAX_FILES = 500  # a profile folder this big is stat'ed in full each time: compile instead
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 #: Finished conversations whose transcript and trace can still be downloaded.
 KEEP_RECORDS = 64
+#: Image turns waiting to be sent (each after the reply before it); past it one is refused.
+IMAGE_QUEUE = 2
 
 
 class ProfileInvalid(VlrunError):
@@ -159,11 +163,37 @@ class Conversation:
     mocks: Path | None = None  # the `mocks:` file answering its tool calls (None: the plugins)
     code: int | None = None
     _edge: Edge | None = field(default=None, repr=False)
+    # image turns (data, type, question) for the session, sent in order by the host
+    _images: Channel[tuple[bytes, str, str | None]] = field(
+        default_factory=lambda: Channel(IMAGE_QUEUE, "refuse"), repr=False
+    )
 
     def type_text(self, text: str) -> None:
         """A typed user turn (queued in order; sent once the reply in progress has ended)."""
         if self.live is not None:
             self.live.feed_line(text)
+
+    def send_image(self, data: bytes, mime: str, text: str | None = None) -> str:
+        """An image turn (and a question about it), sent after the reply in progress, in
+        order. Checked now: raises :class:`~runner.live.images.ImageError` for a type the
+        model does not read, bytes of another type, or an image over the bound, and
+        :class:`UsageError` when the conversation is over or image turns are already
+        waiting. Returns the image's type as its bytes say."""
+        from runner.live.images import ImageError, check_image
+
+        kind = check_image(data, mime)
+        if text is not None and len(text) > MAX_IMAGE_TEXT:
+            raise ImageError(
+                f"the question with the image is {len(text)} characters, over {MAX_IMAGE_TEXT}"
+            )
+        if self.live is None or not self.running or self._images.closed:
+            raise UsageError("the conversation is not running", hint="press Start first")
+        if not self._images.put((data, kind, text or None)):
+            raise UsageError(
+                f"{IMAGE_QUEUE} image turns are waiting already",
+                hint="send the next one once the assistant has answered",
+            )
+        return kind
 
     def talk(self) -> None:
         """Push-to-talk toggle: start talking (interrupting the reply), or send the turn."""
@@ -643,11 +673,15 @@ class Host:
             conv._edge = edge
             edge.attached(conv)
             log.info("conversation %s started: %s on %s", conv.id, prepared.entry.name, conv.kind)
+            images = asyncio.create_task(_image_turns(conv, live), name="vlrun-image-turns")
             try:
                 code = await live.run()
             except VlrunError as exc:
                 transcript.error(exc.message)
                 code = exc.exit_code
+            finally:
+                conv._images.close()
+                await cancel_and_wait(images, timeout=2.0)
             conv.code = code
             log.info("conversation %s ended (exit %d)", conv.id, code)
             return code
@@ -729,6 +763,17 @@ async def _embedded_emulator(
     register_secret(key)
     async with running_emulator(host="127.0.0.1", port=0, api_key=key, **options) as emu:
         yield emu, dataclasses.replace(target, api_key=key, key_source="embedded emulator")
+
+
+async def _image_turns(conv: Conversation, live: LiveSession) -> None:
+    """Send the conversation's image turns in order, each once the reply before it has ended
+    (owned by the conversation's run, cancelled when it ends)."""
+    async for data, mime, text in conv._images:
+        try:
+            await live.send_image(data, mime, text)
+        except VlrunError as exc:  # checked when queued; the live layer's own word wins
+            if conv.transcript is not None:
+                conv.transcript.error(exc.message + (f" ({exc.hint})" if exc.hint else ""))
 
 
 def _wire_edges(edge: Edge, session: Mapping[str, Any]) -> tuple[Any, Any]:

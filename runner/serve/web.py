@@ -53,6 +53,9 @@ class ServeOptions:
     origins: Sequence[str] = ()  # extra allowed WebSocket origins (the page's own is allowed)
     max_frame_bytes: int = 64 * 1024  # one WebSocket message (audio or JSON)
     max_body_bytes: int = 1024 * 1024  # any HTTP request body (uploads)
+    # an image turn's upload (the console's image route only): the live layer's bound on one
+    # image, plus room for the form around it and its question
+    max_image_body_bytes: int = 8 * 1024 * 1024 + 64 * 1024
     drain_timeout_s: float = 20.0
     heartbeat_s: float = 2.0  # WebSocket ping: a vanished browser is noticed within 2x this
     # An HTTP connection with no request in progress (idle keep-alive, or a request head not
@@ -207,6 +210,20 @@ def console_route(
     return wrap(handler) if handler is not None else wrap
 
 
+#: Set on a route handler whose bodies may be as large as an image turn (the route reads its
+#: body itself, bounded): ``handler.image_upload = True``.
+IMAGE_UPLOAD = "image_upload"
+
+
+def body_limit(request: web.Request) -> int:
+    """The largest body ``request`` may have: the app's, or an image upload route's own."""
+    handler = getattr(request.match_info, "handler", None)
+    if getattr(handler, IMAGE_UPLOAD, False):
+        options: ServeOptions = request.app[OPTIONS_KEY]
+        return options.max_image_body_bytes
+    return request.client_max_size
+
+
 @web.middleware
 async def bounded_body(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A request with a body is answered within ``body_timeout_s``: a client that sends half a
@@ -215,7 +232,7 @@ async def bounded_body(request: web.Request, handler: Handler) -> web.StreamResp
     if not request.can_read_body:
         return await handler(request)
     options: ServeOptions = request.app[OPTIONS_KEY]
-    limit, size = request.client_max_size, request.content_length
+    limit, size = body_limit(request), request.content_length
     if size is not None and size > limit:
         return refuse(request, 413, f"a body of {size} bytes is over the {limit}-byte limit")
     try:

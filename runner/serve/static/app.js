@@ -15,6 +15,7 @@ const state = {
   audioItem: null, streaming: new Map(), tools: new Map(), t0: performance.now(),
   lastSpeechStop: null, embedded: false, mocks: null, outputRate: 24000,
   replyPeaks: { peak: 0, n: 0 }, replyBars: 0, profiles: [], profile: null,
+  maxImageBytes: 8 * 1024 * 1024,
 };
 const picture = new Picture($("picture"), $("picture-scroll"), $("picture-empty"));
 const waves = {
@@ -85,6 +86,7 @@ const handlers = {
   hello(m) {
     const sel = $("profile");
     state.profiles = m.profiles;
+    if (m.max_image_bytes) state.maxImageBytes = m.max_image_bytes;
     sel.replaceChildren(...m.profiles.map((p) =>
       new Option(`${p.name} (${p.file}${p.mocks ? `; tools mocked by ${p.mocks}` : ""})`, p.name)));
     if (m.profiles.some((p) => p.name === "casual-chat")) sel.value = "casual-chat";
@@ -345,6 +347,8 @@ function setRunning(on) {
   $("profile").disabled = on;
   $("text").disabled = !on;
   $("send").disabled = !on;
+  $("image").disabled = !on;
+  if (!on) clearImage();
   $("talk").disabled = !on;
   if (!on) { state.talking = false; $("talk").setAttribute("aria-pressed", "false"); $("talk").textContent = "Talk (Space)"; }
 }
@@ -391,9 +395,53 @@ $("stop").onclick = () => send({ type: "stop", graceful: true });
 $("talk").onclick = toggleTalk;
 $("ptt").onchange = updateSending;
 $("profile").onchange = showProfileMocks;
+function clearImage() {
+  $("image").value = "";
+  $("image-chosen").hidden = true;
+  $("image-chosen").textContent = "";
+}
+
+$("image").onchange = () => {
+  const file = $("image").files[0];
+  if (!file) { clearImage(); return; }
+  const mb = (n) => `${(n / 1048576).toFixed(1)} MB`;
+  if (file.size > state.maxImageBytes) {
+    message("error", `${file.name} is ${mb(file.size)}, over the ${mb(state.maxImageBytes)} an image may be; scale it down`);
+    clearImage();
+    return;
+  }
+  $("image-chosen").textContent = `Image: ${file.name} (${mb(file.size)}); Send asks about it with the text, if any.`;
+  $("image-chosen").hidden = false;
+};
+
+// An image turn: the file and the typed text (its question) as one upload; the server sends
+// it after the reply in progress, and the transcript shows it like any turn.
+async function sendImage(file, text) {
+  const form = new FormData();
+  form.append("image", file, file.name);
+  if (text) form.append("text", text);
+  try {
+    const r = await fetch(withToken(`api/conversations/${state.conversation}/image`),
+                          { method: "POST", body: form });
+    if (r.status !== 202) {
+      const body = await r.json().catch(() => ({ error: `the server answered ${r.status}` }));
+      message("error", body.hint ? `${body.error} (${body.hint})` : body.error);
+    }
+  } catch (err) {
+    message("error", `the image could not be sent (${err})`);
+  }
+}
+
 $("typed").onsubmit = (e) => {
   e.preventDefault();
   const text = $("text").value.trim();
+  const file = $("image").files[0];
+  if (file && state.conversation) {
+    sendImage(file, text);
+    clearImage();
+    $("text").value = "";
+    return;
+  }
   if (!text) return;
   send({ type: "text", text });
   $("text").value = "";
