@@ -243,3 +243,28 @@ def test_a_real_vlrun_test_run_gives_the_walk_its_scenario_states(tmp_path: Path
         "confirm -> collect [otherwise]",
         "large_party",
     }
+
+
+def test_a_real_vlrun_test_results_jsonl_gives_each_run_s_walk(tmp_path: Path) -> None:
+    """`vlrun test --results` on two shipped reservation scenarios: each line of
+    results.jsonl is the walk its scenario states, and together they leave out exactly the
+    branch no scenario takes (a caller who says the booking is wrong)."""
+    out = tmp_path / "results.jsonl"
+    proc = run_cli(
+        "test",
+        "tests/scenarios/reservation.yaml",
+        "tests/scenarios/reservation-large-party.yaml",
+        "--results",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    walks = [FlowWalk.from_result(r) for r in records]
+    assert [[(s.node, s.to) for s in w.steps] for w in walks if w is not None] == [
+        [("collect", "confirm"), ("confirm", "book"), ("book", "booked")],
+        [("collect", "large_party")],
+    ]
+    assert {Path(str(w.profile)).name for w in walks if w is not None} == {"reservation.yaml"}
+    report = flow_coverage(_profile("reservation").flow, walks)
+    assert [i.label for i in report.uncovered] == ["confirm -> collect [otherwise]"]
+    assert report.ratio == pytest.approx(15 / 16)

@@ -131,6 +131,38 @@ def test_a_report_of_real_runs_has_each_scenario_turn_latency_and_coverage(
     assert "locked" in text
 
 
+def test_vlrun_test_html_reports_what_its_results_jsonl_holds(tmp_path: Path) -> None:
+    """The real CLI: `vlrun test --results --html --repeat 2` on two flow scenarios. The page
+    has one section per scenario with both runs, one picture per run (the data of
+    results.jsonl), and the flow coverage of the profile."""
+    from tests.helpers import run_cli
+
+    results, page_path = tmp_path / "results.jsonl", tmp_path / "report.html"
+    proc = run_cli(
+        "test",
+        "tests/scenarios/reservation.yaml",
+        "tests/scenarios/reservation-large-party.yaml",
+        "--repeat",
+        "2",
+        "--results",
+        str(results),
+        "--html",
+        str(page_path),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(records) == 4 and all(isinstance(r.get("timeline"), dict) for r in records)
+    page = Page(page_path.read_text(encoding="utf-8"))
+    sections = page.find("section", **{"class": "scenario"})
+    assert [(s["data-passed"], s["data-runs"]) for s in sections] == [("2", "2"), ("2", "2")]
+    (data,) = [body for attrs, body in page.scripts if attrs.get("type") == "application/json"]
+    assert json.loads(data) == [r["timeline"] for r in records]
+    assert len(page.find("svg", **{"class": "timeline"})) == 4
+    (coverage,) = page.find("div", **{"class": "coverage"})
+    assert coverage["data-ratio"] == str(round(15 / 16, 4))
+    assert len(page.find("tr", data_state="missing")) == 1
+
+
 def test_the_timeline_model_of_a_trace_has_latency_audio_and_cuts() -> None:
     events = [
         (
