@@ -105,17 +105,25 @@ def line_of(path: Path, marker: str) -> int:
 
 @pytest.fixture(scope="module")
 def language_results() -> dict[str, ScenarioResult]:
-    files = [DATA / "keys_and_silence.yaml", DATA / "tool_cancelled.yaml"]
+    files = [DATA / "keys_and_silence.yaml", DATA / "tool_cancelled.yaml", DATA / "image.yaml"]
     return {r.name: r for r in run_all(files, jobs=4)}
 
 
 def test_several_scenarios_in_one_file_run_and_report_each(
     language_results: dict[str, ScenarioResult],
 ) -> None:
-    assert set(language_results) == {"dtmf menu", "cut-off", "patient", "slow weather", "kept tool"}
+    assert set(language_results) == {
+        "dtmf menu",
+        "cut-off",
+        "patient",
+        "slow weather",
+        "kept tool",
+        "what arrived",
+        "wrong format",
+    }
     assert all(r.error is None for r in language_results.values())
     lines = summary_lines(list(language_results.values()))
-    assert lines[-1] == "5 scenario(s): 2 passed, 3 failed"
+    assert lines[-1] == "7 scenario(s): 3 passed, 4 failed"
     assert f"PASS  {DATA / 'keys_and_silence.yaml'}  patient (1 turn(s)," in "\n".join(lines)
 
 
@@ -163,6 +171,36 @@ def test_tool_cancelled_sees_a_barge_in_cancel_a_running_tool(
     assert [f.render() for f in kept.failures] == [
         f"{path}:{line_of(path, '  tool_cancelled: false')}: the barge-in cancelled get_weather"
     ]
+
+
+def test_an_image_turn_sends_the_picture_with_its_question(
+    language_results: dict[str, ScenarioResult],
+) -> None:
+    path = DATA / "image.yaml"
+    arrived = language_results["what arrived"]
+    assert arrived.passed, [f.render() for f in arrived.failures]
+    # the emulator read the picture's own header: the bytes went as an input_image part
+    assert arrived.turns[0].reply == "You sent an image (image/png, 73 bytes, 3x2 pixels)."
+    assert arrived.lines[0] == (0, "you: [image png, 73 bytes] what is this?")
+    assert [f.render() for f in language_results["wrong format"].failures] == [
+        f"{path}:{line_of(path, 'reply_contains: image/jpeg')}: the reply does not contain "
+        "'image/jpeg': 'You sent an image (image/png, 73 bytes, 3x2 pixels).'"
+    ]
+
+
+def test_an_image_the_session_refuses_stops_the_scenario_at_its_line(tmp_path: Path) -> None:
+    here = project(
+        tmp_path,
+        {
+            "p.yaml": "name: p\n",
+            "fake.png": "",
+            "s.yaml": "scenario: fake\nprofile: p.yaml\nturns:\n  - image: fake.png\n",
+        },
+    )
+    result = run_scenario(load_scenario(here / "s.yaml"))
+    assert result.error is not None
+    assert result.error.startswith(f"{here / 's.yaml'}:4: "), result.error
+    assert "the image is empty" in result.error
 
 
 def test_problems_in_a_list_of_scenarios_name_their_own_lines(tmp_path: Path) -> None:

@@ -552,7 +552,12 @@ class _Driver:
                 f"{self.s.where(('turns', i, 'image'))}: this vlrun's live session cannot send "
                 "images (LiveSession.send_image)"
             )
-        await send_image(data, mime, turn.get("text"))
+        try:
+            await send_image(data, mime, turn.get("text"))
+        except VlrunError as exc:  # not an image, too large: the turn's line says which file
+            raise VlrunError(
+                f"{self.s.where(('turns', i, 'image'))}: {exc.message}", hint=exc.hint
+            ) from None
 
     async def _silence(
         self, mark: int, typed: bool, window_ms: float, reply_mark: int
