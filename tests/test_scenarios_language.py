@@ -257,6 +257,12 @@ def test_a_file_is_one_scenario_or_a_list_not_both(tmp_path: Path) -> None:
         5,
         "`turns` beside `scenarios:`: a file holds one scenario or a list",
     )
+    (here / "d.yaml").write_text(
+        "profile: p.yaml\nscenarios:\n  - scenario: one\n    turns: [{user: hi}]\n"
+        "  - scenario: one\n    turns: [{user: ho}]\n"
+    )
+    (problem,) = check_file(here / "d.yaml")
+    assert (problem.line, problem.message) == (5, "a second scenario named 'one' in this file")
     (problem,) = check_file(here / "n.yaml")
     assert (problem.line, problem.message) == (
         2,

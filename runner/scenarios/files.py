@@ -297,7 +297,17 @@ def analyse_file(path: Path) -> tuple[list[Scenario], list[Problem]]:
     if problems:
         return [], problems
     scenarios = _entries(whole)
+    names: set[str] = set()
     for n, scenario in enumerate(scenarios):
+        if scenario.name in names:  # results, pass rates and JUnit group runs by name
+            problems.append(
+                whole.problem(
+                    ("scenarios", n, "scenario"),
+                    f"a second scenario named {scenario.name!r} in this file",
+                    hint="give each scenario its own name",
+                )
+            )
+        names.add(scenario.name)
         if "profile" not in scenario.data:
             problems.append(
                 whole.problem(
