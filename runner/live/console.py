@@ -144,6 +144,7 @@ async def _converse(
 ) -> int:
     from runner.live.audio import release_pyaudio
     from runner.live.connect import endpoint_for, make_credential
+    from runner.live.gpt_live import audio_fields, is_gpt_live_start
     from runner.live.session import LiveSession, SessionSettings, profile_settings
     from runner.live.transcript import Transcript
 
@@ -178,6 +179,9 @@ async def _converse(
                     )
                 if (warning := _plain_http_warning(live_target)) is not None:
                     transcript.warning(warning)
+            gpt_live = is_gpt_live_start(payload)
+            if gpt_live:  # one format both ways, under audio.format (docs/gpt-live.md)
+                session = audio_fields(session)
             source, player, mode = _open_audio(options, session, transcript)
             transcript.conv_note(
                 f"profile {profile.name} ({profile.source}); {live_target.describe()}; "
@@ -185,6 +189,22 @@ async def _converse(
             )
             credential = make_credential(live_target)
             drawn = _drawn_console(options)
+            if gpt_live:
+                return await _converse_gpt_live(
+                    options,
+                    profile,
+                    payload,
+                    greeting,
+                    live_target,
+                    endpoint,
+                    credential,
+                    transcript,
+                    player,
+                    source,
+                    registry,
+                    mode,
+                    drawn,
+                )
             settings = SessionSettings(
                 endpoint=endpoint,
                 session_update=payload,
@@ -247,6 +267,67 @@ async def _converse(
             print(f"-- assistant audio saved to {options.output_wav}", file=sys.stderr)
         if unwritten is not None:
             raise unwritten
+
+
+async def _converse_gpt_live(
+    options: RunOptions,
+    profile: Any,
+    payload: dict[str, Any],
+    greeting: dict[str, Any] | None,
+    target: Any,
+    endpoint: str,
+    credential: Any,
+    transcript: Any,
+    player: Any,
+    source: Any,
+    registry: Any,
+    mode: str,
+    drawn: bool,
+) -> int:
+    """A GPT-Live profile: its own session (runner/live/gpt_live.py), the same console."""
+    from runner.live.gpt_live import GptLiveSession
+    from runner.live.session import profile_settings
+
+    settings = profile_settings(profile)
+    live = GptLiveSession(
+        payload,
+        target=target,
+        endpoint=endpoint,
+        credential=credential,
+        transcript=transcript,
+        player=player,
+        source=source,
+        registry=registry,
+        greeting=greeting,
+        lines=not drawn,
+        end_when_input_ends=mode in ("wav", "text"),
+        tool_timeouts=settings["tool_timeouts"],
+        profile_name=settings["profile_name"],
+        profile_vars=settings["profile_vars"],
+    )
+    if mode == "text" and live.delegation_type != "responses":
+        transcript.warning(
+            "this GPT-Live profile delegates to the client: typed turns have no event, speak "
+            "instead (a delegation deployment takes typed turns)"
+        )
+    transcript.notice(
+        "GPT-Live: full duplex; it backchannels while you speak and decides when to answer; "
+        "'q' + Enter ends"
+    )
+    if drawn:
+        from runner.live.screen import TerminalConsole
+
+        code = await TerminalConsole(live, mode=mode, talk_key=options.talk_key).run()
+    else:
+        code = await live.run()
+    transcript.conv_note(f"session {live.session_id} ended")
+    if options.verbosity:
+        print(
+            summary_line(transcript, live.metrics)
+            + f"; {live.duplex.backchannels} backchannel(s), {live.duplex.yields} yield(s)",
+            file=sys.stderr,
+        )
+    return int(code)
 
 
 def emulator_speed(options: RunOptions) -> float:
