@@ -81,6 +81,30 @@ NOTES = {
         "an input_image gave an https URL; the emulator does not fetch it and takes it as the "
         "service might (OpenAI's realtime image input documents data URLs)"
     ),
+    "gl-query": (
+        "a GPT-Live connection had query parameters and was refused; OpenAI documents none "
+        "and Azure's pages show none, whether the service refuses them is not documented"
+    ),
+    "gl-model": (
+        "a GPT-Live session named a gpt-live-* model the documents do not list; the emulator "
+        "took it (new versions appear, e.g. gpt-live-1.1 in OpenAI's prompting guide)"
+    ),
+    "gl-path": (
+        "a gpt-live-* model was refused on /voice-live/realtime; no document puts GPT-Live on "
+        "that path, but none says the service refuses it"
+    ),
+    "gl-translation": (
+        "GPT-Live translation was asked for with vlrun's instruction sentence; no session "
+        "field exists for it, and the emulator says what it would translate, never translating"
+    ),
+    "gl-delegation-timeout": (
+        "a GPT-Live client delegation got no answer within the emulator's wait (30 s by "
+        "default); how long the service waits, and what it says then, is not documented"
+    ),
+    "gl-full-duplex": (
+        "GPT-Live's backchannels, end of turn and yielding followed the emulator's stated "
+        "rules (docs/emulator.md gl-*); the model decides these itself, differently"
+    ),
     "input-text": (
         "input_text.delta/done were accepted; the service's events in reply are not "
         "documented, the emulator sends none and answers the finished text as a user turn"

@@ -69,6 +69,16 @@ class EnergyVad:
     def position_ms(self) -> int:
         return self.windows_seen * WINDOW_MS
 
+    @property
+    def voiced_ms(self) -> int:
+        """Voiced audio in the current utterance (since its onset), in ms."""
+        return self._utt_windows * WINDOW_MS
+
+    @property
+    def onset_ms(self) -> int:
+        """Where the current (or last) utterance's voiced audio began, without prefix padding."""
+        return self._onset * WINDOW_MS
+
     def feed(self, samples: np.ndarray) -> list[VadEvent]:
         if self._pending.size:
             samples = np.concatenate((self._pending, samples))
