@@ -74,7 +74,7 @@ async def converse(call: Call, options: RingOptions) -> int:
             if line is not None and line.closed.is_set():
                 out(f"turn {number} ({turn.describe()}): not said: the server hung up")
                 break
-            heard = await _turn(call, line, turn, options)
+            heard = await take_turn(call, line, turn, options)
             out(heard.line(number, turn.describe()))
             if heard.ended:
                 break
@@ -94,7 +94,9 @@ async def converse(call: Call, options: RingOptions) -> int:
     return EXIT_OK
 
 
-async def _turn(call: Call, line: Line | None, turn: Turn, options: RingOptions) -> Heard:
+async def take_turn(call: Call, line: Line | None, turn: Turn, options: RingOptions) -> Heard:
+    """One caller turn on an answered call: say it (or press the keys), then hear the reply
+    to its end (a text turn on a call without media: what became of it)."""
     deadline = Deadline(options.turn_s)
     if line is None:  # no media (Voice Live SIP through the emulator): a text turn
         said = await call.say_text(turn.value)

@@ -12,7 +12,9 @@ reaches the turn, nothing ``responding``) and what it said (``replies``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +110,23 @@ class SipCall:
 
 async def call(emulator: str, options: RingOptions) -> int:
     """Ring through the emulator, say the text turns, hang up."""
-    import aiohttp
-
     for turn in options.turns:
         if turn.kind != "say":
             raise UsageError(
                 f"vlrun ring sip: {turn.describe()} cannot be said on an emulated SIP call",
                 hint="the emulator carries no SIP media: use --say TEXT turns",
             )
+    async with ring(emulator, options) as sip:
+        await converse(sip, options)
+    return EXIT_OK
+
+
+@contextlib.asynccontextmanager
+async def ring(emulator: str, options: RingOptions) -> AsyncIterator[SipCall]:
+    """Ring through the emulator's caller API until the server has answered and attached
+    (the call ``Connected``); hangs up on the way out."""
+    import aiohttp
+
     base = emulator.rstrip("/")
     timeout = aiohttp.ClientTimeout(total=options.connect_timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as http:
@@ -146,22 +157,24 @@ async def call(emulator: str, options: RingOptions) -> int:
                 reason = state.get("terminal_reason") or state.get("state")
                 raise CallRefused(f"the call was refused: {reason} (busy, or no route answers)")
             options.out(f"connected: SIP call {sip.call_id}")
-            await converse(sip, options)
+            yield sip
         finally:
             if not sip.hung_up:
                 await asyncio.shield(sip.hang_up())
-    return EXIT_OK
 
 
-async def create_webhook(emulator: str, url: str, env_file: Path, options: RingOptions) -> None:
-    """Register ``url`` with the emulator's SIP API and write its signing secret to a file."""
+async def webhook(
+    emulator: str, url: str, timeout_s: float, hook_id: str | None = None
+) -> dict[str, Any]:
+    """Register ``url`` as a SIP webhook with the emulator's SIP API (or point webhook
+    ``hook_id`` at it); the webhook (``id``, and ``signing_secret`` when made)."""
     import aiohttp
 
-    timeout = aiohttp.ClientTimeout(total=options.connect_timeout_s)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    path = PREFIX + "/webhooks" + (f"/{hook_id}" if hook_id else "")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http:
         try:
             async with http.post(
-                emulator.rstrip("/") + PREFIX + "/webhooks",
+                emulator.rstrip("/") + path,
                 json={"url": url, "name": "vlrun ring"},
                 params={"api-version": API_VERSION},
                 headers=BEARER,
@@ -169,7 +182,15 @@ async def create_webhook(emulator: str, url: str, env_file: Path, options: RingO
                 hook = await r.json(content_type=None)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             raise unreachable(emulator, exc) from None
-    secret = hook.get("signing_secret") if isinstance(hook, dict) else None
+    if not isinstance(hook, dict) or not hook.get("id"):
+        raise VlrunError(f"the emulator did not take the webhook: {hook}")
+    return hook
+
+
+async def create_webhook(emulator: str, url: str, env_file: Path, options: RingOptions) -> None:
+    """Register ``url`` with the emulator's SIP API and write its signing secret to a file."""
+    hook = await webhook(emulator, url, options.connect_timeout_s)
+    secret = hook.get("signing_secret")
     if not secret:
         raise VlrunError(f"the emulator did not create the webhook: {hook}")
     fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

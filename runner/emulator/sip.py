@@ -131,7 +131,7 @@ class SipCall:
                 self._open[str(response.get("id"))] = self._turns_before(self._read)
             elif kind == "response.done":
                 turn = self._open.pop(str(response.get("id")), 0)
-                text = _spoken(response.get("output") or [])
+                text = spoken_text(response.get("output") or [])
                 if text is None:  # a tool call, not words: the turn's reply is still to come
                     self._read += 1
                     continue
@@ -164,7 +164,7 @@ class SipCall:
 MAX_REPLIES = 50
 
 
-def _spoken(output: list[Any]) -> str | None:
+def spoken_text(output: list[Any]) -> str | None:
     """What a response said (its message parts' words), or None when it said nothing (a
     response that only calls tools)."""
     words = None

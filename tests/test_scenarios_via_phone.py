@@ -1,0 +1,120 @@
+"""Tier 4 (issue 30): a scenario's turns over a phone line through an in-process `vlrun serve`
+telephony edge, the simulated carrier and the emulator (runner/scenarios/via_phone.py), fully
+offline: the replies' words as the emulator said them, the tool calls with their arguments and
+outputs, and the caller's timings come back per turn."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from runner.errors import UsageError
+from runner.scenarios.files import load_scenario
+from runner.scenarios.via_phone import PhoneOptions, phone_script, run_via_phone
+
+pytest.importorskip("prometheus_client")
+
+ROOT = Path(__file__).resolve().parents[1]
+CALCULATOR = ROOT / "tests" / "scenarios" / "calculator.yaml"
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="the caller speaks with espeak-ng"
+)
+
+DESK = """\
+name: desk
+instructions: You answer the phone.
+voice: alloy
+greeting: Greet the caller.
+turn_detection: {type: server_vad, silence_duration_ms: 300}
+"""
+
+MENU = """\
+scenario: the menu over the phone
+profile: desk.yaml
+model:
+  greeting: Welcome to the desk.
+  turns:
+    - match: '\\[DTMF\\] 1'
+      say: We are open from nine to five.
+    - match: '(?i)hello'
+      say: Hello, how can I help?
+turns:
+  - user: hello there
+  - dtmf: "1"
+"""
+
+
+def _menu(tmp_path: Path, extra_turn: str = "") -> Path:
+    (tmp_path / "desk.yaml").write_text(DESK)
+    path = tmp_path / "menu.yaml"
+    path.write_text(MENU + extra_turn)
+    return path
+
+
+@needs_espeak
+async def test_the_calculator_scenario_over_twilio(tmp_path: Path) -> None:
+    lines: list[str] = []
+    record = tmp_path / "heard.wav"
+    run = await run_via_phone(
+        load_scenario(CALCULATOR), "twilio", PhoneOptions(out=lines.append, record=record)
+    )
+    assert [t.said for t in run.turns] == ["What is 17.5 times 3?", "And 1 divided by 0?"]
+    first, second = run.outcomes
+    # the words the emulator said, the real plugin's tool call and output
+    assert first.reply == "17.5 times 3 is 52.5."
+    assert [(c.name, c.args) for c in first.tool_calls] == [
+        ("calculate", {"expression": "17.5 * 3"})
+    ]
+    assert first.tool_calls[0].output is not None and "52.5" in first.tool_calls[0].output
+    assert second.reply.startswith("I could not compute that") and "division by zero" in (
+        second.reply
+    )
+    assert [c.name for c in second.tool_calls] == ["calculate"]
+    # each spoken turn was heard as speech by the service, and its reply heard by the caller
+    for turn in run.turns:
+        assert turn.outcome.speech_heard and not turn.outcome.errors
+        assert turn.heard_ms > 500 and turn.outcome.first_audio_ms is not None
+    assert lines[-1] == "hung up" and run.lines == lines
+    assert record.stat().st_size > 44  # what the caller heard, kept
+
+
+@needs_espeak
+async def test_a_typed_turn_is_spoken_and_keys_are_pressed_over_twilio(tmp_path: Path) -> None:
+    run = await run_via_phone(load_scenario(_menu(tmp_path)), "twilio")
+    assert run.greeting == "Welcome to the desk."
+    typed, keys = run.outcomes
+    # the typed turn was spoken on the line, and the emulator heard its words
+    assert typed.reply == "Hello, how can I help?", run.lines
+    assert keys.reply == "We are open from nine to five."
+    assert [t.said for t in run.turns] == ["hello there", "1"]
+
+
+def test_the_emulator_hears_a_spoken_typed_turn_as_its_words(tmp_path: Path) -> None:
+    script = phone_script(load_scenario(_menu(tmp_path)))
+    heard = [r for r in script["turns"] if "transcript" in r]
+    # turn 1 is the typed turn, heard as its words; the key press is turn 2, typed by the edge
+    assert [(r["turn"], r["transcript"]) for r in heard] == [(1, "hello there")]
+
+
+async def test_the_calculator_scenario_over_sip(tmp_path: Path) -> None:
+    run = await run_via_phone(load_scenario(CALCULATOR), "sip")
+    first, second = run.outcomes
+    assert first.reply == "17.5 times 3 is 52.5."
+    assert [c.name for c in first.tool_calls] == ["calculate"]
+    assert "division by zero" in second.reply
+    # no SIP media reaches the emulator: text turns, nothing heard, no first-audio time
+    assert all(t.heard_ms == 0 and t.outcome.first_audio_ms is None for t in run.turns)
+    assert 'the reply: "17.5 times 3 is 52.5."' in run.turns[0].line
+
+
+async def test_what_a_phone_cannot_carry_is_a_usage_error_at_its_line(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"menu\.yaml:\d+: a dtmf turn cannot be played"):
+        await run_via_phone(load_scenario(_menu(tmp_path)), "sip")
+    image = "  - image: red.png\n"
+    (tmp_path / "red.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(UsageError, match=r"menu\.yaml:\d+: an image turn cannot be played"):
+        await run_via_phone(load_scenario(_menu(tmp_path, image)), "twilio")
+    with pytest.raises(UsageError, match="not a phone line"):
+        await run_via_phone(load_scenario(CALCULATOR), "pigeon")
