@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from runner.scenarios.from_trace import read_turns
+from runner.scenarios.from_trace import read_log_turns, read_turns
 from runner.scenarios.replay import Entry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,7 +185,7 @@ def test_without_serve_s_log_the_profile_must_be_named(
     shutil.copy(traces["reservation"], lone)
     proc = _cli(root, "scenario", str(lone))
     assert proc.returncode == 1
-    assert "cannot tell which profile this conversation ran" in proc.stderr
+    assert "cannot tell which profile file this conversation ran" in proc.stderr
     assert "--profile" in proc.stderr and "Traceback" not in proc.stderr
     proc = _cli(root, "scenario", str(lone), "--profile", "profiles/reservation.yaml")
     assert proc.returncode == 0, proc.stderr
@@ -219,11 +219,11 @@ def test_turns_after_the_flow_ended_are_left_out(project: tuple[Path, dict[str, 
     entries.append(Entry(len(entries) + 1, 0.0, "out", {"type": "conversation.item.create",
                                                          "item": late}))  # fmt: skip
     flow = load_profile(root / "profiles" / "reservation.yaml").flow
-    doc = scenario_doc(entries, name="late", profile_ref="p.yaml", flow=flow)
+    doc = scenario_doc(read_turns(entries), name="late", profile_ref="p.yaml", flow=flow)
     assert len(doc["turns"]) == len(BOOKING)
     assert doc["description"].startswith("1 caller turn(s) after the flow ended (at booked)")
     assert list(doc)[:2] == ["scenario", "description"]
-    without = scenario_doc(entries, name="late", profile_ref="p.yaml", flow=None)
+    without = scenario_doc(read_turns(entries), name="late", profile_ref="p.yaml", flow=None)
     assert len(without["turns"]) == len(BOOKING) + 1  # without the flow nothing says it ended
 
 
@@ -239,3 +239,92 @@ def test_a_spoken_turn_is_its_transcript() -> None:
     ]  # fmt: skip
     (turn,) = read_turns(entries)
     assert (turn.said, turn.spoken, turn.after) == ("a table please", True, ["Hello."])
+
+
+PHONE_PROFILE = """\
+name: phone-desk
+instructions: You answer the phone for a small shop. Be brief.
+voice: alloy
+greeting: Hello, this is the phone desk.
+turn_detection: {type: server_vad, silence_duration_ms: 300}
+"""
+SERVE_FILE = """\
+serve: 1
+routes:
+  - default: true
+    profile: phone.yaml
+twilio:
+  auth_token: ${env:TWILIO_AUTH_TOKEN}
+"""
+
+
+def test_a_phone_call_s_log_becomes_a_scenario(tmp_path: Path) -> None:
+    """A Twilio call (the simulated carrier, `vlrun ring`) to `vlrun serve --serve-file`: the
+    caller presses 1. Serve keeps the call's conversation log; `vlrun scenario` reads it."""
+    (tmp_path / ".vlrun").mkdir()
+    (tmp_path / "phone.yaml").write_text(PHONE_PROFILE)
+    (tmp_path / "serve.yaml").write_text(SERVE_FILE)
+    env = {**_env(), "TWILIO_AUTH_TOKEN": "local-test-token"}
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "serve", "phone.yaml", "--serve-file", "serve.yaml",
+         "--port", str(port), "--logs", "logs"],
+        cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert f"127.0.0.1:{port}" in first, first + (proc.stderr.read() if proc.stderr else "")
+        ring = subprocess.run(
+            [sys.executable, "-m", "runner", "ring", "twilio",
+             f"http://127.0.0.1:{port}/twilio/voice", "--dtmf", "1", "--from", "+14155550123",
+             "--timeout", "30"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+        assert ring.returncode == 0, ring.stdout + ring.stderr
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    (log,) = (tmp_path / "logs").glob("*twilio*_conversation.log")
+    assert "[DTMF] 1" in log.read_text()
+    # the log names the profile, not its file
+    proc2 = _cli(tmp_path, "scenario", str(log))
+    assert proc2.returncode == 1
+    assert "it ran the profile 'phone-desk'" in proc2.stderr and "--profile" in proc2.stderr
+    made = _cli(tmp_path, "scenario", str(log), "--profile", "phone.yaml", "-o", "call.yaml")
+    assert made.returncode == 0, made.stderr
+    text = (tmp_path / "call.yaml").read_text()
+    assert "14155550123" not in text
+    import yaml
+
+    doc = yaml.safe_load(text)
+    assert doc["turns"] == [
+        {"user": "[DTMF] 1", "expect": {"reply_contains": "[emulator] You said: [DTMF] 1"}}
+    ]
+    ran = _cli(tmp_path, "test", "call.yaml")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+
+def test_a_conversation_log_gives_the_calls_and_their_answers() -> None:
+    log = [
+        "[10:00:00] twilio call abc from +*******0123 to +*******0000; profile desk",
+        "[10:00:01] assistant: Hello.",
+        "[10:00:02] user: my number is +14155550123, pin 2468",
+        '[10:00:02] tool call record_verify({"employee_id": "E1", "pin": "***"}) [c1]',
+        '[10:00:02] tool result record_verify ok (0.00 s): {"ok": true, "next_step": "check"}',
+        "[10:00:03] assistant: One moment. [interrupted]",
+        "[10:00:04] tool call open_ticket({}) [c2]",
+        "[10:00:04] tool result open_ticket error (0.01 s): the desk is closed (ticket (x))",
+    ]
+    (turn,) = read_log_turns(log)
+    assert turn.said == "my number is +14155550123, pin 2468"
+    assert [(c.name, c.output) for c in turn.calls] == [
+        ("record_verify", '{"ok": true, "next_step": "check"}'),
+        ("open_ticket", '{"error": {"message": "the desk is closed (ticket (x))"}}'),
+    ]
+    assert turn.after == ["One moment."]
+    from runner.scenarios.from_trace import scenario_doc
+
+    doc = scenario_doc([turn], name="n", profile_ref="p.yaml")
+    assert doc["turns"][0]["user"] == "my number is +*******0123, pin 2468"  # no flow: no PIN known
+    assert doc["turns"][0]["mocks"] == {"open_ticket": {"error": "the desk is closed (ticket (x))"}}

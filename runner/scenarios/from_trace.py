@@ -1,7 +1,8 @@
 """From a real call to a regression test: a conversation's trace becomes a scenario file.
 
-`vlrun serve` keeps each conversation's trace (``LOGS/<id>.trace.jsonl``, browser or phone;
-``vlrun run --trace`` and ``vlrun test --record`` write the same format). Read back, it gives:
+`vlrun serve` keeps each browser conversation's trace (``LOGS/<id>.trace.jsonl``; ``vlrun run
+--trace`` and ``vlrun test --record`` write the same format) and each conversation's log
+(``LOGS/*_conversation.log``, all a phone call keeps). Read back, either gives:
 
 - the caller's turns: typed lines as they were sent (a phone's DTMF keys are the typed
   ``[DTMF] K`` lines the edge sent), spoken ones by their transcript (typed in the scenario,
@@ -106,20 +107,60 @@ def read_turns(entries: Sequence[Entry]) -> list[_Turn]:
     return turns
 
 
+_LOG_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] (?P<text>.*)$")
+_LOG_CALL = re.compile(r"^tool call (?P<name>\S+?)\((?P<args>.*)\) \[(?P<id>[^\]]*)\]$")
+_LOG_RESULT = re.compile(r"^tool result (?P<name>\S+) (?P<ok>ok|error) \([\d.]+ s\): (?P<text>.*)$")
+_MARKS = re.compile(r"( \[interim\]| \[interrupted\])+$")
+
+
+def read_log_turns(lines: Sequence[str]) -> list[_Turn]:
+    """The same turns from a conversation log (``*_conversation.log``): what `vlrun serve`
+    keeps of a phone call. Its lines are ``[HH:MM:SS] user: ...``, ``assistant: ...``,
+    ``tool call NAME(ARGS) [ID]`` and ``tool result NAME ok|error (S s): TEXT``."""
+    turns: list[_Turn] = []
+    for raw in lines:
+        m = _LOG_LINE.match(raw.rstrip("\n"))
+        if m is None:
+            continue
+        text = m.group("text")
+        if text.startswith("user: "):
+            turns.append(_Turn(text[6:].strip(), spoken=False))
+        elif not turns:
+            continue  # the greeting, and the notes before the first turn
+        elif text.startswith("assistant: "):
+            said = _MARKS.sub("", text[11:]).strip()
+            if said and " [interim]" not in text:
+                turns[-1].after.append(said)
+        elif (call := _LOG_CALL.match(text)) is not None:
+            turn = turns[-1]
+            if not turn.calls:
+                turn.before, turn.after = turn.after, []
+            turn.calls.append(_Call(call.group("name"), call.group("id"), call.group("args")))
+        elif (result := _LOG_RESULT.match(text)) is not None:
+            pending = [
+                c for c in turns[-1].calls if c.name == result.group("name") and c.output is None
+            ]
+            if pending:
+                out = result.group("text")
+                ok = result.group("ok") == "ok"
+                pending[0].output = out if ok else json.dumps({"error": {"message": out}})
+    return turns
+
+
 def scenario_doc(
-    entries: Sequence[Entry],
+    heard: Sequence[_Turn],
     *,
     name: str,
     profile_ref: str,
     flow: Flow | None = None,
     source: str = "the trace",
 ) -> dict[str, Any]:
-    """The scenario (as data) that replays ``entries`` and expects what happened."""
+    """The scenario (as data) that replays the conversation's turns (:func:`read_turns`,
+    :func:`read_log_turns`) and expects what happened."""
     rules: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     node = flow.start if flow is not None else None
     path = [node] if node is not None else []
-    heard = read_turns(entries)
     left_out = 0
     for n, t in enumerate(heard, start=1):
         if flow is not None and node is not None and flow.nodes[node].final:
@@ -320,6 +361,33 @@ def profile_of_trace(trace: Path) -> Path | None:
     return None
 
 
+def _is_log(path: Path) -> bool:
+    """A conversation log rather than a JSONL trace: its first line is not JSON."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            first = f.readline().strip()
+    except OSError:
+        return False
+    return bool(_LOG_LINE.match(first))
+
+
+def _profile_in_log(lines: Sequence[str]) -> Path | None:
+    for line in lines[:20]:
+        m = _PROFILE_NOTE.search(line)
+        if m:
+            path = Path(m.group("path"))
+            return path if path.is_file() else None
+    return None
+
+
+def _profile_name(lines: Sequence[str]) -> str | None:
+    for line in lines[:20]:
+        m = re.search(r"; profile (\S+)", line)
+        if m:
+            return m.group(1)
+    return None
+
+
 def scenario_from_trace(
     trace: Path,
     *,
@@ -328,9 +396,20 @@ def scenario_from_trace(
     name: str | None = None,
 ) -> str:
     """`vlrun scenario TRACE`: the scenario text; written to ``output`` when given."""
-    entries = load_recording(trace)
-    found = profile or profile_of_trace(trace)
+    if _is_log(trace):
+        lines = trace.read_text(encoding="utf-8", errors="replace").splitlines()
+        heard = read_log_turns(lines)
+        found, named = profile or _profile_in_log(lines), _profile_name(lines)
+    else:
+        heard = read_turns(load_recording(trace))
+        found, named = profile or profile_of_trace(trace), None
     if found is None:
+        which = f" (it ran the profile {named!r})" if named else ""
+        why = (
+            "the log names no file"
+            if _is_log(trace)
+            else "no conversation log of serve's beside the trace names one"
+        )
         raise ProfileError(
             [
                 Problem(
@@ -338,8 +417,7 @@ def scenario_from_trace(
                     None,
                     None,
                     "error",
-                    "cannot tell which profile this conversation ran (no conversation log "
-                    "beside the trace names one)",
+                    f"cannot tell which profile file this conversation ran{which}: {why}",
                     hint="pass --profile PROFILE.yaml",
                 )
             ]
@@ -350,7 +428,7 @@ def scenario_from_trace(
     where = (output or Path("scenario.yaml")).resolve().parent
     ref = os.path.relpath(found.resolve(), where)
     doc = scenario_doc(
-        entries,
+        heard,
         name=name or f"from the call {trace.name.removesuffix('.jsonl')}",
         profile_ref=ref,
         flow=loaded.flow,
