@@ -163,6 +163,23 @@ def test_vlrun_test_html_reports_what_its_results_jsonl_holds(tmp_path: Path) ->
     assert len(page.find("tr", data_state="missing")) == 1
 
 
+def test_the_judge_s_verdicts_of_a_real_run_are_shown_with_their_reasons(tmp_path: Path) -> None:
+    """`vlrun test --html` on the judged example (the emulator judges by the rubrics' offline
+    rules): each verdict in its row, at the turn it judged, with its reason and rubric line."""
+    from tests.helpers import run_cli
+
+    page_path = tmp_path / "report.html"
+    proc = run_cli("test", "tests/data/scenarios/diner.yaml", "--html", str(page_path))
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # "forgetful host" fails
+    page = Page(page_path.read_text(encoding="utf-8"))
+    rows = page.find("tr", data_verdict="pass") + page.find("tr", data_verdict="fail")
+    assert [r["data-verdict"] for r in rows] == ["pass", "pass", "fail"]
+    text = page.all_text
+    assert "[vlrun emulator, not a model] it did not ask for a time" in text
+    assert "turn 1The assistant asks for the time.tests/data/scenarios/diner.yaml:34" in text
+    assert "conversationThe assistant confirms the time back to the caller." in text
+
+
 def test_the_timeline_model_of_a_trace_has_latency_audio_and_cuts() -> None:
     events = [
         (

@@ -389,8 +389,9 @@ def _rate(group: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
 def _verdicts(record: Mapping[str, Any]) -> list[tuple[int | None, Mapping[str, Any]]]:
     out: list[tuple[int | None, Mapping[str, Any]]] = []
     for v in record.get("judge") or record.get("verdicts") or []:
-        if isinstance(v, Mapping):
-            out.append((None, v))
+        if isinstance(v, Mapping):  # `turn`: the turn it judged, None for the conversation
+            turn = v.get("turn")
+            out.append((turn if isinstance(turn, int) and not isinstance(turn, bool) else None, v))
     for i, turn in enumerate(record.get("turns") or []):
         if not isinstance(turn, Mapping):
             continue
@@ -525,7 +526,9 @@ def _judge(verdicts: Sequence[tuple[int | None, Mapping[str, Any]]]) -> str:
         )
         model = v.get("model")
         rows.append(
-            f'<tr data-verdict="{verdict}"><td>{_e(where)}</td><td>{_e(v.get("rubric") or "")}</td>'
+            f'<tr data-verdict="{verdict}"><td>{_e(where)}</td><td>{_e(v.get("rubric") or "")}'
+            + (f'<div class="model">{_e(v["where"])}</div>' if v.get("where") else "")
+            + "</td>"
             f'<td class="status {verdict}">{verdict}</td><td class="reason">'
             f"{_e(v.get('reason') or '')}"
             + (f'<div class="model">judged by {_e(model)}</div>' if model else "")
