@@ -89,11 +89,32 @@ _MARKUP_SINKS = re.compile(
 
 def test_the_page_never_turns_server_text_into_markup() -> None:
     """Server text reaches the DOM as text only: no shipped script uses a markup sink."""
-    scripts = sorted(browser.STATIC.glob("*.js"))
-    assert {"app.js", "picture.js", "wave.js"} <= {s.name for s in scripts}
+    scripts = sorted([*browser.STATIC.glob("*.js"), *browser.SHARED_STATIC.glob("*.js")])
+    assert {"app.js", "picture.js", "wave.js", "timeline.js"} <= {s.name for s in scripts}
     for script in scripts:
         found = _MARKUP_SINKS.findall(script.read_text())
         assert not found, f"{script.name} uses {found}"
+
+
+async def test_the_console_draws_with_the_html_reports_drawing(tmp_path: Path) -> None:
+    """One drawing: the page loads runner/scenarios/static/timeline.js (and its stylesheet),
+    the file `vlrun test`'s HTML report draws with, and keeps no drawing code of its own."""
+    write_profiles(tmp_path)
+    shared = browser.SHARED_STATIC
+    async with serving(tmp_path) as served, aiohttp.ClientSession() as http:
+        for name, kind in (("timeline.js", "text/javascript"), ("timeline.css", "text/css")):
+            async with http.get(f"{served.base}/static/{name}") as r:
+                assert r.status == 200 and r.content_type == kind
+                assert await r.read() == (shared / name).read_bytes()
+        async with http.get(served.base + "/") as r:
+            page_html = await r.text()
+    assert 'href="static/timeline.css"' in page_html and 'class="timeline"' in page_html
+    picture = (browser.STATIC / "picture.js").read_text()
+    assert 'import { drawTimeline } from "./timeline.js";' in picture
+    assert "createElementNS" not in picture and "drawTimeline(this.svg" in picture
+    assert not (browser.STATIC / "timeline.js").exists()  # no second copy to drift
+    style = (browser.STATIC / "style.css").read_text()
+    assert ".speech {" not in style.replace(".key.speech {", "")  # the marks' styles are shared
 
 
 RESERVE = """\

@@ -51,6 +51,10 @@ from runner.serve.web import (
 log = logging.getLogger("vlrun.serve")
 
 STATIC = Path(__file__).parent / "static"
+#: The conversation picture's drawing, shared with `vlrun test`'s HTML report: one file, served
+#: to the page as its own static files are.
+SHARED_STATIC = Path(__file__).parents[1] / "scenarios" / "static"
+_SHARED_NAMES = ("timeline.js", "timeline.css")
 
 #: Microphone frames the page may send: 10-200 ms (it sends 20-100 ms).
 MIN_FRAME_MS, MAX_FRAME_MS = 10, 200
@@ -116,6 +120,8 @@ async def _static(request: web.Request) -> web.StreamResponse:
     # Static code is not secret (the page loads it without the token), but it is served
     # under the same Host rule as the rest.
     name = request.match_info["name"]
+    if name in _SHARED:
+        return _file(_SHARED[name])
     if "/" in name or name.startswith(".") or name not in _STATIC_NAMES:
         raise web.HTTPNotFound()
     return _file(STATIC / name)
@@ -130,6 +136,7 @@ async def _favicon(request: web.Request) -> web.StreamResponse:
 
 #: The shipped files (read once: no stat per request, and nothing else is ever served).
 _STATIC_NAMES = frozenset(p.name for p in STATIC.iterdir() if p.is_file())
+_SHARED = {name: SHARED_STATIC / name for name in _SHARED_NAMES if name not in _STATIC_NAMES}
 
 
 def _file(path: Path) -> web.FileResponse:
