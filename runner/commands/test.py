@@ -117,6 +117,12 @@ from runner.scenarios.suite import (
     help="Seeds the audio caller's noise (with the run's number), for a run you can repeat.",
 )
 @click.option(
+    "--via",
+    type=click.Choice(["twilio", "acs", "sip"]),
+    help="Tier 4: play each scenario's turns over this phone edge (an in-process vlrun serve "
+    "and the simulated carrier), at real time.",
+)
+@click.option(
     "--results",
     "results_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -154,6 +160,7 @@ def test(
     caller_endpoint: str | None,
     judge_endpoint: str | None,
     seed: int,
+    via: str | None,
     results_path: Path | None,
     html_path: Path | None,
     min_flow_coverage: float | None,
@@ -190,6 +197,8 @@ def test(
         return EXIT_OK if outcome.ok else EXIT_INVALID
     files = discover(paths)
     evals = _eval_settings(caller_tier, caller_endpoint, judge_endpoint, seed)
+    if via is not None:
+        _check_via(via, endpoint)
     if endpoint is None:
         click.echo("offline: each scenario runs against its own local emulator", err=True)
     results = run_all(
@@ -200,7 +209,11 @@ def test(
         speed=speed,
         record_dir=record_dir,
         repeat=repeat,
-        options={"evals": evals, "timeline": html_path is not None or results_path is not None},
+        options={
+            "evals": evals,
+            "timeline": html_path is not None or results_path is not None,
+            "via": via,
+        },
     )
     for line in summary_lines(results, verbose=verbose, min_pass_rate=min_pass_rate):
         click.echo(line)
@@ -241,6 +254,22 @@ def _coverage_gate(coverage: dict[str, Any], minimum: float) -> bool:
                 f"{minimum:.0%} (--min-flow-coverage)"
             )
     return ok
+
+
+def _check_via(via: str, endpoint: str | None) -> None:
+    """A phone line this build can ring, on the emulator (the call's service is emulated)."""
+    from runner.scenarios.via_phone import PROVIDERS
+
+    if endpoint is not None:
+        raise UsageError(
+            "--via plays the call against the emulator; it does not take --endpoint",
+            hint="run the phone tier offline, and the same scenarios against Azure without --via",
+        )
+    if via not in PROVIDERS:
+        raise UsageError(
+            f"--via {via}: not a phone line vlrun test can ring yet",
+            hint=f"use one of {', '.join(PROVIDERS)}",
+        )
 
 
 def _eval_settings(

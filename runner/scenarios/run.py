@@ -79,6 +79,7 @@ class RunSettings:
     repeat: int = 0  # which run this is (``vlrun test --repeat``), 0-based
     evals: EvalSettings = field(default_factory=EvalSettings)  # caller tier, chat endpoints
     timeline: bool = False  # draw the run on a time axis (results.jsonl, the HTML report)
+    via: str | None = None  # tier 4: over this phone edge (runner.scenarios.via_phone)
 
 
 def run_scenario(scenario: Scenario, settings: RunSettings | None = None) -> ScenarioResult:
@@ -98,7 +99,10 @@ async def run_scenario_async(
     try:
         # the emulator's assumptions during this scenario (runner/emulator/fidelity.py)
         with fidelity.listening(notes.setdefault):
-            await _run(scenario, settings, result)
+            if settings.via is not None:
+                await _run_phone(scenario, settings, result)
+            else:
+                await _run(scenario, settings, result)
     except VlrunError as exc:
         result.error = exc.render().removeprefix("error: ")
     finally:
@@ -229,6 +233,99 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
         observer.close()
 
 
+async def _run_phone(scenario: Scenario, settings: RunSettings, result: ScenarioResult) -> None:
+    """Tier 4: the scenario's turns over a phone line (an in-process `vlrun serve` edge and
+    the simulated carrier, :mod:`runner.scenarios.via_phone`), each turn's outcome checked as
+    a turn against the emulator is; the flow's state is replayed from the record calls the
+    call made, so `expect.flow` holds over the phone too."""
+    from runner.config.load import load_profile
+    from runner.scenarios.via_phone import run_via_phone
+
+    vars_ = {
+        k: str(v).lower() if isinstance(v, bool) else str(v)
+        for k, v in (scenario.data.get("vars") or {}).items()
+    }
+    profile = load_profile(
+        scenario.profile_path, vars=vars_, sets=tuple(scenario.data.get("set") or ())
+    )
+    result.profile, result.loaded_profile = str(scenario.profile_path), profile
+    run = await run_via_phone(scenario, str(settings.via))
+    line = _PhoneLine(profile)
+    checks = _Driver.checker(scenario, line)
+    checks.evals, checks.run_number = settings.evals, settings.repeat
+    if run.greeting:
+        result.lines.append((-1, f"assistant: {run.greeting}"))
+    caller = scenario.data.get("caller") or {}
+    async with _judge_chat(scenario, settings) as chat:
+        checks.chat = chat
+        if chat is not None and run.greeting:
+            checks.history.append(_exchange("assistant", run.greeting))
+        for t in run.turns:
+            o = t.outcome
+            result.lines.append((t.index, f"you: {t.said}"))
+            for call in o.tool_calls:
+                result.lines.append((t.index, f"[tool] {call.name}({call.arguments})"))
+                if call.output is not None:
+                    result.lines.append((t.index, f"[tool] {call.name} -> {call.output}"))
+                line.record(call.name, call.arguments)
+            if o.reply:
+                result.lines.append((t.index, f"assistant: {o.reply}"))
+            turn: Mapping[str, Any] = (
+                scenario.turns[t.index]
+                if scenario.turns
+                else {"user": t.said, "expect": caller.get("expect") or {}}
+            )
+            checks._evaluate(t.index, turn, o, result)
+            result.turns.append(o)
+            if chat is not None:
+                checks.history.append(_exchange("caller", t.said))
+                if o.reply:
+                    checks.history.append(_exchange("assistant", o.reply))
+                await checks._judge_turn(t.index, turn, o, result)
+        if chat is not None:
+            await checks._judge_conversation(result)
+
+
+class _PhoneLine:
+    """What the checks read of a live session, for a call made over a phone line: the flow
+    walk, replayed from the record calls the call made (the same validation, the same path)."""
+
+    def __init__(self, profile: Any) -> None:
+        from runner.flows.walk import FlowWalk
+
+        self.flow = FlowWalk(profile.flow, {}) if profile.flow is not None else None
+
+    def record(self, name: str, arguments: str) -> None:
+        if self.flow is not None and self.flow.owns(name):
+            self.flow.record(name, arguments)
+
+
+def _exchange(role: str, text: str) -> Any:
+    from runner.evals import Exchange
+
+    return Exchange(role, text)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def _judge_chat(scenario: Scenario, settings: RunSettings) -> Any:
+    """The judge's chat endpoint for a phone run: the one given, else an emulator's of its
+    own (the call's emulator is gone once the call ends)."""
+    if not _judged(scenario):
+        yield None
+        return
+    from runner.scenarios.judged import chat_endpoints
+
+    if settings.evals.judge_endpoint is not None:
+        with chat_endpoints(settings.evals, None, None) as chat:
+            yield chat
+        return
+    from runner.emulator import running_emulator
+
+    async with running_emulator(host="127.0.0.1", port=0, speed=0) as emu:
+        with chat_endpoints(settings.evals, emu.endpoint, None) as chat:
+            yield chat
+
+
 def _timeline(observer: Observer, speed: float, rate: int, walk: Any) -> dict[str, Any] | None:
     """The run on a time axis (the browser console's drawing), for the HTML report."""
     try:
@@ -294,6 +391,16 @@ class _Driver:
         self.chat: Any = None  # judged.Chat when the scenario has a caller or rubrics
         self.history: list[Any] = []  # runner.evals.Exchange lines, for callers and judges
         self.caller_mode = "caller" in scenario.data
+
+    @classmethod
+    def checker(cls, scenario: Scenario, live: Any) -> _Driver:
+        """Only the checks (expectations, judge) of a driver, for turns played elsewhere
+        (over a phone line): no session, microphone or speaker of its own."""
+        self = cls.__new__(cls)
+        self.s, self.live, self.timeout = scenario, live, scenario.timeout_s
+        self.evals, self.run_number, self.chat = EvalSettings(), 0, None
+        self.history, self.caller_mode = [], "caller" in scenario.data
+        return self
 
     def base(self, i: int) -> PathKey:
         """Where turn ``i`` is written: its item of ``turns``, or the ``caller`` block."""
