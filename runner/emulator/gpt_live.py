@@ -163,7 +163,7 @@ class LiveDesk:
         use_espeak: bool,
         delegation_timeout_s: float = DELEGATION_TIMEOUT_S,
     ) -> None:
-        self.sessions, self._notify, self.fidelity = sessions, notify, fidelity
+        self.sessions, self.notify, self.fidelity = sessions, notify, fidelity
         self.script, self.speed, self.api_key = script, speed, api_key
         self.session_limit_s, self.use_espeak = session_limit_s, use_espeak
         self.delegation_timeout_s = delegation_timeout_s
@@ -212,7 +212,7 @@ class LiveDesk:
             await task
         finally:
             self._open.pop(ws, None)
-            self._notify()
+            self.notify()
         return ws
 
     def _authorised(self, request: web.Request) -> bool:
@@ -360,7 +360,7 @@ class LiveSession:
             await self._error(LiveError("invalid_json", "The event must be a JSON object."))
             return
         self._record.received.append(event)
-        self._desk._notify()
+        self._desk.notify()
         kind = event.get("type")
         try:
             await self._dispatch(kind, event)
