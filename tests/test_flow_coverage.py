@@ -268,12 +268,3 @@ def test_a_real_vlrun_test_results_jsonl_gives_each_run_s_walk(tmp_path: Path) -
     report = flow_coverage(_profile("reservation").flow, walks)
     assert [i.label for i in report.uncovered] == ["confirm -> collect [otherwise]"]
     assert report.ratio == pytest.approx(15 / 16)
-
-
-def test_coverage_by_profile_names_files_relative_to_here(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ROOT)
-    profile = _profile("reservation")  # loaded by its absolute path
-    (report,) = coverage_by_profile([(profile, _result_with([]))]).values()
-    assert report.title == "profiles/reservation.yaml"
-    item = next(i for i in report.items if i.key == "large_party")
-    assert item.where == "profiles/reservation.yaml:55"

@@ -21,8 +21,6 @@ Values of an ``enum`` also list the members never seen (advice, not counted in t
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +33,6 @@ Kind = Literal["node", "transition", "branch", "value"]
 KINDS: tuple[Kind, ...] = ("node", "transition", "branch", "value")
 _MASK = "***"
 _SHOWN_BY = 3  # scenario names kept per covered item
-_ORIGIN = re.compile(r"(.+?):\d+")  # file:line, the file may hold a drive's colon
 _PLURAL = {"node": "nodes", "transition": "transitions", "branch": "branches", "value": "values"}
 
 
@@ -488,28 +485,6 @@ def coverage_by_profile(
         key = str(profile.source)
         grouped.setdefault(key, (profile, []))[1].append(FlowWalk.from_result(result))
     return {
-        key: flow_coverage(
-            profile.flow, walks, title=_shown(key), where=_relative_origin(profile.origin)
-        )
+        key: flow_coverage(profile.flow, walks, title=key, where=profile.origin)
         for key, (profile, walks) in grouped.items()
     }
-
-
-def _shown(path: str) -> str:
-    """A path as a person reads it: relative to the current folder when inside it."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:  # another drive
-        return path
-    return path if rel.startswith("..") else rel
-
-
-def _relative_origin(origin: Callable[[PathKey], str | None]) -> Callable[[PathKey], str | None]:
-    def where(path: PathKey) -> str | None:
-        text = origin(path)
-        if text is None:
-            return None
-        m = _ORIGIN.match(text)
-        return _shown(m.group(1)) + text[m.end(1) :] if m else text
-
-    return where
