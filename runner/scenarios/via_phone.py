@@ -143,19 +143,20 @@ def phone_script(scenario: Scenario) -> dict[str, Any]:
 # --- what the emulator said ------------------------------------------------------------------
 
 
-def _outcomes(record: Any, marks: Sequence[tuple[int, int]]) -> tuple[str, list[TurnOutcome]]:
+def _outcomes(record: Any, marks: Sequence[tuple[int, int, bool]]) -> tuple[str, list[TurnOutcome]]:
     """What the assistant said before the first turn, and each turn's outcome, from the
     emulator's record of the call's session. ``marks`` are (turn index, how many events the
-    emulator had sent when the caller began the turn). A response belongs to the turn in
+    emulator had sent when the caller began the turn, whether it was spoken: then
+    ``speech_heard`` says whether the service heard speech in it). A response belongs to the turn in
     which it was created (a greeting that ends after the caller spoke is still the
     greeting's); tool outputs are matched to their calls by call id."""
     from runner.emulator.sip import spoken_text
 
-    outcomes = [TurnOutcome(index) for index, _ in marks]
+    outcomes = [TurnOutcome(index, speech_heard=not spoken) for index, _, spoken in marks]
     greeting: list[str] = []
     if record is None:
         return "", outcomes
-    starts = [at for _, at in marks]
+    starts = [at for _, at, _ in marks]
 
     def turn_of(at: int) -> int:  # -1: before the first turn
         return sum(1 for start in starts if start <= at) - 1
@@ -195,8 +196,8 @@ def _outcomes(record: Any, marks: Sequence[tuple[int, int]]) -> tuple[str, list[
                             outputs.get(call_id),
                         )
                     )
-    for owner, said in words.items():
-        outcomes[owner].reply = " ".join(said)
+    for owner, parts in words.items():
+        outcomes[owner].reply = " ".join(parts)
     return " ".join(greeting), outcomes
 
 
@@ -330,6 +331,7 @@ class _Said:
     index: int
     at: int  # events the emulator had sent when the caller began the turn
     value: str
+    spoken: bool = False  # the caller's speech (not keys, not a text turn)
     line: str = ""
     heard_ms: float = 0.0
     first_ms: float | None = None
@@ -337,7 +339,7 @@ class _Said:
 
 def _finish(run: PhoneRun, record: Any, said: Sequence[_Said]) -> None:
     """The turns' outcomes from the emulator's record, once the call is over."""
-    greeting, outcomes = _outcomes(record, [(t.index, t.at) for t in said])
+    greeting, outcomes = _outcomes(record, [(t.index, t.at, t.spoken) for t in said])
     run.greeting = greeting
     for turn, outcome in zip(said, outcomes, strict=True):
         outcome.first_audio_ms = turn.first_ms
@@ -373,7 +375,7 @@ async def _twilio(
                 if line.closed.is_set():
                     ring.out(f"turn {number} ({turn.describe()}): not said: the server hung up")
                     break
-                made = _Said(index, len(record.sent), turn.value)
+                made = _Said(index, len(record.sent), turn.value, turn.kind != "dtmf")
                 heard = await take_turn(call, line, turn, ring)
                 made.line, made.heard_ms = heard.line(number, turn.describe()), heard.heard_ms
                 made.first_ms = heard.first_ms
