@@ -635,3 +635,22 @@ async def test_close_drains_and_reports_usage_then_closes_the_socket() -> None:
         with pytest.raises(Exception):  # noqa: B017 - the socket closes after session.closed
             await recv(ws, timeout=2)
     assert desk.sessions[0].close_code == 1000
+
+
+async def test_the_emulator_serves_gpt_live_beside_voice_live() -> None:
+    # source: docs/emulator.md#gl-path, #gl-connect, through the emulator vlrun starts
+    from runner.emulator import running_emulator
+
+    async with running_emulator(speed=0) as emu:
+        if not hasattr(emu, "live"):
+            pytest.skip("runner/emulator/server.py does not mount the GPT-Live desk yet")
+        base = emu.endpoint.replace("http://", "ws://")
+        async with connect(base + "/openai/v1/live") as ws:
+            assert (await started(ws))["type"] == "session.started"
+        with pytest.raises(InvalidStatus) as refused:
+            query = "?api-version=2026-07-15&model=gpt-live-1"
+            async with connect(base + "/voice-live/realtime" + query):
+                pass
+        assert refused.value.response.status_code == 400
+        assert b"/openai/v1/live" in bytes(refused.value.response.body)
+        assert len(emu.sessions) == 1 and emu.sessions[0].id.startswith("sess_")
