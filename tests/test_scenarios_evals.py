@@ -140,3 +140,32 @@ scenarios:
         (7, "warning", "the caller has no `script`: it cannot run offline (--caller script)"),
         (10, "error", "`offline` needs pass_if, fail_if or passed (a fixed verdict)"),
     ]
+
+
+def test_caller_expectations_are_checked_on_every_caller_turn(tmp_path: Path) -> None:
+    import shutil
+
+    for folder in ("profiles", "tools"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    (tmp_path / "pyproject.toml").touch()
+    (tmp_path / "s.yaml").write_text(
+        """\
+scenario: never say booked
+profile: profiles/casual-chat.yaml
+model:
+  turns:
+    - {match: "^hi", say: Hello there.}
+    - {match: "^book", say: Booked for you.}
+caller:
+  goal: book
+  script: [hi, book it]
+  expect:
+    reply_not_contains: booked
+"""
+    )
+    (result,) = run_all([tmp_path / "s.yaml"])
+    # the first caller turn passed; the second fails at the caller's expectation, turn 2
+    assert [(f.line, f.turn, f.message) for f in result.failures] == [
+        (11, 1, "the reply contains 'booked': 'Booked for you.'")
+    ]
+    assert [t.reply for t in result.turns] == ["Hello there.", "Booked for you."]
