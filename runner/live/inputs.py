@@ -267,12 +267,12 @@ class Inputs:
             self._wake_sender()
 
     def reply_in_progress(self) -> bool:
-        """Something of a reply is under way: asked for, being said, played or its tools run."""
+        """A reply is under way: being said, played, or its tools running. (One asked for and
+        not begun yet is not: a line typed ahead of it waits for it, as a script's would.)"""
         turn = self.turn
         active = turn.active
         return (
             (active is not None and not active.muted)
-            or bool(turn.requested)
             or bool(turn.calls)
             or self.player.pending_ms() > 0
         )

@@ -196,7 +196,6 @@ class LiveSession:
         self._received_ms: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._terminating = False  # a SIGTERM came: the session is ending like `q`
         self._cancel_sent_at = 0.0
-        self._cut_next_reply = False  # a typed line came before the reply it interrupts began
         self._expires_at: float | None = None
         self._configured_once = False
         self._connection_worked = False  # the current connection got as far as session.updated
@@ -763,10 +762,8 @@ class LiveSession:
     async def _typed_over_reply(self) -> None:
         """A line typed at the terminal during a reply: the same cut as speech (playback
         stopped where it is, the response cancelled and its item truncated at what was heard,
-        cancellable tools cancelled); a reply asked for and not begun yet is cut as it starts.
-        The line itself is queued, and goes out once the cut reply has ended."""
-        if self.turn.requested and self.turn.active is None:
-            self._cut_next_reply = True
+        cancellable tools cancelled). The line itself is queued, and goes out once the cut
+        reply has ended."""
         await self._interrupt_reply(time.perf_counter(), why="typed line")
 
     async def _interrupt_reply(self, t0: float, why: str = "barge-in") -> None:
@@ -842,15 +839,8 @@ class LiveSession:
 
     # ---------------------------------------------------------------- handlers: responses
 
-    async def _on_response_created(self, event: Any) -> None:
-        response = Response(str(event.response.id))
-        self.turn.response_created(response)
-        if self._cut_next_reply:
-            # a line was typed while this reply was asked for: it is cut before it is heard
-            self._cut_next_reply = False
-            response.muted = True
-            self._cancel_sent_at = time.monotonic()
-            await self.outbox.send({"type": "response.cancel"})
+    def _on_response_created(self, event: Any) -> None:
+        self.turn.response_created(Response(str(event.response.id)))
 
     def _on_output_item_added(self, event: Any) -> None:
         resp = self.turn.responses.get(str(event.response_id))
