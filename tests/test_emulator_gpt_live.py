@@ -654,3 +654,21 @@ async def test_the_emulator_serves_gpt_live_beside_voice_live() -> None:
         assert refused.value.response.status_code == 400
         assert b"/openai/v1/live" in bytes(refused.value.response.body)
         assert len(emu.sessions) == 1 and emu.sessions[0].id.startswith("sess_")
+
+
+async def test_what_waits_to_be_said_is_bounded() -> None:
+    # every queue has a bound: commentary the emulator has not said yet, typed turns held
+    async with live() as (_, base), connect(base + "/openai/v1/live") as ws:
+        await started(ws, delegation=RESPONSES)
+        for i in range(17):
+            # the caller's stream stays live (100 ms each time): nothing is flushed early
+            await stream(ws, quiet(100))
+            append = {"type": "session.commentary.append", "delegation_id": None, "content": "hi"}
+            await send(ws, {**append, "event_id": f"c{i}"})
+        refusals = await until(ws, lambda e: e.get("type") == "error")
+        assert refusals[-1]["error"]["client_event_id"] == "c16"
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}
+        for i in range(17):
+            await send(ws, {"type": "response.item.create", "event_id": f"t{i}", "item": item})
+        refused = await next_of(ws, "error")
+        assert refused["error"]["client_event_id"] == "t16"

@@ -122,6 +122,7 @@ USAGE_EVERY_MS = 60_000
 IDLE_S = 0.5  # no caller audio for this long (wall): a reply goes on at --speed
 TICK_S = 0.02
 DELEGATION_TIMEOUT_S = 30.0
+MAX_WAITING = 16  # replies scheduled, or typed turns held, at once (a bound, not a documented one)
 FILLER = "[emulator] One moment."
 BACKCHANNEL = "[emulator] mm-hmm"
 #: docs/gpt-live.md "Greeting, translation": the one sentence vlrun writes for translation
@@ -753,6 +754,10 @@ class LiveSession:
                     "invalid_value", f"No client delegation with id {did!r}.", "delegation_id"
                 )
         kind = event["type"].split(".")[1]
+        if kind == "commentary" and len(self._replies) >= MAX_WAITING:
+            raise LiveError(
+                "invalid_request", "Too much is still to be said; append after it is spoken."
+            )
         await self.outbox.send(
             {
                 "type": f"session.{kind}.appended",
@@ -1013,6 +1018,10 @@ class LiveSession:
             text = " ".join(str(p.get("text") or "") for p in parts if isinstance(p, dict)).strip()
             if not text:
                 raise LiveError("invalid_value", "A user message needs input_text.", "item.content")
+            if len(self._typed) >= MAX_WAITING:
+                raise LiveError(
+                    "invalid_request", "Too many user messages wait for response.create."
+                )
             self._typed.append(text)
             return
         raise LiveError(
