@@ -149,6 +149,7 @@ class GptLiveSession:
         self.end_reason: str | None = None
         self.delegations: dict[str, dict[str, Any]] = {}  # id -> the delegation
         self._calls: dict[str, list[tuple[str, str, str]]] = {}  # delegation -> its calls
+        self._open: set[str] = set()  # delegations whose answer has not come yet
         self._started: asyncio.Future[Any] | None = None
         self._closed = asyncio.Event()
         self._ws: Any = None
@@ -397,7 +398,10 @@ class GptLiveSession:
     _reply_mark = -1
 
     def _awaiting_reply(self) -> bool:
-        return self._reply_mark >= 0 and self._replies_done <= self._reply_mark
+        """A reply is owed (to the caller's last turn, or a delegation's answer), or a
+        delegation is still being worked on (its answer is said when it comes)."""
+        owed = self._reply_mark >= 0 and self._replies_done <= self._reply_mark
+        return owed or bool(self._open)
 
     async def _finish(self, *, after_caller: bool = False) -> None:
         """End after the reply owed (a typed turn's, or the last spoken one's), bounded."""
@@ -595,6 +599,8 @@ class GptLiveSession:
         self.transcript.notice(f"delegation {did} to {target}")
         self.transcript.conv_note(f"GPT-Live delegated {did} to {target}")
         self.transcript.trace_note({"type": "delegation", **delegation})
+        self._open.add(did)
+        self.turn.moved("delegation")
         if target == "client":
             self.tasks.spawn(self._answer_client(did), f"vlrun-delegation-{did}")
 
@@ -605,13 +611,17 @@ class GptLiveSession:
             "GPT-Live asked vlrun to answer a delegation; vlrun does not call a Foundry agent "
             "for client delegation yet, so the model is told there is no answer"
         )
-        await self._send(
-            {
-                "type": "session.thinking.append",
-                "delegation_id": delegation_id,
-                "content": "No backend answered this delegation; say you cannot look it up.",
-            }
-        )
+        try:
+            await self._send(
+                {
+                    "type": "session.thinking.append",
+                    "delegation_id": delegation_id,
+                    "content": "No backend answered this delegation; say you cannot look it up.",
+                }
+            )
+        finally:
+            self._open.discard(delegation_id)
+            self.turn.moved("delegation answered")
 
     async def _on_backend_event(self, event: Mapping[str, Any]) -> None:
         """Responses delegation: the backend's streaming events, nested (docs/gpt-live.md)."""
@@ -638,8 +648,14 @@ class GptLiveSession:
             calls = self._calls.get(did) or []
             if calls:
                 self.tasks.spawn(self._run_calls(did, list(calls)), f"vlrun-backend-{did}")
-            if kind == "response.failed":
+                return
+            # the backend's answer is in: the live model says it next (a reply is owed)
+            self._open.discard(did)
+            if kind != "response.failed":
+                self._reply_mark = self._replies_done
+            else:
                 self.transcript.warning(f"the delegation backend failed ({did})")
+            self.turn.moved("delegation answered")
 
     async def _run_calls(self, delegation_id: str, calls: list[tuple[str, str, str]]) -> None:
         """Run the backend's function calls with the profile's plugins; outputs, then go on."""
