@@ -147,8 +147,11 @@ async def test_the_page_says_which_profile_is_mocked(tmp_path: Path) -> None:
         assert await b.eval(badge) == ""  # casual-chat, picked first, has none
         await b.eval(pick.replace("{name}", "weather"))
         assert "weather.mocks.yaml" in await b.eval(badge)
-        option = await b.eval("document.querySelector('#profile option[value=weather]').text")
-        assert "weather.mocks.yaml" in option
+        option = await b.eval(
+            "(() => { const o = document.querySelector('#profile option[value=weather]');"
+            " return `${o.text}|${o.title}`; })()"
+        )
+        assert "tools mocked" in option and "weather.mocks.yaml" in option
         await b.eval(pick.replace("{name}", "casual-chat"))
         assert await b.eval(badge) == ""
         # started, the weather profile's tool call is answered by its mocks, as the page says

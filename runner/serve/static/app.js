@@ -87,8 +87,11 @@ const handlers = {
     const sel = $("profile");
     state.profiles = m.profiles;
     if (m.max_image_bytes) state.maxImageBytes = m.max_image_bytes;
-    sel.replaceChildren(...m.profiles.map((p) =>
-      new Option(`${p.name} (${p.file}${p.mocks ? `; tools mocked by ${p.mocks}` : ""})`, p.name)));
+    sel.replaceChildren(...m.profiles.map((p) => {
+      const option = new Option(`${p.name} (${p.file}${p.mocks ? ", tools mocked" : ""})`, p.name);
+      if (p.mocks) option.title = `tool calls answered from ${p.mocks}`;
+      return option;
+    }));
     if (m.profiles.some((p) => p.name === "casual-chat")) sel.value = "casual-chat";
     sel.disabled = m.profiles.length === 0;
     $("start").disabled = m.profiles.length === 0;
