@@ -61,6 +61,7 @@ def test_top_level_holds_only_the_entry_errors_redaction_and_wings() -> None:
         "commands",
         "config",
         "emulator",
+        "evals",
         "flows",
         "live",
         "plugins",
