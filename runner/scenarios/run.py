@@ -580,6 +580,15 @@ class _Driver:
             if missed is not None:
                 outcome.barge_in_missed = missed
             else:
+                if "tool_cancelled" in (turn.get("expect") or {}):
+                    # the barge-in is there to talk over a running tool (cancelled or not):
+                    # it waits for the call, however the reply's audio and the call are spread
+                    await self.obs.wait(
+                        lambda: _has(
+                            self.obs.since(mark), "in", "response.function_call_arguments.done"
+                        ),
+                        self.timeout,
+                    )
                 reply_mark = len(self.obs.events)
                 pcm = await spoken(str(barge.get("say") or DEFAULT_BARGE_IN), fmt)
                 await self.source.speak(pcm, self.tail_ms)
