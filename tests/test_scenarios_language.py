@@ -67,9 +67,12 @@ turns:
         },
     )
     result = run_scenario(load_scenario(here / "s.yaml"))
-    assert result.passed, [f.render() for f in result.failures] or result.error
-    truncated = result.turns[0].truncated_at_ms
-    assert truncated is not None and truncated >= 23500 - 100
+    assert result.error is None, result.error
+    (turn,) = result.turns
+    assert turn.barge_in_missed is None, turn.barge_in_missed
+    # truncated where the speaker stopped, past 23.5 s of the reply (a machine too busy to
+    # cancel before the reply's end may fail response.cancel, never this)
+    assert turn.truncated_at_ms is not None and turn.truncated_at_ms >= 23500 - 100
 
 
 def test_formats_and_turn_detection_are_read_in_either_session_shape() -> None:
