@@ -150,15 +150,15 @@ def test_silent_for_ms_fails_on_a_prompt_reply_and_passes_on_a_late_one(
 ) -> None:
     path = DATA / "keys_and_silence.yaml"
     (failure,) = language_results["cut-off"].failures
-    assert failure.location == f"{path}:{line_of(path, ' silent_for_ms: 1500')}"
+    assert failure.location == f"{path}:{line_of(path, ' silent_for_ms: 4000')}"
     assert re.fullmatch(
-        r"the assistant answered \d+ ms after the turn; it had to stay silent for 1500 ms: "
+        r"the assistant answered \d+ ms after the turn; it had to stay silent for 4000 ms: "
         r"'Go on\.'",
         failure.message,
     ), failure.message
     patient = language_results["patient"]
     assert patient.passed, [f.render() for f in patient.failures]
-    # the late reply (3000 ms of scripted delay) was still waited for and checked
+    # the late reply (6000 ms of scripted delay) was still waited for and checked
     assert patient.turns[0].answered_after_ms is None
     assert patient.turns[0].reply == "Thank you for waiting."
 
