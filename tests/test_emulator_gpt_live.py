@@ -666,7 +666,7 @@ async def test_what_waits_to_be_said_is_bounded() -> None:
             append = {"type": "session.commentary.append", "delegation_id": None, "content": "hi"}
             await send(ws, {**append, "event_id": f"c{i}"})
         refusals = await until(ws, lambda e: e.get("type") == "error")
-        # 16 wait to be said (one may have been said meanwhile: ~0.9 s each, 0.5 s streamed)
+        # 16 wait to be said (one may be said meanwhile: ~0.9 s each, 0.5 s streamed)
         assert refusals[-1]["error"]["client_event_id"] in ("c16", "c17")
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}
         for i in range(17):
