@@ -23,6 +23,7 @@ from runner.emulator.chat import ChatDesk
 from runner.emulator.connection import Connection
 from runner.emulator.faults import Faults
 from runner.emulator.fidelity import Fidelity
+from runner.emulator.gpt_live import LiveDesk, voice_live_refusal
 from runner.emulator.model import Script, load_script
 from runner.emulator.record import SessionRecord
 from runner.emulator.sip import DECISION_TIMEOUT_S, SipDesk
@@ -79,6 +80,17 @@ class Emulator:
         self.sip = SipDesk(self.converse, self.fidelity, decision_timeout_s=sip_decision_timeout_s)
         # OpenAI-compatible chat completions for simulated callers and judges (docs/evals.md)
         self.chat = ChatDesk(self.fidelity, api_key)
+        # GPT-Live on its own endpoint, beside Voice Live on the same port (docs/gpt-live.md)
+        self.live = LiveDesk(
+            self.sessions,
+            self._notify,
+            self.fidelity,
+            script=self.script,
+            speed=self.speed,
+            api_key=api_key,
+            session_limit_s=session_limit_s,
+            use_espeak=use_espeak,
+        )
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -87,6 +99,7 @@ class Emulator:
         app.router.add_get("/_emulator/stats", self._stats)
         self.sip.add_routes(app)  # Voice Live SIP (preview): before the catch-all
         self.chat.add_routes(app)
+        self.live.add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
@@ -105,6 +118,7 @@ class Emulator:
         """Close every connection (1001), then end the conversations: one that does not end by
         itself within ``SHUTDOWN_TIMEOUT_S`` (a delay fault holds its handler) is cancelled."""
         await self.sip.close()
+        await self.live.close()
         await self.cut_all(1001, b"emulator stopping")
         running = set(self._running)
         if running:
@@ -205,6 +219,10 @@ class Emulator:
             )
         if agent is not None and "error" in agent:
             return _error(400, "BadRequest", agent["error"])
+        refusal = voice_live_refusal(model)
+        if refusal is not None:
+            self.fidelity.note("gl-path")
+            return _error(400, "BadRequest", refusal)
         ws = web.WebSocketResponse(max_msg_size=MAX_CLIENT_FRAME, autoping=True)
         if not ws.can_prepare(request).ok:
             return _error(
