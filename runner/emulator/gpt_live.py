@@ -550,9 +550,7 @@ class LiveSession:
         short = voiced < YIELD_VOICED_MS
         if self._utterance_during_reply and short and not self._yielded:
             # source: docs/emulator.md#gl-yield: the caller's own backchannel: no turn, no reply
-            await self._input_transcript(
-                f"[emulator] {seconds:.1f} seconds of audio", onset, speech_end
-            )
+            await self._input_transcript(f"[emulator] ({seconds:.1f} s)", onset, speech_end)
             return
         self._turns += 1
         said = self._model.audio_transcript(self._turns)
