@@ -675,3 +675,39 @@ async def test_what_waits_to_be_said_is_bounded() -> None:
             ws, lambda e: str(e.get("error", {}).get("client_event_id", "")).startswith("t")
         )
         assert typed[-1]["error"]["client_event_id"] == "t16"
+
+
+async def test_a_record_without_audio_counts_appends_and_keeps_no_audio() -> None:
+    # as `vlrun emulate` runs: long sessions keep neither the caller's nor the emulator's audio
+    sessions: list[SessionRecord] = []
+    desk = LiveDesk(
+        sessions,
+        lambda: None,
+        Fidelity(),
+        script=None,
+        speed=0,
+        api_key=None,
+        session_limit_s=3600,
+        use_espeak=False,
+        record_audio=False,
+    )
+    app = web.Application()
+    desk.add_routes(app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"ws://127.0.0.1:{runner.addresses[0][1]}/openai/v1/live"
+        async with connect(url) as ws:
+            await started(ws)
+            await stream(ws, voice(600), quiet(1500))
+            await marker(ws)
+    finally:
+        await desk.close()
+        await runner.cleanup()
+    record = sessions[0]
+    assert record.stats["appends"] == 21
+    assert not [e for e in record.received if e["type"] == "session.input_audio.append"]
+    assert not [e for e in record.sent if e["type"] == "session.output_audio.delta"]
+    assert [e for e in record.sent if e["type"] == "session.output_transcript.delta"]

@@ -162,11 +162,13 @@ class LiveDesk:
         api_key: str | None,
         session_limit_s: float,
         use_espeak: bool,
+        record_audio: bool = True,
         delegation_timeout_s: float = DELEGATION_TIMEOUT_S,
     ) -> None:
         self.sessions, self.notify, self.fidelity = sessions, notify, fidelity
         self.script, self.speed, self.api_key = script, speed, api_key
         self.session_limit_s, self.use_espeak = session_limit_s, use_espeak
+        self.record_audio = record_audio  # False: appends are counted, audio is not kept
         self.delegation_timeout_s = delegation_timeout_s
         self._open: dict[web.WebSocketResponse, asyncio.Task[None]] = {}
 
@@ -294,7 +296,12 @@ class LiveSession:
     ) -> None:
         self._ws, self._record, self._desk = ws, record, desk
         self.outbox = Outbox(
-            ws, record, faults=None, record_audio=True, fidelity=desk.fidelity, abort=abort
+            ws,
+            record,
+            faults=None,
+            record_audio=desk.record_audio,
+            fidelity=desk.fidelity,
+            abort=abort,
         )
         self._tasks = Tasks()
         self._model = ScriptedModel(desk.script)
@@ -360,9 +367,13 @@ class LiveSession:
         if not isinstance(event, dict):
             await self._error(LiveError("invalid_json", "The event must be a JSON object."))
             return
-        self._record.received.append(event)
-        self._desk.notify()
         kind = event.get("type")
+        if kind == "session.input_audio.append" and not self._desk.record_audio:
+            # long runs: one kept dict per chunk would grow without bound (as on Voice Live)
+            self._record.stats["appends"] = self._record.stats.get("appends", 0) + 1
+        else:
+            self._record.received.append(event)
+            self._desk.notify()
         try:
             await self._dispatch(kind, event)
         except LiveError as err:

@@ -22,6 +22,9 @@ from runner.emulator.faults import Faults
 from runner.emulator.fidelity import Fidelity
 from runner.emulator.record import SessionRecord
 
+#: the events that carry output audio: not kept when the record keeps no audio
+AUDIO_OUT = frozenset({"response.audio.delta", "session.output_audio.delta"})
+
 
 class Outbox:
     """Sends server events on one socket, in order, with the connection's faults applied."""
@@ -79,7 +82,7 @@ class Outbox:
             # a snapshot: items are mutated later (status, transcript) and tests read history
             if self._record_audio:
                 self.record.sent.append(json.loads(text))
-            elif event["type"] != "response.audio.delta":
+            elif event["type"] not in AUDIO_OUT:
                 self.record.sent.append(event)
             self._sent_count += 1
             if faults is None:
