@@ -14,6 +14,11 @@ The wire has no turn, backchannel or yield event: only transcript fragments of b
 - a reply **yielded** when the caller was speaking as it stopped: the caller's utterance began
   before the reply's end and lasted past it.
 
+"The caller speaks" is known from the caller's transcript fragments and, as it happens, from the
+caller's own audio that vlrun sends (its timeline position and whether it is voiced): a
+service sends the caller's transcript once an utterance is over, after the backchannels made
+during it, so the audio is what tells a backchannel as it comes.
+
 Pure: it takes fragments and tells a :class:`DuplexSink` what to show; no I/O, no clock of its
 own (every decision is on the fragments' own timeline).
 """
@@ -50,11 +55,22 @@ class Utterance:
 
     @property
     def text(self) -> str:
-        return "".join(self.parts).strip()
+        return join(self.parts).strip()
 
     @property
     def words(self) -> int:
         return len(self.text.split())
+
+
+def join(parts: list[str]) -> str:
+    """Fragments as one text: a fragment carries its own leading space, except where two
+    utterances met within the gap (then one space between)."""
+    out = ""
+    for part in parts:
+        if out and part and not out[-1].isspace() and not part[0].isspace():
+            out += " "
+        out += part
+    return out
 
 
 class Duplex:
@@ -66,6 +82,8 @@ class Duplex:
         self.assistant: Utterance | None = None  # the assistant's open utterance
         self._last_caller: Utterance | None = None  # the latest, open or closed
         self._count = 0
+        # the caller's voiced audio, as vlrun sent it: (from, until) of the latest stretch
+        self._voiced: tuple[int, int] | None = None
         self.backchannels = 0
         self.replies = 0
         self.yields = 0
@@ -88,15 +106,31 @@ class Duplex:
         caller.parts.append(delta)
         caller.end_ms = max(caller.end_ms, end_ms)
 
+    def caller_audio(self, start_ms: int, end_ms: int, voiced: bool) -> None:
+        """A stretch of the caller's audio as sent, on the session's timeline."""
+        if not voiced:
+            return
+        if self._voiced is None or start_ms > self._voiced[1] + GAP_MS:
+            self._voiced = (start_ms, end_ms)
+        else:
+            self._voiced = (self._voiced[0], max(self._voiced[1], end_ms))
+
+    def _caller_speaking_at(self, ms: int) -> bool:
+        caller = self.caller
+        if caller is not None and caller.start_ms <= ms < caller.end_ms + GAP_MS:
+            return True
+        voiced = self._voiced
+        return voiced is not None and voiced[0] <= ms < voiced[1] + GAP_MS
+
     def assistant_fragment(self, delta: str, start_ms: int, end_ms: int) -> None:
-        if self.caller is not None and start_ms >= self.caller.end_ms + GAP_MS:
-            self._finish_caller()  # the caller's turn was over before this: say it first
         out = self.assistant
         if out is not None and start_ms >= out.end_ms + GAP_MS:
-            self._finish_assistant()
+            self._finish_assistant()  # the earlier output (a reply the caller cut, say) first
             out = None
+        if self.caller is not None and start_ms >= self.caller.end_ms + GAP_MS:
+            self._finish_caller()  # the caller's turn was over before this: said before it
         if out is None:
-            during = self.caller is not None and start_ms < self.caller.end_ms + GAP_MS
+            during = self._caller_speaking_at(start_ms)
             out = self.assistant = Utterance(
                 self._new_id("assistant"), start_ms, end_ms, [], "pending" if during else "reply"
             )
@@ -108,8 +142,11 @@ class Duplex:
             if out.end_ms - out.start_ms > BACKCHANNEL_MAX_MS or out.words > BACKCHANNEL_MAX_WORDS:
                 out.kind = "reply"  # too long for a backchannel: a reply, shown from its start
                 self.replies += 1
-                self.sink.reply_delta(out.id, "".join(out.parts))
+                self.sink.reply_delta(out.id, join(out.parts))
         else:
+            before = join(out.parts[:-1])
+            if before and delta and not before[-1].isspace() and not delta[0].isspace():
+                delta = " " + delta
             self.sink.reply_delta(out.id, delta)
 
     def time_passed(self, now_ms: int) -> None:
@@ -118,6 +155,11 @@ class Duplex:
         self._close_assistant_before(now_ms)
         if self.caller is not None and now_ms >= self.caller.end_ms + GAP_MS:
             self._finish_caller()
+
+    def caller_typed(self) -> None:
+        """The caller typed a turn: what the assistant was saying before it is over."""
+        self._finish_assistant()
+        self._finish_caller()
 
     def flush(self) -> None:
         """The end of the session: whatever is open is over."""
@@ -144,11 +186,9 @@ class Duplex:
             self.backchannels += 1
             self.sink.backchannel(out.id, out.text)
             return
-        last = self._last_caller
-        yielded = (
-            last is not None
-            and out.start_ms < last.start_ms < out.end_ms
-            and last.end_ms > out.end_ms
-        )
+        spans = [(c.start_ms, c.end_ms) for c in (self._last_caller,) if c is not None]
+        if self._voiced is not None:
+            spans.append(self._voiced)
+        yielded = any(out.start_ms < a < out.end_ms and b > out.end_ms for a, b in spans)
         self.yields += int(yielded)
         self.sink.reply_done(out.id, out.text, yielded=yielded)

@@ -50,6 +50,8 @@ CLOSE_TIMEOUT_S = 5.0  # session.close -> session.closed
 #: wall-clock quiet after the last fragment that ends an utterance on screen (the timeline's
 #: own gap is 500 ms; audio arrives at real time, so a little more than that)
 QUIET_S = 1.2
+#: the caller's audio above this level is voice (speech is -30 to -10 dBFS; a quiet room -60)
+VOICED_DBFS = -45.0
 _QUIT_WORDS = frozenset({"q", "quit", "exit", "/q", "/quit"})
 _MAX_FRAME = 16 * 1024 * 1024
 
@@ -303,6 +305,7 @@ class GptLiveSession:
             self.turn.ready()
             self.life.ready.set()
             if self.greeting:
+                self._reply_mark = self._replies_done  # typed turns wait until it is said
                 await self._send(self.greeting)
             if self.lines and sys.stdin is not None:
                 start_line_reader(asyncio.get_running_loop(), self._take_line)
@@ -350,14 +353,23 @@ class GptLiveSession:
     # ------------------------------------------------------------------ input
 
     async def _input_pump(self) -> None:
+        from runner import g711
+        from runner.live.audio import level_dbfs
+
         assert self.source is not None
+        word, rate = session_format(self.session_config)
+        law = g711.law_of(word)
+        per_ms = rate / 1000 * (1 if law else 2)
+        sent_ms = 0.0
         async for chunk in self.source.frames():
             if self.life.stopping.is_set() or self.turn.closing:
                 break
+            level = level_dbfs(g711.decode(chunk, law) if law else chunk)
             if self.transcript.meter_enabled or self.transcript.on_meter is not None:
-                from runner.live.audio import level_dbfs
-
-                self.transcript.meter(level_dbfs(chunk))
+                self.transcript.meter(level)
+            # where this audio sits on the session's timeline, and whether the caller speaks
+            start, sent_ms = sent_ms, sent_ms + len(chunk) / per_ms
+            self.duplex.caller_audio(int(start), int(sent_ms), level > VOICED_DBFS)
             await self._send(
                 {
                     "type": "session.input_audio.append",
@@ -371,12 +383,19 @@ class GptLiveSession:
     async def _turn_sender(self) -> None:
         """Typed turns, each once the reply to the one before has been said."""
         while True:
-            await self.turn.until(lambda: bool(self.typed) and not self._awaiting_reply())
+            await self.turn.until(lambda: bool(self.typed))
+            if not await self.turn.until(
+                lambda: not self._awaiting_reply() or self.typed.next_is_end(),
+                self.finish_timeout_s,
+            ):
+                self.transcript.notice("no reply came; sending the next typed turn")
+                self._reply_mark = -1
             text = self.typed.pop()
             if text is None:
                 if self.source is None and self.end_when_input_ends:
                     await self._finish()
                 return
+            self.duplex.caller_typed()  # what was said before the typed turn is over
             self._caller_turns += 1
             self._reply_mark = self._replies_done
             item_id = f"typed_{self._caller_turns}"
