@@ -1,2 +1,3 @@
 """The scenarios wing: `vlrun test` (scenario files, runs, scripted edges, observer, results,
-record and replay)."""
+simulated callers and judges, repeats and gates, a scenario over a phone line, flow coverage,
+the HTML report, record and replay)."""
