@@ -711,3 +711,23 @@ async def test_a_record_without_audio_counts_appends_and_keeps_no_audio() -> Non
     assert not [e for e in record.received if e["type"] == "session.input_audio.append"]
     assert not [e for e in record.sent if e["type"] == "session.output_audio.delta"]
     assert [e for e in record.sent if e["type"] == "session.output_transcript.delta"]
+
+
+async def test_a_g711_session_hears_and_speaks_mu_law_at_8_khz() -> None:
+    # docs/gpt-live.md "Startup": audio.format {type: audio/pcmu, rate: 8000}, one format both ways
+    from runner.g711 import encode
+
+    async with live() as (_, base), connect(base + "/openai/v1/live") as ws:
+        start = await started(ws, audio={"format": {"type": "audio/pcmu", "rate": 8000}})
+        assert start["session"]["audio"]["format"] == {"type": "audio/pcmu", "rate": 8000}
+        t = np.arange(8000 * 3 // 10) / 8000
+        speech = np.round(np.sin(2 * np.pi * 220 * t) * 6000).astype(np.int16)
+        audio = np.concatenate((speech, np.zeros(8000, dtype=np.int16)))
+        for i in range(0, audio.size, 800):
+            law = encode(audio[i : i + 800].tobytes(), "ulaw")
+            chunk = base64.b64encode(law).decode()
+            await send(ws, {"type": "session.input_audio.append", "audio": chunk})
+        events = await marker(ws)
+        audio_out = [e for e in events if e["type"] == "session.output_audio.delta"]
+        assert audio_out and all(len(base64.b64decode(a["delta"])) == 800 for a in audio_out[:-1])
+        assert heard(events) == "[emulator] 0.3 seconds of audio"
