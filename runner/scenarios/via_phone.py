@@ -35,6 +35,7 @@ from typing import Any
 from runner.aio import Deadline
 from runner.config.patterns import NEVER
 from runner.errors import UsageError, VlrunError
+from runner.live.connect import SERVICE_PACE
 from runner.scenarios.files import Scenario, model_script
 from runner.scenarios.results import ToolCallSeen, TurnOutcome
 
@@ -54,7 +55,7 @@ class PhoneOptions:
     first_audio_s: float = 15.0  # a reply that has not started by then is "no reply"
     quiet_ms: float = 800.0  # a reply has finished after this much silence at the ear
     greeting_s: float = 3.0  # how long to listen for a greeting before the first turn
-    emulator_speed: float = 4.0  # the emulator sends ahead, as Voice Live does
+    emulator_speed: float = SERVICE_PACE  # the emulator sends ahead, as Voice Live does
     record: Path | None = None  # keep what the caller heard (a WAV; twilio)
     out: Callable[[str], None] = field(default=lambda _line: None)  # the carrier's lines
 
