@@ -258,3 +258,104 @@ async def test_typed_turns_need_a_delegation_deployment() -> None:
         transcript.err_text
     )
     assert "response.item.create" not in [e["type"] for e in record.received]
+
+
+# ---------------------------------------------------------------- the real CLI
+
+
+@contextlib.contextmanager
+def desk_thread(script: dict[str, Any] | None = None) -> Any:
+    """The desk on its own event loop in a thread, for the CLI in a subprocess."""
+    import threading
+
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def serve() -> None:
+        holder["stop"] = asyncio.Event()
+        async with desk(script) as (live, endpoint):
+            holder["desk"], holder["endpoint"] = live, endpoint
+            ready.set()
+            await holder["stop"].wait()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield holder["desk"], holder["endpoint"]
+    finally:
+        loop.call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
+        loop.close()
+
+
+GL_PROFILE = """\
+name: gl
+connection: {model: gpt-live-1}
+voice: marin
+instructions: Be brief.
+greeting: {text: Welcome to the weather desk.}
+gpt_live: {delegation: {deployment: backend-x}}
+tools: [get_weather]
+"""
+
+
+def test_vlrun_run_talks_gpt_live_in_text_mode(run_cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "weather.py").write_text(WEATHER_TOOL, encoding="utf-8")
+    (tmp_path / "gl.yaml").write_text(GL_PROFILE, encoding="utf-8")
+    with desk_thread() as (live_desk, endpoint):
+        result = run_cli(
+            ["run", "gl.yaml", "--endpoint", endpoint, "--text", "--logs", "-"],
+            input="what is the weather in Paris?\n",
+            env={"AZURE_VOICELIVE_API_KEY": KEY},
+        )
+        record = live_desk.sessions[-1]
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out[0] == "assistant: [emulator] Welcome to the weather desk."
+    assert out[1] == "you: what is the weather in Paris?"
+    assert any(line.startswith("  [tool] get_weather -> ") for line in out), out
+    assert any("get_weather returned" in line for line in out if line.startswith("assistant:"))
+    assert "-- delegation " in result.stderr
+    assert "; 0 backchannel(s), 0 yield(s)" in result.stderr
+    assert record.headers.get("api-key") and record.query == {}
+    assert [e["type"] for e in record.received][-1] == "session.close"
+    assert "Traceback" not in result.stderr
+
+
+def test_vlrun_run_speaks_to_gpt_live_from_a_wav(run_cli: Any, tmp_path: Path) -> None:
+    import wave
+
+    with wave.open(str(tmp_path / "caller.wav"), "wb") as wav:  # 0.8 s of the caller's voice
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(RATE)
+        wav.writeframes(voice(800))
+    profile = "name: gl\nconnection: {model: gpt-live-1}\nvoice: marin\ninstructions: Be brief.\n"
+    (tmp_path / "gl.yaml").write_text(profile, encoding="utf-8")
+    with desk_thread() as (_, endpoint):
+        result = run_cli(
+            [
+                "run",
+                "gl.yaml",
+                "--endpoint",
+                endpoint,
+                "--input",
+                "caller.wav",
+                "--fast",
+                "--output",
+                "out.wav",
+                "--logs",
+                "-",
+            ],
+            env={"AZURE_VOICELIVE_API_KEY": KEY},
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "you: [emulator] 0.8 seconds of audio",
+        "assistant: [emulator] I heard 0.8 seconds of audio.",
+    ]
+    with wave.open(str(tmp_path / "out.wav")) as out:
+        assert out.getframerate() == 24000 and out.getnframes() > 2400
