@@ -654,6 +654,8 @@ async def test_the_emulator_serves_gpt_live_beside_voice_live() -> None:
         assert refused.value.response.status_code == 400
         assert b"/openai/v1/live" in bytes(refused.value.response.body)
         assert len(emu.sessions) == 1 and emu.sessions[0].id.startswith("sess_")
+        start = await emu.wait_for(lambda e: e["type"] == "session.start", timeout=5)
+        assert start["session"]["model"] == "gpt-live-1"
 
 
 async def test_what_waits_to_be_said_is_bounded() -> None:
