@@ -81,6 +81,24 @@ async def test_the_calculator_scenario_over_twilio(tmp_path: Path) -> None:
 
 
 @needs_espeak
+async def test_the_calculator_scenario_over_acs() -> None:
+    """ACS: a simulated Call Automation endpoint made for the call answers through the
+    server's signed REST calls, then PCM16 media at the answer's rate."""
+    pytest.importorskip("azure.communication.callautomation")
+    lines: list[str] = []
+    run = await run_via_phone(load_scenario(CALCULATOR), "acs", PhoneOptions(out=lines.append))
+    assert any(line.startswith("answered: ACS call ") for line in lines), lines
+    first, second = run.outcomes
+    assert first.reply == "17.5 times 3 is 52.5."
+    assert [(c.name, c.args) for c in first.tool_calls] == [
+        ("calculate", {"expression": "17.5 * 3"})
+    ]
+    assert "division by zero" in second.reply
+    for turn in run.turns:
+        assert turn.outcome.speech_heard and turn.heard_ms > 500
+
+
+@needs_espeak
 async def test_a_typed_turn_is_spoken_and_keys_are_pressed_over_twilio(tmp_path: Path) -> None:
     run = await run_via_phone(load_scenario(_menu(tmp_path)), "twilio")
     assert run.greeting == "Welcome to the desk."

@@ -358,10 +358,23 @@ class AcsCall:
 
 async def call(url: str, folder_path: Path, options: RingOptions) -> int:
     """Ring ``url`` (the server's ``/acs/incoming``) as ACS, and hold the call."""
+    async with ring(url, folder_path, options) as acs:
+        await converse(acs, options)
+    return EXIT_OK
+
+
+@contextlib.asynccontextmanager
+async def ring(
+    url: str, folder_path: Path, options: RingOptions, secret: str | None = None
+) -> AsyncIterator[AcsCall]:
+    """Ring ``url`` as ACS (Event Grid, then Call Automation as the server answers) and open
+    the media stream; hangs up (and reports the call disconnected) on the way out. The Event
+    Grid secret is ``secret``, else ``$ACS_EVENT_GRID_SECRET`` (the folder's env.sh)."""
     import aiohttp
 
     folder = Folder(folder_path)
-    secret = os.environ.get("ACS_EVENT_GRID_SECRET", "")
+    if secret is None:
+        secret = os.environ.get("ACS_EVENT_GRID_SECRET", "")
     if secret and "secret=" not in url:
         url += ("&" if "?" in url else "?") + "secret=" + secret
     context = "vlrun-ring-" + secrets.token_urlsafe(24)
@@ -417,12 +430,11 @@ async def call(url: str, folder_path: Path, options: RingOptions) -> int:
             try:
                 await acs.start()
                 options.out(f"answered: ACS call {answer['callConnectionId']} ({rate} Hz)")
-                await converse(acs, options)
+                yield acs
             finally:
                 await acs.hang_up()
                 await cancel_and_wait(reader, timeout=2)
                 await _disconnected(http, fake, answer, Deadline(5))
-    return EXIT_OK
 
 
 async def _disconnected(http: Any, fake: FakeAcs, answer: dict[str, Any], dl: Deadline) -> None:

@@ -16,8 +16,9 @@ after the end of its words, reply audio heard).
 
 Not over a phone line: ``image:`` turns and ``barge_in:`` (a usage error at the turn's line);
 ``mocks:`` (a route's tools are its plugins: the phone edge takes no mocks) and a scenario's
-own ``tools:`` folders (the profile's own tool folders apply). ACS needs its simulated
-endpoint's certificate trusted by the process (`vlrun ring acs --setup`): not here yet.
+own ``tools:`` folders (the profile's own tool folders apply). ACS runs with a simulated Call
+Automation endpoint made for the call (`vlrun ring acs --setup`'s keys and certificate, in a
+temporary folder), trusted by this server only.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from runner.scenarios.results import ToolCallSeen, TurnOutcome
 __all__ = ["PROVIDERS", "PhoneOptions", "PhoneRun", "PhoneTurn", "phone_script", "run_via_phone"]
 
 #: The providers a scenario can be run over (`vlrun test --via`).
-PROVIDERS = ("twilio", "sip")
+PROVIDERS = ("twilio", "acs", "sip")
 _TOKEN_ENV = "VLRUN_VIA_PHONE_TWILIO_TOKEN"  # noqa: S105 (the name of a variable, not a secret)
 _SIP_ENV = "VLRUN_VIA_PHONE_SIP_SECRET"  # noqa: S105
 
@@ -205,13 +206,18 @@ def _outcomes(record: Any, marks: Sequence[tuple[int, int, bool]]) -> tuple[str,
 # --- the server and the call -----------------------------------------------------------------
 
 
-def _serve_file(folder: Path, profile: Path, provider: str) -> Path:
+def _serve_file(folder: Path, profile: Path, provider: str, acs_port: int = 0) -> Path:
     """A serve file with one route (the scenario's profile) for ``provider``."""
-    section = (
-        "twilio:\n  auth_token: ${env:" + _TOKEN_ENV + "}\n"
-        if provider == "twilio"
-        else "voicelive_sip:\n  preview: true\n  webhook_secret: ${env:" + _SIP_ENV + "}\n"
-    )
+    from runner.carrier.acs import RESOURCE_ID
+
+    section = {
+        "twilio": "twilio:\n  auth_token: ${env:" + _TOKEN_ENV + "}\n",
+        "sip": "voicelive_sip:\n  preview: true\n  webhook_secret: ${env:" + _SIP_ENV + "}\n",
+        "acs": "acs:\n  connection_string: ${env:ACS_CONNECTION_STRING}\n"
+        f"  resource_id: {RESOURCE_ID}\n"
+        f"  jwks_url: https://127.0.0.1:{acs_port}/calling/keys\n"
+        "  event_grid_secret: ${env:ACS_EVENT_GRID_SECRET}\n",
+    }[provider]
     path = folder / "serve.yaml"
     path.write_text(
         f"serve: 1\nmax_calls: 2\ndrain_timeout_s: 5\nroutes:\n"
@@ -229,7 +235,11 @@ def _quoted(text: str) -> str:
 
 @contextlib.asynccontextmanager
 async def _phone_server(
-    serve_path: Path, endpoint: str, env: Mapping[str, str], sip: bool
+    serve_path: Path,
+    endpoint: str,
+    env: Mapping[str, str],
+    sip: bool,
+    acs_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[str]:
     """`vlrun serve`'s phone edge for the serve file, on loopback in this loop: its base URL."""
     from aiohttp import web
@@ -247,7 +257,7 @@ async def _phone_server(
     else:
         await phones.prepare()
     app = web.Application()
-    add_phone_routes(app, phones, metrics_route=False)
+    add_phone_routes(app, phones, metrics_route=False, acs_options=acs_options)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
@@ -266,8 +276,8 @@ async def _phone_server(
 async def run_via_phone(
     scenario: Scenario, provider: str, options: PhoneOptions | None = None
 ) -> PhoneRun:
-    """Run ``scenario``'s turns over a ``provider`` phone line (``twilio`` or ``sip``) through
-    an in-process `vlrun serve` and the emulator; what each turn got back.
+    """Run ``scenario``'s turns over a ``provider`` phone line (``twilio``, ``acs`` or
+    ``sip``) through an in-process `vlrun serve` and the emulator; what each turn got back.
 
     Raises :class:`~runner.errors.UsageError` (at the turn's file:line) for a turn a phone
     cannot carry, and a :class:`~runner.errors.VlrunError` when the call could not be made."""
@@ -289,13 +299,16 @@ async def run_via_phone(
         scenario=phone_script(scenario), speed=options.emulator_speed, use_espeak=False
     ) as emu:
         with tempfile.TemporaryDirectory(prefix="vlrun-via-") as folder:
-            serve_path = _serve_file(Path(folder), scenario.profile_path, provider)
+            here, profile = Path(folder), scenario.profile_path
             if provider == "twilio":
                 env = {_TOKEN_ENV: secret}
+                serve_path = _serve_file(here, profile, provider)
                 async with _phone_server(serve_path, emu.endpoint, env, sip=False) as base:
                     await _twilio(emu, base + "/twilio/voice", secret, turns, run, options)
+            elif provider == "acs":
+                await _acs(emu, here, profile, turns, run, options)
             else:
-                await _sip(emu, serve_path, turns, run, options)
+                await _sip(emu, _serve_file(here, profile, provider), turns, run, options)
     run.duration_s = time.perf_counter() - started
     return run
 
@@ -355,42 +368,94 @@ async def _twilio(
     run: PhoneRun,
     options: PhoneOptions,
 ) -> None:
-    from runner.aio import cancel_and_wait
     from runner.carrier import twilio
+
+    ring = _ring_options(options, run)
+    async with twilio.ring(url, token, ring) as call:
+        await _media_call(emu, call, turns, run, options, ring)
+
+
+async def _acs(
+    emu: Any,
+    folder: Path,
+    profile: Path,
+    turns: Sequence[tuple[int, Any]],
+    run: PhoneRun,
+    options: PhoneOptions,
+) -> None:
+    """ACS: a simulated Call Automation endpoint (its own keys and certificate, made here)
+    that the server answers through, trusted by this server only, then the media stream."""
+    import socket
+    import ssl
+
+    from runner.carrier import acs
+
+    with socket.socket() as probe:  # a free port for the simulated ACS's HTTPS endpoint
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    acs_dir = folder / "acs"
+    acs.setup(acs_dir, port, out=lambda _line: None)
+    env = dict(
+        line.removeprefix("export ").replace("'", "").split("=", 1)
+        for line in (acs_dir / "env.sh").read_text(encoding="utf-8").splitlines()
+        if line.startswith("export ") and "=" in line
+    )
+    serve_path = _serve_file(folder, profile, "acs", port)
+    ca = str(acs_dir / "ca.pem")
+    trust = {  # what env.sh's SSL_CERT_FILE does for a `vlrun serve` process
+        "client_options": {"connection_verify": ca},
+        "http_options": {"ssl": ssl.create_default_context(cafile=ca)},
+    }
+    ring = _ring_options(options, run)
+    async with _phone_server(serve_path, emu.endpoint, env, sip=False, acs_options=trust) as base:
+        secret = env.get("ACS_EVENT_GRID_SECRET", "")
+        async with acs.ring(base + "/acs/incoming", acs_dir, ring, secret) as call:
+            await _media_call(emu, call, turns, run, options, ring)
+
+
+async def _media_call(
+    emu: Any,
+    call: Any,
+    turns: Sequence[tuple[int, Any]],
+    run: PhoneRun,
+    options: PhoneOptions,
+    ring: Any,
+) -> None:
+    """The turns of an answered call that carries audio (Twilio, ACS): each said or pressed
+    at real time, its reply heard to its end."""
+    from runner.aio import cancel_and_wait
     from runner.carrier.ring import take_turn
     from runner.carrier.voice import write_wav
 
-    ring = _ring_options(options, run)
     said: list[_Said] = []
     record = None
-    async with twilio.ring(url, token, ring) as call:
-        line = call.line
-        assert line is not None
-        clock = asyncio.create_task(line.run(), name="vlrun-via-phone-clock")
-        try:
-            record = await _session_record(emu, Deadline(options.turn_s))
-            greeting = await line.listen(options.greeting_s, options.quiet_ms, options.turn_s)
-            if greeting.first_ms is not None:
-                ring.out(greeting.line(0, "greeting"))
-            for number, (index, turn) in enumerate(turns, 1):
-                if line.closed.is_set():
-                    ring.out(f"turn {number} ({turn.describe()}): not said: the server hung up")
-                    break
-                made = _Said(index, len(record.sent), turn.value, turn.kind != "dtmf")
-                heard = await take_turn(call, line, turn, ring)
-                made.line, made.heard_ms = heard.line(number, turn.describe()), heard.heard_ms
-                made.first_ms = heard.first_ms
-                ring.out(made.line)
-                said.append(made)
-                if heard.ended:
-                    break
-            await call.hang_up()
-            ring.out("hung up")
-        finally:
-            line.hung_up()
-            await cancel_and_wait(clock, timeout=2)
-            if options.record is not None:
-                write_wav(options.record, bytes(line.record), line.rate)
+    line = call.line
+    assert line is not None
+    clock = asyncio.create_task(line.run(), name="vlrun-via-phone-clock")
+    try:
+        record = await _session_record(emu, Deadline(options.turn_s))
+        greeting = await line.listen(options.greeting_s, options.quiet_ms, options.turn_s)
+        if greeting.first_ms is not None:
+            ring.out(greeting.line(0, "greeting"))
+        for number, (index, turn) in enumerate(turns, 1):
+            if line.closed.is_set():
+                ring.out(f"turn {number} ({turn.describe()}): not said: the server hung up")
+                break
+            made = _Said(index, len(record.sent), turn.value, turn.kind != "dtmf")
+            heard = await take_turn(call, line, turn, ring)
+            made.line, made.heard_ms = heard.line(number, turn.describe()), heard.heard_ms
+            made.first_ms = heard.first_ms
+            ring.out(made.line)
+            said.append(made)
+            if heard.ended:
+                break
+        await call.hang_up()
+        ring.out("hung up")
+    finally:
+        line.hung_up()
+        await cancel_and_wait(clock, timeout=2)
+        if options.record is not None:
+            write_wav(options.record, bytes(line.record), line.rate)
     _finish(run, record, said)
 
 
