@@ -247,7 +247,13 @@ async def ticker(callers: list[BenchCaller], stop: asyncio.Event) -> None:
                 c.frames_sent += 1
 
 
-async def one_call(base: str, caller: BenchCaller, rng: random.Random, stop: asyncio.Event) -> None:
+async def one_call(
+    base: str,
+    caller: BenchCaller,
+    rng: random.Random,
+    stop: asyncio.Event,
+    closes_on_stop: bool = True,
+) -> None:
     import aiohttp
     from twilio.request_validator import RequestValidator
 
@@ -279,7 +285,12 @@ async def one_call(base: str, caller: BenchCaller, rng: random.Random, stop: asy
             await asyncio.sleep(rng.uniform(0.5, 2.0))
         stage = "hang-up"
         await caller.stop()
-        await asyncio.wait_for(caller.closed.wait(), 10)
+        if closes_on_stop:
+            await asyncio.wait_for(caller.closed.wait(), 10)
+        else:  # Twilio closes the stream itself after its stop; a peer may wait for that
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(caller.closed.wait(), 2)
+            await caller.close()
     except Exception as exc:  # one failed call is a result, not the end of the benchmark
         caller.error = f"{stage}: {type(exc).__name__}: {exc}"
     finally:
@@ -355,7 +366,12 @@ class Window:
 
 
 async def step(
-    base: str, worker_pid: int, n: int, args: argparse.Namespace, emulator_pid: int = 0
+    base: str,
+    worker_pid: int,
+    n: int,
+    args: argparse.Namespace,
+    emulator_pid: int = 0,
+    peer: bool = False,
 ) -> dict[str, Any]:
     rng = random.Random(n)
     callers = [BenchCaller() for _ in range(n)]
@@ -367,14 +383,16 @@ async def step(
     peak_rss = rss0
     calls = []
     for caller in callers:  # calls arrive at the arrival rate, as phone traffic ramps
-        calls.append(asyncio.create_task(one_call(base, caller, rng, stop)))
+        calls.append(asyncio.create_task(one_call(base, caller, rng, stop, not peer)))
         await asyncio.sleep(1 / args.arrival_rate)
     await asyncio.gather(*(c.connected.wait() for c in callers))
     start = await window.read()
+    sent0 = sum(c.frames_sent for c in callers)
     for _ in range(int(args.duration)):  # the measured window, all N calls up
         await asyncio.sleep(1.0)
         peak_rss = max(peak_rss, rss_mb(worker_pid))
     end = await window.read()
+    sent1 = sum(c.frames_sent for c in callers)
     stop.set()
     for caller in callers:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -424,6 +442,11 @@ async def step(
         "turn_latency_p99_ms": round(pct(turns, 99) * 1000, 1),
         "worker_cpu_pct": worker_cpu,
         "worker_cpu_pct_per_call": round(worker_cpu / n, 3),
+        # the worker's CPU per media frame it relayed (in and out): a step where calls failed
+        # or replies stalled did less work, and its CPU per call is not comparable
+        "worker_cpu_us_per_frame": round(
+            (end["cpu"][0] - start["cpu"][0]) * 1e6 / max(1, len(lateness) + sent1 - sent0), 2
+        ),
         "emulator_cpu_pct": cpu_pct(1) if emulator_pid else 0.0,
         "callers_cpu_pct": cpu_pct(2),
         "machine_cpu_pct": round(100 * (end["machine"] - start["machine"]) / seconds, 1),
@@ -486,13 +509,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             profile = (
                 ["-m", "cProfile", "-o", str(args.profile_worker)] if args.profile_worker else []
             )
+            if name in PEERS:  # a peer's own bot, from its own virtualenv
+                command = [str(root), str(PEERS[name]), "--port", str(port)]
+                command += ["--endpoint", endpoint]
+                cwd = ROOT
+            else:
+                command = [sys.executable, *profile, "-m", "runner", "serve"]
+                command += [str(tmp / "phone.yaml"), "--serve-file", str(serve)]
+                command += ["--endpoint", endpoint, "--port", str(port)]
+                command += ["--max-conversations", "2000"]
+                command += ["--logs", str(args.logs)] if args.logs else []
+                cwd = root
             worker = await asyncio.create_subprocess_exec(
-                sys.executable, *profile, "-m", "runner", "serve", str(tmp / "phone.yaml"),
-                "--serve-file", str(serve), "--endpoint", endpoint, "--port", str(port),
-                "--max-conversations", "2000",
-                *(["--logs", str(args.logs)] if args.logs else []),
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                env={**env, "PYTHONPATH": str(root)}, cwd=str(root),
+                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                env={**env, "PYTHONPATH": str(root if name not in PEERS else "")},
+                cwd=str(cwd),
             )  # fmt: skip
             assert worker.stdout is not None
             workers.append((name, worker, f"http://127.0.0.1:{port}"))
@@ -507,7 +538,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         best: dict[str, int] = {}
         baselines: dict[str, dict[str, Any]] = {}
         for name, worker, base in workers:
-            baselines[name] = await step(base, worker.pid, 1, args, emulator.pid)
+            baselines[name] = await step(base, worker.pid, 1, args, emulator.pid, name in PEERS)
             baselines[name]["variant"] = name
             results.append(baselines[name])
             best[name] = 0
@@ -516,7 +547,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for name, worker, base in workers:  # alternating: the same machine for each
                 if name in failed:
                     continue
-                result = await step(base, worker.pid, n, args, emulator.pid)
+                result = await step(base, worker.pid, n, args, emulator.pid, name in PEERS)
                 result["variant"] = name
                 result["added_turn_latency_p99_ms"] = round(
                     result["turn_latency_p99_ms"] - baselines[name]["turn_latency_p50_ms"], 1
@@ -527,7 +558,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 result["limit"] = limit(result)
                 added = result["worker_added_delay_p99_ms"]
                 result["meets_target"] = (
-                    added is not None
+                    name not in PEERS  # a peer counts no frame delays or underruns
+                    and added is not None
                     and added <= 20
                     and result["underruns"] == 0
                     and result["failed_calls"] == 0
@@ -581,6 +613,28 @@ def limit(row: dict[str, Any]) -> str:
     return "none"
 
 
+# Peers run beside vlrun under the same callers and emulator (``--peer NAME``): their bot, run
+# by the python of a bench-only virtualenv that ``peer_python`` makes on first use.
+PEERS = {"pipecat": ROOT / "bench" / "pipecat_bot.py"}
+PEER_VENV = ROOT / "bench" / ".venv-pipecat"  # git-ignored (bench/.gitignore)
+PEER_PACKAGES = ["pipecat-ai[websocket]==1.14.0", "uvicorn[standard]"]
+
+
+def peer_python(name: str) -> Path:
+    """The peer's virtualenv python, made and filled from PyPI the first time."""
+    import subprocess
+    import venv
+
+    python = PEER_VENV / "bin" / "python"
+    check = [str(python), "-c", "import pipecat, uvicorn, fastapi"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    print(f"installing {name} into {PEER_VENV} (once)", file=sys.stderr, flush=True)
+    venv.create(PEER_VENV, with_pip=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
+    return python
+
+
 def variant(text: str) -> tuple[str, Path]:
     name, sep, root = text.partition("=")
     if not sep or not (Path(root) / "runner" / "__init__.py").is_file():
@@ -617,11 +671,20 @@ def main() -> int:
     parser.add_argument(
         "--floor-calls", type=int, default=100, help="calls through the floor's relay"
     )
+    parser.add_argument(
+        "--peer",
+        choices=sorted(PEERS),
+        action="append",
+        default=[],
+        help="run this peer's bot too, alternating with vlrun (its virtualenv is made once)",
+    )
     parser.add_argument("--logs", type=Path, help="keep the worker's per-call logs here")
     parser.add_argument("--profile-worker", type=Path, help="write the worker's cProfile here")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "calls.json")
     args = parser.parse_args()
-    args.variant = args.variant or [("vlrun", ROOT)]
+    args.variant = (args.variant or [("vlrun", ROOT)]) + [
+        (name, peer_python(name)) for name in args.peer
+    ]
     from runner import speedups
 
     data = speedups.run(main_async(args))  # the callers on the worker's event loop too
@@ -643,6 +706,7 @@ def main() -> int:
             f"underruns {row['underruns']}, turn p99 {row['turn_latency_p99_ms']:.0f} ms, "
             f"worker {row['worker_cpu_pct']:.0f}% CPU, "
             f"{row['worker_rss_mb_per_call']:.2f} MB/call, "
+            f"{row.get('worker_cpu_us_per_frame', 0):.1f} us/frame, "
             f"failed {row['failed_calls']}; emulator {row['emulator_cpu_pct']:.0f}% CPU, "
             f"callers {row['callers_cpu_pct']:.0f}% CPU, "
             f"late service audio {row['frames_after_late_service_audio']}"

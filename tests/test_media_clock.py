@@ -14,11 +14,12 @@ import pytest
 
 from runner.aio import Changes
 from runner.live.audio import AudioFormat
-from runner.serve.calls import CallPlayer, MarkedPlayer
+from runner.serve.calls import FRAME_MS, LEAD_MS, CallPlayer, MarkedPlayer
 from runner.serve.media_clock import MediaClock
 
 MULAW = AudioFormat(8000, 1, 1)
 SECOND = MULAW.bytes_for_ms(1000)
+LEAD_FRAMES = LEAD_MS // FRAME_MS  # what leaves at once when a reply starts
 
 
 class Wire:
@@ -77,21 +78,21 @@ def players(
 
 
 async def test_one_clock_serves_every_call_fairly_in_a_rotating_order() -> None:
-    """Every call gets its frames at the same pace, and no call is always served last: the
-    order of service rotates from tick to tick."""
+    """Every call gets its frames at the same pace, and no call is always served last: each
+    pass starts at a random call."""
     clock = MediaClock()
     log: list[tuple[int, str]] = []
     calls = players(clock, 8, log)
     try:
         for player, _ in calls:
             player.write("reply", bytes(10 * SECOND))
-        await until(lambda: all(len(w.frames) >= 40 for _, w in calls))
+        await until(lambda: all(len(w.frames) >= 100 for _, w in calls))
         counts = [len(wire.frames) for _, wire in calls]
         assert max(counts) - min(counts) <= 1, counts  # the same pace for every call
         firsts: dict[int, str] = {}
         for tick, name in log:
             firsts.setdefault(tick, name)
-        # steady state: one frame per call per tick; who goes first changes
+        # who is served first changes from one pass to the next
         assert len(set(firsts.values())) >= 4, firsts
     finally:
         await clock.close()
@@ -142,12 +143,12 @@ async def test_audio_is_sent_at_the_tick_without_anything_waking_the_clock() -> 
     log: list[tuple[int, str]] = []
     [(player, wire)] = players(clock, 1, log)
     try:
-        player.write("reply", bytes(SECOND))  # 300 ms leave at once (the lead)
-        await until(lambda: len(wire.frames) >= 15)
-        wakeups = clock.urgent_wakeups
-        await until(lambda: len(wire.frames) >= 25)  # the rest, tick by tick
+        player.write("reply", bytes(SECOND))  # the lead leaves at once
+        await until(lambda: len(wire.frames) >= LEAD_FRAMES)
+        wakeups, ticks = clock.urgent_wakeups, clock.ticks
+        await until(lambda: len(wire.frames) >= LEAD_FRAMES + 8)  # two refills, at ticks
         assert clock.urgent_wakeups == wakeups
-        assert clock.ticks >= 8  # a frame a tick (20 ms each)
+        assert clock.ticks - ticks >= 6  # a refill once 60 ms have played (20 ms a tick)
     finally:
         await clock.close()
 
@@ -161,7 +162,7 @@ async def test_the_first_frame_of_a_reply_and_a_clear_do_not_wait_for_the_tick()
     try:
         player.write("reply", bytes(SECOND))
         await asyncio.wait_for(wire.sent.wait(), 2)
-        assert len(wire.frames) == 15  # up to the lead, at once
+        assert len(wire.frames) == LEAD_FRAMES  # up to the lead, at once
         wire.sent.clear()
         player.interrupt()
         await asyncio.wait_for(wire.sent.wait(), 2)
@@ -185,7 +186,7 @@ async def test_a_failed_socket_ends_that_call_only_and_a_slow_one_never_stalls_t
         assert broken.clock is None
         assert wire_slow.frames == []  # skipped while its backlog lasts, never waited on
         wire_slow.backlog = False
-        await until(lambda: len(wire_slow.frames) >= 15)
+        await until(lambda: len(wire_slow.frames) >= LEAD_FRAMES)
     finally:
         await clock.close()
 
@@ -208,3 +209,58 @@ async def test_a_frame_leaves_whole_in_order_across_writes_that_split_frames(
         assert b"".join(wire.frames) == audio
     finally:
         await clock.close()
+
+
+class _Recorder:
+    """An asyncio transport that records what is written."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 300, 65535, 65536])
+async def test_a_batched_frame_is_byte_for_byte_what_aiohttp_writes(size: int) -> None:
+    """The media clock frames its messages itself (to write a refill at once): the frames
+    must be exactly aiohttp's server frames, at each length boundary of RFC 6455."""
+    from aiohttp import WSMsgType
+    from aiohttp._websocket.writer import WebSocketWriter
+
+    from runner.serve.ws_batch import text_frame
+
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    recorder = _Recorder()
+    writer = WebSocketWriter(_Protocol(), recorder, use_mask=False)  # type: ignore[arg-type]
+    await writer.send_frame(payload, WSMsgType.TEXT)
+    assert text_frame(payload) == b"".join(recorder.written)
+
+
+class _Protocol:
+    _paused = False
+
+
+async def test_a_refill_is_one_socket_write_and_a_closed_socket_ends_the_call() -> None:
+    from runner.serve.ws_batch import BatchedSocket
+
+    class Ws:
+        closed = False
+
+    ws, recorder = Ws(), _Recorder()
+    out = BatchedSocket(ws, recorder, 1024)
+    for n in range(4):
+        out.add(b"frame %d" % n)
+    out.flush()
+    out.flush()  # nothing left: no empty write
+    assert len(recorder.written) == 1 and recorder.written[0].count(b"frame") == 4
+    ws.closed = True
+    out.add(b"late")
+    with pytest.raises(ConnectionResetError):
+        out.flush()

@@ -40,6 +40,7 @@ from runner.serve.http import TooLarge, read_body
 from runner.serve.metrics import INSTALL_HINT
 from runner.serve.supervisor import Refused
 from runner.serve.telephony import Phones, route_name
+from runner.serve.ws_batch import BatchedSocket
 
 log = logging.getLogger("vlrun.serve.acs")
 
@@ -150,22 +151,19 @@ class TokenVerifier:
 
 class AcsTransport:
     """Outbound frames of one media socket (built by the codec, in the casing Microsoft's
-    Python docs send); only the media clock writes."""
+    Python docs send); only the media clock writes, a refill's frames in one socket write
+    (:class:`BatchedSocket`)."""
 
-    def __init__(self, ws: Any, transport: Any = None) -> None:
-        self.ws = ws
-        self._transport = transport  # the request's asyncio transport: its write backlog
-
-    def writable(self) -> bool:
-        """The socket takes a frame without waiting (the clock never waits on one call)."""
-        transport = self._transport
-        return transport is None or transport.get_write_buffer_size() < BACKLOG_BYTES
+    def __init__(self, ws: Any, transport: Any) -> None:
+        self.out = BatchedSocket(ws, transport, BACKLOG_BYTES)
+        self.writable = self.out.writable
+        self.flush = self.out.flush
 
     async def send_audio(self, frame: bytes | memoryview) -> None:
-        await self.ws.send_str(codec.audio_frame(frame))
+        self.out.add(codec.audio_frame_bytes(frame))  # bytes: never a str to encode again
 
     async def send_clear(self) -> None:
-        await self.ws.send_str(codec.stop_audio_frame())
+        self.out.add(codec.stop_audio_frame().encode())
 
 
 def _url(base: str, path: str, query: dict[str, str] | None = None, *, ws: bool = False) -> str:
@@ -511,7 +509,7 @@ class AcsEdge:
             event = parse(msg.data)
             if type(event) is codec.AudioData:
                 # Silent frames are forwarded too: the service's VAD keeps a continuous clock.
-                feed(event.pcm)
+                feed(event.pcm, event.silent)  # ACS says which frames are silent
             elif isinstance(event, codec.DtmfData):
                 edge.on_dtmf(event.digit)
             elif isinstance(event, codec.Malformed) and self._bad(edge, event.reason, event.sample):

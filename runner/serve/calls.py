@@ -40,7 +40,10 @@ FRAME_S = FRAME_MS / 1000
 # How far assistant audio may run ahead of the caller's ear (the provider's buffer). At 100 ms a
 # short stall of the worker, the service or the machine was an audible gap; the provider
 # flushes this buffer on a barge-in, so a bigger one costs nothing there.
-LEAD_MS = 300
+LEAD_MS = 360
+# The caller's buffer is refilled this much at a time (three or four 20 ms frames, sent with
+# their mark in one socket write): a write costs more than the frame it carries.
+REFILL_MS = 60
 # Below this much audio ahead of the caller, new audio leaves at once rather than at the clock's
 # next tick: the first frame of a reply is not held back by up to a tick.
 URGENT_MS = 40
@@ -51,6 +54,20 @@ MARK_WAIT_S = 2.0  # how long a drain waits for the last mark's echo past the cl
 _DELAYS_PER_FLUSH = 50  # a second of frames
 MALFORMED_LIMIT = 50  # malformed media frames tolerated before the call is ended cleanly
 _ITEMS_KEPT = 8  # replies whose sent/heard positions are kept (a truncate names a recent one)
+
+
+QUIET_DBFS = -50.0  # below every VAD's threshold: a frame this quiet is silence to any of them
+_LOUD_SAMPLES = 8  # of a 20 ms frame's 160: fewer above QUIET_DBFS and the frame is quiet
+
+
+def _ulaw_magnitude(code: int) -> int:
+    """The linear magnitude (of 32,124) of one G.711 μ-law code."""
+    code = ~code & 0xFF
+    exponent, mantissa = (code >> 4) & 0x07, code & 0x0F
+    return (((mantissa << 3) + 0x84) << exponent) - 0x84
+
+
+_QUIET_ULAW = bytes(c for c in range(256) if _ulaw_magnitude(c) < 32768 * 10 ** (QUIET_DBFS / 20))
 
 
 class PlayerSink(Protocol):
@@ -70,7 +87,15 @@ class Transport(Protocol):
 
 
 class CallSource:
-    """The caller's audio as the live session reads it; the edge feeds it frame by frame."""
+    """The caller's audio as the live session reads it; the edge feeds it frame by frame.
+
+    Audio is handed to the session 100 ms at a time (its append size), except at the end of
+    the caller's speech: what came before the first quiet frame is handed off at once, so the
+    hand-offs after it end on whole 100 ms of quiet. The service's VAD ends a turn after a
+    silence of a whole number of 100 ms (``silence_duration_ms``: 200, 300, 500), and it
+    hears that silence end the moment its last frame arrives, not up to 80 ms later with the
+    next 100 ms boundary.
+    """
 
     live = True  # audio that arrives while reconnecting is dropped by the input pump
 
@@ -88,17 +113,34 @@ class CallSource:
         # When the provider last sent audio: the supervisor's sweep ends a call whose media
         # stopped (a caller that vanished without closing its socket).
         self.last_fed = time.monotonic()
+        # μ-law: a frame is quiet when few of its samples are above QUIET_DBFS (a C-speed
+        # count: the codes of quiet samples are deleted, what is left is counted)
+        self._quiet_codes = _QUIET_ULAW if fmt.sample_width == 1 else None
+        self._voiced = False  # the last frame was speech
+        self._cut = 0  # frames at the head of the queue to hand off at once (speech ended)
+        self.speech_ends = 0
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes, quiet: bool | None = None) -> None:
+        """One frame from the provider; ``quiet``: the provider says it is silence (ACS's
+        ``silent``), None: measured here (μ-law) or not known (PCM)."""
         if self.closed or not data:
             return
         self.last_fed = time.monotonic()
+        if quiet is None and self._quiet_codes is not None:
+            quiet = len(data.translate(None, self._quiet_codes)) < _LOUD_SAMPLES
+        if quiet is not None:
+            if quiet and self._voiced and self._queue:
+                self._cut = len(self._queue)  # the speech before this frame: now
+                self.speech_ends += 1
+                self._wake.set()
+            self._voiced = not quiet
         self._queue.append(data)
         self._queued += len(data)
         while self._queued > self._limit:  # a stalled reader never grows memory without bound
             old = self._queue.popleft()
             self._queued -= len(old)
             self.dropped_bytes += len(old)
+            self._cut = max(0, self._cut - 1)
         if self._queued >= self._handoff:
             self._wake.set()
 
@@ -106,6 +148,13 @@ class CallSource:
         while True:
             # Checked before every wait: audio that came while the reader was busy with the
             # last hand-off is handed off now, not one frame later (no lost wake-up).
+            if self._cut:
+                queue, n = self._queue, self._cut
+                data = b"".join([queue.popleft() for _ in range(n)])
+                self._cut = 0
+                self._queued -= len(data)
+                yield data  # the speech before the caller went quiet
+                continue
             if self._queued >= self._handoff or (self._queue and self.closed):
                 data = b"".join(self._queue)  # one hand-off: what has come since the last
                 self._queue.clear()
@@ -133,9 +182,12 @@ class CallPlayer:
     real time from the moment a frame arrives.
     """
 
-    def __init__(self, fmt: AudioFormat, *, lead_ms: int = LEAD_MS) -> None:
+    def __init__(
+        self, fmt: AudioFormat, *, lead_ms: int = LEAD_MS, refill_ms: int = REFILL_MS
+    ) -> None:
         self.fmt = fmt
         self.lead_s = lead_ms / 1000
+        self.low_s = max(0, lead_ms - refill_ms) / 1000  # a refill starts below this
         # Below this much audio ahead of the caller, new audio is sent at once, not at the
         # next tick: the first frame of a reply, or a caller about to run dry.
         self.urgent_s = min(self.lead_s, URGENT_MS / 1000)
@@ -290,12 +342,24 @@ class CallPlayer:
             await clock.close()
 
     async def service(self, now: float, due_at: float) -> None:
-        """Send what is due: an owed clear first, then frames until the caller's buffer holds
-        ``lead_ms``. ``due_at`` is when the clock should have served this player (its tick, or
-        when it became urgent): a frame's added delay is counted from then."""
+        """Send what is due: an owed clear first, then, once the caller's buffer is down to
+        ``lead_ms - refill_ms``, frames until it holds ``lead_ms`` again (a refill: a few
+        frames and their mark, written to the socket at once). ``due_at`` is when the clock
+        should have served this player (its tick, or when it became urgent): a frame's added
+        delay is counted from then."""
         transport = self.transport
         assert transport is not None
+        try:
+            await self._fill(transport, now, due_at)
+        finally:
+            flush = getattr(transport, "flush", None)
+            if flush is not None:
+                flush()  # the refill's frames and marks: one socket write
+
+    async def _fill(self, transport: Transport, now: float, due_at: float) -> None:
         writable = getattr(transport, "writable", None)
+        if not self._clear and self._end - now >= self.low_s:
+            return  # the caller's buffer is above the refill mark
         while not self._closed:
             if self._clear:
                 self._clear = False

@@ -14,15 +14,20 @@ Two things do not wait for the tick:
 
 The clock never waits on one call's socket: a player whose socket has a backlog (its peer
 stopped reading) is skipped until it drains (:meth:`CallPlayer.service` checks), and a send
-that fails ends that player's outbound audio only. Players are served in an order rotated at
-each tick, so no call is always the last one served. The clock's task runs while at least
+that fails ends that player's outbound audio only. Each pass starts at a random player, so no
+call is always the last one served. The clock's task runs while at least
 one player is registered; it is owned here and awaited by :meth:`MediaClock.close`.
+
+A player is served when its caller's buffer is down to the refill mark (``lead_ms -
+refill_ms``, 240 ms of 300): it then sends three or four frames and their mark in one socket
+write (:mod:`runner.serve.ws_batch`), so a call costs about 15 writes a second, not 60.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import TYPE_CHECKING
 
@@ -52,6 +57,7 @@ class MediaClock:
         self._waiter: asyncio.Future[None] | None = None
         self.ticks = 0  # timer wake-ups that served every active player
         self.urgent_wakeups = 0  # wake-ups for a player about to run dry, or a clear
+        self._random = random.Random().randrange  # where each pass starts in the order
         self.failed = 0  # players whose socket failed a send (their outbound audio ended)
 
     # ------------------------------------------------------------------ players
@@ -150,7 +156,9 @@ class MediaClock:
             if not self._active:
                 continue
             order = list(self._active)
-            k = self.ticks % len(order)  # rotated: no call is always served last
+            # A random start: no call is always served last, and no call's refill period can
+            # line up with a rotation's
+            k = self._random(len(order))
             for player in order[k:] + order[:k]:
                 await self._serve(player, time.monotonic(), due_at)
 

@@ -37,6 +37,7 @@ from runner.serve.calls_log import call_id_var
 from runner.serve.http import TooLarge, read_body
 from runner.serve.supervisor import Refused
 from runner.serve.telephony import Phones, route_name
+from runner.serve.ws_batch import BatchedSocket
 
 log = logging.getLogger("vlrun.serve.twilio")
 
@@ -111,26 +112,23 @@ class Signatures:
 
 
 class TwilioTransport:
-    """Outbound frames of one stream (built by the codec); only the media clock writes."""
+    """Outbound frames of one stream (built by the codec); only the media clock writes, a
+    refill's frames and marks in one socket write (:class:`BatchedSocket`)."""
 
-    def __init__(self, ws: Any, stream_sid: str, transport: Any = None) -> None:
-        self.ws = ws
+    def __init__(self, ws: Any, stream_sid: str, transport: Any) -> None:
         self.frames = codec.StreamEncoder(stream_sid)
-        self._transport = transport  # the request's asyncio transport: its write backlog
-
-    def writable(self) -> bool:
-        """The socket takes a frame without waiting (the clock never waits on one call)."""
-        transport = self._transport
-        return transport is None or transport.get_write_buffer_size() < BACKLOG_BYTES
+        self.out = BatchedSocket(ws, transport, BACKLOG_BYTES)
+        self.writable = self.out.writable
+        self.flush = self.out.flush
 
     async def send_audio(self, frame: bytes | memoryview) -> None:
-        await self.ws.send_str(self.frames.media(frame))
+        self.out.add(self.frames.media_bytes(frame))  # bytes: never a str to encode again
 
     async def send_mark(self, name: str) -> None:
-        await self.ws.send_str(self.frames.mark(name))
+        self.out.add(self.frames.mark(name).encode())
 
     async def send_clear(self) -> None:
-        await self.ws.send_str(self.frames.clear())
+        self.out.add(self.frames.clear().encode())
 
 
 class TwilioEdge:
