@@ -356,3 +356,23 @@ def test_repeats_give_pass_rates_and_the_gate_sets_the_exit_code(tmp_path: Path)
     assert failure is not None
     assert failure.get("message", "").startswith("2/4 runs passed (50%), ")
     assert "run 2: " in (failure.text or "") and "run 4: " in (failure.text or "")
+
+
+def test_a_gpt_live_scenario_names_the_turns_it_cannot_take(tmp_path: Path) -> None:
+    import shutil
+
+    for folder in ("profiles", "tools"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    (tmp_path / "pyproject.toml").touch()
+    (tmp_path / "s.yaml").write_text(
+        'scenario: keys to a duplex model\nprofile: profiles/gpt-live.yaml\nturns:\n  - dtmf: "1"\n'
+    )
+    result = run_scenario(load_scenario(tmp_path / "s.yaml"))
+    assert result.error == (
+        f"{tmp_path / 's.yaml'}:4: a GPT-Live scenario takes spoken and typed turns, not DTMF "
+        "keys\n    hint: GPT-Live decides itself when to yield to the caller"
+    )
+    # the session had started (the emulated GPT-Live said its greeting), and its lines are kept
+    assert result.lines == [
+        (-1, "assistant: [emulator] Hello! Ask me the time anywhere in the world.")
+    ]

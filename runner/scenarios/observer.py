@@ -30,6 +30,10 @@ class Observer(Transcript):
         self.lines: list[tuple[int, str]] = []
         self.turn = -1
         self.tool_outputs: dict[str, tuple[bool, str]] = {}
+        self.calls: list[tuple[int, str, str, str]] = []  # (turn, call id, name, arguments)
+        # (turn, how many events had arrived, text) of each reply said: a full-duplex turn
+        # (GPT-Live) is answered by a reply said after its delegations were answered
+        self.said: list[tuple[int, int, str]] = []
         self._changes = Changes()
         # Tool time: a turn's timeout_s does not count the time its tools run, each up to its
         # own timeout_s (the session's tool_timeouts), so a hung tool times out as its binding
@@ -87,10 +91,12 @@ class Observer(Transcript):
             turn = self.turns[-1]
             mark = " [interrupted]" if turn.interrupted else ""
             self._line(f"assistant: {turn.text}{mark}")
+            self.said.append((self.turn, len(self.events), turn.text))
         self._poke()
 
     def tool_call(self, call_id: str, name: str, arguments: str) -> None:
         self._line(f"[tool] {name}({arguments})")
+        self.calls.append((self.turn, call_id, name, arguments))
         limits = self.tool_limits
         limit = (
             float(limits.get(name, DEFAULT_TOOL_TIMEOUT_S))

@@ -46,6 +46,8 @@ from runner.scenarios.judged import EvalSettings
 from runner.scenarios.observer import Observer, settled
 from runner.scenarios.results import Failure, ScenarioResult, ToolCallSeen, TurnOutcome
 
+#: silence after a GPT-Live caller's words: its end of turn is read on the caller's stream
+DUPLEX_TAIL_MS = 1500
 BARGE_IN_EARLY_MS = 100  # playback may stop this much before the offset (timer granularity)
 PLAYBACK_MARGIN = 0.8  # the virtual speaker's rate relative to the emulator's (ScenarioPlayer)
 
@@ -177,10 +179,13 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
     payload, greeting, walk = flows.opening(
         profile, payload, greeting_event(profile), registry.schemas()
     )
+    from runner.live.gpt_live import audio_fields, is_gpt_live_start
+
     session = payload.get("session", {})
-    in_fmt, out_fmt = _formats(session)
-    td = _turn_detection(session)
-    tail_ms = int(td.get("silence_duration_ms") or 500) + 500
+    duplex = is_gpt_live_start(payload)  # GPT-Live: its own session, one format both ways
+    in_fmt, out_fmt = _formats(audio_fields(session) if duplex else session)
+    td = _turn_detection(session) if not duplex else {}
+    tail_ms = int(td.get("silence_duration_ms") or 500) + 500 if not duplex else DUPLEX_TAIL_MS
     observer = Observer(trace_path=settings.trace_path)
     player = ScenarioPlayer(out_fmt, speed * PLAYBACK_MARGIN if emulated else speed)
     source = ScenarioSource(in_fmt, speed)
@@ -192,29 +197,53 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
     try:
         async with endpoint_for(target, **options) as (endpoint, live_target):
             credential = make_credential(live_target)
-            live = LiveSession(
-                SessionSettings.of(
+            live: Any
+            if duplex:
+                from runner.live.gpt_live import GptLiveSession
+
+                from_profile = profile_settings(profile)
+                live = GptLiveSession(
+                    payload,
+                    target=live_target,
                     endpoint=endpoint,
-                    session_update=payload,
-                    lines=False,
+                    credential=credential,
+                    transcript=observer,
+                    player=player,
+                    source=source,
+                    registry=registry,
                     greeting=greeting,
-                    **profile_settings(profile),
-                    api_version=settings.api_version or live_target.api_version,
-                    max_reconnects=0,
-                ),
-                target=live_target,
-                credential=credential,
-                transcript=observer,
-                player=player,
-                source=source,
-                registry=registry,
-                flow=walk,
-            )
-            # tool time is not the turn's time
-            observer.tool_limits = live.settings.tool_timeouts
+                    lines=False,
+                    tool_timeouts=from_profile["tool_timeouts"],
+                    profile_name=from_profile["profile_name"],
+                    profile_vars=from_profile["profile_vars"],
+                    handle_signals=False,
+                )
+                observer.tool_limits = from_profile["tool_timeouts"]
+            else:
+                live = LiveSession(
+                    SessionSettings.of(
+                        endpoint=endpoint,
+                        session_update=payload,
+                        lines=False,
+                        greeting=greeting,
+                        **profile_settings(profile),
+                        api_version=settings.api_version or live_target.api_version,
+                        max_reconnects=0,
+                    ),
+                    target=live_target,
+                    credential=credential,
+                    transcript=observer,
+                    player=player,
+                    source=source,
+                    registry=registry,
+                    flow=walk,
+                )
+                # tool time is not the turn's time
+                observer.tool_limits = live.settings.tool_timeouts
             task = asyncio.create_task(live.run(), name="vlrun-scenario-session")
             try:
-                driver = _Driver(scenario, live, observer, player, source, registry, speed, tail_ms)
+                kind = _DuplexDriver if duplex else _Driver
+                driver = kind(scenario, live, observer, player, source, registry, speed, tail_ms)
                 driver.evals, driver.run_number = settings.evals, settings.repeat
                 with _chat(scenario, settings, endpoint if emulated else None, live_target) as chat:
                     driver.chat = chat
@@ -223,7 +252,7 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
                 live.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            result.lines = list(observer.lines)
+                result.lines = list(observer.lines)  # also when a turn could not be played
             if settings.timeline:
                 result.timeline = _timeline(observer, speed, out_fmt.rate, walk)
     finally:
@@ -409,7 +438,8 @@ class _Driver:
     def fail(self, result: ScenarioResult, path: PathKey, message: str, turn: int | None) -> None:
         result.failures.append(Failure(str(self.s.path), self.s.line(path), message, turn))
 
-    async def run(self, result: ScenarioResult) -> None:
+    async def opening(self) -> None:
+        """Until the session takes the first turn: confirmed, and its greeting said."""
         ok = await self.obs.wait(
             lambda: any(
                 d == "in" and e.get("type") == "session.updated" for _, d, e in self.obs.events
@@ -423,6 +453,9 @@ class _Driver:
         if self.live.greeting:
             await self.obs.wait(lambda: settled(self.obs.events), self.timeout)
             await self.player.drain()
+
+    async def run(self, result: ScenarioResult) -> None:
+        await self.opening()
         if self.chat is not None:
             self._heard(-1)  # the greeting, for the caller and the judge
         if self.caller_mode:
@@ -1007,6 +1040,96 @@ class _Driver:
                 f"barge-in at {at_ms} ms: playback was stopped early, at {o.stopped_at_ms} ms",
                 i,
             )
+
+
+class _DuplexDriver(_Driver):
+    """The turns of a GPT-Live scenario (runner.live.gpt_live): full duplex, so a turn has no
+    response to wait for. A turn is answered once every delegation it started has been
+    answered (its backend's last response ended after the runner's last response.create),
+    no tool is running, and the assistant has said something after that; the reply's end is
+    the session's own (its quiet after the last fragment)."""
+
+    async def opening(self) -> None:
+        await asyncio.wait_for(self.live.ready.wait(), self.timeout)  # session.started
+        if self.live.greeting:
+            await self.obs.wait(lambda: any(n == -1 for n, _, _ in self.obs.said), self.timeout)
+            await self.player.drain()
+
+    async def turn(
+        self,
+        i: int,
+        turn: Mapping[str, Any],
+        result: ScenarioResult,
+        *,
+        audio: bytes | None = None,
+    ) -> TurnOutcome:
+        where = self.s.where(self.base(i))
+        for key, what in (("dtmf", "DTMF keys"), ("image", "images"), ("barge_in", "barge_in")):
+            if key in turn:
+                raise VlrunError(
+                    f"{where}: a GPT-Live scenario takes spoken and typed turns, not {what}",
+                    hint="GPT-Live decides itself when to yield to the caller",
+                )
+        self.obs.turn = i
+        self.registry.mocks = {**(self.s.data.get("mocks") or {}), **(turn.get("mocks") or {})}
+        outcome = TurnOutcome(i)
+        mark, lines, said = len(self.obs.events), len(self.obs.lines), len(self.obs.said)
+        if "user" in turn:
+            self.live.feed_line(str(turn["user"]))
+        else:
+            fmt = self.source.fmt
+            if "wav" in turn:
+                from runner.live.audio import read_wav
+
+                pcm = read_wav(self.s.relative(turn["wav"]), fmt)
+            elif audio is not None:
+                from runner.scenarios.judged import to_rate
+
+                pcm = to_rate(audio, fmt.rate)
+            else:
+                pcm = await spoken(str(turn["say"]), fmt)
+            await self.source.speak(pcm, self.tail_ms)
+        outcome.settled = await self.obs.wait(lambda: self._answered(mark, said), self.timeout)
+        await self.player.drain()
+        for n, call_id, name, arguments in self.obs.calls:
+            if n == i:
+                ok, output = self.obs.tool_outputs.get(call_id, (None, None))
+                outcome.tool_calls.append(ToolCallSeen(name, call_id, arguments, output, ok))
+        outcome.reply = " ".join(text for n, _, text in self.obs.said if n == i).strip()
+        outcome.errors = [
+            text.removeprefix("error: ")
+            for _, text in self.obs.lines[lines:]
+            if text.startswith("error: ")
+        ]
+        self._evaluate(i, turn, outcome, result)
+        if self.chat is not None:
+            self._heard(i, _said(turn))
+            await self._judge_turn(i, turn, outcome, result)
+        return outcome
+
+    def _answered(self, mark: int, said: int) -> bool:
+        events = self.obs.since(mark)
+        opened = {
+            str((e.get("delegation") or {}).get("id"))
+            for _, d, e in events
+            if d == "in" and e.get("type") == "session.delegation.created"
+        }
+        ended: dict[str, int] = {}  # delegation -> index of its backend's last ended response
+        asked = -1  # the runner's last response.create (after tool outputs)
+        for k, (_, d, e) in enumerate(events):
+            kind = e.get("type")
+            if d == "in" and kind == "response.event":
+                inner = str((e.get("event") or {}).get("type") or "")
+                if inner in ("response.completed", "response.done", "response.failed"):
+                    ended[str(e.get("delegation_id"))] = k
+            elif d == "out" and kind == "response.create":
+                asked = k
+        if any(ended.get(did, -1) < asked or did not in ended for did in opened):
+            return False
+        if any(call_id not in self.obs.tool_outputs for _, call_id, _, _ in self.obs.calls):
+            return False
+        answered = mark + max(ended.values(), default=-1)
+        return any(at > answered for _, at, _ in self.obs.said[said:])
 
 
 #: What counts as the assistant answering (``silent_for_ms``): its reply, heard or read.
