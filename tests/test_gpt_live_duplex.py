@@ -129,3 +129,21 @@ def test_wire_helpers() -> None:
         "output_audio_format": "pcm16_16000hz",
         "voice": "marin",
     }
+
+
+def test_an_utterance_goes_on_while_its_audio_does() -> None:
+    """Slow speech: a word every 600 ms of the timeline, the audio contiguous between them; one
+    reply, its first word not preceded by a space."""
+    seen = Seen()
+    d = Duplex(seen)
+    for k, word in enumerate(["[emulator", " backend", " said", " this"]):
+        d.assistant_fragment(word, k * 600, k * 600 + 100)
+        for chunk in range(6):
+            d.assistant_audio(k * 600 + chunk * 100, k * 600 + chunk * 100 + 100)
+    d.flush()
+    assert [e for e in seen.log if e[0] == "reply"] == [
+        ("reply", "[emulator backend said this", False)
+    ]
+    d2 = Duplex(Seen())
+    d2.assistant_fragment(" Hello", 0, 100)
+    assert d2.sink.log == [("delta", "assistant_1", "Hello")]  # type: ignore[attr-defined]

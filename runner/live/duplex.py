@@ -142,12 +142,21 @@ class Duplex:
             if out.end_ms - out.start_ms > BACKCHANNEL_MAX_MS or out.words > BACKCHANNEL_MAX_WORDS:
                 out.kind = "reply"  # too long for a backchannel: a reply, shown from its start
                 self.replies += 1
-                self.sink.reply_delta(out.id, join(out.parts))
+                self.sink.reply_delta(out.id, join(out.parts).lstrip())
         else:
-            before = join(out.parts[:-1])
-            if before and delta and not before[-1].isspace() and not delta[0].isspace():
+            before = join(out.parts[:-1]).strip()
+            if not before:
+                delta = delta.lstrip()  # a line starts with its first word
+            elif delta and not before[-1].isspace() and not delta[0].isspace():
                 delta = " " + delta
             self.sink.reply_delta(out.id, delta)
+
+    def assistant_audio(self, start_ms: int, end_ms: int) -> None:
+        """The assistant's audio covers ``start_ms``-``end_ms``: an utterance goes on while its
+        audio does (transcript fragments may be a word per second of slow speech)."""
+        out = self.assistant
+        if out is not None and start_ms < out.end_ms + GAP_MS:
+            out.end_ms = max(out.end_ms, end_ms)
 
     def time_passed(self, now_ms: int) -> None:
         """The session's timeline reached ``now_ms`` (an output audio range, a usage update):

@@ -49,7 +49,7 @@ START_TIMEOUT_S = 10.0  # session.start -> session.started
 CLOSE_TIMEOUT_S = 5.0  # session.close -> session.closed
 #: wall-clock quiet after the last fragment that ends an utterance on screen (the timeline's
 #: own gap is 500 ms; audio arrives at real time, so a little more than that)
-QUIET_S = 1.2
+QUIET_S = 2.0
 #: the caller's audio above this level is voice (speech is -30 to -10 dBFS; a quiet room -60)
 VOICED_DBFS = -45.0
 _QUIT_WORDS = frozenset({"q", "quit", "exit", "/q", "/quit"})
@@ -528,9 +528,11 @@ class GptLiveSession:
         pcm = base64.b64decode(str(event.get("delta") or ""))
         item = self.duplex.assistant.id if self.duplex.assistant is not None else "gpt-live"
         self.player.write(item, pcm)
-        end = event.get("end_ms")
-        if isinstance(end, int):
+        start, end = event.get("start_ms"), event.get("end_ms")
+        if isinstance(start, int) and isinstance(end, int):  # optional (docs/gpt-live.md)
+            self.duplex.assistant_audio(start, end)
             self._timeline(end)
+            self._rearm_quiet()
         if self.life.eos_at is not None:
             latency = time.perf_counter() - self.life.eos_at
             self.metrics.turn_latency.append(latency)
@@ -593,6 +595,8 @@ class GptLiveSession:
         self.turn.moved("caller spoke")
 
     def reply_delta(self, utterance_id: str, delta: str) -> None:
+        if self.transcript.streaming != utterance_id:
+            delta = delta.lstrip()  # its line starts again (a caller's line came in between)
         self.transcript.assistant_delta(utterance_id, delta)
 
     def reply_done(self, utterance_id: str, text: str, *, yielded: bool) -> None:
