@@ -682,6 +682,10 @@ class Host:
             finally:
                 conv._images.close()
                 await cancel_and_wait(images, timeout=2.0)
+                if images.done() and not images.cancelled() and images.exception() is not None:
+                    log.warning(
+                        "conversation %s: image turns failed: %r", conv.id, images.exception()
+                    )
             conv.code = code
             log.info("conversation %s ended (exit %d)", conv.id, code)
             return code
