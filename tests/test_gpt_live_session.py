@@ -359,3 +359,19 @@ def test_vlrun_run_speaks_to_gpt_live_from_a_wav(run_cli: Any, tmp_path: Path) -
     ]
     with wave.open(str(tmp_path / "out.wav")) as out:
         assert out.getframerate() == 24000 and out.getnframes() > 2400
+
+
+async def test_a_wrong_key_is_one_clear_error() -> None:
+    from runner.errors import AuthError
+
+    async with desk() as (live_desk, endpoint):
+        session, _ = _session(endpoint, {})
+        session.credential = AzureKeyCredential("not-the-key")
+        try:
+            await asyncio.wait_for(session.run(), 10)
+        except AuthError as exc:
+            assert "refused the API key" in exc.message and "HTTP 401" in exc.message
+        else:
+            raise AssertionError("a wrong key was accepted")
+        assert live_desk.sessions == []
+    assert session.end_reason == "connect_failed"
