@@ -492,7 +492,7 @@ async def test_responses_delegation_calls_the_profiles_tool_and_speaks_the_resul
             for e in answer
             if e["type"] == "response.event" and e["event"]["type"] == "response.output_text.done"
         )
-        assert text == "[emulator backend gpt-5.4-mini] get_weather returned c 7"
+        assert text == "[emulator] (backend gpt-5.4-mini) get_weather returned c 7"
         spoken_part = await said_until(ws, "returned c 7")
         # the live model says the backend's words, after its filler
         assert said(events + answer + spoken_part) == "[emulator] One moment. " + text
@@ -527,7 +527,7 @@ async def test_a_typed_turn_goes_to_the_backend_and_a_web_search_runs_there() ->
         ]
         spoken_text = await said_until(ws, 'for "latest news from Oslo"')
         assert said(events + spoken_text) == (
-            "[emulator backend gpt-5.4-mini] no web search was run; an emulated result for "
+            "[emulator] (backend gpt-5.4-mini) no web search was run; an emulated result for "
             '"latest news from Oslo"'
         )
 

@@ -946,7 +946,7 @@ class LiveSession:
         """The backend's answer: streamed in envelopes, then said by the live model."""
         model = self._backend().get("model", "")
         plain = text.removeprefix("[emulator] ")
-        answer = f"[emulator backend {model}] {plain}"
+        answer = f"[emulator] (backend {model}) {plain}"  # every spoken output: [emulator]
         index = len(output)
         item: dict[str, Any] = {
             "type": "message",
