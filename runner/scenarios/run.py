@@ -1070,6 +1070,13 @@ class _DuplexDriver(_Driver):
                     f"{where}: a GPT-Live scenario takes spoken and typed turns, not {what}",
                     hint="GPT-Live decides itself when to yield to the caller",
                 )
+        for key in ("silent_for_ms", "tool_cancelled"):
+            if key in (turn.get("expect") or {}):  # never a silent pass
+                raise VlrunError(
+                    f"{self.s.where((*self.base(i), 'expect', key))}: `{key}` is not measured "
+                    "on GPT-Live yet",
+                    hint="leave it out of a GPT-Live scenario",
+                )
         self.obs.turn = i
         self.registry.mocks = {**(self.s.data.get("mocks") or {}), **(turn.get("mocks") or {})}
         outcome = TurnOutcome(i)
