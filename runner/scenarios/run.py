@@ -278,6 +278,13 @@ async def _run_phone(scenario: Scenario, settings: RunSettings, result: Scenario
         scenario.profile_path, vars=vars_, sets=tuple(scenario.data.get("set") or ())
     )
     result.profile, result.loaded_profile = str(scenario.profile_path), profile
+    for i, turn in enumerate(scenario.turns):
+        if "silent_for_ms" in (turn.get("expect") or {}):  # never a silent pass
+            raise VlrunError(
+                f"{scenario.where(('turns', i, 'expect', 'silent_for_ms'))}: `silent_for_ms` "
+                "is not measured over a phone line yet",
+                hint="run this scenario without --via",
+            )
     run = await run_via_phone(scenario, str(settings.via))
     line = _PhoneLine(profile)
     checks = _Driver.checker(scenario, line)
