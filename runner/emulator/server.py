@@ -90,6 +90,7 @@ class Emulator:
             api_key=api_key,
             session_limit_s=session_limit_s,
             use_espeak=use_espeak,
+            record_audio=record_audio,
         )
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -435,7 +436,7 @@ def emulator_thread(**kwargs: Any) -> Iterator[Emulator]:
 def uptime_banner(emu: Emulator) -> str:
     return (
         f"vlrun Voice Live EMULATOR (not Azure) listening on {emu.endpoint}\n"
-        f"  WebSocket path: {PATH_SUFFIX}; speed x{emu.speed:g}; "
+        f"  WebSocket path: {PATH_SUFFIX} (GPT-Live: /openai/v1/live); speed x{emu.speed:g}; "
         f"{'api key required' if emu.api_key else 'any key accepted'}; "
         f"script: {emu.script.source if emu.script else 'built-in'}; "
         f"started {time.strftime('%H:%M:%S')}"
