@@ -44,7 +44,9 @@ def get_weather(city: str) -> dict:
 
 
 @contextlib.asynccontextmanager
-async def desk(script: dict[str, Any] | None = None) -> AsyncIterator[tuple[LiveDesk, str]]:
+async def desk(
+    script: dict[str, Any] | None = None, agent: Any = None
+) -> AsyncIterator[tuple[LiveDesk, str]]:
     sessions: list[SessionRecord] = []
     live = LiveDesk(
         sessions,
@@ -58,6 +60,8 @@ async def desk(script: dict[str, Any] | None = None) -> AsyncIterator[tuple[Live
     )
     app = web.Application()
     live.add_routes(app)
+    if agent is not None:  # a Foundry project's Responses API beside it (same host)
+        app.router.add_post("/api/projects/{project}/openai/v1/responses", agent.handle)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -375,3 +379,70 @@ async def test_a_wrong_key_is_one_clear_error() -> None:
             raise AssertionError("a wrong key was accepted")
         assert live_desk.sessions == []
     assert session.end_reason == "connect_failed"
+
+
+class Agent:
+    """A Foundry project's Responses API on loopback, answering as one agent would."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.asked: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.asked.append((request.match_info["project"], body, dict(request.headers)))
+        if self.status != 200:
+            return web.json_response({"error": {"message": "agent is busy"}}, status=self.status)
+        answer = {"type": "output_text", "text": "It is 18 degrees in Paris."}
+        return web.json_response({"output": [{"type": "message", "content": [answer]}]})
+
+
+DELEGATE = {"turns": [{"turn": 1, "transcript": "what is the weather in Paris?"}]}
+
+
+async def _client_delegation(agent: Agent) -> tuple[GptLiveSession, LiveDesk]:
+    from runner.live.agent_backend import FoundryAgentBackend
+
+    async with desk(DELEGATE, agent) as (live_desk, endpoint):
+        caller = Caller()
+        session, _ = _session(endpoint, {}, source=caller)
+        session.client_backend = FoundryAgentBackend(
+            endpoint, "desk-agent", "proj", AzureKeyCredential(KEY)
+        )
+        caller.say(voice(1200) + quiet(800))
+        caller.end()
+        assert await asyncio.wait_for(session.run(), 30) == 0
+        return session, live_desk
+
+
+async def test_a_client_delegation_is_answered_by_the_profiles_foundry_agent() -> None:
+    agent = Agent()
+    session, live_desk = await _client_delegation(agent)
+    ((project, body, headers),) = agent.asked
+    assert project == "proj" and headers.get("api-key") == KEY
+    assert body["agent"] == {"name": "desk-agent", "type": "agent_reference"}
+    assert body["input"] == [{"role": "user", "content": "what is the weather in Paris?"}]
+    record = live_desk.sessions[-1]
+    created = next(e for e in record.sent if e["type"] == "session.delegation.created")
+    appended = [e for e in record.received if e["type"] == "session.commentary.append"]
+    assert appended == [
+        {
+            "type": "session.commentary.append",
+            "delegation_id": created["delegation"]["id"],
+            "content": "It is 18 degrees in Paris.",
+        }
+    ]
+    said = [t.text for t in session.transcript.turns if t.role == "assistant"]
+    assert any("It is 18 degrees in Paris." in text for text in said), said
+
+
+async def test_an_agent_that_cannot_answer_is_said_and_the_model_told_quietly() -> None:
+    session, live_desk = await _client_delegation(Agent(status=503))
+    transcript = session.transcript
+    assert isinstance(transcript, Watched)
+    assert (
+        "warning: Foundry agent desk-agent (project proj) answered HTTP 503: agent is busy"
+        in transcript.err_text
+    )
+    received = [e["type"] for e in live_desk.sessions[-1].received]
+    assert "session.thinking.append" in received and "session.commentary.append" not in received

@@ -291,6 +291,7 @@ async def _converse_gpt_live(
     settings = profile_settings(profile)
     live = GptLiveSession(
         payload,
+        client_backend=_agent_backend(profile, endpoint, credential),
         target=target,
         endpoint=endpoint,
         credential=credential,
@@ -328,6 +329,17 @@ async def _converse_gpt_live(
             file=sys.stderr,
         )
     return int(code)
+
+
+def _agent_backend(profile: Any, endpoint: str, credential: Any) -> Any:
+    """The Foundry agent a GPT-Live profile delegates to (gpt_live.delegation.agent), if any."""
+    from runner.config.gpt_live import delegation_agent
+    from runner.live.agent_backend import FoundryAgentBackend
+
+    agent = delegation_agent(getattr(profile, "settings", None) or {})
+    if agent is None:
+        return None
+    return FoundryAgentBackend(endpoint, agent[0], agent[1], credential)
 
 
 def emulator_speed(options: RunOptions) -> float:

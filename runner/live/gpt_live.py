@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from runner.errors import ConfigError, ConnectError
+from runner.errors import ConfigError, ConnectError, VlrunError
 from runner.live.audio import Player, Source
 from runner.live.connect import Target, connect_failure
 from runner.live.duplex import Duplex
@@ -123,6 +123,7 @@ class GptLiveSession:
         profile_name: str = "",
         profile_vars: Mapping[str, Any] | None = None,
         handle_signals: bool = True,
+        client_backend: Any = None,
     ) -> None:
         self.start_event = dict(start)
         self.session_config: dict[str, Any] = dict(start.get("session") or {})
@@ -141,6 +142,9 @@ class GptLiveSession:
         self.profile_name = profile_name
         self.profile_vars = dict(profile_vars or {})
         self.handle_signals = handle_signals
+        # answers client delegations (runner/live/agent_backend.py); None: nobody does
+        self.client_backend = client_backend
+        self._asked: list[str] = []  # the caller's words since the last client delegation
         self.life = Life()
         self.turn = TurnState()
         self.metrics = Metrics()
@@ -588,6 +592,7 @@ class GptLiveSession:
     # ------------------------------------------------------------------ what the duplex saw
 
     def caller_said(self, utterance_id: str, text: str) -> None:
+        self._asked = [*self._asked[-19:], text]
         self._caller_turns += 1
         self._reply_mark = self._replies_done
         self.transcript.user(utterance_id, text)
@@ -628,20 +633,44 @@ class GptLiveSession:
             self.tasks.spawn(self._answer_client(did), f"vlrun-delegation-{did}")
 
     async def _answer_client(self, delegation_id: str) -> None:
-        """Client delegation: vlrun has no backend of its own to ask yet (a Foundry agent is
-        not called): the model is told so quietly, and the console says so once."""
-        self.transcript.warning(
-            "GPT-Live asked vlrun to answer a delegation; vlrun does not call a Foundry agent "
-            "for client delegation yet, so the model is told there is no answer"
-        )
+        """Client delegation: the caller's words since the last one go to the profile's Foundry
+        agent, and its answer comes back as commentary (said aloud). With no agent, or one
+        that cannot answer, the model is told quietly that there is no answer."""
+        open_caller = self.duplex.caller.text if self.duplex.caller is not None else ""
+        question = " ".join([*self._asked, open_caller]).strip()
+        self._asked = []
+        answer: str | None = None
+        backend = self.client_backend
         try:
-            await self._send(
-                {
-                    "type": "session.thinking.append",
-                    "delegation_id": delegation_id,
-                    "content": "No backend answered this delegation; say you cannot look it up.",
-                }
-            )
+            if backend is None:
+                self.transcript.warning(
+                    "GPT-Live asked vlrun to answer a delegation and the profile names no "
+                    "agent (gpt_live.delegation.agent); the model is told there is no answer"
+                )
+            else:
+                try:
+                    answer = await backend.ask(question or "(the caller said nothing yet)")
+                except VlrunError as exc:
+                    self.transcript.warning(f"{exc.message}; the model is told there is no answer")
+            if answer:
+                self.transcript.notice(f"{backend.describe()} answered delegation {delegation_id}")
+                self.transcript.conv_note(f"agent answer ({delegation_id}): {clean_line(answer)}")
+                await self._send(
+                    {
+                        "type": "session.commentary.append",
+                        "delegation_id": delegation_id,
+                        "content": answer,
+                    }
+                )
+            else:
+                await self._send(
+                    {
+                        "type": "session.thinking.append",
+                        "delegation_id": delegation_id,
+                        "content": "No backend answered this delegation; say you cannot look "
+                        "it up.",
+                    }
+                )
         finally:
             self._open.discard(delegation_id)
             self.turn.moved("delegation answered")
