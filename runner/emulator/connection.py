@@ -41,7 +41,7 @@ from runner.emulator.input_audio import InputAudio
 from runner.emulator.model import Script, ScriptedModel
 from runner.emulator.outbox import Outbox, Tasks
 from runner.emulator.record import SessionRecord
-from runner.emulator.responses import Responses
+from runner.emulator.responses import PaceClock, Responses
 from runner.emulator.session_update import (
     apply_session_update,
     check_history,
@@ -99,6 +99,7 @@ class Connection:
         abort: Callable[[], None],
         fidelity: Fidelity | None = None,
         mcp_latency_ms: float | None = None,
+        clock: PaceClock | None = None,
     ) -> None:
         self._ws, self._record = ws, record
         self._api_version, self._session_limit_s = api_version, session_limit_s
@@ -141,6 +142,7 @@ class Connection:
             self._tasks,
             speed=speed,
             use_espeak=use_espeak,
+            clock=clock,
         )
         self.audio = InputAudio(
             self.outbox, self.conversation, self._model, self.responses, self._tasks, record.stats

@@ -29,6 +29,22 @@ CHARS_PER_TOKEN = 4
 INTERIM_LLM_TEXT = "[emulator interim] One moment, please."
 
 
+class PaceClock:
+    """Where a response's pacing reads the time and waits: the monotonic clock.
+
+    A test passes its own (virtual time that moves when waited on) to check the pace a reply
+    is sent at without timing anything (tests/test_emulator_pace.py).
+    """
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def wait(self, wake: asyncio.Event, seconds: float) -> None:
+        """Wait ``seconds``, or less if ``wake`` is set (a cancel)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
+
+
 class Responses:
     """The ``response.*`` handlers and the response task.
 
@@ -47,10 +63,12 @@ class Responses:
         *,
         speed: float,
         use_espeak: bool,
+        clock: PaceClock | None = None,
     ) -> None:
         self._outbox, self._conv, self._model = outbox, conversation, model
         self._tools, self._tasks = tools, tasks
         self._speed, self._use_espeak = speed, use_espeak
+        self._clock = clock if clock is not None else PaceClock()
         self._active: Response | None = None
         self._voice_locked = False
         self._interims = 0  # interim responses said on this connection (static texts take turns)
@@ -110,7 +128,7 @@ class Responses:
         if truncate and response.audio_item and response.audio_started is not None:
             item = self._conv.items.get(response.audio_item)
             if item is not None:
-                played = (time.monotonic() - response.audio_started) * 1000 * self._pace()
+                played = (self._clock.now() - response.audio_started) * 1000 * self._pace()
                 await self._conv.truncate(item, int(min(played, response.audio_sent_ms)))
 
     def _pace(self) -> float:
@@ -175,8 +193,7 @@ class Responses:
         if seconds <= 0:
             await asyncio.sleep(0)
         else:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(response.wake.wait(), seconds)
+            await self._clock.wait(response.wake, seconds)
         return response.cancel_reason is None
 
     def _shape(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -422,7 +439,7 @@ class Responses:
             chunk = rate * 2 * AUDIO_CHUNK_MS // 1000
             chunks = [pcm[i : i + chunk] for i in range(0, len(pcm), chunk)] or [b""]
             response.audio_item, item["_audio_ms"] = item["id"], 0
-            start = time.monotonic()
+            start = self._clock.now()
             response.audio_started = start
             self._voice_locked = True
             for k, piece in enumerate(chunks):
@@ -452,7 +469,7 @@ class Responses:
                 response.audio_sent_ms = item["_audio_ms"] = audio_ms
                 for mark in marks.upto(audio_ms) if marks.active else ():
                     await self._outbox.send(mark)
-                ahead = start + audio_ms / 1000 / self._pace() - time.monotonic()
+                ahead = start + audio_ms / 1000 / self._pace() - self._clock.now()
                 if not await self._wait(response, ahead):
                     break
         else:

@@ -26,6 +26,7 @@ from runner.emulator.fidelity import Fidelity
 from runner.emulator.gpt_live import LiveDesk, voice_live_refusal
 from runner.emulator.model import Script, load_script
 from runner.emulator.record import SessionRecord
+from runner.emulator.responses import PaceClock
 from runner.emulator.sip import DECISION_TIMEOUT_S, SipDesk
 
 PATH_SUFFIX = "/voice-live/realtime"
@@ -57,8 +58,10 @@ class Emulator:
         record_audio: bool = True,
         mcp_latency_ms: float | None = None,
         sip_decision_timeout_s: float = DECISION_TIMEOUT_S,
+        clock: PaceClock | None = None,
     ) -> None:
         self.mcp_latency_ms = mcp_latency_ms
+        self.clock = clock  # None: the monotonic clock paces replies (a test gives its own)
         self.fidelity = Fidelity()  # the assumptions this run made, each reported once
         self.script = (
             scenario if isinstance(scenario, Script) or scenario is None else load_script(scenario)
@@ -273,6 +276,7 @@ class Emulator:
             abort=lambda: _abort(request),
             fidelity=self.fidelity,
             mcp_latency_ms=self.mcp_latency_ms,
+            clock=self.clock,
         )
         try:
             if opened is not None:
