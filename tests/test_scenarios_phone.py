@@ -29,11 +29,10 @@ def test_a_scenario_over_a_phone_line_is_checked_like_any_other() -> None:
     assert any(line.startswith('        [tool] record_collect -> {"ok": true') for line in lines)
 
 
-def test_via_names_the_phone_lines_it_can_ring() -> None:
-    proc = run_cli("test", REL, "--via", "acs")
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "--via acs: not a phone line vlrun test can ring yet" in proc.stderr
-    assert "hint: use one of twilio" in proc.stderr
+def test_via_plays_against_the_emulator_only() -> None:
     proc = run_cli("test", REL, "--via", "twilio", "--endpoint", "https://x.example.com")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--via plays the call against the emulator; it does not take --endpoint" in proc.stderr
+    proc = run_cli("test", REL, "--via", "fax")
     assert proc.returncode == 2
-    assert "--via plays the call against the emulator" in proc.stderr
+    assert "'fax' is not one of 'twilio', 'acs', 'sip'" in proc.stderr
