@@ -278,8 +278,8 @@ async def _run_phone(scenario: Scenario, settings: RunSettings, result: Scenario
         scenario.profile_path, vars=vars_, sets=tuple(scenario.data.get("set") or ())
     )
     result.profile, result.loaded_profile = str(scenario.profile_path), profile
-    for i, turn in enumerate(scenario.turns):
-        if "silent_for_ms" in (turn.get("expect") or {}):  # never a silent pass
+    for i, written in enumerate(scenario.turns):
+        if "silent_for_ms" in (written.get("expect") or {}):  # never a silent pass
             raise VlrunError(
                 f"{scenario.where(('turns', i, 'expect', 'silent_for_ms'))}: `silent_for_ms` "
                 "is not measured over a phone line yet",
