@@ -46,7 +46,8 @@ PATH = "/openai/v1/live"  # docs/gpt-live.md "Connection" (FHOW, FREF)
 #: Entra scope for the Azure OpenAI resource GPT-Live is served from
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
 START_TIMEOUT_S = 10.0  # session.start -> session.started
-CLOSE_TIMEOUT_S = 5.0  # session.close -> session.closed
+CLOSE_TIMEOUT_S = 5.0  # session.close -> session.closed, after q or the end of input
+STOP_CLOSE_TIMEOUT_S = 0.5  # ... after Ctrl+C (ends now: the close is a courtesy)
 #: wall-clock quiet after the last fragment that ends an utterance on screen (the timeline's
 #: own gap is 500 ms; audio arrives at real time, so a little more than that)
 QUIET_S = 2.0
@@ -163,6 +164,7 @@ class GptLiveSession:
         self._timeline_ms = 0
         self._replies_done = 0
         self._caller_turns = 0
+        self._graceful = False  # q or the end of input (not Ctrl+C): the close is waited for
 
     # ------------------------------------------------------------------ the console surface
 
@@ -337,8 +339,9 @@ class GptLiveSession:
         """``session.close``; the service drains and answers ``session.closed`` (bounded)."""
         with contextlib.suppress(Exception):
             await self._send({"type": "session.close"})
+        wait = CLOSE_TIMEOUT_S if self._graceful else STOP_CLOSE_TIMEOUT_S
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._closed.wait()), CLOSE_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.shield(self._closed.wait()), wait)
 
     def _take_line(self, line: str | None, taken: Any) -> None:
         self.feed_line(line)
@@ -446,6 +449,7 @@ class GptLiveSession:
                 self.transcript.notice("input ended; no reply came, stopping")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.player.drain(), self.finish_timeout_s)
+        self._graceful = True
         self.stop()
 
     def _calls_running(self) -> bool:
