@@ -253,6 +253,39 @@ def test_the_mic_meter_never_swallows_typed_text(
         assert "-- session: " in pane.history()
 
 
+def test_gpt_live_at_the_drawn_console(tmp_path: Path, cli_env: Any) -> None:
+    """A GPT-Live profile in the terminal: the greeting, a typed turn delegated to the backend
+    with the profile's tool, the spoken answer above the input line, q ends after it."""
+    from tests.test_gpt_live_session import GL_PROFILE, KEY, WEATHER_TOOL, desk_thread
+
+    need_tmux()
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "weather.py").write_text(WEATHER_TOOL, encoding="utf-8")
+    (tmp_path / "gl.yaml").write_text(GL_PROFILE, encoding="utf-8")
+    with desk_thread() as (_, endpoint):
+        pane = Pane(
+            ["run", "gl.yaml", "--endpoint", endpoint, "--text", "--logs", "-"],
+            cwd=tmp_path,
+            env=cli_env({"AZURE_VOICELIVE_API_KEY": KEY}),
+        )
+        try:
+            pane.wait_text("assistant: [emulator] Welcome to the weather desk.")
+            pane.wait("the status line", lambda: "type a message" in pane.status())
+            pane.type("what is the weather in Paris?")
+            pane.key("Enter")
+            pane.wait_text("[tool] get_weather -> ")
+            pane.wait_text("get_weather returned")
+            pane.type("q")
+            pane.key("Enter")
+            assert pane.exit_code() == 0
+            history = pane.history()
+        finally:
+            pane.close()
+    assert "you: what is the weather in Paris?" in history
+    assert re.search(r"^-- session: .*; 0 backchannel\(s\), 0 yield\(s\)$", history, re.M)
+    assert "Traceback" not in history and "\x1b" not in history
+
+
 # ---------------------------------------------------------------- the parts, without a terminal
 
 
