@@ -34,6 +34,14 @@ Per step, over the measured window, it reports:
 ``--variant NAME=DIR`` (repeated) starts one worker per source tree against the same emulator
 and runs each step on each in turn, so a change is measured against the code before it on the
 same machine at the same time (``git archive HEAD | tar -x -C DIR`` makes a tree).
+``--peer pipecat`` runs a Pipecat Twilio bot (``bench/pipecat_bot.py``: its
+``TwilioFrameSerializer``, its FastAPI WebSocket transport and its Azure Voice Live service,
+pointed at the same emulator) as one more variant, alternating with vlrun under the same
+callers; its virtualenv (``bench/.venv-pipecat``, git-ignored) is made from PyPI on first use.
+Pipecat counts no frame delays or underruns, so those columns are blank for it; what the
+callers hear (gaps, turn latency) and what its process costs are measured as for vlrun.
+``worker_cpu_us_per_frame`` is the worker's CPU per media frame it relayed (both ways): a
+step where calls failed or stalled relayed less, and its CPU per call says less.
 The largest N that meets both audio targets, with no failed call, is the result. The callers
 share the machine's 2 cores with the worker and the emulator, so the figure is a floor for
 the worker.

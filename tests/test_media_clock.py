@@ -264,3 +264,21 @@ async def test_a_refill_is_one_socket_write_and_a_closed_socket_ends_the_call() 
     out.add(b"late")
     with pytest.raises(ConnectionResetError):
         out.flush()
+
+
+async def test_an_idle_clock_does_not_tick_and_wakes_for_the_next_reply() -> None:
+    """Between replies no call has audio to send: the clock waits without ticking, and new
+    audio for any call wakes it (here the ticks are ten seconds apart: only the wake-up can
+    send the second write, which is not urgent, its caller having 100 ms in hand)."""
+    clock = MediaClock(tick_ms=10_000)
+    log: list[tuple[int, str]] = []
+    [(player, wire)] = players(clock, 1, log)
+    try:
+        player.write("reply", bytes(MULAW.bytes_for_ms(100)))
+        await until(lambda: len(wire.frames) == 5)
+        await until(lambda: not player.has_work())
+        player.write("reply", bytes(MULAW.bytes_for_ms(100)))  # 100 ms still in the buffer
+        await until(lambda: len(wire.frames) == 10)
+        assert clock.idle_timeouts == 0  # woken by the write, not by the idle wait's deadline
+    finally:
+        await clock.close()

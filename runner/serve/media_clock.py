@@ -3,8 +3,9 @@
 A player per call used to own a task that slept until its caller's buffer was down to the
 refill mark: one timer and one task wake-up per call every 60 ms, about 3,300 wake-ups a
 second at 200 calls, each costing more than the frames it sent. The clock ticks every 20 ms
-for the whole worker (50 wake-ups a second, whatever the number of calls) and, at each tick,
-asks every player with something to send to send what is due (:meth:`CallPlayer.service`).
+for the whole worker (50 wake-ups a second, whatever the number of calls, and none while no
+call has audio to send) and, at each tick, asks every player with something to send to send
+what is due (:meth:`CallPlayer.service`).
 
 Two things do not wait for the tick:
 - a player whose caller is about to run dry (the first frame of a reply, whose caller has
@@ -37,12 +38,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("vlrun.serve.clock")
 
 TICK_MS = 20  # one frame: each active player tops its caller's buffer up to its lead
+IDLE_WAIT_S = 1.0  # the longest an idle clock waits before looking again
 CLOSE_TIMEOUT_S = 5.0  # close() waits this long for the clock's last pass
 
 
-def _release(waiter: asyncio.Future[None]) -> None:
+def _release(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
-        waiter.set_result(None)
+        waiter.set_result(True)
 
 
 class MediaClock:
@@ -54,10 +56,11 @@ class MediaClock:
         self._active: dict[CallPlayer, None] = {}  # with something to send or a clear owed
         self._urgent: dict[CallPlayer, float] = {}  # -> when it became urgent
         self._task: asyncio.Task[None] | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[bool] | None = None
         self.ticks = 0  # timer wake-ups that served every active player
         self.urgent_wakeups = 0  # wake-ups for a player about to run dry, or a clear
         self._random = random.Random().randrange  # where each pass starts in the order
+        self.idle_timeouts = 0  # idle waits that ended by their deadline, not a wake-up
         self.failed = 0  # players whose socket failed a send (their outbound audio ended)
 
     # ------------------------------------------------------------------ players
@@ -89,6 +92,8 @@ class MediaClock:
         """``player`` has something to send; ``urgent``: now, not at the next tick."""
         if player not in self._players:
             return
+        if not self._active:
+            self._wake()  # an idle clock waits without ticking: it ticks again from now
         self._active[player] = None
         if urgent and player not in self._urgent:
             self._urgent[player] = time.monotonic()
@@ -138,15 +143,16 @@ class MediaClock:
                 for player, since in urgent.items():
                     await self._serve(player, now, since)
                 continue
+            if not self._active:
+                # Nothing to send (calls between replies): no tick until a player has
+                # something (due() wakes the clock); the deadline only bounds the wait.
+                if not await self._wait(loop, IDLE_WAIT_S):
+                    self.idle_timeouts += 1
+                next_tick = time.monotonic()  # serve what came at once, then tick from there
+                continue
             if now < next_tick:
                 # a deadline on the wait: the next tick, or earlier if a player is urgent
-                waiter = self._waiter = loop.create_future()
-                handle = loop.call_later(next_tick - now, _release, waiter)
-                try:
-                    await waiter
-                finally:
-                    handle.cancel()
-                    self._waiter = None
+                await self._wait(loop, next_tick - now)
                 continue
             due_at = next_tick
             next_tick += self.tick_s
@@ -161,6 +167,17 @@ class MediaClock:
             k = self._random(len(order))
             for player in order[k:] + order[:k]:
                 await self._serve(player, time.monotonic(), due_at)
+
+    async def _wait(self, loop: asyncio.AbstractEventLoop, timeout: float) -> bool:
+        """Until woken (a player is urgent, or has work for an idle clock): True; or until
+        ``timeout``: False."""
+        waiter = self._waiter = loop.create_future()
+        handle = loop.call_later(timeout, waiter.set_result, False)
+        try:
+            return await waiter
+        finally:
+            handle.cancel()
+            self._waiter = None
 
     async def _serve(self, player: CallPlayer, now: float, due_at: float) -> None:
         if player not in self._players:
