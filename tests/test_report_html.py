@@ -295,6 +295,22 @@ def test_secrets_in_records_are_masked_in_the_page() -> None:
     assert "your token is" in text
 
 
+def test_secrets_in_a_timeline_are_masked_in_the_drawing_s_data() -> None:
+    """The drawing's JSON is the caller's words and the model's too: masked like the rest."""
+    jwt = (
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+        "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    )
+    record = _hostile_record(name="secret", failures=[], lines=[])
+    record["timeline"]["speech"][0]["text"] = f"my token is {jwt}"
+    record["timeline"]["tools"][0]["name"] = "lookup"
+    text = render_html_report([record])
+    assert jwt not in text
+    data = json.loads(Page(text).scripts[0][1])
+    assert data[0]["speech"][0]["text"].startswith("my token is ")
+    assert data[0]["tools"][0]["name"] == "lookup"  # the rest as it was
+
+
 def test_pass_rates_over_repeats_and_flaky_scenarios() -> None:
     def run(passed: bool, k: int) -> dict[str, Any]:
         return {"name": "books", "file": "b.yaml", "passed": passed, "repeat": k, "turns": []}

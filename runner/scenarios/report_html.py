@@ -468,7 +468,7 @@ def _run(record: Mapping[str, Any], k: int, total: int, timelines: list[Any]) ->
         out.append(f'<ul class="failures">{items}</ul>')
     model = record.get("timeline")
     if isinstance(model, Mapping):
-        timelines.append(model)
+        timelines.append(_masked(model))  # the drawing's data holds the words said too
         out.append(
             '<div class="picture"><svg class="timeline" role="img" '
             f'aria-label="the conversation on a time axis" data-timeline="{len(timelines) - 1}" '
