@@ -446,3 +446,29 @@ async def test_an_agent_that_cannot_answer_is_said_and_the_model_told_quietly() 
     )
     received = [e["type"] for e in live_desk.sessions[-1].received]
     assert "session.thinking.append" in received and "session.commentary.append" not in received
+
+
+async def test_the_edge_api_sends_a_turn_and_waits_for_its_reply() -> None:
+    """What a scenario or a phone edge calls: send_text, finish_reply; images are refused."""
+    import pytest
+
+    from runner.errors import UsageError
+    from runner.live.images import ImageError
+
+    backend = {"type": "responses", "responses": {"model": "backend-x"}}
+    async with desk() as (_, endpoint):
+        session, _ = _session(endpoint, {"delegation": backend})
+        task = asyncio.create_task(session.run())
+        await asyncio.wait_for(session.ready.wait(), 10)
+        await asyncio.wait_for(session.send_text("hello there"), 10)
+        await session.finish_reply(timeout=20)
+        said = [t.text for t in session.transcript.turns if t.role == "assistant"]
+        assert len(said) == 1 and said[0].startswith("[emulator")
+        assert said[0].endswith("You said: hello there")
+        with pytest.raises(ImageError):
+            await session.send_image(b"\x89PNG\r\n\x1a\n", "image/png")
+        session.stop()
+        assert await asyncio.wait_for(task, 10) == 0
+    client, _ = _session("http://127.0.0.1:9", {})
+    with pytest.raises(UsageError):
+        await client.send_text("hello")

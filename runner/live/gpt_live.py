@@ -204,6 +204,46 @@ class GptLiveSession:
         self.typed.put(text)
         self.turn.moved("line typed")
 
+    # ------------------------------------------------------------------ the edge API
+
+    def forbid_reconnect(self) -> None:
+        """One connection always: a drop ends a GPT-Live conversation."""
+
+    async def send_text(self, text: str) -> None:
+        """A typed caller turn (Responses delegation only), after the reply owed; returns once
+        it is sent. Raises :class:`~runner.errors.UsageError` under client delegation."""
+        from runner.errors import UsageError
+
+        if self.delegation_type != "responses":
+            raise UsageError(
+                "GPT-Live takes typed turns only with a delegation deployment "
+                "(gpt_live.delegation.deployment)"
+            )
+        turns = self._caller_turns
+        self.typed.put(text.strip())
+        self.turn.moved("line typed")
+        await self.turn.until(lambda: self._caller_turns > turns or self.life.stopping.is_set())
+
+    async def send_image(self, data: bytes, mime: str, text: str | None = None) -> None:
+        """GPT-Live documents no image event on its WebSocket (docs/gpt-live.md)."""
+        from runner.live.images import ImageError
+
+        raise ImageError(
+            "GPT-Live takes no image turns (its WebSocket has no image event)",
+            hint="use a gpt-realtime model for image turns",
+        )
+
+    async def finish_reply(self, timeout: float | None = None) -> None:
+        """Wait until the reply owed (and any delegation's answer) has been said and played."""
+        from runner.aio import Deadline
+
+        deadline = Deadline(timeout)
+        if not await self.turn.until(
+            lambda: not self._awaiting_reply() or self.life.stopping.is_set(), deadline.left()
+        ):
+            raise asyncio.TimeoutError
+        await deadline.run(self.player.drain())
+
     def report(self, what: str, exc: BaseException) -> None:
         if isinstance(exc, ConsoleFailed):
             self.life.failure = self.life.failure or exc
