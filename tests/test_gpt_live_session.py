@@ -472,3 +472,20 @@ async def test_the_edge_api_sends_a_turn_and_waits_for_its_reply() -> None:
     client, _ = _session("http://127.0.0.1:9", {})
     with pytest.raises(UsageError):
         await client.send_text("hello")
+
+
+async def test_a_dropped_connection_ends_the_conversation_with_one_line() -> None:
+    from runner.errors import ConnectError
+
+    async with desk() as (live_desk, endpoint):
+        session, _ = _session(endpoint, {})
+        task = asyncio.create_task(session.run())
+        await asyncio.wait_for(session.ready.wait(), 10)
+        await live_desk.close()  # the service side goes away (1001)
+        try:
+            await asyncio.wait_for(task, 10)
+        except ConnectError as exc:
+            assert "the GPT-Live connection ended (close code 1001)" in exc.message
+        else:
+            raise AssertionError("a dropped connection ended quietly")
+    assert session.end_reason == "dropped"

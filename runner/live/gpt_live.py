@@ -286,7 +286,12 @@ class GptLiveSession:
     async def _run(self) -> None:
         import aiohttp
 
-        headers = {**await self._auth_headers(), **dict(self.target.options.get("headers") or {})}
+        try:
+            auth = await self._auth_headers()
+        except Exception as exc:  # no key and no Entra sign-in: one line, as connect says it
+            self.end_reason = "connect_failed"
+            raise connect_failure(exc, self.endpoint, self.target) from None
+        headers = {**auth, **dict(self.target.options.get("headers") or {})}
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.target.connect_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             try:
@@ -529,6 +534,7 @@ class GptLiveSession:
                 break
         if not self._closed.is_set() and not self.life.stopping.is_set():
             code = ws.close_code
+            self.end_reason = "dropped"  # one connection: a drop ends the conversation
             raise ConnectError(f"the GPT-Live connection ended (close code {code})")
 
     def _handlers(self) -> dict[str, Any]:
