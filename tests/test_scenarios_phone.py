@@ -1,5 +1,5 @@
 """Tier 4 (issue 30): `vlrun test --via twilio` plays a scenario's turns over vlrun serve's
-Twilio edge with the simulated carrier (runner.scenarios.via_phone), then checks them as any
+Twilio edge with the simulated carrier (runner.carrier.phone_line), then checks them as any
 turn: tools, reply, and the flow replayed from the call's record calls. Real CLI, real
 loopback sockets, real time (one call per scenario, both at once)."""
 

@@ -1,5 +1,5 @@
 """Tier 4 (issue 30): a scenario's turns over a phone line through an in-process `vlrun serve`
-telephony edge, the simulated carrier and the emulator (runner/scenarios/via_phone.py), fully
+telephony edge, the simulated carrier and the emulator (runner/carrier/phone_line.py), fully
 offline: the replies' words as the emulator said them, the tool calls with their arguments and
 outputs, and the caller's timings come back per turn."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from runner.errors import UsageError
 from runner.scenarios.files import load_scenario
-from runner.scenarios.via_phone import PhoneOptions, phone_script, run_via_phone
+from runner.carrier.phone_line import PhoneOptions, phone_script, run_via_phone
 
 pytest.importorskip("prometheus_client")
 

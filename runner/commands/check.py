@@ -13,7 +13,7 @@ from runner.commands._reporters import REPORTERS, summary
 from runner.config.check import CheckOptions, FileKind, check_paths, is_invalid, register_kind
 from runner.errors import EXIT_INVALID, EXIT_OK, Problem
 
-_SCENARIO = re.compile(r"^(scenario|turns)\s*:", re.MULTILINE)
+_SCENARIO = re.compile(r"^(scenarios?|turns)\s*:", re.MULTILINE)
 _SCENARIO_CHECK = "runner.scenarios.files:check_file"
 
 # Scenario files (and emulator model scripts) belong to the scenarios wing, above config.

@@ -197,8 +197,7 @@ def test(
         return EXIT_OK if outcome.ok else EXIT_INVALID
     files = discover(paths)
     evals = _eval_settings(caller_tier, caller_endpoint, judge_endpoint, seed)
-    if via is not None:
-        _check_via(via, endpoint)
+    phone_line = _phone_line(via, endpoint) if via is not None else None
     if endpoint is None:
         click.echo("offline: each scenario runs against its own local emulator", err=True)
     results = run_all(
@@ -213,6 +212,7 @@ def test(
             "evals": evals,
             "timeline": html_path is not None or results_path is not None,
             "via": via,
+            "phone_line": phone_line,
         },
     )
     for line in summary_lines(results, verbose=verbose, min_pass_rate=min_pass_rate):
@@ -256,9 +256,11 @@ def _coverage_gate(coverage: dict[str, Any], minimum: float) -> bool:
     return ok
 
 
-def _check_via(via: str, endpoint: str | None) -> None:
-    """A phone line this build can ring, on the emulator (the call's service is emulated)."""
-    from runner.scenarios.via_phone import PROVIDERS
+def _phone_line(via: str, endpoint: str | None) -> Any:
+    """The simulated carrier's phone line for ``--via``: one this build can ring, on the
+    emulator (the call's service is emulated). The scenario runner gets it from here: it sits
+    below serve in the wings, and the line runs serve's phone edge."""
+    from runner.carrier.phone_line import PROVIDERS, run_via_phone
 
     if endpoint is not None:
         raise UsageError(
@@ -270,6 +272,7 @@ def _check_via(via: str, endpoint: str | None) -> None:
             f"--via {via}: not a phone line vlrun test can ring yet",
             hint=f"use one of {', '.join(PROVIDERS)}",
         )
+    return run_via_phone
 
 
 def _eval_settings(

@@ -19,7 +19,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,10 @@ __all__ = [
 # --- running ------------------------------------------------------------------------------------
 
 
+#: (scenario, provider) -> the call as the caller heard it (runner.carrier.phone_line.PhoneRun)
+PhoneLine = Callable[[Scenario, str], Awaitable[Any]]
+
+
 @dataclass
 class RunSettings:
     endpoint: str | None = None  # None: the emulator, scripted by the scenario's model block
@@ -81,7 +85,11 @@ class RunSettings:
     repeat: int = 0  # which run this is (``vlrun test --repeat``), 0-based
     evals: EvalSettings = field(default_factory=EvalSettings)  # caller tier, chat endpoints
     timeline: bool = False  # draw the run on a time axis (results.jsonl, the HTML report)
-    via: str | None = None  # tier 4: over this phone edge (runner.scenarios.via_phone)
+    via: str | None = None  # tier 4: over this phone edge, rung by ``phone_line``
+    # Tier 4's caller: rings `vlrun serve`'s phone edge and plays the scenario's turns. The
+    # command layer gives it (runner.carrier.phone_line.run_via_phone): a scenario sits below
+    # serve in the wings and never imports it, so the piece that runs serve comes from above.
+    phone_line: PhoneLine | None = None
 
 
 def run_scenario(scenario: Scenario, settings: RunSettings | None = None) -> ScenarioResult:
@@ -264,11 +272,13 @@ async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult
 
 async def _run_phone(scenario: Scenario, settings: RunSettings, result: ScenarioResult) -> None:
     """Tier 4: the scenario's turns over a phone line (an in-process `vlrun serve` edge and
-    the simulated carrier, :mod:`runner.scenarios.via_phone`), each turn's outcome checked as
+    the simulated carrier, :mod:`runner.carrier.phone_line`), each turn's outcome checked as
     a turn against the emulator is; the flow's state is replayed from the record calls the
     call made, so `expect.flow` holds over the phone too."""
     from runner.config.load import load_profile
-    from runner.scenarios.via_phone import run_via_phone
+
+    if settings.phone_line is None:  # a programming error: the command layer gives it with via
+        raise RuntimeError("RunSettings.via needs RunSettings.phone_line")
 
     vars_ = {
         k: str(v).lower() if isinstance(v, bool) else str(v)
@@ -285,7 +295,7 @@ async def _run_phone(scenario: Scenario, settings: RunSettings, result: Scenario
                 "is not measured over a phone line yet",
                 hint="run this scenario without --via",
             )
-    run = await run_via_phone(scenario, str(settings.via))
+    run = await settings.phone_line(scenario, str(settings.via))
     line = _PhoneLine(profile)
     checks = _Driver.checker(scenario, line)
     checks.evals, checks.run_number = settings.evals, settings.repeat

@@ -8,6 +8,10 @@ caller: each turn spoken (a typed ``user:`` or ``say:`` turn by espeak-ng, a ``w
 pressed (``dtmf:``) at real time, then the reply heard to its end. Voice Live SIP through the
 emulator carries no media: its turns are said as text through the emulator's SIP caller.
 
+It lives with the carrier, not with the scenarios: it runs serve's phone edge, and scenarios sit
+below serve in the wings. `vlrun test --via` hands it to the scenario runner
+(``RunSettings.phone_line``).
+
 What comes back (:class:`PhoneRun`) is what the scenario runner evaluates expectations on: per
 turn a :class:`~runner.scenarios.results.TurnOutcome` with the reply's words as the emulator
 said them (the caller hears audio; the words are the emulator's record of what it spoke), the
