@@ -219,8 +219,17 @@ async def _upload_image(request: web.Request) -> web.StreamResponse:
     conv = request.app[HOST_KEY].conversations.get(request.match_info["id"])
     if conv is None:
         return _image_refused(404, "no such conversation", "press Start first")
+    if conv.id in _uploading:  # one image read at a time per conversation bounds the memory
+        return _image_refused(
+            409, "an image is being uploaded already", "send the next one once it is queued"
+        )
     try:
-        data, mime, text = await _image_form(request, body_limit(request))
+        conv.check_image_room()  # before the body: a refused upload is not read
+        _uploading.add(conv.id)
+        try:
+            data, mime, text = await _image_form(request, body_limit(request))
+        finally:
+            _uploading.discard(conv.id)
         kind = conv.send_image(data, mime, text)
     except ImageError as exc:
         return _image_refused(413 if isinstance(exc, _TooBig) else 400, exc.message, exc.hint)
@@ -231,6 +240,8 @@ async def _upload_image(request: web.Request) -> web.StreamResponse:
 
 
 setattr(_upload_image, IMAGE_UPLOAD, True)  # its body may be an image's size: read bounded here
+#: Conversations whose image upload is being read (one at a time each).
+_uploading: set[str] = set()
 
 
 class _TooBig(ImageError):
@@ -252,17 +263,20 @@ async def _image_form(request: web.Request, limit: int) -> tuple[bytes, str, str
         reader = await request.multipart()
         data: bytes | None = None
         mime, text = "", None
+        left = limit  # the whole form's bound: a chunked body declares no length to refuse
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 raise ImageError("a nested form is not an image turn")
-            if part.name == "image":
+            if part.name == "image" and data is None:
                 mime = part.headers.get("Content-Type", "")
-                data = await _read_part(part, MAX_IMAGE_BYTES, "the image")
-            elif part.name == "text":
-                raw = await _read_part(part, 4 * MAX_IMAGE_TEXT, "the question")
+                data = await _read_part(part, min(MAX_IMAGE_BYTES, left), "the image")
+                left -= len(data)
+            elif part.name == "text" and text is None:
+                raw = await _read_part(part, min(4 * MAX_IMAGE_TEXT, left), "the question")
+                left -= len(raw)
                 text = raw.decode("utf-8", errors="replace").strip() or None
             else:
-                await _read_part(part, limit, "the form")  # read past it, bounded
+                left -= len(await _read_part(part, left, "the form"))  # read past it, bounded
     except (ValueError, AssertionError) as exc:  # aiohttp's word for a malformed form
         raise ImageError(f"a malformed image upload ({clean_line(str(exc))[:200]})") from None
     if data is None:
@@ -275,13 +289,14 @@ async def _read_part(part: BodyPartReader, bound: int, what: str) -> bytes:
     while chunk := await part.read_chunk(64 * 1024):
         size += len(chunk)
         if size > bound:
+            if what == "the image" and bound == MAX_IMAGE_BYTES:
+                raise _TooBig(
+                    f"the image is over the {bound / 1048576:.0f} MB an image may be",
+                    hint="scale it down (e.g. `convert in.png -resize 1600x1600 out.jpg`)",
+                )
             raise _TooBig(
-                f"{what} is over the {bound / 1048576:.0f} MB an image may be"
-                if what == "the image"
-                else f"{what} is over the {bound}-byte limit",
-                hint="scale it down (e.g. `convert in.png -resize 1600x1600 out.jpg`)"
-                if what == "the image"
-                else None,
+                f"{what} is over the upload's bound",
+                hint="send one image (the form field `image`) and a question (`text`) only",
             )
         chunks.append(chunk)
     return b"".join(chunks)

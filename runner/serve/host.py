@@ -186,14 +186,24 @@ class Conversation:
             raise ImageError(
                 f"the question with the image is {len(text)} characters, over {MAX_IMAGE_TEXT}"
             )
+        self.check_image_room()
+        if not self._images.put((data, kind, text or None)):
+            raise self._images_waiting()
+        return kind
+
+    def check_image_room(self) -> None:
+        """Raise :class:`UsageError` unless an image turn can be queued now: checked before
+        an upload is read too, so a refused one costs no more than its headers."""
         if self.live is None or not self.running or self._images.closed:
             raise UsageError("the conversation is not running", hint="press Start first")
-        if not self._images.put((data, kind, text or None)):
-            raise UsageError(
-                f"{IMAGE_QUEUE} image turns are waiting already",
-                hint="send the next one once the assistant has answered",
-            )
-        return kind
+        if len(self._images) >= self._images.bound:
+            raise self._images_waiting()
+
+    def _images_waiting(self) -> UsageError:
+        return UsageError(
+            f"{IMAGE_QUEUE} image turns are waiting already",
+            hint="send the next one once the assistant has answered",
+        )
 
     def talk(self) -> None:
         """Push-to-talk toggle: start talking (interrupting the reply), or send the turn."""
@@ -778,6 +788,13 @@ async def _image_turns(conv: Conversation, live: LiveSession) -> None:
         except VlrunError as exc:  # checked when queued; the live layer's own word wins
             if conv.transcript is not None:
                 conv.transcript.error(exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        except Exception as exc:  # noqa: BLE001 - the next image is still taken and tried
+            # (a sender that died here would leave later uploads accepted and never sent)
+            log.warning(
+                "conversation %s: an image turn was not sent (%s)", conv.id, type(exc).__name__
+            )
+            if conv.transcript is not None:
+                conv.transcript.error(f"the image turn ({mime}) could not be sent")
 
 
 def _wire_edges(edge: Edge, session: Mapping[str, Any]) -> tuple[Any, Any]:
