@@ -10,7 +10,7 @@ Tests and the runner's offline default start it in-process::
 from runner.emulator.faults import Faults
 from runner.emulator.model import Script, ScriptError, load_script
 from runner.emulator.record import SessionRecord
-from runner.emulator.server import Emulator, emulator_thread, running_emulator
+from runner.emulator.server import Emulator, embedded_emulator, emulator_thread, running_emulator
 
 __all__ = [
     "Emulator",
@@ -18,6 +18,7 @@ __all__ = [
     "Script",
     "ScriptError",
     "SessionRecord",
+    "embedded_emulator",
     "emulator_thread",
     "load_script",
     "running_emulator",

@@ -404,6 +404,21 @@ async def running_emulator(
         await emu.stop()
 
 
+@contextlib.asynccontextmanager
+async def embedded_emulator(**options: Any) -> AsyncIterator[Emulator]:
+    """The emulator a vlrun command runs in-process for its offline default: on loopback,
+    with a random key (registered as a secret, so never shown) that nothing else on the
+    machine knows. Its ``api_key`` is the key a client connects with."""
+    import secrets
+
+    from runner.redact import register_secret
+
+    key = secrets.token_urlsafe(24)
+    register_secret(key)
+    async with running_emulator(host="127.0.0.1", port=0, api_key=key, **options) as emu:
+        yield emu
+
+
 @contextlib.contextmanager
 def emulator_thread(**kwargs: Any) -> Iterator[Emulator]:
     """For synchronous callers: the emulator on its own event loop in a daemon thread."""

@@ -766,17 +766,14 @@ class Host:
 async def _embedded_emulator(
     target: Any, options: Mapping[str, Any]
 ) -> AsyncIterator[tuple[Any, Any]]:
-    """The embedded emulator on loopback with a random key (as ``endpoint_for`` starts it),
-    kept as an object: the server reports its pace and the phone edges share it."""
+    """The embedded emulator (runner.emulator's, as ``endpoint_for`` runs it) and the target
+    that reaches it, kept as an object: the server reports its pace."""
     import dataclasses
 
-    from runner.emulator import running_emulator
-    from runner.redact import register_secret
+    from runner.emulator import embedded_emulator
 
-    key = secrets.token_urlsafe(24)
-    register_secret(key)
-    async with running_emulator(host="127.0.0.1", port=0, api_key=key, **options) as emu:
-        yield emu, dataclasses.replace(target, api_key=key, key_source="embedded emulator")
+    async with embedded_emulator(**options) as emu:
+        yield emu, dataclasses.replace(target, api_key=emu.api_key, key_source="embedded emulator")
 
 
 async def _image_turns(conv: Conversation, live: LiveSession) -> None:
