@@ -312,7 +312,8 @@ def test_vlrun_run_talks_gpt_live_in_text_mode(run_cli: Any, tmp_path: Path) -> 
     with desk_thread() as (live_desk, endpoint):
         result = run_cli(
             ["run", "gl.yaml", "--endpoint", endpoint, "--text", "--logs", "-"],
-            input="what is the weather in Paris?\n",
+            # q right after: the turn typed before it and its delegated answer come first
+            input="what is the weather in Paris?\nq\n",
             env={"AZURE_VOICELIVE_API_KEY": KEY},
         )
         record = live_desk.sessions[-1]

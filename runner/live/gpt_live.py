@@ -475,23 +475,28 @@ class GptLiveSession:
         return owed or bool(self._open)
 
     async def _finish(self, *, after_caller: bool = False) -> None:
-        """End after the reply owed (a typed turn's, or the last spoken one's), bounded."""
+        """End after the turns typed before it and the reply owed (a typed turn's, or the last
+        spoken one's, and any delegation's answer); each wait bounded by finish_timeout_s."""
         if after_caller:
             self._reply_mark = self._replies_done if self._caller_turns else -1
-        if self._awaiting_reply() or after_caller:
+
+        def pending() -> bool:
+            return (
+                len(self.typed) > 0
+                or self._awaiting_reply()
+                or self._calls_running()
+                or (after_caller and self._caller_turns == 0)
+            )
+
+        if pending():
+            if self.turn.closing:
+                self.transcript.notice("ending after this reply (Ctrl+C ends now)")
             try:
                 await asyncio.wait_for(
-                    self.turn.until(
-                        lambda: (
-                            not self._awaiting_reply()
-                            and (not after_caller or self._caller_turns > 0)
-                            and not self._calls_running()
-                        )
-                    ),
-                    self.finish_timeout_s,
+                    self.turn.until(lambda: not pending()), self.finish_timeout_s
                 )
             except asyncio.TimeoutError:
-                self.transcript.notice("input ended; no reply came, stopping")
+                self.transcript.notice("no reply came; stopping")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.player.drain(), self.finish_timeout_s)
         self._graceful = True
