@@ -169,7 +169,8 @@ async def _converse(
         async with endpoint_for(target, speed=emulator_speed(options)) as (endpoint, live_target):
             if live_target.embedded:
                 transcript.banner(_banner(live_target))
-                transcript.notice(_pace_note(emulator_speed(options), options))
+                if not is_gpt_live_start(payload):  # GPT-Live's desk speaks at real time
+                    transcript.notice(_pace_note(emulator_speed(options), options))
             else:
                 transcript.notice(f"connecting to {live_target.describe()}")
                 if options.emulator_speed is not None:
