@@ -763,6 +763,16 @@ class LiveSession:
                     "invalid_value", f"No client delegation with id {did!r}.", "delegation_id"
                 )
         kind = event["type"].split(".")[1]
+        assert self.session is not None
+        if kind == "instructions" and (
+            len(self.session["instructions"]) + 1 + len(content) > INSTRUCTIONS_MAX_CHARS
+        ):
+            # appends add up: without this bound a client could grow them without end
+            raise LiveError(
+                "invalid_value",
+                "The instructions would be over 16384 tokens with this append.",
+                "content",
+            )
         if kind == "commentary" and len(self._replies) >= MAX_WAITING:
             raise LiveError(
                 "invalid_request", "Too much is still to be said; append after it is spoken."
@@ -776,7 +786,6 @@ class LiveSession:
             }
         )
         if kind == "instructions":
-            assert self.session is not None
             self.session["instructions"] += "\n" + content
         elif kind == "commentary":
             # a greeting (null) or a delegation's result: said aloud, verbatim after [emulator]

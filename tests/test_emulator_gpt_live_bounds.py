@@ -1,0 +1,35 @@
+"""GPT-Live in the emulator: what a client sends is bounded however it is sent (appends add up
+to what one start may hold)."""
+
+from __future__ import annotations
+
+from runner.emulator.gpt_live import APPEND_MAX_CHARS, INSTRUCTIONS_MAX_CHARS
+from tests.test_emulator_gpt_live import connect, live, next_of, send, started
+
+
+async def test_instruction_appends_stop_at_what_the_session_s_instructions_may_hold() -> None:
+    async with live() as (_, url), connect(url + "/openai/v1/live") as ws:
+        assert (await started(ws, instructions="Be brief."))["type"] == "session.started"
+        piece = "x" * APPEND_MAX_CHARS
+        taken = 0
+        for n in range(INSTRUCTIONS_MAX_CHARS // APPEND_MAX_CHARS + 2):
+            await send(
+                ws,
+                {
+                    "type": "session.instructions.append",
+                    "content": piece,
+                    "delegation_id": None,
+                    "event_id": f"e{n}",
+                },
+            )
+            answer = await next_of(ws, "session.instructions.appended", "error")
+            if answer["type"] == "error":
+                break
+            taken += 1
+        assert answer["type"] == "error", "appends grew the instructions past their bound"
+        assert answer["error"]["param"] == "content" and answer["error"]["client_event_id"]
+        assert taken == (INSTRUCTIONS_MAX_CHARS - len("Be brief.")) // (APPEND_MAX_CHARS + 1)
+        # the session goes on: a short note still fits
+        note = {"type": "session.commentary.append", "content": "hi", "delegation_id": None}
+        await send(ws, note)
+        assert (await next_of(ws, "session.commentary.appended", "error"))["type"] != "error"
