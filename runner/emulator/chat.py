@@ -15,6 +15,7 @@ OpenAI's v1 API), ``POST /openai/deployments/{deployment}/chat/completions?api-v
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import json
@@ -24,11 +25,13 @@ from typing import Any
 
 from aiohttp import web
 
+from runner.aio import Deadline
 from runner.config.patterns import PatternError, compile_pattern
 from runner.emulator import fidelity as fidelity_notes
 from runner.emulator.fidelity import Fidelity
 
 MAX_BODY = 1024 * 1024  # a judge's prompt holds a whole conversation; far more is a mistake
+BODY_TIMEOUT_S = 30.0  # a body not all there by then is refused (a stalled client holds nothing)
 MODEL = "vlrun-emulator"
 NOTICE = "vlrun emulator, not a model"
 EXTENSION = "vlrun"  # the vendor field (runner/evals/endpoint.py sends the same name)
@@ -108,8 +111,11 @@ def _note(fidelity: Fidelity, key: str, message: str) -> None:
 class ChatDesk:
     """The chat completions routes of one emulator."""
 
-    def __init__(self, fidelity: Fidelity, api_key: str | None = None) -> None:
+    def __init__(
+        self, fidelity: Fidelity, api_key: str | None = None, body_timeout_s: float = BODY_TIMEOUT_S
+    ) -> None:
         self.fidelity, self.api_key = fidelity, api_key
+        self.body_timeout_s = body_timeout_s
         #: the last requests' bodies, oldest first (tests read what a caller or judge sent)
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=KEPT_REQUESTS)
         self._ids = itertools.count(1)
@@ -136,12 +142,16 @@ class ChatDesk:
     async def _serve(self, request: web.Request, *, deployment: str | None) -> web.StreamResponse:
         try:
             self._authorise(request)
-            body = await _json_body(request)
+            body = await _json_body(request, Deadline(self.body_timeout_s))
             self.requests.append(body)
             self._check(body, azure=deployment is not None)
             content = answer(body)
         except ChatError as exc:
             return exc.response()
+        except RecursionError:  # a body nested past what the checks (and json) walk
+            return ChatError(
+                "The request body is nested too deeply.", code="invalid_value"
+            ).response()
         return web.json_response(
             _completion(next(self._ids), content, body), headers={"x-vlrun-emulator": NOTICE}
         )
@@ -173,12 +183,17 @@ class ChatDesk:
                 )
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def _json_body(request: web.Request, deadline: Deadline) -> dict[str, Any]:
     # source: docs/evals.md#chat-body-bound. read(n) returns what has arrived, up to n: read
-    # until the end or past the bound
+    # until the end or past the bound, within the deadline
     raw = bytearray()
     while len(raw) <= MAX_BODY:
-        chunk = await request.content.read(MAX_BODY + 1 - len(raw))
+        try:
+            chunk = await deadline.run(request.content.read(MAX_BODY + 1 - len(raw)))
+        except asyncio.TimeoutError:
+            raise ChatError(
+                "The request body did not arrive in time.", code="request_timeout", status=408
+            ) from None
         if not chunk:
             break
         raw += chunk
