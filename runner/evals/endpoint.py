@@ -11,9 +11,11 @@ The key is read from the environment variable the endpoint names, registered wit
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +25,11 @@ from runner.evals.types import EvalsError
 #: the vendor field carrying offline rules to the emulator's chat endpoint (docs/evals.md#offline)
 EXTENSION = "vlrun"
 EMULATOR_MODEL = "vlrun-emulator"
-REQUEST_TIMEOUT_S = 60.0  # one completion; the client retries twice (its default) within it
+REQUEST_TIMEOUT_S = 60.0  # one attempt at a completion (the client's timeout is per attempt)
 MAX_RETRIES = 2
+#: One answer, whatever it takes: the attempts, their back-off, a sign-in, the temperature retry.
+COMPLETION_DEADLINE_S = 180.0
+_USERINFO = re.compile(r"//[^/]*@")  # a URL's user:password@, never shown
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
 INSTALL_HINT = 'install the evals extra: pip install "vlrun[evals]" (or: pip install openai)'
 
@@ -73,7 +78,8 @@ class ChatEndpoint:
 
         from runner.errors import UsageError
 
-        shown = text.partition("?")[0]  # a query might hold a key by mistake: never shown
+        # a query or a URL's user:password@ might hold a key by mistake: never shown
+        shown = _USERINFO.sub("//***@", text.partition("?")[0])
         model, at, url = text.rpartition("@")
         parts = urlsplit(url)
         if not at or not model or parts.scheme not in ("http", "https") or not parts.netloc:
@@ -181,12 +187,34 @@ async def complete(
     schema: Mapping[str, Any],
     extension: Mapping[str, Any] | None = None,
     purpose: str,
+    deadline_s: float = COMPLETION_DEADLINE_S,
 ) -> Completion:
     """One chat completion whose answer is JSON fitting ``schema`` (structured outputs).
 
     ``extension`` (offline rules) goes to the emulator only (``endpoint.offline_rules``), in
     the vendor field :data:`EXTENSION`; ``purpose`` names the asker in errors ("the judge").
+    The answer comes within ``deadline_s``, retries included, or it is an
+    :class:`EvalsError`.
     """
+    work = _complete(endpoint, messages, schema_name, schema, extension, purpose)
+    try:
+        return await asyncio.wait_for(work, deadline_s)
+    except asyncio.TimeoutError:
+        raise EvalsError(
+            f"{purpose}'s chat endpoint did not answer within {deadline_s:g} s "
+            f"({endpoint.describe()})",
+            hint="check that the model's server is up and not overloaded",
+        ) from None
+
+
+async def _complete(
+    endpoint: ChatEndpoint,
+    messages: list[dict[str, str]],
+    schema_name: str,
+    schema: Mapping[str, Any],
+    extension: Mapping[str, Any] | None,
+    purpose: str,
+) -> Completion:
     openai = _openai()
     request: dict[str, Any] = {
         "model": endpoint.model,
