@@ -96,6 +96,7 @@ async def test_session_update_is_sent_first_and_confirmed(tmp_path: Path, emulat
     await h.turn(is_assistant("You said: hello there"))
     assert await h.stop() == 0
     assert h.session.session_id.startswith("sess_")
+    h.transcript.close()  # the logs are written off the loop: complete once closed
     log = h.transcript.conversation_path.read_text()  # type: ignore[union-attr]
     assert "user: hello there" in log and "You said: hello there" in log
 
@@ -205,6 +206,7 @@ async def test_reconnect_after_a_drop_loses_and_repeats_no_turn(tmp_path: Path) 
         e["item"]["content"][0]["text"] for e in second if e["type"] == "conversation.item.create"
     ]
     assert replayed[:2] == ["first question", "[emulator] You said: first question"]
+    h.transcript.close()  # the logs are written off the loop: complete once closed
     log = h.transcript.conversation_path.read_text()  # type: ignore[union-attr]
     assert log.count("user: first question") == 1
     assert log.count("assistant: [emulator] You said: first question") == 1
