@@ -34,6 +34,8 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from runner import speedups
+from runner.config.gpt_live import MODELS as GPT_LIVE_MODELS
+from runner.config.voices import GPT_LIVE_VOICES
 from runner.emulator import protocol as P
 from runner.emulator.fidelity import Fidelity
 from runner.emulator.model import Plan, Script, ScriptedModel, spoken
@@ -48,42 +50,9 @@ __all__ = ["PATHS", "LiveDesk", "LiveSession", "voice_live_refusal"]
 
 #: docs/gpt-live.md "Connection": FHOW/FREF's path, and FREF's other copies' and OpenAI's
 PATHS = ("/openai/v1/live", "/openai/v1/live/sessions")
-MODELS = ("gpt-live-1", "gpt-live-1-mini")  # source: gpt-live.md "Supported models"
-#: source: openai-python types/live/built_in_voice.py (OSDK)
-VOICES = (
-    "alloy",
-    "ash",
-    "aube",
-    "ballad",
-    "beacon",
-    "bossa",
-    "brise",
-    "cedar",
-    "cinder",
-    "coral",
-    "delta",
-    "echo",
-    "flitz",
-    "gleam",
-    "harema",
-    "juni",
-    "marin",
-    "meridian",
-    "nira",
-    "noeul",
-    "nuri",
-    "quartz",
-    "ripple",
-    "sage",
-    "shimmer",
-    "shitan",
-    "sillage",
-    "stone",
-    "tempo",
-    "verse",
-    "vesper",
-    "willow",
-)
+# the models and built-in voices as vlrun check knows them (one list: docs/gpt-live.md's
+# "Supported models" and openai-python types/live/built_in_voice.py)
+MODELS, VOICES = GPT_LIVE_MODELS, GPT_LIVE_VOICES
 SESSION_FIELDS = ("model", "instructions", "input", "audio", "delegation", "store")
 RESPONSES_FIELDS = (
     "model",
