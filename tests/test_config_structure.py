@@ -24,6 +24,8 @@ def _trees(*folders: str) -> list[tuple[Path, ast.Module]]:
     out = []
     for folder in folders:
         for path in sorted((ROOT / folder).rglob("*.py")):
+            if any(part.startswith(".venv") for part in path.relative_to(ROOT).parts):
+                continue  # a virtualenv kept beside the code (bench's peer) is not the project
             out.append((path, ast.parse(path.read_text(encoding="utf-8"), str(path))))
     return out
 
