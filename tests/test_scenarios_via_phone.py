@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from runner.carrier.phone_line import PhoneOptions, phone_script, run_via_phone
 from runner.errors import UsageError
 from runner.scenarios.files import load_scenario
-from runner.carrier.phone_line import PhoneOptions, phone_script, run_via_phone
 
 pytest.importorskip("prometheus_client")
 
