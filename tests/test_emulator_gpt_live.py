@@ -477,6 +477,12 @@ async def test_responses_delegation_calls_the_profiles_tool_and_speaks_the_resul
         ]
         call = nested[4]["item"]
         assert call["name"] == "get_weather" and json.loads(call["arguments"]) == {"city": "Oslo"}
+        # the backend's response: begun, then completed with the call as its output
+        first, last = nested[0]["response"], nested[-1]["response"]
+        assert first["id"] == last["id"] == delegation["response_id"]
+        assert (first["status"], last["status"]) == ("in_progress", "completed")
+        assert first["model"] == last["model"] == "gpt-5.4-mini" and "output" not in first
+        assert [o["type"] for o in last["output"]] == ["function_call"]
         output = {"type": "function_call_output", "call_id": call["call_id"], "output": '{"c": 7}'}
         await send(ws, {"type": "response.create", "event_id": "early"})
         early = await next_of(ws, "error")
@@ -491,6 +497,11 @@ async def test_responses_delegation_calls_the_profiles_tool_and_speaks_the_resul
             e["event"]["text"]
             for e in answer
             if e["type"] == "response.event" and e["event"]["type"] == "response.output_text.done"
+        )
+        done = answer[-1]["event"]["response"]
+        assert done["status"] == "completed" and done["model"] == "gpt-5.4-mini"
+        assert done["output"][-1]["content"][0]["text"] == "[emulator] (backend gpt-5.4-mini) " + (
+            "get_weather returned c 7"
         )
         assert text == "[emulator] (backend gpt-5.4-mini) get_weather returned c 7"
         spoken_part = await said_until(ws, "returned c 7")

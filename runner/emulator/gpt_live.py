@@ -796,6 +796,29 @@ class LiveSession:
             {"type": "response.event", "delegation_id": delegation.id, "event": event}
         )
 
+    async def _response_created(self, delegation: Delegation, response_id: str) -> None:
+        """The backend's Responses call begins (its ``response.created``, in the envelope)."""
+        await self._envelope(delegation, self._response_event(response_id, "in_progress"))
+
+    async def _response_completed(
+        self, delegation: Delegation, response_id: str, output: list[dict[str, Any]]
+    ) -> None:
+        """The backend's Responses call ends with ``output`` (``response.completed``)."""
+        await self._envelope(delegation, self._response_event(response_id, "completed", output))
+
+    def _response_event(
+        self, response_id: str, status: str, output: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        response = {
+            "id": response_id,
+            "object": "response",
+            "status": status,
+            "model": self._backend().get("model", ""),
+            **({"output": output} if output is not None else {}),
+        }
+        kind = "response.created" if status == "in_progress" else "response.completed"
+        return {"type": kind, "response": response}
+
     async def _delegate_responses(self, plan: Plan, *, filler: bool = True) -> None:
         # source: docs/emulator.md#gl-delegation (FDEL "Handle Responses delegation")
         response_id = P.new_id("resp")
@@ -815,19 +838,7 @@ class LiveSession:
                 },
             }
         )
-        model = self._backend().get("model", "")
-        await self._envelope(
-            delegation,
-            {
-                "type": "response.created",
-                "response": {
-                    "id": response_id,
-                    "object": "response",
-                    "status": "in_progress",
-                    "model": model,
-                },
-            },
-        )
+        await self._response_created(delegation, response_id)
         output: list[dict[str, Any]] = []
         if plan.search is not None:
             text = await self._backend_search(delegation, dict(plan.search), output)
@@ -872,19 +883,7 @@ class LiveSession:
             )
             output.append(item)
             delegation.calls[call_id] = call.name
-        await self._envelope(
-            delegation,
-            {
-                "type": "response.completed",
-                "response": {
-                    "id": response_id,
-                    "object": "response",
-                    "status": "completed",
-                    "model": model,
-                    "output": output,
-                },
-            },
-        )
+        await self._response_completed(delegation, response_id, output)
 
     async def _backend_search(
         self, delegation: Delegation, search: dict[str, Any], output: list[dict[str, Any]]
@@ -958,19 +957,7 @@ class LiveSession:
             {"type": "response.output_item.done", "output_index": index, "item": dict(item)},
         )
         output.append(item)
-        await self._envelope(
-            delegation,
-            {
-                "type": "response.completed",
-                "response": {
-                    "id": response_id,
-                    "object": "response",
-                    "status": "completed",
-                    "model": model,
-                    "output": output,
-                },
-            },
-        )
+        await self._response_completed(delegation, response_id, output)
         # FDEL: "Delegated output text is also injected into the live session"
         await self._say(answer)
 
@@ -1040,19 +1027,7 @@ class LiveSession:
                 )
             )
             response_id = P.new_id("resp")
-            model = self._backend().get("model", "")
-            await self._envelope(
-                delegation,
-                {
-                    "type": "response.created",
-                    "response": {
-                        "id": response_id,
-                        "object": "response",
-                        "status": "in_progress",
-                        "model": model,
-                    },
-                },
-            )
+            await self._response_created(delegation, response_id)
             await self._backend_text(delegation, response_id, self._text_of(plan), [])
         typed, self._typed = self._typed, []
         if not waiting and not typed:
