@@ -784,17 +784,7 @@ def dated_update(update: dict[str, Any], check: _Check) -> dict[str, Any]:
     if "max_output_tokens" in update:
         out["max_response_output_tokens"] = update["max_output_tokens"]
     if "output_modalities" in update:
-        mods = update["output_modalities"]
-        # source: docs/emulator.md#v1-output-modalities (OpenAI GA: ["text"] or ["audio"])
-        if mods == ["audio"]:
-            out["modalities"] = ["text", "audio"]
-        elif mods == ["text"]:
-            out["modalities"] = ["text"]
-        else:
-            check.fail(
-                "session.output_modalities",
-                f"Invalid value: {mods!r}. Supported values are: ['text'], ['audio'].",
-            )
+        _v1_modalities(update["output_modalities"], out, check, "session")
     audio = update.get("audio", {})
     if not check.type_(audio, dict, "session.audio", "an object"):
         return out
@@ -925,17 +915,7 @@ def v1_response(params: dict[str, Any]) -> tuple[dict[str, Any], list[FieldError
     out.pop("output_modalities", None)
     out.pop("audio", None)
     if "output_modalities" in params:
-        mods = params["output_modalities"]
-        # source: docs/emulator.md#v1-output-modalities (OpenAI GA: ["text"] or ["audio"])
-        if mods == ["audio"]:
-            out["modalities"] = ["text", "audio"]
-        elif mods == ["text"]:
-            out["modalities"] = ["text"]
-        else:
-            check.fail(
-                "response.output_modalities",
-                f"Invalid value: {mods!r}. Supported values are: ['text'], ['audio'].",
-            )
+        _v1_modalities(params["output_modalities"], out, check, "response")
     audio = params.get("audio", {})
     if check.type_(audio, dict, "response.audio", "an object"):
         check.unknown(audio, ("output",), "response.audio")
@@ -958,3 +938,17 @@ def v1_response(params: dict[str, Any]) -> tuple[dict[str, Any], list[FieldError
             out[key] = params[key]
             extended = True
     return out, check.errors, extended
+
+
+def _v1_modalities(mods: Any, out: dict[str, Any], check: _Check, where: str) -> None:
+    """v1's ``output_modalities`` as the dated ``modalities`` (a session's or a response's)."""
+    # source: docs/emulator.md#v1-output-modalities (OpenAI GA: ["text"] or ["audio"])
+    if mods == ["audio"]:
+        out["modalities"] = ["text", "audio"]
+    elif mods == ["text"]:
+        out["modalities"] = ["text"]
+    else:
+        check.fail(
+            f"{where}.output_modalities",
+            f"Invalid value: {mods!r}. Supported values are: ['text'], ['audio'].",
+        )
