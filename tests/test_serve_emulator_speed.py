@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 
 from runner.live.connect import SERVICE_PACE
 from tests.browser.harness import page, serving, write_profiles
+from tests.test_serve_cli import _start
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,30 +78,15 @@ async def test_the_host_runs_its_emulator_at_the_speed_asked_and_the_page_gets_e
 
 async def _served_speed(cli_env: Any, *args: str) -> tuple[str, float]:
     """`vlrun serve profiles/ ARGS`: its "vlrun serve:" line and the speed its page reports."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "runner",
-        "serve",
-        "profiles/",
-        "--port",
-        "0",
-        *args,
-        cwd=ROOT,
-        env=cli_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
+    proc, url = await _start(cli_env, "profiles/", "--port", "0", *args)
+    assert proc.stderr is not None
     try:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
-        assert line.startswith("open http://127.0.0.1:"), line
         said = ""
         while not said.startswith("vlrun serve: "):
             raw = await asyncio.wait_for(proc.stderr.readline(), 30)
             assert raw, "the server's stderr ended before it said what it serves"
             said = raw.decode().strip()
-        base = line.split()[1].rstrip("/")
+        base = url.rstrip("/")
         async with aiohttp.ClientSession() as http:
             ws = await http.ws_connect(base + "/ws", origin=base)
             hello = json.loads((await asyncio.wait_for(ws.receive(), 30)).data)
