@@ -24,6 +24,7 @@ from runner.emulator.fidelity import Fidelity
 from runner.emulator.gpt_live import LiveDesk, voice_live_refusal
 from runner.emulator.model import load_script
 from runner.emulator.record import SessionRecord
+from tests.loopback import on_loopback
 
 RATE = 24000
 WEATHER = {
@@ -45,6 +46,7 @@ async def live(
     *,
     api_key: str | None = None,
     delegation_timeout_s: float = 30.0,
+    record_audio: bool = True,
 ) -> AsyncIterator[tuple[LiveDesk, str]]:
     sessions: list[SessionRecord] = []
     desk = LiveDesk(
@@ -56,20 +58,16 @@ async def live(
         api_key=api_key,
         session_limit_s=3600,
         use_espeak=False,
+        record_audio=record_audio,
         delegation_timeout_s=delegation_timeout_s,
     )
     app = web.Application()
     desk.add_routes(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield desk, f"ws://127.0.0.1:{port}"
-    finally:
-        await desk.close()
-        await runner.cleanup()
+    async with on_loopback(app) as port:
+        try:
+            yield desk, f"ws://127.0.0.1:{port}"
+        finally:
+            await desk.close()
 
 
 async def recv(ws: ClientConnection, timeout: float = 5) -> dict[str, Any]:
@@ -692,33 +690,12 @@ async def test_what_waits_to_be_said_is_bounded() -> None:
 
 async def test_a_record_without_audio_counts_appends_and_keeps_no_audio() -> None:
     # as `vlrun emulate` runs: long sessions keep neither the caller's nor the emulator's audio
-    sessions: list[SessionRecord] = []
-    desk = LiveDesk(
-        sessions,
-        lambda: None,
-        Fidelity(),
-        script=None,
-        speed=0,
-        api_key=None,
-        session_limit_s=3600,
-        use_espeak=False,
-        record_audio=False,
-    )
-    app = web.Application()
-    desk.add_routes(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        url = f"ws://127.0.0.1:{runner.addresses[0][1]}/openai/v1/live"
-        async with connect(url) as ws:
+    async with live(record_audio=False) as (desk, base):
+        async with connect(base + "/openai/v1/live") as ws:
             await started(ws)
             await stream(ws, voice(600), quiet(1500))
             await marker(ws)
-    finally:
-        await desk.close()
-        await runner.cleanup()
+        sessions = desk.sessions
     record = sessions[0]
     assert record.stats["appends"] == 21
     assert not [e for e in record.received if e["type"] == "session.input_audio.append"]

@@ -12,6 +12,7 @@ from aiohttp import web
 from runner.emulator import running_emulator
 from runner.emulator.chat import ChatDesk
 from runner.emulator.fidelity import Fidelity
+from tests.loopback import on_loopback
 
 WAIT_S = 10.0
 
@@ -34,12 +35,7 @@ async def test_a_body_that_stops_arriving_is_refused_at_the_deadline() -> None:
     desk = ChatDesk(Fidelity(), body_timeout_s=0.2)
     app = web.Application()
     desk.add_routes(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with on_loopback(app) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -50,5 +46,3 @@ async def test_a_body_that_stops_arriving_is_refused_at_the_deadline() -> None:
         status = await asyncio.wait_for(reader.readline(), WAIT_S)
         writer.close()
         assert status.split()[1] == b"408", status
-    finally:
-        await runner.cleanup()

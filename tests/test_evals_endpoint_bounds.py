@@ -11,6 +11,7 @@ from aiohttp import web
 from runner.errors import UsageError
 from runner.evals.endpoint import ChatEndpoint, complete
 from runner.evals.types import EvalsError
+from tests.loopback import on_loopback
 
 WAIT_S = 20.0
 
@@ -25,30 +26,25 @@ async def test_an_endpoint_that_never_answers_is_an_error_at_the_deadline() -> N
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", hang)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    endpoint = ChatEndpoint(base_url=f"http://127.0.0.1:{port}/v1", model="m")
-    try:
-        with pytest.raises(EvalsError, match=r"did not answer within 1 s") as caught:
-            # the client's own timeout is 60 s an attempt, three attempts: the deadline wins
-            await asyncio.wait_for(
-                complete(
-                    endpoint,
-                    [{"role": "user", "content": "hi"}],
-                    schema_name="s",
-                    schema={"type": "object"},
-                    purpose="the judge",
-                    deadline_s=1.0,
-                ),
-                WAIT_S,
-            )
-        assert f"127.0.0.1:{port}" in caught.value.render()
-    finally:
-        release.set()
-        await runner.cleanup()
+    async with on_loopback(app, shutdown_timeout=0.1) as port:
+        endpoint = ChatEndpoint(base_url=f"http://127.0.0.1:{port}/v1", model="m")
+        try:
+            with pytest.raises(EvalsError, match=r"did not answer within 1 s") as caught:
+                # the client's own timeout is 60 s an attempt, three attempts: the deadline wins
+                await asyncio.wait_for(
+                    complete(
+                        endpoint,
+                        [{"role": "user", "content": "hi"}],
+                        schema_name="s",
+                        schema={"type": "object"},
+                        purpose="the judge",
+                        deadline_s=1.0,
+                    ),
+                    WAIT_S,
+                )
+            assert f"127.0.0.1:{port}" in caught.value.render()
+        finally:
+            release.set()
 
 
 def test_a_key_in_the_url_s_user_part_is_never_shown() -> None:

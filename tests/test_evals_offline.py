@@ -25,6 +25,7 @@ from runner.evals import (
     offline_problems,
 )
 from runner.evals.judge import VERDICT_SCHEMA
+from tests.loopback import on_loopback
 
 SCRIPT = ["hi, a table for two please", "seven pm", "yes"]
 SPEC: dict[str, Any] = {
@@ -493,16 +494,9 @@ async def test_a_model_that_refuses_temperature_zero_is_asked_again_without_it()
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
+    async with on_loopback(app) as port:
         endpoint = ChatEndpoint(base_url=f"http://127.0.0.1:{port}/v1", model="reasoner")
         verdict = await judge_for(endpoint).judge("confirms", [Exchange("assistant", "7 pm")])
-    finally:
-        await runner.cleanup()
     assert verdict.passed and verdict.model == "reasoner"
     assert [("temperature" in body) for body in seen] == [True, False]
     assert "vlrun" not in seen[0]  # a model's endpoint is never sent the offline rules
