@@ -3,7 +3,6 @@ emulator's VAD as one user turn each (issue 30; docs/evals.md#tiers)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import shutil
 from typing import Any
@@ -11,12 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 from azure.ai.voicelive.aio import VoiceLiveConnection, connect
-from azure.ai.voicelive.models import ServerEvent
 from azure.core.credentials import AzureKeyCredential
 
 from runner.emulator import running_emulator
 from runner.evals import ChatEndpoint, EvalsError, Exchange, caller_for
 from runner.evals.voice import RATE, add_noise, speak
+from tests.test_emulator_audio import until
 
 SCRIPT = ["hi, a table for two please", "seven pm"]
 SPEC: dict[str, Any] = {"goal": "book a table for two at 7pm", "script": SCRIPT, "snr_db": 20}
@@ -73,19 +72,6 @@ async def test_audio_caller_speaks_its_script_reproducibly() -> None:
     assert len(runs[0]) == len(clean) and len(clean) > RATE  # over a second of 24 kHz PCM16
 
 
-async def until(conn: VoiceLiveConnection, kind: str, timeout: float = 20) -> list[ServerEvent]:
-    out: list[ServerEvent] = []
-
-    async def read() -> None:
-        while True:
-            out.append(await conn.recv())
-            if out[-1].type == kind:
-                return
-
-    await asyncio.wait_for(read(), timeout)
-    return out
-
-
 async def send(conn: VoiceLiveConnection, pcm: bytes, chunk_ms: int = 20) -> None:
     step = RATE * chunk_ms // 1000 * 2
     for i in range(0, len(pcm), step):
@@ -113,19 +99,19 @@ async def test_tier_three_offline_loop_the_emulator_hears_each_spoken_turn() -> 
         caller = caller_for(
             SPEC, tier="audio", endpoint=ChatEndpoint.emulator(emu.endpoint), seed=3
         )
-        await until(conn, "session.created")
+        await until(conn, "session.created", 20)
         await conn.session.update(
             session={
                 "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
                 "input_audio_transcription": {"model": "whisper-1"},
             }
         )
-        await until(conn, "session.updated")
+        await until(conn, "session.updated", 20)
         history: list[Exchange] = []
         while (turn := await caller.next_turn(history)) is not None:
             assert turn.audio is not None
             await send(conn, quiet[: len(quiet) // 4] + turn.audio + quiet)
-            events = await until(conn, "response.done")
+            events = await until(conn, "response.done", 20)
             kinds = [e.type for e in events]
             assert kinds.count("input_audio_buffer.speech_started") == 1, kinds
             heard = next(
