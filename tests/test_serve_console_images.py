@@ -6,8 +6,6 @@ The real server in this loop and the embedded emulator, which says what image ar
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +15,14 @@ import pytest
 from runner.live.images import MAX_IMAGE_BYTES
 from tests.browser import chromium
 from tests.browser.harness import Page, Served, page, serving, write_profiles
+from tests.test_emulator_images import png as grey_png
 
 QUESTION = "what is in this picture?"
 
 
 def png(width: int = 3, height: int = 2) -> bytes:
     """A real PNG of ``width`` x ``height`` grey pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
+    return grey_png(width, height)
 
 
 async def upload(
