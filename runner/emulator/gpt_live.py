@@ -34,12 +34,13 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from runner import speedups
+from runner.aio import cancel_and_wait
 from runner.config.gpt_live import MODELS as GPT_LIVE_MODELS
 from runner.config.voices import GPT_LIVE_VOICES
 from runner.emulator import protocol as P
 from runner.emulator.fidelity import Fidelity
 from runner.emulator.model import Plan, Script, ScriptedModel, spoken
-from runner.emulator.outbox import Outbox, Tasks
+from runner.emulator.outbox import CLOSE_TIMEOUT_S, Outbox, Tasks
 from runner.emulator.record import SessionRecord
 from runner.emulator.speech import g711_decode, g711_encode, speak
 from runner.emulator.vad import EnergyVad
@@ -152,9 +153,9 @@ class LiveDesk:
         tasks = list(self._open.values())
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=1.0)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            stuck = await cancel_and_wait(late, timeout=CLOSE_TIMEOUT_S)
+            if stuck:  # left, and said: the emulator's stop is not held for ever
+                log.warning("%d GPT-Live session(s) did not end when cancelled", len(stuck))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         # source: docs/emulator.md#gl-connect (docs/gpt-live.md "Connection")

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
 
 from runner import speedups
+from runner.aio import cancel_and_wait
 from runner.emulator import protocol as P
 from runner.emulator.faults import Faults
 from runner.emulator.fidelity import Fidelity
 from runner.emulator.record import SessionRecord
 
+log = logging.getLogger(__name__)
+
+#: how long :meth:`Tasks.close` waits for its cancelled tasks (one that ignores its cancel is
+#: left, and said, rather than holding the connection's end for ever)
+CLOSE_TIMEOUT_S = 5.0
 #: the events that carry output audio: not kept when the record keeps no audio
 AUDIO_OUT = frozenset({"response.audio.delta", "session.output_audio.delta"})
 
@@ -164,10 +171,9 @@ class Tasks:
         self._last = task
         return task
 
-    async def close(self) -> None:
-        tasks = list(self._running)
-        for task in tasks:
-            task.cancel()
+    async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         # Owned, so awaited: a reply cancelled mid-speech reaps its espeak-ng run before
-        # the connection is gone (otherwise its pipes outlive the event loop).
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # the connection is gone (otherwise its pipes outlive the event loop); within a bound.
+        stuck = await cancel_and_wait(list(self._running), timeout=timeout)
+        if stuck:
+            log.warning("%d emulator task(s) did not end when cancelled", len(stuck))
