@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import pytest
 
 from runner.live.images import MAX_IMAGE_BYTES
 from runner.serve.host import Conversation, _image_turns
@@ -89,6 +91,49 @@ async def test_a_chunked_form_is_bounded_as_a_whole(tmp_path: Path) -> None:
         assert status == 202, body
         await p.send({"type": "stop"})
         await p.wait(lambda: p.of("ended"))
+
+
+async def test_one_upload_is_read_at_a_time_per_conversation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While one image is being read, a second upload to the same conversation is refused
+    at once (the memory an upload holds is bounded per conversation); an upload cut off
+    midway is no server error."""
+    from runner.serve import browser
+
+    caplog.set_level(logging.ERROR)
+
+    write_profiles(tmp_path)
+    async with serving(tmp_path) as served, page(served) as p:
+        conversation = await started(p)
+        split = urlsplit(served.base)
+        reader, writer = await asyncio.open_connection(split.hostname, split.port)
+        head = (
+            f"POST /api/conversations/{conversation}/image HTTP/1.1\r\nHost: {split.netloc}\r\n"
+            f"Origin: {served.base}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            "Content-Length: 100000\r\n\r\n"
+            '--b\r\nContent-Disposition: form-data; name="image"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        )
+        writer.write(head.encode() + png())
+        await writer.drain()
+        # the server is reading it (a condition of the server's, polled within a deadline)
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while conversation not in browser._uploading:
+            assert asyncio.get_running_loop().time() < deadline, "the upload was never read"
+            await asyncio.sleep(0.01)
+        status, body = await upload(served, conversation, png(), "image/png")
+        assert status == 409 and "being uploaded already" in body["error"], body
+        writer.close()  # the first upload is abandoned: the next one is taken
+        await reader.read()
+        while conversation in browser._uploading:
+            assert asyncio.get_running_loop().time() < deadline, "the upload never ended"
+            await asyncio.sleep(0.01)
+        status, body = await upload(served, conversation, png(), "image/png")
+        assert status == 202, body
+        await p.send({"type": "stop"})
+        await p.wait(lambda: p.of("ended"))
+    assert "Error handling request" not in caplog.text
 
 
 class _Session:

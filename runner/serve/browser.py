@@ -279,6 +279,8 @@ async def _image_form(request: web.Request, limit: int) -> tuple[bytes, str, str
                 left -= len(await _read_part(part, left, "the form"))  # read past it, bounded
     except (ValueError, AssertionError) as exc:  # aiohttp's word for a malformed form
         raise ImageError(f"a malformed image upload ({clean_line(str(exc))[:200]})") from None
+    except ConnectionError:  # the page went away mid-upload: an answer nobody reads, no trace
+        raise ImageError("the upload was cut off before its end") from None
     if data is None:
         raise ImageError("the upload has no image", hint="send the file as the form field `image`")
     return data, mime, text
