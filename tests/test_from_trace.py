@@ -328,3 +328,28 @@ def test_a_conversation_log_gives_the_calls_and_their_answers() -> None:
     doc = scenario_doc([turn], name="n", profile_ref="p.yaml")
     assert doc["turns"][0]["user"] == "my number is +*******0123, pin 2468"  # no flow: no PIN known
     assert doc["turns"][0]["mocks"] == {"open_ticket": {"error": "the desk is closed (ticket (x))"}}
+
+
+def test_a_secret_the_caller_gave_is_masked_where_the_model_says_it_back() -> None:
+    """The trace masks a secret value in its record call only; the caller's words are masked
+    here, and the same words wherever they come back (the model's reply, a tool's answer)."""
+    from runner.config.load import load_profile
+    from runner.scenarios.from_trace import scenario_doc
+
+    log = [
+        "[10:00:01] assistant: Hello.",
+        f"[10:00:02] user: employee_id=E1234 pin={PIN}",
+        '[10:00:02] tool call record_verify({"employee_id": "E1234", "pin": "***"}) [c1]',
+        '[10:00:02] tool result record_verify ok (0.00 s): {"ok": true, "next_step": "check"}',
+        f"[10:00:03] assistant: Thanks, PIN {PIN} is verified.",
+        "[10:00:04] user: and the ticket?",
+        "[10:00:04] tool call open_ticket({}) [c2]",
+        f'[10:00:04] tool result open_ticket ok (0.01 s): {{"note": "pin {PIN} used"}}',
+        f"[10:00:05] assistant: Done; I used {PIN}.",
+    ]
+    flow = load_profile(ROOT / "profiles" / "helpdesk.yaml").flow
+    doc = scenario_doc(read_log_turns(log), name="n", profile_ref="p.yaml", flow=flow)
+    text = json.dumps(doc)
+    assert PIN not in text, text
+    assert doc["turns"][0]["user"] == "employee_id=E1234 pin=***"
+    assert "Thanks, PIN *** is verified." in text and "E1234" in text  # the rest kept

@@ -162,6 +162,7 @@ def scenario_doc(
     node = flow.start if flow is not None else None
     path = [node] if node is not None else []
     left_out = 0
+    given: set[str] = set()  # secret words the caller gave: masked wherever they appear
     for n, t in enumerate(heard, start=1):
         if flow is not None and node is not None and flow.nodes[node].final:
             # the session ends with an end node's reply: a turn typed after it cannot be
@@ -171,7 +172,7 @@ def scenario_doc(
         said = t.said or "(not transcribed)"
         hidden = _secrets_given(t, flow)
         if hidden:
-            said = _hide_secret_words(said, hidden)
+            said = _hide_secret_words(said, hidden, given)
         turn: dict[str, Any] = {"user": said}
         expect: dict[str, Any] = {}
         rule: dict[str, Any] = {"turn": n}
@@ -246,7 +247,7 @@ def scenario_doc(
             "session ends with an end node's reply."
         )
         doc = {"scenario": name, "description": note, **doc}
-    masked: dict[str, Any] = _masked(doc)
+    masked: dict[str, Any] = _masked(doc, sorted(given, key=len, reverse=True))
     return masked
 
 
@@ -274,12 +275,18 @@ def _secrets_given(turn: _Turn, flow: Flow | None) -> set[str]:
     return names
 
 
-def _hide_secret_words(said: str, names: set[str]) -> str:
+def _hide_secret_words(said: str, names: set[str], found: set[str] | None = None) -> str:
     """The caller's words in a turn that gave a secret value: the trace masks the value in
     the record call, not in what the caller typed or said, so ``pin=2468`` and every run of
-    three or more digits are masked here."""
+    three or more digits are masked here (and added to ``found``: the model may say them
+    back, and is masked with them)."""
+    seen = found if found is not None else set()
     for name in sorted(names):
-        said = re.sub(rf"\b({re.escape(name)})\s*([=:])\s*\S+", rf"\1\2{MASK}", said)
+        pattern = rf"\b({re.escape(name)})\s*([=:])\s*(\S+)"
+        # a value of 3 characters or more: a shorter one would mask half the document
+        seen.update(m.group(3) for m in re.finditer(pattern, said) if len(m.group(3)) >= 3)
+        said = re.sub(pattern, rf"\1\2{MASK}", said)
+    seen.update(m.group(0) for m in _DIGITS.finditer(said))
     return _DIGITS.sub(MASK, said)
 
 
@@ -310,12 +317,16 @@ def _mock(answer: Any) -> dict[str, Any]:
     return {"output": answer}
 
 
-def _masked(obj: Any) -> Any:
+def _masked(obj: Any, given: Sequence[str] = ()) -> Any:
+    """Every string masked: secrets, phone numbers, and the secret words the caller gave
+    (``given``, longest first: the model's replies and the tools' answers may repeat them)."""
     if isinstance(obj, Mapping):
-        return {k: _masked(v) for k, v in obj.items()}
+        return {k: _masked(v, given) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_masked(v) for v in obj]
+        return [_masked(v, given) for v in obj]
     if isinstance(obj, str):
+        for word in given:
+            obj = obj.replace(word, MASK)
         return mask_phone_numbers(redact(obj))
     return obj
 
