@@ -367,12 +367,13 @@ def test_a_gpt_live_scenario_names_the_turns_it_cannot_take(tmp_path: Path) -> N
     (tmp_path / "s.yaml").write_text(
         'scenario: keys to a duplex model\nprofile: profiles/gpt-live.yaml\nturns:\n  - dtmf: "1"\n'
     )
-    result = run_scenario(load_scenario(tmp_path / "s.yaml"))
-    assert result.error == (
-        f"{tmp_path / 's.yaml'}:4: a GPT-Live scenario takes spoken and typed turns, not DTMF "
-        "keys\n    hint: GPT-Live decides itself when to yield to the caller"
+    # refused when the file is read (as `vlrun check` does), at the turn's line: no session
+    # is opened for a scenario that cannot run
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(tmp_path / "s.yaml")
+    (problem,) = caught.value.all_problems
+    assert (problem.line, problem.severity, problem.message) == (
+        4,
+        "error",
+        "a GPT-Live scenario takes spoken and typed turns, not DTMF keys",
     )
-    # the session had started (the emulated GPT-Live said its greeting), and its lines are kept
-    assert result.lines == [
-        (-1, "assistant: [emulator] Hello! Ask me the time anywhere in the world.")
-    ]

@@ -24,6 +24,7 @@ import base64
 import contextlib
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -53,6 +54,9 @@ STOP_CLOSE_TIMEOUT_S = 0.5  # ... after Ctrl+C (ends now: the close is a courtes
 QUIET_S = 2.0
 #: the caller's audio above this level is voice (speech is -30 to -10 dBFS; a quiet room -60)
 VOICED_DBFS = -45.0
+#: a pause this long in the caller's stream (wall clock) lets the session's timeline move on
+#: without it: its audio then resumes at the latest timeline point the service reported
+RESUME_GAP_S = 0.5
 _QUIT_WORDS = frozenset({"q", "quit", "exit", "/q", "/quit"})
 _MAX_FRAME = 16 * 1024 * 1024
 
@@ -413,12 +417,20 @@ class GptLiveSession:
         law = g711.law_of(word)
         per_ms = rate / 1000 * (1 if law else 2)
         sent_ms = 0.0
+        last = -math.inf  # monotonic time of the last chunk sent
         async for chunk in self.source.frames():
             if self.life.stopping.is_set() or self.turn.closing:
                 break
             level = level_dbfs(g711.decode(chunk, law) if law else chunk)
             if self.transcript.meter_enabled or self.transcript.on_meter is not None:
                 self.transcript.meter(level)
+            now = time.monotonic()
+            if now - last >= RESUME_GAP_S:
+                # the stream paused (before the first words, or between turns): the session's
+                # timeline went on without it (a greeting, a reply said meanwhile), so the
+                # audio resumes where the service last said the timeline was
+                sent_ms = max(sent_ms, float(self._timeline_ms))
+            last = now
             # where this audio sits on the session's timeline, and whether the caller speaks
             start, sent_ms = sent_ms, sent_ms + len(chunk) / per_ms
             self.duplex.caller_audio(int(start), int(sent_ms), level > VOICED_DBFS)

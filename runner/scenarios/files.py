@@ -578,7 +578,110 @@ def _regex(scenario: Scenario, path: PathKey, pattern: Any, out: list[Problem]) 
 
 
 def _profile_tools(scenario: Scenario, out: list[Problem]) -> set[str] | None:
-    """Tool names the profile offers; a profile that does not load is one problem here."""
+    """Tool names the profile offers; a profile that does not load is one problem here. A
+    GPT-Live profile's scenario is also checked for turns GPT-Live cannot take."""
+    profile = _load_profile(scenario, out)
+    if profile is None:
+        return None
+    _duplex_problems(scenario, profile, out)
+    return _tool_names(scenario, profile, out)
+
+
+def _duplex_problems(scenario: Scenario, profile: Any, out: list[Problem]) -> None:
+    """Turns a GPT-Live profile cannot take (images, typed turns under client delegation,
+    ...), and GPT-Live's own keys on any other profile: at their lines, before a run."""
+    from runner.config.gpt_live import accepts_typed_turns, is_gpt_live
+
+    duplex = is_gpt_live(profile.connection.model)
+    typed = accepts_typed_turns(profile.settings)
+    for i, turn in enumerate(scenario.turns):
+        if duplex:
+            for path, message, hint in duplex_turn_problems(turn, typed_turns=typed):
+                out.append(scenario.problem(("turns", i, *path), message, hint=hint))
+            continue
+        expect = turn.get("expect") or {}
+        keys: list[PathKey] = [("talk_over",)] if "talk_over" in turn else []
+        keys += [("expect", k) for k in ("yielded", "backchannels") if k in expect]
+        for path in keys:
+            out.append(
+                scenario.problem(
+                    ("turns", i, *path),
+                    f"`{path[-1]}` is for GPT-Live profiles (full duplex); "
+                    f"{profile.connection.model or 'this profile'} is not one",
+                    hint="on a Voice Live profile, talk over the reply with barge_in and "
+                    "expect interrupted",
+                )
+            )
+    caller = scenario.data.get("caller")
+    if duplex and not typed and isinstance(caller, Mapping):
+        out.append(
+            scenario.problem(
+                ("caller",),
+                "a text-tier caller types its turns, and this GPT-Live profile takes typed "
+                "turns only with a delegation deployment (gpt_live.delegation.deployment)",
+                hint="run the caller with --caller audio, or give the profile a deployment",
+                severity="warning",
+            )
+        )
+
+
+def duplex_turn_problems(
+    turn: Mapping[str, Any], *, typed_turns: bool
+) -> list[tuple[PathKey, str, str]]:
+    """What a GPT-Live scenario turn asks that GPT-Live cannot do: (path in the turn, message,
+    hint). The same list for `vlrun check` (runner.scenarios.files) and the run."""
+    out: list[tuple[PathKey, str, str]] = []
+    for key, what, hint in (
+        ("dtmf", "DTMF keys", "GPT-Live takes spoken and typed turns"),
+        (
+            "image",
+            "image turns",
+            "GPT-Live's WebSocket has no image event; use a gpt-realtime model for image turns",
+        ),
+        (
+            "barge_in",
+            "barge_in",
+            "GPT-Live decides itself when to yield: talk over its reply "
+            "with talk_over: {at_ms: 1000, say: ...} and expect yielded: true or false",
+        ),
+    ):
+        if key in turn:
+            out.append(
+                ((key,), f"a GPT-Live scenario takes spoken and typed turns, not {what}", hint)
+            )
+    if "user" in turn and not typed_turns:
+        out.append(
+            (
+                ("user",),
+                "GPT-Live takes typed turns only with a delegation deployment "
+                "(gpt_live.delegation.deployment); this profile delegates to the client",
+                "speak the turn instead (say: ...), or give the profile a deployment",
+            )
+        )
+    expect = turn.get("expect") or {}
+    if "silent_for_ms" in expect and "user" in turn:
+        out.append(
+            (
+                ("expect", "silent_for_ms"),
+                "`silent_for_ms` on GPT-Live is measured on the session's clock from the end of "
+                "the caller's speech; a typed turn has no place on that clock",
+                "make the turn spoken (say: ...)",
+            )
+        )
+    if "tool_cancelled" in expect:
+        out.append(
+            (
+                ("expect", "tool_cancelled"),
+                "`tool_cancelled` cannot be measured on GPT-Live: it has no cancel event, and "
+                "a delegated call's result is always returned (the wire never says it went "
+                "unused)",
+                "leave it out of a GPT-Live scenario; expect yielded: true for an interruption",
+            )
+        )
+    return out
+
+
+def _load_profile(scenario: Scenario, out: list[Problem]) -> Any:
     from runner.config.load import analyse
 
     vars_ = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in _vars(scenario)}
@@ -619,6 +722,10 @@ def _profile_tools(scenario: Scenario, out: list[Problem]) -> set[str] | None:
             )
         )
         return None
+    return profile
+
+
+def _tool_names(scenario: Scenario, profile: Any, out: list[Problem]) -> set[str]:
     names = {t.name for t in profile.tools}
     if profile.flow is not None:
         names |= profile.flow.tool_names()
@@ -685,6 +792,12 @@ def model_script(scenario: Scenario) -> dict[str, Any]:
             number += 1
             said = turn["barge_in"].get("say") or DEFAULT_BARGE_IN
             rules.append({"turn": number, "transcript": said, "match": NEVER})
+        talk = turn.get("talk_over")
+        if talk is not None and len(str(talk.get("say") or "").split()) > BACKCHANNEL_WORDS:
+            # a GPT-Live talk-over of more words than a backchannel is an interruption: the
+            # emulator yields to it (gl-yield) and it is a caller turn of its own
+            number += 1
+            rules.append({"turn": number, "transcript": talk["say"], "match": NEVER})
     caller = scenario.data.get("caller") or {}
     for n, line in enumerate(caller.get("script") or [], start=1):
         # a caller that speaks (tier audio) is heard by its script's lines
@@ -695,6 +808,8 @@ def model_script(scenario: Scenario) -> dict[str, Any]:
 
 
 DEFAULT_BARGE_IN = "wait a moment"
+#: a caller's utterance of at most this many words over a reply is a backchannel (docs/gpt-live.md)
+BACKCHANNEL_WORDS = 3
 IMAGE_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",

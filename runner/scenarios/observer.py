@@ -34,6 +34,12 @@ class Observer(Transcript):
         # (turn, how many events had arrived, text) of each reply said: a full-duplex turn
         # (GPT-Live) is answered by a reply said after its delegations were answered
         self.said: list[tuple[int, int, str]] = []
+        # (turn, how many events had arrived, record) of each note the session made (a GPT-Live
+        # session's ``backchannel`` and ``yield``, docs/gpt-live.md "Full duplex")
+        self.notes: list[tuple[int, int, dict[str, Any]]] = []
+        # the end (ms on the session's timeline) of the latest GPT-Live output audio: how far a
+        # reply has been said, to the chunk (its transcript comes a word group at a time)
+        self.output_audio_end_ms: int | None = None
         self._changes = Changes()
         # Tool time: a turn's timeout_s does not count the time its tools run, each up to its
         # own timeout_s (the session's tool_timeouts), so a hung tool times out as its binding
@@ -75,6 +81,19 @@ class Observer(Transcript):
                     if isinstance(item, Mapping) and item.get("type") == "function_call":
                         self._tool_ended(str(item.get("call_id")))
         self._poke()
+
+    def trace_note(self, record: dict[str, Any]) -> None:
+        super().trace_note(record)
+        self.notes.append((self.turn, len(self.events), dict(record)))
+        self._poke()
+
+    def event(self, kind: str, summary: str = "", payload: dict[str, Any] | None = None) -> None:
+        super().event(kind, summary, payload)
+        if kind == "session.output_audio.delta" and payload is not None:
+            end = payload.get("end_ms")
+            if isinstance(end, int):  # optional on the wire (docs/gpt-live.md)
+                self.output_audio_end_ms = max(self.output_audio_end_ms or 0, end)
+                self._poke()
 
     def _line(self, text: str) -> None:
         self.lines.append((self.turn, text))

@@ -61,6 +61,10 @@ class TurnOutcome:
     speech_heard: bool = True  # for audio turns: the service reported speech_started
     answered_after_ms: float | None = None  # silent_for_ms turns: when the assistant spoke
     tools_cancelled: list[str] = field(default_factory=list)  # by a barge-in, in this turn
+    # GPT-Live (full duplex, docs/gpt-live.md): the session's notes in this turn
+    backchannels: list[str] = field(default_factory=list)  # what each backchannel said
+    yields: int = 0  # replies the assistant stopped for the caller
+    talk_over_missed: str | None = None  # why the caller could not talk over the reply
 
 
 @dataclass

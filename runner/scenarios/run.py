@@ -39,6 +39,7 @@ from runner.scenarios.files import (
     DEFAULT_BARGE_IN,
     Scenario,
     dtmf_line,
+    duplex_turn_problems,
     image_mime,
     model_script,
 )
@@ -48,6 +49,10 @@ from runner.scenarios.results import Failure, ScenarioResult, ToolCallSeen, Turn
 
 #: silence after a GPT-Live caller's words: its end of turn is read on the caller's stream
 DUPLEX_TAIL_MS = 1500
+#: a GPT-Live talk-over: what the caller says over the reply by default (a backchannel), and
+#: the silence the caller streams at a time until the reply has gone on for ``at_ms``
+DEFAULT_TALK_OVER = "uh-huh"
+TALK_OVER_STEP_MS = 100
 BARGE_IN_EARLY_MS = 100  # playback may stop this much before the offset (timer granularity)
 PLAYBACK_MARGIN = 0.8  # the virtual speaker's rate relative to the emulator's (ScenarioPlayer)
 
@@ -591,6 +596,13 @@ class _Driver:
         *,
         audio: bytes | None = None,
     ) -> TurnOutcome:
+        for path in _duplex_only(turn):  # never a silent pass
+            raise VlrunError(
+                f"{self.s.where((*self.base(i), *path))}: `{path[-1]}` is for GPT-Live "
+                "profiles (full duplex)",
+                hint="on a Voice Live profile, talk over the reply with barge_in and expect "
+                "interrupted",
+            )
         self.obs.turn = i
         self.registry.mocks = {**(self.s.data.get("mocks") or {}), **(turn.get("mocks") or {})}
         outcome = TurnOutcome(i)
@@ -903,6 +915,7 @@ class _Driver:
             self._expect_cancelled(i, expect["tool_cancelled"], o, result)
         if "flow" in expect:
             self._expect_flow(i, expect["flow"], result)
+        self._expect_duplex(i, turn, o, result)
         latency = expect.get("latency") or {}
         for key, value, what in (
             ("first_audio_ms", o.first_audio_ms, "end of speech -> first audio"),
@@ -922,6 +935,63 @@ class _Driver:
                     f"{what} took {value:.0f} ms, over the budget of {float(budget):g} ms",
                     i,
                 )
+
+    def _expect_duplex(
+        self, i: int, turn: Mapping[str, Any], o: TurnOutcome, result: ScenarioResult
+    ) -> None:
+        """GPT-Live's full duplex (docs/gpt-live.md): the talk-over happened, the assistant
+        yielded to it or not, and how many backchannels it made."""
+        expect = turn.get("expect") or {}
+        at: PathKey = (*self.base(i), "expect")
+        talk = turn.get("talk_over")
+        if talk is not None and o.talk_over_missed is not None:
+            self.fail(
+                result,
+                (*self.base(i), "talk_over"),
+                f"no talk-over at {int(talk['at_ms'])} ms: {o.talk_over_missed}",
+                i,
+            )
+            return
+        said = (
+            f"the caller's talk-over at {int(talk['at_ms'])} ms "
+            f"({str(talk.get('say') or DEFAULT_TALK_OVER)!r})"
+            if talk is not None
+            else "the caller"
+        )
+        wanted = expect.get("yielded")
+        if wanted is False and o.yields:
+            self.fail(result, (*at, "yielded"), f"the assistant yielded to {said}", i)
+        elif wanted is True and not o.yields:
+            self.fail(
+                result,
+                (*at, "yielded"),
+                f"the assistant did not yield to {said}: its reply went on",
+                i,
+            )
+        bounds = expect.get("backchannels")
+        if bounds is None:
+            return
+        low, high = (
+            (int(bounds), int(bounds))
+            if isinstance(bounds, int)
+            else (bounds.get("min"), bounds.get("max"))
+        )
+        n = len(o.backchannels)
+        if (low is None or n >= low) and (high is None or n <= high):
+            return
+        if low == high:
+            want = f"exactly {low}"
+        elif high is None or (low is not None and n < low):
+            want = f"at least {low}"
+        else:
+            want = f"at most {high}"
+        made = f": {', '.join(repr(b) for b in o.backchannels)}" if o.backchannels else ""
+        self.fail(
+            result,
+            (*at, "backchannels"),
+            f"the assistant made {n} backchannel(s){made}; expected {want}",
+            i,
+        )
 
     def _expect_cancelled(
         self, i: int, wanted: bool | str, o: TurnOutcome, result: ScenarioResult
@@ -1080,24 +1150,18 @@ class _DuplexDriver(_Driver):
         *,
         audio: bytes | None = None,
     ) -> TurnOutcome:
-        where = self.s.where(self.base(i))
-        for key, what in (("dtmf", "DTMF keys"), ("image", "images"), ("barge_in", "barge_in")):
-            if key in turn:
-                raise VlrunError(
-                    f"{where}: a GPT-Live scenario takes spoken and typed turns, not {what}",
-                    hint="GPT-Live decides itself when to yield to the caller",
-                )
-        for key in ("silent_for_ms", "tool_cancelled"):
-            if key in (turn.get("expect") or {}):  # never a silent pass
-                raise VlrunError(
-                    f"{self.s.where((*self.base(i), 'expect', key))}: `{key}` is not measured "
-                    "on GPT-Live yet",
-                    hint="leave it out of a GPT-Live scenario",
-                )
+        for problem in duplex_turn_problems(
+            turn, typed_turns=self.live.delegation_type == "responses"
+        ):
+            path, message, hint = problem
+            raise VlrunError(f"{self.s.where((*self.base(i), *path))}: {message}", hint=hint)
         self.obs.turn = i
         self.registry.mocks = {**(self.s.data.get("mocks") or {}), **(turn.get("mocks") or {})}
         outcome = TurnOutcome(i)
         mark, lines, said = len(self.obs.events), len(self.obs.lines), len(self.obs.said)
+        notes = len(self.obs.notes)
+        talk = turn.get("talk_over")
+        after_talk: tuple[int, int] | None = None
         if "user" in turn:
             self.live.feed_line(str(turn["user"]))
         else:
@@ -1112,8 +1176,23 @@ class _DuplexDriver(_Driver):
                 pcm = to_rate(audio, fmt.rate)
             else:
                 pcm = await spoken(str(turn["say"]), fmt)
-            await self.source.speak(pcm, self.tail_ms)
-        outcome.settled = await self.obs.wait(lambda: self._answered(mark, said), self.timeout)
+            # with a talk-over the caller's stream goes on (silence) until it talks over the
+            # reply: the reply is said at the pace of that stream (docs/gpt-live.md)
+            await self.source.speak(pcm, 0 if talk is not None else self.tail_ms)
+        if talk is not None:
+            outcome.talk_over_missed = await self._talk_over(talk, mark, said)
+            if outcome.talk_over_missed is None:
+                after_talk = (len(self.obs.said), len(self.obs.notes))
+        if after_talk is not None:
+            # the reply went on (said once it ends), or it yielded and the interruption's answer
+            # is owed: more replies said since the talk-over than replies that yielded
+            said_at, notes_at = after_talk
+            outcome.settled = await self.obs.wait(
+                lambda: len(self.obs.said) - said_at > _count(self.obs.notes[notes_at:], "yield"),
+                self.timeout,
+            )
+        else:
+            outcome.settled = await self.obs.wait(lambda: self._answered(mark, said), self.timeout)
         await self.player.drain()
         for n, call_id, name, arguments in self.obs.calls:
             if n == i:
@@ -1125,11 +1204,61 @@ class _DuplexDriver(_Driver):
             for _, text in self.obs.lines[lines:]
             if text.startswith("error: ")
         ]
+        for n, _, note in self.obs.notes[notes:]:
+            if n != i:
+                continue
+            if note.get("type") == "backchannel":
+                outcome.backchannels.append(str(note.get("text") or ""))
+            elif note.get("type") == "yield":
+                outcome.yields += 1
+        if "silent_for_ms" in (turn.get("expect") or {}):
+            outcome.answered_after_ms = _answered_after(self.obs.since(mark))
         self._evaluate(i, turn, outcome, result)
         if self.chat is not None:
             self._heard(i, _said(turn))
             await self._judge_turn(i, turn, outcome, result)
         return outcome
+
+    async def _talk_over(self, spec: Mapping[str, Any], mark: int, said: int) -> str | None:
+        """Stream silence until ``at_ms`` of the reply has been said, then the talk-over and
+        its tail. Returns None, or why the caller could not talk over the reply."""
+        from runner.aio import Deadline
+
+        fmt = self.source.fmt
+        at_ms = int(spec["at_ms"])
+        burst = await spoken(str(spec.get("say") or DEFAULT_TALK_OVER), fmt)
+        gap = bytes(fmt.bytes_for_ms(TALK_OVER_STEP_MS))
+        deadline = Deadline(self.timeout)
+        while True:
+            into = self._reply_ms(mark)
+            if into is not None and into >= at_ms:
+                break
+            if len(self.obs.said) > said:
+                return f"the reply was over after {into or 0} ms"
+            if deadline.expired():
+                return f"no reply within {self.timeout:g} s"
+            await self.source.speak(gap, 0)
+        await self.source.speak(burst, self.tail_ms)
+        return None
+
+    def _reply_ms(self, mark: int) -> int | None:
+        """How far (ms on the session's timeline) the assistant's first output after the
+        caller's turn has been said: from its first fragment's start to the latest output
+        audio's end."""
+        began: int | None = None
+        end = 0
+        heard = False
+        for _, d, e in self.obs.since(mark):
+            kind = e.get("type")
+            if (d, kind) in (("in", "session.input_transcript.delta"), ("out", "response.create")):
+                heard = True
+            elif heard and d == "in" and kind == "session.output_transcript.delta":
+                if began is None:
+                    began = int(e.get("start_ms") or 0)
+                end = max(end, int(e.get("end_ms") or 0))
+        if began is None:
+            return None
+        return max(end, self.obs.output_audio_end_ms or 0) - began
 
     def _answered(self, mark: int, said: int) -> bool:
         events = self.obs.since(mark)
@@ -1154,6 +1283,35 @@ class _DuplexDriver(_Driver):
             return False
         answered = mark + max(ended.values(), default=-1)
         return any(at > answered for _, at, _ in self.obs.said[said:])
+
+
+def _duplex_only(turn: Mapping[str, Any]) -> list[PathKey]:
+    """The keys of a turn that only a GPT-Live scenario takes."""
+    expect = turn.get("expect") or {}
+    out: list[PathKey] = [("talk_over",)] if "talk_over" in turn else []
+    return out + [("expect", k) for k in ("yielded", "backchannels") if k in expect]
+
+
+def _count(notes: list[tuple[int, int, dict[str, Any]]], kind: str) -> int:
+    return sum(1 for _, _, note in notes if note.get("type") == kind)
+
+
+def _answered_after(events: list[tuple[float, str, dict[str, Any]]]) -> float | None:
+    """GPT-Live ``silent_for_ms``: ms on the session's clock from the end of the caller's
+    speech (its turn's last input fragment) to the start of the assistant's first output after
+    it; None when it never spoke after it."""
+    end: int | None = None
+    for _, d, e in events:
+        if d != "in":
+            continue
+        kind = e.get("type")
+        if kind == "session.input_transcript.delta":
+            end = max(end or 0, int(e.get("end_ms") or 0))
+        elif kind == "session.output_transcript.delta" and end is not None:
+            start = int(e.get("start_ms") or 0)
+            if start >= end:  # a backchannel during the caller's words is not an answer
+                return float(start - end)
+    return None
 
 
 #: What counts as the assistant answering (``silent_for_ms``): its reply, heard or read.
