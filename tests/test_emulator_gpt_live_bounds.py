@@ -3,7 +3,7 @@ to what one start may hold)."""
 
 from __future__ import annotations
 
-from runner.emulator.gpt_live import APPEND_MAX_CHARS, INSTRUCTIONS_MAX_CHARS
+from runner.emulator.gpt_live import APPEND_MAX_CHARS, INPUT_MAX_CHARS, INSTRUCTIONS_MAX_CHARS
 from tests.test_emulator_gpt_live import connect, live, next_of, send, started
 
 
@@ -33,3 +33,21 @@ async def test_instruction_appends_stop_at_what_the_session_s_instructions_may_h
         note = {"type": "session.commentary.append", "content": "hi", "delegation_id": None}
         await send(ws, note)
         assert (await next_of(ws, "session.commentary.appended", "error"))["type"] != "error"
+
+
+async def test_a_typed_turn_and_a_call_id_are_checked_not_a_server_error() -> None:
+    backend = {"type": "responses", "responses": {"model": "gpt-5.4-mini", "tools": []}}
+    async with live() as (_, url), connect(url + "/openai/v1/live") as ws:
+        assert (await started(ws, delegation=backend))["type"] == "session.started"
+        output = {"type": "function_call_output", "call_id": ["x"], "output": "{}"}
+        await send(ws, {"type": "response.item.create", "item": output})
+        error = (await next_of(ws, "error"))["error"]
+        assert (error["code"], error["param"]) == ("invalid_type", "item.call_id"), error
+        long = {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "x" * (INPUT_MAX_CHARS + 1)}],
+        }
+        await send(ws, {"type": "response.item.create", "item": long})
+        error = (await next_of(ws, "error"))["error"]
+        assert (error["code"], error["param"]) == ("invalid_value", "item.content"), error

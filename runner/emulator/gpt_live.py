@@ -978,6 +978,12 @@ class LiveSession:
             )
         if item.get("type") == "function_call_output":
             call_id = item.get("call_id")
+            if not isinstance(call_id, str):  # (a list or object would not even hash)
+                raise LiveError(
+                    "invalid_type",
+                    "Invalid type for 'item.call_id': expected a string.",
+                    "item.call_id",
+                )
             owner = next((d for d in self._delegations.values() if call_id in d.calls), None)
             if owner is None or "output" not in item:
                 raise LiveError(
@@ -993,6 +999,10 @@ class LiveSession:
             text = " ".join(str(p.get("text") or "") for p in parts if isinstance(p, dict)).strip()
             if not text:
                 raise LiveError("invalid_value", "A user message needs input_text.", "item.content")
+            if len(text) > INPUT_MAX_CHARS:  # 16 of them may wait: each is bounded
+                raise LiveError(
+                    "invalid_value", "The user message is over 8192 tokens.", "item.content"
+                )
             if len(self._typed) >= MAX_WAITING:
                 raise LiveError(
                     "invalid_request", "Too many user messages wait for response.create."
