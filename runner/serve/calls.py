@@ -22,6 +22,7 @@ import collections
 import contextlib
 import itertools
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -325,6 +326,16 @@ class CallPlayer:
         self._carry, self._carry_item, self._short_since = b"", None, None
 
     # ------------------------------------------------------------------ the clock's side
+
+    def next_due(self) -> float:
+        """When the clock must serve this player next (monotonic; inf: it has nothing)."""
+        if self._clear:
+            return 0.0
+        if self._carry and not self._queue and self._short_since is not None:
+            return self._short_since + FRAME_S  # a short tail waits one tick for more
+        if self._queue or self._carry:
+            return self._end - self.low_s  # when its caller's buffer reaches the refill mark
+        return math.inf
 
     def has_work(self) -> bool:
         """Something to send: audio queued or assembled, or a clear owed."""

@@ -2,10 +2,12 @@
 
 A player per call used to own a task that slept until its caller's buffer was down to the
 refill mark: one timer and one task wake-up per call every 60 ms, about 3,300 wake-ups a
-second at 200 calls, each costing more than the frames it sent. The clock ticks every 20 ms
-for the whole worker (50 wake-ups a second, whatever the number of calls, and none while no
-call has audio to send) and, at each tick, asks every player with something to send to send
-what is due (:meth:`CallPlayer.service`).
+second at 200 calls, each costing more than the frames it sent. The clock ticks at
+most every 20 ms for the whole worker (50 wake-ups a second whatever the number of calls; at
+each refill only, with one call; none while no call has audio to send) and, at each tick,
+asks every player with something to send to send what is due (:meth:`CallPlayer.service`).
+A pass learns when each player next needs it (:meth:`CallPlayer.next_due`), and the next tick
+is the soonest of those, never sooner than a tick away.
 
 Two things do not wait for the tick:
 - a player whose caller is about to run dry (the first frame of a reply, whose caller has
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from typing import TYPE_CHECKING
@@ -47,6 +50,11 @@ def _release(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(True)
 
 
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():  # a wake-up may have come first, in the same loop iteration
+        waiter.set_result(False)
+
+
 class MediaClock:
     """Paces every registered player's outbound audio on one timer (one per worker)."""
 
@@ -56,6 +64,7 @@ class MediaClock:
         self._active: dict[CallPlayer, None] = {}  # with something to send or a clear owed
         self._urgent: dict[CallPlayer, float] = {}  # -> when it became urgent
         self._task: asyncio.Task[None] | None = None
+        self._next_tick = math.inf  # when the clock serves its active players next
         self._waiter: asyncio.Future[bool] | None = None
         self.ticks = 0  # timer wake-ups that served every active player
         self.urgent_wakeups = 0  # wake-ups for a player about to run dry, or a clear
@@ -92,11 +101,20 @@ class MediaClock:
         """``player`` has something to send; ``urgent``: now, not at the next tick."""
         if player not in self._players:
             return
-        if not self._active:
-            self._wake()  # an idle clock waits without ticking: it ticks again from now
+        if urgent:
+            self._active[player] = None
+            if player not in self._urgent:
+                self._urgent[player] = time.monotonic()
+                self._wake()
+            return
+        if player in self._active:
+            return  # already on the clock's plan
         self._active[player] = None
-        if urgent and player not in self._urgent:
-            self._urgent[player] = time.monotonic()
+        need = player.next_due()
+        if need < self._next_tick:
+            # the clock sleeps longer than this caller can wait (or it is idle): it wakes now
+            # and plans again
+            self._next_tick = max(need, time.monotonic())
             self._wake()
 
     def __len__(self) -> int:
@@ -134,60 +152,66 @@ class MediaClock:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        next_tick = time.monotonic() + self.tick_s
+        self._next_tick = time.monotonic() + self.tick_s
         while self._players:
             now = time.monotonic()
             if self._urgent:
                 urgent, self._urgent = self._urgent, {}
                 self.urgent_wakeups += 1
                 for player, since in urgent.items():
-                    await self._serve(player, now, since)
+                    need = await self._serve(player, now, since)
+                    self._next_tick = min(self._next_tick, need)  # the rest of its audio
                 continue
             if not self._active:
                 # Nothing to send (calls between replies): no tick until a player has
                 # something (due() wakes the clock); the deadline only bounds the wait.
+                self._next_tick = math.inf
                 if not await self._wait(loop, IDLE_WAIT_S):
                     self.idle_timeouts += 1
-                next_tick = time.monotonic()  # serve what came at once, then tick from there
                 continue
-            if now < next_tick:
-                # a deadline on the wait: the next tick, or earlier if a player is urgent
-                await self._wait(loop, next_tick - now)
+            if now < self._next_tick:
+                # a deadline on the wait: the planned tick, or earlier if a player needs it
+                await self._wait(loop, min(self._next_tick - now, IDLE_WAIT_S))
                 continue
-            due_at = next_tick
-            next_tick += self.tick_s
-            if next_tick <= now:  # the loop ran late: no burst of missed ticks, the lead covers
-                next_tick = now + self.tick_s
+            due_at = self._next_tick
             self.ticks += 1
-            if not self._active:
-                continue
             order = list(self._active)
             # A random start: no call is always served last, and no call's refill period can
             # line up with a rotation's
             k = self._random(len(order))
+            soonest = math.inf
             for player in order[k:] + order[:k]:
-                await self._serve(player, time.monotonic(), due_at)
+                need = await self._serve(player, time.monotonic(), due_at)
+                soonest = min(soonest, need)
+            # The next tick: when the neediest call needs it, at most one a tick (with one
+            # call, one wake-up per refill; with many, one every 20 ms). A late loop does not
+            # burst through missed ticks: the lead covers it.
+            now = time.monotonic()
+            self._next_tick = max(soonest, due_at + self.tick_s, now)
 
     async def _wait(self, loop: asyncio.AbstractEventLoop, timeout: float) -> bool:
         """Until woken (a player is urgent, or has work for an idle clock): True; or until
         ``timeout``: False."""
         waiter = self._waiter = loop.create_future()
-        handle = loop.call_later(timeout, waiter.set_result, False)
+        handle = loop.call_later(timeout, _expire, waiter)
         try:
             return await waiter
         finally:
             handle.cancel()
             self._waiter = None
 
-    async def _serve(self, player: CallPlayer, now: float, due_at: float) -> None:
+    async def _serve(self, player: CallPlayer, now: float, due_at: float) -> float:
+        """Serve one player; when it next needs the clock (inf: not until it has audio)."""
         if player not in self._players:
-            return  # its call ended mid-tick
+            return math.inf  # its call ended mid-tick
         try:
             await player.service(now, due_at)
         except Exception as exc:  # that call's socket failed: its outbound audio ends, not ours
             self.failed += 1
             player.failed(exc)
             self.remove(player)
-            return
+            return math.inf
         if not player.has_work():
             self._active.pop(player, None)
+            return math.inf
+        return player.next_due()
