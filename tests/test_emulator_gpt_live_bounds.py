@@ -1,9 +1,23 @@
 """GPT-Live in the emulator: what a client sends is bounded however it is sent (appends add up
-to what one start may hold)."""
+to what one start may hold), and a client that vanished is noticed (its socket is pinged)."""
 
 from __future__ import annotations
 
-from runner.emulator.gpt_live import APPEND_MAX_CHARS, INPUT_MAX_CHARS, INSTRUCTIONS_MAX_CHARS
+import asyncio
+import json
+
+import aiohttp
+from aiohttp import web
+
+from runner.emulator.fidelity import Fidelity
+from runner.emulator.gpt_live import (
+    APPEND_MAX_CHARS,
+    INPUT_MAX_CHARS,
+    INSTRUCTIONS_MAX_CHARS,
+    LiveDesk,
+)
+from runner.emulator.record import SessionRecord
+from tests.loopback import on_loopback
 from tests.test_emulator_gpt_live import connect, live, next_of, send, started
 
 
@@ -51,3 +65,38 @@ async def test_a_typed_turn_and_a_call_id_are_checked_not_a_server_error() -> No
         await send(ws, {"type": "response.item.create", "item": long})
         error = (await next_of(ws, "error"))["error"]
         assert (error["code"], error["param"]) == ("invalid_value", "item.content"), error
+
+
+async def test_a_client_that_stops_answering_pings_is_closed_and_its_session_ends() -> None:
+    sessions: list[SessionRecord] = []
+    desk = LiveDesk(
+        sessions,
+        lambda: None,
+        Fidelity(),
+        script=None,
+        speed=0,
+        api_key=None,
+        session_limit_s=3600,
+        use_espeak=False,
+        heartbeat_s=0.2,
+    )
+    app = web.Application()
+    desk.add_routes(app)
+    async with on_loopback(app) as port, aiohttp.ClientSession() as http:
+        # autoping off: this client never answers the server's pings (as a vanished one)
+        url = f"http://127.0.0.1:{port}/openai/v1/live"
+        async with http.ws_connect(url, autoping=False) as ws:
+            await ws.send_str(
+                json.dumps({"type": "session.start", "session": {"model": "gpt-live-1"}})
+            )
+            kinds = []
+            while True:  # read until the server closes (its pings are not answered)
+                msg = await asyncio.wait_for(ws.receive(), 10)  # not the session's hour
+                if msg.type == aiohttp.WSMsgType.PING:
+                    continue  # left unanswered
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                kinds.append(json.loads(msg.data)["type"])
+            assert "session.started" in kinds
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+        await desk.close()

@@ -92,6 +92,7 @@ USAGE_EVERY_MS = 60_000
 IDLE_S = 1.0  # no caller audio for this long (wall): a reply goes on at --speed
 TICK_S = 0.02
 DELEGATION_TIMEOUT_S = 30.0
+HEARTBEAT_S = 30.0  # a ping this often; no pong within half of it closes the socket
 MAX_WAITING = 16  # replies scheduled, or typed turns held, at once (a bound, not a documented one)
 FILLER = "[emulator] One moment."
 BACKCHANNEL = "[emulator] mm-hmm"
@@ -134,8 +135,10 @@ class LiveDesk:
         use_espeak: bool,
         record_audio: bool = True,
         delegation_timeout_s: float = DELEGATION_TIMEOUT_S,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.sessions, self.notify, self.fidelity = sessions, notify, fidelity
+        self.heartbeat_s = heartbeat_s
         self.script, self.speed, self.api_key = script, speed, api_key
         self.session_limit_s, self.use_espeak = session_limit_s, use_espeak
         self.record_audio = record_audio  # False: appends are counted, audio is not kept
@@ -170,7 +173,11 @@ class LiveDesk:
             return _http_error(400, "GPT-Live takes no query parameters.")
         if not self._authorised(request):
             return _http_error(401, "Access denied due to invalid subscription key or token.")
-        ws = web.WebSocketResponse(max_msg_size=32 * 1024 * 1024, autoping=True)
+        # pinged: a client that vanished without a close ends its session (not the session
+        # limit, an hour later)
+        ws = web.WebSocketResponse(
+            max_msg_size=32 * 1024 * 1024, autoping=True, heartbeat=self.heartbeat_s
+        )
         if not ws.can_prepare(request).ok:
             return _http_error(426, "This endpoint only accepts WebSocket connections.")
         await ws.prepare(request)
