@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,33 +30,69 @@ def failure_lines(stdout: str) -> list[str]:
     return [line.strip() for line in stdout.splitlines() if re.match(r"\s+\S+\.yaml:\d+: ", line)]
 
 
-def test_the_assistant_does_not_yield_to_a_backchannel_and_yields_to_an_interruption() -> None:
+SHIPPED = ROOT / "tests" / "scenarios"
+FILES = [
+    SHIPPED / "gpt-live-backchannel.yaml",
+    SHIPPED / "gpt-live-yield.yaml",
+    DATA / "gpt-live-yield.yaml",
+    DATA / "gpt-live-silence.yaml",
+]
+
+
+@pytest.fixture(scope="module")
+def duplex_run() -> subprocess.CompletedProcess[str]:
+    """One `vlrun test` of every GPT-Live duplex scenario, side by side (each has its own
+    emulator; most of a GPT-Live scenario's time is waiting, so they share the 2 cores well)."""
+    return run_cli("test", *(str(f.relative_to(ROOT)) for f in FILES), "--jobs", "8", "-v")
+
+
+def scenario_block(stdout: str, name: str) -> list[str]:
+    """The lines `vlrun test -v` printed for the scenario called ``name``."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if f".yaml  {name}" in line)
+    end = next(
+        (
+            i
+            for i in range(start + 1, len(lines))
+            if re.match(r"(PASS|FAIL)  |\d+ scenario", lines[i])
+        ),
+        len(lines),
+    )
+    return lines[start:end]
+
+
+def test_the_assistant_does_not_yield_to_a_backchannel_and_yields_to_an_interruption(
+    duplex_run: subprocess.CompletedProcess[str],
+) -> None:
     # The passing set: a backchannel over a 2.6 s question (before the caller's audio was put on
     # the session's timeline after the greeting, the runner took it for a reply, and the
     # assistant's answer was cut into pieces), the caller's "uh-huh" over a reply the assistant
     # talks through, and an interruption it yields to and then answers.
-    shipped = ROOT / "tests" / "scenarios"
-    proc = run_cli(
-        "test",
-        str(shipped / "gpt-live-backchannel.yaml"),
-        str(shipped / "gpt-live-yield.yaml"),
-        "-v",
+    out = duplex_run.stdout
+    assert duplex_run.returncode == 1, out + duplex_run.stderr  # the failing examples
+    assert "8 scenario(s): 3 passed, 5 failed" in out
+    for path in FILES[:2]:
+        assert f"PASS  {path.relative_to(ROOT)}  " in out
+    talked_through = scenario_block(out, "GPT-Live backchannels over a long question and talks")
+    # the caller's backchannel is heard and not answered, the reply goes on to its end
+    assert "        you: [emulator] (0.4 s)" in talked_through
+    assert talked_through[-1].endswith(
+        "every morning she counted the fishing boats in the harbour."
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
-    assert "2 scenario(s): 2 passed, 0 failed" in out
-    # the caller's backchannel is heard and not answered; the interruption is answered
-    assert "you: [emulator] (0.4 s)" in out
-    assert "assistant: [emulator] Once upon a time [interrupted]" in out
-    assert "assistant: [emulator] Of course, I will stop there." in out
+    yielded = scenario_block(out, "GPT-Live yields to an interruption and answers it")
+    assert yielded[-3:] == [
+        "        assistant: [emulator] Once upon a time [interrupted]",
+        "        you: Wait, please stop, I have another question",
+        "        assistant: [emulator] Of course, I will stop there.",
+    ]
 
 
-def test_failing_duplex_expectations_name_their_lines() -> None:
+def test_failing_duplex_expectations_name_their_lines(
+    duplex_run: subprocess.CompletedProcess[str],
+) -> None:
     path = DATA / "gpt-live-yield.yaml"
-    proc = run_cli("test", str(path), "-v")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    shown = path
-    lines = failure_lines(proc.stdout)
+    shown = path.relative_to(ROOT)
+    lines = [line for line in failure_lines(duplex_run.stdout) if line.startswith(str(shown))]
     assert lines[:3] == [
         f"{shown}:{line_of(path, 'yielded: false')}: the assistant yielded to the caller's "
         "talk-over at 1000 ms ('Wait, please stop, I have another question')",
@@ -70,7 +107,25 @@ def test_failing_duplex_expectations_name_their_lines() -> None:
         lines[3],
     ), lines[3]
     assert len(lines) == 4
-    assert "4 scenario(s): 0 passed, 4 failed" in proc.stdout
+
+
+def test_silent_for_ms_is_measured_on_the_session_clock(
+    duplex_run: subprocess.CompletedProcess[str],
+) -> None:
+    # gl-turn-end: the emulator answers 600 ms of silence after the caller's last word, so a
+    # 400 ms window holds and a 2000 ms one fails with what the session's clock said
+    path = DATA / "gpt-live-silence.yaml"
+    shown = path.relative_to(ROOT)
+    assert f"PASS  {shown}  patient " in duplex_run.stdout
+    (line,) = [line for line in failure_lines(duplex_run.stdout) if line.startswith(str(shown))]
+    match = re.fullmatch(
+        rf"{re.escape(str(shown))}:{line_of(path, 'silent_for_ms: 2000')}: the assistant "
+        r"answered (\d+) ms after the turn; it had to stay silent for 2000 ms: "
+        r"'\[emulator\] Hello to you\.'",
+        line,
+    )
+    assert match is not None, line
+    assert 600 <= int(match.group(1)) < 800  # gl-turn-end's 600 ms, to the VAD's window
 
 
 def gpt_live_project(tmp_path: Path, *, client: bool = False) -> Path:
@@ -147,38 +202,3 @@ turns:
     # and a run does not start (load_scenario is what `vlrun test` reads a file with)
     with pytest.raises(ScenarioError, match="^`talk_over` is for GPT-Live profiles"):
         load_scenario(here / "s.yaml")
-
-
-def test_silent_for_ms_is_measured_on_the_session_clock(tmp_path: Path) -> None:
-    # gl-turn-end: the emulator answers 600 ms of silence after the caller's last word, so a
-    # 400 ms window holds and a 2000 ms one fails with what the session's clock said
-    here = gpt_live_project(tmp_path)
-    (here / "s.yaml").write_text(
-        """\
-profile: profiles/gpt-live.yaml
-model:
-  turns:
-    - match: hello
-      say: Hello to you.
-scenarios:
-  - scenario: patient
-    turns:
-      - say: Hello there
-        expect: {silent_for_ms: 400, reply_contains: hello to you}
-  - scenario: too soon
-    turns:
-      - say: Hello there
-        expect: {silent_for_ms: 2000}
-"""
-    )
-    proc = run_cli("test", str(here / "s.yaml"), "-v")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert re.search(r"PASS  \S+s\.yaml  patient ", proc.stdout), proc.stdout
-    (line,) = failure_lines(proc.stdout)
-    match = re.fullmatch(
-        rf"{re.escape(str(here / 's.yaml'))}:14: the assistant answered (\d+) ms after the "
-        r"turn; it had to stay silent for 2000 ms: '\[emulator\] Hello to you\.'",
-        line,
-    )
-    assert match is not None, line
-    assert 600 <= int(match.group(1)) < 800  # gl-turn-end's 600 ms, to the VAD's window
