@@ -202,3 +202,22 @@ turns:
     # and a run does not start (load_scenario is what `vlrun test` reads a file with)
     with pytest.raises(ScenarioError, match="^`talk_over` is for GPT-Live profiles"):
         load_scenario(here / "s.yaml")
+
+
+def test_a_phone_line_never_passes_a_talk_over_by_in_silence() -> None:
+    # over a phone line (vlrun test --via) nobody talks over the reply: `yielded: false` would
+    # hold without a test, so the run stops at the key's line before the call is made
+    from runner.scenarios.run import RunSettings, run_scenario
+
+    async def never(*_: object) -> object:
+        raise AssertionError("the call was made")
+
+    path = SHIPPED / "gpt-live-yield.yaml"
+    result = run_scenario(
+        load_scenario(path),
+        RunSettings(via="acs", phone_line=never),  # type: ignore[arg-type]
+    )
+    assert result.error == (
+        f"{path}:{line_of(path, 'talk_over:')}: `talk_over` is not measured over a phone line "
+        "yet\n    hint: run this scenario without --via"
+    )

@@ -294,10 +294,15 @@ async def _run_phone(scenario: Scenario, settings: RunSettings, result: Scenario
     )
     result.profile, result.loaded_profile = str(scenario.profile_path), profile
     for i, written in enumerate(scenario.turns):
-        if "silent_for_ms" in (written.get("expect") or {}):  # never a silent pass
-            raise VlrunError(
-                f"{scenario.where(('turns', i, 'expect', 'silent_for_ms'))}: `silent_for_ms` "
-                "is not measured over a phone line yet",
+        expect = written.get("expect") or {}
+        unmeasured: list[PathKey] = (
+            [("expect", "silent_for_ms")] if "silent_for_ms" in expect else []
+        )
+        unmeasured += _duplex_only(written)  # the phone line does not talk over a reply
+        for path in unmeasured:
+            raise VlrunError(  # never a silent pass
+                f"{scenario.where(('turns', i, *path))}: `{path[-1]}` is not measured over a "
+                "phone line yet",
                 hint="run this scenario without --via",
             )
     run = await settings.phone_line(scenario, str(settings.via))
