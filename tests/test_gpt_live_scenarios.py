@@ -221,3 +221,30 @@ def test_a_phone_line_never_passes_a_talk_over_by_in_silence() -> None:
         f"{path}:{line_of(path, 'talk_over:')}: `talk_over` is not measured over a phone line "
         "yet\n    hint: run this scenario without --via"
     )
+
+
+def test_silence_on_a_typed_turn_and_a_typing_caller_are_named_before_a_run(
+    tmp_path: Path,
+) -> None:
+    here = gpt_live_project(tmp_path)
+    (here / "s.yaml").write_text(
+        "scenario: typed silence\nprofile: profiles/gpt-live.yaml\nturns:\n"
+        "  - user: Time in Tokyo?\n    expect: {silent_for_ms: 500}\n"
+    )
+    ((line, message),) = [(p.line, p.message) for p in check_file(here / "s.yaml")]
+    assert line == 5
+    assert message.startswith("`silent_for_ms` on GPT-Live is measured on the session's clock")
+    client = gpt_live_project(tmp_path / "client", client=True)
+    (client / "c.yaml").write_text(
+        "scenario: a typing caller\nprofile: profiles/gpt-live.yaml\n"
+        "caller: {persona: a traveller, goal: the time in Tokyo, script: [Time in Tokyo?]}\n"
+    )
+    problems = [(p.line, p.severity, p.message) for p in check_file(client / "c.yaml")]
+    assert problems == [
+        (
+            3,
+            "warning",
+            "a text-tier caller types its turns, and this GPT-Live profile takes typed turns "
+            "only with a delegation deployment (gpt_live.delegation.deployment)",
+        )
+    ]
