@@ -171,9 +171,8 @@ def _convert(err: Any, loc: Locator) -> list[Problem]:
                 hint = "write numbers without quotes"
             except ValueError:
                 pass
-        return [
-            loc.problem(path, f"expected {want}, got {_type_name(value)} {_show(value)}", hint=hint)
-        ]
+        got = "null" if value is None else f"{_type_name(value)} {_show(value)}"  # not "null null"
+        return [loc.problem(path, f"expected {want}, got {got}", hint=hint)]
     if kind in ("enum", "const"):
         choices = err.validator_value if kind == "enum" else [err.validator_value]
         label = _field_label(path)
