@@ -39,3 +39,15 @@ async def test_close_waits_for_its_tasks_within_a_bound(caplog: pytest.LogCaptur
     assert "1 emulator task(s) did not end when cancelled" in caplog.text
     release.set()
     await asyncio.wait_for(held, WAIT_S)
+
+
+async def test_a_task_that_fails_is_logged_when_it_fails(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken() -> None:
+        raise RuntimeError("the ticker broke")
+
+    tasks = Tasks()
+    with caplog.at_level(logging.ERROR, logger="runner.emulator.outbox"):
+        task = tasks.spawn(broken())
+        await asyncio.wait({task}, timeout=WAIT_S)
+        assert "an emulator task failed: RuntimeError('the ticker broke')" in caplog.text
+    await tasks.close()  # nothing left to wait for

@@ -159,8 +159,15 @@ class Tasks:
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        task.add_done_callback(self._ended)
         return task
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # said when it happens: a background part that died (a GPT-Live ticker, a
+            # delegation's wait) would otherwise leave the session silent with no trace
+            log.error("an emulator task failed: %r", task.exception())
 
     def chain(
         self, make: Callable[[asyncio.Task[None] | None], Coroutine[Any, Any, None]]
