@@ -40,7 +40,7 @@ from runner.config.voices import GPT_LIVE_VOICES
 from runner.emulator import protocol as P
 from runner.emulator.fidelity import Fidelity
 from runner.emulator.model import Plan, Script, ScriptedModel, spoken
-from runner.emulator.outbox import CLOSE_TIMEOUT_S, Outbox, Tasks
+from runner.emulator.outbox import CLOSE_TIMEOUT_S, HEARTBEAT_S, Outbox, Tasks
 from runner.emulator.record import SessionRecord
 from runner.emulator.speech import g711_decode, g711_encode, speak
 from runner.emulator.vad import EnergyVad
@@ -92,7 +92,6 @@ USAGE_EVERY_MS = 60_000
 IDLE_S = 1.0  # no caller audio for this long (wall): a reply goes on at --speed
 TICK_S = 0.02
 DELEGATION_TIMEOUT_S = 30.0
-HEARTBEAT_S = 30.0  # a ping this often; no pong within half of it closes the socket
 MAX_WAITING = 16  # replies scheduled, or typed turns held, at once (a bound, not a documented one)
 FILLER = "[emulator] One moment."
 BACKCHANNEL = "[emulator] mm-hmm"

@@ -26,6 +26,9 @@ from runner.emulator.record import SessionRecord
 
 log = logging.getLogger(__name__)
 
+#: a client socket is pinged this often; no pong within half of it closes it (a client that
+#: vanished without a close ends its session then, not at the session limit)
+HEARTBEAT_S = 30.0
 #: how long :meth:`Tasks.close` waits for its cancelled tasks (one that ignores its cancel is
 #: left, and said, rather than holding the connection's end for ever)
 CLOSE_TIMEOUT_S = 5.0

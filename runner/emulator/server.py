@@ -25,6 +25,7 @@ from runner.emulator.faults import Faults
 from runner.emulator.fidelity import Fidelity
 from runner.emulator.gpt_live import LiveDesk, voice_live_refusal
 from runner.emulator.model import Script, load_script
+from runner.emulator.outbox import HEARTBEAT_S
 from runner.emulator.record import SessionRecord
 from runner.emulator.responses import PaceClock
 from runner.emulator.sip import DECISION_TIMEOUT_S, SipDesk
@@ -59,8 +60,10 @@ class Emulator:
         mcp_latency_ms: float | None = None,
         sip_decision_timeout_s: float = DECISION_TIMEOUT_S,
         clock: PaceClock | None = None,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.mcp_latency_ms = mcp_latency_ms
+        self.heartbeat_s = heartbeat_s  # Voice Live and GPT-Live sockets are pinged this often
         self.clock = clock  # None: the monotonic clock paces replies (a test gives its own)
         self.fidelity = Fidelity()  # the assumptions this run made, each reported once
         self.script = (
@@ -94,6 +97,7 @@ class Emulator:
             session_limit_s=session_limit_s,
             use_espeak=use_espeak,
             record_audio=record_audio,
+            heartbeat_s=heartbeat_s,
         )
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -227,7 +231,9 @@ class Emulator:
         if refusal is not None:
             self.fidelity.note("gl-path")
             return _error(400, "BadRequest", refusal)
-        ws = web.WebSocketResponse(max_msg_size=MAX_CLIENT_FRAME, autoping=True)
+        ws = web.WebSocketResponse(
+            max_msg_size=MAX_CLIENT_FRAME, autoping=True, heartbeat=self.heartbeat_s
+        )
         if not ws.can_prepare(request).ok:
             return _error(
                 426, "UpgradeRequired", "This endpoint only accepts WebSocket connections."
