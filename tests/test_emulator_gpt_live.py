@@ -364,6 +364,66 @@ async def test_long_speech_gets_a_backchannel_every_two_seconds_without_a_reply(
         assert [e for e in during if e["type"] == "session.output_audio.delta"]
 
 
+class _Kinds:
+    """What vlrun's duplex rule (runner.live.duplex) makes of the emulator's output."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str]] = []
+
+    def caller_said(self, utterance_id: str, text: str) -> None:
+        self.log.append(("caller", text))
+
+    def reply_delta(self, utterance_id: str, delta: str) -> None:
+        pass
+
+    def reply_done(self, utterance_id: str, text: str, *, yielded: bool) -> None:
+        self.log.append(("reply", text))
+
+    def backchannel(self, utterance_id: str, text: str) -> None:
+        self.log.append(("backchannel", text))
+
+
+@pytest.mark.parametrize("voiced_ms", [5900, 5500, 6100])
+async def test_backchannels_come_while_the_caller_is_voiced_and_apart_from_the_reply(
+    voiced_ms: int,
+) -> None:
+    # source: docs/emulator.md#gl-backchannel. The 2 s count stops at the caller's last voiced
+    # audio: 5.9 s and 5.5 s of speech got a cue at 6000 ms, in the silence that ends the turn
+    # (just before the reply, or over it); 6.1 s gets one at 6000 ms, and the reply waits until
+    # it has played and 500 ms more, so vlrun does not hear the two as one utterance.
+    from runner.live.duplex import Duplex
+
+    async with live() as (_, base), connect(base + "/openai/v1/live") as ws:
+        await started(ws)
+        await stream(ws, voice(voiced_ms), quiet(2000))
+        seen = await marker(ws)
+    speech_end = max(e["end_ms"] for e in seen if e["type"] == "session.input_transcript.delta")
+    assert speech_end == voiced_ms
+    out = [e for e in seen if e["type"] == "session.output_transcript.delta"]
+    cues = [e for e in out if e["delta"] == "[emulator] mm-hmm"]
+    assert [c["start_ms"] for c in cues] == list(range(2000, voiced_ms, 2000))
+    assert all(c["start_ms"] < speech_end for c in cues)  # over the caller, not after
+    reply = [e for e in out if e["delta"] != "[emulator] mm-hmm"]
+    assert reply and reply[0]["start_ms"] >= cues[-1]["end_ms"] + 500
+    audio = sorted(
+        (e["start_ms"], e["end_ms"]) for e in seen if e["type"] == "session.output_audio.delta"
+    )
+    assert all(a[1] <= b[0] for a, b in zip(audio, audio[1:], strict=False))  # never two at once
+    kinds = _Kinds()
+    duplex = Duplex(kinds)
+    duplex.caller_audio(0, voiced_ms, voiced=True)
+    for e in seen:
+        if e["type"] == "session.output_transcript.delta":
+            duplex.assistant_fragment(e["delta"], e["start_ms"], e["end_ms"])
+        elif e["type"] == "session.output_audio.delta":
+            duplex.assistant_audio(e["start_ms"], e["end_ms"])
+        elif e["type"] == "session.input_transcript.delta":
+            duplex.caller_fragment(e["delta"], e["start_ms"], e["end_ms"])
+    duplex.flush()
+    assert (duplex.backchannels, duplex.replies) == (len(cues), 1), kinds.log
+    assert not any(k == "reply" and "mm-hmm" in text for k, text in kinds.log)
+
+
 async def _speaking(ws: ClientConnection) -> tuple[int, int]:
     """Start a reply (a 300 ms turn, then silence): where it began, and where its last chunk
     sent so far begins."""

@@ -86,6 +86,10 @@ INPUT_MAX_MESSAGES, INPUT_MAX_CHARS = 128, 8192 * 4
 # the emulator's full-duplex rules, docs/emulator.md#gl-backchannel .. #gl-yield
 BACKCHANNEL_EVERY_MS = 2000
 BACKCHANNEL_MS = 400
+# a reply starts this long after a backchannel's end at the earliest: vlrun tells utterances
+# apart by a 500 ms gap (docs/gpt-live.md "Full duplex"), so a reply any closer would be heard
+# as the backchannel going on
+BACKCHANNEL_GAP_MS = 500
 TURN_END_SILENCE_MS = 600
 YIELD_VOICED_MS = 600
 USAGE_EVERY_MS = 60_000
@@ -291,6 +295,7 @@ class LiveSession:
         self._last_audio = -math.inf  # monotonic time of the last append
         self._turns = 0
         self._backchannels = 0  # backchannels said in the current caller utterance
+        self._cue_end_ms = -math.inf  # where the last backchannel's audio ends on the timeline
         self._utterance_during_reply = False
         self._yielded = False  # the caller's current utterance stopped a reply
         self._offset_ms = 0  # timeline the wall clock added while the caller's stream was idle
@@ -517,11 +522,17 @@ class LiveSession:
                 self._yielded = True
                 self._replies.clear()
             return
-        if self._utterance_during_reply:
-            return  # a burst that began during a reply is not backchanneled
-        spoken_ms = self._vad.position_ms - self._vad.onset_ms
+        if self._utterance_during_reply or self._replies:
+            # a burst that began during a reply is not backchanneled, nor is speech while a
+            # reply waits to begin (the cue would run into it)
+            return
+        if self._vad.quiet_ms:
+            # the caller is not voiced now: this may be the silence that ends the turn, and a
+            # cue in it would come after the caller stopped, just before the reply
+            return
+        spoken_ms = self._vad.position_ms - self._vad.onset_ms  # up to the latest voiced audio
         due = spoken_ms // BACKCHANNEL_EVERY_MS
-        if due > self._backchannels and reply is None:
+        if due > self._backchannels:
             # source: docs/emulator.md#gl-backchannel: once per 2 s of continuous speech
             self._backchannels = due
             await self._backchannel()
@@ -618,7 +629,11 @@ class LiveSession:
         size = self._rate * CHUNK_MS // 1000 * (1 if self._law else 2)
         chunks = [pcm[i : i + size] for i in range(0, len(pcm), size)] or [b""]
         after = self._replies[-1].end_ms if self._replies else 0
-        self._replies.append(Reply(text, chunks, max(self.clock_ms, after), text.split()))
+        # source: docs/emulator.md#gl-backchannel: never while a backchannel's audio plays, and
+        # apart from it (BACKCHANNEL_GAP_MS)
+        cue = self._cue_end_ms + BACKCHANNEL_GAP_MS
+        start = int(max(self.clock_ms, after, cue))
+        self._replies.append(Reply(text, chunks, start, text.split()))
         self._wake.set()
         await self._release()
 
@@ -694,6 +709,7 @@ class LiveSession:
             pcm = g711_encode(pcm, self._law)
             size //= 2
         start = self.clock_ms
+        self._cue_end_ms = start + BACKCHANNEL_MS
         await self.outbox.send(
             {
                 "type": "session.output_transcript.delta",

@@ -75,6 +75,12 @@ class EnergyVad:
         return self._utt_windows * WINDOW_MS
 
     @property
+    def quiet_ms(self) -> int:
+        """Unvoiced audio since the current utterance's last voiced window, in ms (0 when that
+        window is the latest: the caller is voiced right now)."""
+        return self._quiet_run * WINDOW_MS if self.in_speech else 0
+
+    @property
     def onset_ms(self) -> int:
         """Where the current (or last) utterance's voiced audio began, without prefix padding."""
         return self._onset * WINDOW_MS
