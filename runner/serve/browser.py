@@ -26,6 +26,7 @@ from runner.config.service import dated_audio
 from runner.errors import EXIT_OK, VlrunError
 from runner.live.audio import AudioFormat, wire_formats
 from runner.live.images import MAX_IMAGE_BYTES, ImageError
+from runner.live.sessions import takes_images
 from runner.live.transcript import Transcript
 from runner.redact import clean_line, redact_obj
 from runner.serve.host import (
@@ -79,7 +80,12 @@ _TIMELINE_IN = {
     "input_audio_buffer.speech_stopped": "speech_stopped",
     "response.created": "response_created",
     "response.done": "response_done",
+    "session.delegation.created": "delegation",  # GPT-Live hands work to its backend
 }
+#: The service confirmed the session: Voice Live's session.updated, GPT-Live's session.started.
+_READY_EVENTS = frozenset({"session.updated", "session.started"})
+#: GptLiveSession's notice for a backchannel (the page gets a backchannel message instead).
+_BACKCHANNEL_NOTICE = "backchannel: "
 _TIMELINE_OUT = {
     "conversation.item.truncate": "truncate",
     "response.cancel": "cancel",
@@ -497,7 +503,8 @@ class PageTranscript(Transcript):
     def trace(self, direction: str, event: dict[str, Any]) -> None:
         super().trace(direction, event)
         kind = str(event.get("type", ""))
-        if kind == "session.updated" and direction == "in":
+        # Voice Live confirms its session with session.updated, GPT-Live with session.started
+        if kind in _READY_EVENTS and direction == "in":
             self.page.send({"type": "ready"})
         name = (_TIMELINE_IN if direction == "in" else _TIMELINE_OUT).get(kind)
         if name is None:
@@ -581,7 +588,35 @@ class PageTranscript(Transcript):
             )
         super().event(kind, summary, payload)
 
+    def trace_note(self, record: dict[str, Any]) -> None:
+        # GPT-Live's full duplex (docs/gpt-live.md): a backchannel is shown as one, never as
+        # a reply or a barge-in (nothing is flushed), and a reply the model stopped for the
+        # caller is marked as yielded
+        kind = record.get("type")
+        if kind == "backchannel":
+            self.page.send(
+                {
+                    "type": "backchannel",
+                    "item": str(record.get("item_id") or ""),
+                    "text": clean_line(str(record.get("text") or "")),
+                    "t_ms": self._ms(),
+                }
+            )
+        elif kind == "yield":
+            self.page.send(
+                {
+                    "type": "timeline",
+                    "event": "yield",
+                    "item_id": str(record.get("item_id") or ""),
+                    "t_ms": self._ms(),
+                }
+            )
+        super().trace_note(record)
+
     def notice(self, text: str) -> None:
+        if text.startswith(_BACKCHANNEL_NOTICE):
+            super().notice(text)  # the page has it as a backchannel message (trace_note)
+            return
         node = _FLOW_NODE.match(text)
         if node is not None:
             self.page.send(
@@ -665,6 +700,7 @@ class BrowserEdge(Edge):
             conversation.transcript.mocked(frozenset(mocks["tools"]))
         flow = getattr(live, "flow", None)
         node = getattr(getattr(flow, "node", None), "name", None)
+        duplex = live is not None and not takes_images(live)
         self.page.send(
             {
                 "type": "session",
@@ -672,7 +708,12 @@ class BrowserEdge(Edge):
                 "profile": conversation.profile,
                 "input_rate": self.in_fmt.rate,
                 "output_rate": self.page_player.fmt.rate,
-                "push_to_talk": bool(live is not None and live.manual_turns),
+                "push_to_talk": bool(getattr(live, "manual_turns", False)),
+                # GPT-Live: full duplex (backchannels, yields); typed turns only under
+                # Responses delegation; no image turns
+                "duplex": duplex,
+                "typed_turns": not duplex or getattr(live, "delegation_type", "") == "responses",
+                "images": not duplex,
                 "explain": [list(row) for row in redact_obj(conversation.explain)],
                 "emulator": self.host.embedded,
                 "target": self.host.target_line,

@@ -42,6 +42,7 @@ from typing import Any
 from runner.aio import Channel, cancel_and_wait
 from runner.errors import Problem, ProfileError, UsageError, VlrunError
 from runner.live.audio import Player, Source
+from runner.live.gpt_live import GptLiveSession
 from runner.live.session import LiveSession
 from runner.live.transcript import Transcript
 from runner.serve.supervisor import Refused, Slot, Supervisor
@@ -154,7 +155,7 @@ class Conversation:
     profile: str
     kind: str
     started: float = field(default_factory=time.time)
-    live: LiveSession | None = None
+    live: LiveSession | GptLiveSession | None = None  # runner.live.sessions chooses
     transcript: Transcript | None = None
     trace_path: Path | None = None
     conversation_path: Path | None = None
@@ -194,8 +195,16 @@ class Conversation:
     def check_image_room(self) -> None:
         """Raise :class:`UsageError` unless an image turn can be queued now: checked before
         an upload is read too, so a refused one costs no more than its headers."""
+        from runner.live.images import ImageError
+        from runner.live.sessions import takes_images
+
         if self.live is None or not self.running or self._images.closed:
             raise UsageError("the conversation is not running", hint="press Start first")
+        if not takes_images(self.live):
+            raise ImageError(
+                "GPT-Live takes no image turns (its WebSocket has no image event)",
+                hint="use a gpt-realtime profile for image turns",
+            )
         if len(self._images) >= self._images.bound:
             raise self._images_waiting()
 
@@ -636,6 +645,7 @@ class Host:
         self, conv: Conversation, prepared: PreparedProfile, edge: Edge, target: Any, endpoint: str
     ) -> int:
         from runner.live.session import SessionSettings, profile_settings
+        from runner.live.sessions import audio_session, open_session
 
         assert self._records is not None
         conv.trace_path = self._records / f"{conv.id}.trace.jsonl"
@@ -655,7 +665,8 @@ class Host:
                 f"conversation {conv.id} ({conv.kind}); profile {prepared.entry.name} "
                 f"({prepared.entry.path}); {target.describe()}"
             )
-            source, player = _wire_edges(edge, prepared.payload.get("session", {}))
+            # GPT-Live's one audio.format both ways, or the Voice Live session's formats
+            source, player = _wire_edges(edge, audio_session(prepared.payload))
             credential = self._credential(target)
             settings = SessionSettings(
                 endpoint=endpoint,
@@ -667,7 +678,8 @@ class Host:
                 api_version=self.options.api_version or target.api_version,
                 handle_signals=False,  # many run at once: the process's signals are the host's
             )
-            live = LiveSession(
+            # a LiveSession, or a GptLiveSession for a GPT-Live session.start
+            live = open_session(
                 settings,
                 target=target,
                 credential=credential,
@@ -676,6 +688,7 @@ class Host:
                 source=source,
                 registry=prepared.registry,
                 flow=prepared.flow,
+                profile=prepared.profile,
             )
             conv.live = live
             conv.registry = prepared.registry
@@ -776,7 +789,7 @@ async def _embedded_emulator(
         yield emu, dataclasses.replace(target, api_key=emu.api_key, key_source="embedded emulator")
 
 
-async def _image_turns(conv: Conversation, live: LiveSession) -> None:
+async def _image_turns(conv: Conversation, live: LiveSession | GptLiveSession) -> None:
     """Send the conversation's image turns in order, each once the reply before it has ended
     (owned by the conversation's run, cancelled when it ends)."""
     async for data, mime, text in conv._images:
