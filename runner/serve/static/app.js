@@ -16,6 +16,7 @@ const state = {
   lastSpeechStop: null, embedded: false, mocks: null, outputRate: 24000,
   replyPeaks: { peak: 0, n: 0 }, replyBars: 0, profiles: [], profile: null,
   maxImageBytes: 8 * 1024 * 1024,
+  duplex: false, typedTurns: true, images: true, backchannels: 0, yields: 0,
 };
 const picture = new Picture($("picture"), $("picture-scroll"), $("picture-empty"));
 const waves = {
@@ -29,6 +30,8 @@ window.vlrun = {
   waves: () => ({ you: waves.you.peaks.length, assistant: waves.assistant.peaks.length,
                   played: waves.assistant.playedBars, cut: waves.assistant.cutBar }),
 };
+
+const TEXT_PLACEHOLDER = $("text").placeholder;
 
 function say(text) { $("state").textContent = text; }
 
@@ -126,6 +129,18 @@ const handlers = {
     state.t0 = performance.now();
     state.mocks = m.mocks ?? null;
     state.profile = m.profile;
+    // GPT-Live (full duplex): it backchannels and decides by itself when to answer
+    state.duplex = Boolean(m.duplex);
+    state.typedTurns = m.typed_turns !== false;
+    state.images = m.images !== false;
+    state.backchannels = 0;
+    state.yields = 0;
+    document.body.dataset.duplex = String(state.duplex);
+    applyTurnKinds();
+    if (state.duplex) {
+      message("notice", "GPT-Live: full duplex. Keep the microphone on: it makes brief listening "
+        + "sounds (backchannels) while you speak and decides by itself when to answer.");
+    }
     picture.running = true;
     if (m.node) picture.node(0, m.node);
     // what this conversation's tools really answer from (nothing mocked: the badge goes)
@@ -202,6 +217,15 @@ const handlers = {
     if (m.interrupted) li.dataset.interrupted = "true";
     picture.replyText(m.item, m.text, m.interrupted);
   },
+  // GPT-Live's listening sound while the caller speaks: not a reply and not a barge-in (the
+  // playback goes on, nothing is flushed)
+  backchannel(m) {
+    state.backchannels++;
+    const li = line("assistant", m.text, m.item);
+    li.dataset.backchannel = "true";
+    li.querySelector(".who").textContent = "assistant (backchannel): ";
+    picture.backchannel(m.item, m.text);
+  },
   tool_call(m) {
     const row = document.createElement("tr");
     row.dataset.callId = m.call_id;
@@ -239,6 +263,7 @@ const handlers = {
       case "first_audio": picture.latency(m.t_ms, m.latency_ms); break;
       case "barge_in": picture.bargeIn(m.t_ms); break;
       case "node": picture.node(m.t_ms, m.node); break;
+      case "yield": yielded(m.item_id); break;
       default: break;
     }
   },
@@ -338,6 +363,28 @@ function line(who, text, item) {
   return li;
 }
 
+// GPT-Live stopped its reply for the caller (the model's choice, not a barge-in vlrun made)
+function yielded(item) {
+  state.yields++;
+  const li = [...$("transcript").children].find((x) => x.dataset.item === item);
+  if (!li) return;
+  li.dataset.yielded = "true";
+  const text = li.querySelector(".text");
+  text.textContent = text.textContent.replace(/ \[interrupted\]$/, "") + " [yielded to you]";
+}
+
+// What this session takes: GPT-Live takes typed turns only with a delegation deployment,
+// and no image turns; the controls say so instead of failing on Send.
+function applyTurnKinds() {
+  const running = !$("stop").disabled;
+  $("text").disabled = !running || !state.typedTurns;
+  $("send").disabled = !running || !state.typedTurns;
+  $("text").placeholder = state.typedTurns ? TEXT_PLACEHOLDER
+    : "This GPT-Live profile takes no typed turns (no delegation deployment): speak";
+  $("image").disabled = !running || !state.images;
+  $("image").title = state.images ? "" : "GPT-Live takes no image turns";
+}
+
 function meter(db) {
   const v = Math.max(-60, Math.min(0, db));
   $("meter").value = v;
@@ -352,6 +399,7 @@ function setRunning(on) {
   $("send").disabled = !on;
   $("image").disabled = !on;
   if (!on) clearImage();
+  if (on) applyTurnKinds();
   $("talk").disabled = !on;
   if (!on) { state.talking = false; $("talk").setAttribute("aria-pressed", "false"); $("talk").textContent = "Talk (Space)"; }
 }
@@ -381,6 +429,8 @@ $("start").onclick = () => {
   $("raw-count").textContent = "(0)";
   state.streaming.clear();
   state.tools.clear();
+  // until the session says what it takes (a GPT-Live profile may take fewer turn kinds)
+  Object.assign(state, { duplex: false, typedTurns: true, images: true });
   picture.reset();
   waves.you.reset();
   waves.assistant.reset();

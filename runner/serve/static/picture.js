@@ -72,6 +72,11 @@ export class Picture {
     const r = this.replies.get(item);
     if (r) { r.receivedMs += ms; this.changed(); }
   }
+  // GPT-Live's listening sound: its audio came as a reply's would; it is marked, not cut
+  backchannel(item, text) {
+    const r = this.replies.get(item);
+    if (r) { r.text = text; r.backchannel = true; this.changed(); }
+  }
   replyText(item, text, interrupted) {
     const r = this.replies.get(item);
     if (r) { r.text = text; r.interrupted = interrupted; this.changed(); }
@@ -139,7 +144,8 @@ export class Picture {
   summary() {
     return {
       speech: this.speech.length, replies: [...this.replies.values()].map((r) => ({
-        item: r.item, receivedMs: r.receivedMs, playedMs: r.playedMs, cutMs: r.cutMs })),
+        item: r.item, receivedMs: r.receivedMs, playedMs: r.playedMs, cutMs: r.cutMs,
+        backchannel: Boolean(r.backchannel) })),
       tools: [...this.tools.values()], nodes: this.nodes, latencies: this.latencies,
     };
   }
