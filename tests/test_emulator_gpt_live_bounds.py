@@ -100,3 +100,39 @@ async def test_a_client_that_stops_answering_pings_is_closed_and_its_session_end
             assert "session.started" in kinds
             assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
         await desk.close()
+
+
+async def test_answered_delegations_are_forgotten_past_a_bound_and_a_waiting_one_is_kept() -> None:
+    # a long call delegates again and again: the session kept every answered delegation
+    from runner.emulator.gpt_live import MAX_DELEGATIONS
+    from tests.test_emulator_gpt_live import marker, quiet, stream, voice
+
+    turns = MAX_DELEGATIONS + 3
+    script = {"turns": [{"turn": n, "transcript": "is it open?"} for n in range(1, turns + 1)]}
+    ids: list[str] = []
+    async with live(script) as (_, url), connect(url + "/openai/v1/live") as ws:
+        assert (await started(ws))["type"] == "session.started"
+        for n in range(turns):
+            # a 300 ms question, then quiet for the turn to end and 'One moment.' (1.5 s) to play
+            await stream(ws, voice(300), quiet(2400))
+            created = [e for e in await marker(ws) if e["type"] == "session.delegation.created"]
+            assert len(created) == 1, f"turn {n + 1} made no delegation"
+            ids.append(created[0]["delegation"]["id"])
+            if n == 0:
+                continue  # the first one is still waiting for its result
+            answer = {"type": "session.thinking.append", "delegation_id": ids[-1], "content": "ok"}
+            await send(ws, answer)
+            assert (await next_of(ws, "session.thinking.appended", "error"))["type"] != "error"
+
+        async def append(did: str) -> dict[str, object]:
+            note = {"type": "session.thinking.append", "delegation_id": did, "content": "x"}
+            await send(ws, note)
+            return await next_of(ws, "session.thinking.appended", "error")
+
+        # 67 delegations, one waiting: the 3 oldest answered ones are forgotten (64 are kept),
+        # and refused as an unknown id is
+        for gone in ids[1:4]:
+            error = (await append(gone))["error"]
+            assert (error["code"], error["param"]) == ("invalid_value", "delegation_id"), error
+        assert (await append(ids[4]))["type"] == "session.thinking.appended"
+        assert (await append(ids[0]))["type"] == "session.thinking.appended"  # it was waiting

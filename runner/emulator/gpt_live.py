@@ -97,6 +97,9 @@ IDLE_S = 1.0  # no caller audio for this long (wall): a reply goes on at --speed
 TICK_S = 0.02
 DELEGATION_TIMEOUT_S = 30.0
 MAX_WAITING = 16  # replies scheduled, or typed turns held, at once (a bound, not a documented one)
+# delegations a session remembers: past it the oldest answered ones are forgotten (their ids are
+# then unknown, refused as any unknown id is); one still waiting is never forgotten
+MAX_DELEGATIONS = 64
 FILLER = "[emulator] One moment."
 BACKCHANNEL = "[emulator] mm-hmm"
 #: docs/gpt-live.md "Greeting, translation": the one sentence vlrun writes for translation
@@ -261,6 +264,14 @@ class Delegation:
     calls: dict[str, str] = field(default_factory=dict)  # call_id -> tool name, not answered
     outputs: list[dict[str, Any]] = field(default_factory=list)
     answered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more is waited for: a client delegation answered (or timed out), a Responses
+        one with no function call and no output left to run."""
+        if self.target == "client":
+            return self.answered.is_set()
+        return not self.calls and not self.outputs
 
 
 class LiveSession:
@@ -790,7 +801,7 @@ class LiveSession:
     async def _delegate_client(self, plan: Plan) -> None:
         # source: docs/emulator.md#gl-delegation (FDEL "Handle client delegation")
         delegation = Delegation(P.new_id("item_delegation"), "client")
-        self._delegations[delegation.id] = delegation
+        self._remember(delegation)
         await self._say(FILLER)
         await self.outbox.send(
             {
@@ -801,10 +812,21 @@ class LiveSession:
         )
         self._tasks.spawn(self._await_client(delegation))
 
+    def _remember(self, delegation: Delegation) -> None:
+        """Keep ``delegation``, forgetting the oldest settled ones past MAX_DELEGATIONS (a long
+        call delegates again and again; each answered one was kept for the whole session)."""
+        self._delegations[delegation.id] = delegation
+        over = len(self._delegations) - MAX_DELEGATIONS
+        if over > 0:
+            old = [d for d in self._delegations.values() if d is not delegation and d.settled]
+            for forgotten in old[:over]:
+                del self._delegations[forgotten.id]
+
     async def _await_client(self, delegation: Delegation) -> None:
         try:
             await asyncio.wait_for(delegation.answered.wait(), self._desk.delegation_timeout_s)
         except (asyncio.TimeoutError, TimeoutError):
+            delegation.answered.set()  # settled: said to have failed, nothing more to wait for
             self.outbox.note("gl-delegation-timeout")
             await self._say("[emulator] The backend did not answer.")
 
@@ -846,7 +868,7 @@ class LiveSession:
         # source: docs/emulator.md#gl-delegation (FDEL "Handle Responses delegation")
         response_id = P.new_id("resp")
         delegation = Delegation(P.new_id("item_delegation"), "responses", response_id)
-        self._delegations[delegation.id] = delegation
+        self._remember(delegation)
         if filler:
             await self._say(FILLER)
         await self.outbox.send(
