@@ -83,7 +83,12 @@ class Emulator:
         # the open sockets, each with the request it upgraded (its transport can be cut)
         self._live: dict[web.WebSocketResponse, web.Request] = {}
         self._running: set[asyncio.Task[None]] = set()  # each connection's conversation
-        self.sip = SipDesk(self.converse, self.fidelity, decision_timeout_s=sip_decision_timeout_s)
+        self.sip = SipDesk(
+            self.converse,
+            self.fidelity,
+            decision_timeout_s=sip_decision_timeout_s,
+            heartbeat_s=heartbeat_s,
+        )
         # OpenAI-compatible chat completions for simulated callers and judges (docs/evals.md)
         self.chat = ChatDesk(self.fidelity, api_key)
         # GPT-Live on its own endpoint, beside Voice Live on the same port (docs/gpt-live.md)

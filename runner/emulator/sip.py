@@ -33,6 +33,7 @@ from aiohttp import web
 
 from runner import speedups
 from runner.emulator import protocol as P
+from runner.emulator.outbox import HEARTBEAT_S
 
 if TYPE_CHECKING:
     from runner.emulator.connection import Connection
@@ -194,8 +195,10 @@ class SipDesk:
         fidelity: Fidelity,
         *,
         decision_timeout_s: float = DECISION_TIMEOUT_S,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self._converse = converse  # the emulator's: runs a session on an attached socket
+        self.heartbeat_s = heartbeat_s  # an attached socket is pinged as the others are
         self._fidelity = fidelity
         self.decision_timeout_s = decision_timeout_s
         self.webhooks: dict[str, Webhook] = {}
@@ -514,7 +517,11 @@ class SipDesk:
             return call
         if call.state not in ("Accepted", "Connected") or (call.ws is not None):
             return _state_problem(request, call, "attach")
-        ws = web.WebSocketResponse(max_msg_size=32 * 1024 * 1024, autoping=True)
+        # pinged: an attacher that vanished without a close ends its call then, not at the
+        # session limit
+        ws = web.WebSocketResponse(
+            max_msg_size=32 * 1024 * 1024, autoping=True, heartbeat=self.heartbeat_s
+        )
         if not ws.can_prepare(request).ok:
             return problem(request, 426, "invalid_request", "Attach needs a WebSocket upgrade.")
         await ws.prepare(request)
