@@ -299,3 +299,31 @@ async def test_a_long_reply_to_an_idle_clock_is_all_sent_after_its_urgent_start(
         await until(lambda: len(wire.frames) == 1 + 50)
     finally:
         await clock.close()
+
+
+class CountingPlayer(CallPlayer):
+    services = 0
+
+    async def service(self, now: float, due_at: float) -> None:
+        self.services += 1
+        await super().service(now, due_at)
+
+
+async def test_a_call_above_its_refill_mark_is_not_served_at_other_calls_ticks() -> None:
+    """Two calls refill at different moments, so the clock ticks for one while the other's
+    buffer is full: that one is not served (it would send nothing), only compared."""
+    clock = MediaClock()
+    log: list[tuple[int, str]] = []
+    (a, wire_a), (b, wire_b) = players(clock, 2, log, CountingPlayer)
+    try:
+        a.write("reply", bytes(2 * SECOND))
+        await until(lambda: len(wire_a.frames) >= LEAD_FRAMES + 2)  # A's first refill
+        b.write("reply", bytes(2 * SECOND))  # B's refills fall between A's
+        await until(lambda: len(wire_b.frames) >= 100 and len(wire_a.frames) >= 100)
+        for player, name in ((a, "call0"), (b, "call1")):
+            refills = len({tick for tick, who in log if who == name})
+            assert isinstance(player, CountingPlayer)
+            assert player.services <= refills + 2, (name, player.services, refills)
+        assert clock.ticks > len({tick for tick, who in log if who == "call0"}) + 2
+    finally:
+        await clock.close()

@@ -195,6 +195,7 @@ class CallPlayer:
         self.transport: Transport | None = None
         self.sink: PlayerSink | None = None
         self.clock: MediaClock | None = None  # set by MediaClock.add
+        self.clock_due = 0.0  # when the clock plans to serve it next (the clock's note)
         self._frame = fmt.bytes_for_ms(FRAME_MS)
         self._limit = fmt.bytes_for_ms(MAX_OUTBOUND_MS)
         # (item, audio, when it arrived): the arrival time tells a late worker from late audio

@@ -77,6 +77,7 @@ class MediaClock:
     def add(self, player: CallPlayer) -> None:
         """Register a call's player; the clock runs while any is registered."""
         player.clock = self
+        player.clock_due = 0.0
         self._players[player] = None
         if player.has_work():
             self._active[player] = None
@@ -103,6 +104,7 @@ class MediaClock:
             return
         if urgent:
             self._active[player] = None
+            player.clock_due = 0.0  # served at once, then planned again
             if player not in self._urgent:
                 self._urgent[player] = time.monotonic()
                 self._wake()
@@ -110,7 +112,7 @@ class MediaClock:
         if player in self._active:
             return  # already on the clock's plan
         self._active[player] = None
-        need = player.next_due()
+        need = player.clock_due = player.next_due()
         if need < self._next_tick:
             # the clock sleeps longer than this caller can wait (or it is idle): it wakes now
             # and plans again
@@ -159,7 +161,7 @@ class MediaClock:
                 urgent, self._urgent = self._urgent, {}
                 self.urgent_wakeups += 1
                 for player, since in urgent.items():
-                    need = await self._serve(player, now, since)
+                    need = player.clock_due = await self._serve(player, now, since)
                     self._next_tick = min(self._next_tick, need)  # the rest of its audio
                 continue
             if not self._active:
@@ -180,8 +182,15 @@ class MediaClock:
             # line up with a rotation's
             k = self._random(len(order))
             soonest = math.inf
+            # A call whose buffer is above its refill mark is not served (it would send
+            # nothing): its need, learnt when it was last served, is only compared.
+            horizon = time.monotonic() + self.tick_s / 2
             for player in order[k:] + order[:k]:
-                need = await self._serve(player, time.monotonic(), due_at)
+                need = player.clock_due
+                if need > horizon:
+                    soonest = min(soonest, need)
+                    continue
+                need = player.clock_due = await self._serve(player, time.monotonic(), due_at)
                 soonest = min(soonest, need)
             # The next tick: when the neediest call needs it, at most one a tick (with one
             # call, one wake-up per refill; with many, one every 20 ms). A late loop does not
