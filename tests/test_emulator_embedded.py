@@ -5,6 +5,7 @@ random key nobody else knows, and that key never shown."""
 from __future__ import annotations
 
 import aiohttp
+import pytest
 
 from runner.emulator import embedded_emulator
 from runner.redact import redact
@@ -23,3 +24,30 @@ async def test_the_embedded_emulator_is_on_loopback_with_a_random_key_never_show
             async with http.ws_connect(url, headers={"api-key": one.api_key}) as ws:
                 event = await ws.receive_json(timeout=10)
                 assert event["type"] == "session.created"
+
+
+async def test_endpoint_for_runs_this_same_embedded_emulator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # vlrun run/test's default (endpoint_for) kept its own copy of the key-and-loopback start
+    import contextlib
+    from collections.abc import AsyncIterator
+    from typing import Any
+
+    import runner.emulator
+    from runner.live.connect import Target, endpoint_for
+
+    started: list[Any] = []
+
+    @contextlib.asynccontextmanager
+    async def watched(**options: Any) -> AsyncIterator[Any]:
+        async with embedded_emulator(**options) as emu:
+            started.append(emu)
+            yield emu
+
+    monkeypatch.setattr(runner.emulator, "embedded_emulator", watched)
+    async with endpoint_for(Target(None, "default"), speed=0) as (endpoint, target):
+        assert len(started) == 1, "endpoint_for started an emulator of its own"
+        assert endpoint == started[0].endpoint
+        assert target.api_key == started[0].api_key
+        assert target.key_source == "embedded emulator"

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,12 +219,15 @@ async def endpoint_for(
             )
         yield target.endpoint or "", target
         return
-    from runner.emulator import running_emulator
+    # one piece for the loopback start and its random, registered key (vlrun serve's host runs
+    # the same one)
+    from runner.emulator import embedded_emulator
 
-    key = secrets.token_urlsafe(24)
-    register_secret(key)
-    async with running_emulator(host="127.0.0.1", port=0, api_key=key, **emulator_options) as emu:
-        yield emu.endpoint, dataclasses.replace(target, api_key=key, key_source="embedded emulator")
+    async with embedded_emulator(**emulator_options) as emu:
+        yield (
+            emu.endpoint,
+            dataclasses.replace(target, api_key=emu.api_key, key_source="embedded emulator"),
+        )
 
 
 async def _is_local_emulator(endpoint: str) -> bool:
