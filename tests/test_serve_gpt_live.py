@@ -48,6 +48,7 @@ turns:
 """
 
 RATE = 24000
+SHIPPED = Path(__file__).resolve().parents[1] / "profiles" / "gpt-live.yaml"
 
 
 def _write(root: Path, name: str, text: str, script: str | None = None) -> None:
@@ -181,3 +182,24 @@ async def test_a_reply_the_model_stops_for_the_caller_is_marked_as_yielded(
         assert not p.of("backchannel")
         await p.send({"type": "stop"})
         await p.wait(lambda: p.of("ended"))
+
+
+async def test_the_shipped_gpt_live_profile_greets_and_delegates_in_the_console(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """profiles/gpt-live.yaml as the console serves it: its greeting is said (a commentary),
+    and a typed time question goes to its backend, which calls the current_time plugin."""
+    monkeypatch.delenv("AZURE_VOICELIVE_ENDPOINT", raising=False)
+    monkeypatch.delenv("GPT_LIVE_BACKEND", raising=False)
+    async with serving(tmp_path, paths=[SHIPPED]) as served, page(served) as p:
+        session = await _start(p, "gpt-live")
+        assert session["duplex"] is True and session["typed_turns"] is True
+        greeting = "[emulator] Hello! Ask me the time anywhere in the world."
+        await p.wait(lambda: any(a["text"] == greeting for a in p.of("assistant")))
+        await p.send({"type": "text", "text": "what time is it in Europe/Paris?"})
+        result = (await p.wait(lambda: p.of("tool_result")))[0]
+        assert result["name"] == "current_time" and result["ok"] is True, result
+        await p.wait(lambda: any("current_time returned" in a["text"] for a in p.of("assistant")))
+        assert not p.of("flush") and not p.of("error"), p.events
+        await p.send({"type": "stop", "graceful": True})
+        assert (await p.wait(lambda: p.of("ended")))[0]["code"] == 0
