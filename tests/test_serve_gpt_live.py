@@ -8,6 +8,7 @@ backchannel is shown as one and never flushes the page's playback, and a yield i
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +204,34 @@ async def test_the_shipped_gpt_live_profile_greets_and_delegates_in_the_console(
         assert not p.of("flush") and not p.of("error"), p.events
         await p.send({"type": "stop", "graceful": True})
         assert (await p.wait(lambda: p.of("ended")))[0]["code"] == 0
+
+
+async def test_a_g711_gpt_live_profile_plays_pcm16_decoded_from_its_one_format(
+    tmp_path: Path,
+) -> None:
+    """audio.format audio/pcmu (8 kHz) both ways: the page runs at 8 kHz, and every μ-law byte
+    GPT-Live sent reaches the page as two bytes of PCM16."""
+    text = RESPONSES.format(rate=16000).replace(
+        "{input_sampling_rate: 16000, output_format: pcm16_16000hz}",
+        "{input_format: g711_ulaw, output_format: g711_ulaw}",
+    )
+    _write(tmp_path, "glresp", text)
+    async with serving(tmp_path) as served, page(served) as p:
+        session = await _start(p, "glresp")
+        assert (session["input_rate"], session["output_rate"]) == (8000, 8000)
+        await p.send({"type": "text", "text": "what is the weather in Paris?"})
+        await p.wait(lambda: any("get_weather returned" in a["text"] for a in p.of("assistant")))
+        await p.send({"type": "stop", "graceful": True})
+        await p.wait(lambda: p.of("ended"))
+        assert served.host.emulator is not None
+        record = served.host.emulator.sessions[-1]
+        assert record.received[0]["session"]["audio"]["format"] == {
+            "type": "audio/pcmu",
+            "rate": 8000,
+        }
+        wire = sum(
+            len(base64.b64decode(e["delta"]))
+            for e in record.sent
+            if e["type"] == "session.output_audio.delta"
+        )
+        assert wire > 0 and p.audio_bytes == 2 * wire
