@@ -10,6 +10,7 @@ format both ways under ``audio.format``, which the audio edges read in the dated
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +19,14 @@ from runner.live.gpt_live import GptLiveSession, audio_fields, is_gpt_live_start
 from runner.live.session import LiveSession
 from runner.live.settings import SessionSettings
 
-__all__ = ["audio_session", "is_duplex", "open_session", "session_class_for", "takes_images"]
+__all__ = [
+    "audio_session",
+    "is_duplex",
+    "open_session",
+    "session_class_for",
+    "takes_images",
+    "with_formats",
+]
 
 
 def is_duplex(payload: Mapping[str, Any]) -> bool:
@@ -36,6 +44,48 @@ def audio_session(payload: Mapping[str, Any]) -> dict[str, Any]:
     ``audio.format`` is one format both ways, not the Voice Live session's keys."""
     session = dict(payload.get("session") or {})
     return audio_fields(session) if is_duplex(payload) else session
+
+
+def with_formats(
+    payload: Mapping[str, Any], in_format: str, in_rate: int | None, out_format: str
+) -> dict[str, Any]:
+    """The payload with these wire formats (dated words: ``pcm16``, ``pcm16_16000hz``,
+    ``g711_ulaw``, ...) pinned, as a phone edge pins its media's, in the payload's own shape:
+    GPT-Live's one ``audio.format`` (docs/gpt-live.md "Startup"), or the Voice Live session's
+    keys. Raises :class:`UsageError` for formats GPT-Live cannot take. The payload is not
+    changed."""
+    from runner.config.service import set_audio_formats
+
+    session = copy.deepcopy(dict(payload.get("session") or {}))
+    if is_duplex(payload):
+        session.setdefault("audio", {})["format"] = _gpt_live_format(in_format, in_rate, out_format)
+    else:
+        set_audio_formats(session, in_format, in_rate, out_format)
+    return {**payload, "session": session}
+
+
+def _gpt_live_format(in_format: str, in_rate: int | None, out_format: str) -> dict[str, Any]:
+    from runner.config.gpt_live import G711, PCM_RATES
+
+    def word(fmt: str, rate: int | None) -> tuple[str, int]:
+        if fmt in G711:
+            return G711[fmt], 8000
+        digits = "".join(ch for ch in fmt.removeprefix("pcm16") if ch.isdigit())
+        return "audio/pcm", int(digits or rate or 24000)
+
+    heard, said = word(in_format, in_rate), word(out_format, None)
+    if heard != said:
+        raise UsageError(
+            f"GPT-Live has one audio format both ways, and this edge hears {in_format} "
+            f"and plays {out_format}",
+            hint="route the call to a Voice Live profile, or carry one format both ways",
+        )
+    if heard[0] == "audio/pcm" and heard[1] not in PCM_RATES:
+        raise UsageError(
+            f"GPT-Live takes PCM16 at 16000 or 24000 Hz, not {heard[1]}",
+            hint="carry the media at 16 or 24 kHz, or G.711",
+        )
+    return {"type": heard[0], "rate": heard[1]}
 
 
 def takes_images(live: Any) -> bool:
