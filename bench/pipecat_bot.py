@@ -17,7 +17,6 @@ and ``/metrics`` (empty: Pipecat counts no underruns or frame delays, so those c
 blank for it; gaps heard and turn latency are measured at the callers for both).
 """
 
-
 import argparse
 import asyncio
 import datetime
