@@ -25,6 +25,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 from runner.config.service import dated_audio
 from runner.errors import EXIT_OK, VlrunError
 from runner.live.audio import AudioFormat, wire_formats
+from runner.live.gpt_live import GptLiveSession
 from runner.live.images import MAX_IMAGE_BYTES, ImageError
 from runner.live.sessions import takes_images
 from runner.live.transcript import Transcript
@@ -700,7 +701,7 @@ class BrowserEdge(Edge):
             conversation.transcript.mocked(frozenset(mocks["tools"]))
         flow = getattr(live, "flow", None)
         node = getattr(getattr(flow, "node", None), "name", None)
-        duplex = live is not None and not takes_images(live)
+        duplex = isinstance(live, GptLiveSession)
         self.page.send(
             {
                 "type": "session",
@@ -713,7 +714,7 @@ class BrowserEdge(Edge):
                 # Responses delegation; no image turns
                 "duplex": duplex,
                 "typed_turns": not duplex or getattr(live, "delegation_type", "") == "responses",
-                "images": not duplex,
+                "images": live is not None and takes_images(live),
                 "explain": [list(row) for row in redact_obj(conversation.explain)],
                 "emulator": self.host.embedded,
                 "target": self.host.target_line,

@@ -1,4 +1,5 @@
-"""The multi-conversation host: many LiveSessions in one process, one per edge.
+"""The multi-conversation host: many live sessions in one process, one per edge (a
+``LiveSession``, or a ``GptLiveSession`` for a GPT-Live profile: runner/live/sessions.py).
 
 The contract transports build on (the browser console here, phone edges elsewhere):
 
