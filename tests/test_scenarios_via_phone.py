@@ -136,3 +136,81 @@ async def test_what_a_phone_cannot_carry_is_a_usage_error_at_its_line(tmp_path: 
         await run_via_phone(load_scenario(_menu(tmp_path, image)), "twilio")
     with pytest.raises(UsageError, match="not a phone line"):
         await run_via_phone(load_scenario(CALCULATOR), "pigeon")
+
+
+@needs_espeak
+async def test_acs_binds_its_own_port_so_no_other_process_can_take_it_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The simulated ACS's port was found by binding a probe and closing it; another process
+    could take it before the ACS bound it. Here one does: right after the folder is made, a
+    socket takes the port the folder names. The ACS binds port 0 itself and reads it back."""
+    pytest.importorskip("azure.communication.callautomation")
+    import json
+    import socket
+
+    import runner.carrier.acs as acs
+
+    made = acs.setup
+    thieves: list[socket.socket] = []
+
+    def setup_then_taken(folder: Path, port: int, out: object = print) -> None:
+        made(folder, port, out=lambda _line: None)
+        thief = socket.socket()
+        thief.bind(("127.0.0.1", int(json.loads((folder / "acs.json").read_text())["port"])))
+        thief.listen()
+        thieves.append(thief)
+
+    monkeypatch.setattr(acs, "setup", setup_then_taken)
+    try:
+        run = await run_via_phone(load_scenario(CALCULATOR), "acs")
+    finally:
+        for thief in thieves:
+            thief.close()
+    assert thieves, "the folder was not made through acs.setup"
+    assert run.outcomes[0].reply == "17.5 times 3 is 52.5."
+
+
+async def test_a_failed_drain_of_the_phone_server_is_logged_not_hidden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from runner.carrier import phone_line
+    from runner.serve.telephony import Phones
+
+    async def broken_drain(self: Phones, timeout: float) -> None:
+        raise RuntimeError("drain broke")
+
+    monkeypatch.setattr(Phones, "drain", broken_drain)
+    (tmp_path / "desk.yaml").write_text(DESK)
+    serve = phone_line._serve_file(tmp_path, tmp_path / "desk.yaml", "twilio")
+    env = {phone_line._TOKEN_ENV: "a-token-for-this-test"}
+    with caplog.at_level(logging.ERROR, logger="vlrun.carrier.phone_line"):
+        async with phone_line._phone_server(serve, "http://127.0.0.1:9", env, sip=False) as base:
+            assert base.startswith("http://127.0.0.1:")
+    failed = [r for r in caplog.records if r.name == "vlrun.carrier.phone_line"]
+    assert failed and "drain" in failed[0].getMessage()
+    assert failed[0].exc_info is not None and "drain broke" in str(failed[0].exc_info[1])
+
+
+async def test_a_sip_webhook_without_a_secret_is_named_by_its_keys_not_its_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from runner.carrier import phone_line
+    from runner.carrier import sip as carrier_sip
+    from runner.errors import VlrunError
+
+    async def answered(*_args: object, **_kwargs: object) -> dict[str, object]:
+        return {"id": "wh_1", "url": "https://user:hunter2-password@example.invalid/"}
+
+    monkeypatch.setattr(carrier_sip, "webhook", answered)
+    serve = phone_line._serve_file(tmp_path, tmp_path / "desk.yaml", "sip")
+    with pytest.raises(VlrunError) as raised:
+        emu = SimpleNamespace(endpoint="http://127.0.0.1:9")  # asked nothing: webhook answers
+        await phone_line._sip(emu, serve, [], phone_line.PhoneRun("sip"), PhoneOptions())
+    message = raised.value.message
+    assert "hunter2" not in message and "wh_1" not in message
+    assert "id, url" in message and "signing_secret" in message

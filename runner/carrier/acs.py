@@ -76,7 +76,10 @@ def _private(path: Path, data: bytes) -> None:
 
 
 def setup(folder: Path, port: int, out: Callable[[str], None] = print) -> None:
-    """Make the simulated ACS's folder: TLS certificate, token key, access key, env.sh."""
+    """Make the simulated ACS's folder: TLS certificate, token key, access key, env.sh.
+
+    ``port`` 0 (in-process use): the port is chosen as the simulated ACS starts (read
+    :attr:`FakeAcs.port`, and :func:`settings` for the server's environment then)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -133,6 +136,18 @@ def setup(folder: Path, port: int, out: Callable[[str], None] = print) -> None:
     _settings(folder, endpoint, out, "set up")
 
 
+def settings(folder: Path, port: int) -> dict[str, str]:
+    """The server's environment (what env.sh exports) for the simulated ACS at ``port``."""
+    env = dict(
+        line.removeprefix("export ").replace("'", "").split("=", 1)
+        for line in (folder / "env.sh").read_text(encoding="utf-8").splitlines()
+        if line.startswith("export ") and "=" in line
+    )
+    access_key = Folder(folder).read("access-key").decode()
+    env["ACS_CONNECTION_STRING"] = f"endpoint=https://127.0.0.1:{port}/;accesskey={access_key}"
+    return env
+
+
 def _settings(folder: Path, endpoint: str, out: Callable[[str], None], done: str) -> None:
     out(f"simulated ACS {done} in {folder}: Call Automation at {endpoint}/")
     out("  serve file: acs.connection_string: ${env:ACS_CONNECTION_STRING}")
@@ -147,6 +162,7 @@ class FakeAcs:
     """The Call Automation endpoint and JWKS the server calls while a call rings."""
 
     folder: Folder
+    port: int = 0  # where it listens (read back once it does)
     signing_key: Any = None
     access_key: bytes = b""
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # by incoming context
@@ -246,6 +262,8 @@ async def running(folder: Folder) -> AsyncIterator[FakeAcs]:
     app.router.add_route("*", "/calling/{tail:.*}", fake.rest)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    # port 0: the system chooses one as it binds, read back below (no probe that another
+    # process could take the port after)
     site = web.TCPSite(runner, "127.0.0.1", int(config["port"]), ssl_context=context)
     try:
         await site.start()
@@ -255,6 +273,7 @@ async def running(folder: Folder) -> AsyncIterator[FakeAcs]:
             f"the simulated ACS cannot listen on 127.0.0.1:{config['port']}: {exc.strerror}",
             hint="another `vlrun ring acs` is running, or run --setup with another --acs-port",
         ) from None
+    fake.port = next(int(a[1]) for a in runner.addresses if isinstance(a, tuple))
     try:
         yield fake
     finally:
@@ -365,11 +384,17 @@ async def call(url: str, folder_path: Path, options: RingOptions) -> int:
 
 @contextlib.asynccontextmanager
 async def ring(
-    url: str, folder_path: Path, options: RingOptions, secret: str | None = None
+    url: str,
+    folder_path: Path,
+    options: RingOptions,
+    secret: str | None = None,
+    *,
+    fake: FakeAcs | None = None,
 ) -> AsyncIterator[AcsCall]:
     """Ring ``url`` as ACS (Event Grid, then Call Automation as the server answers) and open
     the media stream; hangs up (and reports the call disconnected) on the way out. The Event
-    Grid secret is ``secret``, else ``$ACS_EVENT_GRID_SECRET`` (the folder's env.sh)."""
+    Grid secret is ``secret``, else ``$ACS_EVENT_GRID_SECRET`` (the folder's env.sh). With
+    ``fake``, the simulated ACS already running is the one called (else one starts here)."""
     import aiohttp
 
     folder = Folder(folder_path)
@@ -378,7 +403,9 @@ async def ring(
     if secret and "secret=" not in url:
         url += ("&" if "?" in url else "?") + "secret=" + secret
     context = "vlrun-ring-" + secrets.token_urlsafe(24)
-    async with running(folder) as fake:
+    async with contextlib.AsyncExitStack() as stack:
+        if fake is None:
+            fake = await stack.enter_async_context(running(folder))
         timeout = aiohttp.ClientTimeout(total=max(options.connect_timeout_s, 30.0))
         async with aiohttp.ClientSession(timeout=timeout) as http:
             try:

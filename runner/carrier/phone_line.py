@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import tempfile
 import time
@@ -43,6 +44,8 @@ from runner.errors import UsageError, VlrunError
 from runner.live.connect import SERVICE_PACE
 from runner.scenarios.files import Scenario, model_script
 from runner.scenarios.results import ToolCallSeen, TurnOutcome
+
+log = logging.getLogger("vlrun.carrier.phone_line")
 
 __all__ = ["PROVIDERS", "PhoneOptions", "PhoneRun", "PhoneTurn", "phone_script", "run_via_phone"]
 
@@ -271,8 +274,10 @@ async def _phone_server(
         yield f"http://127.0.0.1:{port}"
         await phones.until(lambda: not phones.calls, 10.0)  # the call's session has ended
     finally:
-        with contextlib.suppress(Exception):
+        try:
             await phones.drain(timeout=2)
+        except Exception:  # the server still closes; what failed is said, not hidden
+            log.exception("vlrun test --via: draining the phone server failed")
         await runner.cleanup()
         await phones.close()
 
@@ -389,32 +394,27 @@ async def _acs(
 ) -> None:
     """ACS: a simulated Call Automation endpoint (its own keys and certificate, made here)
     that the server answers through, trusted by this server only, then the media stream."""
-    import socket
     import ssl
 
     from runner.carrier import acs
 
-    with socket.socket() as probe:  # a free port for the simulated ACS's HTTPS endpoint
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
     acs_dir = folder / "acs"
-    acs.setup(acs_dir, port, out=lambda _line: None)
-    env = dict(
-        line.removeprefix("export ").replace("'", "").split("=", 1)
-        for line in (acs_dir / "env.sh").read_text(encoding="utf-8").splitlines()
-        if line.startswith("export ") and "=" in line
-    )
-    serve_path = _serve_file(folder, profile, "acs", port)
+    acs.setup(acs_dir, 0, out=lambda _line: None)  # its port: chosen as it starts, read back
     ca = str(acs_dir / "ca.pem")
     trust = {  # what env.sh's SSL_CERT_FILE does for a `vlrun serve` process
         "client_options": {"connection_verify": ca},
         "http_options": {"ssl": ssl.create_default_context(cafile=ca)},
     }
     ring = _ring_options(options, run)
-    async with _phone_server(serve_path, emu.endpoint, env, sip=False, acs_options=trust) as base:
-        secret = env.get("ACS_EVENT_GRID_SECRET", "")
-        async with acs.ring(base + "/acs/incoming", acs_dir, ring, secret) as call:
-            await _media_call(emu, call, turns, run, options, ring)
+    async with acs.running(acs.Folder(acs_dir)) as fake:
+        env = acs.settings(acs_dir, fake.port)
+        serve_path = _serve_file(folder, profile, "acs", fake.port)
+        server = _phone_server(serve_path, emu.endpoint, env, sip=False, acs_options=trust)
+        async with server as base:
+            secret = env.get("ACS_EVENT_GRID_SECRET", "")
+            incoming = base + "/acs/incoming"
+            async with acs.ring(incoming, acs_dir, ring, secret, fake=fake) as call:
+                await _media_call(emu, call, turns, run, options, ring)
 
 
 async def _media_call(
@@ -479,7 +479,12 @@ async def _sip(
     hook = await sip.webhook(emu.endpoint, "https://example.invalid/", ring.connect_timeout_s)
     secret = str(hook.get("signing_secret") or "")
     if not secret:
-        raise VlrunError(f"the emulator did not create the SIP webhook: {hook}")
+        # its keys only: a webhook's values may hold a secret
+        keys = ", ".join(sorted(str(k) for k in hook)) if isinstance(hook, Mapping) else "none"
+        raise VlrunError(
+            f"the emulator did not create the SIP webhook (its answer had no signing_secret; "
+            f"keys: {keys or 'none'})"
+        )
     said: list[_Said] = []
     async with _phone_server(serve_path, emu.endpoint, {_SIP_ENV: secret}, sip=True) as base:
         await sip.webhook(emu.endpoint, base + "/sip/webhook", ring.connect_timeout_s, hook["id"])
