@@ -500,3 +500,32 @@ async def test_a_model_that_refuses_temperature_zero_is_asked_again_without_it()
     assert verdict.passed and verdict.model == "reasoner"
     assert [("temperature" in body) for body in seen] == [True, False]
     assert "vlrun" not in seen[0]  # a model's endpoint is never sent the offline rules
+
+
+async def test_the_embedded_emulators_key_goes_to_its_chat_endpoint_not_the_environment() -> None:
+    """The scenario runner's offline judge and caller talk to the embedded emulator, which
+    takes only its random key: the endpoint carries that key itself (it was put in a
+    VLRUN_EMULATOR_CHAT_KEY_<hex> environment variable, seen by every child process)."""
+    import os
+
+    from runner.emulator import embedded_emulator
+    from runner.redact import redact
+    from runner.scenarios.judged import EvalSettings, chat_endpoints
+
+    history = [Exchange("caller", "at seven"), Exchange("assistant", "Booked for 7 pm.")]
+    async with embedded_emulator(speed=0) as emu:
+        key = emu.api_key
+        with chat_endpoints(EvalSettings(), emu.endpoint, key) as chat:
+            assert chat.judge is chat.caller and chat.judge.offline_rules
+            assert key not in os.environ.values()
+            assert key not in repr(chat.judge) and key not in chat.judge.describe()
+            verdict = await judge_for(chat.judge).judge("confirms the time", history, offline=RULES)
+            assert verdict.passed  # the keyed emulator took the request
+        # a key that is not the emulator's is refused, and the error does not show it
+        wrong = ChatEndpoint.emulator(emu.endpoint, api_key="not-the-emulators-key-0123")
+        with pytest.raises(EvalsError) as refused:
+            await judge_for(wrong).judge("confirms the time", history, offline=RULES)
+        assert "401" in refused.value.message
+        shown = f"{refused.value.message} {refused.value.hint}"
+        assert "not-the-emulators-key-0123" not in shown
+        assert "not-the-emulators-key-0123" not in redact("the key not-the-emulators-key-0123")

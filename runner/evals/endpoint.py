@@ -17,7 +17,7 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner.evals.types import EvalsError
@@ -53,17 +53,25 @@ class ChatEndpoint:
     api_key_env: str | None = None
     azure_api_version: str | None = None
     offline_rules: bool = False
+    #: the key itself, for an endpoint vlrun started (the embedded emulator's random key): never
+    #: shown (not in repr), registered for masking
+    key: str | None = field(default=None, repr=False)
 
     @classmethod
-    def emulator(cls, base_url: str) -> ChatEndpoint:
-        """The embedded emulator's chat endpoint, given the emulator's endpoint (http or ws)."""
+    def emulator(cls, base_url: str, *, api_key: str | None = None) -> ChatEndpoint:
+        """The emulator's chat endpoint, given the emulator's endpoint (http or ws) and the key
+        it takes (the embedded emulator's random one; None: it takes any)."""
         url = base_url.rstrip("/")
         for scheme, http in (("ws://", "http://"), ("wss://", "https://")):
             if url.startswith(scheme):
                 url = http + url[len(scheme) :]
         if not url.endswith("/v1"):
             url += "/v1"
-        return cls(base_url=url, model=EMULATOR_MODEL, offline_rules=True)
+        if api_key:
+            from runner.redact import register_secret
+
+            register_secret(api_key)
+        return cls(base_url=url, model=EMULATOR_MODEL, offline_rules=True, key=api_key or None)
 
     @classmethod
     def parse(cls, text: str, *, option: str = "--judge") -> ChatEndpoint:
@@ -116,7 +124,10 @@ class ChatEndpoint:
         return f"{kind} {self.base_url} model {self.model}"
 
     def api_key(self) -> str | None:
-        """The key from the environment, or None (Entra on Azure, a placeholder elsewhere)."""
+        """The key given, else the one from the environment, or None (Entra on Azure, a
+        placeholder elsewhere)."""
+        if self.key is not None:
+            return self.key
         if self.api_key_env is None:
             return None
         value = os.environ.get(self.api_key_env, "")

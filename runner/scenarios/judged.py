@@ -10,9 +10,6 @@ behind it) is imported only when a scenario has a ``caller:`` or a ``judge:``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
-import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,26 +42,15 @@ class Chat:
 def chat_endpoints(
     settings: EvalSettings, emulator_url: str | None, emulator_key: str | None
 ) -> Iterator[Chat]:
-    """The endpoints for this run: those given, else the embedded emulator's chat endpoint.
-
-    The embedded emulator takes a random key; the chat client reads a key from an environment
-    variable, so the key is put in one named for this emulator's port while the run lasts
-    (the key is already registered for masking and is worth nothing once the run ends)."""
+    """The endpoints for this run: those given, else the embedded emulator's chat endpoint,
+    which takes the emulator's own (random) key (``emulator_key``), given to the endpoint
+    itself: never put in the environment, never shown."""
     from runner.evals import ChatEndpoint
 
     emulated: Any = None
-    name: str | None = None
     if emulator_url is not None:
-        emulated = ChatEndpoint.emulator(emulator_url)
-        if emulator_key:
-            name = f"VLRUN_EMULATOR_CHAT_KEY_{secrets.token_hex(6).upper()}"
-            os.environ[name] = emulator_key
-            emulated = dataclasses.replace(emulated, api_key_env=name)
-    try:
-        yield Chat(settings.caller_endpoint or emulated, settings.judge_endpoint or emulated)
-    finally:
-        if name is not None:
-            os.environ.pop(name, None)
+        emulated = ChatEndpoint.emulator(emulator_url, api_key=emulator_key)
+    yield Chat(settings.caller_endpoint or emulated, settings.judge_endpoint or emulated)
 
 
 def rubrics_of(value: Any) -> list[tuple[PathKey, Mapping[str, Any]]]:
