@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from runner.live.connect import Target
 from runner.live.images import MAX_IMAGE_BYTES, ImageError, parse_image_command
 from runner.live.session import LiveSession
 from runner.live.transcript import Transcript
+from tests.test_emulator_images import png as grey_png
 
 ROOT = Path(__file__).resolve().parents[1]
 CASUAL = str(ROOT / "profiles" / "casual-chat.yaml")
@@ -29,24 +28,8 @@ KEY = "image-turn-key-0123456789"
 
 
 def png(width: int = 2, height: int = 2) -> bytes:
-    """A real PNG (grey pixels), built by hand."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body))
-            + kind
-            + body
-            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-        )
-
-    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
+    """A real PNG of grey pixels (the emulator's image tests build it)."""
+    return grey_png(width, height)
 
 
 def _session(endpoint: str) -> LiveSession:
