@@ -33,10 +33,21 @@ import logging
 import math
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from runner.serve.calls import CallPlayer
+
+class CallPlayer(Protocol):
+    """What the clock drives (runner.serve.calls.CallPlayer is one): the clock depends on
+    this much of a call's player, and calls depend on the clock, not both ways."""
+
+    clock: MediaClock | None  # the clock serving it (set by MediaClock.add)
+    clock_due: float  # when the clock plans to serve it next
+
+    def next_due(self) -> float: ...
+    def has_work(self) -> bool: ...
+    async def service(self, now: float, due_at: float) -> None: ...
+    def failed(self, exc: Exception) -> None: ...
+
 
 log = logging.getLogger("vlrun.serve.clock")
 
