@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from runner.errors import AudioUnavailable, UsageError, VlrunError
+from runner.errors import UsageError
+from runner.evals.voice import espeak
 
 DTMF_KEYS = frozenset("0123456789*#ABCD")
-ESPEAK_TIMEOUT_S = 30.0
 
 Kind = Literal["wav", "say", "dtmf"]
 
@@ -59,35 +56,6 @@ async def speech(turn: Turn, rate: int) -> bytes:
     if turn.kind == "say":
         return await espeak(turn.value, rate)
     raise ValueError(f"a {turn.kind} turn has no speech")
-
-
-async def espeak(text: str, rate: int) -> bytes:
-    """``text`` spoken by espeak-ng (a subprocess, off the loop), as PCM16 at ``rate``."""
-    from runner.live.audio import AudioFormat, read_wav
-
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise AudioUnavailable(
-            "--say needs espeak-ng, which is not installed",
-            hint="install the espeak-ng package (apt install espeak-ng, brew install espeak-ng), "
-            "or give a recording with --say-wav FILE",
-        )
-    with tempfile.TemporaryDirectory(prefix="vlrun-ring-") as folder:
-        out = Path(folder) / "say.wav"
-        proc = await asyncio.create_subprocess_exec(
-            exe, "-w", str(out), "--", text,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            _, err = await asyncio.wait_for(proc.communicate(), ESPEAK_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise VlrunError(f"espeak-ng took over {ESPEAK_TIMEOUT_S:.0f} s") from None
-        if proc.returncode != 0 or not out.exists():
-            reason = err.decode(errors="replace").strip()[:200]
-            raise VlrunError(f"espeak-ng failed ({reason or proc.returncode})")
-        return read_wav(out, AudioFormat(rate))
 
 
 def split_tail(pcm: bytes, floor: int = 300) -> tuple[bytes, bytes]:

@@ -1,7 +1,7 @@
 """A simulated caller's voice (tier 3): its text spoken as PCM16 mono 24 kHz, with seeded noise.
 
-espeak-ng speaks offline, through the simulated carrier's own voice
-(:func:`runner.carrier.voice.espeak`); Azure Speech speaks when a scenario asks for an Azure
+espeak-ng speaks offline (:func:`espeak`, which the simulated carrier's caller also speaks
+with); Azure Speech speaks when a scenario asks for an Azure
 voice (``voice: azure:en-US-AvaMultilingualNeural``) and ``AZURE_SPEECH_KEY`` with
 ``AZURE_SPEECH_REGION`` (or ``AZURE_SPEECH_ENDPOINT``) are set. The noise is white noise at a
 signal-to-noise ratio, drawn from a generator seeded by (scenario seed, turn), so a run can be
@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
+from runner.errors import AudioUnavailable, VlrunError
 from runner.evals.types import EvalsError
 
 RATE = 24000
+ESPEAK_TIMEOUT_S = 30.0  # one turn's words; espeak-ng takes well under a second
 AZURE_TIMEOUT_S = 30.0
 AZURE_HINT = (
     'install the evals extra (pip install "vlrun[evals]") and set AZURE_SPEECH_KEY and '
@@ -37,8 +42,6 @@ async def speak(text: str, voice: str = "espeak") -> bytes:
     """``text`` spoken by ``voice`` as PCM16 mono at :data:`RATE`."""
     if voice.startswith("azure:"):
         return await _azure(text, voice[len("azure:") :])
-    from runner.carrier.voice import espeak
-
     # no espeak-ng: AudioUnavailable (exit 3), naming the package to install
     return await espeak(text, RATE)
 
@@ -108,3 +111,32 @@ async def _azure(text: str, voice_name: str) -> bytes:
         return await asyncio.wait_for(asyncio.to_thread(synthesize), AZURE_TIMEOUT_S)
     except asyncio.TimeoutError:
         raise EvalsError(f"Azure Speech took over {AZURE_TIMEOUT_S:.0f} s") from None
+
+
+async def espeak(text: str, rate: int) -> bytes:
+    """``text`` spoken by espeak-ng (a subprocess, off the loop), as PCM16 at ``rate``."""
+    from runner.live.audio import AudioFormat, read_wav
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise AudioUnavailable(
+            "speaking text needs espeak-ng, which is not installed",
+            hint="install the espeak-ng package (apt install espeak-ng, brew install espeak-ng), "
+            "or give a recording (vlrun ring --say-wav FILE, a scenario's wav: turn)",
+        )
+    with tempfile.TemporaryDirectory(prefix="vlrun-say-") as folder:
+        out = Path(folder) / "say.wav"
+        proc = await asyncio.create_subprocess_exec(
+            exe, "-w", str(out), "--", text,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), ESPEAK_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise VlrunError(f"espeak-ng took over {ESPEAK_TIMEOUT_S:.0f} s") from None
+        if proc.returncode != 0 or not out.exists():
+            reason = err.decode(errors="replace").strip()[:200]
+            raise VlrunError(f"espeak-ng failed ({reason or proc.returncode})")
+        return read_wav(out, AudioFormat(rate))
