@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import dataclasses
 import logging
 import time
@@ -67,19 +66,14 @@ class PreparedRoute:
 
 def _session_for(payload: dict[str, Any], provider: str, rate: int) -> dict[str, Any]:
     """The compiled session with the audio formats the provider's media stream carries, in
-    the session's own shape (dated fields, or v1's ``audio``)."""
-    from runner.config.service import set_audio_formats
+    the payload's own shape (dated fields, v1's ``audio``, or GPT-Live's ``audio.format``)."""
+    from runner.live.sessions import with_formats
 
     if provider == "sip":
         return payload  # Voice Live carries the call's media itself: the profile's formats
-    session = dict(payload.get("session", {}))
-    if "audio" in session:  # v1: the formats live in a nested object shared by every call
-        session["audio"] = copy.deepcopy(session["audio"])
     if provider == "twilio":
-        set_audio_formats(session, "g711_ulaw", None, "g711_ulaw")
-    else:
-        set_audio_formats(session, "pcm16", rate, "pcm16" if rate == 24000 else f"pcm16_{rate}hz")
-    return {**payload, "session": session}
+        return with_formats(payload, "g711_ulaw", None, "g711_ulaw")
+    return with_formats(payload, "pcm16", rate, "pcm16" if rate == 24000 else f"pcm16_{rate}hz")
 
 
 class CallTranscript(Transcript):
@@ -373,7 +367,8 @@ class Phones:
     ) -> str:
         """Run the call's conversation on its claimed ``slot`` until either side ends it;
         returns the outcome. The slot is released when it returns, whatever happened."""
-        from runner.live.session import CALL_RECONNECTS, LiveSession, SessionSettings
+        from runner.live.session import CALL_RECONNECTS, SessionSettings
+        from runner.live.sessions import open_session
 
         call_id_var.set(edge.call_id)
         outcome = "failed"
@@ -423,8 +418,9 @@ class Phones:
                 # (so a worker's calls do not come back in lockstep), then the call ends.
                 reconnect_policy=CALL_RECONNECTS,
             )
-            session = LiveSession(
+            session = open_session(
                 settings,
+                profile=prepared.profile,
                 target=target,
                 credential=prepared.credential,
                 transcript=transcript,
