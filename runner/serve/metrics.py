@@ -96,8 +96,8 @@ class ServeMetrics:
         )
         self.frame_delay = prom.Histogram(
             "vlrun_outbound_frame_delay_seconds",
-            "How much later than it could have an assistant audio frame left for the caller "
-            "(its audio had arrived and the caller's buffer was down to the refill mark)",
+            "How much later than the media clock was due to send it an assistant audio frame "
+            "left for the caller (its tick, or at once for a caller about to run dry)",
             ["edge"],
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
             registry=r,
