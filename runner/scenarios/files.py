@@ -681,11 +681,17 @@ def duplex_turn_problems(
     return out
 
 
+def profile_options(scenario: Scenario) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The scenario's `vars:` and `set:` as the profile loader takes them (``--var``/``--set``
+    strings; a YAML boolean is ``true``/``false``, as typed on a command line)."""
+    vars_ = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in _vars(scenario)}
+    return vars_, tuple(str(s) for s in scenario.data.get("set") or ())
+
+
 def _load_profile(scenario: Scenario, out: list[Problem]) -> Any:
     from runner.config.load import analyse
 
-    vars_ = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in _vars(scenario)}
-    sets = [str(s) for s in scenario.data.get("set") or ()]
+    vars_, sets = profile_options(scenario)
     try:
         profile, problems = analyse(scenario.profile_path, vars=vars_, sets=tuple(sets))
     except UsageError as exc:  # a `set:` item that is not PATH=VALUE, or cannot apply

@@ -42,6 +42,7 @@ from runner.scenarios.files import (
     duplex_turn_problems,
     image_mime,
     model_script,
+    profile_options,
 )
 from runner.scenarios.judged import EvalSettings
 from runner.scenarios.observer import Observer, settled
@@ -127,6 +128,16 @@ async def run_scenario_async(
     return result
 
 
+def _load_profile(scenario: Scenario, result: ScenarioResult) -> Any:
+    """The scenario's profile with its `vars:` and `set:`, noted on the result."""
+    from runner.config.load import load_profile
+
+    vars_, sets = profile_options(scenario)
+    profile = load_profile(scenario.profile_path, vars=vars_, sets=sets)
+    result.profile, result.loaded_profile = str(scenario.profile_path), profile
+    return profile
+
+
 def _tool_dirs(scenario: Scenario, profile_path: Path) -> list[Path]:
     here = profile_path.parent
     dirs = [here / "tools", here.parent / "tools"]
@@ -160,19 +171,11 @@ def _turn_detection(session: Mapping[str, Any]) -> Mapping[str, Any]:
 
 async def _run(scenario: Scenario, settings: RunSettings, result: ScenarioResult) -> None:
     from runner.config.compile import compile_session, greeting_event
-    from runner.config.load import load_profile
     from runner.live.connect import endpoint_for, make_credential, resolve_target
     from runner.live.session import LiveSession, SessionSettings, profile_settings
     from runner.plugins import Registry
 
-    vars_ = {
-        k: str(v).lower() if isinstance(v, bool) else str(v)
-        for k, v in (scenario.data.get("vars") or {}).items()
-    }
-    profile = load_profile(
-        scenario.profile_path, vars=vars_, sets=tuple(scenario.data.get("set") or ())
-    )
-    result.profile, result.loaded_profile = str(scenario.profile_path), profile
+    profile = _load_profile(scenario, result)
     emulated = settings.endpoint is None
     speed = (settings.speed or scenario.speed) if emulated else 1.0
     target = resolve_target(
@@ -280,19 +283,11 @@ async def _run_phone(scenario: Scenario, settings: RunSettings, result: Scenario
     the simulated carrier, :mod:`runner.carrier.phone_line`), each turn's outcome checked as
     a turn against the emulator is; the flow's state is replayed from the record calls the
     call made, so `expect.flow` holds over the phone too."""
-    from runner.config.load import load_profile
 
     if settings.phone_line is None:  # a programming error: the command layer gives it with via
         raise RuntimeError("RunSettings.via needs RunSettings.phone_line")
 
-    vars_ = {
-        k: str(v).lower() if isinstance(v, bool) else str(v)
-        for k, v in (scenario.data.get("vars") or {}).items()
-    }
-    profile = load_profile(
-        scenario.profile_path, vars=vars_, sets=tuple(scenario.data.get("set") or ())
-    )
-    result.profile, result.loaded_profile = str(scenario.profile_path), profile
+    profile = _load_profile(scenario, result)
     for i, written in enumerate(scenario.turns):
         expect = written.get("expect") or {}
         unmeasured: list[PathKey] = (
