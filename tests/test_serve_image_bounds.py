@@ -99,7 +99,6 @@ async def test_one_upload_is_read_at_a_time_per_conversation(
     """While one image is being read, a second upload to the same conversation is refused
     at once (the memory an upload holds is bounded per conversation); an upload cut off
     midway is no server error."""
-    from runner.serve import browser
 
     caplog.set_level(logging.ERROR)
 
@@ -117,18 +116,14 @@ async def test_one_upload_is_read_at_a_time_per_conversation(
         )
         writer.write(head.encode() + png())
         await writer.drain()
-        # the server is reading it (a condition of the server's, polled within a deadline)
-        deadline = asyncio.get_running_loop().time() + WAIT_S
-        while conversation not in browser._uploading:
-            assert asyncio.get_running_loop().time() < deadline, "the upload was never read"
-            await asyncio.sleep(0.01)
+        conv = served.host.conversations[conversation]
+        # the server is reading it: wait on the conversation's own change condition
+        assert await conv.upload_changes.until(lambda: conv.uploading, WAIT_S), "never read"
         status, body = await upload(served, conversation, png(), "image/png")
         assert status == 409 and "being uploaded already" in body["error"], body
         writer.close()  # the first upload is abandoned: the next one is taken
         await reader.read()
-        while conversation in browser._uploading:
-            assert asyncio.get_running_loop().time() < deadline, "the upload never ended"
-            await asyncio.sleep(0.01)
+        assert await conv.upload_changes.until(lambda: not conv.uploading, WAIT_S), "never ended"
         status, body = await upload(served, conversation, png(), "image/png")
         assert status == 202, body
         await p.send({"type": "stop"})

@@ -226,17 +226,14 @@ async def _upload_image(request: web.Request) -> web.StreamResponse:
     conv = request.app[HOST_KEY].conversations.get(request.match_info["id"])
     if conv is None:
         return _image_refused(404, "no such conversation", "press Start first")
-    if conv.id in _uploading:  # one image read at a time per conversation bounds the memory
+    if conv.uploading:  # one image read at a time per conversation bounds the memory
         return _image_refused(
             409, "an image is being uploaded already", "send the next one once it is queued"
         )
     try:
         conv.check_image_room()  # before the body: a refused upload is not read
-        _uploading.add(conv.id)
-        try:
+        with conv.reading_upload():
             data, mime, text = await _image_form(request, body_limit(request))
-        finally:
-            _uploading.discard(conv.id)
         kind = conv.send_image(data, mime, text)
     except ImageError as exc:
         return _image_refused(413 if isinstance(exc, _TooBig) else 400, exc.message, exc.hint)
@@ -247,8 +244,6 @@ async def _upload_image(request: web.Request) -> web.StreamResponse:
 
 
 setattr(_upload_image, IMAGE_UPLOAD, True)  # its body may be an image's size: read bounded here
-#: Conversations whose image upload is being read (one at a time each).
-_uploading: set[str] = set()
 
 
 class _TooBig(ImageError):

@@ -35,12 +35,12 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.aio import Channel, cancel_and_wait
+from runner.aio import Changes, Channel, cancel_and_wait
 from runner.errors import Problem, ProfileError, UsageError, VlrunError
 from runner.live.audio import Player, Source
 from runner.live.gpt_live import GptLiveSession
@@ -169,6 +169,20 @@ class Conversation:
     _images: Channel[tuple[bytes, str, str | None]] = field(
         default_factory=lambda: Channel(IMAGE_QUEUE, "refuse"), repr=False
     )
+    # an image upload being read now (one at a time bounds the memory), and when that changes
+    uploading: bool = False
+    upload_changes: Changes = field(default_factory=Changes, repr=False)
+
+    @contextlib.contextmanager
+    def reading_upload(self) -> Iterator[None]:
+        """While an image upload's body is read: a second one is refused (409)."""
+        self.uploading = True
+        self.upload_changes.notify()
+        try:
+            yield
+        finally:
+            self.uploading = False
+            self.upload_changes.notify()
 
     def type_text(self, text: str) -> None:
         """A typed user turn (queued in order; sent once the reply in progress has ended)."""
