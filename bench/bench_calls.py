@@ -505,6 +505,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     emulator = await asyncio.create_subprocess_exec(
         *nice, sys.executable, "-m", "runner", "emulate", "--port", "0",
         "--speed", str(args.emulator_speed), "--no-espeak", "--scenario", str(tmp / "script.yaml"),
+        *([] if args.emulator_normal else ["--load"]),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env,
     )  # fmt: skip
     assert emulator.stdout is not None
@@ -667,6 +668,12 @@ def main() -> int:
         type=variant,
         action="append",
         help="NAME=DIR: a worker run from this source tree (repeat to compare, alternating)",
+    )
+    parser.add_argument(
+        "--emulator-normal",
+        action="store_true",
+        help="run the emulator in its normal mode, not its load mode (which keeps no event "
+        "history and reuses replies' encoded audio: cheaper for the same events)",
     )
     parser.add_argument(
         "--emulator-speed",

@@ -97,6 +97,11 @@ def paste_lines(endpoint: str, api_key: str | None) -> list[str]:
     type=click.FloatRange(min=0, max=60000),
     help="How long one MCP network step takes at speed 1 (default 40, or the script's).",
 )
+@click.option(
+    "--load",
+    is_flag=True,
+    help="Benchmark load mode: keeps no event history, reuses replies' encoded audio.",
+)
 def emulate(
     host: str,
     port: int,
@@ -107,6 +112,7 @@ def emulate(
     session_limit_s: float,
     no_espeak: bool,
     mcp_latency_ms: float | None,
+    load: bool,
 ) -> int:
     """Run a local Voice Live emulator (not Azure) for offline runs and tests."""
     from runner.emulator import Emulator, Faults, fidelity
@@ -126,6 +132,7 @@ def emulate(
         use_espeak=not no_espeak,
         record_audio=False,
         mcp_latency_ms=mcp_latency_ms,
+        load=load,
     )
     if not _is_loopback(host):
         click.echo(f"warning: listening on {host}, reachable from other machines", err=True)

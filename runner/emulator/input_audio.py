@@ -18,7 +18,7 @@ from runner.emulator.fillers import heard
 from runner.emulator.model import ScriptedModel
 from runner.emulator.outbox import Outbox, Tasks
 from runner.emulator.responses import Responses
-from runner.emulator.speech import g711_decode
+from runner.emulator.speech import ULAW_DECODE, g711_decode
 from runner.emulator.vad import EnergyVad
 
 MIN_COMMIT_MS = 100  # OpenAI-beta: commits with less audio are input_audio_buffer_commit_empty
@@ -49,6 +49,7 @@ class InputAudio:
         self._stats = stats  # the record's counters: server-side lag, for benchmarks
         self._vad: EnergyVad | None = None
         self._vad_key: tuple[Any, ...] | None = None
+        self._ulaw_quiet = b""  # load mode: the μ-law codes that cannot make a window voiced
         self._manual_ms = 0.0  # uncommitted audio in manual mode
         self._speech_item: str | None = None
         self._speech_start_ms = 0
@@ -83,6 +84,8 @@ class InputAudio:
         )
         self._vad.windows_seen = position // 10  # keep the session audio clock running
         self._vad_key = key
+        # load mode: μ-law frames with only these codes are quiet, found without decoding
+        self._ulaw_quiet = self._vad.quiet_codes(ULAW_DECODE)
 
     async def on_append(self, event: dict[str, Any]) -> None:
         audio = event.get("audio")
@@ -105,6 +108,17 @@ class InputAudio:
             )
             return
         fmt = self._conv.session.get("input_audio_format", "pcm16")
+        vad = self._vad
+        if (
+            self._outbox.load
+            and fmt == "g711_ulaw"
+            and vad is not None
+            and not data.translate(None, self._ulaw_quiet)
+            and vad.skip_quiet(len(data))
+        ):
+            self._track_lag(len(data) * 1000 / self._conv.input_rate(), event.get("event_id"))
+            await self._end_held_turn()
+            return
         if fmt == "g711_ulaw":
             samples = g711_decode(data, "ulaw")
         elif fmt == "g711_alaw":
@@ -124,8 +138,15 @@ class InputAudio:
                 await self._speech_started(vad_event.ms)
             else:
                 await self._speech_stopped(vad_event.ms)
+        await self._end_held_turn()
+
+    async def _end_held_turn(self) -> None:
         held = self._held
-        if held is not None and self._vad.position_ms - held[2] >= self._eou_timeout_ms():
+        if (
+            held is not None
+            and self._vad is not None
+            and self._vad.position_ms - held[2] >= self._eou_timeout_ms()
+        ):
             self._held = None  # the user did not go on: the turn ends where the speech did
             await self._end_turn(*held)
 

@@ -15,7 +15,7 @@ from runner.emulator.conversation import Conversation, Response
 from runner.emulator.marks import SpeechMarks
 from runner.emulator.model import Plan, ScriptedModel, spoken
 from runner.emulator.outbox import Outbox, Tasks
-from runner.emulator.speech import g711_encode, speak
+from runner.emulator.speech import Speech, g711_encode, speak
 from runner.emulator.tool_calls import ToolCalls
 
 log = logging.getLogger(__name__)
@@ -433,10 +433,13 @@ class Responses:
         if audio:
             fmt = shape["output_audio_format"]
             rate = P.OUTPUT_RATES.get(fmt, 24000)
-            speech = await speak(text, rate, use_espeak=self._use_espeak)
+            chunk = rate * 2 * AUDIO_CHUNK_MS // 1000
+            if self._outbox.load:
+                speech, encoded = await _encoded_reply(text, fmt, rate, chunk, self._use_espeak)
+            else:
+                speech, encoded = await speak(text, rate, use_espeak=self._use_espeak), None
             pcm = speech.pcm
             marks = SpeechMarks(self._conv.session, base, text, speech, rate)
-            chunk = rate * 2 * AUDIO_CHUNK_MS // 1000
             chunks = [pcm[i : i + chunk] for i in range(0, len(pcm), chunk)] or [b""]
             response.audio_item, item["_audio_ms"] = item["id"], 0
             start = self._clock.now()
@@ -455,14 +458,13 @@ class Responses:
                             "delta": delta,
                         }
                     )
-                wire = g711_encode(piece, fmt[5:]) if fmt.startswith("g711") else piece
+                if encoded is not None:
+                    b64 = encoded[k]
+                else:
+                    wire = g711_encode(piece, fmt[5:]) if fmt.startswith("g711") else piece
+                    b64 = base64.b64encode(wire).decode("ascii")
                 await self._outbox.send(
-                    {
-                        "type": "response.audio.delta",
-                        **base,
-                        "content_index": 0,
-                        "delta": base64.b64encode(wire).decode("ascii"),
-                    }
+                    {"type": "response.audio.delta", **base, "content_index": 0, "delta": b64}
                 )
                 piece_ms = len(piece) * 1000 // (rate * 2)
                 audio_ms += piece_ms
@@ -516,6 +518,32 @@ class Responses:
         response.output.append(public)
         await self._conv.output_item("done", response, index, public)
         return len(spoken), audio_ms
+
+
+#: load mode: each reply's audio chunks as sent (base64 of the wire format), by (text, format,
+#: rate, chunk, espeak); identical scripted replies were re-encoded for every call
+_ENCODED: dict[tuple[str, str, int, int, bool], tuple[Speech, tuple[str, ...]]] = {}
+_ENCODED_MAX = 256  # distinct replies kept (a benchmark's script has a handful)
+
+
+async def _encoded_reply(
+    text: str, fmt: str, rate: int, chunk: int, use_espeak: bool
+) -> tuple[Speech, tuple[str, ...]]:
+    key = (text, fmt, rate, chunk, use_espeak)
+    hit = _ENCODED.get(key)
+    if hit is not None:
+        return hit
+    speech = await speak(text, rate, use_espeak=use_espeak)
+    pcm = speech.pcm
+    pieces = [pcm[i : i + chunk] for i in range(0, len(pcm), chunk)] or [b""]
+    law = fmt[5:] if fmt.startswith("g711") else None
+    encoded = tuple(
+        base64.b64encode(g711_encode(p, law) if law else p).decode("ascii") for p in pieces
+    )
+    if len(_ENCODED) >= _ENCODED_MAX:
+        _ENCODED.clear()
+    _ENCODED[key] = (speech, encoded)
+    return speech, encoded
 
 
 def _capped(text: str, max_tokens: Any) -> tuple[str, bool]:

@@ -61,7 +61,12 @@ class Emulator:
         sip_decision_timeout_s: float = DECISION_TIMEOUT_S,
         clock: PaceClock | None = None,
         heartbeat_s: float = HEARTBEAT_S,
+        load: bool = False,
     ) -> None:
+        # a benchmark mode for Voice Live sockets: no client-event history (``wait_for`` finds
+        # nothing), replies' encoded audio reused, quiet μ-law input skipped by a byte table;
+        # what a client receives is the same (tests/test_emulator_load_mode.py)
+        self.load = load
         self.mcp_latency_ms = mcp_latency_ms
         self.heartbeat_s = heartbeat_s  # Voice Live and GPT-Live sockets are pinged this often
         self.clock = clock  # None: the monotonic clock paces replies (a test gives its own)
@@ -288,6 +293,7 @@ class Emulator:
             fidelity=self.fidelity,
             mcp_latency_ms=self.mcp_latency_ms,
             clock=self.clock,
+            load=self.load,
         )
         try:
             if opened is not None:
@@ -469,5 +475,6 @@ def uptime_banner(emu: Emulator) -> str:
         f"  WebSocket path: {PATH_SUFFIX} (GPT-Live: /openai/v1/live); speed x{emu.speed:g}; "
         f"{'api key required' if emu.api_key else 'any key accepted'}; "
         f"script: {emu.script.source if emu.script else 'built-in'}; "
+        f"{'load mode (benchmarks: no event history); ' if emu.load else ''}"
         f"started {time.strftime('%H:%M:%S')}"
     )

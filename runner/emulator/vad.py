@@ -85,6 +85,24 @@ class EnergyVad:
         """Where the current (or last) utterance's voiced audio began, without prefix padding."""
         return self._onset * WINDOW_MS
 
+    def quiet_codes(self, decode: np.ndarray) -> bytes:
+        """The codes of a 256-entry G.711 ``decode`` table that no window made only of them
+        could make voiced (each sample's square below the per-sample share of the limit)."""
+        per_sample = self._power_limit / self.window * 0.999  # a margin for float32 sums
+        return bytes(c for c in range(256) if float(decode[c]) ** 2 < per_sample)
+
+    def skip_quiet(self, samples: int) -> bool:
+        """Count ``samples`` known quiet (every one below the limit) without looking at them,
+        when that is what :meth:`feed` would do: outside speech, whole windows, nothing held."""
+        if self.in_speech or self._pending.size or samples % self.window:
+            return False
+        windows = samples // self.window
+        self.windows_seen += windows
+        self._gap += windows
+        if self._gap > MAX_ONSET_GAP:
+            self._voiced_run = self._gap = 0
+        return True
+
     def feed(self, samples: np.ndarray) -> list[VadEvent]:
         if self._pending.size:
             samples = np.concatenate((self._pending, samples))
