@@ -2,7 +2,8 @@
 
     python bench/bench_calls.py [--steps 10,25,50,100,150,200] [--duration 20] [--out FILE]
 
-Three processes: the emulator (speed 1, real-time replies, synthetic voice), one worker
+Three processes: the emulator (speed 1, real-time replies, synthetic voice; its load mode,
+``vlrun emulate --load``, unless ``--emulator-normal``), one worker
 (``vlrun serve --serve-file``), and this one, which places N simulated Twilio calls through
 the worker's signed webhook and media socket. Calls arrive at ``--arrival-rate`` per second
 (phone traffic ramps; it does not arrive in one instant) and stay up until the step ends, so
