@@ -175,6 +175,8 @@ def test_embedded_default_runs_offline_in_text_mode(run_cli: Any) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("offline: local Voice Live emulator, scripted replies")
     assert "using text mode instead" in result.stderr
+    # fallen back to text, it is paced as text: nobody waits for speech nobody plays
+    assert "the emulator sends replies at 4x real time" in result.stderr
     assert "assistant: [emulator] You said: good morning" in result.stdout
 
 

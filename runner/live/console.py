@@ -166,11 +166,19 @@ async def _converse(
         if (note := _tools_note(profile, options)) is not None:
             transcript.notice(note)
         session = payload.get("session", {})
-        async with endpoint_for(target, speed=emulator_speed(options)) as (endpoint, live_target):
+        gpt_live = is_gpt_live_start(payload)
+        if gpt_live:  # one format both ways, under audio.format (docs/gpt-live.md)
+            session = audio_fields(session)
+        if target.embedded:  # said first: the user learns at once that this is not Azure
+            transcript.banner(_banner(target))
+        # The edges before the emulator: with no microphone the console falls back to text,
+        # and a text console wants the emulator at the service's pace, not at real time.
+        source, player, mode = _open_audio(options, session, transcript)
+        speed = emulator_speed(options, text=mode == "text")
+        async with endpoint_for(target, speed=speed) as (endpoint, live_target):
             if live_target.embedded:
-                transcript.banner(_banner(live_target))
-                if not is_gpt_live_start(payload):  # GPT-Live's desk speaks at real time
-                    transcript.notice(_pace_note(emulator_speed(options), options))
+                if not gpt_live:  # GPT-Live's desk speaks at real time
+                    transcript.notice(_pace_note(speed, options))
             else:
                 transcript.notice(f"connecting to {live_target.describe()}")
                 if options.emulator_speed is not None:
@@ -180,10 +188,6 @@ async def _converse(
                     )
                 if (warning := _plain_http_warning(live_target)) is not None:
                     transcript.warning(warning)
-            gpt_live = is_gpt_live_start(payload)
-            if gpt_live:  # one format both ways, under audio.format (docs/gpt-live.md)
-                session = audio_fields(session)
-            source, player, mode = _open_audio(options, session, transcript)
             transcript.conv_note(
                 f"profile {profile.name} ({profile.source}); {live_target.describe()}; "
                 f"mode {mode}; voice {_voice(session)}"
@@ -343,14 +347,16 @@ def _agent_backend(profile: Any, endpoint: str, credential: Any) -> Any:
     return FoundryAgentBackend(endpoint, agent[0], agent[1], credential)
 
 
-def emulator_speed(options: RunOptions) -> float:
+def emulator_speed(options: RunOptions, *, text: bool | None = None) -> float:
     """The embedded emulator's pace: ``--emulator-speed``, else the service's in text mode
-    (no speaker to wait for) and real time with audio (what is played is heard as it comes)."""
+    (no speaker to wait for) and real time with audio (what is played is heard as it comes).
+    ``text``: the mode the console settled on (it falls back to text without a microphone)."""
     from runner.live.connect import SERVICE_PACE
 
     if options.emulator_speed is not None:
         return options.emulator_speed
-    return SERVICE_PACE if options.text and options.input_wav is None else 1.0
+    in_text = options.text if text is None else text
+    return SERVICE_PACE if in_text and options.input_wav is None else 1.0
 
 
 def _pace_note(speed: float, options: RunOptions) -> str:
