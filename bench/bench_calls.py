@@ -482,9 +482,14 @@ async def wait_line(stream: Any, needle: str, timeout: float = 30) -> str:
     return await asyncio.wait_for(find(), timeout)
 
 
-async def drain_output(stream: Any) -> None:
-    async for _ in stream:
-        pass
+async def drain_output(stream: Any, keep: Path | None = None) -> None:
+    if keep is None:
+        async for _ in stream:
+            pass
+        return
+    with keep.open("ab") as out:
+        async for raw in stream:
+            out.write(raw)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -538,7 +543,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             assert worker.stdout is not None
             workers.append((name, worker, f"http://127.0.0.1:{port}"))
             await wait_line(worker.stdout, "open http://")
-            drains.append(asyncio.create_task(drain_output(worker.stdout)))
+            keep = args.worker_output and args.worker_output.with_suffix(f".{name}.log")
+            drains.append(asyncio.create_task(drain_output(worker.stdout, keep)))
         # The floor in the same run, on the same machine: what any relay pays per call.
         floor = await measure_floor(args.floor_calls, args.floor_duration)
         print(json.dumps({"floor": floor}), file=sys.stderr, flush=True)
@@ -695,6 +701,9 @@ def main() -> int:
         help="run this peer's bot too, alternating with vlrun (its virtualenv is made once)",
     )
     parser.add_argument("--logs", type=Path, help="keep the worker's per-call logs here")
+    parser.add_argument(
+        "--worker-output", type=Path, help="keep each worker's own log (FILE.VARIANT.log)"
+    )
     parser.add_argument("--profile-worker", type=Path, help="write the worker's cProfile here")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "calls.json")
     args = parser.parse_args()
