@@ -3,14 +3,16 @@
 Not a test: prints a Markdown table with ratios against the targets (>= 1,000 profiles/s,
 <= 250 ms cold start) and writes bench/results/check.json.
 
-    python bench/bench_check.py [--count 1000] [--repeat 7]
+    python bench/bench_check.py [--count 1000] [--repeat 7] [--against OLD_TREE]
+
+``--against`` takes another source tree of vlrun (``git archive <rev> | tar -x -C DIR``) and
+measures it in the same run, alternating with this one measure by measure, so a busy machine
+slows both alike; the table then gives both trees and this one's ratio to the other.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import platform
@@ -24,7 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 TARGET_RATE = 1000.0  # profiles per second
 TARGET_COLD_MS = 250.0
@@ -78,20 +79,24 @@ def generate(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def in_process(folder: Path, count: int) -> tuple[float, int]:
-    from runner.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
+# Run in a child of its own, so each tree's `runner` is the one imported: `vlrun check` on the
+# folder once to import and warm caches, then timed runs; prints their wall times as JSON.
+_IN_PROCESS = """
+import contextlib, io, json, sys, time
+root, folder, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sys.path.insert(0, root)
+from runner.cli import main
+def once():
+    out = io.StringIO()
     started = time.perf_counter()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["check", str(folder)])
-    elapsed = time.perf_counter() - started
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = main(["check", folder])
     if code != 0:
-        raise SystemExit(f"generated profiles did not pass:\n{out.getvalue()[:2000]}")
-    return elapsed, count
-
-
-CPU: list[float] = []  # user+sys seconds of each child: robust when other jobs share the CPU
+        raise SystemExit("generated profiles did not pass:\\n" + out.getvalue()[:2000])
+    return time.perf_counter() - started
+once()
+print(json.dumps([once() for _ in range(runs)]))
+"""
 
 
 def _child_cpu() -> float:
@@ -99,91 +104,135 @@ def _child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def subprocess_run(args: list[str]) -> float:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _env(root: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(root)}
+
+
+def subprocess_run(root: Path, args: list[str]) -> tuple[float, float]:
+    """Wall and CPU (user+sys: robust when other jobs share the CPU) seconds of one
+    `vlrun check` of ``root``'s tree (cwd too: `-m` puts it first on sys.path)."""
     cpu = _child_cpu()
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "runner", "check", *args], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "runner", "check", *args],
+        env=_env(root),
+        cwd=root,
+        capture_output=True,
+        text=True,
     )
     elapsed = time.perf_counter() - started
-    CPU.append(_child_cpu() - cpu)
     if proc.returncode != 0:
-        raise SystemExit(f"check failed: {proc.stdout[:2000]}{proc.stderr[:2000]}")
-    return elapsed
+        raise SystemExit(f"check failed ({root}): {proc.stdout[:2000]}{proc.stderr[:2000]}")
+    return elapsed, _child_cpu() - cpu
+
+
+def in_process(root: Path, folder: Path, runs: int) -> list[float]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _IN_PROCESS, str(root), str(folder), str(runs)],
+        env=_env(root),
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"in-process check failed ({root}): {proc.stderr[-2000:]}")
+    return [float(t) for t in json.loads(proc.stdout)]
+
+
+def measure(trees: list[Path], folder: Path, one: str, repeat: int) -> list[dict[str, list[float]]]:
+    """Every measure of every tree, the trees taking turns within each repeat."""
+    samples: list[dict[str, list[float]]] = [
+        {"cold": [], "cold_cpu": [], "sub": [], "sub_cpu": [], "inproc": []} for _ in trees
+    ]
+    for root in trees:
+        subprocess_run(root, [one])  # warm the OS file cache and .pyc files
+    for _ in range(repeat):
+        for root, got in zip(trees, samples, strict=True):
+            wall, cpu = subprocess_run(root, [one])
+            got["cold"].append(wall * 1000)
+            got["cold_cpu"].append(cpu * 1000)
+    for _ in range(3):
+        for root, got in zip(trees, samples, strict=True):
+            wall, cpu = subprocess_run(root, [str(folder)])
+            got["sub"].append(wall)
+            got["sub_cpu"].append(cpu)
+    for root, got in zip(trees, samples, strict=True):
+        got["inproc"] = in_process(root, folder, 3)
+    return samples
+
+
+def summary(got: dict[str, list[float]], count: int) -> dict[str, float]:
+    return {
+        "cold_ms": statistics.median(got["cold"]),
+        "cold_cpu_ms": statistics.median(got["cold_cpu"]),
+        "sub_cpu_rate": count / statistics.median(got["sub_cpu"]),
+        "sub_rate": count / statistics.median(got["sub"]),
+        "in_rate": count / statistics.median(got["inproc"]),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--against", type=Path, help="another vlrun source tree, measured alternately"
+    )
     args = parser.parse_args()
+    trees = [ROOT] + ([args.against.resolve()] if args.against else [])
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "profiles"
         folder.mkdir()
         generate(folder, args.count)
         one = str(ROOT / "profiles" / "casual-chat.yaml")
-        subprocess_run([one])  # warm the OS file cache and .pyc files
-        CPU.clear()
-        cold = [subprocess_run([one]) * 1000 for _ in range(args.repeat)]
-        cold_cpu = [c * 1000 for c in CPU]
+        samples = measure(trees, folder, one, args.repeat)
         baseline = []
         for _ in range(args.repeat):
             started = time.perf_counter()
             subprocess.run([sys.executable, "-c", "pass"], check=True)
             baseline.append((time.perf_counter() - started) * 1000)
-        CPU.clear()
-        sub_total = [subprocess_run([str(folder)]) for _ in range(3)]
-        sub_cpu = list(CPU)
-        inproc = [in_process(folder, args.count)[0] for _ in range(3)]
-    cold_ms = statistics.median(cold)
-    sub_rate = args.count / statistics.median(sub_total)
-    in_rate = args.count / statistics.median(inproc)
-    cold_cpu_ms = statistics.median(cold_cpu)
-    sub_cpu_rate = args.count / statistics.median(sub_cpu)
+    new = summary(samples[0], args.count)
+    old = summary(samples[1], args.count) if args.against else None
     load = os.getloadavg()[0]
     rows = [
-        (
-            "cold start, `vlrun check one.yaml` (subprocess, median)",
-            f"{cold_ms:.0f} ms",
-            f"<= {TARGET_COLD_MS:.0f} ms",
-            TARGET_COLD_MS / cold_ms,
-        ),
-        (
-            "cold start, CPU time (user+sys) of that process",
-            f"{cold_cpu_ms:.0f} ms",
-            f"<= {TARGET_COLD_MS:.0f} ms",
-            TARGET_COLD_MS / cold_cpu_ms,
-        ),
+        ("cold start, `vlrun check one.yaml` (subprocess, median)", "cold_ms", " ms", False),
+        ("cold start, CPU time (user+sys) of that process", "cold_cpu_ms", " ms", False),
         (
             f"throughput, {args.count} profiles, CPU time of one subprocess",
-            f"{sub_cpu_rate:.0f} /s",
-            f">= {TARGET_RATE:.0f} /s",
-            sub_cpu_rate / TARGET_RATE,
+            "sub_cpu_rate",
+            " /s",
+            True,
         ),
-        (
-            f"throughput, {args.count} profiles in one subprocess",
-            f"{sub_rate:.0f} /s",
-            f">= {TARGET_RATE:.0f} /s",
-            sub_rate / TARGET_RATE,
-        ),
-        (
-            f"throughput, {args.count} profiles in-process",
-            f"{in_rate:.0f} /s",
-            f">= {TARGET_RATE:.0f} /s",
-            in_rate / TARGET_RATE,
-        ),
+        (f"throughput, {args.count} profiles in one subprocess", "sub_rate", " /s", True),
+        (f"throughput, {args.count} profiles in-process (warm)", "in_rate", " /s", True),
     ]
-    print("| measure | result | target | ratio (>1 is better) |")
-    print("|---|---|---|---|")
-    for name, result, target, ratio in rows:
-        print(f"| {name} | {result} | {target} | {ratio:.2f} |")
+    head = "| measure | result | target | ratio (>1 is better) |"
+    if old is not None:
+        head += f" {args.against} | this ÷ that (>1 is better) |"
+    print(head)
+    print("|---|---|---|---|" + ("---|---|" if old is not None else ""))
+    for name, key, unit, higher in rows:
+        target = TARGET_RATE if higher else TARGET_COLD_MS
+        ratio = new[key] / target if higher else target / new[key]
+        line = (
+            f"| {name} | {new[key]:.0f}{unit} | {'>=' if higher else '<='} {target:.0f}{unit} "
+            f"| {ratio:.2f} |"
+        )
+        if old is not None:
+            versus = new[key] / old[key] if higher else old[key] / new[key]
+            line += f" {old[key]:.0f}{unit} | {versus:.2f} |"
+        print(line)
     print(
         f"\nload average {load:.1f} on {os.cpu_count()} CPUs (wall times suffer when it is "
         f"high); bare `python -c pass`: {statistics.median(baseline):.0f} ms; "
-        f"cold-start samples: {', '.join(f'{c:.0f}' for c in cold)} ms"
+        f"cold-start samples: {', '.join(f'{c:.0f}' for c in samples[0]['cold'])} ms"
+        + (
+            f" (that tree: {', '.join(f'{c:.0f}' for c in samples[1]['cold'])} ms)"
+            if old is not None
+            else ""
+        )
     )
-    results = {
+    results: dict[str, object] = {
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -191,21 +240,29 @@ def main() -> None:
         },
         "count": args.count,
         "load_average": load,
-        "cold_start_cpu_ms": {"median": cold_cpu_ms, "samples": cold_cpu},
-        "throughput_cpu_per_s": sub_cpu_rate,
+        "cold_start_cpu_ms": {"median": new["cold_cpu_ms"], "samples": samples[0]["cold_cpu"]},
+        "throughput_cpu_per_s": new["sub_cpu_rate"],
         "cold_start_ms": {
-            "median": cold_ms,
-            "samples": cold,
+            "median": new["cold_ms"],
+            "samples": samples[0]["cold"],
             "python_baseline_ms": statistics.median(baseline),
         },
-        "throughput_per_s": {"subprocess": sub_rate, "in_process": in_rate},
+        "throughput_per_s": {"subprocess": new["sub_rate"], "in_process": new["in_rate"]},
         "targets": {"cold_start_ms": TARGET_COLD_MS, "throughput_per_s": TARGET_RATE},
         "ratios": {
-            "cold_start": TARGET_COLD_MS / cold_ms,
-            "subprocess": sub_rate / TARGET_RATE,
-            "in_process": in_rate / TARGET_RATE,
+            "cold_start": TARGET_COLD_MS / new["cold_ms"],
+            "subprocess": new["sub_rate"] / TARGET_RATE,
+            "in_process": new["in_rate"] / TARGET_RATE,
         },
     }
+    if old is not None:
+        results["against"] = {
+            "tree": str(args.against),
+            "cold_start_ms": {"median": old["cold_ms"], "samples": samples[1]["cold"]},
+            "cold_start_cpu_ms": {"median": old["cold_cpu_ms"], "samples": samples[1]["cold_cpu"]},
+            "throughput_cpu_per_s": old["sub_cpu_rate"],
+            "throughput_per_s": {"subprocess": old["sub_rate"], "in_process": old["in_rate"]},
+        }
     out = ROOT / "bench" / "results" / "check.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

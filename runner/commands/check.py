@@ -16,14 +16,17 @@ from runner.errors import EXIT_INVALID, EXIT_OK, Problem
 _SCENARIO = re.compile(r"^(scenarios?|turns)\s*:", re.MULTILINE)
 _SCENARIO_CHECK = "runner.scenarios.files:check_file"
 
+
+def _is_scenario_file(_path: Path, head: str) -> bool:
+    # Every profile is asked: substring searches for a line that starts with either word are
+    # ~5x cheaper than the regex's scan of each line, and rule most profiles out.
+    return (
+        head.startswith(("scenario", "turns")) or "\nscenario" in head or "\nturns" in head
+    ) and bool(_SCENARIO.search(head))
+
+
 # Scenario files (and emulator model scripts) belong to the scenarios wing, above config.
-register_kind(
-    FileKind(
-        "scenario",
-        lambda _p, head: bool(_SCENARIO.search(head)),
-        "runner.scenarios.files:check_file",
-    )
-)
+register_kind(FileKind("scenario", _is_scenario_file, _SCENARIO_CHECK))
 
 
 def _device_check(path: str, session: dict[str, Any]) -> list[Problem]:

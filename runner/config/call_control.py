@@ -7,7 +7,10 @@ elsewhere there is no call to control. The profile only names them: their behavi
 
 from __future__ import annotations
 
-from runner.config.flow_model import Flow
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # plugins read CALL_CONTROL without importing the flow model
+    from runner.config.flow_model import Flow
 
 # In the order call_control_of lists them.
 CALL_CONTROL = ("hang_up", "transfer", "send_dtmf")

@@ -35,6 +35,8 @@ _GPT_LIVE = "gpt-live.md (ms.date 08/24/2026), 'Supported models'"
 
 @dataclass(frozen=True)
 class Model:
+    """One model of the catalog."""  # a docstring spares dataclass an inspect.signature call
+
     name: str
     family: str  # gpt-realtime | chat | phi | azure-realtime | gpt-live
     tier: str  # the pricing tier, or "preview"
@@ -60,6 +62,8 @@ MODELS: tuple[Model, ...] = (
     *_m("gpt-live-1 gpt-live-1-mini", "gpt-live", "preview", _GPT_LIVE),
 )
 CATALOG = tuple(m.name for m in MODELS)
+# looked up for every profile `vlrun check` reads: a dict, not a scan of the catalog
+_FAMILY = {m.name: m.family for m in MODELS}
 #: Reached through BYOM only (voice-live.md: "supported and tested ... but aren't pre-deployed").
 BYOM_ONLY = ("gpt-5.5", "gpt-5.4-mini", "gpt-5.4-nano")
 
@@ -68,9 +72,9 @@ def family(model: str | None) -> str | None:
     """The family of a model name: catalog first, then by the name's shape; None: unknown."""
     if not model:
         return None
-    for m in MODELS:
-        if m.name == model:
-            return m.family
+    known = _FAMILY.get(model)
+    if known is not None:
+        return known
     name = model.lower()
     if name.startswith("gpt-live"):
         return "gpt-live"
@@ -142,7 +146,7 @@ class Rule:
 
 def _model_catalog(doc: Mapping[str, Any], t: Target, loc: Locator) -> Iterator[Problem]:
     model = (doc.get("connection") or {}).get("model")
-    if not isinstance(model, str) or not model or t.byom or model in CATALOG:
+    if not isinstance(model, str) or not model or t.byom or model in _FAMILY:
         return
     if model in BYOM_ONLY:
         yield loc.problem(
@@ -435,13 +439,16 @@ RULES: tuple[Rule, ...] = (
 )
 #: the rules that apply to a GPT-Live profile (the others are about Voice Live sessions)
 GPT_LIVE_RULES = frozenset({"model-catalog", "gpt-live"})
+# each profile's checks, chosen once here rather than filtered from RULES per profile
+_CHECKS = tuple(r.check for r in RULES)
+_GPT_LIVE_CHECKS = tuple(r.check for r in RULES if r.name in GPT_LIVE_RULES)
 
 
 def capability_problems(doc: Mapping[str, Any], loc: Locator, version: str) -> list[Problem]:
     """Every capability-matrix problem of a resolved profile document for ``version``."""
     target = target_of(doc, version)
-    rules = [r for r in RULES if target.family != "gpt-live" or r.name in GPT_LIVE_RULES]
-    return [p for rule in rules for p in rule.check(doc, target, loc)]
+    checks = _GPT_LIVE_CHECKS if target.family == "gpt-live" else _CHECKS
+    return [p for check in checks for p in check(doc, target, loc)]
 
 
 def markdown() -> Iterator[str]:

@@ -29,6 +29,8 @@ DeviceCheck = Callable[[str, "dict[str, Any]"], list[Problem]]
 
 @dataclass(frozen=True)
 class CheckOptions:
+    """What `vlrun check` was asked for, and the hooks for the checks above config."""
+
     vars: Mapping[str, str] = field(default_factory=dict)
     sets: Sequence[str] = ()
     tools_dirs: Sequence[Path] = ()
@@ -45,6 +47,8 @@ Validator = Callable[[Path, CheckOptions], list[Problem]]
 
 @dataclass(frozen=True)
 class FileKind:
+    """A kind of file `vlrun check` knows: a cheap detector, and what validates it."""
+
     name: str
     detect: Callable[[Path, str], bool]  # (path, first 4 KB of text) -> is this kind?
     validator: str | Validator  # "module:function" (imported lazily) or a callable
@@ -65,13 +69,20 @@ class FileKind:
 
 _SERVE_HEAD = re.compile(r"^serve\s*:", re.MULTILINE)  # serve.yaml starts with `serve: 1`
 
+
+def _is_serve_file(path: Path, head: str) -> bool:
+    # Every profile is asked first: a substring search (a line that starts with "serve") is
+    # ~10x cheaper than the regex's scan of each line of the head, and rules most out.
+    return (
+        (head.startswith("serve") or "\nserve" in head)
+        and path.suffix in (".yaml", ".yml")
+        and bool(_SERVE_HEAD.search(head))
+    )
+
+
 #: Checked in order; the first kind whose detector says yes validates the file.
 KINDS: list[FileKind] = [
-    FileKind(
-        "serve",
-        lambda p, head: p.suffix in (".yaml", ".yml") and bool(_SERVE_HEAD.search(head)),
-        "runner.config.serve_file:check_file",
-    ),
+    FileKind("serve", _is_serve_file, "runner.config.serve_file:check_file"),
     FileKind("profile", lambda _p, _head: True, "runner.config.check:check_profile"),
 ]
 

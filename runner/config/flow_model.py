@@ -84,6 +84,8 @@ class Words:
 
 @dataclass(frozen=True)
 class Transition:
+    """A way out of a node: the node it leads to, and when (None: always)."""
+
     to: str
     when: cond.Condition | None
     path: PathKey
@@ -91,6 +93,8 @@ class Transition:
 
 @dataclass(frozen=True)
 class Node:
+    """One node of a flow: its instructions, tools, collected values, ways out, greeting."""
+
     name: str
     instructions: Text | None
     tools: tuple[str, ...]
@@ -146,6 +150,8 @@ class Node:
 
 @dataclass(frozen=True)
 class Flow:
+    """A profile's flow: its start node, its nodes by name, every collected value by name."""
+
     start: str
     nodes: Mapping[str, Node]
     values: Mapping[str, Value] = field(default_factory=dict)  # every collected value by name

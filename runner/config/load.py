@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.config import source as yamlsrc
 from runner.config.compose import ENV_REF as ENV_REF  # re-exported
@@ -35,7 +35,6 @@ from runner.config.compose import (
     resolve_env,
     unprotect,
 )
-from runner.config.flow import Flow, flow_problems, read_flow
 from runner.config.source import PathKey, Pos, json_path
 from runner.config.template import TemplateProblem, Where, render
 from runner.config.types import (
@@ -55,6 +54,9 @@ from runner.config.validate import (
 )
 from runner.errors import Problem, ProfileError, UsageError
 from runner.redact import register_secret
+
+if TYPE_CHECKING:
+    from runner.config.flow import Flow
 
 DEFAULT_TOOL_TIMEOUT_S = 10.0
 
@@ -141,7 +143,10 @@ def analyse(
         instructions = _instructions(doc, values, Path(path), positions, loc, problems)
         greeting = _greeting(doc, values, positions, loc, problems)
     flow = None
-    if values is not None:
+    if values is not None and "flow" in doc:
+        # the flow wing is imported only for a profile that has one: `vlrun check`'s cold start
+        from runner.config.flow import flow_problems, read_flow
+
         flow = read_flow(doc, positions, loc, problems, where=_where, protected=protected)
         if flow is not None:
             problems += flow_problems(

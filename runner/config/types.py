@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runner.config.flow_model import Flow
 from runner.config.greeting import Greeting as Greeting  # its old home: re-exported
 from runner.config.locator import Locator
 from runner.config.service import BYOM_QUERY, FEATURES_HEADER, features_header
 from runner.config.source import PathKey, Pos
 from runner.errors import Problem
+
+if TYPE_CHECKING:  # the flow wing is imported only by a profile that has a flow
+    from runner.config.flow_model import Flow
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class AgentBinding:
 
 @dataclass(frozen=True)
 class Connection:
+    """Where and how a profile connects: endpoint, model, api-version, agent, extras."""
+
     endpoint: str | None
     model: str | None
     api_version: str | None  # None: the SDK default (runner.config.compile.DEFAULT_API_VERSION)
@@ -93,6 +97,8 @@ class Connection:
 
 @dataclass(frozen=True)
 class ToolBinding:
+    """A function tool the profile binds to a plugin, with its timeout and overrides."""
+
     name: str
     timeout_s: float | None = None
     description: str | None = None
@@ -104,6 +110,8 @@ class ToolBinding:
 
 @dataclass(frozen=True)
 class McpServer:
+    """An MCP server the profile gives the model, and which of its tools need approval."""
+
     label: str
     url: str
     allowed_tools: tuple[str, ...] | None
@@ -115,6 +123,8 @@ class McpServer:
 
 @dataclass(frozen=True)
 class Profile:
+    """A loaded, valid profile: what `load_profile` returns and `compile` compiles."""
+
     source: Path
     name: str
     description: str | None
