@@ -48,9 +48,8 @@ def test_a_message_names_the_best_problem_first_and_three_at_most() -> None:
     assert len(set(parts)) == 3, parts  # the best match is not repeated
 
 
-async def test_a_worker_that_ended_frees_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "IDLE_S", 0.01)
-    threads = ToolThreads(limit=1)
+async def test_a_worker_that_ended_frees_its_place() -> None:
+    threads = ToolThreads(limit=1, park=dispatch.ThreadPark(idle_s=0.01))
     worker = await threads.submit(threading.current_thread, {}, "one")
     await asyncio.to_thread(worker.join, 5)  # the idle worker has ended
     assert not worker.is_alive()

@@ -25,42 +25,41 @@ def fresh_prefix() -> str:
     return f"vlrun-mutants-{next(_prefixes)}"
 
 
-def threads_named(prefix: str) -> list[str]:
-    """The names of this pool's threads that are alive (an idle one waits IDLE_S = 2 s)."""
-    return sorted(t.name for t in threading.enumerate() if t.name.startswith(prefix + "-"))
-
-
 async def test_threads_are_numbered_from_one_in_the_order_they_start() -> None:
     prefix = fresh_prefix()
     threads = ToolThreads(prefix=prefix)
-    gate = threading.Event()
+    gate, running = threading.Event(), threading.Semaphore(0)
     names: list[str] = []
 
     def hold() -> None:
         names.append(threading.current_thread().name)
+        running.release()
         gate.wait(5)
 
-    first = threads.submit(hold, {}, "a")
-    second = threads.submit(hold, {}, "b")  # the first one's thread is busy: a second starts
-    third = threads.submit(hold, {}, "c")
+    futures = []
+    for tool in ("a", "b", "c"):
+        futures.append(threads.submit(hold, {}, tool))
+        # the calls before it hold their threads: each call takes a thread of its own (a
+        # worker that is quick enough may otherwise take two calls, one after the other)
+        assert await asyncio.to_thread(running.acquire, True, 5)
     gate.set()
-    await asyncio.gather(first, second, third)
-    assert sorted(names) == [f"{prefix}-1", f"{prefix}-2", f"{prefix}-3"]
+    await asyncio.gather(*futures)
+    assert names == [f"{prefix}-1", f"{prefix}-2", f"{prefix}-3"]
 
 
 async def test_calls_one_after_another_use_one_thread() -> None:
-    prefix = fresh_prefix()
-    threads = ToolThreads(limit=4, prefix=prefix)
+    park = dispatch.ThreadPark()  # its own park: it counts the threads this pool started
+    threads = ToolThreads(limit=4, prefix=fresh_prefix(), park=park)
     for n in range(5):
         assert await threads.submit(lambda n=n: n * 2, {}, "double") == n * 2
-    assert threads_named(prefix) == [f"{prefix}-1"]
+    assert park.started == 1
 
 
 async def test_calls_one_after_another_use_one_thread_even_when_threads_switch_often() -> None:
     # The result reaches the loop before the worker is back waiting: it must count as free
     # then too. Frequent thread switches make that moment likely.
-    prefix = fresh_prefix()
-    threads = ToolThreads(limit=16, prefix=prefix)
+    park = dispatch.ThreadPark()
+    threads = ToolThreads(limit=16, prefix=fresh_prefix(), park=park)
     before = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
@@ -68,12 +67,12 @@ async def test_calls_one_after_another_use_one_thread_even_when_threads_switch_o
             assert await threads.submit(lambda n=n: n, {}, "echo") == n
     finally:
         sys.setswitchinterval(before)
-    assert threads_named(prefix) == [f"{prefix}-1"]
+    assert park.started == 1
 
 
 async def test_a_call_skipped_after_its_deadline_leaves_the_worker_counted_free() -> None:
-    prefix = fresh_prefix()
-    threads = ToolThreads(limit=1, prefix=prefix)
+    park = dispatch.ThreadPark()
+    threads = ToolThreads(limit=1, prefix=fresh_prefix(), park=park)
     gate, ran = threading.Event(), []
 
     def hold() -> str:
@@ -90,20 +89,23 @@ async def test_a_call_skipped_after_its_deadline_leaves_the_worker_counted_free(
     threads.limit = 4  # room for more threads: none is needed for a call at a time
     for _ in range(3):
         assert await threads.submit(lambda: "next", {}, "next") == "next"
-    assert threads_named(prefix) == [f"{prefix}-1"]
+    assert park.started == 1
 
 
-async def test_an_idle_worker_ends_after_idle_s_and_the_next_call_starts_a_new_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(dispatch, "IDLE_S", 0.05)
+async def test_an_idle_worker_ends_after_idle_s_and_the_next_call_starts_a_new_one() -> None:
+    park = dispatch.ThreadPark(idle_s=0.05)
     prefix = fresh_prefix()
-    threads = ToolThreads(limit=1, prefix=prefix)
+    threads = ToolThreads(limit=1, prefix=prefix, park=park)
     worker = await threads.submit(threading.current_thread, {}, "one")
     await asyncio.to_thread(worker.join, 5)
     assert not worker.is_alive(), "an idle worker never ended"
-    again = await threads.submit(threading.current_thread, {}, "two")
-    assert again is not worker and again.name == f"{prefix}-2"
+
+    def where() -> tuple[threading.Thread, str]:
+        return threading.current_thread(), threading.current_thread().name
+
+    again, name = await threads.submit(where, {}, "two")
+    assert again is not worker and name == f"{prefix}-1"  # the pool's first place again
+    assert park.started == 2
 
 
 # ------------------------------------------------------------------ what the model reads

@@ -27,8 +27,9 @@ from jsonschema.exceptions import best_match
 from runner.plugins._types import ToolResult, ToolSpec
 from runner.redact import redact
 
-TOOL_THREADS = 16  # sync tool calls that can run (or hang after a timeout) at the same time
-IDLE_S = 2.0  # how long an idle tool thread waits for another call before it ends
+TOOL_THREADS = 16  # sync tool calls of one session that can run (or hang) at the same time
+IDLE_S = 2.0  # how long a parked tool thread waits for another call before it ends
+PARKED_MAX = 32  # idle tool threads the process keeps; past it a finishing thread ends
 
 
 def parse_arguments(
@@ -90,26 +91,120 @@ class CallTimeout(Exception):
     """Our deadline passed (as opposed to a TimeoutError the tool itself raised)."""
 
 
+class ThreadPark:
+    """The process's idle tool threads, which every :class:`ToolThreads` borrows.
+
+    A session that needs a worker hands its worker loop to the most recently parked thread
+    (a notify), and starts a thread only when none is parked: a busy worker calls tools every
+    few seconds per call, and starting (and ending) an OS thread per call blocked the event
+    loop in ``Thread.start``. A thread whose session has no more calls parks at once; one that
+    gets no work for ``idle_s`` ends, and at most ``max_idle`` stay parked. Every pool of the
+    process shares its lock (held only for bookkeeping, never while a tool runs).
+    """
+
+    def __init__(
+        self, idle_s: float = IDLE_S, max_idle: int = PARKED_MAX, name: str = "vlrun-tool-parked"
+    ) -> None:
+        self.idle_s = idle_s
+        self.max_idle = max_idle
+        self.name = name
+        self._lock = threading.Lock()
+        self._parked: list[_Slot] = []  # the most recently parked last: it is lent first
+        self._alive = 0
+        self._started = 0
+
+    @property
+    def started(self) -> int:
+        """Threads started since the park was made (a lent parked thread is not one)."""
+        with self._lock:
+            return self._started
+
+    def parked(self) -> int:
+        """Threads waiting for work right now."""
+        with self._lock:
+            return len(self._parked)
+
+    def alive(self) -> int:
+        """Threads of this park that have not ended (working, hung or parked)."""
+        with self._lock:
+            return self._alive
+
+    def _lend(self, threads: ToolThreads, number: int) -> threading.Thread | None:
+        """Under the lock: give ``threads``' worker loop to a parked thread, or return a new
+        thread for the caller to start once it has let go of the lock."""
+        if self._parked:
+            slot = self._parked.pop()
+            slot.threads, slot.number = threads, number
+            slot.wake.notify()
+            return None
+        slot = _Slot(threading.Condition(self._lock), threads, number)
+        self._alive += 1
+        self._started += 1
+        return threading.Thread(
+            target=self._run, args=(slot,), name=f"{threads.prefix}-{number}", daemon=True
+        )
+
+    def _unstarted(self) -> None:
+        """Under the lock: a thread _lend returned could not start."""
+        self._alive -= 1
+
+    def _run(self, slot: _Slot) -> None:
+        me = threading.current_thread()
+        with self._lock:
+            try:
+                while slot.threads is not None:
+                    threads, slot.threads = slot.threads, None
+                    me.name = f"{threads.prefix}-{slot.number}"  # which pool it works for
+                    threads._serve(slot.number)  # lets go of the lock while a tool runs
+                    if len(self._parked) >= self.max_idle:
+                        return
+                    me.name = self.name
+                    self._parked.append(slot)
+                    deadline = time.monotonic() + self.idle_s
+                    while slot.threads is None:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            self._parked.remove(slot)  # nothing came: the thread ends
+                            return
+                        slot.wake.wait(left)
+            finally:
+                self._alive -= 1
+
+
+@dataclasses.dataclass
+class _Slot:
+    wake: threading.Condition  # on the park's lock
+    threads: ToolThreads | None  # the pool whose worker loop the thread is to run next
+    number: int  # the place it takes in that pool (1 to its limit), for the thread's name
+
+
 class ToolThreads:
     """Worker threads for sync tools, which can never hold the process exit.
 
     A thread cannot be stopped, so a tool that hangs past its deadline is abandoned: its
     thread is a daemon (the interpreter does not join it at exit, as it joins a
     ``ThreadPoolExecutor``'s), and its result, if it ever comes, is dropped. At most
-    ``limit`` calls run at once (hung ones count); later calls wait for a free thread, under
-    their own deadline. A live session has its own; calls without one share a default.
+    ``limit`` calls of this pool run at once (hung ones count, against this pool only); later
+    calls wait for a free place, under their own deadline. A live session has its own pool;
+    calls without one share a default. The threads themselves come from the process's
+    :class:`ThreadPark` and go back to it when the pool has no call waiting; while one works
+    for a pool it is named ``{prefix}-{n}``, n its place in the pool (the lowest free one).
     """
 
-    def __init__(self, limit: int = TOOL_THREADS, prefix: str = "vlrun-tool") -> None:
+    def __init__(
+        self,
+        limit: int = TOOL_THREADS,
+        prefix: str = "vlrun-tool",
+        park: ThreadPark | None = None,
+    ) -> None:
         self.limit = limit
         self.prefix = prefix
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        self._park = park if park is not None else PARK
+        self._lock = self._park._lock  # one lock: a worker leaves its pool and parks at once
         self._queue: collections.deque[_Job] = collections.deque()
         self._workers = 0
-        self._idle = 0  # workers waiting for a job
-        self._returning = 0  # workers that finished a job and are on their way back to wait
-        self._started = 0
+        self._returning = 0  # workers that delivered a result and are on their way back
+        self._places: set[int] = set()  # the workers' places, 1 to limit: their names
         self._running: dict[int, str] = {}  # thread ident -> tool name
 
     def submit(self, func: Callable[..., Any], kwargs: dict[str, Any], name: str = "") -> Any:
@@ -118,21 +213,32 @@ class ToolThreads:
         future: asyncio.Future[Any] = loop.create_future()
         # contextvars travel with the call, as with asyncio.to_thread
         call = functools.partial(contextvars.copy_context().run, func, **kwargs)
+        job = _Job(loop, future, call, name or getattr(func, "__name__", "?"))
+        thread = None
         with self._lock:
-            self._queue.append(_Job(loop, future, call, name or getattr(func, "__name__", "?")))
+            self._queue.append(job)
             # A worker that has just delivered a result counts as free: the next call, often
-            # submitted the moment that result arrives, must not start a thread of its own.
-            free = self._idle + self._returning
-            start = len(self._queue) > free and self._workers < self.limit
-            if start:
+            # submitted the moment that result arrives, must not borrow a thread of its own.
+            if len(self._queue) > self._returning and self._workers < self.limit:
                 self._workers += 1
-                self._started += 1
-                number = self._started
-            self._wake.notify()
-        if start:
-            thread = threading.Thread(target=self._work, name=f"{self.prefix}-{number}")
-            thread.daemon = True
-            thread.start()
+                place = 1
+                while place in self._places:
+                    place += 1
+                self._places.add(place)
+                thread = self._park._lend(self, place)
+        if thread is not None:
+            try:
+                thread.start()
+            except RuntimeError:  # the OS has no thread to give: the call fails now
+                with self._lock:
+                    self._workers -= 1
+                    self._places.discard(place)
+                    self._park._unstarted()
+                    try:
+                        self._queue.remove(job)
+                    except ValueError:  # another worker of this pool has taken it
+                        return future
+                raise
         return future
 
     def running(self) -> list[str]:
@@ -140,36 +246,39 @@ class ToolThreads:
         with self._lock:
             return sorted(self._running.values())
 
-    def _work(self) -> None:
+    def _serve(self, place: int) -> None:
+        """Run this pool's calls on the calling thread until none waits, then give up the
+        worker's place. Called with the park's lock held, which it holds again on return."""
+        lock = self._lock
         ident = threading.get_ident()
-        returning = False
-        while True:
-            with self._lock:
-                if returning:
-                    self._returning -= 1
-                    returning = False
-                while not self._queue:
-                    self._idle += 1
-                    woken = self._wake.wait(IDLE_S)  # an idle worker stays a moment for the next
-                    self._idle -= 1
-                    if not woken and not self._queue:
-                        self._workers -= 1
-                        return
+        try:
+            while self._queue:
                 job = self._queue.popleft()
                 if job.future.cancelled():  # its deadline passed while it waited for a thread
                     continue
                 self._running[ident] = job.name
-            try:
-                value, error = job.call(), None
-            except BaseException as exc:  # noqa: BLE001 - handed to the loop, never lost
-                value, error = None, exc
-            finally:
-                with self._lock:
+                lock.release()
+                value, error, answered = None, None, False
+                try:
+                    value, answered = job.call(), True
+                # a tool's sys.exit() or KeyboardInterrupt is its own failure: the loop says so
+                except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                    error, answered = exc, True
+                finally:
+                    lock.acquire()
                     self._running.pop(ident, None)
-                    self._returning += 1
-            returning = True
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
-                job.loop.call_soon_threadsafe(_deliver, job.future, value, error)
+                    if not answered:  # anything else ends this thread; the call still ends
+                        _hand_over(job, None, RuntimeError("the tool's thread was ended"))
+                self._returning += 1
+                lock.release()
+                try:
+                    _hand_over(job, value, error)
+                finally:
+                    lock.acquire()
+                    self._returning -= 1
+        finally:
+            self._workers -= 1
+            self._places.discard(place)
 
 
 @dataclasses.dataclass
@@ -178,6 +287,11 @@ class _Job:
     future: asyncio.Future[Any]
     call: Callable[[], Any]
     name: str
+
+
+def _hand_over(job: _Job, value: Any, error: BaseException | None) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
+        job.loop.call_soon_threadsafe(_deliver, job.future, value, error)
 
 
 def _deliver(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
@@ -189,6 +303,7 @@ def _deliver(future: asyncio.Future[Any], value: Any, error: BaseException | Non
         future.set_result(value)
 
 
+PARK = ThreadPark()
 DEFAULT_THREADS = ToolThreads()
 
 
