@@ -77,8 +77,9 @@ def test_a_serve_json_handler_at_info_prints_no_debug_line_while_calls_have_logs
         root.setLevel(logging.INFO)  # what the worker's start-up set
         calls = [_transcript(tmp_path, logs_dir=tmp_path / f"call{n}")[0] for n in range(3)]
         session = logging.getLogger("vlrun.live.session")
-        session.debug("send input_audio_buffer.append")
-        session.info("turn latency 120 ms")
+        with tx.session_logging(calls[0]):  # what call 0's tasks log
+            session.debug("send input_audio_buffer.append")
+            session.info("turn latency 120 ms")
         try:
             assert root.level == logging.INFO  # while the calls are up, too
         finally:
@@ -218,7 +219,7 @@ def test_a_serve_call_whose_console_logs_into_a_full_queue_does_not_deadlock(
             writer = transcript._writer
             assert writer is not None
             i = 0
-            while not writer.lines.full():  # the writer is stuck on the FIFO: the queue fills
+            while not writer.full():  # the writer is stuck on the FIFO: the queue fills
                 transcript.trace_note({"i": i, "pad": "x" * 200})
                 i += 1
             for i in range(20):  # the first line that does not fit comes from the console

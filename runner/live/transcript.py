@@ -14,9 +14,7 @@ import contextvars
 import errno
 import json
 import logging
-import logging.handlers
 import os
-import queue
 import stat
 import sys
 import threading
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from runner.errors import OUTPUT_ERRNOS, OutputError
+from runner.linewriter import LINGER_S, Lane, LineWriter, Sink
 from runner.live.verbose import VerboseEvents
 from runner.redact import clean_line, redact, redact_obj, safe
 
@@ -42,17 +41,21 @@ log = logging.getLogger("vlrun.live.transcript")
 LOGGERS = ("vlrun", "azure", "runner.emulator")
 LOG_LEVELS = (("vlrun", logging.DEBUG), ("azure", logging.INFO))  # process_log_levels' default
 
-#: Lines (conversation log, technical log and trace of one conversation together) waiting for
-#: its writer thread. When the disk falls this far behind, further lines are dropped and
-#: counted, and the count is said once and written at the end: the event loop never waits.
+#: Lines (conversation log, technical log and trace of one conversation together) not yet
+#: written by the writer thread. When the disk falls this far behind, further lines are dropped
+#: and counted, and the count is said once and written at the end: the event loop never waits.
 WRITE_QUEUE_LINES = 4096
 _DROPPABLE_LINES = WRITE_QUEUE_LINES // 2  # past this, technical lines wait their turn no more
 #: How long :meth:`Transcript.close` waits for the writer to finish what is queued: a disk
 #: that stopped answering must not hang the end of a conversation.
 CLOSE_DEADLINE_S = 10.0
+#: How long the writer thread, once woken, gathers lines before it writes them (a close cuts it
+#: short): a turn's lines of every open conversation cost one wake, a write and a flush a file.
+WRITER_LINGER_S = LINGER_S
 
 # The transcript whose session the running code belongs to: tasks and tool threads inherit it,
-# so with several sessions in one process each technical log gets its own session's records.
+# so with several sessions in one process each technical log gets its own session's records
+# (the one handler, :class:`_TechnicalRouter`, looks it up: O(1) a record, whatever is open).
 _current: contextvars.ContextVar[Transcript | None] = contextvars.ContextVar(
     "vlrun_session_transcript", default=None
 )
@@ -77,18 +80,6 @@ def session_logging(transcript: Transcript) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
-
-
-class _SessionFilter(logging.Filter):
-    """Keep a record for this technical log unless it belongs to another session."""
-
-    def __init__(self, owner: Transcript) -> None:
-        super().__init__()
-        self.owner = owner
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        current = _current.get()
-        return current is None or current is self.owner
 
 
 VERBOSITY_QUIET, VERBOSITY_NORMAL, VERBOSITY_VERBOSE = 0, 1, 2
@@ -120,17 +111,15 @@ class _RedactingFormatter(logging.Formatter):
         return safe(super().format(record))
 
 
-class _Sink:
-    """One file a transcript's writer thread appends lines to."""
+class _Sink(Sink):
+    """One file of a transcript, appended to by the writer thread."""
 
     def __init__(self, path: Path, group: str, *, droppable: bool = False) -> None:
-        self.path = path
-        self.group = group  # files that fail together (the logs folder), reported once
-        # The technical log's DEBUG lines give way first: they may not take the headroom the
+        # group: files that fail together (the logs folder), reported once. droppable: the
+        # technical log's DEBUG lines give way first: they may not take the headroom the
         # conversation log and the trace need (a flood of them must never cost a turn's line).
-        self.droppable = droppable
-        self.stream: IO[str] | None = path.open("a", encoding="utf-8")
-        self.dirty = False
+        super().__init__(path.open("a", encoding="utf-8"), group, droppable=droppable)
+        self.path = path
 
     def probe(self) -> None:
         """Fail now, with the OSError, if a byte cannot be written here (a full disk): the
@@ -153,116 +142,140 @@ class _Sink:
             stream.close()
 
 
-class _Writer(logging.handlers.QueueListener):
-    """A transcript's files, written by one thread from a bounded queue: the event loop only
-    queues lines (a write or a flush on a slow or full disk never stalls it). The thread
-    flushes whenever the queue runs empty, so a crash loses at most what was still queued."""
+class _Files(Lane):
+    """A transcript's files, written by the process's one writer thread (shared by every
+    open conversation) from a bounded share of its queue: the event loop only queues lines (a
+    write or a flush on a slow or full disk never stalls it). Each batch is flushed, so a
+    crash loses at most what was still queued."""
 
-    def __init__(self, owner: Transcript) -> None:
-        self.lines: queue.Queue[Any] = queue.Queue(maxsize=WRITE_QUEUE_LINES)
-        super().__init__(self.lines)
+    def __init__(self, owner: Transcript, writer: LineWriter, sinks: list[_Sink]) -> None:
+        super().__init__(writer, WRITE_QUEUE_LINES, droppable_at=_DROPPABLE_LINES)
         self.owner = owner
-        self.sinks: list[_Sink] = []
-        self.dropped = 0
+        self.sinks = sinks
+        self._said_lock = threading.Lock()
         self._said_behind = False
-        self._failed_groups: set[str] = set()
 
-    def put(self, sink: _Sink, line: str) -> None:
-        """Queue ``line`` for ``sink``; when the queue is full, drop it and count it. Nothing
-        here waits or takes the transcript's lock: the caller may hold it (a serve call's
-        console line is logged, and lands here, while the transcript writes it)."""
-        if sink.group in self._failed_groups or sink.stream is None:
-            return
-        if sink.droppable and self.lines.qsize() >= _DROPPABLE_LINES:
-            self.dropped += 1
-            return
-        try:
-            self.lines.put_nowait((sink, line))
-        except queue.Full:
-            self.dropped += 1
+    # put() queues a line; when the share is full, drops it and counts it. Nothing there waits
+    # or takes the transcript's lock: the caller may hold it (a serve call's console line is
+    # logged, and lands here, while the transcript writes it).
+
+    def caught_up(self, missed: int) -> list[tuple[Sink, str]]:  # on the writer thread
+        self.say_behind()
+        return []  # the count goes at the end of each file (finish)
 
     def say_behind(self) -> None:
         """Tell the owner, once, that lines were dropped (from the writer thread or at close)."""
-        if self.dropped and not self._said_behind:
+        with self._said_lock:
+            if not self.dropped or self._said_behind:
+                return
             self._said_behind = True
-            with contextlib.suppress(OSError, ValueError):
-                self.owner.writer_behind()
+        with contextlib.suppress(OSError, ValueError):
+            self.owner.writer_behind()
 
-    def handle(self, record: Any) -> None:  # on the writer thread
-        sink, line = record
-        self.say_behind()
-        if sink.group in self._failed_groups or sink.stream is None:
-            return
-        try:
-            sink.stream.write(line + "\n")
-            sink.dirty = True
-            if self.lines.empty():
-                self.flush()
-        except OSError as exc:
-            self.failed(sink, exc)
-        except Exception as exc:  # the thread must outlive any one line
-            self.failed(sink, OSError(errno.EIO, f"{type(exc).__name__}: {exc}"))
-
-    def flush(self) -> None:
-        for sink in self.sinks:
-            if sink.dirty and sink.stream is not None and sink.group not in self._failed_groups:
-                sink.dirty = False
-                try:
-                    sink.stream.flush()
-                except OSError as exc:
-                    self.failed(sink, exc)
-
-    def failed(self, sink: _Sink, exc: OSError) -> None:
-        """Stop writing ``sink``'s group (the logs folder, or the trace) and say so once."""
-        if sink.group in self._failed_groups:
-            return
-        self._failed_groups.add(sink.group)
+    def failed(self, sink: Sink, exc: Exception) -> None:
+        """Writing ``sink``'s group (the logs folder, or the trace) stopped: say so once."""
+        if not isinstance(exc, OSError):  # anything else a stream raised, as an I/O error
+            exc = OSError(errno.EIO, f"{type(exc).__name__}: {exc}")
         with contextlib.suppress(OSError, ValueError):  # the console itself may be gone
             self.owner.output_failed(sink.group, exc)
 
     def finish(self, deadline_s: float) -> bool:
-        """Write what is queued, flush, close the files; False if the thread did not finish
-        within ``deadline_s`` (its files are then left to it: closing them would block too)."""
-        end = time.monotonic() + deadline_s
+        """Write what is queued, then close the files; False if that was not done within
+        ``deadline_s`` (the files are then left to the thread: closing them would block too)."""
         if self.dropped:
             note = f"({self.dropped} lines were not written: the disk fell behind)"
             for sink in self.sinks:
-                with contextlib.suppress(queue.Full):
-                    self.lines.put((sink, note), timeout=max(0.0, end - time.monotonic()))
-        thread = self._thread
-        if thread is not None:
-            try:
-                # QueueListener's sentinel (None): its thread ends once the lines before are written
-                self.lines.put(None, timeout=max(0.0, end - time.monotonic()))
-            except queue.Full:
-                return False
-            thread.join(max(0.0, end - time.monotonic()))
-            if thread.is_alive():
-                return False
-            self._thread = None
-        self.flush()
+                self.put(sink, note, force=True)
+        self.close()
+        if not self.drain(deadline_s):
+            return False
         for sink in self.sinks:
             try:
                 sink.shut()
             except OSError as exc:  # the last bytes could not be flushed
-                self.failed(sink, exc)
+                self.fail(sink, exc)
         return True
 
 
-class _TechnicalHandler(logging.handlers.QueueHandler):
-    """The technical log: a record is formatted (and redacted) where it is logged, and its
-    line goes to the transcript's writer thread."""
+class _TechnicalRouter(logging.Handler):
+    """Every technical log's one handler, on :data:`LOGGERS` while any is open: a record goes
+    to the log of the session it was made in (:data:`_current`), formatted (and redacted)
+    where it is logged. One made outside any session goes to the conversation's log when only
+    one is open (a `vlrun PROFILE` run: its embedded emulator, its start and end); with several
+    (a phone worker's calls) it belongs to none and is not written: no call's log carries
+    another's or the worker's records."""
 
-    def __init__(self, writer: _Writer, sink: _Sink) -> None:
-        super().__init__(writer.lines)
-        self.writer = writer
-        self.sink = sink
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)  # the handler's level; loggers untouched
+        self.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.sole: Transcript | None = None
 
-    def prepare(self, record: logging.LogRecord) -> Any:
-        return self.format(record)
+    def handle(self, record: logging.LogRecord) -> bool:
+        # no handler lock: formatting is the caller's, queueing is the writer's short lock
+        transcript = _current.get() or self.sole
+        if transcript is None:
+            return False
+        files, sink = transcript._writer, transcript._technical
+        if files is None or sink is None or not self.filter(record):
+            return False
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return False
+        files.put(sink, line)
+        return True
 
-    def enqueue(self, record: Any) -> None:
-        self.writer.put(self.sink, record)
+    def emit(self, record: logging.LogRecord) -> None:
+        self.handle(record)
+
+
+_router = _TechnicalRouter()
+_shared_lock = threading.Lock()
+_shared_writer: LineWriter | None = None  # the transcripts' one writer thread
+_open: list[Transcript] = []  # transcripts with files, each on _shared_writer
+
+
+def _join(transcript: Transcript) -> LineWriter:
+    """The writer thread for ``transcript``'s files (started by the first one open), and its
+    technical log routed to."""
+    global _shared_writer
+    with _shared_lock:
+        writer = _shared_writer
+        if writer is None:
+            writer = _shared_writer = LineWriter(
+                "vlrun-transcript-writer", linger_s=WRITER_LINGER_S
+            )
+            writer.start()
+        _open.append(transcript)
+        _route()
+        return writer
+
+
+def _leave(transcript: Transcript, deadline_s: float) -> None:
+    """``transcript``'s files are closed: the last one out ends the writer thread."""
+    global _shared_writer
+    with _shared_lock:
+        if transcript in _open:
+            _open.remove(transcript)
+        _route()
+        writer = _shared_writer
+        if _open or writer is None:
+            return
+        _shared_writer = None
+    writer.finish(deadline_s)  # nothing is left for it, unless a stuck file kept it busy
+
+
+def _route() -> None:
+    """The router on :data:`LOGGERS` while a technical log is open (not after: a logger with
+    no handler keeps Python's last resort for its warnings)."""
+    technical = [t for t in _open if t.technical_path is not None]
+    _router.sole = technical[0] if len(technical) == 1 else None
+    for name in LOGGERS:
+        if technical:
+            logging.getLogger(name).addHandler(_router)  # once: addHandler checks
+        else:
+            logging.getLogger(name).removeHandler(_router)
 
 
 def _stamp() -> str:
@@ -311,15 +324,15 @@ class Transcript:
         self.conversation_path: Path | None = None
         self.technical_path: Path | None = None
         self._conv: _Sink | None = None
-        self._handler: _TechnicalHandler | None = None
+        self._technical: _Sink | None = None
         self._trace: _Sink | None = None
-        self._writer: _Writer | None = None
+        self._writer: _Files | None = None
         self.failed_outputs: list[str] = []  # log folders or traces that stopped being written
         self.console_failure: OSError | None = None  # the console's stream could not be written
         self.first_failure: OSError | None = None
         if logs_dir is None and trace_path is None:
             return
-        writer = _Writer(self)
+        sinks: list[_Sink] = []
         technical: _Sink | None = None
         try:
             if logs_dir is not None:
@@ -328,17 +341,18 @@ class Transcript:
                 self.conversation_path = logs_dir / f"{base}_conversation.log"
                 self.technical_path = logs_dir / f"{base}_technical.log"
                 self._conv = _Sink(self.conversation_path, str(logs_dir))
-                writer.sinks.append(self._conv)
+                sinks.append(self._conv)
                 technical = _Sink(self.technical_path, str(logs_dir), droppable=True)
-                writer.sinks.append(technical)
+                sinks.append(technical)
                 _probe(self._conv, logs_dir)
             if trace_path is not None:
                 trace_path.parent.mkdir(parents=True, exist_ok=True)
                 self._trace = _Sink(trace_path, str(trace_path))
-                writer.sinks.append(self._trace)
+                sinks.append(self._trace)
                 _probe(self._trace, trace_path)
         except OSError:
-            for sink in writer.sinks:
+            self.technical_path = None
+            for sink in sinks:
                 with contextlib.suppress(OSError):
                     sink.shut()  # its probe's byte may still be buffered: closing fails too
                 if sink.group != str(trace_path):  # the logs' own new files: none left empty
@@ -346,17 +360,8 @@ class Transcript:
                         if sink.path.stat().st_size == 0:
                             sink.path.unlink()
             raise
-        self._writer = writer
-        writer.start()
-        if technical is not None:
-            self._handler = _TechnicalHandler(writer, technical)
-            self._handler.setFormatter(
-                _RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-            )
-            self._handler.setLevel(logging.DEBUG)  # the handler's level; loggers untouched
-            self._handler.addFilter(_SessionFilter(self))
-            for name_ in LOGGERS:
-                logging.getLogger(name_).addHandler(self._handler)
+        self._writer = _Files(self, _join(self), sinks)
+        self._technical = technical  # records are routed here from now on (_TechnicalRouter)
 
     # -- console ---------------------------------------------------------------------------
 
@@ -629,11 +634,7 @@ class Transcript:
         if self._verbose is not None:
             self._verbose.close()
         self._end_stream()
-        handler, self._handler = self._handler, None
-        if handler is not None:
-            for name_ in LOGGERS:
-                logging.getLogger(name_).removeHandler(handler)
-            handler.close()
+        self._technical = None  # its records are no longer routed here
 
     def _finish_close(self) -> None:
         with self._lock:
@@ -641,7 +642,9 @@ class Transcript:
             self._conv = self._trace = None
         if writer is None:
             return
+        end = time.monotonic() + CLOSE_DEADLINE_S
         finished = writer.finish(CLOSE_DEADLINE_S)
+        _leave(self, max(0.0, end - time.monotonic()))
         writer.say_behind()
         if not finished:
             where = writer.sinks[0].group if writer.sinks else "the logs"

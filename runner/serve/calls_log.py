@@ -8,18 +8,16 @@ Every message goes through :func:`runner.redact.redact` before it is written.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import contextvars
 import io
 import json
 import logging
-import logging.handlers
-import queue
 import re
 import threading
 import time
 from typing import IO, Any
 
+from runner.linewriter import LINGER_S, Lane, LineWriter, Sink
 from runner.redact import mask_phone_numbers, redact
 
 call_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("vlrun_call_id", default="")
@@ -122,93 +120,73 @@ def json_handler(stream: IO[str], level: int = logging.INFO) -> logging.Handler:
     return handler
 
 
-#: Lines of the worker's JSON log waiting for its writer thread. Past this bound (a stderr pipe
-#: that stopped draining) lines are dropped and counted, and the count is logged when the
-#: writer catches up: a slow log reader must not stall every call on the event loop.
+#: Lines of the worker's JSON log not yet written by its writer thread. Past this bound (a
+#: stderr pipe that stopped draining) lines are dropped and counted, and the count is logged
+#: when the writer catches up: a slow log reader must not stall every call on the event loop.
 LOG_QUEUE_LINES = 10_000
 #: How long the process's exit waits for queued lines to be written.
 EXIT_DEADLINE_S = 2.0
 
 
-class JsonLogHandler(logging.handlers.QueueHandler):
+class JsonLogHandler(logging.Handler):
     """The worker's log handler: a record is formatted where it is logged (its call id is a
-    context variable of the caller's task) and its line is written by a thread."""
+    context variable of the caller's task) and its line is written by a thread, in batches
+    (:mod:`runner.linewriter`: a burst of a turn's lines costs one wake and one write)."""
 
-    def __init__(self, stream: IO[str], level: int) -> None:
-        self.lines: queue.Queue[Any] = queue.Queue(maxsize=LOG_QUEUE_LINES)
-        super().__init__(self.lines)
+    def __init__(
+        self,
+        stream: IO[str],
+        level: int,
+        *,
+        bound: int = LOG_QUEUE_LINES,
+        linger_s: float = LINGER_S,
+    ) -> None:
+        super().__init__(level)
         self.setFormatter(JsonFormatter())
-        self.setLevel(level)
-        self.dropped = 0
-        self._writer = _LineWriter(self, stream)
-        self._writer.start()
+        self.writer = LineWriter("vlrun-json-log", linger_s=linger_s)
+        self._sink = Sink(stream, "stderr")
+        self._lane = _LogLane(self.writer, bound, self._sink)
+        self.writer.start()
 
-    def prepare(self, record: logging.LogRecord) -> Any:
-        return self.format(record)
+    @property
+    def dropped(self) -> int:
+        """Lines dropped because the queue was full (the log's reader fell behind)."""
+        return self._lane.dropped
 
-    def enqueue(self, record: Any) -> None:
+    def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.lines.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._lane.put(self._sink, line)
 
     def drain(self, timeout: float) -> bool:
         """Wait until every line queued so far is written; False after ``timeout``."""
-        done = threading.Event()
-        try:
-            self.lines.put(done, timeout=timeout)
-        except queue.Full:
-            return False
-        return done.wait(timeout)
+        return self._lane.drain(timeout)
 
     def close(self) -> None:
         """Write what is queued (for at most EXIT_DEADLINE_S) and end the writer thread."""
-        self._writer.finish(EXIT_DEADLINE_S)
+        self.writer.finish(EXIT_DEADLINE_S)
         super().close()
 
 
-class _LineWriter(logging.handlers.QueueListener):
-    def __init__(self, source: JsonLogHandler, stream: IO[str]) -> None:
-        super().__init__(source.lines)
-        self.source = source
-        self.stream = stream
-        self.reported = 0
+class _LogLane(Lane):
+    # stderr is tried again on every batch: a reader that went away has nobody to tell, and
+    # one that comes back (a full disk freed) gets the log again
+    stop_on_failure = False
 
-    def handle(self, record: Any) -> None:  # on the writer thread
-        if isinstance(record, threading.Event):
-            self._flush()
-            record.set()
-            return
-        lines = [record]
-        if self.source.dropped > self.reported:
-            missed, self.reported = self.source.dropped - self.reported, self.source.dropped
-            lines.append(self._note(f"{missed} log lines were dropped: the log was not read"))
-        try:
-            self.stream.write("".join(line + "\n" for line in lines))
-            if self.source.lines.empty():
-                self.stream.flush()
-        except (OSError, ValueError):
-            pass  # the log's reader is gone: there is nobody left to tell
+    def __init__(self, writer: LineWriter, bound: int, sink: Sink) -> None:
+        super().__init__(writer, bound)
+        self.sink = sink
 
-    def _flush(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.stream.flush()
+    def caught_up(self, missed: int) -> list[tuple[Sink, str]]:
+        return [(self.sink, _note(f"{missed} log lines were dropped: the log was not read"))]
 
-    @staticmethod
-    def _note(text: str) -> str:
-        record = logging.LogRecord("vlrun.serve.log", logging.WARNING, __file__, 0, text, (), None)
-        return JsonFormatter().format(record)
 
-    def finish(self, deadline_s: float) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        with contextlib.suppress(queue.Full):
-            self.source.lines.put(None, timeout=deadline_s)  # QueueListener's sentinel
-            thread.join(deadline_s)
-        if not thread.is_alive():
-            self._thread = None
-        self._flush()
+def _note(text: str) -> str:
+    record = logging.LogRecord("vlrun.serve.log", logging.WARNING, __file__, 0, text, (), None)
+    return JsonFormatter().format(record)
 
 
 _install_lock = threading.Lock()
@@ -217,7 +195,7 @@ _install_lock = threading.Lock()
 def install_json_logging(stream: IO[str], level: int = logging.INFO) -> JsonLogHandler:
     """Set up a serve worker's log, once per process: JSON lines on ``stream`` for vlrun's
     records at ``level`` and up and for the libraries' warnings and errors (one line each),
-    written by a thread from a bounded queue (:data:`LOG_QUEUE_LINES`).
+    written in batches by a thread from a bounded queue (:data:`LOG_QUEUE_LINES`).
 
     The level is the handler's. The ``vlrun`` logger is opened down to ``level`` only if it
     would drop those records (this is the worker's own start-up, the one place that may):
