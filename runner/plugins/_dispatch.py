@@ -109,6 +109,7 @@ class ThreadPark:
         self.max_idle = max_idle
         self.name = name
         self._lock = threading.Lock()
+        self._settle = threading.Condition(self._lock)  # a thread parked or ended
         self._parked: list[_Slot] = []  # the most recently parked last: it is lent first
         self._alive = 0
         self._started = 0
@@ -129,6 +130,12 @@ class ThreadPark:
         with self._lock:
             return self._alive
 
+    def settled(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until every thread of the park is parked or has
+        ended, none working or on its way back; False if some still were."""
+        with self._lock:
+            return self._settle.wait_for(lambda: len(self._parked) == self._alive, timeout)
+
     def _lend(self, threads: ToolThreads, number: int) -> threading.Thread | None:
         """Under the lock: give ``threads``' worker loop to a parked thread, or return a new
         thread for the caller to start once it has let go of the lock."""
@@ -147,6 +154,7 @@ class ThreadPark:
     def _unstarted(self) -> None:
         """Under the lock: a thread _lend returned could not start."""
         self._alive -= 1
+        self._settle.notify_all()
 
     def _run(self, slot: _Slot) -> None:
         me = threading.current_thread()
@@ -160,6 +168,7 @@ class ThreadPark:
                         return
                     me.name = self.name
                     self._parked.append(slot)
+                    self._settle.notify_all()
                     deadline = time.monotonic() + self.idle_s
                     while slot.threads is None:
                         left = deadline - time.monotonic()
@@ -169,6 +178,7 @@ class ThreadPark:
                         slot.wake.wait(left)
             finally:
                 self._alive -= 1
+                self._settle.notify_all()
 
 
 @dataclasses.dataclass
