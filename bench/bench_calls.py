@@ -62,6 +62,9 @@ import socket
 import sys
 import tempfile
 import time
+from binascii import a2b_base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +72,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_floor import measure_floor  # noqa: E402
+from bench.fast_caller import ClientSocket  # noqa: E402
+from bench.fast_caller import connect as fast_connect  # noqa: E402
 from runner.speedups import loads  # noqa: E402
-from tests.phone_callers import FRAME_MS, TwilioCaller, mulaw_tone, parse_twiml  # noqa: E402
+from tests.phone_callers import FRAME_MS, Ear, TwilioCaller, mulaw_tone, parse_twiml  # noqa: E402
 
 TOKEN = "bench-twilio-token-0123456789"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -133,72 +138,130 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
-class AiohttpSocket:
-    """websockets' client surface (send, iterate, close) over aiohttp's client socket, whose
-    frame parser is compiled: 200 callers in one process cost half as much CPU."""
+class FastSocket:
+    """websockets' client surface (send, iterate, close) over the lean client socket of
+    bench/fast_caller.py, for what TwilioCaller itself sends (connected, start, stop). Received
+    messages go to the caller's callback, so iterating yields nothing: it ends at the close."""
 
-    def __init__(self, http: Any, ws: Any) -> None:
-        self.http, self.ws = http, ws
+    def __init__(self, sock: ClientSocket) -> None:
+        self.sock = sock
 
     @property
     def close_code(self) -> int | None:
-        return self.ws.close_code  # type: ignore[no-any-return]
+        return self.sock.close_code
 
     async def send(self, text: str) -> None:
-        await self.ws.send_str(text)
+        if not self.sock.write(text.encode()):
+            raise ConnectionResetError("the media socket is closed")
+        await self.sock.drain()
 
-    async def __aiter__(self) -> Any:
-        import aiohttp
-
-        async for msg in self.ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                yield msg.data
+    async def __aiter__(self) -> AsyncIterator[str]:
+        await self.sock.closed.wait()
+        nothing: tuple[str, ...] = ()
+        for text in nothing:  # an async generator that yields nothing
+            yield text
 
     async def close(self) -> None:
-        await self.ws.close()
-        await self.http.close()
+        await self.sock.close()
+
+
+@dataclass
+class BenchEar(Ear):
+    """The ear, whose wait wakes its call once, when what it waits for has arrived (the base
+    Ear wakes it at every frame: 50 task switches a second per call, for nothing)."""
+
+    waiter: tuple[float, asyncio.Future[None]] | None = None
+
+    async def until_heard(self, ms: float, timeout: float = 10.0) -> None:
+        async def wait() -> None:
+            if len(self.received) / self.bytes_per_ms < ms:
+                arrived = asyncio.get_running_loop().create_future()
+                self.waiter = (ms, arrived)
+                await arrived
+            # then the play-out clock (a device's time, not a wait for the server)
+            await asyncio.sleep(max(0.0, ms - self.heard_ms()) / 1000 + 0.001)
+
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        finally:
+            self.waiter = None
+
+    def hear(self, audio: bytes) -> None:
+        super().hear(audio)
+        waiter = self.waiter
+        if (
+            waiter is not None
+            and not waiter[1].done()
+            and len(self.received) / self.bytes_per_ms >= waiter[0]
+        ):
+            waiter[1].set_result(None)
+
+
+SILENCE = b"\xff" * 160
+SILENCE_B64 = base64.b64encode(SILENCE)
+# the media message BenchCaller sent through aiohttp, as bytes (sequenceNumber, the middle
+# with the stream id, chunk, timestamp, payload)
+MEDIA_FORMAT = b'{"event":"media","sequenceNumber":"%d%b%d","timestamp":"%d","payload":"%b"}}'
+MEDIA_HEAD = b'{"event":"media",'  # the worker's media message, compact (its StreamEncoder)
+PAYLOAD_KEY = b'"payload":"'
+MEDIA_TAIL = b'"}}'  # the payload is the media object's last field in that shape
 
 
 class BenchCaller(TwilioCaller):
-    """A Twilio caller whose microphone is driven by the shared ticker (one wake-up for all)."""
+    """A Twilio caller whose microphone is driven by the shared ticker (one wake-up for all).
+
+    Its socket is bench/fast_caller.py's: each tick's media message is formatted as bytes and
+    written as one masked frame; each received message is handled in the socket's callback
+    (no task wakes), a media message of the worker's known shape by slicing its payload out
+    (anything else by JSON); marks are echoed by a timer when the audio before them has played
+    (not a task polling every 20 ms). What goes on the wire is what TwilioCaller sends.
+    """
 
     def __init__(self) -> None:
         super().__init__()
+        self.ear = BenchEar(bytes_per_ms=8)
         self.spurt_start: float | None = None
-        self.spurt_frames = 0
+        self.spurt_frames: float = 0
         self.lateness: list[tuple[float, float]] = []  # (when, how late)
         self.last_arrival = 0.0
         self.speech_end: float | None = None
         self.turn_latency: list[tuple[float, float]] = []
         self.connected = asyncio.Event()
         self.done = asyncio.Event()
+        self.round_done = asyncio.Event()
         self.error: str | None = None
         self.rounds = 0
+        self.sock: ClientSocket | None = None
+        self._media_mid = (
+            f'","streamSid":"{self.stream_sid}","media":{{"track":"inbound","chunk":"'
+        ).encode()
+        self._mark_timer: asyncio.TimerHandle | None = None
+        self.media_parsed_as_json = 0  # media messages not of the worker's known shape
 
     async def open_socket(self, url: str, headers: dict[str, str]) -> Any:
-        import aiohttp
-
-        http = aiohttp.ClientSession()
-        ws = None
-        try:
-            ws = await http.ws_connect(url, headers=headers, max_msg_size=2**20)
-        finally:
-            if ws is None:  # the handshake failed (or was cancelled): no session left open
-                await http.close()
-        return AiohttpSocket(http, ws)
+        self.sock = await fast_connect(url, headers, self.on_message)
+        return FastSocket(self.sock)
 
     async def connect(self, url: str, parameters: dict[str, str], headers: Any = None) -> None:
         await super().connect(url, parameters, headers)
-        self.tasks[0].cancel()  # the per-caller microphone: the ticker sends instead
+        # the microphone is the ticker's, the marks' echo a timer's; the receiver task stays
+        # to see the close (its socket yields nothing: messages come by callback)
+        self.tasks[0].cancel()
+        self.tasks[2].cancel()
 
-    async def send_frame(self, frame: bytes) -> None:
+    def tick(self, frame: bytes) -> bool:
+        """Send this tick's media message (the one Twilio sends) now: False if closed."""
         chunk = self.frames_sent + 1
         self.seq += 1
-        await self.ws.send(  # the media message Twilio sends, formatted once per frame
-            f'{{"event":"media","sequenceNumber":"{self.seq}","streamSid":"{self.stream_sid}",'
-            f'"media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{chunk * FRAME_MS}",'
-            f'"payload":"{base64.b64encode(frame).decode()}"}}}}'
-        )
+        payload = SILENCE_B64 if frame == SILENCE else base64.b64encode(frame)
+        message = MEDIA_FORMAT % (self.seq, self._media_mid, chunk, chunk * FRAME_MS, payload)
+        return self.sock is not None and self.sock.write(message)
+
+    async def send_frame(self, frame: bytes) -> None:
+        if not self.tick(frame):
+            raise ConnectionResetError("the media socket is closed")
+        assert self.sock is not None
+        await self.sock.drain()
 
     def hear_frame(self, now: float, frames: float = 1.0) -> None:
         if self.spurt_start is None or now - self.last_arrival > 0.25:
@@ -211,49 +274,88 @@ class BenchCaller(TwilioCaller):
         self.spurt_frames += frames
         self.last_arrival = now
 
-    async def _receive(self) -> None:
-        try:
-            async for raw in self.ws:
-                data = loads(raw)
-                event = data.get("event")
-                if event == "media":
-                    audio = base64.b64decode(data["media"]["payload"])
-                    self.hear_frame(time.monotonic(), len(audio) / self.frame_bytes)
-                    self.ear.hear(audio)
-                elif event == "mark":
-                    self._marks.append(
-                        (max(self.ear.play_end, time.monotonic()), data["mark"]["name"])
-                    )
-                    self._mark_wake.set()
-                elif event == "clear":
-                    self.clears += 1
-                    self.ear.clear()
-                    self.spurt_start = None
-                    while self._marks:
-                        await self._echo(self._marks.popleft()[1])
-                self._note(str(event))
-        finally:
-            self.closed.set()
+    def on_message(self, raw: bytes) -> None:
+        """One text message from the worker (called from the socket's data_received)."""
+        if raw.startswith(MEDIA_HEAD) and raw.endswith(MEDIA_TAIL):
+            i = raw.find(PAYLOAD_KEY, len(MEDIA_HEAD))
+            if i > 0 and raw.find(b'"', i + len(PAYLOAD_KEY)) == len(raw) - len(MEDIA_TAIL):
+                self._media(a2b_base64(raw[i + len(PAYLOAD_KEY) : -len(MEDIA_TAIL)]))
+                return
+        data = loads(raw)
+        event = data.get("event")
+        if event == "media":
+            self.media_parsed_as_json += 1
+            self._media(base64.b64decode(data["media"]["payload"]))
+            return
+        if event == "mark":
+            self._marks.append((max(self.ear.play_end, time.monotonic()), data["mark"]["name"]))
+            if self._mark_timer is None:
+                self._echo_due()
+        elif event == "clear":
+            self.clears += 1
+            self.ear.clear()
+            self.spurt_start = None
+            while self._marks:  # what Twilio does with marks of discarded audio
+                self._echo_now(self._marks.popleft()[1])
+        self._note(str(event))
+
+    def _media(self, audio: bytes) -> None:
+        self.hear_frame(time.monotonic(), len(audio) / self.frame_bytes)
+        self.ear.hear(audio)
+        self._note("media")
+
+    def _echo_due(self) -> None:
+        """Echo the marks whose audio has played; a timer for the next one (the ear's clock)."""
+        self._mark_timer = None
+        now = time.monotonic()
+        while self._marks and self._marks[0][0] <= now:
+            self._echo_now(self._marks.popleft()[1])
+        if self._marks and not self.closed.is_set():
+            loop = asyncio.get_running_loop()
+            self._mark_timer = loop.call_later(self._marks[0][0] - now, self._echo_due)
+
+    def _echo_now(self, name: str) -> None:
+        self.marks_echoed.append(name)
+        if self.sock is not None:  # the bytes TwilioCaller._echo sends (json.dumps)
+            self.sock.write(
+                json.dumps(
+                    {
+                        "event": "mark",
+                        "sequenceNumber": self._next(),
+                        "streamSid": self.stream_sid,
+                        "mark": {"name": name},
+                    }
+                ).encode()
+            )
+
+    async def close(self) -> None:
+        if self._mark_timer is not None:
+            self._mark_timer.cancel()
+            self._mark_timer = None
+        await super().close()
 
 
 async def ticker(callers: list[BenchCaller], stop: asyncio.Event) -> None:
-    """Every 20 ms, one frame from each caller (speech if it has some queued, else silence)."""
+    """Every 20 ms, one frame from each caller (speech if it has some queued, else silence):
+    one write each, waiting only for a socket whose buffer is past its high-water mark."""
     loop = asyncio.get_running_loop()
     start, n = loop.time(), 0
     while not stop.is_set():
         n += 1
         await asyncio.sleep(max(0.0, start + n * FRAME_MS / 1000 - loop.time()))
         for c in callers:
-            if c.ws is None or c.closed.is_set():
+            if c.sock is None or c.closed.is_set():
                 continue
             frame = bytes(c.pending[:160])
             del c.pending[:160]
             if frame and not c.pending:
                 c.speech_end = time.monotonic() + 0.3  # end of speech: the VAD's silence after it
             frame += b"\xff" * (160 - len(frame))
-            with contextlib.suppress(Exception):
-                await c.send_frame(frame)
+            if c.tick(frame):
                 c.frames_sent += 1
+            if c.sock.paused:
+                with contextlib.suppress(Exception):
+                    await c.sock.drain()
 
 
 async def one_call(
@@ -291,6 +393,7 @@ async def one_call(
             caller.say(mulaw_tone(600))  # the barge-in (a clear follows if audio was queued)
             await caller.ear.until_heard(heard + 1000, timeout=30)  # the short answer
             caller.rounds += 1
+            caller.round_done.set()
             await asyncio.sleep(rng.uniform(0.5, 2.0))
         stage = "hang-up"
         await caller.stop()
