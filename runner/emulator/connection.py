@@ -40,8 +40,9 @@ from runner.emulator.images import ImageProblem, read_image
 from runner.emulator.input_audio import InputAudio
 from runner.emulator.model import Script, ScriptedModel
 from runner.emulator.outbox import Outbox, Tasks
+from runner.emulator.pace import PaceClock
 from runner.emulator.record import SessionRecord
-from runner.emulator.responses import PaceClock, Responses
+from runner.emulator.responses import Responses
 from runner.emulator.session_update import (
     apply_session_update,
     check_history,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.emulator.outbox import Outbox
+from runner.emulator.pace import Wake
 
 
 @dataclass
@@ -20,7 +21,7 @@ class Response:
     """One response in progress (its id, its output so far, how far its audio got)."""
 
     id: str
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Wake = field(default_factory=Wake)  # a cancel; it also ends a wait on the PaceClock
     cancel_reason: str | None = None
     task: asyncio.Task[None] | None = None
     output: list[dict[str, Any]] = field(default_factory=list)

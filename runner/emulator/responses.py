@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import math
-import time
 from typing import Any
 
 from runner.emulator import protocol as P
@@ -15,6 +13,7 @@ from runner.emulator.conversation import Conversation, Response
 from runner.emulator.marks import SpeechMarks
 from runner.emulator.model import Plan, ScriptedModel, spoken
 from runner.emulator.outbox import Outbox, Tasks
+from runner.emulator.pace import PaceClock
 from runner.emulator.speech import Speech, g711_encode, speak
 from runner.emulator.tool_calls import ToolCalls
 
@@ -27,22 +26,6 @@ INPUT_AUDIO_MS_PER_TOKEN = 100
 OUTPUT_AUDIO_MS_PER_TOKEN = 50
 CHARS_PER_TOKEN = 4
 INTERIM_LLM_TEXT = "[emulator interim] One moment, please."
-
-
-class PaceClock:
-    """Where a response's pacing reads the time and waits: the monotonic clock.
-
-    A test passes its own (virtual time that moves when waited on) to check the pace a reply
-    is sent at without timing anything (tests/test_emulator_pace.py).
-    """
-
-    def now(self) -> float:
-        return time.monotonic()
-
-    async def wait(self, wake: asyncio.Event, seconds: float) -> None:
-        """Wait ``seconds``, or less if ``wake`` is set (a cancel)."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(wake.wait(), seconds)
 
 
 class Responses:

@@ -26,8 +26,8 @@ from runner.emulator.fidelity import Fidelity
 from runner.emulator.gpt_live import LiveDesk, voice_live_refusal
 from runner.emulator.model import Script, load_script
 from runner.emulator.outbox import HEARTBEAT_S
+from runner.emulator.pace import PaceClock
 from runner.emulator.record import SessionRecord
-from runner.emulator.responses import PaceClock
 from runner.emulator.sip import DECISION_TIMEOUT_S, SipDesk
 
 PATH_SUFFIX = "/voice-live/realtime"
@@ -69,7 +69,9 @@ class Emulator:
         self.load = load
         self.mcp_latency_ms = mcp_latency_ms
         self.heartbeat_s = heartbeat_s  # Voice Live and GPT-Live sockets are pinged this often
-        self.clock = clock  # None: the monotonic clock paces replies (a test gives its own)
+        # one clock paces every connection's replies (one timer for all: runner/emulator/pace.py);
+        # a test gives its own
+        self.clock = clock if clock is not None else PaceClock()
         self.fidelity = Fidelity()  # the assumptions this run made, each reported once
         self.script = (
             scenario if isinstance(scenario, Script) or scenario is None else load_script(scenario)
