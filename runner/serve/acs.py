@@ -33,7 +33,7 @@ from runner.config.serve_file import AcsSettings
 from runner.errors import VlrunError
 from runner.live.audio import AudioFormat
 from runner.serve import codec_acs as codec
-from runner.serve.calls import CallEdge, CallPlayer, CallSource
+from runner.serve.calls import OUTBOUND_FRAME_MS, CallEdge, CallPlayer, CallSource
 from runner.serve.calls_log import call_id_var
 from runner.serve.codec_json import JsonError
 from runner.serve.http import TooLarge, read_body
@@ -411,7 +411,7 @@ class AcsEdge:
             await ws.close(code=1008, message=b"no metadata")
             return ws
         fmt = AudioFormat(rate)
-        player = CallPlayer(fmt)
+        player = CallPlayer(fmt, frame_ms=OUTBOUND_FRAME_MS)
         player.transport = AcsTransport(ws, request.transport)
         edge = CallEdge(
             "acs",

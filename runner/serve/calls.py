@@ -36,8 +36,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vlrun.serve.calls")
 
-FRAME_MS = 20
+FRAME_MS = 20  # the media clock's tick, and the providers' inbound frame
 FRAME_S = FRAME_MS / 1000
+# The assistant's audio goes to a phone provider 60 ms a message: Twilio and ACS play what they
+# are sent whatever its size (their own samples send each service delta as one message,
+# telephony-protocols.md 2.3 and 4), and a message costs its JSON, base64 and WebSocket frame
+# whatever it holds. 480 bytes of μ-law are exactly 640 base64 characters (no padding).
+OUTBOUND_FRAME_MS = 60
+MARK_MS = 100  # a Twilio mark at least every this much audio (whole messages)
 # How far assistant audio may run ahead of the caller's ear (the provider's buffer). At 100 ms a
 # short stall of the worker, the service or the machine was an audible gap; the provider
 # flushes this buffer on a barge-in, so a bigger one costs nothing there.
@@ -52,7 +58,7 @@ HANDOFF_MS = 100  # caller audio is handed to the session this much at a time (i
 MAX_INBOUND_MS = 2000  # caller audio queued while the session (re)connects; older audio drops
 MAX_OUTBOUND_MS = 60_000  # assistant audio queued ahead of the pacing; past it, audio drops
 MARK_WAIT_S = 2.0  # how long a drain waits for the last mark's echo past the clock
-_DELAYS_PER_FLUSH = 50  # a second of frames
+_DELAYS_PER_FLUSH_MS = 1000  # frame delays go to the sink a second of audio at a time
 MALFORMED_LIMIT = 50  # malformed media frames tolerated before the call is ended cleanly
 _ITEMS_KEPT = 8  # replies whose sent/heard positions are kept (a truncate names a recent one)
 
@@ -184,9 +190,15 @@ class CallPlayer:
     """
 
     def __init__(
-        self, fmt: AudioFormat, *, lead_ms: int = LEAD_MS, refill_ms: int = REFILL_MS
+        self,
+        fmt: AudioFormat,
+        *,
+        lead_ms: int = LEAD_MS,
+        refill_ms: int = REFILL_MS,
+        frame_ms: int = FRAME_MS,
     ) -> None:
         self.fmt = fmt
+        self.frame_ms = frame_ms
         self.lead_s = lead_ms / 1000
         self.low_s = max(0, lead_ms - refill_ms) / 1000  # a refill starts below this
         # Below this much audio ahead of the caller, new audio is sent at once, not at the
@@ -196,7 +208,7 @@ class CallPlayer:
         self.sink: PlayerSink | None = None
         self.clock: MediaClock | None = None  # set by MediaClock.add
         self.clock_due = 0.0  # when the clock plans to serve it next (the clock's note)
-        self._frame = fmt.bytes_for_ms(FRAME_MS)
+        self._frame = fmt.bytes_for_ms(frame_ms)
         self._limit = fmt.bytes_for_ms(MAX_OUTBOUND_MS)
         # (item, audio, when it arrived): the arrival time tells a late worker from late audio
         self._queue: collections.deque[tuple[str, memoryview, float]] = collections.deque()
@@ -394,7 +406,7 @@ class CallPlayer:
             # What the worker added: from when this frame was due to leave (its audio here,
             # the clock's tick or urgent wake-up) to when it did.
             self._delays.append(max(0.0, now - max(carry_at, due_at)))
-            if len(self._delays) >= _DELAYS_PER_FLUSH:
+            if len(self._delays) * self.frame_ms >= _DELAYS_PER_FLUSH_MS:
                 self.flush()
             if item == self._last_sent_item and self._end > 0 and now > self._end + FRAME_S:
                 # the caller heard a gap inside one reply
@@ -419,7 +431,7 @@ class CallPlayer:
 
     @property
     def _bytes_per_ms(self) -> float:
-        return self._frame / FRAME_MS
+        return self._frame / self.frame_ms
 
     def _take_frame(self, now: float) -> bytes | memoryview | None:
         """The next frame to send (whole, or a short end of an item), assembled into the
@@ -486,11 +498,18 @@ class MarkedPlayer(CallPlayer):
     one, never the clock's guess, so a truncate never claims audio the caller did not hear.
     """
 
-    def __init__(self, fmt: AudioFormat, *, lead_ms: int = LEAD_MS, mark_every: int = 5) -> None:
-        super().__init__(fmt, lead_ms=lead_ms)
-        # A mark per 100 ms: the played position is known to 100 ms, always rounded down, at a
-        # fifth of the messages a mark per frame would cost.
-        self.mark_every = mark_every
+    def __init__(
+        self,
+        fmt: AudioFormat,
+        *,
+        lead_ms: int = LEAD_MS,
+        frame_ms: int = FRAME_MS,
+        mark_ms: int = MARK_MS,
+    ) -> None:
+        super().__init__(fmt, lead_ms=lead_ms, frame_ms=frame_ms)
+        # A mark per ``mark_ms`` (rounded up to whole frames): the played position is known to
+        # that, always rounded down, at a fraction of the messages a mark per frame would cost.
+        self.mark_every = max(1, math.ceil(mark_ms / frame_ms))
         self._seq = itertools.count(1)
         self._since_mark = 0
         self._marks: dict[str, tuple[str, float]] = {}  # mark name -> (item, sent ms after it)

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 from runner.config.serve_file import TwilioSettings
 from runner.live.audio import AudioFormat
 from runner.serve import codec_twilio as codec
-from runner.serve.calls import CallEdge, CallSource, MarkedPlayer
+from runner.serve.calls import OUTBOUND_FRAME_MS, CallEdge, CallSource, MarkedPlayer
 from runner.serve.calls_log import call_id_var
 from runner.serve.http import TooLarge, read_body
 from runner.serve.supervisor import Refused
@@ -246,7 +246,7 @@ class TwilioEdge:
             await ws.close(code=1008, message=b"duplicate")
             return ws
         stream_sid = start.stream_sid
-        player = MarkedPlayer(MULAW)
+        player = MarkedPlayer(MULAW, frame_ms=OUTBOUND_FRAME_MS)
         player.transport = TwilioTransport(ws, stream_sid, request.transport)
         edge = CallEdge(
             "twilio",
