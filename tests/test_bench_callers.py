@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import random
@@ -169,9 +170,9 @@ class RawPeer:
 Started = Callable[..., Awaitable[tuple[str, "asyncio.Queue[RawPeer]"]]]
 
 
-@pytest.fixture
-async def raw_server() -> AsyncIterator[Started]:
-    """Start a server; it answers the handshake by hand (or with ``refuse``'s bytes) and
+@contextlib.asynccontextmanager
+async def raw_servers() -> AsyncIterator[Started]:
+    """Start servers; it answers the handshake by hand (or with ``refuse``'s bytes) and
     hands each connection over as a :class:`RawPeer`."""
     servers: list[asyncio.Server] = []
 
@@ -203,9 +204,28 @@ async def raw_server() -> AsyncIterator[Started]:
         await server.wait_closed()
 
 
-async def test_the_socket_answers_pings_joins_fragments_and_answers_a_close(
-    raw_server: Started,
-) -> None:
+LOOPS = ["asyncio", "uvloop"]  # the benchmark runs on uvloop where it is installed
+
+
+def on_loop(loop: str, check: Callable[[Started], Awaitable[None]]) -> None:
+    """Run ``check`` with a hand-made server on this event loop."""
+
+    async def main() -> None:
+        async with raw_servers() as start:
+            await check(start)
+
+    if loop == "uvloop":
+        pytest.importorskip("uvloop").run(main())
+    else:
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_socket_answers_pings_joins_fragments_and_answers_a_close(loop: str) -> None:
+    on_loop(loop, socket_round)
+
+
+async def socket_round(raw_server: Started) -> None:
     url, peers = await raw_server()
     got: list[bytes] = []
     arrived = asyncio.Event()
@@ -234,7 +254,12 @@ async def test_the_socket_answers_pings_joins_fragments_and_answers_a_close(
     peer.writer.close()
 
 
-async def test_a_refused_handshake_says_its_status(raw_server: Started) -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_refused_handshake_says_its_status(loop: str) -> None:
+    on_loop(loop, refused)
+
+
+async def refused(raw_server: Started) -> None:
     url, _ = await raw_server(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
     with pytest.raises(HandshakeError) as err:
         await fast_connect(url, {"X-Test": "yes"}, lambda b: None)
@@ -246,9 +271,12 @@ async def test_a_refused_handshake_says_its_status(raw_server: Started) -> None:
         await fast_connect(url, {"X-Test": "yes"}, lambda b: None)
 
 
-async def test_the_caller_sends_twilios_messages_and_hears_media_marks_and_clear(
-    raw_server: Started,
-) -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_caller_sends_twilios_messages_and_hears_media_marks_and_clear(loop: str) -> None:
+    on_loop(loop, caller_round)
+
+
+async def caller_round(raw_server: Started) -> None:
     """The media message of a tick, the mark echo and what is heard, against a hand-made
     server: the worker's compact media (the sliced path) and spaced JSON (the parsed path)
     are heard alike; a clear answers the pending mark at once."""
@@ -316,11 +344,16 @@ turns:
 """
 
 
-async def test_a_bench_caller_goes_a_round_through_the_worker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_bench_caller_goes_a_round_through_the_worker(tmp_path: Path, loop: str) -> None:
     """One round of the benchmark's conversation through the phone worker and the emulator:
     the reply heard, the barge-in cleared (marks echoed, so the truncation is where the
     caller had heard to), the short answer heard, the hang-up; the worker's media messages
     took the sliced path."""
+    on_loop(loop, lambda _: round_through_the_worker(tmp_path))
+
+
+async def round_through_the_worker(tmp_path: Path) -> None:
     from runner.emulator import running_emulator
 
     (tmp_path / "script.yaml").write_text(SCRIPT)
