@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from runner.config import gpt_live
-from runner.config.capabilities import capability_problems
+from runner.config.capabilities import capability_problems, family
 from runner.config.load import voice_type
 from runner.config.service import CREDENTIAL_QUERY, V1, features_header, to_v1
 from runner.config.source import PathKey
@@ -166,6 +165,12 @@ def compile_session(
     return payload
 
 
+def _is_gpt_live(profile: Profile) -> bool:
+    # the catalog's family, as the capability matrix decides (gpt_live.is_gpt_live's answer):
+    # runner.config.gpt_live is imported only for a GPT-Live profile
+    return family(profile.connection.model) == "gpt-live"
+
+
 def effective_api_version(profile: Profile, api_version: str | None = None) -> str:
     return api_version or profile.connection.api_version or DEFAULT_API_VERSION
 
@@ -179,7 +184,7 @@ def compile_with_problems(
     """Compile and return (payload, problems, trace: session path -> profile path)."""
     version = effective_api_version(profile, api_version)
     out = _Out(profile)
-    if gpt_live.is_gpt_live(profile.connection.model):
+    if _is_gpt_live(profile):
         if api_version:
             out.problem(
                 ("connection", "model"),
@@ -292,6 +297,8 @@ def _gpt_live(
 ) -> tuple[dict[str, Any], list[Problem], dict[PathKey, PathKey]]:
     """A GPT-Live profile -> its one ``session.start`` (docs/gpt-live.md); the settings it
     refuses are the capability matrix's (runner/config/gpt_live.py)."""
+    from runner.config import gpt_live
+
     s = profile.settings
     _tools(out, profile, DEFAULT_API_VERSION, tool_schemas)
     tools = [t for t in out.session.pop("tools", []) if t["type"] in ("function", "web_search")]
@@ -634,7 +641,9 @@ def greeting_event(profile: Profile) -> dict[str, Any] | None:
     "Greeting, translation and other context")."""
     if profile.greeting is None:
         return None
-    if gpt_live.is_gpt_live(profile.connection.model):
+    if _is_gpt_live(profile):
+        from runner.config import gpt_live
+
         return gpt_live.greeting_event(profile.greeting.text)
     event = response_for(profile.greeting)
     extras = response_extras(profile)
