@@ -74,6 +74,21 @@ def writers() -> Iterator[list[LineWriter]]:
         writer.finish(WAIT_S)
 
 
+@pytest.fixture
+def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The transcripts' process-wide state as in a new process: a test elsewhere may leave a
+    transcript open (a session's harness owns it), which would keep its writer and routing."""
+    monkeypatch.setattr(tx, "_open", [])
+    monkeypatch.setattr(tx, "_shared_writer", None)
+    tx._route()
+    yield
+    writer = tx._shared_writer
+    if writer is not None:
+        writer.finish(WAIT_S)
+    monkeypatch.undo()
+    tx._route()  # the router as the transcripts still open need it
+
+
 def _writer(writers: list[LineWriter], linger_s: float = FOREVER_S) -> LineWriter:
     writer = LineWriter("test-line-writer", linger_s=linger_s)
     writer.start()
@@ -141,8 +156,8 @@ def test_a_burst_while_the_writer_is_busy_costs_at_most_two_wakes_at_the_default
     assert len(stream.lines()) == 1001
 
 
-def test_the_technical_logs_of_a_burst_wake_their_writer_at_most_twice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_technical_logs_of_a_burst_wake_their_writer_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_process: None
 ) -> None:
     monkeypatch.setattr(tx, "WRITER_LINGER_S", FOREVER_S)
     transcript = tx.Transcript(
@@ -158,7 +173,6 @@ def test_the_technical_logs_of_a_burst_wake_their_writer_at_most_twice(
                 transcript.conv_note(f"note {i}")
         files = transcript._writer
         assert files is not None
-        assert files.writer.linger_s == FOREVER_S, "a transcript of another test is still open"
         assert files.drain(WAIT_S)
         wakes = files.writer.wakes
     finally:
@@ -297,7 +311,7 @@ def test_a_transcript_whose_file_stopped_closes_within_its_deadline_and_says_so(
 
 
 def test_fifty_sessions_each_get_only_their_own_records_from_one_handler_and_one_thread(
-    tmp_path: Path,
+    tmp_path: Path, fresh_process: None
 ) -> None:
     n, per = 50, 20
     vlrun = logging.getLogger("vlrun")
@@ -349,6 +363,31 @@ def test_fifty_sessions_each_get_only_their_own_records_from_one_handler_and_one
         assert c.technical_path is not None
         lines = [x for x in c.technical_path.read_text().splitlines() if " line " in x]
         assert [x.split(": ", 1)[1] for x in lines] == [f"call {i} line {k}" for k in range(per)]
+
+
+def test_a_record_outside_any_session_goes_to_the_lone_conversation_only(
+    tmp_path: Path, fresh_process: None
+) -> None:
+    """`vlrun PROFILE`: its embedded emulator and its start log outside the session, into its
+    one technical log. A worker's calls: such a record is no call's."""
+    log = logging.getLogger("vlrun.live.session")
+
+    def open_(name: str) -> tx.Transcript:
+        return tx.Transcript(
+            logs_dir=tmp_path / name, out=io.StringIO(), err=io.StringIO(), meter=False
+        )
+
+    lone = open_("lone")
+    log.warning("starting (no session yet)")
+    other = open_("other")
+    log.warning("the worker's own line")
+    other.close()
+    log.warning("ending (no session any more)")
+    lone.close()
+    assert lone.technical_path is not None and other.technical_path is not None
+    text = lone.technical_path.read_text()
+    assert "starting" in text and "ending" in text and "worker" not in text
+    assert "worker" not in other.technical_path.read_text()
 
 
 def _writer_threads() -> set[threading.Thread]:

@@ -104,7 +104,8 @@ def test_a_program_that_opens_the_tree_to_debug_gets_debug_in_the_technical_log_
         logging.getLogger("vlrun").addHandler(handler)
         tx.process_log_levels()  # the vlrun command's start-up
         transcript, _ = _transcript(tmp_path, logs_dir=tmp_path / "logs")
-        logging.getLogger("vlrun.live.session").debug("turn: listening -> speaking")
+        with tx.session_logging(transcript):
+            logging.getLogger("vlrun.live.session").debug("turn: listening -> speaking")
         transcript.close()
         assert transcript.technical_path is not None
         assert "turn: listening -> speaking" in transcript.technical_path.read_text()
@@ -123,7 +124,7 @@ def test_every_line_written_before_close_is_in_the_files_after_it(tmp_path: Path
         tmp_path, logs_dir=tmp_path / "logs", trace_path=tmp_path / "t.jsonl"
     )
     log = logging.getLogger("vlrun.live.session")
-    with _logger_state():
+    with _logger_state(), tx.session_logging(transcript):
         logging.getLogger("vlrun").setLevel(logging.INFO)
         for i in range(n):
             transcript.conv_note(f"note {i}")
