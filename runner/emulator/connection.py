@@ -102,6 +102,7 @@ class Connection:
         mcp_latency_ms: float | None = None,
         clock: PaceClock | None = None,
         load: bool = False,
+        transport: asyncio.BaseTransport | None = None,
     ) -> None:
         self._ws, self._record = ws, record
         self._api_version, self._session_limit_s = api_version, session_limit_s
@@ -115,6 +116,7 @@ class Connection:
             fidelity=fidelity if fidelity is not None else Fidelity(),
             abort=abort,
             load=load,
+            transport=transport,
         )
         self._tasks = Tasks()
         self._configured = False  # a valid session.update has been applied

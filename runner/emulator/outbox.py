@@ -34,6 +34,21 @@ HEARTBEAT_S = 30.0
 CLOSE_TIMEOUT_S = 5.0
 #: the events that carry output audio: not kept when the record keeps no audio
 AUDIO_OUT = frozenset({"response.audio.delta", "session.output_audio.delta"})
+#: held events are written in one write while the client's socket has less than this queued;
+#: past it, each goes through aiohttp's send, whose flow control waits for the client
+BACKLOG_BYTES = 64 * 1024
+_TEXT = 0x81  # a WebSocket frame: FIN + text opcode
+
+
+def text_frame(payload: bytes) -> bytes:
+    """``payload`` as one unmasked WebSocket text frame (RFC 6455, a server's, as aiohttp
+    frames it without compression)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((_TEXT, n)) + payload
+    if n < 65536:
+        return bytes((_TEXT, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((_TEXT, 127)) + n.to_bytes(8, "big") + payload
 
 
 class Outbox:
@@ -49,6 +64,7 @@ class Outbox:
         fidelity: Fidelity,
         abort: Callable[[], None],
         load: bool = False,
+        transport: asyncio.BaseTransport | None = None,
     ) -> None:
         self.ws, self.record = ws, record
         #: benchmark load mode (``vlrun emulate --load``): no event history is kept for tests
@@ -62,6 +78,11 @@ class Outbox:
         self._lock = asyncio.Lock()
         self._sent_count = 0
         self._dropped = False
+        # the socket's TCP transport, for held events' single write (None: each is its own)
+        # (duck-typed: uvloop's transports are no asyncio.WriteTransport subclass)
+        writes = all(hasattr(transport, a) for a in ("write", "get_write_buffer_size"))
+        self._transport: Any = transport if writes else None
+        self._held: list[str] | None = None  # events sent since hold(), for flush()
 
     @property
     def dropped(self) -> bool:
@@ -89,10 +110,13 @@ class Outbox:
             if self._dropped or self.ws.closed:
                 return
             text = speedups.dumps(event)
-            try:
-                await self.ws.send_str(text)
-            except (ConnectionError, RuntimeError):
-                return
+            if self._held is not None:
+                self._held.append(text)  # written by flush(), in the order sent
+            else:
+                try:
+                    await self.ws.send_str(text)
+                except (ConnectionError, RuntimeError):
+                    return
             # a snapshot: items are mutated later (status, transcript) and tests read history
             if self.load:
                 pass
@@ -115,6 +139,39 @@ class Outbox:
                 and self._sent_count >= faults.drop_after_events
             ):
                 await self.drop()
+
+    def hold(self) -> bool:
+        """Hold the events sent from now on for :meth:`flush`, which writes them in one write.
+
+        Each WebSocket message aiohttp sends is a write of its own (a system call, the largest
+        single cost of a paced reply); events that go out at the same moment (an audio chunk
+        and its transcript delta) need only one. The bytes and their order on the wire are the
+        same. The holder must flush before it waits on anything but a send (a hold spans no
+        time). Nothing is held when faults apply (an injected delay or error is per event) or
+        without the transport; False then, and each event goes out as it is sent.
+        """
+        if self._transport is None or self.faults is not None or self._held is not None:
+            return False
+        self._held = []
+        return True
+
+    async def flush(self) -> None:
+        """Write what was held since :meth:`hold`, in one write when the client keeps up."""
+        held, self._held = self._held, None
+        if not held or self._dropped or self.ws.closed:
+            return
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() < BACKLOG_BYTES:
+            transport.write(b"".join([text_frame(text.encode()) for text in held]))
+            return
+        async with self._lock:  # a client behind: aiohttp's flow control waits for it
+            for text in held:
+                try:
+                    await self.ws.send_str(text)
+                except (ConnectionError, RuntimeError):
+                    return
 
     async def error(
         self,

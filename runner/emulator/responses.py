@@ -429,31 +429,36 @@ class Responses:
             response.audio_started = start
             self._voice_locked = True
             for k, piece in enumerate(chunks):
-                due = math.ceil((k + 1) * len(words) / len(chunks))
-                while len(said) < due:
-                    delta = words[len(said)] if not said else " " + words[len(said)]
-                    said.append(words[len(said)])
+                held = self._outbox.hold()  # the chunk's events in one write
+                try:
+                    due = math.ceil((k + 1) * len(words) / len(chunks))
+                    while len(said) < due:
+                        delta = words[len(said)] if not said else " " + words[len(said)]
+                        said.append(words[len(said)])
+                        await self._outbox.send(
+                            {
+                                "type": "response.audio_transcript.delta",
+                                **base,
+                                "content_index": 0,
+                                "delta": delta,
+                            }
+                        )
+                    if encoded is not None:
+                        b64 = encoded[k]
+                    else:
+                        wire = g711_encode(piece, fmt[5:]) if fmt.startswith("g711") else piece
+                        b64 = base64.b64encode(wire).decode("ascii")
                     await self._outbox.send(
-                        {
-                            "type": "response.audio_transcript.delta",
-                            **base,
-                            "content_index": 0,
-                            "delta": delta,
-                        }
+                        {"type": "response.audio.delta", **base, "content_index": 0, "delta": b64}
                     )
-                if encoded is not None:
-                    b64 = encoded[k]
-                else:
-                    wire = g711_encode(piece, fmt[5:]) if fmt.startswith("g711") else piece
-                    b64 = base64.b64encode(wire).decode("ascii")
-                await self._outbox.send(
-                    {"type": "response.audio.delta", **base, "content_index": 0, "delta": b64}
-                )
-                piece_ms = len(piece) * 1000 // (rate * 2)
-                audio_ms += piece_ms
-                response.audio_sent_ms = item["_audio_ms"] = audio_ms
-                for mark in marks.upto(audio_ms) if marks.active else ():
-                    await self._outbox.send(mark)
+                    piece_ms = len(piece) * 1000 // (rate * 2)
+                    audio_ms += piece_ms
+                    response.audio_sent_ms = item["_audio_ms"] = audio_ms
+                    for mark in marks.upto(audio_ms) if marks.active else ():
+                        await self._outbox.send(mark)
+                finally:
+                    if held:
+                        await self._outbox.flush()
                 ahead = start + audio_ms / 1000 / self._pace() - self._clock.now()
                 if not await self._wait(response, ahead):
                     break

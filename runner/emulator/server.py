@@ -296,6 +296,7 @@ class Emulator:
             mcp_latency_ms=self.mcp_latency_ms,
             clock=self.clock,
             load=self.load,
+            transport=request.transport,
         )
         try:
             if opened is not None:

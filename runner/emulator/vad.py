@@ -46,7 +46,9 @@ class EnergyVad:
         self.rate = rate
         self.window = max(1, rate * WINDOW_MS // 1000)
         limit = 10 ** (threshold_dbfs(threshold) / 20) * 32768.0
-        self._power_limit = limit * limit * self.window  # compare sums of squares: no sqrt
+        # compare sums of squares: no sqrt; as a float32, as numpy compares the float32 sums
+        # with it, so a Python comparison (feed_powers) decides every window the same way
+        self._power_limit = float(np.float32(limit * limit * self.window))
         self.prefix_padding_ms = prefix_padding_ms
         self.silence_windows = max(1, silence_duration_ms // WINDOW_MS)
         self.speech_windows = max(1, speech_duration_ms // WINDOW_MS)
@@ -85,23 +87,18 @@ class EnergyVad:
         """Where the current (or last) utterance's voiced audio began, without prefix padding."""
         return self._onset * WINDOW_MS
 
-    def quiet_codes(self, decode: np.ndarray) -> bytes:
-        """The codes of a 256-entry G.711 ``decode`` table that no window made only of them
-        could make voiced (each sample's square below the per-sample share of the limit)."""
-        per_sample = self._power_limit / self.window * 0.999  # a margin for float32 sums
-        return bytes(c for c in range(256) if float(decode[c]) ** 2 < per_sample)
+    @property
+    def aligned(self) -> bool:
+        """No samples are held over from the last feed: the next audio starts a window."""
+        return not self._pending.size
 
-    def skip_quiet(self, samples: int) -> bool:
-        """Count ``samples`` known quiet (every one below the limit) without looking at them,
-        when that is what :meth:`feed` would do: outside speech, whole windows, nothing held."""
-        if self.in_speech or self._pending.size or samples % self.window:
-            return False
-        windows = samples // self.window
-        self.windows_seen += windows
-        self._gap += windows
-        if self._gap > MAX_ONSET_GAP:
-            self._voiced_run = self._gap = 0
-        return True
+    def powers(self, samples: np.ndarray) -> tuple[float, ...]:
+        """The energy (sum of squares) of each whole window of ``samples``, as :meth:`feed`
+        measures it; :meth:`feed_powers` takes them (a caller may keep them for audio it sees
+        again)."""
+        whole = samples.size // self.window * self.window
+        frames = samples[:whole].astype(np.float32).reshape(-1, self.window)
+        return tuple(np.einsum("ij,ij->i", frames, frames).tolist())
 
     def feed(self, samples: np.ndarray) -> list[VadEvent]:
         if self._pending.size:
@@ -110,17 +107,22 @@ class EnergyVad:
         self._pending = samples[whole:]
         if whole == 0:
             return []
-        frames = samples[:whole].astype(np.float32).reshape(-1, self.window)
-        powers = np.einsum("ij,ij->i", frames, frames)
-        voiced = powers > self._power_limit
-        if not self.in_speech and not voiced.any():
-            self.windows_seen += voiced.size
-            self._gap += voiced.size
+        return self.feed_powers(self.powers(samples))
+
+    def feed_powers(self, powers: tuple[float, ...] | list[float]) -> list[VadEvent]:
+        """Feed whole windows by their energies (:meth:`powers`); only when :attr:`aligned`."""
+        if not powers:
+            return []
+        limit = self._power_limit
+        if not self.in_speech and max(powers) <= limit:
+            self.windows_seen += len(powers)
+            self._gap += len(powers)
             if self._gap > MAX_ONSET_GAP:
                 self._voiced_run = self._gap = 0
             return []
         events: list[VadEvent] = []
-        for is_voiced, power in zip(voiced.tolist(), powers.tolist(), strict=True):
+        for power in powers:
+            is_voiced = power > limit
             self.windows_seen += 1
             if not self.in_speech:
                 if is_voiced:

@@ -1,0 +1,173 @@
+"""The emulator's held sends (``Outbox.hold`` / ``flush``): the events that go out at one moment
+(an audio chunk and its transcript delta) in one socket write, the same bytes on the wire.
+
+An Outbox runs on a real aiohttp server socket on loopback; a real client reads the frames.
+The transport the Outbox writes to is the request's own, seen through a counter of writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from runner import speedups
+from runner.emulator.faults import Faults
+from runner.emulator.fidelity import Fidelity
+from runner.emulator.outbox import BACKLOG_BYTES, Outbox
+from runner.emulator.record import SessionRecord
+
+pytestmark = pytest.mark.timeout(60)
+WAIT_S = 10.0
+
+
+class CountingTransport:
+    """The request's transport, its writes counted (and its backlog made to look full)."""
+
+    def __init__(self, transport: Any, *, backlog: int | None = None) -> None:
+        self._transport, self._backlog = transport, backlog
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self._transport.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        if self._backlog is not None:
+            return self._backlog
+        return int(self._transport.get_write_buffer_size())
+
+    def is_closing(self) -> bool:
+        return bool(self._transport.is_closing())
+
+
+Body = Callable[[Outbox, CountingTransport], Awaitable[None]]
+
+
+@asynccontextmanager
+async def served(
+    body: Body, *, faults: Faults | None = None, backlog: int | None = None
+) -> AsyncIterator[tuple[list[str], CountingTransport]]:
+    """Run ``body`` on a server socket's Outbox; the texts the client read, and the counter."""
+    seen: dict[str, CountingTransport] = {}
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        counter = seen["t"] = CountingTransport(request.transport, backlog=backlog)
+        record = SessionRecord(number=1, query={}, headers={})
+        outbox = Outbox(
+            ws,
+            record,
+            faults=faults,
+            record_audio=False,
+            fidelity=Fidelity(),
+            abort=lambda: None,
+            load=True,
+            transport=counter,
+        )
+        await body(outbox, counter)
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    texts: list[str] = []
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"ws://127.0.0.1:{port}/") as ws,
+        ):
+            while True:
+                msg = await asyncio.wait_for(ws.receive(), WAIT_S)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                texts.append(msg.data)
+        yield texts, seen["t"]
+    finally:
+        await runner.cleanup()
+
+
+EVENTS = [
+    {"type": "response.audio_transcript.delta", "delta": "Hello"},
+    {"type": "response.audio.delta", "delta": "A" * 70_000},  # a 64-bit length frame
+    {"type": "response.audio.delta", "delta": "/+" * 300},  # a 16-bit length frame
+    {"type": "response.output_audio_timestamp.delta", "text": "hi"},  # a 7-bit length frame
+]
+
+
+def sent(texts: list[str]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in json.loads(t).items() if k != "event_id"} for t in texts]
+
+
+async def send_all(outbox: Outbox) -> None:
+    for event in EVENTS:
+        await outbox.send(dict(event))
+
+
+async def test_held_events_go_out_in_one_write_whole_and_in_order() -> None:
+    async def body(outbox: Outbox, counter: CountingTransport) -> None:
+        assert outbox.hold()
+        await send_all(outbox)
+        assert counter.writes == 0  # held until the flush
+        await outbox.flush()
+        assert counter.writes == 1
+        await outbox.send({"type": "after"})  # not held: aiohttp's own write
+        assert counter.writes == 1
+
+    async with served(body) as (texts, counter):
+        assert sent(texts) == [*EVENTS, {"type": "after"}]
+        # the text is what the Outbox serialises for any event (event_id last)
+        assert texts[0] == speedups.dumps(
+            {**EVENTS[0], "event_id": json.loads(texts[0])["event_id"]}
+        )
+
+
+async def test_nothing_is_held_where_faults_apply() -> None:
+    """An injected delay or error counts events one by one: they are not held."""
+
+    async def body(outbox: Outbox, counter: CountingTransport) -> None:
+        assert not outbox.hold()
+        await send_all(outbox)
+        await outbox.flush()  # nothing held: nothing to do
+        assert counter.writes == 0
+
+    faults = Faults(error_after_events=2)
+    async with served(body, faults=faults) as (texts, _):
+        kinds = [e["type"] for e in sent(texts)]
+        assert kinds == [EVENTS[0]["type"], EVENTS[1]["type"], "error", *kinds[3:]]
+        assert kinds[3:] == [EVENTS[2]["type"], EVENTS[3]["type"]]
+
+
+async def test_a_client_behind_gets_held_events_through_aiohttps_flow_control() -> None:
+    async def body(outbox: Outbox, counter: CountingTransport) -> None:
+        assert outbox.hold()
+        await send_all(outbox)
+        await outbox.flush()
+        assert counter.writes == 0  # each through aiohttp's send, which waits for the client
+
+    async with served(body, backlog=BACKLOG_BYTES) as (texts, _):
+        assert sent(texts) == EVENTS
+
+
+async def test_a_flush_after_the_socket_closed_writes_nothing() -> None:
+    async def body(outbox: Outbox, counter: CountingTransport) -> None:
+        assert outbox.hold()
+        await send_all(outbox)
+        await outbox.ws.close()
+        await outbox.flush()
+        assert counter.writes == 0
+
+    async with served(body) as (texts, _):
+        assert texts == []
