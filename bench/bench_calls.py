@@ -202,6 +202,8 @@ SILENCE_B64 = base64.b64encode(SILENCE)
 # the media message BenchCaller sent through aiohttp, as bytes (sequenceNumber, the middle
 # with the stream id, chunk, timestamp, payload)
 MEDIA_FORMAT = b'{"event":"media","sequenceNumber":"%d%b%d","timestamp":"%d","payload":"%b"}}'
+# the mark echo TwilioCaller sends (json.dumps of its dict, default separators), as bytes
+MARK_FORMAT = b'{"event": "mark", "sequenceNumber": "%b", "streamSid": "%b", "mark": {"name": %b}}'
 MEDIA_HEAD = b'{"event":"media",'  # the worker's media message, compact (its StreamEncoder)
 PAYLOAD_KEY = b'"payload":"'
 MEDIA_TAIL = b'"}}'  # the payload is the media object's last field in that shape
@@ -236,7 +238,9 @@ class BenchCaller(TwilioCaller):
             f'","streamSid":"{self.stream_sid}","media":{{"track":"inbound","chunk":"'
         ).encode()
         self._mark_timer: asyncio.TimerHandle | None = None
+        self._sid = self.stream_sid.encode()  # "MZ" and hex: nothing for JSON to escape
         self.media_parsed_as_json = 0  # media messages not of the worker's known shape
+        self._media_seen = False
 
     async def open_socket(self, url: str, headers: dict[str, str]) -> Any:
         self.sock = await fast_connect(url, headers, self.on_message)
@@ -302,7 +306,9 @@ class BenchCaller(TwilioCaller):
     def _media(self, audio: bytes) -> None:
         self.hear_frame(time.monotonic(), len(audio) / self.frame_bytes)
         self.ear.hear(audio)
-        self._note("media")
+        if not self._media_seen:  # noted once (got("media")): it stays noted
+            self._media_seen = True
+            self._note("media")
 
     def _echo_due(self) -> None:
         """Echo the marks whose audio has played; a timer for the next one (the ear's clock)."""
@@ -311,21 +317,16 @@ class BenchCaller(TwilioCaller):
         while self._marks and self._marks[0][0] <= now:
             self._echo_now(self._marks.popleft()[1])
         if self._marks and not self.closed.is_set():
-            loop = asyncio.get_running_loop()
-            self._mark_timer = loop.call_later(self._marks[0][0] - now, self._echo_due)
+            # 1 ms over: uvloop's clock counts whole ms, a timer set for the due time itself
+            # can fire just before it (and be set again)
+            delay = self._marks[0][0] - now + 0.001
+            self._mark_timer = asyncio.get_running_loop().call_later(delay, self._echo_due)
 
     def _echo_now(self, name: str) -> None:
         self.marks_echoed.append(name)
-        if self.sock is not None:  # the bytes TwilioCaller._echo sends (json.dumps)
+        if self.sock is not None:  # the bytes TwilioCaller._echo sends (its json.dumps)
             self.sock.write(
-                json.dumps(
-                    {
-                        "event": "mark",
-                        "sequenceNumber": self._next(),
-                        "streamSid": self.stream_sid,
-                        "mark": {"name": name},
-                    }
-                ).encode()
+                MARK_FORMAT % (self._next().encode(), self._sid, json.dumps(name).encode())
             )
 
     async def close(self) -> None:
@@ -346,11 +347,14 @@ async def ticker(callers: list[BenchCaller], stop: asyncio.Event) -> None:
         for c in callers:
             if c.sock is None or c.closed.is_set():
                 continue
-            frame = bytes(c.pending[:160])
-            del c.pending[:160]
-            if frame and not c.pending:
-                c.speech_end = time.monotonic() + 0.3  # end of speech: the VAD's silence after it
-            frame += b"\xff" * (160 - len(frame))
+            if c.pending:
+                frame = bytes(c.pending[:160])
+                del c.pending[:160]
+                if not c.pending:  # end of speech: the VAD's silence after it
+                    c.speech_end = time.monotonic() + 0.3
+                frame += b"\xff" * (160 - len(frame))
+            else:
+                frame = SILENCE
             if c.tick(frame):
                 c.frames_sent += 1
             if c.sock.paused:

@@ -112,6 +112,10 @@ class FrameParser:
         self._frag_op = 0
         self._frag_size = 0
 
+    def busy(self) -> bool:
+        """Part of a frame or of a fragmented message is held."""
+        return bool(self._buf or self._frag)
+
     def feed(self, data: bytes) -> None:
         if self._buf:
             data = self._buf + data
@@ -205,6 +209,7 @@ class ClientSocket(asyncio.Protocol):
         self._head = b""
         self._key = ""
         self._close_sent = False
+        self._open = False  # handshake done
         self.parser = FrameParser(self._message, self._control)
 
     # ------------------------------------------------------------------ transport events
@@ -214,6 +219,16 @@ class ClientSocket(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        # Most reads are one whole unfragmented text frame (a media message or a mark): it
+        # goes straight out, the parser's state untouched (it has nothing buffered then).
+        if self._open and data[0] == 0x81 and not self.parser.busy():
+            n = data[1]
+            if n == 126 and len(data) == 4 + ((data[2] << 8) | data[3]):
+                self.on_text(data[4:])
+                return
+            if n < 126 and len(data) == 2 + n:
+                self.on_text(data[2:])
+                return
         try:
             if not self.handshake.done():
                 data = self._handshake_data(data)
@@ -280,6 +295,7 @@ class ClientSocket(asyncio.Protocol):
         if fields.get("sec-websocket-accept") != accept_key(self._key):
             raise HandshakeError(status, "wrong Sec-WebSocket-Accept")
         self.handshake.set_result(None)
+        self._open = True
         return rest
 
     def _abort(self, exc: Exception) -> None:

@@ -16,6 +16,7 @@ import json
 import random
 import re
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -158,10 +159,13 @@ class RawPeer:
         body = await asyncio.wait_for(self.reader.readexactly(n), 5)
         return read_client_frame(head + rest + body)
 
-    async def text(self) -> Any:
+    async def body(self) -> bytes:
         fin, opcode, body = await self.frame()
         assert fin and opcode == OP_TEXT, (fin, opcode, body)
-        return json.loads(body)
+        return body
+
+    async def text(self) -> Any:
+        return json.loads(await self.body())
 
     def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -291,9 +295,10 @@ async def caller_round(raw_server: Started) -> None:
         speech = mulaw_tone(20)
         caller.frames_sent = 6
         assert caller.tick(speech)
-        assert await peer.text() == {  # Twilio's media message, field for field
+        start_seq = int(start["sequenceNumber"]) + 1
+        sent = {
             "event": "media",
-            "sequenceNumber": str(start_seq := int(start["sequenceNumber"]) + 1),
+            "sequenceNumber": str(start_seq),
             "streamSid": caller.stream_sid,
             "media": {
                 "track": "inbound",
@@ -301,28 +306,37 @@ async def caller_round(raw_server: Started) -> None:
                 "timestamp": str(7 * FRAME_MS),
                 "payload": base64.b64encode(speech).decode(),
             },
-        }
+        }  # Twilio's media message, byte for byte what the aiohttp caller sent
+        assert await peer.body() == json.dumps(sent, separators=(",", ":")).encode()
         one, two = bytes(range(256)) * 10, bytes(range(80, 240)) * 50  # 1.3 s to play
         peer.send(server_frame(OP_TEXT, StreamEncoder(caller.stream_sid).media_bytes(one)))
         media = {"payload": base64.b64encode(two).decode()}
         spaced = {"event": "media", "streamSid": caller.stream_sid, "media": media}
         peer.send(server_frame(OP_TEXT, json.dumps(spaced).encode()))
-        peer.send(server_frame(OP_TEXT, StreamEncoder(caller.stream_sid).mark("m1").encode()))
+        name = 'm"1\u00e9'  # escaped in JSON both ways
+        peer.send(server_frame(OP_TEXT, StreamEncoder(caller.stream_sid).mark(name).encode()))
         await caller.ear.until_heard(1, timeout=5)  # the first frame arrived
         await asyncio.wait_for(caller.got("mark"), 5)
         assert bytes(caller.ear.received) == one + two
         assert caller.media_parsed_as_json == 1  # the spaced one; the compact one was sliced
         assert caller.marks_echoed == []  # its audio is still playing
         peer.send(server_frame(OP_TEXT, StreamEncoder(caller.stream_sid).clear().encode()))
-        echo = await peer.text()  # at the clear, not when the audio would have played
-        assert echo == {
+        echo = await peer.body()  # at the clear, not when the audio would have played
+        echoed = {
             "event": "mark",
             "sequenceNumber": str(start_seq + 1),
             "streamSid": caller.stream_sid,
-            "mark": {"name": "m1"},
+            "mark": {"name": name},
         }
-        assert caller.clears == 1 and caller.marks_echoed == ["m1"]
+        assert echo == json.dumps(echoed).encode()  # what TwilioCaller._echo sends
+        assert caller.clears == 1 and caller.marks_echoed == [name]
         assert caller.spurt_start is None  # the next audio starts a new talk spurt
+        # Not cleared, a mark is echoed once the audio before it has played, not before.
+        peer.send(server_frame(OP_TEXT, StreamEncoder(caller.stream_sid).media_bytes(two)))
+        peer.send(server_frame(OP_TEXT, StreamEncoder(caller.stream_sid).mark("m2").encode()))
+        assert (await peer.text())["mark"] == {"name": "m2"}
+        assert time.monotonic() >= caller.ear.play_end
+        assert caller.marks_echoed == [name, "m2"]
     finally:
         peer.writer.close()
         await caller.close()
