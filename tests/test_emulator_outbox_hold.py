@@ -16,8 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from websockets.asyncio.client import connect
 
 from runner import speedups
+from runner.emulator import running_emulator
 from runner.emulator.faults import Faults
 from runner.emulator.fidelity import Fidelity
 from runner.emulator.outbox import BACKLOG_BYTES, Outbox
@@ -171,3 +173,38 @@ async def test_a_flush_after_the_socket_closed_writes_nothing() -> None:
 
     async with served(body) as (texts, _):
         assert texts == []
+
+
+async def test_a_replys_audio_deltas_are_the_bytes_send_would_write() -> None:
+    """The audio deltas' JSON is built from a head made once per reply: each must be the text
+    ``Outbox.send`` writes for the same event (the same fields, in the same order)."""
+    script = {"turns": [{"match": "tell", "say": "The river runs past the old mill."}]}
+    async with running_emulator(scenario=script, speed=0, use_espeak=False) as emu:
+        url = emu.endpoint.replace("http://", "ws://") + "/voice-live/realtime?model=gpt-realtime"
+        texts: list[str] = []
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"type": "session.update", "session": {}}))
+            item = {"type": "message", "role": "user"}
+            item["content"] = [{"type": "input_text", "text": "tell me"}]
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))
+            await ws.send(json.dumps({"type": "response.create"}))
+            while '"type":"response.done"' not in (
+                text := str(await asyncio.wait_for(ws.recv(), WAIT_S))
+            ):
+                texts.append(text)
+        recorded = [e for e in emu.sessions[0].sent if e["type"] == "response.audio.delta"]
+    deltas = [t for t in texts if json.loads(t)["type"] == "response.audio.delta"]
+    assert len(deltas) > 5
+    assert [json.loads(t) for t in deltas] == recorded  # the record keeps what went out
+    for text in deltas:
+        event = json.loads(text)
+        assert list(event) == [
+            "type",
+            "response_id",
+            "item_id",
+            "output_index",
+            "content_index",
+            "delta",
+            "event_id",
+        ]
+        assert text == speedups.dumps(event)

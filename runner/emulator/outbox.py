@@ -99,17 +99,29 @@ class Outbox:
         if self._dropped or self.ws.closed:
             return
         event.setdefault("event_id", P.new_id("event"))
+        await self._send(event["type"], event, None)
+
+    async def send_text(self, kind: str, text: str) -> None:
+        """An event of type ``kind`` already serialised, ``event_id`` last, exactly as
+        :meth:`send` would serialise it (a reply's audio deltas: their constant head is built
+        once per reply, tests/test_emulator_outbox_hold.py checks the bytes)."""
+        if self._dropped or self.ws.closed:
+            return
+        await self._send(kind, None, text)
+
+    async def _send(self, kind: str, event: dict[str, Any] | None, text: str | None) -> None:
         faults = self.faults
         async with self._lock:
             if (
                 faults
                 and faults.delay_ms
-                and (not faults.delay_types or event["type"] in faults.delay_types)
+                and (not faults.delay_types or kind in faults.delay_types)
             ):
                 await asyncio.sleep(faults.delay_ms / 1000)
             if self._dropped or self.ws.closed:
                 return
-            text = speedups.dumps(event)
+            if text is None:  # serialised now, after any delay: what the client gets then
+                text = speedups.dumps(event)
             if self._held is not None:
                 self._held.append(text)  # written by flush(), in the order sent
             else:
@@ -118,11 +130,11 @@ class Outbox:
                 except (ConnectionError, RuntimeError):
                     return
             # a snapshot: items are mutated later (status, transcript) and tests read history
-            if self.load:
+            if self.load or (kind in AUDIO_OUT and not self._record_audio):
                 pass
-            elif self._record_audio:
+            elif self._record_audio or event is None:
                 self.record.sent.append(json.loads(text))
-            elif event["type"] not in AUDIO_OUT:
+            else:
                 self.record.sent.append(event)
             self._sent_count += 1
             if faults is None:

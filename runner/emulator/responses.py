@@ -8,6 +8,7 @@ import logging
 import math
 from typing import Any
 
+from runner import speedups
 from runner.emulator import protocol as P
 from runner.emulator.conversation import Conversation, Response
 from runner.emulator.marks import SpeechMarks
@@ -425,6 +426,8 @@ class Responses:
             marks = SpeechMarks(self._conv.session, base, text, speech, rate)
             chunks = [pcm[i : i + chunk] for i in range(0, len(pcm), chunk)] or [b""]
             response.audio_item, item["_audio_ms"] = item["id"], 0
+            first = {"type": "response.audio.delta", **base, "content_index": 0, "delta": ""}
+            head = speedups.dumps(first)[:-2]  # up to the delta's opening quote
             start = self._clock.now()
             response.audio_started = start
             self._voice_locked = True
@@ -448,9 +451,9 @@ class Responses:
                     else:
                         wire = g711_encode(piece, fmt[5:]) if fmt.startswith("g711") else piece
                         b64 = base64.b64encode(wire).decode("ascii")
-                    await self._outbox.send(
-                        {"type": "response.audio.delta", **base, "content_index": 0, "delta": b64}
-                    )
+                    # the delta's JSON as Outbox.send writes it, its constant head built once
+                    text = f'{head}{b64}","event_id":"{P.new_id("event")}"}}'
+                    await self._outbox.send_text("response.audio.delta", text)
                     piece_ms = len(piece) * 1000 // (rate * 2)
                     audio_ms += piece_ms
                     response.audio_sent_ms = item["_audio_ms"] = audio_ms
