@@ -48,9 +48,11 @@ MARK_MS = 100  # a Twilio mark at least every this much audio (whole messages)
 # short stall of the worker, the service or the machine was an audible gap; the provider
 # flushes this buffer on a barge-in, so a bigger one costs nothing there.
 LEAD_MS = 360
-# The caller's buffer is refilled this much at a time (three or four 20 ms frames, sent with
-# their mark in one socket write): a write costs more than the frame it carries.
-REFILL_MS = 60
+# The caller's buffer is refilled this much at a time (two 60 ms messages and their mark, in one
+# socket write): every service of a call costs its write, its wake-up and its bookkeeping
+# whatever it carries, and the buffer never falls below LEAD_MS - REFILL_MS (240 ms), well
+# above any stall seen on a loaded machine.
+REFILL_MS = 120
 # Below this much audio ahead of the caller, new audio leaves at once rather than at the clock's
 # next tick: the first frame of a reply is not held back by up to a tick.
 URGENT_MS = 40

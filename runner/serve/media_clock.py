@@ -22,8 +22,8 @@ call is always the last one served. The clock's task runs while at least
 one player is registered; it is owned here and awaited by :meth:`MediaClock.close`.
 
 A player is served when its caller's buffer is down to the refill mark (``lead_ms -
-refill_ms``, 240 ms of 300): it then sends three or four frames and their mark in one socket
-write (:mod:`runner.serve.ws_batch`), so a call costs about 15 writes a second, not 60.
+refill_ms``, 240 ms of 360): it then sends two 60 ms messages and their mark in one socket
+write (:mod:`runner.serve.ws_batch`), so a call costs about 8 writes a second of reply, not 50.
 """
 
 from __future__ import annotations
