@@ -54,7 +54,7 @@ Body = Callable[[Outbox, CountingTransport], Awaitable[None]]
 
 @asynccontextmanager
 async def served(
-    body: Body, *, faults: Faults | None = None, backlog: int | None = None
+    body: Body, *, faults: Faults | None = None, backlog: int | None = None, compress: int = 0
 ) -> AsyncIterator[tuple[list[str], CountingTransport]]:
     """Run ``body`` on a server socket's Outbox; the texts the client read, and the counter."""
     seen: dict[str, CountingTransport] = {}
@@ -89,7 +89,7 @@ async def served(
     try:
         async with (
             aiohttp.ClientSession() as http,
-            http.ws_connect(f"ws://127.0.0.1:{port}/") as ws,
+            http.ws_connect(f"ws://127.0.0.1:{port}/", compress=compress) as ws,
         ):
             while True:
                 msg = await asyncio.wait_for(ws.receive(), WAIT_S)
@@ -150,6 +150,19 @@ async def test_nothing_is_held_where_faults_apply() -> None:
         kinds = [e["type"] for e in sent(texts)]
         assert kinds == [EVENTS[0]["type"], EVENTS[1]["type"], "error", *kinds[3:]]
         assert kinds[3:] == [EVENTS[2]["type"], EVENTS[3]["type"]]
+
+
+async def test_nothing_is_held_for_a_client_that_negotiated_compression() -> None:
+    """aiohttp compresses each message for such a client: the wire keeps its compressed form."""
+
+    async def body(outbox: Outbox, counter: CountingTransport) -> None:
+        assert outbox.ws.compress
+        assert not outbox.hold()
+        await send_all(outbox)
+        assert counter.writes == 0
+
+    async with served(body, compress=15) as (texts, _):
+        assert sent(texts) == EVENTS
 
 
 async def test_a_client_behind_gets_held_events_through_aiohttps_flow_control() -> None:

@@ -159,10 +159,17 @@ class Outbox:
         single cost of a paced reply); events that go out at the same moment (an audio chunk
         and its transcript delta) need only one. The bytes and their order on the wire are the
         same. The holder must flush before it waits on anything but a send (a hold spans no
-        time). Nothing is held when faults apply (an injected delay or error is per event) or
-        without the transport; False then, and each event goes out as it is sent.
+        time). Nothing is held when faults apply (an injected delay or error is per event),
+        without the transport, or when the client negotiated compression (aiohttp compresses
+        each message, and may do so off the loop); False then, and each event goes out as it
+        is sent.
         """
-        if self._transport is None or self.faults is not None or self._held is not None:
+        if (
+            self._transport is None
+            or self.faults is not None
+            or self._held is not None
+            or self.ws.compress
+        ):
             return False
         self._held = []
         return True

@@ -72,7 +72,7 @@ INCLUDE = (
 
 def new_id(prefix: str) -> str:
     """Ids shaped like the service's: a prefix, an underscore, 22 url-safe characters."""
-    return f"{prefix}_{_IDS.getrandbits(88):022x}"
+    return f"{prefix}_{_IDS.randbytes(11).hex()}"
 
 
 #: ids must be unique, not secret: a generator seeded once, not a system call (os.urandom) per
