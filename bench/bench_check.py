@@ -5,6 +5,11 @@ Not a test: prints a Markdown table with ratios against the targets (>= 1,000 pr
 
     python bench/bench_check.py [--count 1000] [--repeat 7] [--against OLD_TREE]
 
+Modules are compiled once into a private .pyc cache (PYTHONPYCACHEPREFIX in the temporary
+folder), as an installed vlrun has them, whatever PYTHONDONTWRITEBYTECODE says here: with it
+set and no __pycache__, every start compiles each imported module from source, which measures
+the source's length rather than vlrun's work. ``--as-is`` keeps this environment's settings.
+
 ``--against`` takes another source tree of vlrun (``git archive <rev> | tar -x -C DIR``) and
 measures it in the same run, alternating with this one measure by measure, so a busy machine
 slows both alike; the table then gives both trees and this one's ratio to the other.
@@ -104,8 +109,15 @@ def _child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+PYCACHE: Path | None = None  # the private .pyc cache; None: as this environment says
+
+
 def _env(root: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(root)}
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    if PYCACHE is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    return env
 
 
 def subprocess_run(root: Path, args: list[str]) -> tuple[float, float]:
@@ -144,15 +156,20 @@ def measure(trees: list[Path], folder: Path, one: str, repeat: int) -> list[dict
     samples: list[dict[str, list[float]]] = [
         {"cold": [], "cold_cpu": [], "sub": [], "sub_cpu": [], "inproc": []} for _ in trees
     ]
-    for root in trees:
-        subprocess_run(root, [one])  # warm the OS file cache and .pyc files
-    for _ in range(repeat):
-        for root, got in zip(trees, samples, strict=True):
+    first = str(sorted(folder.iterdir())[0])  # tools and a template: the bulk run's imports
+    for root in trees:  # warm the OS file cache and .pyc files
+        subprocess_run(root, [one])
+        subprocess_run(root, [first])
+    # the trees take turns, and which goes first alternates too
+    turns = [list(zip(trees, samples, strict=True))] * 2
+    turns[1] = turns[1][::-1]
+    for i in range(repeat):
+        for root, got in turns[i % 2]:
             wall, cpu = subprocess_run(root, [one])
             got["cold"].append(wall * 1000)
             got["cold_cpu"].append(cpu * 1000)
-    for _ in range(3):
-        for root, got in zip(trees, samples, strict=True):
+    for i in range(3):
+        for root, got in turns[i % 2]:
             wall, cpu = subprocess_run(root, [str(folder)])
             got["sub"].append(wall)
             got["sub_cpu"].append(cpu)
@@ -178,11 +195,18 @@ def main() -> None:
     parser.add_argument(
         "--against", type=Path, help="another vlrun source tree, measured alternately"
     )
+    parser.add_argument(
+        "--as-is",
+        action="store_true",
+        help="no private .pyc cache: PYTHONDONTWRITEBYTECODE and __pycache__ as they are here",
+    )
     args = parser.parse_args()
+    global PYCACHE
     trees = [ROOT] + ([args.against.resolve()] if args.against else [])
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "profiles"
         folder.mkdir()
+        PYCACHE = None if args.as_is else Path(tmp) / "pycache"
         generate(folder, args.count)
         one = str(ROOT / "profiles" / "casual-chat.yaml")
         samples = measure(trees, folder, one, args.repeat)
@@ -223,7 +247,8 @@ def main() -> None:
             line += f" {old[key]:.0f}{unit} | {versus:.2f} |"
         print(line)
     print(
-        f"\nload average {load:.1f} on {os.cpu_count()} CPUs (wall times suffer when it is "
+        f"\n.pyc: {'as this environment says' if args.as_is else 'a private cache, warmed'}; "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs (wall times suffer when it is "
         f"high); bare `python -c pass`: {statistics.median(baseline):.0f} ms; "
         f"cold-start samples: {', '.join(f'{c:.0f}' for c in samples[0]['cold'])} ms"
         + (
@@ -239,6 +264,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
         },
         "count": args.count,
+        "bytecode": "as this environment says" if args.as_is else "private .pyc cache",
         "load_average": load,
         "cold_start_cpu_ms": {"median": new["cold_cpu_ms"], "samples": samples[0]["cold_cpu"]},
         "throughput_cpu_per_s": new["sub_cpu_rate"],

@@ -17,7 +17,8 @@ offline which region a profile will meet (the regions table is linked from docs/
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple
+from types import MappingProxyType
+from typing import Any, NamedTuple, TypeGuard
 
 from runner.config.locator import Locator
 from runner.config.service import BYOM_QUERY, V1
@@ -67,6 +68,12 @@ CATALOG = tuple(m.name for m in MODELS)
 _FAMILY = {m.name: m.family for m in MODELS}
 #: Reached through BYOM only (voice-live.md: "supported and tested ... but aren't pre-deployed").
 BYOM_ONLY = ("gpt-5.5", "gpt-5.4-mini", "gpt-5.4-nano")
+
+
+def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    # a resolved profile's mappings are dicts and mappingproxies: known by type first, since
+    # isinstance(value, Mapping) goes through the ABC machinery for every setting of every profile
+    return type(value) in (dict, MappingProxyType) or isinstance(value, Mapping)
 
 
 def family(model: str | None) -> str | None:
@@ -121,7 +128,7 @@ def target_of(doc: Mapping[str, Any], version: str) -> Target:
         assumed=assumed,
         version=version,
         byom=byom if isinstance(byom, str) else None,
-        classic_agent=isinstance(agent, Mapping) and "id" in agent,
+        classic_agent=_is_mapping(agent) and "id" in agent,
         agent=bool(agent),
     )
 
@@ -168,7 +175,7 @@ def _model_catalog(doc: Mapping[str, Any], t: Target, loc: Locator) -> Iterator[
 
 def _td_type(doc: Mapping[str, Any]) -> Any:
     td = doc.get("turn_detection")
-    return td.get("type") if isinstance(td, Mapping) else td
+    return td.get("type") if _is_mapping(td) else td
 
 
 def _on(t: Target) -> str:
@@ -213,7 +220,7 @@ def _mcp(doc: Mapping[str, Any], t: Target, loc: Locator) -> Iterator[Problem]:
 
 def _voice_type(doc: Mapping[str, Any]) -> Any:
     voice = doc.get("voice")
-    return voice.get("type") if isinstance(voice, Mapping) else None
+    return voice.get("type") if _is_mapping(voice) else None
 
 
 def _native_voice(doc: Mapping[str, Any], t: Target, loc: Locator) -> Iterator[Problem]:
@@ -295,8 +302,8 @@ SMART_EOT_SINCE = "2026-06-01-preview"
 
 def _smart_eot(doc: Mapping[str, Any], t: Target, loc: Locator) -> Iterator[Problem]:
     td = doc.get("turn_detection")
-    eou = td.get("end_of_utterance_detection") if isinstance(td, Mapping) else None
-    if not isinstance(eou, Mapping) or eou.get("model") != SMART_EOT:
+    eou = td.get("end_of_utterance_detection") if _is_mapping(td) else None
+    if not _is_mapping(eou) or eou.get("model") != SMART_EOT:
         return
     path = ("turn_detection", "end_of_utterance_detection", "model")
     if t.version == V1:
@@ -324,7 +331,7 @@ def _smart_eot(doc: Mapping[str, Any], t: Target, loc: Locator) -> Iterator[Prob
 
 def _invoke_input(doc: Mapping[str, Any], t: Target, loc: Locator) -> Iterator[Problem]:
     agent = (doc.get("connection") or {}).get("agent")
-    if not isinstance(agent, Mapping) or "invoke_input" not in agent:
+    if not _is_mapping(agent) or "invoke_input" not in agent:
         return
     if "id" in agent:
         yield loc.problem(

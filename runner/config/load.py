@@ -92,10 +92,11 @@ def analyse(
     none (for `vlrun check` to check its tool bindings too); never run such a profile.
     A problem a ``--set`` causes inside a setting names that ``--set`` (Locator.problem)."""
     env = os.environ if env is None else env
-    display = str(path)
+    display = str(path)  # as given: problems name the file so
+    path = Path(path)  # once: `vlrun check` analyses every profile it is given
     load_warnings: list[Problem] = []
     try:
-        doc, positions, ref_paths = load_chain(Path(path), display, load_warnings)
+        doc, positions, ref_paths = load_chain(path, display, load_warnings)
     except ProfileError as exc:
         return None, list(exc.all_problems)
     for expr in sets:
@@ -140,7 +141,7 @@ def analyse(
         values, var_origins = _vars(doc, vars, loc, problems)
     instructions = greeting = None
     if values is not None:
-        instructions = _instructions(doc, values, Path(path), positions, loc, problems)
+        instructions = _instructions(doc, values, path, positions, loc, problems)
         greeting = _greeting(doc, values, positions, loc, problems)
     flow = None
     if values is not None and "flow" in doc:
@@ -167,7 +168,7 @@ def analyse(
     if not partial and any(p.severity == "error" for p in problems):
         return None, problems
     profile = _build(
-        Path(path),
+        path,
         doc,
         positions,
         env_refs,
