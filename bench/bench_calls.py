@@ -41,7 +41,8 @@ pointed at the same emulator) as one more variant, alternating with vlrun under 
 callers; its virtualenv (``bench/.venv-pipecat``, git-ignored) is made from PyPI on first use.
 Pipecat counts no frame delays or underruns, so those columns are blank for it; what the
 callers hear (gaps, turn latency) and what its process costs are measured as for vlrun.
-``worker_cpu_us_per_frame`` is the worker's CPU per media frame it relayed (both ways): a
+``worker_cpu_us_per_frame`` is the worker's CPU per 20 ms media frame it relayed (both ways,
+whatever the messages carrying them: the worker sends 60 ms a message): a
 step where calls failed or stalled relayed less, and its CPU per call says less.
 The largest N that meets both audio targets, with no failed call, is the result. The callers
 share the machine's 2 cores with the worker and the emulator, so the figure is a floor for
@@ -54,6 +55,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import os
 import random
@@ -224,7 +226,8 @@ class BenchCaller(TwilioCaller):
         self.ear = BenchEar(bytes_per_ms=8)
         self.spurt_start: float | None = None
         self.spurt_frames: float = 0
-        self.lateness: list[tuple[float, float]] = []  # (when, how late)
+        self.lateness: list[tuple[float, float]] = []  # (when, how late), a message each
+        self.heard: list[tuple[float, float]] = []  # (when, 20 ms frames it carried)
         self.last_arrival = 0.0
         self.speech_end: float | None = None
         self.turn_latency: list[tuple[float, float]] = []
@@ -275,6 +278,7 @@ class BenchCaller(TwilioCaller):
                 self.speech_end = None
         slot = self.spurt_start + self.spurt_frames * FRAME_MS / 1000
         self.lateness.append((now, max(0.0, now - slot)))
+        self.heard.append((now, frames))
         self.spurt_frames += frames
         self.last_arrival = now
 
@@ -530,6 +534,8 @@ async def step(
 
     in_window = [(c, [t for t, _ in c.lateness if start["at"] <= t <= end["at"]]) for c in callers]
     lateness = [x for c in callers for t, x in c.lateness if start["at"] <= t <= end["at"]]
+    # 20 ms frames heard, whatever the messages that carried them (a worker may send 60 ms)
+    frames_heard = sum(f for c in callers for t, f in c.heard if start["at"] <= t <= end["at"])
     turns = [x for c in callers for t, x in c.turn_latency if start["at"] <= t <= end["at"]]
     errors = [c.error for c in callers if c.error]
     delay_p99 = bucket_p99(start["delays"], end["delays"])
@@ -540,7 +546,8 @@ async def step(
         "errors": errors[:3],
         "window_s": round(seconds, 1),
         "ramp_s": round(start["at"] - ramp0["at"], 1),
-        "frames": len(lateness),
+        "frames": round(frames_heard),
+        "messages_heard": len(lateness),
         "rounds": sum(c.rounds for c in callers),
         "calls_heard_in_window": sum(1 for _, seen in in_window if seen),
         # what the worker added per frame, p99 (upper bound of its histogram bucket)
@@ -567,7 +574,7 @@ async def step(
         # the worker's CPU per media frame it relayed (in and out): a step where calls failed
         # or replies stalled did less work, and its CPU per call is not comparable
         "worker_cpu_us_per_frame": round(
-            (end["cpu"][0] - start["cpu"][0]) * 1e6 / max(1, len(lateness) + sent1 - sent0), 2
+            (end["cpu"][0] - start["cpu"][0]) * 1e6 / max(1, frames_heard + sent1 - sent0), 2
         ),
         "emulator_cpu_pct": cpu_pct(1) if emulator_pid else 0.0,
         "callers_cpu_pct": cpu_pct(2),
@@ -661,6 +668,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         # The floor in the same run, on the same machine: what any relay pays per call.
         floor = await measure_floor(args.floor_calls, args.floor_duration)
         print(json.dumps({"floor": floor}), file=sys.stderr, flush=True)
+        # The harness's start-up heap (libraries, the floor's run) never becomes garbage: kept
+        # out of the collector, full collections in the window walk only the calls' objects.
+        gc.freeze()
         if args.harness_nice:
             os.nice(args.harness_nice)
         results: list[dict[str, Any]] = []
