@@ -19,11 +19,16 @@ from aiohttp import web
 from websockets.asyncio.client import connect
 
 from runner import speedups
+from runner.emulator import protocol as P
 from runner.emulator import running_emulator
+from runner.emulator.conversation import Conversation
 from runner.emulator.faults import Faults
 from runner.emulator.fidelity import Fidelity
-from runner.emulator.outbox import BACKLOG_BYTES, Outbox
+from runner.emulator.model import ScriptedModel
+from runner.emulator.outbox import BACKLOG_BYTES, Outbox, Tasks
 from runner.emulator.record import SessionRecord
+from runner.emulator.responses import Responses
+from runner.emulator.tool_calls import ToolCalls
 
 pytestmark = pytest.mark.timeout(60)
 WAIT_S = 10.0
@@ -33,7 +38,7 @@ class CountingTransport:
     """The request's transport, its writes counted (and its backlog made to look full)."""
 
     def __init__(self, transport: Any, *, backlog: int | None = None) -> None:
-        self._transport, self._backlog = transport, backlog
+        self._transport, self.backlog = transport, backlog
         self.writes = 0
 
     def write(self, data: bytes) -> None:
@@ -41,8 +46,8 @@ class CountingTransport:
         self._transport.write(data)
 
     def get_write_buffer_size(self) -> int:
-        if self._backlog is not None:
-            return self._backlog
+        if self.backlog is not None:
+            return self.backlog
         return int(self._transport.get_write_buffer_size())
 
     def is_closing(self) -> bool:
@@ -54,7 +59,7 @@ Body = Callable[[Outbox, CountingTransport], Awaitable[None]]
 
 @asynccontextmanager
 async def served(
-    body: Body, *, faults: Faults | None = None, backlog: int | None = None, compress: int = 0
+    body: Body, *, faults: Faults | None = None, compress: int = 0
 ) -> AsyncIterator[tuple[list[str], CountingTransport]]:
     """Run ``body`` on a server socket's Outbox; the texts the client read, and the counter."""
     seen: dict[str, CountingTransport] = {}
@@ -62,7 +67,7 @@ async def served(
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        counter = seen["t"] = CountingTransport(request.transport, backlog=backlog)
+        counter = seen["t"] = CountingTransport(request.transport)
         record = SessionRecord(number=1, query={}, headers={})
         outbox = Outbox(
             ws,
@@ -165,15 +170,23 @@ async def test_nothing_is_held_for_a_client_that_negotiated_compression() -> Non
         assert sent(texts) == EVENTS
 
 
-async def test_a_client_behind_gets_held_events_through_aiohttps_flow_control() -> None:
+async def test_a_client_behind_gets_events_through_aiohttps_flow_control() -> None:
+    """Nothing is held for a client whose socket has a backlog; events held while it built up
+    go out one by one through aiohttp's send, which waits for the client."""
+
     async def body(outbox: Outbox, counter: CountingTransport) -> None:
+        counter.backlog = BACKLOG_BYTES
+        assert not outbox.hold()
+        await send_all(outbox)
+        counter.backlog = None
         assert outbox.hold()
         await send_all(outbox)
+        counter.backlog = BACKLOG_BYTES  # behind by the time of the flush
         await outbox.flush()
-        assert counter.writes == 0  # each through aiohttp's send, which waits for the client
+        assert counter.writes == 0
 
-    async with served(body, backlog=BACKLOG_BYTES) as (texts, _):
-        assert sent(texts) == EVENTS
+    async with served(body) as (texts, _):
+        assert sent(texts) == EVENTS + EVENTS
 
 
 async def test_a_flush_after_the_socket_closed_writes_nothing() -> None:
@@ -221,3 +234,30 @@ async def test_a_replys_audio_deltas_are_the_bytes_send_would_write() -> None:
             "event_id",
         ]
         assert text == speedups.dumps(event)
+
+
+async def test_a_spoken_reply_goes_out_in_one_write_per_moment() -> None:
+    """A reply's events that go out together are written together: its opening events, its
+    item and part, each audio chunk with its transcript delta, and its closing events; then
+    response.done, alone (the status is worked out after the part closes), by aiohttp's own
+    send."""
+    reply = "The river runs past the old mill."
+    got: dict[str, int] = {}
+
+    async def body(outbox: Outbox, counter: CountingTransport) -> None:
+        session = P.default_session("gpt-realtime", P.DEFAULT_API_VERSION, "sess_x", 0, None)
+        conv, tasks, model = Conversation(outbox, session), Tasks(), ScriptedModel(None)
+        tools = ToolCalls(outbox, conv, model, tasks, speed=0, mcp_latency_ms=0)
+        responses = Responses(outbox, conv, model, tools, tasks, speed=0, use_espeak=False)
+        said = {"content": [{"type": "text", "text": reply}]}
+        await responses.start({"pre_generated_assistant_message": said})
+        assert responses.active is not None and responses.active.task is not None
+        await asyncio.wait_for(responses.active.task, WAIT_S)
+        got["writes"] = counter.writes
+        await tasks.close()
+
+    async with served(body) as (texts, _):
+        kinds = [e["type"] for e in sent(texts)]
+    chunks = kinds.count("response.audio.delta")
+    assert chunks > 5 and kinds[0] == "response.created" and kinds[-1] == "response.done"
+    assert got["writes"] == 3 + chunks

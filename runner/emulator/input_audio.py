@@ -19,7 +19,7 @@ from runner.emulator.model import ScriptedModel
 from runner.emulator.outbox import Outbox, Tasks
 from runner.emulator.responses import Responses
 from runner.emulator.speech import g711_decode
-from runner.emulator.vad import EnergyVad
+from runner.emulator.vad import EnergyVad, VadEvent
 
 #: load mode: the window energies of G.711 appends already seen (exact base64 text -> samples,
 #: energies), by format. A benchmark's callers send the same frames over and over (digital
@@ -139,12 +139,7 @@ class InputAudio:
         if self._vad is None:
             self._manual_ms += ms
             return
-        for vad_event in self._vad.feed(samples):
-            if vad_event.kind == "started":
-                await self._speech_started(vad_event.ms)
-            else:
-                await self._speech_stopped(vad_event.ms)
-        await self._end_held_turn()
+        await self._turns(self._vad.feed(samples))
 
     async def _heard(
         self, vad: EnergyVad, seen: tuple[int, tuple[float, ...]], event_id: Any
@@ -152,12 +147,19 @@ class InputAudio:
         """A load-mode append whose window energies are known: the VAD takes them as such."""
         samples, powers = seen
         self._track_lag(samples * 1000 / self._conv.input_rate(), event_id)
-        for vad_event in vad.feed_powers(powers):
-            if vad_event.kind == "started":
-                await self._speech_started(vad_event.ms)
-            else:
-                await self._speech_stopped(vad_event.ms)
-        await self._end_held_turn()
+        await self._turns(vad.feed_powers(powers))
+
+    async def _turns(self, heard: list[VadEvent]) -> None:
+        """What the VAD heard in an append: speech started or stopped, a held turn's end."""
+        if not heard and self._held is None:
+            return  # most appends: nothing to say
+        async with self._outbox.held():  # a turn's events (stopped, committed, item): one write
+            for vad_event in heard:
+                if vad_event.kind == "started":
+                    await self._speech_started(vad_event.ms)
+                else:
+                    await self._speech_stopped(vad_event.ms)
+            await self._end_held_turn()
 
     async def _end_held_turn(self) -> None:
         held = self._held
@@ -335,6 +337,10 @@ class InputAudio:
         )
 
     async def _transcribe(self, item_id: str, text: str) -> None:
+        async with self._outbox.held():  # the deltas and the transcript: one write
+            await self._transcribed(item_id, text)
+
+    async def _transcribed(self, item_id: str, text: str) -> None:
         words = text.split(" ")
         for i, word in enumerate(words):
             await self._outbox.send(

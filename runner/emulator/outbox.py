@@ -159,20 +159,27 @@ class Outbox:
         single cost of a paced reply); events that go out at the same moment (an audio chunk
         and its transcript delta) need only one. The bytes and their order on the wire are the
         same. The holder must flush before it waits on anything but a send (a hold spans no
-        time). Nothing is held when faults apply (an injected delay or error is per event),
-        without the transport, or when the client negotiated compression (aiohttp compresses
-        each message, and may do so off the loop); False then, and each event goes out as it
-        is sent.
+        time; :meth:`held` is the usual way). Nothing is held when faults apply (an injected
+        delay or error is per event), without the transport, when the client negotiated
+        compression (aiohttp compresses each message, and may do so off the loop) or is behind
+        (aiohttp's flow control then waits for it at each send); False then, and each event
+        goes out as it is sent.
         """
         if (
             self._transport is None
             or self.faults is not None
             or self._held is not None
             or self.ws.compress
+            or self._transport.get_write_buffer_size() >= BACKLOG_BYTES
         ):
             return False
         self._held = []
         return True
+
+    def held(self) -> Held:
+        """``async with outbox.held():`` around sends that go out at one moment (nothing inside
+        waits but a send): :meth:`hold` before, :meth:`flush` after, also on an error."""
+        return Held(self)
 
     async def flush(self) -> None:
         """Write what was held since :meth:`hold`, in one write when the client keeps up."""
@@ -228,6 +235,22 @@ class Outbox:
         if not self.ws.closed:
             self.record.close_code = 1011
             await self.ws.close(code=1011, message=b"response failed")
+
+
+class Held:
+    """The context of :meth:`Outbox.held`."""
+
+    __slots__ = ("_on", "_outbox")
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox, self._on = outbox, False
+
+    async def __aenter__(self) -> None:
+        self._on = self._outbox.hold()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._on:
+            await self._outbox.flush()
 
 
 class Tasks:

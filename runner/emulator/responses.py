@@ -251,48 +251,8 @@ class Responses:
             "conversation_id": None,
             **shape,
         }
-        await self._outbox.send({"type": "response.created", "response": dict(body)})
-        await self._outbox.send(
-            {
-                "type": "rate_limits.updated",
-                "rate_limits": [
-                    {"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 60.0},
-                    {"name": "tokens", "limit": 120000, "remaining": 119000, "reset_seconds": 60.0},
-                ],
-            }
-        )
-        failed: dict[str, Any] | None = None
-        invoke = params.get("invoke_input")
-        if isinstance(invoke, dict):
-            # source: docs/emulator.md#invoke-input: a hosted agent's non-speech SSE events come
-            # through as response.invocation.delta; the stand-in says that no agent ran
-            agent = self._conv.session.get("agent") or {}
-            await self._outbox.send(
-                {
-                    "type": "response.invocation.delta",
-                    "delta": {
-                        "type": "emulator.invocation",
-                        "agent": agent.get("name"),
-                        "invoke_input_keys": sorted(str(k) for k in invoke),
-                        "message": "[emulator] no hosted agent was invoked; the emulator "
-                        "received invoke_input and answers with its own reply",
-                    },
-                }
-            )
-        if plan.warning is not None:  # docs/emulator.md#script-warning
-            w = plan.warning
-            detail = {"message": w["message"], "code": w.get("code"), "param": w.get("param")}
-            await self._outbox.send({"type": "warning", "warning": detail})
-        if plan.error is not None:
-            err = P.response_error(
-                plan.error.get("code", "server_error"),
-                plan.error["message"],
-                plan.error.get("type"),
-            )
-            if plan.say is None and not plan.calls and plan.mcp is None:
-                failed = err  # source: docs/emulator.md#failed-response (no separate error)
-            else:  # a non-fatal error beside a reply: the error event of a live socket
-                await self._outbox.send({"type": "error", "error": {**err, "event_id": None}})
+        async with self._outbox.held():  # the opening events: one write
+            failed = await self._opened(body, params, plan)
         interim = self._interim_config(params)
         said: list[tuple[int, int]] = []
         if plan.delay_ms and failed is None:
@@ -304,7 +264,8 @@ class Responses:
         for call in plan.calls if failed is None else ():
             if response.cancel_reason is not None:
                 break
-            await self._tools.function_call(response, call)
+            async with self._outbox.held():  # its seven events: one write
+                await self._tools.function_call(response, call)
         if failed is None and plan.search is not None and response.cancel_reason is None:
             # source: docs/emulator.md#builtin-search: the service runs it and answers in
             # the same response; the emulator says that nothing was searched
@@ -344,6 +305,53 @@ class Responses:
             await self._outbox.close_after_failure()
         if mcp_tail is not None:
             await mcp_tail()
+
+    async def _opened(
+        self, body: dict[str, Any], params: dict[str, Any], plan: Plan
+    ) -> dict[str, Any] | None:
+        """A response's opening events; the error that fails it at once, if any."""
+        await self._outbox.send({"type": "response.created", "response": dict(body)})
+        await self._outbox.send(
+            {
+                "type": "rate_limits.updated",
+                "rate_limits": [
+                    {"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 60.0},
+                    {"name": "tokens", "limit": 120000, "remaining": 119000, "reset_seconds": 60.0},
+                ],
+            }
+        )
+        invoke = params.get("invoke_input")
+        if isinstance(invoke, dict):
+            # source: docs/emulator.md#invoke-input: a hosted agent's non-speech SSE events come
+            # through as response.invocation.delta; the stand-in says that no agent ran
+            agent = self._conv.session.get("agent") or {}
+            await self._outbox.send(
+                {
+                    "type": "response.invocation.delta",
+                    "delta": {
+                        "type": "emulator.invocation",
+                        "agent": agent.get("name"),
+                        "invoke_input_keys": sorted(str(k) for k in invoke),
+                        "message": "[emulator] no hosted agent was invoked; the emulator "
+                        "received invoke_input and answers with its own reply",
+                    },
+                }
+            )
+        if plan.warning is not None:  # docs/emulator.md#script-warning
+            w = plan.warning
+            detail = {"message": w["message"], "code": w.get("code"), "param": w.get("param")}
+            await self._outbox.send({"type": "warning", "warning": detail})
+        if plan.error is not None:
+            err = P.response_error(
+                plan.error.get("code", "server_error"),
+                plan.error["message"],
+                plan.error.get("type"),
+            )
+            if plan.say is None and not plan.calls and plan.mcp is None:
+                return err  # source: docs/emulator.md#failed-response (no separate error)
+            # a non-fatal error beside a reply: the error event of a live socket
+            await self._outbox.send({"type": "error", "error": {**err, "event_id": None}})
+        return None
 
     async def _think(
         self,
@@ -405,12 +413,13 @@ class Responses:
             "content": [],
         }
         base = {"response_id": response.id, "item_id": item["id"], "output_index": index}
-        await self._conv.output_item("added", response, index, dict(item, content=[]))
-        await self._conv.add_item(item)
         empty = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
-        await self._outbox.send(
-            {"type": "response.content_part.added", **base, "content_index": 0, "part": empty}
-        )
+        async with self._outbox.held():  # the item and its part: one write
+            await self._conv.output_item("added", response, index, dict(item, content=[]))
+            await self._conv.add_item(item)
+            await self._outbox.send(
+                {"type": "response.content_part.added", **base, "content_index": 0, "part": empty}
+            )
         words = text.split(" ")
         said: list[str] = []
         audio_ms = 0
@@ -432,8 +441,7 @@ class Responses:
             response.audio_started = start
             self._voice_locked = True
             for k, piece in enumerate(chunks):
-                held = self._outbox.hold()  # the chunk's events in one write
-                try:
+                async with self._outbox.held():  # the chunk's events: one write
                     due = math.ceil((k + 1) * len(words) / len(chunks))
                     while len(said) < due:
                         delta = words[len(said)] if not said else " " + words[len(said)]
@@ -459,9 +467,6 @@ class Responses:
                     response.audio_sent_ms = item["_audio_ms"] = audio_ms
                     for mark in marks.upto(audio_ms) if marks.active else ():
                         await self._outbox.send(mark)
-                finally:
-                    if held:
-                        await self._outbox.flush()
                 ahead = start + audio_ms / 1000 / self._pace() - self._clock.now()
                 if not await self._wait(response, ahead):
                     break
@@ -479,7 +484,21 @@ class Responses:
                 if not await self._wait(response, 0.05 / self._pace()):
                     break
         spoken = " ".join(said)
-        if audio:
+        async with self._outbox.held():  # the closing events: one write
+            await self._closed(response, item, base, spoken, marks if audio else None)
+        return len(spoken), audio_ms
+
+    async def _closed(
+        self,
+        response: Response,
+        item: dict[str, Any],
+        base: dict[str, Any],
+        spoken: str,
+        marks: SpeechMarks | None,
+    ) -> None:
+        """The closing events of a spoken (``marks`` given) or written part, and its item's."""
+        index = base["output_index"]
+        if marks is not None:
             if marks.active and response.cancel_reason is None:
                 for mark in marks.upto(marks.end_ms + 1):  # the closing silence viseme
                     await self._outbox.send(mark)
@@ -508,7 +527,6 @@ class Responses:
         public = {k: v for k, v in item.items() if not k.startswith("_")}
         response.output.append(public)
         await self._conv.output_item("done", response, index, public)
-        return len(spoken), audio_ms
 
 
 #: load mode: each reply's audio chunks as sent (base64 of the wire format), by (text, format,
