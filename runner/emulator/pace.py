@@ -7,7 +7,7 @@ calls). :class:`PaceClock` keeps every waiting reply on one heap and one timer, 
 a grid of :data:`TICK_S` and releases everything due by then: at most 1/TICK_S wake-ups a
 second whatever the number of calls, and a wait is a bare future.
 
-The pacing rule stays what docs/emulator.md (#pace) says: a chunk goes out once the one
+The pacing rule stays what docs/emulator.md#pacing-and-writes says: a chunk goes out once the one
 before it is due, never before; the grid only rounds *up* (a chunk may go out up to a tick
 late; the lateness does not add up, as each reply's waits are counted from its first chunk).
 """
@@ -74,6 +74,7 @@ class PaceClock:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # an emulator restarted on another loop: a fresh heap
             self._heap, self._timer, self._timer_at, self._loop = [], None, math.inf, loop
+        # source: docs/emulator.md#pacing-and-writes: up to the grid, never down (never early)
         due = math.ceil((self.now() + seconds) / self.tick_s) * self.tick_s
         waiter: asyncio.Future[None] = loop.create_future()
         self._seq += 1
