@@ -16,9 +16,8 @@ import threading
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
-
-import re2  # type: ignore[import-untyped]
 
 MASK = "***"
 
@@ -70,7 +69,16 @@ _SHAPE_PARTS = (
     # Microsoft Entra client secrets ("8Q~" at 4)
     r"(^|[^A-Za-z0-9_~.+/=-])[A-Za-z0-9_~.-]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}",
 )
-_SHAPES = re2.compile("|".join(_SHAPE_PARTS))
+
+
+@cache
+def _shapes() -> Any:
+    """The shapes' one RE2 pattern, compiled at first use (RE2 costs a start without a secret)."""
+    import re2  # type: ignore[import-untyped]
+
+    return re2.compile("|".join(_SHAPE_PARTS))
+
+
 # What every alternative above needs somewhere in the text: one of these words or marks (each
 # is, case aside, a literal inside its alternative), looked for in the case-folded text
 # (folding maps every character RE2's case-insensitive match equates with an ASCII letter, the
@@ -81,7 +89,13 @@ _SHAPE_HINT = re.compile(
     r"authorization|bearer|eyj|api.?key|token|sig|password|secret|subscription-key|"
     r"accountkey|sharedaccesskey|whsec_|jqqj9|q~"
 )
-_JWT_ONLY = re2.compile(_JWT)
+
+
+@cache
+def _jwt_only() -> Any:
+    import re2
+
+    return re2.compile(_JWT)
 
 
 def _masked_shape(m: Any) -> str:
@@ -115,14 +129,16 @@ class _Matcher:
         # A few prefixes (a worker's key or token: seven forms) are looked for as substrings
         # first, at C speed: a line without any skips the RE2 call.
         self.few = tuple(self.by_prefix) if len(self.by_prefix) <= _FEW_PREFIXES else None
+        self.pattern = self._compile(sorted(self.by_prefix)) if self.by_prefix else None
+
+    @staticmethod
+    def _compile(prefixes: list[bytes]) -> Any:
+        import re2
+
         options = re2.Options()
         options.encoding = re2.Options.Encoding.LATIN1  # bytes in, bytes out: no decoding
         options.max_mem = 64 << 20
-        self.pattern = (
-            re2.compile(b"|".join(re2.escape(p) for p in sorted(self.by_prefix)), options)
-            if self.by_prefix
-            else None
-        )
+        return re2.compile(b"|".join(re2.escape(p) for p in prefixes), options)
 
     def sub(self, text: str) -> str:
         pattern = self.pattern
@@ -166,7 +182,7 @@ _builds = 0  # how many times the matcher was built (tests watch that it stays b
 
 def is_jwt(value: str) -> bool:
     """Whether ``value`` is a JSON Web Token, which :func:`redact` masks by its shape alone."""
-    return _JWT_ONLY.fullmatch(value) is not None
+    return _jwt_only().fullmatch(value) is not None
 
 
 def register_secret(value: str | None) -> None:
@@ -257,9 +273,12 @@ def forget_secrets() -> None:
 def redact(text: str) -> str:
     """Mask registered secret values and credential-shaped substrings in ``text``."""
     text = _current_matcher().sub(text)
-    if _SHAPE_HINT.search(text.casefold()) is None or _SHAPES.search(text) is None:
+    if _SHAPE_HINT.search(text.casefold()) is None:
         return text
-    return str(_SHAPES.sub(_masked_shape, text))
+    shapes = _shapes()
+    if shapes.search(text) is None:
+        return text
+    return str(shapes.sub(_masked_shape, text))
 
 
 def redact_obj(obj: Any) -> Any:

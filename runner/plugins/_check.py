@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from runner.config.flow import CALL_CONTROL
+from runner.config.call_control import CALL_CONTROL
 from runner.config.suggest import suggest
 from runner.errors import Problem, VlrunError
 from runner.plugins._drift import schema_drift

@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from runner.config.flow import CALL_CONTROL
+from runner.config.call_control import CALL_CONTROL
 from runner.errors import ToolError
 from runner.plugins._dispatch import (
     MAX_RESULT_BYTES,
