@@ -7,6 +7,9 @@
   faster than ``json`` on the small frames phone edges carry 50 times a second. Its errors
   are ``ValueError`` / ``TypeError`` too; it is stricter (no ``NaN``), as JSON is.
 
+- :func:`text_frame`: a server's WebSocket text frame built as bytes, so several can go out in
+  one socket write (the worker's media clock and the emulator's held events).
+
 - :func:`settle_heap`: once a server is up, what start-up built (modules, compiled profiles,
   schemas) leaves the garbage collector's view. A full collection otherwise walks all of it,
   90 ms at a time in a worker with 100 calls: long enough for every call's audio to stall.
@@ -26,6 +29,19 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 loads: Callable[[str | bytes | bytearray], Any] = json.loads
+
+_TEXT = 0x81  # FIN + text opcode
+
+
+def text_frame(payload: bytes) -> bytes:
+    """``payload`` (UTF-8) as one unmasked WebSocket text frame (RFC 6455, a server's, byte
+    for byte what aiohttp writes without compression)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((_TEXT, n)) + payload
+    if n < 65536:
+        return bytes((_TEXT, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((_TEXT, 127)) + n.to_bytes(8, "big") + payload
 
 
 def dumps(value: Any) -> str:

@@ -43,15 +43,23 @@ temperature: 0.8
 """
 
 
-def _check_imports(*paths: Path) -> tuple[int, set[str]]:
-    proc = subprocess.run(
-        [sys.executable, "-c", _IMPORTED, *map(str, paths)],
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def _vlrun_check(profile: Path) -> subprocess.CompletedProcess[str]:
+    return _python("-m", "runner", "check", str(profile))
+
+
+def _check_imports(*paths: Path) -> tuple[int, set[str]]:
+    proc = _python("-c", _IMPORTED, *map(str, paths))
     assert proc.returncode == 0, proc.stderr[-2000:]
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     return found["code"], set(found["modules"])
@@ -83,14 +91,7 @@ def test_a_flow_profile_still_has_its_flow_checked(tmp_path: Path) -> None:
             """
         )
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "check", str(profile)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _vlrun_check(profile)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "nowhere" in proc.stdout
     assert "Traceback" not in proc.stderr
@@ -103,14 +104,7 @@ def test_a_gpt_live_profile_still_gets_its_refusals(tmp_path: Path) -> None:
     profile = tmp_path / "live.yaml"
     azure_voice = PLAIN.replace("alloy", "en-US-AvaNeural")
     profile.write_text(azure_voice.replace("gpt-realtime", "gpt-live-1"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "check", str(profile)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _vlrun_check(profile)
     assert proc.returncode == 1
     # GPT-Live refuses turn_detection and temperature, and takes no Azure voice
     assert "turn_detection: GPT-Live decides by itself" in proc.stdout

@@ -236,7 +236,7 @@ async def test_a_batched_frame_is_byte_for_byte_what_aiohttp_writes(size: int) -
     from aiohttp import WSMsgType
     from aiohttp._websocket.writer import WebSocketWriter
 
-    from runner.serve.ws_batch import text_frame
+    from runner.speedups import text_frame
 
     payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     recorder = _Recorder()

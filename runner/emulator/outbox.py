@@ -37,18 +37,6 @@ AUDIO_OUT = frozenset({"response.audio.delta", "session.output_audio.delta"})
 #: held events are written in one write while the client's socket has less than this queued;
 #: past it, each goes through aiohttp's send, whose flow control waits for the client
 BACKLOG_BYTES = 64 * 1024
-_TEXT = 0x81  # a WebSocket frame: FIN + text opcode
-
-
-def text_frame(payload: bytes) -> bytes:
-    """``payload`` as one unmasked WebSocket text frame (RFC 6455, a server's, as aiohttp
-    frames it without compression)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((_TEXT, n)) + payload
-    if n < 65536:
-        return bytes((_TEXT, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((_TEXT, 127)) + n.to_bytes(8, "big") + payload
 
 
 class Outbox:
@@ -190,7 +178,7 @@ class Outbox:
         if transport is None or transport.is_closing():
             return
         if transport.get_write_buffer_size() < BACKLOG_BYTES:
-            transport.write(b"".join([text_frame(text.encode()) for text in held]))
+            transport.write(b"".join([speedups.text_frame(text.encode()) for text in held]))
             return
         async with self._lock:  # a client behind: aiohttp's flow control waits for it
             for text in held:

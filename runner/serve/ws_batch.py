@@ -12,19 +12,9 @@ between never split one.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
-_TEXT: Final = 0x81  # FIN + text opcode
-
-
-def text_frame(payload: bytes) -> bytes:
-    """``payload`` (UTF-8 JSON) as one unmasked WebSocket text frame."""
-    n = len(payload)
-    if n < 126:
-        return bytes((_TEXT, n)) + payload
-    if n < 65536:
-        return bytes((_TEXT, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((_TEXT, 127)) + n.to_bytes(8, "big") + payload
+from runner.speedups import text_frame
 
 
 class BatchedSocket:
