@@ -124,12 +124,13 @@ def test_the_parser_joins_fragments_around_a_ping_even_a_byte_at_a_time() -> Non
 @pytest.mark.parametrize(
     "wire",
     [
-        client_frame(b"masked", Masker()),  # a server must not mask
+        client_frame(b"masked", Masker(b"\x01\x02\x03\x04")),  # a server must not mask
         server_frame(0x0, b"lo"),  # a continuation of nothing
         server_frame(OP_PING, b"x", fin=False),  # a fragmented control frame
         server_frame(OP_TEXT, b"a", fin=False) + server_frame(OP_TEXT, b"b"),  # interleaved
         bytes([0x81, 127]) + (2**21).to_bytes(8, "big"),  # past the message bound
     ],
+    ids=["masked", "lone-continuation", "fragmented-control", "interleaved", "too-large"],
 )
 def test_the_parser_refuses_what_a_server_must_not_send(wire: bytes) -> None:
     with pytest.raises(ProtocolError):
