@@ -38,6 +38,7 @@ from runner.serve.http import TooLarge, read_body
 from runner.serve.supervisor import Refused
 from runner.serve.telephony import Phones, route_name
 from runner.serve.ws_batch import BatchedSocket
+from runner.serve.ws_media import MediaSocket
 
 log = logging.getLogger("vlrun.serve.twilio")
 
@@ -215,7 +216,7 @@ class TwilioEdge:
             return web.Response(status=403, text="forbidden")
         # No permessage-deflate: compressing 20 ms of audio costs more than sending it. The
         # heartbeat notices a peer that is gone without closing (no pong: the socket closes).
-        ws = web.WebSocketResponse(
+        ws = MediaSocket(
             max_msg_size=MAX_FRAME_BYTES, compress=False, heartbeat=self.phones.heartbeat_s
         )
         await ws.prepare(request)
@@ -326,6 +327,17 @@ class TwilioEdge:
     ) -> None:
         stopper = asyncio.create_task(_closer(ws, conversation), name="vlrun-twilio-closer")
         feed, parse, text = edge.source.feed, codec.parse, msg_types.TEXT
+
+        def take(raw: str) -> bool:
+            """The caller's media, where the socket's parser produces it (50 a second)."""
+            event = parse(raw)
+            if type(event) is not codec.Media:
+                return False  # the loop below handles it, in order
+            if event.inbound:  # only the caller's side is speech for the assistant
+                feed(event.payload)
+            return True
+
+        ws.on_text = take
         try:
             async for msg in ws:
                 if msg.type != text:
@@ -351,6 +363,7 @@ class TwilioEdge:
                 self.metrics.dropout("twilio", "socket_closed")
                 edge.end("dropped")
         finally:
+            ws.on_text = None
             stopper.cancel()
             await asyncio.wait({stopper})
 
