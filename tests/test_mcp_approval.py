@@ -164,19 +164,23 @@ def _finish(folder: Path, code: int, console: str) -> Run:
     return Run(code, console, logs[0].read_text(), trace)
 
 
-def _at_the_console(folder: Path, endpoint: str, answer: str, *, until: list[str]) -> Run:
-    """Ask for the tool, answer the approval question, type one more turn, wait, quit."""
+def _at_the_console(folder: Path, endpoint: str, answer: str, *, outcome: str) -> Run:
+    """Ask for the tool, answer the approval question, see the turn go on to ``outcome``,
+    type one more turn, wait, quit."""
     folder.mkdir()
     (folder / "profile.yaml").write_text(PROFILE)
     term = Terminal(folder, _env(endpoint))
     try:
         term.type(REQUEST)
         term.expect(re.escape(PROMPT) + "$")
-        # The question is pending, so the next line is its answer; the one after is a turn.
+        # The question is pending, so the next line is its answer, and the turn goes on.
         term.type(answer)
+        term.expect(outcome)
+        # Typed only now: on a terminal a line typed while the outcome is being said would
+        # interrupt it, as speech does (tests/test_typed_barge_in.py), and whether the reply
+        # had begun when the line came in is up to the machine's timing.
         term.type(FOLLOW_UP)
-        for pattern in until:
-            term.expect(pattern)
+        term.expect(NEXT_TURN)
         code = term.quit()
     finally:
         term.close()
@@ -199,13 +203,13 @@ def emulator_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def approved(emulator_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     folder = tmp_path_factory.mktemp("mcp") / "approved"
-    return _at_the_console(folder, emulator_endpoint, "y", until=[NEXT_TURN, COMPLETED])
+    return _at_the_console(folder, emulator_endpoint, "y", outcome=COMPLETED)
 
 
 @pytest.fixture(scope="module")
 def denied(emulator_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     folder = tmp_path_factory.mktemp("mcp") / "denied"
-    return _at_the_console(folder, emulator_endpoint, "n", until=[NEXT_TURN, NOT_APPROVED])
+    return _at_the_console(folder, emulator_endpoint, "n", outcome=NOT_APPROVED)
 
 
 def test_y_at_the_console_approves_and_the_call_runs(approved: Run) -> None:

@@ -49,6 +49,7 @@ _DROPPABLE_LINES = WRITE_QUEUE_LINES // 2  # past this, technical lines wait the
 #: How long :meth:`Transcript.close` waits for the writer to finish what is queued: a disk
 #: that stopped answering must not hang the end of a conversation.
 CLOSE_DEADLINE_S = 10.0
+WRITTEN_WAIT_S = 2.0  # how long a reader of a running conversation's files waits for the writer
 #: How long the writer thread, once woken, gathers lines before it writes them (a close cuts it
 #: short): a turn's lines of every open conversation cost one wake, a write and a flush a file.
 WRITER_LINGER_S = LINGER_S
@@ -617,6 +618,15 @@ class Transcript:
         self._append("_trace", redact(line))
 
     # -- end -------------------------------------------------------------------------------
+
+    async def written(self, timeout: float = WRITTEN_WAIT_S) -> bool:
+        """Wait (off the event loop, at most ``timeout``) until every line queued so far is in
+        its file: what reads a conversation's files while it goes on (a download) reads them
+        whole, not up to the writer's last batch. False if the writer did not get there."""
+        writer = self._writer
+        if writer is None:
+            return True
+        return await asyncio.to_thread(writer.drain, timeout)
 
     def close(self) -> None:
         """Write out and close every file; safe to call twice. Waits for the writer thread

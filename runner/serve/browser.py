@@ -179,15 +179,15 @@ def profile_list(host: Host) -> dict[str, Any]:
 
 @console_route
 async def _download_transcript(request: web.Request) -> web.StreamResponse:
-    return _download(request, "transcript")
+    return await _download(request, "transcript")
 
 
 @console_route
 async def _download_trace(request: web.Request) -> web.StreamResponse:
-    return _download(request, "trace")
+    return await _download(request, "trace")
 
 
-def _download(request: web.Request, what: str) -> web.StreamResponse:
+async def _download(request: web.Request, what: str) -> web.StreamResponse:
     """A conversation's log or trace, streamed from its file (a long conversation's trace
     is many megabytes: it is never read whole, and never on the loop)."""
     conv_id = request.match_info["id"]
@@ -210,6 +210,8 @@ def _download(request: web.Request, what: str) -> web.StreamResponse:
         turns = conv.transcript.turns if conv.transcript is not None else []
         text = "".join(f"{t.role}: {t.text}\n" for t in turns)
         return web.Response(text=text, headers=headers)
+    if conv.transcript is not None:  # its lines written so far, not up to the last batch
+        await conv.transcript.written()
     # A file not there (yet) is a 404 from FileResponse itself.
     return web.FileResponse(path, headers=headers)
 
