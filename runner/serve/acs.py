@@ -41,6 +41,7 @@ from runner.serve.metrics import INSTALL_HINT
 from runner.serve.supervisor import Refused
 from runner.serve.telephony import Phones, route_name
 from runner.serve.ws_batch import BatchedSocket
+from runner.serve.ws_media import MediaSocket, taker
 
 log = logging.getLogger("vlrun.serve.acs")
 
@@ -399,7 +400,7 @@ class AcsEdge:
             return web.Response(status=409, text="this call has its media socket already")
         # No permessage-deflate: compressing 20 ms of audio costs more than sending it. The
         # heartbeat notices a peer that is gone without closing (no pong: the socket closes).
-        ws = web.WebSocketResponse(
+        ws = MediaSocket(
             max_msg_size=MAX_FRAME_BYTES, compress=False, heartbeat=self.phones.heartbeat_s
         )
         try:
@@ -501,19 +502,26 @@ class AcsEdge:
         self, ws: Any, edge: CallEdge, conversation: asyncio.Task[str], msg_types: Any
     ) -> None:
         feed, parse, text = edge.source.feed, codec.parse_media, msg_types.TEXT
-        async for msg in ws:
-            if msg.type != text:
-                if self._bad(edge, "not a text frame", msg.type):
+        # The caller's audio, 50 frames a second, is taken where the socket's parser produces
+        # it; silent frames are forwarded too: the service's VAD keeps a continuous clock.
+        ws.on_text = taker(parse, codec.AudioData, lambda event: feed(event.pcm, event.silent))
+        try:
+            async for msg in ws:  # what the taker left, in order: DTMF, the malformed, the end
+                if msg.type != text:
+                    if self._bad(edge, "not a text frame", msg.type):
+                        return
+                    continue
+                event = parse(msg.data)
+                if type(event) is codec.AudioData:  # queued behind another message
+                    feed(event.pcm, event.silent)  # ACS says which frames are silent
+                elif isinstance(event, codec.DtmfData):
+                    edge.on_dtmf(event.digit)
+                elif isinstance(event, codec.Malformed) and self._bad(
+                    edge, event.reason, event.sample
+                ):
                     return
-                continue
-            event = parse(msg.data)
-            if type(event) is codec.AudioData:
-                # Silent frames are forwarded too: the service's VAD keeps a continuous clock.
-                feed(event.pcm, event.silent)  # ACS says which frames are silent
-            elif isinstance(event, codec.DtmfData):
-                edge.on_dtmf(event.digit)
-            elif isinstance(event, codec.Malformed) and self._bad(edge, event.reason, event.sample):
-                return
+        finally:
+            ws.on_text = None
         if not edge.ended.is_set() and not conversation.done():
             if ws.close_code == 1000:
                 edge.end("caller_hung_up")  # ACS closed the stream normally: the call ended

@@ -38,7 +38,7 @@ from runner.serve.http import TooLarge, read_body
 from runner.serve.supervisor import Refused
 from runner.serve.telephony import Phones, route_name
 from runner.serve.ws_batch import BatchedSocket
-from runner.serve.ws_media import MediaSocket
+from runner.serve.ws_media import MediaSocket, taker
 
 log = logging.getLogger("vlrun.serve.twilio")
 
@@ -328,16 +328,11 @@ class TwilioEdge:
         stopper = asyncio.create_task(_closer(ws, conversation), name="vlrun-twilio-closer")
         feed, parse, text = edge.source.feed, codec.parse, msg_types.TEXT
 
-        def take(raw: str) -> bool:
-            """The caller's media, where the socket's parser produces it (50 a second)."""
-            event = parse(raw)
-            if type(event) is not codec.Media:
-                return False  # the loop below handles it, in order
+        def media(event: codec.Media) -> None:
             if event.inbound:  # only the caller's side is speech for the assistant
                 feed(event.payload)
-            return True
 
-        ws.on_text = take
+        ws.on_text = taker(parse, codec.Media, media)  # the caller's media, 50 a second
         try:
             async for msg in ws:
                 if msg.type != text:

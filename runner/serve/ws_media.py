@@ -61,6 +61,20 @@ class _Queue(WebSocketDataQueue):  # type: ignore[misc]
         return message
 
 
+def taker(parse: Callable[[str], Any], media: type, on_media: Callable[[Any], None]) -> Taker:
+    """The usual taker: a provider's codec ``parse``, the event type of its media, and what to
+    do with one; any other event (or a malformed message) is left to the read loop."""
+
+    def take(raw: str) -> bool:
+        event = parse(raw)
+        if type(event) is not media:
+            return False
+        on_media(event)
+        return True
+
+    return take
+
+
 #: aiohttp's own queue class, as imported by its WebSocket response module.
 _AIOHTTP_QUEUE = web_ws.WebSocketDataQueue
 #: The media socket being started on this thread (another thread's aiohttp server, such as an
