@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from azure.ai.voicelive.aio import VoiceLiveConnection
 from azure.ai.voicelive.models import InputTextContentPart, ServerEvent, UserMessageItem
@@ -90,3 +91,17 @@ async def say_text(conn: VoiceLiveConnection, text: str) -> None:
         item=UserMessageItem(content=[InputTextContentPart(text=text)])
     )
     await conn.response.create()
+
+
+async def serve_on_loopback(handler: Any, path: str = "/") -> tuple[Any, int]:
+    """An aiohttp app with one GET route on a free loopback port: (its runner, the port).
+    The caller cleans the runner up."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

@@ -29,6 +29,7 @@ from runner.emulator.outbox import BACKLOG_BYTES, Outbox, Tasks
 from runner.emulator.record import SessionRecord
 from runner.emulator.responses import Responses
 from runner.emulator.tool_calls import ToolCalls
+from tests.helpers import serve_on_loopback
 
 pytestmark = pytest.mark.timeout(60)
 WAIT_S = 10.0
@@ -83,13 +84,7 @@ async def served(
         await ws.close()
         return ws
 
-    app = web.Application()
-    app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve_on_loopback(handler)
     texts: list[str] = []
     try:
         async with (

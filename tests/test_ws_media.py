@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from runner.serve.ws_media import MediaSocket
+from tests.helpers import serve_on_loopback
 
 
 async def _serve(taker: Any, seen: list[str], sockets: list[MediaSocket]) -> Any:
@@ -30,13 +31,7 @@ async def _serve(taker: Any, seen: list[str], sockets: list[MediaSocket]) -> Any
         await ws.close()
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve_on_loopback(handler, "/ws")
     return runner, f"http://127.0.0.1:{port}/ws"
 
 
