@@ -1,8 +1,9 @@
 """What every phone edge shares: the caller's audio in, paced assistant audio out, call events.
 
 A phone edge is the pair the live session already knows (:mod:`runner.live.audio`): a *source*
-fed by the provider's media frames, and a *player* that sends assistant audio back as real-time
-20 ms frames, never more than ``lead_ms`` ahead of what the caller hears. The lead is a few
+fed by the provider's media frames, and a *player* that sends assistant audio back paced at
+real time (60 ms messages, :data:`OUTBOUND_FRAME_MS`), never more than ``lead_ms`` ahead of
+what the caller hears. The lead is a few
 hundred milliseconds: a stall anywhere on the machine shorter than that is not heard, and it
 costs nothing at barge-in, since the provider throws what it holds away on ``clear`` /
 ``StopAudio`` and the played position (what the truncate tells the model) is what the caller
@@ -182,7 +183,8 @@ class CallSource:
 
 
 class CallPlayer:
-    """Assistant audio to the caller: 20 ms frames paced at real time, at most ``lead_ms`` ahead.
+    """Assistant audio to the caller: ``frame_ms`` frames (the phone edges send 60 ms) paced
+    at real time, at most ``lead_ms`` ahead.
 
     ``write`` only queues (the session calls it from its receive loop); the worker's
     :class:`~runner.serve.media_clock.MediaClock` sends, calling :meth:`service` at each tick

@@ -758,25 +758,6 @@ class Host:
                     await closer()
         self._credentials.clear()
 
-    # ------------------------------------------------------------------ records
-
-    def transcript_text(self, conversation_id: str) -> str | None:
-        """The conversation log of a running or recent conversation (None: unknown id)."""
-        conv = self.conversations.get(conversation_id)
-        if conv is None:
-            return None
-        if conv.conversation_path is not None and conv.conversation_path.is_file():
-            return conv.conversation_path.read_text(encoding="utf-8", errors="replace")
-        turns = conv.transcript.turns if conv.transcript is not None else []
-        return "".join(f"{t.role}: {t.text}\n" for t in turns)
-
-    def trace_text(self, conversation_id: str) -> str | None:
-        """The JSONL trace (already redacted as written) of a running or recent conversation."""
-        conv = self.conversations.get(conversation_id)
-        if conv is None or conv.trace_path is None or not conv.trace_path.is_file():
-            return None
-        return conv.trace_path.read_text(encoding="utf-8", errors="replace")
-
     def status(self) -> dict[str, Any]:
         """For probes and the page: counts and the target, nothing secret."""
         return {
