@@ -27,6 +27,8 @@ Per step, over the measured window, it reports:
 - turn latency (end of speech -> first audio): p50/p99, and p99 added over the 1-call p50;
 - gaps heard at the callers: a frame due at a caller's play-out clock and nothing there,
   inside a reply (whoever was late: the worker, the emulator or the machine);
+- the worker's garbage collections in the window and the longest one's pause (the bound of
+  its ``vlrun_gc_pause_seconds`` bucket): each stops its loop and every call on it;
 - the worker's CPU (% of one core) and RSS, per call, and its CPU per call as a multiple of
   the floor (``bench/bench_floor.py``, measured at the start of the same run); the emulator's,
   the callers' and the whole machine's CPU, and what limited the step (``limit``: the harness
@@ -57,6 +59,7 @@ import base64
 import contextlib
 import gc
 import json
+import math
 import os
 import random
 import shutil
@@ -424,37 +427,46 @@ async def one_call(
         caller.done.set()
 
 
-async def underruns(base: str, kind: str = "underrun") -> float:
-    """The worker's own count: frames of a reply sent after the caller's buffer ran dry
-    although the audio was there in time (``underrun``), or because it came late
-    (``audio_late``: the emulator's pacing, not the worker)."""
+async def scrape(base: str) -> list[Any]:
+    """The worker's /metrics samples (a peer's page is empty: it counts none of these)."""
     import aiohttp
     from prometheus_client.parser import text_string_to_metric_families
 
     async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as r:
         text = await r.text()
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def dropouts(samples: list[Any], kind: str = "underrun") -> float:
+    """The worker's own count: frames of a reply sent after the caller's buffer ran dry
+    although the audio was there in time (``underrun``), or because it came late
+    (``audio_late``: the emulator's pacing, not the worker)."""
     return sum(
         s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
+        for s in samples
         if s.name == "vlrun_edge_dropouts_total" and s.labels.get("kind") == kind
     )
 
 
-async def frame_delay_buckets(base: str) -> dict[float, float]:
-    """The worker's vlrun_outbound_frame_delay_seconds buckets (cumulative counts by bound)."""
-    import aiohttp
-    from prometheus_client.parser import text_string_to_metric_families
-
-    async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as r:
-        text = await r.text()
+def buckets(samples: list[Any], histogram: str) -> dict[float, float]:
+    """A histogram's cumulative counts by upper bound, summed over its labels:
+    ``vlrun_outbound_frame_delay_seconds`` (what the worker added per frame) or
+    ``vlrun_gc_pause_seconds`` (how long each collection stopped the worker's loop)."""
     out: dict[float, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "vlrun_outbound_frame_delay_seconds_bucket":
-                bound = float(s.labels["le"])
-                out[bound] = out.get(bound, 0.0) + s.value
+    for s in samples:
+        if s.name == histogram + "_bucket":
+            bound = float(s.labels["le"])
+            out[bound] = out.get(bound, 0.0) + s.value
     return out
+
+
+def longest_bucket(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The upper bound (s) of the bucket holding the step's longest observation."""
+    counts = {b: after.get(b, 0.0) - before.get(b, 0.0) for b in after}
+    for bound in sorted(counts):
+        if counts[bound] >= counts.get(float("inf"), 0.0) > 0:
+            return bound
+    return None
 
 
 def bucket_p99(before: dict[float, float], after: dict[float, float]) -> float | None:
@@ -476,10 +488,12 @@ class Window:
         self.base, self.pids = base, pids
 
     async def read(self) -> dict[str, Any]:
+        samples = await scrape(self.base)
         counters = {
-            "underruns": await underruns(self.base),
-            "audio_late": await underruns(self.base, "audio_late"),
-            "delays": await frame_delay_buckets(self.base),
+            "underruns": dropouts(samples),
+            "audio_late": dropouts(samples, "audio_late"),
+            "delays": buckets(samples, "vlrun_outbound_frame_delay_seconds"),
+            "gc": buckets(samples, "vlrun_gc_pause_seconds"),
         }
         # the clock and the CPU counters read together: a slow /metrics read on a busy
         # machine must not stretch one and not the other
@@ -539,6 +553,7 @@ async def step(
     turns = [x for c in callers for t, x in c.turn_latency if start["at"] <= t <= end["at"]]
     errors = [c.error for c in callers if c.error]
     delay_p99 = bucket_p99(start["delays"], end["delays"])
+    gc_longest = longest_bucket(start["gc"], end["gc"])
     worker_cpu = cpu_pct(0)
     return {
         "calls": n,
@@ -557,6 +572,9 @@ async def step(
         "underruns": int(end["underruns"] - start["underruns"]),
         "underruns_during_ramp": int(start["underruns"] - ramp0["underruns"]),
         "frames_after_late_service_audio": int(end["audio_late"] - start["audio_late"]),
+        # the worker's garbage collections in the window: each stops its loop and every call
+        "worker_gc_collections": int(end["gc"].get(math.inf, 0) - start["gc"].get(math.inf, 0)),
+        "worker_gc_pause_max_ms": None if gc_longest is None else gc_longest * 1000,
         # a frame due at a caller's ear (the one before it had played) and nothing there,
         # inside a reply: what the caller heard, whoever was late (worker, emulator, machine)
         "gaps_heard": sum(
@@ -857,7 +875,9 @@ def main() -> int:
             f"{row.get('worker_cpu_us_per_frame', 0):.1f} us/frame, "
             f"failed {row['failed_calls']}; emulator {row['emulator_cpu_pct']:.0f}% CPU, "
             f"callers {row['callers_cpu_pct']:.0f}% CPU, "
-            f"late service audio {row['frames_after_late_service_audio']}"
+            f"late service audio {row['frames_after_late_service_audio']}, "
+            f"worker GC {row.get('worker_gc_collections', 0)} collections, "
+            f"longest <= {row.get('worker_gc_pause_max_ms')} ms"
         )
     return 0
 

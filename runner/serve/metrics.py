@@ -115,6 +115,16 @@ class ServeMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=r,
         )
+        self.gc_pause_seconds = prom.Histogram(
+            "vlrun_gc_pause_seconds",
+            "How long each garbage collection stopped the event loop (and every call on it), "
+            "by generation (2: a full collection)",
+            ["generation"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        for generation in ("0", "1", "2"):
+            self.gc_pause_seconds.labels(generation)
         for edge in EDGES:
             self.active_calls.labels(edge)  # every series exists from the start (HPA reads 0)
             for what in SLOT_EVENTS:
@@ -137,6 +147,9 @@ class ServeMetrics:
 
     def loop_lag(self, seconds: float) -> None:
         self.loop_lag_seconds.observe(seconds)
+
+    def gc_pause(self, generation: int, seconds: float) -> None:
+        self.gc_pause_seconds.labels(str(generation)).observe(seconds)
 
     def dropout(self, edge: str, kind: str, n: int = 1) -> None:
         if n > 0:

@@ -13,7 +13,8 @@ Browser pages and phone calls alike go through it:
   dead and those past ``max_call_s``: one wake-up a second, whatever the number of calls.
 - **Drain.** One drain with one deadline: no new reservations, running conversations get until
   the deadline, then each is ended its edge's way (goodbye, hang-up), with a bounded wait.
-- **Metrics.** Slots reserved, claimed and expired, and the event loop's lag.
+- **Metrics.** Slots reserved, claimed and expired, the event loop's lag and the garbage
+  collector's pauses (each stops the loop, and every call on it).
 
 The supervisor does no I/O of its own: edges call it, and it calls the enders they gave it.
 """
@@ -31,6 +32,7 @@ from typing import Any
 
 from runner.aio import Changes, Deadline, LagMonitor, cancel_and_wait
 from runner.errors import VlrunError
+from runner.speedups import GcPauses
 
 log = logging.getLogger("vlrun.serve.supervisor")
 
@@ -113,6 +115,7 @@ class Supervisor:
         self.claimed_total = 0
         self.expired_total = 0
         self.lag: LagMonitor | None = None
+        self.gc_pauses: GcPauses | None = None
 
     # ------------------------------------------------------------------ counts
 
@@ -334,8 +337,11 @@ class Supervisor:
 
     @contextlib.asynccontextmanager
     async def running(self) -> Any:
-        """Run the sweep and the loop-lag monitor for as long as the server runs."""
+        """Run the sweep, the loop-lag monitor and the collector's pause timer for as long as
+        the server runs."""
         self.lag = LagMonitor(self._observe_lag)
+        self.gc_pauses = GcPauses(self._observe_gc)
+        self.gc_pauses.start()
         tasks = [
             asyncio.get_running_loop().create_task(self.watch(), name="vlrun-sweep"),
             asyncio.get_running_loop().create_task(self.lag.run(), name="vlrun-loop-lag"),
@@ -343,6 +349,7 @@ class Supervisor:
         try:
             yield self
         finally:
+            self.gc_pauses.stop()
             await cancel_and_wait(tasks, timeout=5)
             await cancel_and_wait(list(self._tasks), timeout=5)
 
@@ -350,6 +357,10 @@ class Supervisor:
         # looked up each time: the phone edges' metrics may join after the sweep started
         if self.metrics is not None:
             self.metrics.loop_lag(seconds)
+
+    def _observe_gc(self, generation: int, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.gc_pause(generation, seconds)
 
     def status(self) -> dict[str, Any]:
         """Counts for probes and tests (nothing about callers)."""
