@@ -10,9 +10,10 @@
 - :func:`text_frame`: a server's WebSocket text frame built as bytes, so several can go out in
   one socket write (the worker's media clock and the emulator's held events).
 
-- :func:`settle_heap`: once a server is up, what start-up built (modules, compiled profiles,
-  schemas) leaves the garbage collector's view. A full collection otherwise walks all of it,
-  90 ms at a time in a worker with 100 calls: long enough for every call's audio to stall.
+- :func:`settle_heap` / :func:`settled_heap`: once a server is up, what start-up built
+  (modules, compiled profiles, schemas) leaves the garbage collector's view (a full
+  collection otherwise walks all of it, 90 ms at a time in a worker with 100 calls), and the
+  collector's generations are set so that no collection pauses every call for long.
 
 - :class:`GcPauses`: times each collection. A collection stops the event loop and every
   call on it, and its pause grows with the calls' objects (a worker with 300 calls: 100 ms for
@@ -30,7 +31,7 @@ import gc
 import json
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -91,17 +92,49 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 def settle_heap() -> None:
     """Collect once, then freeze what is left: it is never scanned again (start-up state).
 
-    The young generation is made larger too: a server's short-lived objects (frames, futures)
-    then die by reference count before a collection can promote them, and the full
-    collections that promotions bring on (each a stall of every call) become rare.
+    Then the collector's generations are set so that no collection stops every call for long
+    (each is a pause of the whole event loop, and its length grows with what it walks):
+    - the young generation is larger: a server's short-lived objects (frames, futures) die by
+      reference count before a collection can promote them;
+    - a middle collection comes after every :data:`MIDDLE_THRESHOLD` young ones, so it walks
+      what two young collections promoted, not ten (CPython's default). At 300 calls, ten made
+      a 100-115 ms pause, long enough for callers to hear gaps;
+    - no full collection comes by CPython's own rule (which walks every call's objects, 170-270
+      ms at 300 calls, whenever promotions have grown the old generation by a quarter):
+      :func:`settled_heap` runs one every :data:`FULL_COLLECTION_S` instead, which bounds the
+      cyclic garbage held.
     """
     gc.collect()
     gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+    gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, _NO_AUTOMATIC_FULL)
 
 
 YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
+MIDDLE_THRESHOLD = 2  # young collections between middle ones (CPython's default: 10)
+FULL_COLLECTION_S = 300.0  # a full collection this often (settled_heap's timer)
+_NO_AUTOMATIC_FULL = 1 << 30  # middle collections before CPython would consider a full one
+CLOSE_TIMEOUT_S = 5.0  # how long leaving settled_heap waits for its timer's task to end
+
+
+@contextlib.asynccontextmanager
+async def settled_heap(full_every_s: float = FULL_COLLECTION_S) -> AsyncIterator[None]:
+    """:func:`settle_heap`, and a full collection every ``full_every_s`` while the block runs
+    (the timer's task is owned here: cancelled and awaited on the way out)."""
+    settle_heap()
+    task = asyncio.get_running_loop().create_task(
+        _collect_fully_every(full_every_s), name="vlrun-full-collection"
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+
+
+async def _collect_fully_every(seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        gc.collect()
 
 
 class GcPauses:

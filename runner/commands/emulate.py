@@ -145,20 +145,20 @@ def emulate(
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                 hint="choose another --port, or 0 for a free one",
             ) from None
-        speedups.settle_heap()
-        click.echo(emu.endpoint)
-        click.echo(uptime_banner(emu), err=True)
-        for line in paste_lines(emu.endpoint, api_key):
-            click.echo(line, err=True)
-        click.echo("Press Ctrl-C to stop.", err=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            await emu.stop()
+        async with speedups.settled_heap():
+            click.echo(emu.endpoint)
+            click.echo(uptime_banner(emu), err=True)
+            for line in paste_lines(emu.endpoint, api_key):
+                click.echo(line, err=True)
+            click.echo("Press Ctrl-C to stop.", err=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            try:
+                await stop.wait()
+            finally:
+                await emu.stop()
 
     def note(key: str, message: str) -> None:
         # once per run: each assumption the emulator made for a client, on stderr

@@ -168,6 +168,7 @@ async def serve(
                 lingering_time=min(LINGER_S, options.idle_timeout_s),
             )
             await runner.setup()
+            heap = contextlib.AsyncExitStack()  # the CLI's own process: its collector's timer
             try:
                 site = web.TCPSite(runner, options.host, options.port)
                 try:
@@ -182,7 +183,9 @@ async def serve(
                 if settle_heap:  # the process is this server's (the CLI), not an embedder's
                     from runner import speedups
 
-                    speedups.settle_heap()  # start-up is done: the profiles are compiled
+                    # start-up is done (the profiles are compiled): freeze it, and set the
+                    # collector so that no collection pauses the calls for long
+                    await heap.enter_async_context(speedups.settled_heap())
                 if started is not None:
                     started(url)
                 else:
@@ -193,6 +196,7 @@ async def serve(
                 print("-- stopping: finishing the conversations in progress", file=sys.stderr)
                 await host.drain(options.drain_timeout_s)
             finally:
+                await heap.aclose()
                 await runner.cleanup()
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
