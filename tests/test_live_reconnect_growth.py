@@ -13,7 +13,7 @@ import pytest
 
 from runner.emulator import running_emulator
 from runner.live import session as session_module
-from runner.live.state import Samples
+from runner.live.state import DELTA_SAMPLES_KEPT, SAMPLES_KEPT, DeltaSamples, Metrics, Samples
 from tests.live_harness import FMT, KEY, LiveMic, build, session_update, tone
 
 WAIT_S = 15.0
@@ -24,6 +24,7 @@ async def test_per_call_timings_and_item_maps_stay_bounded_over_many_turns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(Samples, "keep", 8)
+    monkeypatch.setattr(DeltaSamples, "keep", 8)
     monkeypatch.setattr(session_module, "_ITEMS_KEPT", 4)
     mic = LiveMic()
     update = session_update(input_audio_transcription={"model": "whisper-1"})
@@ -55,6 +56,16 @@ async def test_per_call_timings_and_item_maps_stay_bounded_over_many_turns(
     assert 0 < len(metrics.write_latency) <= 2 * 8
     assert 0 < len(metrics.turn_latency) <= 2 * 8
     assert len(turn.responses) == 0 and len(turn.history) <= 500
+
+
+def test_a_per_delta_timing_keeps_fewer_than_a_per_turn_one() -> None:
+    metrics = Metrics()
+    for value in range(3 * SAMPLES_KEPT):
+        metrics.write_latency.append(float(value))
+        metrics.turn_latency.append(float(value))
+    assert len(metrics.write_latency) <= 2 * DELTA_SAMPLES_KEPT < SAMPLES_KEPT
+    assert len(metrics.turn_latency) >= SAMPLES_KEPT
+    assert metrics.write_latency[-1] == 3 * SAMPLES_KEPT - 1  # the newest kept
 
 
 def test_samples_keep_the_newest() -> None:

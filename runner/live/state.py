@@ -31,6 +31,7 @@ log = logging.getLogger("vlrun.live.session")
 #: How many of each timing a session keeps: the newest (a benchmark reads far fewer; a call
 #: that lasts hours must not keep one float per audio delta for its whole length).
 SAMPLES_KEPT = 4096
+DELTA_SAMPLES_KEPT = 512  # of a per-delta timing (DeltaSamples): at most 32 KB a call
 
 
 class Samples(list):  # type: ignore[type-arg]
@@ -48,11 +49,19 @@ class Samples(list):  # type: ignore[type-arg]
             del self[: len(self) - self.keep]
 
 
+class DeltaSamples(Samples):
+    """Samples of a per-delta timing (10-50 a second of reply, not a few a turn): fewer kept.
+    At 4,096 a long call held a quarter of a megabyte of them (a float and its slot are 32
+    bytes), more than the rest of the call; a benchmark's percentiles need far fewer."""
+
+    keep = DELTA_SAMPLES_KEPT
+
+
 @dataclass
 class Metrics:
     """Timings the benchmark reads (seconds, perf_counter based), the newest of each kept."""
 
-    write_latency: Samples = field(default_factory=Samples)  # audio delta -> player.write done
+    write_latency: Samples = field(default_factory=DeltaSamples)  # audio delta -> write done
     silence_latency: Samples = field(
         default_factory=Samples
     )  # speech_started received -> playback silenced
