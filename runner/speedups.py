@@ -16,8 +16,9 @@
   collector's generations are set so that no collection pauses every call for long.
 
 - :class:`GcPauses`: times each collection. A collection stops the event loop and every
-  call on it, and its pause grows with the calls' objects (a worker with 300 calls: 100 ms for
-  a young-and-middle collection, 170-270 ms for a full one); ``vlrun serve`` shows them in
+  call on it, and its pause grows with the calls' objects (a worker with 300 calls: about 100
+  ms for a young-and-middle collection, 90 ms for a full one, 170-270 ms as the 300 calls
+  ended); ``vlrun serve`` shows them in
   ``vlrun_gc_pause_seconds``, so a lag in ``vlrun_event_loop_lag_seconds`` can be told apart.
 
 Without the extra both fall back to the standard library, with the same behaviour.
@@ -98,9 +99,10 @@ def settle_heap() -> None:
       reference count before a collection can promote them;
     - a middle collection comes after every :data:`MIDDLE_THRESHOLD` young ones, so it walks
       what two young collections promoted, not ten (CPython's default). At 300 calls, ten made
-      a 100-115 ms pause, long enough for callers to hear gaps;
-    - no full collection comes by CPython's own rule (which walks every call's objects, 170-270
-      ms at 300 calls, whenever promotions have grown the old generation by a quarter):
+      a 97-114 ms pause, long enough for callers to hear gaps;
+    - no full collection comes by CPython's own rule (which walks every call's objects, 90 ms
+      with 300 calls up and 170-270 ms as they ended, whenever promotions have grown the old
+      generation by a quarter):
       :func:`settled_heap` runs one every :data:`FULL_COLLECTION_S` instead, which bounds the
       cyclic garbage held.
     """
