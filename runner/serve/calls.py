@@ -61,6 +61,10 @@ HANDOFF_MS = 100  # caller audio is handed to the session this much at a time (i
 MAX_INBOUND_MS = 2000  # caller audio queued while the session (re)connects; older audio drops
 MAX_OUTBOUND_MS = 60_000  # assistant audio queued ahead of the pacing; past it, audio drops
 MARK_WAIT_S = 2.0  # how long a drain waits for the last mark's echo past the clock
+#: Buffer levels are compared with this slack: the end of what was sent is a monotonic time
+#: plus 20 ms a frame, and after 18 frames on a clock of days the sum can fall short of the
+#: 360 ms lead by a rounding error, which sent a 19th frame
+_TIME_EPS_S = 1e-6
 _DELAYS_PER_FLUSH_MS = 1000  # frame delays go to the sink a second of audio at a time
 MALFORMED_LIMIT = 50  # malformed media frames tolerated before the call is ended cleanly
 _ITEMS_KEPT = 8  # replies whose sent/heard positions are kept (a truncate names a recent one)
@@ -386,7 +390,7 @@ class CallPlayer:
 
     async def _fill(self, transport: Transport, now: float, due_at: float) -> None:
         writable = getattr(transport, "writable", None)
-        if not self._clear and self._end - now >= self.low_s:
+        if not self._clear and self._end - now >= self.low_s - _TIME_EPS_S:
             return  # the caller's buffer is above the refill mark
         while not self._closed:
             if self._clear:
@@ -396,7 +400,7 @@ class CallPlayer:
                 await transport.send_clear()
                 self.on_cleared()
                 continue
-            if self._end - now >= self.lead_s:
+            if self._end - now >= self.lead_s - _TIME_EPS_S:
                 return  # the caller's buffer holds the lead: the next tick tops it up
             if writable is not None and not writable():
                 return  # the socket has a backlog (its peer is slow): never wait on it here
