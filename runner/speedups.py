@@ -35,6 +35,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
+from runner.aio import cancel_and_wait
+
 T = TypeVar("T")
 
 loads: Callable[[str | bytes | bytearray], Any] = json.loads
@@ -129,8 +131,7 @@ async def settled_heap(full_every_s: float = FULL_COLLECTION_S) -> AsyncIterator
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+        await cancel_and_wait(task, timeout=CLOSE_TIMEOUT_S)
 
 
 async def _collect_fully_every(seconds: float) -> None:
