@@ -460,23 +460,15 @@ def buckets(samples: list[Any], histogram: str) -> dict[float, float]:
     return out
 
 
-def longest_bucket(before: dict[float, float], after: dict[float, float]) -> float | None:
-    """The upper bound (s) of the bucket holding the step's longest observation."""
-    counts = {b: after.get(b, 0.0) - before.get(b, 0.0) for b in after}
-    for bound in sorted(counts):
-        if counts[bound] >= counts.get(float("inf"), 0.0) > 0:
-            return bound
-    return None
-
-
-def bucket_p99(before: dict[float, float], after: dict[float, float]) -> float | None:
-    """The upper bound (s) of the bucket holding the 99th percentile of the step's frames."""
+def bucket_at(before: dict[float, float], after: dict[float, float], share: float) -> float | None:
+    """The upper bound (s) of the bucket holding the ``share`` quantile of the step's
+    observations (0.99: its p99; 1.0: its longest); None when the step observed nothing."""
     counts = {b: after.get(b, 0.0) - before.get(b, 0.0) for b in after}
     total = counts.get(float("inf"), 0.0)
     if not total:
         return None
     for bound in sorted(counts):
-        if counts[bound] >= 0.99 * total:
+        if counts[bound] >= share * total:
             return bound
     return None
 
@@ -552,8 +544,8 @@ async def step(
     frames_heard = sum(f for c in callers for t, f in c.heard if start["at"] <= t <= end["at"])
     turns = [x for c in callers for t, x in c.turn_latency if start["at"] <= t <= end["at"]]
     errors = [c.error for c in callers if c.error]
-    delay_p99 = bucket_p99(start["delays"], end["delays"])
-    gc_longest = longest_bucket(start["gc"], end["gc"])
+    delay_p99 = bucket_at(start["delays"], end["delays"], 0.99)
+    gc_longest = bucket_at(start["gc"], end["gc"], 1.0)
     worker_cpu = cpu_pct(0)
     return {
         "calls": n,

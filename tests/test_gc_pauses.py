@@ -78,7 +78,7 @@ def test_the_benchmark_reads_the_windows_longest_pause_from_the_served_metrics()
     from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from bench.bench_calls import buckets, longest_bucket
+    from bench.bench_calls import bucket_at, buckets
     from runner.serve.metrics import ServeMetrics
 
     metrics = ServeMetrics()
@@ -90,10 +90,10 @@ def test_the_benchmark_reads_the_windows_longest_pause_from_the_served_metrics()
 
     metrics.gc_pause(2, 0.4)  # before the window: not the window's
     start = window()
-    assert longest_bucket(start, window()) is None  # no collection in the window
+    assert bucket_at(start, window(), 1.0) is None  # no collection in the window
     metrics.gc_pause(0, 0.003)
     metrics.gc_pause(1, 0.07)  # summed over generations
     metrics.gc_pause(0, 0.004)
     end = window()
-    assert longest_bucket(start, end) == 0.1
+    assert bucket_at(start, end, 1.0) == 0.1
     assert end[float("inf")] - start[float("inf")] == 3
